@@ -1,0 +1,415 @@
+"""Inbound adapter for Hugging Face transformers models.
+
+Attention modules are found from each submodel's own ``_can_record_outputs`` specs (the same
+rules transformers uses for ``output_attentions``), which give every module its kind (self or
+cross) and its owning submodel (encoder, decoder, ...). While a capture is active the entries of
+``ALL_ATTENTION_FUNCTIONS`` that the model uses are wrapped: the original kernel still computes
+the output, and for captured modules the probabilities are recomputed beside it. Eager models
+already return their weights; those are read from the module's output.
+"""
+
+from __future__ import annotations
+
+import inspect
+import sys
+import threading
+
+import torch
+
+from ..collector import CaptureError, Target
+from .recompute import NEUTRAL_KWARGS, UnsupportedAttentionCall, attention_probs
+
+KERNELS = {"sdpa": "sdpa", "flex_attention": "flex"}
+_ROUTING_MARKERS = ("ALL_ATTENTION_FUNCTIONS", "attention_interface", "get_interface")
+_INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids")
+
+# module (the one an attention function receives) -> handler of the capture watching it
+_HANDLERS: dict[int, "_TargetHandler"] = {}
+# implementation name -> [original function, number of captures using the wrapper]
+_WRAPPED: dict[str, list] = {}
+_LOCK = threading.RLock()
+
+
+def matches(model) -> bool:
+    return any(cls.__module__.startswith("transformers.") and cls.__name__ == "PreTrainedModel"
+               for cls in type(model).__mro__)
+
+
+def _kernel_for(impl: str | None) -> str | None:
+    if impl is None or impl == "eager":
+        return None
+    if impl in KERNELS:
+        return KERNELS[impl]
+    if impl.startswith("flash_attention") or impl.endswith("flash_attention_2") or "flash" in impl:
+        return "flash"
+    return "unknown"
+
+
+# ---------------------------------------------------------------------------------------------
+# finding the attention modules
+# ---------------------------------------------------------------------------------------------
+def _specs(model):
+    from transformers.utils.output_capturing import OutputRecorder
+
+    flags = getattr(type(model), "_can_record_outputs", None) or {}
+    tasks = []
+    for key, value in flags.items():
+        if key not in ("attentions", "cross_attentions"):
+            continue
+        for spec in value if isinstance(value, list) else [value]:
+            if not isinstance(spec, OutputRecorder):
+                spec = OutputRecorder(
+                    target_class=None if isinstance(spec, str) else spec, index=1,
+                    class_name=spec if isinstance(spec, str) else None,
+                )
+            tasks.append((key, spec))
+    return tasks
+
+
+def find_targets(model) -> list[tuple[Target, int]]:
+    """Attention modules as transformers itself would record them, with their output index."""
+    from transformers import PreTrainedModel
+
+    found: list[tuple[Target, int]] = []
+
+    def visit(module, name: str, owner, tasks) -> None:
+        for child_name, child in module.named_children():
+            path = f"{name}.{child_name}" if name else child_name
+            if isinstance(child, PreTrainedModel):
+                visit(child, path, child, _specs(child))
+            else:
+                visit(child, path, owner, tasks)
+        for key, spec in tasks:
+            hit = (spec.target_class is not None and isinstance(module, spec.target_class)) or (
+                spec.class_name is not None and name.endswith(spec.class_name)
+            )
+            if not hit:
+                continue
+            if spec.layer_name is not None and "." + spec.layer_name.strip(".") + "." not in "." + name + ".":
+                continue
+            kind = "cross" if key == "cross_attentions" else "self"
+            found.append((Target(name=name, stack=None, kind=kind, owner=owner, module=module), spec.index))
+
+    visit(model, "", model, _specs(model))
+    _assign_stacks(model, found)
+    return found
+
+
+def _assign_stacks(model, found) -> None:
+    config = getattr(model, "config", None)
+    encoder = decoder = None
+    if getattr(config, "is_encoder_decoder", False):
+        encoder = _call_or_none(model, "get_encoder")
+        decoder = _call_or_none(model, "get_decoder")
+    owners = []
+    for target, _ in found:
+        if target.owner not in owners:
+            owners.append(target.owner)
+    for target, _ in found:
+        if encoder is not None and _is_within(target.module, encoder):
+            target.stack = "encoder"
+        elif decoder is not None and _is_within(target.module, decoder):
+            target.stack = "decoder"
+        elif len(owners) > 1 and target.owner is not model:
+            # a composite model (e.g. a vision tower beside a language model): name the stack by its path
+            target.stack = _path_of(model, target.owner)
+
+
+def _call_or_none(model, method: str):
+    try:
+        return getattr(model, method)()
+    except Exception:  # noqa: BLE001 - models without the accessor
+        return None
+
+
+def _is_within(module, root) -> bool:
+    return any(m is module for m in root.modules())
+
+
+def _path_of(model, module) -> str:
+    for name, candidate in model.named_modules():
+        if candidate is module:
+            return name or None
+    return None
+
+
+def _routes_through_interface(module) -> bool:
+    for sub in module.modules():
+        try:
+            source = inspect.getsource(type(sub).forward)
+        except (OSError, TypeError):
+            continue
+        if any(marker in source for marker in _ROUTING_MARKERS):
+            return True
+    return False
+
+
+def _configs(model) -> list:
+    seen: dict[int, object] = {}
+    for module in model.modules():
+        config = getattr(module, "config", None)
+        if config is not None and hasattr(config, "_attn_implementation_internal"):
+            seen.setdefault(id(config), config)
+            for sub_key in getattr(config, "sub_configs", {}) or {}:
+                sub = getattr(config, sub_key, None)
+                if sub is not None and hasattr(sub, "_attn_implementation_internal"):
+                    seen.setdefault(id(sub), sub)
+    return list(seen.values())
+
+
+def _impl_of(target: Target) -> str | None:
+    config = getattr(target.module, "config", None) or getattr(target.owner, "config", None)
+    return getattr(config, "_attn_implementation", None)
+
+
+# ---------------------------------------------------------------------------------------------
+# the wrapper around ALL_ATTENTION_FUNCTIONS entries
+# ---------------------------------------------------------------------------------------------
+def _make_wrapper(impl: str, original):
+    signature = inspect.signature(original)
+    kernel = _kernel_for(impl)
+
+    def attn_plugins_capture_wrapper(module, query, key, value, attention_mask, *args, **kwargs):
+        output = original(module, query, key, value, attention_mask, *args, **kwargs)
+        handler = _HANDLERS.get(id(module))
+        if handler is not None:
+            if args:  # rare positional extras: name them with the original's signature
+                bound = signature.bind(module, query, key, value, attention_mask, *args, **kwargs)
+                kwargs = {k: v for k, v in bound.arguments.items()
+                          if k not in ("module", "query", "key", "value", "attention_mask")}
+                kwargs.update(kwargs.pop("kwargs", {}) or {})
+            handler.on_kernel_call(module, query, key, value, attention_mask, kwargs, kernel)
+        return output
+
+    attn_plugins_capture_wrapper.__wrapped__ = original
+    return attn_plugins_capture_wrapper
+
+
+def _install_wrapper(impl: str) -> None:
+    from transformers.modeling_utils import AttentionInterface
+
+    with _LOCK:
+        mapping = AttentionInterface._global_mapping
+        if impl in _WRAPPED:
+            _WRAPPED[impl][1] += 1
+            return
+        if impl not in mapping:
+            raise CaptureError(f"attention implementation {impl!r} is not registered in transformers' AttentionInterface")
+        original = mapping[impl]
+        mapping[impl] = _make_wrapper(impl, original)
+        _WRAPPED[impl] = [original, 1]
+
+
+def _remove_wrapper(impl: str) -> None:
+    from transformers.modeling_utils import AttentionInterface
+
+    with _LOCK:
+        entry = _WRAPPED.get(impl)
+        if entry is None:
+            return
+        entry[1] -= 1
+        if entry[1] <= 0:
+            AttentionInterface._global_mapping[impl] = entry[0]
+            del _WRAPPED[impl]
+
+
+# ---------------------------------------------------------------------------------------------
+# per-module handling
+# ---------------------------------------------------------------------------------------------
+class _TargetHandler:
+    def __init__(self, session, target: Target, output_index: int) -> None:
+        self.session = session
+        self.target = target
+        self.output_index = output_index
+        self.seen_kernel_call = False
+
+    # forward pre-hook of the target module
+    def before(self, module, args) -> None:
+        self.seen_kernel_call = False
+
+    # forward hook of the target module: eager models (or any call the wrapper did not see)
+    def after(self, module, args, output) -> None:
+        if self.seen_kernel_call:
+            return
+        weights = None
+        if isinstance(output, (tuple, list)) and len(output) > abs(self.output_index):
+            weights = output[self.output_index]
+        if not isinstance(weights, torch.Tensor) or weights.dim() != 4:
+            self.session.warn_once(
+                f"attention module {self.target.name!r} returned no attention weights and made no call through "
+                "transformers' AttentionInterface; this layer was not captured"
+            )
+            return
+        q_len, k_len = weights.shape[2], weights.shape[3]
+        index, selected = self.session.collector.next_call(self.target, q_len, k_len)
+        if not selected:
+            return
+        weights = weights.detach()
+        heads = self.session.heads
+        if heads is not None:
+            self.session.check_heads(weights.shape[1], self.target)
+            weights = weights[:, heads]
+        self.session.collector.add(self.target, index, self.session.store(weights), q_len, k_len)
+
+    def on_kernel_call(self, module, query, key, value, attention_mask, kwargs, kernel) -> None:
+        if self.seen_kernel_call:  # one capture per module call
+            return
+        self.seen_kernel_call = True
+        q_len, k_len = query.shape[2], key.shape[2]
+        index, selected = self.session.collector.next_call(self.target, q_len, k_len)
+        if not selected:
+            return
+        heads = self.session.heads
+        if heads is not None:
+            self.session.check_heads(query.shape[1], self.target)
+        with torch.no_grad():
+            probs = self._probs(module, query, key, value, attention_mask, kwargs, kernel, heads)
+        queries = keys = None
+        if self.session.keep_queries_keys:
+            sel = torch.tensor(heads, device=query.device) if heads is not None else None
+            queries = self.session.store(query.detach() if sel is None else query.detach().index_select(1, sel))
+            keys = self.session.store(_expand_kv(key.detach(), query.shape[1], heads))
+        self.session.collector.add(self.target, index, self.session.store(probs), q_len, k_len, queries, keys)
+
+    def _probs(self, module, query, key, value, attention_mask, kwargs, kernel, heads):
+        unknown = {k for k, v in kwargs.items() if k not in NEUTRAL_KWARGS and v is not None}
+        compute_dtype = torch.float64 if query.dtype == torch.float64 else torch.float32
+        if not unknown:
+            is_causal = kwargs.get("is_causal")
+            if is_causal is None:
+                is_causal = getattr(module, "is_causal", kernel == "sdpa")
+            try:
+                return attention_probs(
+                    query, key, attention_mask, kernel=kernel, scaling=kwargs.get("scaling"),
+                    is_causal=bool(is_causal), position_bias=kwargs.get("position_bias"),
+                    softcap=kwargs.get("softcap"),
+                    sinks=kwargs.get("s_aux", kwargs.get("sinks")),
+                    sliding_window=kwargs.get("sliding_window"), heads=heads, compute_dtype=compute_dtype,
+                )
+            except UnsupportedAttentionCall as exc:
+                reason = str(exc)
+        else:
+            reason = f"unrecognised arguments {sorted(unknown)}"
+        return self._eager_fallback(module, query, key, value, attention_mask, kwargs, kernel, heads, reason)
+
+    def _eager_fallback(self, module, query, key, value, attention_mask, kwargs, kernel, heads, reason):
+        """The modeling file's own eager function: exact by construction (sdpa-style masks only)."""
+        eager = getattr(sys.modules.get(type(module).__module__), "eager_attention_forward", None)
+        if eager is None or kernel != "sdpa":
+            raise CaptureError(
+                f"cannot reproduce the attention of {self.target.name!r} exactly ({reason}); "
+                "load the model with attn_implementation='eager' to capture it"
+            )
+        mask = attention_mask
+        if mask is not None and mask.dtype == torch.bool:
+            mask = torch.zeros(mask.shape, dtype=query.dtype, device=mask.device).masked_fill(
+                ~mask, torch.finfo(query.dtype).min)
+        elif mask is None and kwargs.get("is_causal", getattr(module, "is_causal", False)) and query.shape[2] > 1:
+            q_len, k_len = query.shape[2], key.shape[2]
+            keep = torch.ones(q_len, k_len, dtype=torch.bool, device=query.device).tril()
+            mask = torch.zeros(1, 1, q_len, k_len, dtype=query.dtype, device=query.device).masked_fill(
+                ~keep, torch.finfo(query.dtype).min)
+        extra = {k: v for k, v in kwargs.items() if k not in ("dropout", "is_causal", "attention_mask")}
+        _, weights = eager(module, query, key, value, mask, **{**extra, "dropout": 0.0})
+        self.session.warn_once(f"{self.target.name}: {reason}; used the model's own eager attention for the weights")
+        return weights if heads is None else weights[:, heads]
+
+
+def _expand_kv(key: torch.Tensor, num_heads: int, heads) -> torch.Tensor:
+    n_rep = num_heads // key.shape[1]
+    index = [h // n_rep for h in (heads if heads is not None else range(num_heads))]
+    return key.index_select(1, torch.tensor(index, device=key.device))
+
+
+def _owner_inputs(args, kwargs) -> dict:
+    inputs = {name: kwargs[name] for name in _INPUT_NAMES if isinstance(kwargs.get(name), torch.Tensor)}
+    if "input_ids" not in inputs and args and isinstance(args[0], torch.Tensor) and not args[0].is_floating_point():
+        inputs["input_ids"] = args[0]
+    return {k: v.detach() for k, v in inputs.items()}
+
+
+class HuggingFaceAdapter:
+    """Attaches a capture session to a transformers model; :meth:`detach` undoes everything."""
+
+    name = "huggingface"
+
+    def __init__(self, session) -> None:
+        self.session = session
+        self.handles: list = []
+        self.wrapped: list[str] = []
+        self.handlers: list[int] = []
+
+    @staticmethod
+    def matches(model) -> bool:
+        return matches(model)
+
+    def find(self, model) -> list[Target]:
+        self._found = find_targets(model)
+        return [t for t, _ in self._found]
+
+    def attach(self, model) -> None:
+        session = self.session
+        targets_with_index = self._found
+        impls = {}
+        for target, _ in targets_with_index:
+            impl = _impl_of(target)
+            kernel = _kernel_for(impl)
+            if kernel is not None and (kernel == "unknown" or not _routes_through_interface(target.module)):
+                impls[target.name] = "switch"
+            else:
+                impls[target.name] = impl
+        if "switch" in impls.values():
+            names = [n for n, i in impls.items() if i == "switch"]
+            session.warn_once(
+                f"{type(model).__name__}: {len(names)} attention module(s) (e.g. {names[0]!r}) do not route through "
+                "transformers' AttentionInterface or use an implementation attn-plugins cannot mirror; they run with "
+                "attn_implementation='eager' for the duration of the capture (restored afterwards)"
+            )
+            for config in _configs(model):
+                config._attn_implementation_internal = "eager"
+            impls = {t.name: _impl_of(t) for t, _ in targets_with_index}
+        owners = []
+        for target, output_index in targets_with_index:
+            handler = _TargetHandler(session, target, output_index)
+            self.handles.append(target.module.register_forward_pre_hook(handler.before))
+            self.handles.append(target.module.register_forward_hook(handler.after))
+            with _LOCK:
+                for sub in target.module.modules():
+                    if id(sub) in _HANDLERS:
+                        raise CaptureError(f"module {target.name!r} is already being captured by another capture")
+                for sub in target.module.modules():
+                    _HANDLERS[id(sub)] = handler
+                    self.handlers.append(id(sub))
+            if target.owner not in owners:
+                owners.append(target.owner)
+        for owner in owners:
+            self.handles.append(owner.register_forward_pre_hook(self._begin_pass(owner), with_kwargs=True))
+        for impl in sorted({i for i in impls.values() if _kernel_for(i) is not None}):
+            _install_wrapper(impl)
+            self.wrapped.append(impl)
+
+    def _begin_pass(self, owner):
+        collector = self.session.collector
+
+        def hook(module, args, kwargs):
+            collector.begin_pass(owner, _owner_inputs(args, kwargs))
+
+        return hook
+
+    def detach(self) -> None:
+        errors = []
+        for handle in self.handles:
+            try:
+                handle.remove()
+            except Exception as exc:  # noqa: BLE001 - keep removing the rest
+                errors.append(exc)
+        self.handles.clear()
+        with _LOCK:
+            for key in self.handlers:
+                _HANDLERS.pop(key, None)
+        self.handlers.clear()
+        for impl in self.wrapped:
+            _remove_wrapper(impl)
+        self.wrapped.clear()
+        if errors:
+            raise errors[0]

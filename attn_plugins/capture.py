@@ -1,0 +1,286 @@
+"""``capture()``: the context manager that owns every hook and restores every setting.
+
+    with attn_plugins.capture(model, tokenizer) as cap:
+        model(**enc)              # or model.generate(**enc)
+    record = cap.record
+
+On exit, also when the body raises, every hook is removed and the model's attention
+implementation, config, training mode and ``requires_grad`` flags are as they were.
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+import warnings
+from collections.abc import Sequence
+
+import torch
+
+from .adapters import ADAPTERS, adapter_for
+from .collector import CaptureError, Collector, Target
+from .record import AttentionRecord
+
+_ACTIVE: dict[int, "capture"] = {}
+_ACTIVE_LOCK = threading.Lock()
+
+
+class NoAttentionError(CaptureError):
+    """The model has no attention module that an adapter can capture."""
+
+
+class _ModelState:
+    """What a capture could touch, saved on entry and put back on exit."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        self.training = [(m, m.training) for m in model.modules()]
+        self.requires_grad = [(p, p.requires_grad) for p in model.parameters()]
+        self.configs = []
+        for module in model.modules():
+            config = getattr(module, "config", None)
+            if config is not None and hasattr(config, "_attn_implementation_internal"):
+                if all(c is not config for c, _ in self.configs):
+                    self.configs.append((config, config._attn_implementation_internal))
+                for sub_key in getattr(config, "sub_configs", {}) or {}:
+                    sub = getattr(config, sub_key, None)
+                    if sub is not None and hasattr(sub, "_attn_implementation_internal"):
+                        if all(c is not sub for c, _ in self.configs):
+                            self.configs.append((sub, sub._attn_implementation_internal))
+        self.had_generate = "generate" in vars(model)
+
+    def restore(self, model: torch.nn.Module) -> None:
+        for config, impl in self.configs:
+            config._attn_implementation_internal = impl
+        for module, mode in self.training:
+            module.training = mode
+        for param, flag in self.requires_grad:
+            if param.requires_grad != flag:
+                param.requires_grad_(flag)
+        if not self.had_generate:
+            vars(model).pop("generate", None)
+
+
+def _check_indices(name: str, values) -> list | None:
+    if values is None:
+        return None
+    if isinstance(values, (int, str)):
+        values = [values]
+    if not isinstance(values, Sequence) and not isinstance(values, (set, range, torch.Tensor)):
+        raise TypeError(f"{name} must be a list of indices{' or module paths' if name == 'layers' else ''}, "
+                        f"got {type(values).__name__}")
+    values = [v.item() if isinstance(v, torch.Tensor) else v for v in values]
+    if not values:
+        raise ValueError(f"{name}=[] selects nothing; pass None to capture all {name}")
+    for v in values:
+        if isinstance(v, bool) or not isinstance(v, (int, str)) or (name == "heads" and not isinstance(v, int)):
+            raise TypeError(f"{name} entries must be integers{' or module paths' if name == 'layers' else ''}, got {v!r}")
+    return values
+
+
+class capture:  # noqa: N801 - used as a function-like context manager
+    """Capture the attention of ``model`` while the body runs.
+
+    Args:
+        model: a transformers model (or any model an adapter is registered for).
+        tokenizer: turns input ids into ``record.tokens`` when given.
+        layers: layer indices (per stack and kind; negative counts from the end) or module paths.
+            Unselected layers cost nothing.
+        heads: head indices to keep; only these heads are recomputed.
+        device, dtype: where and how the weights are kept (default: the model's device, float32).
+        adapter: an adapter name from ``attn_plugins.adapters.ADAPTERS`` (default: the first that matches).
+        keep_queries_keys: also keep each captured layer's queries and keys (for neuron views).
+    """
+
+    def __init__(self, model, tokenizer=None, layers=None, heads=None, device=None, dtype=None, *,
+                 adapter: str | None = None, keep_queries_keys: bool = False) -> None:
+        if not isinstance(model, torch.nn.Module):
+            raise TypeError(f"capture() needs a torch.nn.Module, got {type(model).__name__}")
+        self.model = model
+        self.tokenizer = tokenizer
+        self.layers = _check_indices("layers", layers)
+        heads = _check_indices("heads", heads)
+        if heads is not None:
+            if any(h < 0 for h in heads):
+                raise ValueError(f"head indices must be >= 0, got {heads}")
+            heads = sorted(set(heads))
+        self.heads = heads
+        self.device = torch.device(device) if device is not None else None
+        if dtype is not None and (not isinstance(dtype, torch.dtype) or not dtype.is_floating_point):
+            raise TypeError(f"dtype must be a floating torch.dtype, got {dtype!r}")
+        self.dtype = dtype or torch.float32
+        self.adapter_name = adapter
+        self.keep_queries_keys = keep_queries_keys
+        self._adapter = None
+        self._state: _ModelState | None = None
+        self._records: list[AttentionRecord] | None = None
+        self._warned: set[str] = set()
+        self._entered = False
+        self.collector: Collector | None = None
+
+    # ----- used by adapters -------------------------------------------------------------------------
+    def store(self, tensor: torch.Tensor) -> torch.Tensor:
+        return tensor.to(device=self.device or tensor.device, dtype=self.dtype)
+
+    def warn_once(self, message: str) -> None:
+        if message not in self._warned:
+            self._warned.add(message)
+            warnings.warn(message, stacklevel=3)
+
+    def check_heads(self, num_heads: int, target: Target) -> None:
+        if self.heads and self.heads[-1] >= num_heads:
+            raise ValueError(f"head {self.heads[-1]} does not exist: {target.name!r} has {num_heads} heads "
+                             f"(valid: 0..{num_heads - 1})")
+
+    # ----- selection -------------------------------------------------------------------------------
+    def _layer_filter(self, targets: list[Target]):
+        if self.layers is None:
+            return lambda target, index: True
+        counts: dict[tuple, int] = {}
+        for t in targets:
+            counts[(t.stack, t.kind)] = counts.get((t.stack, t.kind), 0) + 1
+        num_config = _config_layer_count(self.model)
+        for key in counts:
+            if num_config and counts[key] < num_config and len({id(t.module) for t in targets
+                                                                  if (t.stack, t.kind) == key}) == 1:
+                counts[key] = num_config  # one module reused for every layer (ALBERT)
+        ints = [v for v in self.layers if isinstance(v, int)]
+        paths = [v for v in self.layers if isinstance(v, str)]
+        largest = max(counts.values())
+        for v in ints:
+            if not -largest <= v < largest:
+                raise ValueError(f"layer {v} does not exist: the model has {largest} layers (valid: 0..{largest - 1}"
+                                 f" or negative from the end)")
+        chosen_paths: set[str] = set()
+        for p in paths:
+            hits = [t.name for t in targets if t.name == p or t.name.startswith(p + ".") or p.startswith(t.name + ".")]
+            if not hits:
+                sample = ", ".join(repr(t.name) for t in targets[:4])
+                raise ValueError(f"no attention module at {p!r}; attention modules are e.g. {sample}")
+            chosen_paths.update(hits)
+        wanted = {key: {v % n for v in ints if -n <= v < n} for key, n in counts.items()}
+
+        def selected(target: Target, index: int) -> bool:
+            return index in wanted.get((target.stack, target.kind), ()) or target.name in chosen_paths
+
+        return selected
+
+    # ----- context manager ----------------------------------------------------------------------------
+    def __enter__(self) -> capture:
+        if self._entered:
+            raise CaptureError("a capture object can be entered once; create a new capture()")
+        self._entered = True
+        with _ACTIVE_LOCK:
+            if id(self.model) in _ACTIVE:
+                raise CaptureError(
+                    f"{type(self.model).__name__} is already being captured: nested capture() on the same model is "
+                    "not supported (one capture records everything the inner one would)"
+                )
+            _ACTIVE[id(self.model)] = self
+        try:
+            self._state = _ModelState(self.model)
+            factory = adapter_for(self.model, self.adapter_name)
+            if factory is None:
+                raise NoAttentionError(
+                    f"no adapter handles {type(self.model).__name__}; available adapters: {', '.join(ADAPTERS.names())}"
+                    " (pass adapter=... or register one)"
+                )
+            self._adapter = factory(self)
+            targets = self._adapter.find(self.model)
+            if not targets:
+                raise NoAttentionError(f"{type(self.model).__name__} has no attention module to capture")
+            self.collector = Collector(self._layer_filter(targets), self.heads)
+            self._adapter.attach(self.model)
+            self._wrap_generate()
+        except BaseException:
+            self._cleanup()
+            raise
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        self._cleanup()
+        if exc_type is None:
+            self._records = self._build_records()
+        return False
+
+    def _cleanup(self) -> None:
+        try:
+            if self._adapter is not None:
+                self._adapter.detach()
+        finally:
+            try:
+                if self._state is not None:
+                    self._state.restore(self.model)
+            finally:
+                with _ACTIVE_LOCK:
+                    if _ACTIVE.get(id(self.model)) is self:
+                        del _ACTIVE[id(self.model)]
+
+    def _wrap_generate(self) -> None:
+        original = getattr(self.model, "generate", None)
+        if original is None:
+            return
+
+        @functools.wraps(original)
+        def generate(*args, **kwargs):
+            config = kwargs.get("generation_config") or getattr(self.model, "generation_config", None)
+            beams = kwargs.get("num_beams", getattr(config, "num_beams", 1) or 1)
+            if beams and beams > 1:
+                raise CaptureError(
+                    f"beam search (num_beams={beams}) cannot be captured: beams are reordered and pruned at every "
+                    "step, so no per-sequence attention history exists. Use greedy decoding or sampling "
+                    "(num_beams=1), or capture a teacher-forced forward over the chosen output"
+                )
+            return original(*args, **kwargs)
+
+        self.model.generate = generate
+
+    # ----- results --------------------------------------------------------------------------------------
+    def _build_records(self) -> list[AttentionRecord]:
+        records = self.collector.records() if self.collector else []
+        config = getattr(self.model, "config", None)
+        for record in records:
+            record.model_class = type(self.model).__name__
+            record.model_name = str(getattr(config, "_name_or_path", "") or "")
+            record.attn_implementation = getattr(config, "_attn_implementation", None)
+            record.metadata.setdefault("precision", "float32 softmax recomputed from the model's queries and keys"
+                                       if record.attn_implementation not in (None, "eager")
+                                       else "the model's own eager weights")
+            record.metadata["stored_dtype"] = str(self.dtype).replace("torch.", "")
+            if self.tokenizer is not None:
+                record.tokens = _tokens(self.tokenizer, record.inputs.get("input_ids"))
+                record.decoder_tokens = _tokens(self.tokenizer, record.inputs.get("decoder_input_ids"))
+        return records
+
+    @property
+    def records(self) -> list[AttentionRecord]:
+        """One record per independent forward (a generate() call is one)."""
+        if self._records is None:
+            raise CaptureError("the capture has not finished: read .record after the with-block")
+        return self._records
+
+    @property
+    def record(self) -> AttentionRecord:
+        """The record of the last forward (or generate() call) in the block."""
+        records = self.records
+        if not records:
+            raise CaptureError("nothing was captured: the model did not run inside the with-block")
+        return records[-1]
+
+    def __repr__(self) -> str:
+        state = "finished" if self._records is not None else ("active" if self._entered else "ready")
+        return f"capture({type(self.model).__name__}, {state})"
+
+
+def _config_layer_count(model) -> int:
+    config = getattr(model, "config", None)
+    for attr in ("num_hidden_layers", "num_layers", "n_layer"):
+        value = getattr(config, attr, None)
+        if isinstance(value, int):
+            return value
+    return 0
+
+
+def _tokens(tokenizer, ids) -> list[list[str]] | None:
+    if ids is None:
+        return None
+    return [tokenizer.convert_ids_to_tokens(row.tolist()) for row in ids]

@@ -1,0 +1,185 @@
+"""Collects attention blocks during a capture and assembles them into records.
+
+Adapters report every call of an attention module ("target") through :meth:`Collector.next_call`
+and, for selected layers, hand over the probabilities with :meth:`Collector.add`. A *pass* is one
+forward of the submodel that owns the target (an encoder, a decoder, a whole model); a pass
+whose self-attention keys outnumber its queries continues the previous one (a generation step
+with a KV cache), and its blocks are placed at their absolute rows and columns.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+
+import torch
+
+from .record import AttentionRecord, LayerAttention
+
+
+class CaptureError(RuntimeError):
+    """A capture that cannot be done as asked (the message says why and what to do)."""
+
+
+@dataclass(eq=False)
+class Target:
+    """One attention module the capture watches."""
+
+    name: str
+    stack: str | None
+    kind: str  # "self" or "cross"
+    owner: object  # the module whose forward is one pass (hashable identity)
+    module: object = None
+
+
+@dataclass
+class _Block:
+    weights: torch.Tensor | None
+    q_len: int
+    k_len: int
+    queries: torch.Tensor | None = None
+    keys: torch.Tensor | None = None
+
+
+@dataclass
+class _Segment:
+    # (stack, kind, index) -> blocks in call order, and the module name
+    blocks: dict = field(default_factory=dict)
+    names: dict = field(default_factory=dict)
+    owners: set = field(default_factory=set)
+    inputs: dict = field(default_factory=dict)
+    steps: int = 0
+
+
+class Collector:
+    def __init__(self, layer_filter, heads: list[int] | None) -> None:
+        self._layer_filter = layer_filter
+        self.heads = heads
+        self.segments: list[_Segment] = []
+        self._counters: dict[tuple, int] = {}
+        self._pass_owner_state: dict[int, dict] = {}
+        self._lock = threading.Lock()
+
+    # ----- passes --------------------------------------------------------------------------------
+    def begin_pass(self, owner, inputs: dict[str, torch.Tensor]) -> None:
+        """Called when an owner's forward starts: resets its layer counters."""
+        with self._lock:
+            state = {"inputs": inputs, "decided": False, "segment": None}
+            self._pass_owner_state[id(owner)] = state
+            for key in [k for k in self._counters if k[0] == id(owner)]:
+                del self._counters[key]
+
+    def _segment_for(self, target: Target, q_len: int, k_len: int) -> _Segment:
+        state = self._pass_owner_state.get(id(target.owner))
+        if state is None:  # the module ran without its owner (called directly): one implicit pass
+            self.begin_pass(target.owner, {})
+            state = self._pass_owner_state[id(target.owner)]
+        if not state["decided"]:
+            state["decided"] = True
+            continuing = target.kind == "self" and k_len > q_len and bool(self.segments)
+            current = self.segments[-1] if self.segments else None
+            if continuing and current is not None and id(target.owner) in current.owners:
+                current.steps += 1
+                _extend_inputs(current.inputs, state["inputs"], target.stack)
+            elif current is not None and id(target.owner) not in current.owners and not continuing:
+                current.owners.add(id(target.owner))
+                _extend_inputs(current.inputs, state["inputs"], target.stack)
+            else:
+                current = _Segment()
+                current.owners.add(id(target.owner))
+                _extend_inputs(current.inputs, state["inputs"], target.stack)
+                self.segments.append(current)
+            state["segment"] = current
+        return state["segment"]
+
+    # ----- calls -----------------------------------------------------------------------------------
+    def next_call(self, target: Target, q_len: int, k_len: int) -> tuple[int, bool]:
+        """Count one call of ``target``; returns its layer index and whether it is selected."""
+        with self._lock:
+            key = (id(target.owner), target.stack, target.kind)
+            index = self._counters.get(key, 0)
+            self._counters[key] = index + 1
+            segment = self._segment_for(target, q_len, k_len)
+            segment.names.setdefault((target.stack, target.kind, index), target.name)
+        return index, self._layer_filter(target, index)
+
+    def add(self, target: Target, index: int, weights, q_len: int, k_len: int, queries=None, keys=None) -> None:
+        with self._lock:
+            state = self._pass_owner_state[id(target.owner)]
+            segment = state["segment"]
+            segment.blocks.setdefault((target.stack, target.kind, index), []).append(
+                _Block(weights, q_len, k_len, queries, keys)
+            )
+
+    # ----- records ---------------------------------------------------------------------------------
+    def records(self) -> list[AttentionRecord]:
+        return [self._assemble(segment) for segment in self.segments if segment.blocks]
+
+    def _assemble(self, segment: _Segment) -> AttentionRecord:
+        layers = []
+        for (stack, kind, index), blocks in segment.blocks.items():
+            weights = _join_blocks([b.weights for b in blocks], [b.q_len for b in blocks], kind)
+            queries = _cat_rows([b.queries for b in blocks])
+            keys = blocks[-1].keys if blocks[-1].keys is not None else None
+            layers.append(
+                LayerAttention(
+                    name=segment.names[(stack, kind, index)], stack=stack, kind=kind, index=index,
+                    weights=weights, heads=list(self.heads) if self.heads is not None else None,
+                    queries=queries, keys=keys,
+                )
+            )
+        order = {"encoder": 0, None: 1, "decoder": 2}
+        layers.sort(key=lambda l: (order.get(l.stack, 3), str(l.stack), l.kind != "self", l.index))
+        record = AttentionRecord(layers=layers, inputs=dict(segment.inputs))
+        if segment.steps:
+            record.metadata["generation_steps"] = segment.steps + 1
+        return record
+
+
+def _cat_rows(parts):
+    parts = [p for p in parts if p is not None]
+    if not parts:
+        return None
+    return parts[0] if len(parts) == 1 else torch.cat(parts, dim=2)
+
+
+def _join_blocks(blocks: list[torch.Tensor], q_lens: list[int], kind: str) -> torch.Tensor:
+    """Place each step's ``[b, h, q_t, k_t]`` block at its absolute rows and columns."""
+    if len(blocks) == 1:
+        return blocks[0]
+    first = blocks[0]
+    batch, heads = first.shape[:2]
+    if any(b.shape[0] != batch for b in blocks):
+        raise CaptureError(
+            "the batch size changed between generation steps (beam search reorders and merges sequences); "
+            "capture generation with greedy decoding or sampling (num_beams=1)"
+        )
+    total_q = sum(q_lens)
+    if kind == "cross":
+        return torch.cat(blocks, dim=2)
+    base = first.shape[3] - first.shape[2]  # keys cached before the first captured step
+    width = base + total_q
+    out = first.new_zeros(batch, heads, total_q, width)
+    row = 0
+    for block in blocks:
+        q_t, k_t = block.shape[2], block.shape[3]
+        end = base + row + q_t  # keys known after this step
+        if k_t <= end:  # growing cache, or a sliding window holding the last k_t positions
+            out[:, :, row : row + q_t, end - k_t : end] = block
+        else:  # a static cache: left-aligned buffer, positions past `end` are masked slots
+            out[:, :, row : row + q_t, :end] = block[..., :end]
+        row += q_t
+    return out
+
+
+def _extend_inputs(store: dict, new: dict, stack: str | None) -> None:
+    """Keep the segment's model inputs: ids grow with each step, the mask is the latest one."""
+    prefix = "decoder_" if stack == "decoder" else ""
+    for name, value in new.items():
+        if not isinstance(value, torch.Tensor):
+            continue
+        key = prefix + name
+        if name == "input_ids" and key in store and store[key].shape[0] == value.shape[0]:
+            store[key] = torch.cat([store[key], value.to(store[key].device)], dim=1)
+        else:
+            store[key] = value

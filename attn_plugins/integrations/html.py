@@ -1,0 +1,34 @@
+"""A self-contained HTML document that displays in a notebook and saves to a file."""
+
+from __future__ import annotations
+
+import html as _html
+import os
+
+
+class HtmlExport:
+    """An exported page: ``save(path)`` writes the full document, notebooks show ``_repr_html_``."""
+
+    def __init__(self, body: str, title: str = "attn-plugins", head: str = "") -> None:
+        self.body = body
+        self.title = title
+        self.head = head
+
+    def document(self) -> str:
+        return (
+            "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+            f"<title>{_html.escape(self.title)}</title>{self.head}</head>\n<body>\n{self.body}\n</body></html>\n"
+        )
+
+    def _repr_html_(self) -> str:
+        return self.head + self.body
+
+    def save(self, path: str | os.PathLike) -> str:
+        path = os.fspath(path)
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        with open(path, "w", encoding="utf-8") as handle:
+            handle.write(self.document())
+        return path
+
+    def __repr__(self) -> str:
+        return f"HtmlExport({self.title!r}, {len(self.body)} characters)"

@@ -1,0 +1,273 @@
+"""AttentionRecord: the one result type every part of attn-plugins reads and writes.
+
+A record is a list of :class:`LayerAttention` (one attention matrix per captured module call,
+``[batch, heads, query, key]``), the tokens, the model inputs that give the matrices meaning
+(attention masks, input ids) and a little metadata. It saves to a single safetensors file whose
+header carries the JSON metadata; loading never executes code.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+FORMAT_NAME = "attn-plugins-record"
+FORMAT_VERSION = 1
+_META_KEY = "attn_plugins"
+STACKS = ("encoder", "decoder", None)
+KINDS = ("self", "cross")
+
+
+class RecordFormatError(ValueError):
+    """A file that is not a readable attn-plugins record (corrupt, truncated, foreign or too new)."""
+
+
+@dataclass
+class LayerAttention:
+    """Attention probabilities of one attention module call.
+
+    ``weights`` is ``[batch, heads, query, key]``. ``heads`` lists the model's head indices held
+    along dimension 1 (``None``: all heads, in order). ``index`` is the layer's position in
+    transformers' own order within its ``stack`` and ``kind`` (what ``output_attentions`` would
+    give). ``queries``/``keys`` are kept only when capture was asked for them.
+    """
+
+    name: str
+    stack: str | None
+    kind: str
+    index: int
+    weights: torch.Tensor
+    heads: list[int] | None = None
+    queries: torch.Tensor | None = None
+    keys: torch.Tensor | None = None
+
+    @property
+    def head_indices(self) -> list[int]:
+        return list(self.heads) if self.heads is not None else list(range(self.weights.shape[1]))
+
+    def __repr__(self) -> str:
+        shape = "x".join(str(s) for s in self.weights.shape)
+        where = f"{self.stack}/" if self.stack else ""
+        return f"LayerAttention({where}{self.kind} #{self.index} {self.name!r}, {shape}, {self.weights.dtype})"
+
+
+@dataclass
+class AttentionRecord:
+    """Everything captured from one forward pass (or one whole ``generate()`` call)."""
+
+    layers: list[LayerAttention] = field(default_factory=list)
+    tokens: list[list[str]] | None = None
+    decoder_tokens: list[list[str]] | None = None
+    inputs: dict[str, torch.Tensor] = field(default_factory=dict)
+    model_class: str = ""
+    model_name: str = ""
+    attn_implementation: str | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    # ----- reading ---------------------------------------------------------------------------
+    @property
+    def attention_mask(self) -> torch.Tensor | None:
+        return self.inputs.get("attention_mask")
+
+    @property
+    def stacks(self) -> list[str | None]:
+        seen: list[str | None] = []
+        for layer in self.layers:
+            if layer.stack not in seen:
+                seen.append(layer.stack)
+        return seen
+
+    @property
+    def is_encoder_decoder(self) -> bool:
+        return any(layer.stack in ("encoder", "decoder") for layer in self.layers)
+
+    def select(self, stack: str | None | object = ..., kind: str | None = None) -> list[LayerAttention]:
+        """The layers of one stack and/or kind, in layer order (``...`` means any stack)."""
+        out = [
+            layer
+            for layer in self.layers
+            if (stack is ... or layer.stack == stack) and (kind is None or layer.kind == kind)
+        ]
+        return sorted(out, key=lambda layer: layer.index)
+
+    def layer(self, index: int, *, stack: str | None | object = ..., kind: str = "self") -> LayerAttention:
+        """One layer by its index; a clear error names the captured indices otherwise."""
+        candidates = self.select(stack, kind)
+        if stack is ... and len({layer.stack for layer in candidates}) > 1:
+            raise ValueError(
+                f"layer {index} is ambiguous in an encoder-decoder record: pass stack='encoder' or stack='decoder'"
+            )
+        for layer in candidates:
+            if layer.index == index:
+                return layer
+        have = sorted({layer.index for layer in candidates})
+        raise IndexError(f"no captured {kind}-attention layer {index}; captured layers: {have}")
+
+    def as_hf_outputs(self) -> dict[str, tuple[torch.Tensor, ...]]:
+        """The captured weights with the keys, order and layout of ``output_attentions=True``.
+
+        Only captured layers (and heads) are present: with a layer or head selection the tuples are
+        shorter than eager's.
+        """
+        if self.is_encoder_decoder:
+            return {
+                "encoder_attentions": tuple(l.weights for l in self.select("encoder", "self")),
+                "decoder_attentions": tuple(l.weights for l in self.select("decoder", "self")),
+                "cross_attentions": tuple(l.weights for l in self.select("decoder", "cross")),
+            }
+        out = {"attentions": tuple(l.weights for l in self.select(None, "self"))}
+        cross = self.select(None, "cross")
+        if cross:
+            out["cross_attentions"] = tuple(l.weights for l in cross)
+        return out
+
+    @property
+    def batch_size(self) -> int:
+        return self.layers[0].weights.shape[0] if self.layers else 0
+
+    def summary(self) -> str:
+        """A readable multi-line description (what ``attn-plugins info`` prints)."""
+        lines = [f"attn-plugins record (format {FORMAT_VERSION})"]
+        lines.append(f"  model: {self.model_class or '?'} {self.model_name or ''}".rstrip())
+        if self.attn_implementation:
+            lines.append(f"  attention implementation while captured: {self.attn_implementation}")
+        lines.append(f"  batch: {self.batch_size}, layers captured: {len(self.layers)}")
+        for stack in self.stacks:
+            for kind in KINDS:
+                group = self.select(stack, kind)
+                if not group:
+                    continue
+                first = group[0]
+                heads = first.head_indices
+                head_text = f"{len(heads)} heads" if first.heads is None else f"heads {heads}"
+                label = f"{stack} {kind}" if stack else kind
+                shapes = "x".join(str(s) for s in first.weights.shape[2:])
+                lines.append(
+                    f"  {label}-attention: layers {[l.index for l in group]}, {head_text}, "
+                    f"query x key {shapes}, {first.weights.dtype}".replace("torch.", "")
+                )
+        for label, toks in (("tokens", self.tokens), ("decoder tokens", self.decoder_tokens)):
+            if toks:
+                preview = " ".join(toks[0][:24]) + (" ..." if len(toks[0]) > 24 else "")
+                lines.append(f"  {label} (item 0, {len(toks[0])}): {preview}")
+        for key in ("generated", "precision"):
+            if key in self.metadata:
+                lines.append(f"  {key}: {self.metadata[key]}")
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        return (
+            f"AttentionRecord({self.model_class or 'model'}, {len(self.layers)} layers, "
+            f"batch {self.batch_size})"
+        )
+
+    # ----- files -------------------------------------------------------------------------------
+    def save(self, path: str | os.PathLike) -> str:
+        """Write the record to one safetensors file (tensors) with JSON metadata in its header."""
+        from safetensors.torch import save_file
+
+        path = os.fspath(path)
+        tensors: dict[str, torch.Tensor] = {}
+        layer_meta = []
+        for i, layer in enumerate(self.layers):
+            tensors[f"layers.{i}.weights"] = layer.weights.detach().contiguous().cpu()
+            entry = {"name": layer.name, "stack": layer.stack, "kind": layer.kind, "index": layer.index,
+                     "heads": layer.heads, "dtype": str(layer.weights.dtype).replace("torch.", "")}
+            for extra in ("queries", "keys"):
+                value = getattr(layer, extra)
+                if value is not None:
+                    tensors[f"layers.{i}.{extra}"] = value.detach().contiguous().cpu()
+                    entry[extra] = True
+            layer_meta.append(entry)
+        for name, value in self.inputs.items():
+            tensors[f"inputs.{name}"] = value.detach().contiguous().cpu()
+        meta = {
+            "format": FORMAT_NAME,
+            "format_version": FORMAT_VERSION,
+            "model_class": self.model_class,
+            "model_name": self.model_name,
+            "attn_implementation": self.attn_implementation,
+            "layers": layer_meta,
+            "tokens": self.tokens,
+            "decoder_tokens": self.decoder_tokens,
+            "inputs": sorted(self.inputs),
+            "metadata": self.metadata,
+        }
+        directory = os.path.dirname(os.path.abspath(path))
+        os.makedirs(directory, exist_ok=True)
+        save_file(tensors, path, metadata={_META_KEY: json.dumps(meta)})
+        return path
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> AttentionRecord:
+        """Read a record written by :meth:`save`. Never executes code from the file."""
+        from safetensors import SafetensorError, safe_open
+
+        path = os.fspath(path)
+        if not os.path.exists(path):
+            raise FileNotFoundError(f"no record file at {path!r}")
+        if os.path.isdir(path):
+            raise RecordFormatError(f"{path!r} is a directory, not an attn-plugins record file")
+        try:
+            with safe_open(path, framework="pt") as handle:
+                header = handle.metadata() or {}
+                raw = header.get(_META_KEY)
+                if raw is None:
+                    raise RecordFormatError(
+                        f"{path!r} is a safetensors file but not an attn-plugins record "
+                        "(no attn-plugins metadata; is it a model checkpoint?)"
+                    )
+                meta = _parse_meta(path, raw)
+                names = set(handle.keys())
+
+                def tensor(name: str) -> torch.Tensor:
+                    if name not in names:
+                        raise RecordFormatError(f"{path!r} is damaged: tensor {name!r} is missing")
+                    return handle.get_tensor(name)
+
+                layers = []
+                for i, entry in enumerate(meta["layers"]):
+                    layers.append(
+                        LayerAttention(
+                            name=entry["name"], stack=entry["stack"], kind=entry["kind"], index=int(entry["index"]),
+                            weights=tensor(f"layers.{i}.weights"), heads=entry.get("heads"),
+                            queries=tensor(f"layers.{i}.queries") if entry.get("queries") else None,
+                            keys=tensor(f"layers.{i}.keys") if entry.get("keys") else None,
+                        )
+                    )
+                inputs = {name: tensor(f"inputs.{name}") for name in meta.get("inputs", [])}
+        except RecordFormatError:
+            raise
+        except (SafetensorError, OSError, ValueError, KeyError, TypeError, json.JSONDecodeError) as exc:
+            raise RecordFormatError(
+                f"{path!r} is not a readable attn-plugins record (corrupt, truncated or not safetensors): {exc}"
+            ) from None
+        return cls(
+            layers=layers, tokens=meta.get("tokens"), decoder_tokens=meta.get("decoder_tokens"), inputs=inputs,
+            model_class=meta.get("model_class", ""), model_name=meta.get("model_name", ""),
+            attn_implementation=meta.get("attn_implementation"), metadata=meta.get("metadata") or {},
+        )
+
+
+def _parse_meta(path: str, raw: str) -> dict[str, Any]:
+    try:
+        meta = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise RecordFormatError(f"{path!r} has unreadable attn-plugins metadata: {exc}") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT_NAME:
+        raise RecordFormatError(f"{path!r} is not an attn-plugins record (unknown format {meta.get('format')!r})")
+    version = meta.get("format_version")
+    if not isinstance(version, int) or version < 1:
+        raise RecordFormatError(f"{path!r} has an invalid record format version {version!r}")
+    if version > FORMAT_VERSION:
+        raise RecordFormatError(
+            f"{path!r} was written in record format {version}, newer than this attn-plugins reads "
+            f"({FORMAT_VERSION}); upgrade attn-plugins to open it"
+        )
+    if not isinstance(meta.get("layers"), list):
+        raise RecordFormatError(f"{path!r} has damaged metadata: no layer list")
+    return meta

