@@ -1,0 +1,1 @@
+"""Pure functions on attention records: statistics, similarity, rollout, flow, diagnostics, evolution."""
