@@ -338,6 +338,8 @@ class HuggingFaceAdapter:
         self.handles: list = []
         self.wrapped: list[str] = []
         self.handlers: list[int] = []
+        self._found: list = []
+        self._legacy = None
 
     @staticmethod
     def matches(model) -> bool:
@@ -345,10 +347,27 @@ class HuggingFaceAdapter:
 
     def find(self, model) -> list[Target]:
         self._found = find_targets(model)
+        self._legacy = None
+        if not self._found:
+            from .hf_legacy import LegacyOutputs, legacy_targets
+
+            targets = legacy_targets(model)
+            if targets:
+                self._legacy = LegacyOutputs(self.session, model, targets)
+            return targets
         return [t for t, _ in self._found]
 
     def attach(self, model) -> None:
         session = self.session
+        if self._legacy is not None:
+            impl = getattr(model.config, "_attn_implementation", None)
+            if impl not in (None, "eager"):
+                session.warn_once(
+                    f"{type(model).__name__} does not use transformers' AttentionInterface; it is asked for "
+                    f"output_attentions=True during the capture, which may run its eager attention instead of {impl!r}"
+                )
+            self._legacy.attach()
+            return
         targets_with_index = self._found
         impls = {}
         for target, _ in targets_with_index:
@@ -397,6 +416,8 @@ class HuggingFaceAdapter:
         return hook
 
     def detach(self) -> None:
+        if getattr(self, "_legacy", None) is not None:
+            self._legacy.detach()
         errors = []
         for handle in self.handles:
             try:

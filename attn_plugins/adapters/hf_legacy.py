@@ -1,0 +1,119 @@
+"""Capture from transformers models that predate ``_can_record_outputs`` (BLOOM, Falcon, GPT-Neo, ...).
+
+These models compute their weights only when asked with ``output_attentions=True``. During the
+capture a forward pre-hook on the model asks for them, the forward hook takes them from the
+output and hands back an output without them, as the user's call would have returned.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ..collector import Target
+
+_GROUPS = (  # output field -> (stack, kind) for encoder-decoder models
+    ("encoder_attentions", "encoder", "self"),
+    ("decoder_attentions", "decoder", "self"),
+    ("cross_attentions", "decoder", "cross"),
+)
+
+
+def _layer_count(config, *names) -> int:
+    for name in names:
+        value = getattr(config, name, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return 0
+
+
+def legacy_targets(model) -> list[Target]:
+    """One target per layer the model's ``output_attentions`` would return."""
+    config = getattr(model, "config", None)
+    if config is None or not _accepts_output_attentions(model):
+        return []
+    if getattr(config, "is_encoder_decoder", False):
+        n_enc = _layer_count(config, "encoder_layers", "num_layers", "num_hidden_layers")
+        n_dec = _layer_count(config, "decoder_layers", "num_decoder_layers", "num_layers", "num_hidden_layers")
+        counts = {"encoder_attentions": n_enc, "decoder_attentions": n_dec, "cross_attentions": n_dec}
+        return [Target(name=f"{field}[{i}]", stack=stack, kind=kind, owner=model, module=model)
+                for field, stack, kind in _GROUPS for i in range(counts[field])]
+    n = _layer_count(config, "num_hidden_layers", "n_layer", "num_layers", "n_layers")
+    targets = [Target(name=f"attentions[{i}]", stack=None, kind="self", owner=model, module=model) for i in range(n)]
+    if getattr(config, "add_cross_attention", False):
+        targets += [Target(name=f"cross_attentions[{i}]", stack=None, kind="cross", owner=model, module=model)
+                    for i in range(n)]
+    return targets
+
+
+def _accepts_output_attentions(model) -> bool:
+    import inspect
+
+    try:
+        params = inspect.signature(type(model).forward).parameters
+    except (TypeError, ValueError):
+        return False
+    return "output_attentions" in params
+
+
+class LegacyOutputs:
+    """Hooks on the model itself: request, collect and strip ``output_attentions``."""
+
+    def __init__(self, session, model, targets: list[Target]) -> None:
+        self.session = session
+        self.model = model
+        self.by_field: dict[str, list[Target]] = {}
+        for target in targets:
+            self.by_field.setdefault(target.name.split("[")[0], []).append(target)
+        self.handles: list = []
+        self._added_flag = False
+
+    def attach(self) -> None:
+        self.handles.append(self.model.register_forward_pre_hook(self._before, with_kwargs=True))
+        self.handles.append(self.model.register_forward_hook(self._after))
+
+    def detach(self) -> None:
+        for handle in self.handles:
+            handle.remove()
+        self.handles.clear()
+
+    def _before(self, module, args, kwargs):
+        from .huggingface import _owner_inputs
+
+        self.session.collector.begin_pass(self.model, _owner_inputs(args, kwargs))
+        self._added_flag = not kwargs.get("output_attentions")
+        if self._added_flag:
+            kwargs = {**kwargs, "output_attentions": True}
+        return args, kwargs
+
+    def _after(self, module, args, output):
+        fields = {}
+        for field, targets in self.by_field.items():
+            value = _field(output, field)
+            if value is None:
+                continue
+            fields[field] = value
+            for target, weights in zip(targets, value):
+                if not isinstance(weights, torch.Tensor):
+                    continue
+                q_len, k_len = weights.shape[-2], weights.shape[-1]
+                index, selected = self.session.collector.next_call(target, q_len, k_len)
+                if not selected:
+                    continue
+                weights = weights.detach()
+                if self.session.heads is not None:
+                    self.session.check_heads(weights.shape[1], target)
+                    weights = weights[:, self.session.heads]
+                self.session.collector.add(target, index, self.session.store(weights), q_len, k_len)
+        if not self._added_flag or not fields or not hasattr(output, "keys"):
+            return None
+        # hand back what the user's call would have returned: the same output without attentions
+        return type(output)(**{k: v for k, v in output.items() if k not in fields and k != "attentions"})
+
+
+def _field(output, field: str):
+    if hasattr(output, "keys"):
+        if field in output.keys():
+            return output[field]
+        if field == "attentions" and "attentions" in output.keys():
+            return output["attentions"]
+    return None
