@@ -19,6 +19,7 @@ import torch
 
 from .adapters import ADAPTERS, adapter_for
 from .collector import CaptureError, Collector, Target
+from .model_state import ModelState
 from .record import AttentionRecord
 
 _ACTIVE: dict[int, "capture"] = {}
@@ -27,37 +28,6 @@ _ACTIVE_LOCK = threading.Lock()
 
 class NoAttentionError(CaptureError):
     """The model has no attention module that an adapter can capture."""
-
-
-class _ModelState:
-    """What a capture could touch, saved on entry and put back on exit."""
-
-    def __init__(self, model: torch.nn.Module) -> None:
-        self.training = [(m, m.training) for m in model.modules()]
-        self.requires_grad = [(p, p.requires_grad) for p in model.parameters()]
-        self.configs = []
-        for module in model.modules():
-            config = getattr(module, "config", None)
-            if config is not None and hasattr(config, "_attn_implementation_internal"):
-                if all(c is not config for c, _ in self.configs):
-                    self.configs.append((config, config._attn_implementation_internal))
-                for sub_key in getattr(config, "sub_configs", {}) or {}:
-                    sub = getattr(config, sub_key, None)
-                    if sub is not None and hasattr(sub, "_attn_implementation_internal"):
-                        if all(c is not sub for c, _ in self.configs):
-                            self.configs.append((sub, sub._attn_implementation_internal))
-        self.had_generate = "generate" in vars(model)
-
-    def restore(self, model: torch.nn.Module) -> None:
-        for config, impl in self.configs:
-            config._attn_implementation_internal = impl
-        for module, mode in self.training:
-            module.training = mode
-        for param, flag in self.requires_grad:
-            if param.requires_grad != flag:
-                param.requires_grad_(flag)
-        if not self.had_generate:
-            vars(model).pop("generate", None)
 
 
 def _check_indices(name: str, values) -> list | None:
@@ -111,7 +81,7 @@ class capture:  # noqa: N801 - used as a function-like context manager
         self.adapter_name = adapter
         self.keep_queries_keys = keep_queries_keys
         self._adapter = None
-        self._state: _ModelState | None = None
+        self._state: ModelState | None = None
         self._records: list[AttentionRecord] | None = None
         self._warned: set[str] = set()
         self._entered = False
@@ -177,7 +147,7 @@ class capture:  # noqa: N801 - used as a function-like context manager
                 )
             _ACTIVE[id(self.model)] = self
         try:
-            self._state = _ModelState(self.model)
+            self._state = ModelState(self.model)
             factory = adapter_for(self.model, self.adapter_name)
             if factory is None:
                 raise NoAttentionError(

@@ -29,6 +29,23 @@ _huggingface.priority = 10
 ADAPTERS.register("huggingface", _huggingface)
 
 
+def _torch(session):
+    from .torch import TorchAdapter
+
+    return TorchAdapter(session)
+
+
+def _torch_matches(model) -> bool:
+    from .torch import matches
+
+    return matches(model)
+
+
+_torch.matches = _torch_matches
+_torch.priority = 90
+ADAPTERS.register("torch", _torch)
+
+
 def adapter_for(model, name: str | None = None):
     """The adapter factory for ``model``: the one named, or the matching one with the lowest ``priority``.
 

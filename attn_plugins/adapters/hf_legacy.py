@@ -107,13 +107,10 @@ class LegacyOutputs:
         if not self._added_flag or not fields or not hasattr(output, "keys"):
             return None
         # hand back what the user's call would have returned: the same output without attentions
-        return type(output)(**{k: v for k, v in output.items() if k not in fields and k != "attentions"})
+        return type(output)(**{k: v for k, v in output.items() if k not in fields})
 
 
 def _field(output, field: str):
-    if hasattr(output, "keys"):
-        if field in output.keys():
-            return output[field]
-        if field == "attentions" and "attentions" in output.keys():
-            return output["attentions"]
+    if hasattr(output, "keys") and field in output.keys():
+        return output[field]
     return None

@@ -17,6 +17,7 @@ import threading
 import torch
 
 from ..collector import CaptureError, Target
+from ..model_state import attn_configs
 from .recompute import NEUTRAL_KWARGS, UnsupportedAttentionCall, attention_probs
 
 KERNELS = {"sdpa": "sdpa", "flex_attention": "flex"}
@@ -142,19 +143,6 @@ def _routes_through_interface(module) -> bool:
         if any(marker in source for marker in _ROUTING_MARKERS):
             return True
     return False
-
-
-def _configs(model) -> list:
-    seen: dict[int, object] = {}
-    for module in model.modules():
-        config = getattr(module, "config", None)
-        if config is not None and hasattr(config, "_attn_implementation_internal"):
-            seen.setdefault(id(config), config)
-            for sub_key in getattr(config, "sub_configs", {}) or {}:
-                sub = getattr(config, sub_key, None)
-                if sub is not None and hasattr(sub, "_attn_implementation_internal"):
-                    seen.setdefault(id(sub), sub)
-    return list(seen.values())
 
 
 def _impl_of(target: Target) -> str | None:
@@ -384,7 +372,7 @@ class HuggingFaceAdapter:
                 "transformers' AttentionInterface or use an implementation attn-plugins cannot mirror; they run with "
                 "attn_implementation='eager' for the duration of the capture (restored afterwards)"
             )
-            for config in _configs(model):
+            for config in attn_configs(model):
                 config._attn_implementation_internal = "eager"
             impls = {t.name: _impl_of(t) for t, _ in targets_with_index}
         owners = []

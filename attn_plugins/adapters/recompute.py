@@ -16,7 +16,7 @@ NEUTRAL_KWARGS = frozenset(
         "dropout", "output_attentions", "use_cache", "position_ids", "cache_position", "past_key_values",
         "past_key_value", "layer_idx", "head_mask", "return_dict", "is_causal", "scaling", "sliding_window",
         "softcap", "s_aux", "sinks", "position_bias", "cu_seq_lens_q", "cu_seq_lens_k", "max_length_q",
-        "max_length_k", "target_dtype", "output_hidden_states", "token_type_ids", "kwargs",
+        "max_length_k", "target_dtype", "output_hidden_states", "token_type_ids",
     }
 )
 
