@@ -4,7 +4,7 @@ import pytest
 import torch
 
 import attn_plugins as ap
-from fixtures.tiny_models import NAMES, build
+from fixtures.tiny_models import NAMES, OTHER, build, build_other
 
 from .helpers import attn_impls, hooks_left, max_diff
 
@@ -43,6 +43,24 @@ def test_capture_matches_eager_and_keeps_outputs(name):
     assert attn_impls(model) == impls_before
     # the default: weights kept in float32 on the model's device
     assert all(l.weights.dtype == torch.float32 and l.weights.device.type == "cpu" for l in record.layers)
+
+
+@pytest.mark.parametrize("model_type", OTHER)
+def test_other_architectures(model_type):
+    model, inputs = build_other(model_type)
+    eager, _ = build_other(model_type, "eager")
+    eager.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        reference = model(**inputs)
+        with ap.capture(model) as cap:
+            inside = model(**inputs)
+        expected = eager(**inputs, output_attentions=True)
+    for key in reference.keys():
+        if isinstance(reference[key], torch.Tensor):
+            assert torch.equal(reference[key], inside[key]), key
+    for key, got in cap.record.as_hf_outputs().items():  # every row, padded ones included
+        assert max_diff(getattr(expected, key), got) <= TOL, key
+    assert hooks_left(model) == []
 
 
 def test_real_minilm_padded_batch(minilm, minilm_tokenizer, minilm_path):
