@@ -1,0 +1,130 @@
+"""Figure plumbing shared by the plot functions: a paper-ready style, the Agg canvas (set per
+figure, never globally, so a notebook's backend is left alone), saving by file extension, and
+readable token labels."""
+
+from __future__ import annotations
+
+import math
+import os
+
+FORMATS = {".png": "png", ".svg": "svg", ".pdf": "pdf"}
+
+# Small fonts sized for a column of a two-column paper; TrueType (42) fonts in PDF/PS, which
+# publishers require (no Type 3 fonts); text kept as paths in SVG so it looks the same everywhere.
+PAPER_RC = {
+    "font.size": 8,
+    "axes.titlesize": 9,
+    "axes.labelsize": 8,
+    "xtick.labelsize": 7,
+    "ytick.labelsize": 7,
+    "legend.fontsize": 7,
+    "figure.titlesize": 10,
+    "axes.linewidth": 0.6,
+    "xtick.major.width": 0.6,
+    "ytick.major.width": 0.6,
+    "xtick.major.size": 2.5,
+    "ytick.major.size": 2.5,
+    "pdf.fonttype": 42,
+    "ps.fonttype": 42,
+    "svg.fonttype": "path",
+    "savefig.dpi": 300,
+    "figure.dpi": 100,
+    "image.interpolation": "nearest",
+}
+
+
+def _require_matplotlib():
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError as exc:  # pragma: no cover - matplotlib is in the plots extra
+        raise ImportError("plots need matplotlib: pip install 'attn-plugins[plots]'") from exc
+
+
+def style():
+    """A context manager with the paper style (fonts, line widths, font embedding)."""
+    _require_matplotlib()
+    import matplotlib
+
+    return matplotlib.rc_context(PAPER_RC)
+
+
+def new_figure(width: float, height: float, **kwargs):
+    """A Figure drawn on its own Agg canvas (no pyplot, no global backend change)."""
+    _require_matplotlib()
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    kwargs.setdefault("layout", "constrained")
+    fig = Figure(figsize=(width, height), **kwargs)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def check_path(path) -> str:
+    path = os.fspath(path)
+    ext = os.path.splitext(path)[1].lower()
+    if ext not in FORMATS:
+        raise ValueError(f"cannot tell the image format of {path!r}: use a .png, .svg or .pdf file name")
+    return path
+
+
+def save(fig, path) -> str:
+    """Save ``fig`` in the format its extension names (PNG at 300 dpi, SVG, PDF)."""
+    path = check_path(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    with style():
+        # "tight" on top of the constrained layout: nothing (long titles, outside legends) is ever cut off
+        fig.savefig(path, format=FORMATS[os.path.splitext(path)[1].lower()], bbox_inches="tight", pad_inches=0.02,
+                    facecolor="white", metadata=_metadata(path))
+    return path
+
+
+def _metadata(path: str) -> dict:
+    ext = os.path.splitext(path)[1].lower()
+    if ext == ".png":
+        return {"Software": "attn-plugins"}
+    if ext == ".pdf":
+        return {"Creator": "attn-plugins", "CreationDate": None}
+    return {"Creator": "attn-plugins", "Date": None}
+
+
+def finish(fig, path=None):
+    """Save when a path is given; return the figure either way."""
+    if path is not None:
+        save(fig, path)
+    return fig
+
+
+def readable(tokens) -> list[str]:
+    from ..analysis._common import readable_token
+
+    return [readable_token(t) for t in tokens]
+
+
+def set_token_ticks(ax, axis: str, labels: list[str] | None, *, max_labels: int = 64, rotate: bool = True) -> None:
+    """Token tick labels, thinned to at most ``max_labels`` so long sequences stay legible."""
+    set_ticks = ax.set_xticks if axis == "x" else ax.set_yticks
+    if not labels:
+        return
+    n = len(labels)
+    step = max(1, math.ceil(n / max_labels))
+    positions = list(range(0, n, step))
+    set_ticks(positions)
+    names = [labels[i] for i in positions]
+    if axis == "x":
+        ax.set_xticklabels(names, rotation=90 if rotate else 0, ha="center")
+    else:
+        ax.set_yticklabels(names)
+
+
+def contextual(func):
+    """Run a plot function inside the paper style."""
+    import functools
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        with style():
+            return func(*args, **kwargs)
+
+    return wrapper

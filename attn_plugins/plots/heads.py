@@ -1,0 +1,117 @@
+"""Per-head statistics by layer and head (entropy, distance, shares), as matrices or as the
+per-layer scatter of Clark et al. (2019, figure 4)."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from ..analysis._common import ANY
+from ..analysis.stats import STAT_TITLES, HeadStats, head_stats
+from ._base import contextual, finish, new_figure
+
+_CMAPS = {"entropy": "viridis", "normalized_entropy": "viridis", "distance": "cividis"}
+
+
+def _stats(attn, item, stack, kind) -> HeadStats:
+    if isinstance(attn, HeadStats):
+        return attn
+    return head_stats(attn, item=item, stack=stack, kind=kind)
+
+
+@contextual
+def head_stats_plot(attn, stats=("entropy", "distance"), *, style: str = "matrix", item=None, stack=ANY,
+                    kind: str = "self", annotate=None, title: str | None = None, path=None):
+    """Statistics by layer and head, one panel per statistic.
+
+    ``attn`` is a record, a tensor or a :class:`~attn_plugins.analysis.stats.HeadStats`; ``stats``
+    names fields of it (``entropy``, ``normalized_entropy``, ``distance``, ``special``,
+    ``previous``, ``next``, ``self`` or a token group). ``style="matrix"``: a layers x heads
+    heatmap (values written in the cells for small models); ``style="scatter"``: one dot per head
+    at each layer, the layer mean as a line, and for entropy the uniform-attention baseline.
+    """
+    hs = _stats(attn, item, stack, kind)
+    if isinstance(stats, str):
+        stats = (stats,)
+    if style not in ("matrix", "scatter"):
+        raise ValueError(f"style must be 'matrix' or 'scatter', got {style!r}")
+    n_layers = len(hs.labels)
+    n_heads = max(len(h) for h in hs.heads)
+    if style == "matrix":
+        cell = 0.28 if n_heads <= 16 else 0.18
+        width = max(2.6, cell * n_heads + 1.3)
+        height = max(1.8, cell * n_layers + 0.9)
+    else:
+        width, height = max(2.6, 0.42 * n_layers + 1.2), 2.3
+    fig = new_figure(width * len(stats), height)
+    axes = fig.subplots(1, len(stats), squeeze=False)[0]
+    for ax, name in zip(axes, stats):
+        values = hs.get(name)
+        label = STAT_TITLES.get(name, f"share to {name}")
+        if style == "matrix":
+            _matrix_panel(fig, ax, values, hs, name, label, annotate)
+        else:
+            _scatter_panel(ax, values, hs, name, label)
+    if title:
+        fig.suptitle(title)
+    return finish(fig, path)
+
+
+def _matrix_panel(fig, ax, values, hs, name, label, annotate) -> None:
+    data = values.numpy()
+    finite = data[data == data]
+    vmin = float(finite.min()) if finite.size else 0.0
+    vmax = float(finite.max()) if finite.size else 1.0
+    if name in ("special", "previous", "next", "self", "normalized_entropy") or name in hs.groups:
+        vmin, vmax = 0.0, 1.0
+    image = ax.imshow(data, cmap=_CMAPS.get(name, "magma"), vmin=vmin, vmax=vmax, aspect="auto",
+                      interpolation="nearest")
+    n_layers, n_heads = data.shape
+    ax.set_xticks(range(n_heads))
+    ax.set_xticklabels([str(h) for h in range(n_heads)] if n_heads <= 16 else
+                       [str(h) if h % 4 == 0 else "" for h in range(n_heads)])
+    ax.set_yticks(range(n_layers))
+    ax.set_yticklabels(hs.labels)
+    ax.set_xlabel("head")
+    ax.set_ylabel("layer")
+    ax.set_title(label)
+    if annotate is None:
+        annotate = n_heads <= 16 and n_layers <= 16
+    if annotate:
+        for i in range(n_layers):
+            for j in range(n_heads):
+                v = data[i, j]
+                if v != v:
+                    continue
+                rel = (v - vmin) / (vmax - vmin) if vmax > vmin else 0.0
+                ax.text(j, i, f"{v:.2f}" if abs(v) < 10 else f"{v:.1f}", ha="center", va="center", fontsize=4.5,
+                        color="black" if rel > 0.6 else "white")
+    bar = fig.colorbar(image, ax=ax, fraction=0.05, pad=0.02)
+    bar.outline.set_linewidth(0.5)
+
+
+def _scatter_panel(ax, values, hs, name, label) -> None:
+    n_layers, n_heads = values.shape
+    offsets = torch.linspace(-0.25, 0.25, n_heads) if n_heads > 1 else torch.zeros(1)
+    for li in range(n_layers):
+        row = values[li]
+        keep = ~torch.isnan(row)
+        ax.scatter((li + offsets[: len(row)])[keep].numpy(), row[keep].numpy(), s=6, color="#1f77b4", alpha=0.75,
+                   linewidths=0)
+    means = torch.stack([r[~torch.isnan(r)].mean() if (~torch.isnan(r)).any() else torch.tensor(math.nan,
+                         dtype=torch.float64) for r in values])
+    ax.plot(range(n_layers), means.numpy(), color="#333333", linewidth=0.9, label="layer mean")
+    if name == "entropy":
+        base = torch.stack([r[~torch.isnan(r)].mean() if (~torch.isnan(r)).any() else torch.tensor(math.nan,
+                            dtype=torch.float64) for r in hs.uniform_entropy])
+        ax.plot(range(n_layers), base.numpy(), color="#d62728", linewidth=0.9, linestyle="--", label="uniform")
+    ax.set_xticks(range(n_layers))
+    ax.set_xticklabels(hs.labels, rotation=90 if n_layers > 8 or any(len(l) > 4 for l in hs.labels) else 0)
+    ax.set_xlabel("layer")
+    ax.set_ylabel(label)
+    ax.spines[["top", "right"]].set_visible(False)
+    ax.legend(frameon=False, loc="best")
+
+
+__all__ = ["head_stats_plot"]

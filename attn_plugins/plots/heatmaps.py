@@ -1,0 +1,226 @@
+"""Heatmaps: one head, every head of a layer, and the seq2seq alignment (target x source)."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from ..analysis._common import ANY, View, record_view, select_layers, views
+from ..record import AttentionRecord
+from ._base import contextual, finish, new_figure, readable, set_token_ticks
+
+
+def _view(attn, layer, item, stack, kind, attention_mask=None, tokens=None) -> View:
+    """One layer's view of one item (padding kept; cropped by the callers)."""
+    if isinstance(attn, AttentionRecord):
+        chosen = select_layers(attn, [layer] if layer is not None else None, stack, kind)
+        v = record_view(attn, chosen[0] if layer is not None else chosen[-1])
+        if attention_mask is not None:
+            vs, _ = views(v.weights, attention_mask=attention_mask, kind=v.kind)
+            v.key_mask, v.query_mask = vs[0].key_mask, vs[0].query_mask
+    else:
+        vs, _ = views(attn, attention_mask=attention_mask, tokens=tokens, kind=kind)
+        v = vs[0]
+    v = v.select_item(item)
+    if tokens is not None and isinstance(attn, AttentionRecord):
+        v.key_tokens = [list(tokens)]
+        if v.kind == "self":
+            v.query_tokens = [list(tokens)[-v.weights.shape[2]:]]
+    return v
+
+
+def _head_matrix(v: View, head) -> tuple[torch.Tensor, str]:
+    w = v.weights[0]  # [h, q, k]
+    if head in ("mean", None):
+        return w.mean(dim=0), "mean of heads"
+    if head == "max":
+        return w.amax(dim=0), "max over heads"
+    if head not in v.heads:
+        raise IndexError(f"head {head} is not in {v.label or 'the attention'}; heads: {v.heads}")
+    return w[v.heads.index(head)], f"head {head}"
+
+
+def _crop(v: View, matrix: torch.Tensor, crop_padding: bool):
+    qmask, kmask = v.query_mask[0], v.key_mask[0]
+    qt = v.query_tokens[0] if v.query_tokens else None
+    kt = v.key_tokens[0] if v.key_tokens else None
+    if crop_padding:
+        matrix = matrix[qmask][:, kmask]
+        qt = [t for t, m in zip(qt, qmask) if m] if qt else None
+        kt = [t for t, m in zip(kt, kmask) if m] if kt else None
+    return matrix, (readable(qt) if qt else None), (readable(kt) if kt else None)
+
+
+def draw_matrix(ax, matrix, *, query_labels=None, key_labels=None, cmap="Blues", vmin=0.0, vmax=None,
+                annotate=None, max_labels=64, xlabel="key (attended to)", ylabel="query (attending)"):
+    """Draw an attention matrix on ``ax``; returns the image (for a colorbar)."""
+    data = torch.as_tensor(matrix, dtype=torch.float64).numpy()
+    q, k = data.shape
+    finite = data[~(data != data)] if data.size else data
+    if vmax is None:
+        vmax = float(finite.max()) if finite.size and float(finite.max()) > 0 else 1.0
+    image = ax.imshow(data, cmap=cmap, vmin=vmin, vmax=vmax, aspect="auto", interpolation="nearest")
+    set_token_ticks(ax, "x", key_labels, max_labels=max_labels)
+    set_token_ticks(ax, "y", query_labels, max_labels=max_labels)
+    if not key_labels:
+        ax.tick_params(axis="x", labelbottom=True)
+    if annotate is None:
+        annotate = q <= 12 and k <= 12
+    if annotate:
+        for i in range(q):
+            for j in range(k):
+                value = data[i, j]
+                if value != value:
+                    continue
+                dark = value > (vmin + vmax) / 2
+                ax.text(j, i, f"{value:.2f}".lstrip("0") if 0 <= value < 1 else f"{value:.1f}", ha="center",
+                        va="center", fontsize=5.5, color="white" if dark else "#222222")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    return image
+
+
+@contextual
+def heatmap(attn, layer: int | None = 0, head=0, *, item: int = 0, stack=ANY, kind: str = "self", tokens=None,
+            attention_mask=None, crop_padding: bool = True, annotate=None, cmap: str = "Blues", vmax=None,
+            title: str | None = None, size=None, path=None):
+    """Heatmap of one head (``head="mean"`` averages the heads) with token labels and a colorbar.
+
+    ``attn`` is a record (``layer`` picks the captured layer, ``stack``/``kind`` the group), a
+    :class:`~attn_plugins.record.LayerAttention` or a tensor ``[batch, heads, q, k]``/``[heads,
+    q, k]``/``[q, k]``. Padded rows and columns are cropped. Returns the Figure; saves to ``path``
+    (.png, .svg or .pdf) when given.
+    """
+    v = _view(attn, layer, item, stack, kind, attention_mask, tokens)
+    matrix, what = _head_matrix(v, head)
+    matrix, qt, kt = _crop(v, matrix, crop_padding)
+    q, k = matrix.shape
+    if size is None:
+        side = min(7.0, max(2.6, 0.16 * max(q, k) + 1.4))
+        size = (side * min(1.6, max(0.8, k / max(q, 1))) + 0.6, side)
+    fig = new_figure(*size)
+    ax = fig.add_subplot(1, 1, 1)
+    image = draw_matrix(ax, matrix, query_labels=qt, key_labels=kt, cmap=cmap, vmax=vmax, annotate=annotate)
+    bar = fig.colorbar(image, ax=ax, fraction=0.046, pad=0.03)
+    bar.set_label("attention weight")
+    bar.outline.set_linewidth(0.5)
+    ax.set_title(title if title is not None else " ".join(x for x in (v.label, what) if x))
+    return finish(fig, path)
+
+
+@contextual
+def head_grid(attn, layer: int | None = 0, *, item: int = 0, stack=ANY, kind: str = "self", heads=None, ncols=None,
+              tokens=None, attention_mask=None, crop_padding: bool = True, shared_scale: bool = True,
+              cmap: str = "Blues", max_labels: int = 20, title: str | None = None, path=None):
+    """Every head of one layer in a grid, on one colour scale with one colorbar.
+
+    Token labels are drawn on the outer panels when the sequence has at most ``max_labels``
+    tokens. ``heads`` restricts the grid to some heads.
+    """
+    v = _view(attn, layer, item, stack, kind, attention_mask, tokens)
+    chosen = list(v.heads) if heads is None else list(heads)
+    mats = []
+    for h in chosen:
+        m, _ = _head_matrix(v, h)
+        mats.append(_crop(v, m, crop_padding))
+    n = len(mats)
+    ncols = ncols or min(n, 4 if n <= 16 else 6)
+    nrows = math.ceil(n / ncols)
+    q, k = mats[0][0].shape
+    cell = 1.55 if max(q, k) <= max_labels else 1.35
+    fig = new_figure(cell * ncols + 0.9, cell * nrows * max(0.6, min(1.4, q / max(k, 1))) + 0.5)
+    vmax = max(float(torch.nan_to_num(m[0], nan=0.0).max()) for m in mats) if shared_scale else None
+    axes = fig.subplots(nrows, ncols, squeeze=False, sharex=True, sharey=True)
+    labelled = max(q, k) <= max_labels
+    image = None
+    for idx, ax in enumerate(axes.flat):
+        if idx >= n:
+            ax.set_axis_off()
+            continue
+        matrix, qt, kt = mats[idx]
+        r, c = divmod(idx, ncols)
+        image = draw_matrix(ax, matrix, query_labels=qt if labelled else None, key_labels=kt if labelled else None,
+                            cmap=cmap, vmax=vmax if shared_scale else None, annotate=False,
+                            xlabel="", ylabel="", max_labels=max_labels)
+        ax.set_title(f"head {chosen[idx]}", fontsize=7, pad=2)
+        if not labelled:
+            ax.set_xticks([])
+            ax.set_yticks([])
+        else:
+            ax.tick_params(labelsize=5, length=1.5)
+            if r != nrows - 1 and idx + ncols < n:
+                ax.tick_params(labelbottom=False)
+            if c != 0:
+                ax.tick_params(labelleft=False)
+    bar = fig.colorbar(image, ax=axes.ravel().tolist(), fraction=0.025, pad=0.02, shrink=0.9)
+    bar.set_label("attention weight")
+    bar.outline.set_linewidth(0.5)
+    fig.suptitle(title if title is not None else f"{v.label or 'attention'}: all heads"
+                 f"{'' if item == 0 else f' (item {item})'}")
+    fig.supxlabel("key (attended to)", fontsize=7)
+    fig.supylabel("query (attending)", fontsize=7)
+    return finish(fig, path)
+
+
+@contextual
+def alignment(record: AttentionRecord, layer: int | str = -1, head="mean", *, item: int = 0, stack=ANY,
+              source_tokens=None, target_tokens=None, mark_peaks: bool = True, cmap: str = "Greys",
+              annotate=None, title: str | None = None, path=None):
+    """The seq2seq alignment matrix: decoder cross-attention, target tokens (rows) x source
+    tokens (columns), the classic view of attention in translation models (Bahdanau et al.).
+
+    ``layer`` is a cross-attention layer index or ``"mean"`` (all layers averaged); ``head`` a head
+    or ``"mean"``. The most attended source token of each target token is marked with a dot.
+    """
+    if not isinstance(record, AttentionRecord):
+        raise TypeError("alignment() needs an AttentionRecord of an encoder-decoder model")
+    layers = [l for l in record.layers if l.kind == "cross" and (stack is ANY or l.stack == stack)]
+    if not layers:
+        raise ValueError("the record has no cross-attention: capture an encoder-decoder model (BART, T5, Marian, "
+                         "Whisper...) with a forward or generate() call")
+    layers.sort(key=lambda l: l.index)
+    if layer == "mean":
+        vs = [record_view(record, l).select_item(item) for l in layers]
+        base = vs[0]
+        mats = [_head_matrix(v, head)[0] for v in vs]
+        matrix = torch.stack(mats).mean(dim=0)
+        where = "all cross-attention layers"
+    else:
+        n = max(l.index for l in layers) + 1
+        target = layer % n if isinstance(layer, int) and layer < 0 else layer
+        hit = [l for l in layers if l.index == target]
+        if not hit:
+            raise IndexError(f"no cross-attention layer {layer}; captured: {[l.index for l in layers]}")
+        base = record_view(record, hit[0]).select_item(item)
+        matrix = _head_matrix(base, head)[0]
+        where = base.label
+    if source_tokens is not None:
+        base.key_tokens = [list(source_tokens)]
+    if target_tokens is not None:
+        base.query_tokens = [list(target_tokens)]
+    matrix, tt, st = _crop(base, matrix, True)
+    q, k = matrix.shape
+    side_w = min(8.0, max(2.8, 0.2 * k + 1.4))
+    side_h = min(8.0, max(2.2, 0.2 * q + 1.0))
+    fig = new_figure(side_w + 0.7, side_h)
+    ax = fig.add_subplot(1, 1, 1)
+    image = draw_matrix(ax, matrix, query_labels=tt, key_labels=st, cmap=cmap, vmax=None, annotate=annotate,
+                        xlabel="source", ylabel="target")
+    if mark_peaks and q and k:
+        from matplotlib.patches import Rectangle
+
+        peaks = torch.nan_to_num(matrix, nan=-1.0).argmax(dim=-1).tolist()
+        for i, j in enumerate(peaks):
+            ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, edgecolor="#d62728", linewidth=0.9,
+                                   clip_on=False, label="most attended source" if i == 0 else None))
+        fig.legend(loc="outside lower center", frameon=False, handlelength=1.0)
+    bar = fig.colorbar(image, ax=ax, fraction=0.046, pad=0.03)
+    bar.set_label("cross-attention weight")
+    bar.outline.set_linewidth(0.5)
+    what = "mean of heads" if head in ("mean", None) else f"head {head}"
+    ax.set_title(title if title is not None else f"alignment: {where}, {what}", loc="left")
+    return finish(fig, path)
+
+
+__all__ = ["alignment", "draw_matrix", "head_grid", "heatmap"]

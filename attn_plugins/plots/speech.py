@@ -1,0 +1,119 @@
+"""Speech encoder-decoders (Whisper): decoder cross-attention over the audio frames."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ..analysis._common import record_view
+from ..record import AttentionRecord
+from ._base import contextual, finish, new_figure, readable
+
+# Whisper: log-mel frames every 10 ms; the encoder's strided convolution halves them (20 ms).
+MEL_HOP_SECONDS = 0.01
+ENCODER_FRAME_SECONDS = 0.02
+
+
+def _cross_matrix(record: AttentionRecord, layer, head, item) -> tuple[torch.Tensor, str, object]:
+    layers = sorted((l for l in record.layers if l.kind == "cross"), key=lambda l: l.index)
+    if not layers:
+        raise ValueError("the record has no cross-attention: capture a Whisper (or other encoder-decoder) model "
+                         "during generate() or a teacher-forced forward")
+    if layer == "mean":
+        chosen, where = layers, "all layers"
+    else:
+        n = max(l.index for l in layers) + 1
+        idx = layer % n if isinstance(layer, int) and layer < 0 else layer
+        chosen = [l for l in layers if l.index == idx]
+        if not chosen:
+            raise IndexError(f"no cross-attention layer {layer}; captured: {[l.index for l in layers]}")
+        where = f"layer {idx}"
+    mats, view = [], None
+    for l in chosen:
+        view = record_view(record, l).select_item(item)
+        w = view.weights[0]
+        if head in ("mean", None):
+            mats.append(w.mean(dim=0))
+        else:
+            if head not in view.heads:
+                raise IndexError(f"head {head} was not captured; heads: {view.heads}")
+            mats.append(w[view.heads.index(head)])
+    matrix = torch.stack(mats).mean(dim=0)[view.query_mask[0]]
+    what = "mean of heads" if head in ("mean", None) else f"head {head}"
+    return matrix, f"{where}, {what}", view
+
+
+@contextual
+def whisper_cross_attention(record: AttentionRecord, *, layer="mean", head="mean", item: int = 0, features=None,
+                            tokens=None, frame_seconds: float = ENCODER_FRAME_SECONDS,
+                            mel_hop_seconds: float = MEL_HOP_SECONDS, max_seconds: float | None = None,
+                            mark_peaks: bool = True, cmap: str = "magma", title: str | None = None, path=None):
+    """Cross-attention of each decoded token over the audio, on a time axis in seconds.
+
+    With ``features`` (the log-mel ``input_features``, ``[n_mels, frames]`` or batched) the
+    spectrogram is drawn above on the same time axis. Each row is a decoded token; the most
+    attended frame of each token is marked, which traces the word-level alignment Whisper's own
+    timestamps are built from. ``max_seconds`` crops the (30 s padded) window to the real audio.
+    """
+    matrix, what, view = _cross_matrix(record, layer, head, item)
+    if tokens is None:
+        if view.query_tokens:
+            tokens = [t for t, m in zip(view.query_tokens[0], view.query_mask[0]) if m]
+        elif "decoder_input_ids" in record.inputs:
+            ids = record.inputs["decoder_input_ids"][item].tolist()
+            tokens = [str(i) for i in ids][-matrix.shape[0]:]
+    labels = readable(tokens) if tokens else None
+    q, k = matrix.shape
+    seconds = k * frame_seconds
+    if max_seconds is not None:
+        k = min(k, int(np.ceil(max_seconds / frame_seconds)))
+        matrix = matrix[:, :k]
+        seconds = k * frame_seconds
+    feats = None
+    if features is not None:
+        feats = torch.as_tensor(features).detach().to("cpu", torch.float64)
+        if feats.dim() == 3:
+            feats = feats[item]
+        n_mel_frames = min(feats.shape[-1], int(round(seconds / mel_hop_seconds)))
+        feats = feats[:, :n_mel_frames]
+    height = 0.18 * q + 1.3
+    fig = new_figure(min(9.0, max(4.2, 0.05 * k + 2.4)), height + (1.1 if feats is not None else 0.0))
+    if feats is not None:
+        grid = fig.add_gridspec(2, 2, height_ratios=[1.1, height], width_ratios=[1, 0.03])
+        ax_spec = fig.add_subplot(grid[0, 0])
+        ax = fig.add_subplot(grid[1, 0], sharex=ax_spec)
+        cax_spec = fig.add_subplot(grid[0, 1])
+        cax = fig.add_subplot(grid[1, 1])
+        spec = ax_spec.imshow(feats.numpy(), aspect="auto", origin="lower", cmap="viridis",
+                              extent=(0, feats.shape[-1] * mel_hop_seconds, 0, feats.shape[0]), interpolation="nearest")
+        ax_spec.set_ylabel("mel bin")
+        ax_spec.tick_params(labelbottom=False)
+
+        bar = fig.colorbar(spec, cax=cax_spec)
+        bar.set_label("log-mel", fontsize=6)
+    else:
+        grid = fig.add_gridspec(1, 2, width_ratios=[1, 0.03])
+        ax = fig.add_subplot(grid[0, 0])
+        cax = fig.add_subplot(grid[0, 1])
+
+    image = ax.imshow(matrix.numpy(), aspect="auto", cmap=cmap, extent=(0, seconds, q - 0.5, -0.5),
+                      interpolation="nearest", vmin=0.0)
+    if mark_peaks and q and k:
+        peaks = torch.nan_to_num(matrix, nan=-1.0).argmax(dim=-1).numpy()
+        ax.plot((peaks + 0.5) * frame_seconds, np.arange(q), color="#00d0ff", marker="o", markersize=2.2, linewidth=0.6,
+                label="most attended frame")
+        fig.legend(loc="outside lower center", frameon=False, fontsize=6)
+    if labels:
+        ax.set_yticks(range(q))
+        ax.set_yticklabels(labels[:q] if q <= 48 else [l if i % max(1, q // 48) == 0 else "" for i, l in
+                                                       enumerate(labels[:q])])
+    fig.suptitle(title if title is not None else f"Whisper cross-attention over the audio\n({what})")
+    ax.set_xlabel("time (s)")
+    ax.set_ylabel("decoded token")
+    bar = fig.colorbar(image, cax=cax)
+    bar.set_label("cross-attention")
+    bar.outline.set_linewidth(0.5)
+    return finish(fig, path)
+
+
+__all__ = ["ENCODER_FRAME_SECONDS", "MEL_HOP_SECONDS", "whisper_cross_attention"]

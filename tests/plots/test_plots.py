@@ -1,0 +1,191 @@
+"""Every plot written as PNG, SVG and PDF from real records, then read back (size, not blank, parses)."""
+
+import os
+import xml.etree.ElementTree as ET
+
+import pytest
+import torch
+
+pytest.importorskip("matplotlib")
+pytest.importorskip("scipy")
+
+from attn_plugins import plots  # noqa: E402
+from attn_plugins.analysis import evolution, similarity, stats  # noqa: E402
+
+from ..analysis.fixtures import (  # noqa: E402
+    bart_record,
+    gpt2_checkpoint_records,
+    gpt2_generate_record,
+    minilm_record,
+    vit_record,
+    whisper_records,
+)
+
+FORMATS = ("png", "svg", "pdf")
+
+
+@pytest.fixture(scope="module")
+def minilm_rec(minilm, minilm_tokenizer):
+    return minilm_record(minilm, minilm_tokenizer)
+
+
+def check_file(path: str) -> None:
+    """The file exists, is not tiny, and is a readable, non-blank image of its format."""
+    size = os.path.getsize(path)
+    ext = os.path.splitext(path)[1]
+    if ext == ".png":
+        import matplotlib.image
+
+        assert size > 4000, size
+        pixels = matplotlib.image.imread(path)
+        assert pixels.ndim == 3 and min(pixels.shape[:2]) > 100
+        assert pixels[..., :3].var() > 1e-3, "blank PNG"
+    elif ext == ".svg":
+        assert size > 4000, size
+        root = ET.parse(path).getroot()
+        assert root.tag.endswith("svg")
+        assert len(list(root.iter())) > 50  # drawn elements, not an empty canvas
+    elif ext == ".pdf":
+        assert size > 2000, size
+        with open(path, "rb") as handle:
+            data = handle.read()
+        assert data.startswith(b"%PDF-") and b"%%EOF" in data[-1024:]
+        assert b"/Type3" not in data  # TrueType fonts, as publishers require
+    else:  # pragma: no cover
+        raise AssertionError(ext)
+
+
+def draw(name, minilm_rec, path):
+    """One call of each plot function on a real record."""
+    if name == "heatmap":
+        return plots.heatmap(minilm_rec, layer=2, head=0, item=1, path=path)
+    if name == "head_grid":
+        return plots.head_grid(minilm_rec, layer=2, path=path)
+    if name == "head_stats":
+        return plots.head_stats_plot(minilm_rec, ("entropy", "distance"), path=path)
+    if name == "head_stats_scatter":
+        return plots.head_stats_plot(minilm_rec, ("entropy", "special"), style="scatter", path=path)
+    if name == "similarity":
+        return plots.similarity_plot(similarity.head_distances(minilm_rec, layers=[0, 1, 2]), path=path)
+    if name == "layer_similarity":
+        return plots.layer_similarity_plot(minilm_rec, path=path)
+    if name == "generation":
+        return plots.generation_plot(gpt2_generate_record(), layer=-1, head=0, path=path)
+    if name == "checkpoints":
+        return plots.checkpoint_plot(gpt2_checkpoint_records(), layer=1, head=0, labels=["e1", "e2", "e3"], path=path)
+    if name == "checkpoint_stats":
+        return plots.checkpoint_stats_plot(gpt2_checkpoint_records(), path=path)
+    if name == "alignment":
+        return plots.alignment(bart_record(), layer=-1, path=path)
+    if name == "vit_rollout":
+        record, image = vit_record()
+        return plots.vit_rollout(record, image, path=path)
+    if name == "whisper":
+        generated, _, features = whisper_records()
+        return plots.whisper_cross_attention(generated, features=features, path=path)
+    if name == "whisper_forced":
+        _, forced, _ = whisper_records()
+        return plots.whisper_cross_attention(forced, layer=1, head=0, path=path)
+    raise KeyError(name)
+
+
+PLOTS = ("heatmap", "head_grid", "head_stats", "head_stats_scatter", "similarity", "layer_similarity", "generation",
+         "checkpoints", "checkpoint_stats", "alignment", "vit_rollout", "whisper", "whisper_forced")
+
+
+@pytest.mark.parametrize("name", PLOTS)
+def test_every_plot_written_and_read_back(name, minilm_rec, tmp_path):
+    """Each plot as PNG, and as one vector format (SVG and PDF in turn, to keep the suite quick;
+    test_every_format_for_one_plot writes all three from one call each)."""
+    from matplotlib.figure import Figure
+
+    fig = draw(name, minilm_rec, tmp_path / f"{name}.png")
+    assert isinstance(fig, Figure)
+    check_file(str(tmp_path / f"{name}.png"))
+    vector = ("svg", "pdf")[PLOTS.index(name) % 2]
+    check_file(plots.save(fig, tmp_path / f"{name}.{vector}"))
+
+
+@pytest.mark.parametrize("name", ("whisper",))
+def test_every_format_for_one_plot(name, minilm_rec, tmp_path):
+    for fmt in FORMATS:
+        path = tmp_path / f"{name}.{fmt}"
+        draw(name, minilm_rec, path)
+        check_file(str(path))
+
+
+def test_path_argument_writes_each_format(minilm_rec, tmp_path):
+    for fmt in FORMATS:
+        path = tmp_path / "sub" / f"heat.{fmt}"
+        plots.heatmap(minilm_rec, layer=0, head=3, path=path)  # creates the missing folder
+        check_file(str(path))
+
+
+def test_plots_accept_plain_tensors_and_analysis_results(minilm_rec, tmp_path):
+    layer = minilm_rec.layers[0]
+    plots.heatmap(layer.weights[0, 0], path=tmp_path / "t.png")
+    plots.heatmap(layer, head="mean", path=tmp_path / "l.png")
+    plots.head_grid(layer.weights[:1, :4], path=tmp_path / "g.png")
+    plots.head_stats_plot(stats.head_stats(minilm_rec), ("previous",), path=tmp_path / "s.png")
+    evo = evolution.generation_evolution(gpt2_generate_record(), item=1)
+    plots.generation_plot(evo, path=tmp_path / "e.png")
+    for name in ("t", "l", "g", "s", "e"):
+        check_file(str(tmp_path / f"{name}.png"))
+
+
+def test_heatmap_crops_padding_and_labels_tokens(minilm_rec):
+    n = int(minilm_rec.attention_mask[1].sum())
+    fig = plots.heatmap(minilm_rec, layer=0, head=0, item=1)
+    ax = fig.axes[0]
+    assert ax.images[0].get_array().shape == (n, n)
+    labels = [t.get_text() for t in ax.get_xticklabels()]
+    assert labels[0] == "[CLS]" and labels[-1] == "[SEP]" and "[PAD]" not in labels
+    assert fig.axes[1].get_ylabel() == "attention weight"  # the colorbar
+
+
+def test_animated_gifs(tmp_path):
+    from PIL import Image
+
+    path = tmp_path / "gen.gif"
+    plots.animate_generation(gpt2_generate_record(), path)
+    with Image.open(path) as gif:
+        assert gif.n_frames == 5
+    path = tmp_path / "ckpt.gif"
+    plots.animate_checkpoints(gpt2_checkpoint_records(), path, layer=0, head=1)
+    with Image.open(path) as gif:
+        assert gif.n_frames == 3
+    with pytest.raises(ValueError, match=".gif"):
+        plots.animate_generation(gpt2_generate_record(), tmp_path / "gen.png")
+
+
+def test_bad_extension_and_backend_untouched(minilm_rec, tmp_path):
+    import matplotlib
+
+    backend = matplotlib.get_backend()
+    with pytest.raises(ValueError, match="png, .svg or .pdf"):
+        plots.heatmap(minilm_rec, path=tmp_path / "x.jpeg")
+    assert matplotlib.get_backend() == backend
+
+
+def test_vit_rollout_uses_the_rollout_module():
+    from attn_plugins.analysis.rollout import rollout
+    from attn_plugins.plots.vision import patch_grid, rollout_map
+
+    record, _ = vit_record()
+    heat, prefix = rollout_map(record)
+    assert heat.shape == (4, 4) and prefix == 1
+    row = rollout(record)[0, 0, 1:]
+    assert torch.allclose(heat.flatten(), row / row.sum())
+    assert patch_grid(197) == (1, 14, 14) and patch_grid(196) == (0, 14, 14)
+    with pytest.raises(ValueError, match="grid"):
+        patch_grid(7)
+
+
+def test_plots_import_without_matplotlib_side_effects():
+    import subprocess
+    import sys
+
+    code = "import sys, attn_plugins.plots, attn_plugins.analysis.stats; print('matplotlib' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=os.path.dirname(os.path.dirname(os.path.dirname(__file__))))
+    assert out.stdout.strip() == "False"
