@@ -116,6 +116,15 @@ def _assign_stacks(model, found) -> None:
             target.stack = _path_of(model, target.owner)
 
 
+def _stack_of(model, module) -> str | None:
+    if getattr(getattr(model, "config", None), "is_encoder_decoder", False):
+        for stack, getter in (("encoder", "get_encoder"), ("decoder", "get_decoder")):
+            root = _call_or_none(model, getter)
+            if root is not None and _is_within(module, root):
+                return stack
+    return None
+
+
 def _call_or_none(model, method: str):
     try:
         return getattr(model, method)()
@@ -328,28 +337,44 @@ class HuggingFaceAdapter:
         self.handlers: list[int] = []
         self._found: list = []
         self._legacy = None
+        self._intercepted = None
 
     @staticmethod
     def matches(model) -> bool:
         return matches(model)
 
     def find(self, model) -> list[Target]:
+        from .sdpa_intercept import SdpaInterception, calls_sdpa_directly, direct_sdpa_targets
+
         self._found = find_targets(model)
         self._legacy = None
         if not self._found:
+            impl = getattr(getattr(model, "config", None), "_attn_implementation", None)
+            direct = direct_sdpa_targets(model, lambda m: _stack_of(model, m)) if impl == "sdpa" else []
+            if direct:  # modules that call torch's sdpa themselves: intercept it, outputs stay identical
+                self._legacy = SdpaInterception(self.session, model, direct)
+                return direct
             from .hf_legacy import LegacyOutputs, legacy_targets
 
             targets = legacy_targets(model)
             if targets:
                 self._legacy = LegacyOutputs(self.session, model, targets)
             return targets
+        # spec'd modules that neither route through AttentionInterface nor are eager, but call sdpa directly
+        direct = [t for t, _ in self._found if _kernel_for(_impl_of(t)) is not None
+                  and not _routes_through_interface(t.module)
+                  and any(calls_sdpa_directly(m) for m in t.module.modules())]
+        if direct:
+            self._intercepted = SdpaInterception(self.session, model, direct)
+            self._found = [(t, i) for t, i in self._found if t not in direct]
+            return [t for t, _ in self._found] + direct
         return [t for t, _ in self._found]
 
     def attach(self, model) -> None:
         session = self.session
         if self._legacy is not None:
             impl = getattr(model.config, "_attn_implementation", None)
-            if impl not in (None, "eager"):
+            if impl not in (None, "eager") and hasattr(self._legacy, "by_field"):  # asks output_attentions
                 session.warn_once(
                     f"{type(model).__name__} does not use transformers' AttentionInterface; it is asked for "
                     f"output_attentions=True during the capture, which may run its eager attention instead of {impl!r}"
@@ -357,6 +382,8 @@ class HuggingFaceAdapter:
             self._legacy.attach()
             return
         targets_with_index = self._found
+        if self._intercepted is not None:
+            self._intercepted.attach()
         impls = {}
         for target, _ in targets_with_index:
             impl = _impl_of(target)
@@ -404,8 +431,9 @@ class HuggingFaceAdapter:
         return hook
 
     def detach(self) -> None:
-        if getattr(self, "_legacy", None) is not None:
-            self._legacy.detach()
+        for extra in (self._legacy, self._intercepted):
+            if extra is not None:
+                extra.detach()
         errors = []
         for handle in self.handles:
             try:

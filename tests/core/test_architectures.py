@@ -119,30 +119,55 @@ LEGACY = {
 
 @pytest.mark.parametrize("name", sorted(LEGACY))
 def test_models_outside_the_attention_interface(name):
-    """Modeling files without AttentionInterface or output-recording specs still work."""
+    """Modeling files without AttentionInterface or output-recording specs (Falcon calls torch's sdpa itself)."""
+    import copy
+
     import transformers as tf
 
     config, auto = LEGACY[name](tf)
     torch.manual_seed(0)
-    model = auto.from_config(config).eval()
+    model = auto.from_config(copy.deepcopy(config)).eval()
+    eager = auto.from_config(copy.deepcopy(config), attn_implementation="eager").eval()
+    eager.load_state_dict(model.state_dict())
     ids = torch.randint(3, 99, (2, 8))
     mask = torch.ones_like(ids)
     mask[1, -2:] = 0
     with torch.no_grad():
         reference = model(input_ids=ids, attention_mask=mask)
-        if model.config._attn_implementation == "eager":
-            with ap.capture(model) as cap:
-                inside = model(input_ids=ids, attention_mask=mask)
-        else:  # Falcon's sdpa path cannot give weights: it runs its eager path, with a warning
-            with pytest.warns(UserWarning, match="AttentionInterface"):
-                with ap.capture(model) as cap:
-                    inside = model(input_ids=ids, attention_mask=mask)
-        asked = model(input_ids=ids, attention_mask=mask, output_attentions=True)
+        with ap.capture(model) as cap:
+            inside = model(input_ids=ids, attention_mask=mask)
+        expected = eager(input_ids=ids, attention_mask=mask, output_attentions=True).attentions
     assert list(inside.keys()) == list(reference.keys())  # no attentions handed to the user
-    key = list(reference.keys())[0]
-    if model.config._attn_implementation == "eager":
-        assert torch.equal(reference[key], inside[key])
-    else:  # Falcon's eager path is not its sdpa path: under capture the outputs are its eager ones (warned)
-        assert torch.equal(asked[key], inside[key])
-    assert max_diff(asked.attentions, cap.record.as_hf_outputs()["attentions"]) <= TOL
+    for key in reference.keys():
+        if isinstance(reference[key], torch.Tensor):
+            assert torch.equal(reference[key], inside[key]), key
+    assert max_diff(expected, cap.record.as_hf_outputs()["attentions"]) <= TOL
+    assert hooks_left(model) == []
+    assert torch.nn.functional.scaled_dot_product_attention.__module__ == "torch._C._nn"
+
+
+@pytest.mark.parametrize("name", ["data2vec-vision", "beit"])
+def test_vision_models_with_their_own_sdpa_class(name):
+    """BEiT-style models pick an Sdpa class at init that returns no weights: torch's sdpa is intercepted."""
+    import copy
+
+    import transformers as tf
+
+    config = tf.AutoConfig.for_model(name, hidden_size=32, num_attention_heads=4, num_hidden_layers=2,
+                                     intermediate_size=37, image_size=16, patch_size=4,
+                                     use_relative_position_bias=True)
+    auto = tf.AutoModel
+    torch.manual_seed(0)
+    model = auto.from_config(copy.deepcopy(config)).eval()
+    eager = auto.from_config(copy.deepcopy(config), attn_implementation="eager").eval()
+    eager.load_state_dict(model.state_dict())
+    pixels = torch.randn(2, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    assert model.config._attn_implementation == "sdpa"
+    with torch.no_grad():
+        reference = model(pixel_values=pixels).last_hidden_state
+        with ap.capture(model, heads=[0, 3]) as cap:
+            inside = model(pixel_values=pixels).last_hidden_state
+        expected = eager(pixel_values=pixels, output_attentions=True).attentions
+    assert torch.equal(reference, inside)
+    assert max_diff([e[:, [0, 3]] for e in expected], cap.record.as_hf_outputs()["attentions"]) <= TOL
     assert hooks_left(model) == []

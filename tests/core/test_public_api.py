@@ -1,6 +1,7 @@
 import attn_plugins
 
-PUBLIC = {"AttentionRecord", "CaptureError", "LayerAttention", "RecordFormatError", "__version__", "capture", "export"}
+PUBLIC = {"AttentionRecord", "CaptureError", "LayerAttention", "RecordFormatError", "__version__", "capture", "export",
+          "show", "heatmap", "explain", "compare"}
 
 
 def test_all_is_exactly_the_public_names():

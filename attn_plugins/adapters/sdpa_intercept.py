@@ -1,0 +1,147 @@
+"""Capture from attention modules that call ``torch.nn.functional.scaled_dot_product_attention`` directly.
+
+Some transformers modeling files (Falcon, Data2Vec-Vision, BEiT-style Sdpa classes) neither route
+through ``AttentionInterface`` nor return weights. While a capture watches such modules, the
+torch function is wrapped: the original still computes every output, and for calls made inside a
+watched module the probabilities are recomputed from the same query, key, mask, ``is_causal`` and
+``scale``. Calls from anywhere else pass straight through.
+"""
+
+from __future__ import annotations
+
+import inspect
+import threading
+
+import torch
+
+from ..collector import Target
+from .recompute import attention_probs
+
+_LOCK = threading.RLock()
+_STATE = {"original": None, "users": 0}
+_CURRENT = threading.local()  # the watched module running in this thread (a stack, for nesting)
+
+
+def calls_sdpa_directly(module: torch.nn.Module) -> bool:
+    try:
+        source = inspect.getsource(type(module).forward)
+    except (OSError, TypeError):
+        return False
+    return "scaled_dot_product_attention(" in source
+
+
+def direct_sdpa_targets(model, stack_of) -> list[Target]:
+    """Innermost modules whose forward calls sdpa itself, in registration order."""
+    found = []
+    for name, module in model.named_modules():
+        if not name or not calls_sdpa_directly(module):
+            continue
+        if any(calls_sdpa_directly(child) for child in module.modules() if child is not module):
+            continue
+        kind = "cross" if any(part in name for part in ("cross", "encoder_attn")) else "self"
+        found.append(Target(name=name, stack=stack_of(module), kind=kind, owner=model, module=module))
+    return found
+
+
+def _wrapper(query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None, enable_gqa=False,
+             **kwargs):
+    original = _STATE["original"]
+    output = original(query, key, value, attn_mask=attn_mask, dropout_p=dropout_p, is_causal=is_causal,
+                      scale=scale, enable_gqa=enable_gqa, **kwargs)
+    stack = getattr(_CURRENT, "stack", None)
+    if stack:
+        handler = stack[-1]
+        handler.on_sdpa(query, key, attn_mask, is_causal, scale)
+    return output
+
+
+def _install() -> None:
+    with _LOCK:
+        if _STATE["users"] == 0:
+            _STATE["original"] = torch.nn.functional.scaled_dot_product_attention
+            torch.nn.functional.scaled_dot_product_attention = _wrapper
+        _STATE["users"] += 1
+
+
+def _uninstall() -> None:
+    with _LOCK:
+        _STATE["users"] -= 1
+        if _STATE["users"] == 0:
+            torch.nn.functional.scaled_dot_product_attention = _STATE["original"]
+            _STATE["original"] = None
+
+
+class _Handler:
+    def __init__(self, session, target: Target) -> None:
+        self.session = session
+        self.target = target
+        self.seen = False
+
+    def before(self, module, args) -> None:
+        self.seen = False
+        if not hasattr(_CURRENT, "stack"):
+            _CURRENT.stack = []
+        _CURRENT.stack.append(self)
+
+    def after(self, module, args, output) -> None:
+        if getattr(_CURRENT, "stack", None) and _CURRENT.stack[-1] is self:
+            _CURRENT.stack.pop()
+        if not self.seen:
+            self.session.warn_once(f"attention module {self.target.name!r} ran without calling "
+                                   "scaled_dot_product_attention; this call was not captured")
+
+    def on_sdpa(self, query, key, attn_mask, is_causal, scale) -> None:
+        if self.seen:
+            return
+        self.seen = True
+        q_len, k_len = query.shape[-2], key.shape[-2]
+        index, selected = self.session.collector.next_call(self.target, q_len, k_len)
+        if not selected:
+            return
+        heads = self.session.heads
+        if heads is not None:
+            self.session.check_heads(query.shape[1], self.target)
+        compute = torch.float64 if query.dtype == torch.float64 else torch.float32
+        with torch.no_grad():
+            probs = attention_probs(query.detach(), key.detach(), attn_mask, kernel="sdpa", scaling=scale,
+                                    is_causal=bool(is_causal), heads=heads, compute_dtype=compute)
+        self.session.collector.add(self.target, index, self.session.store(probs), q_len, k_len)
+
+
+class SdpaInterception:
+    """Hooks on the watched modules plus the (reference-counted) torch function wrapper."""
+
+    def __init__(self, session, model, targets: list[Target]) -> None:
+        self.session = session
+        self.targets = targets
+        self.handles: list = []
+        self.installed = False
+
+    def attach(self) -> None:
+        from .huggingface import _owner_inputs
+
+        collector = self.session.collector
+        owners = []
+        for target in self.targets:
+            if all(target.owner is not o for o in owners):
+                owners.append(target.owner)
+        for owner in owners:
+            self.handles.append(owner.register_forward_pre_hook(
+                lambda module, args, kwargs, owner=owner: collector.begin_pass(owner, _owner_inputs(args, kwargs)),
+                with_kwargs=True))
+        for target in self.targets:
+            handler = _Handler(self.session, target)
+            self.handles.append(target.module.register_forward_pre_hook(handler.before))
+            self.handles.append(target.module.register_forward_hook(handler.after))
+        _install()
+        self.installed = True
+
+    def detach(self) -> None:
+        for handle in self.handles:
+            handle.remove()
+        self.handles.clear()
+        if self.installed:
+            self.installed = False
+            _uninstall()
+        if getattr(_CURRENT, "stack", None):
+            _CURRENT.stack.clear()
