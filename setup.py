@@ -12,7 +12,7 @@ EXTRAS = {
     "notebook": ["ipython>=8", "ipykernel>=6", "nbformat>=5.9", "nbclient>=0.9"],
 }
 EXTRAS["all"] = sorted({dep for deps in EXTRAS.values() for dep in deps})
-EXTRAS["test"] = ["pytest>=8", "pytest-timeout>=2.2", "networkx>=3.2"]
+EXTRAS["test"] = ["pytest>=8", "pytest-timeout>=2.2", "networkx>=3.2", "selenium==4.51.0"]
 
 setup(
     name="attn-plugins",
@@ -23,6 +23,7 @@ setup(
     python_requires=">=3.11",
     packages=find_packages(include=["attn_plugins", "attn_plugins.*"]),
     include_package_data=True,
+    package_data={"attn_plugins.integrations": ["static/*.js", "static/*.css"]},
     install_requires=CORE,
     extras_require=EXTRAS,
     entry_points={"console_scripts": ["attn-plugins=attn_plugins.cli:main"]},

@@ -22,3 +22,48 @@ def export(record, target: str, path: str | os.PathLike | None = None, **options
     if path is not None:
         result.save(path)
     return result
+
+
+def _bertviz(record, view: str = "head", **options):
+    """BertViz head/model/neuron views and the long-input view (imported only when asked for)."""
+    from .bertviz import export_bertviz
+
+    return export_bertviz(record, view, **options)
+
+
+EXPORTERS.register("bertviz", _bertviz)
+
+
+# ----- saliency exporters (imported only when asked for) -----
+def _captum(result, **options):
+    """Captum VisualizationDataRecords of saliency results (``visualize_text`` renders them)."""
+    from .captum import export_captum
+
+    return export_captum(result, **options)
+
+
+def _allennlp(result, **options):
+    """AllenNLP Interpret's saliency JSON (``{"instance_1": {"grad_input_1": [...]}}``)."""
+    from .allennlp_json import export_allennlp
+
+    return export_allennlp(result, **options)
+
+
+def _saliency(result, **options):
+    """AllenNLP-demo-style saliency page: shaded tokens, top-k, values on hover."""
+    from .saliency_html import export_saliency
+
+    return export_saliency(result, **options)
+
+
+def _comparison(result, **options):
+    """Saliency methods side by side with their agreement (Kendall, Spearman, top-k, JSD)."""
+    from .comparison import export_comparison
+
+    return export_comparison(result, **options)
+
+
+EXPORTERS.register("captum", _captum)
+EXPORTERS.register("allennlp", _allennlp)
+EXPORTERS.register("saliency", _saliency)
+EXPORTERS.register("comparison", _comparison)

@@ -1,0 +1,182 @@
+"""Word-level attention: merge word pieces into words from a tokenizer's character offsets.
+
+Following Clark et al. (2019), "What Does BERT Look At?": attention *to* a split-up word is the
+sum of the attention to its pieces, and attention *from* a split-up word is the mean of the
+attention from its pieces. Rows therefore still sum to what they summed to before.
+
+    enc = tokenizer(text, return_offsets_mapping=True, return_tensors="pt")
+    offsets = enc.pop("offset_mapping")[0]
+    with attn_plugins.capture(model, tokenizer) as cap:
+        model(**enc)
+    groups = word_groups(offsets, text)            # [[0], [1], [2, 3], ...]
+    words = word_labels(groups, offsets, text)      # ["[CLS]", "the", "tokenizer", ...]
+    merged = merge_attention(cap.record.layers[0].weights, groups)
+
+Works for any tokenizer that reports offsets (WordPiece ``##`` pieces, byte-level BPE ``Ġ``,
+SentencePiece ``▁``): a new word starts where a token's span begins after a gap in the text, or
+begins with white space. Tokens with an empty span (special tokens, padding) are words of their own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+__all__ = ["word_groups", "word_labels", "merge_attention", "groups_from_word_ids"]
+
+
+def _pairs(offsets) -> list[tuple[int, int]]:
+    if isinstance(offsets, torch.Tensor):
+        offsets = offsets.tolist()
+    elif hasattr(offsets, "tolist"):
+        offsets = offsets.tolist()
+    pairs = []
+    for entry in offsets:
+        if entry is None:
+            pairs.append((0, 0))
+            continue
+        start, end = entry
+        pairs.append((int(start), int(end)))
+    return pairs
+
+
+def word_groups(offsets, text: str | None = None, special: Sequence[bool] | None = None,
+                tokens: Sequence[str] | None = None, split_punctuation: bool = True) -> list[list[int]]:
+    """Group token positions into words.
+
+    Args:
+        offsets: ``[(start, end), ...]`` character spans, one per token (a tokenizer's
+            ``offset_mapping`` for one sequence: list, tensor or array of shape ``[n, 2]``).
+        text: the text the offsets point into. Without it, only gaps between spans separate words
+            (byte-level BPE tokenizers such as GPT-2's include the leading space in the span, so
+            pass ``text`` for them).
+        special: optional per-token flags; flagged tokens are always words of their own.
+        tokens: optional token strings; a token starting with ``Ġ`` or ``▁`` (a word-initial piece of
+            byte-level BPE or SentencePiece) starts a word, one starting with ``##`` (a WordPiece
+            continuation) never does. This separates words without ``text`` too.
+        split_punctuation: punctuation is a word of its own, as BERT's pre-tokenizer (and so Clark
+            et al.) has it: ``tokenization.`` is two words, ``don't`` three.
+
+    Returns:
+        a list of groups, each a list of consecutive token positions, covering every position once.
+    """
+    pairs = _pairs(offsets)
+    groups: list[list[int]] = []
+    prev_end = None
+    prev_single = True
+    prev_punct = False
+    for pos, (start, end) in enumerate(pairs):
+        is_special = bool(special[pos]) if special is not None else False
+        empty = end <= start
+        single = is_special or empty
+        punct = False
+        if split_punctuation and not single:
+            piece = text[start:end] if text is not None else (
+                _clean_piece(str(tokens[pos]), False) if tokens is not None and pos < len(tokens) else "")
+            piece = piece.strip()
+            punct = bool(piece) and all(_is_punctuation(ch) for ch in piece)
+        if single or prev_single or not groups or punct or prev_punct:
+            new_word = True
+        else:
+            new_word = start > prev_end
+            if not new_word and text is not None and start < len(text) and text[start].isspace():
+                new_word = True
+            if tokens is not None and pos < len(tokens):
+                token = str(tokens[pos])
+                if token.startswith(("Ġ", "▁")):
+                    new_word = True
+                elif token.startswith("##"):
+                    new_word = False
+        if new_word:
+            groups.append([pos])
+        else:
+            groups[-1].append(pos)
+        prev_end = end
+        prev_single = single
+        prev_punct = punct
+    return groups
+
+
+def _is_punctuation(ch: str) -> bool:
+    """BERT's rule: ASCII non-alphanumeric printable characters and Unicode punctuation."""
+    import unicodedata
+
+    cp = ord(ch)
+    if 33 <= cp <= 47 or 58 <= cp <= 64 or 91 <= cp <= 96 or 123 <= cp <= 126:
+        return True
+    return unicodedata.category(ch).startswith("P")
+
+
+def groups_from_word_ids(word_ids: Sequence[int | None]) -> list[list[int]]:
+    """Groups from a fast tokenizer's ``encoding.word_ids()`` (``None`` marks special tokens)."""
+    groups: list[list[int]] = []
+    last = object()
+    for pos, wid in enumerate(word_ids):
+        if wid is None or wid != last or not groups:
+            groups.append([pos])
+        else:
+            groups[-1].append(pos)
+        last = wid if wid is not None else object()
+    return groups
+
+
+def _clean_piece(token: str, first: bool) -> str:
+    if not first and token.startswith("##"):
+        return token[2:]
+    return token.replace("Ġ", " ").replace("▁", " ").replace("Ċ", "\n")
+
+
+def word_labels(groups: list[list[int]], offsets=None, text: str | None = None,
+                tokens: Sequence[str] | None = None) -> list[str]:
+    """A label per word: the text it spans when ``text`` and ``offsets`` are given, else its pieces
+    joined (``##`` continuation marks removed)."""
+    pairs = _pairs(offsets) if offsets is not None else None
+    labels = []
+    for group in groups:
+        label = None
+        if text is not None and pairs is not None:
+            spans = [pairs[p] for p in group if pairs[p][1] > pairs[p][0]]
+            if spans:
+                label = text[min(s for s, _ in spans): max(e for _, e in spans)].strip()
+        if not label:
+            if tokens is not None:
+                label = "".join(_clean_piece(tokens[p], i == 0) for i, p in enumerate(group)).strip()
+                if not label:
+                    label = tokens[group[0]]
+            else:
+                label = str(group[0])
+        labels.append(label)
+    return labels
+
+
+def _membership(groups: list[list[int]], n: int, dtype, device) -> torch.Tensor:
+    """``[words, n]`` 0/1 matrix: which positions make up each word."""
+    m = torch.zeros(len(groups), n, dtype=dtype, device=device)
+    for w, group in enumerate(groups):
+        for p in group:
+            if not 0 <= p < n:
+                raise IndexError(f"word {w} names token position {p}, but the attention has {n} positions")
+            m[w, p] = 1
+    return m
+
+
+def merge_attention(weights: torch.Tensor, query_groups: list[list[int]],
+                    key_groups: list[list[int]] | None = None) -> torch.Tensor:
+    """Word-level attention from token-level attention ``[..., q, k]``.
+
+    Rows (the attending, *source* words) are averaged over each word's pieces; columns (the
+    attended-to, *target* words) are summed over each word's pieces. ``key_groups`` defaults to
+    ``query_groups`` (self-attention); pass the other side's groups for cross-attention. Positions
+    left out of every group (e.g. padding) are dropped.
+    """
+    if key_groups is None:
+        key_groups = query_groups
+    q, k = weights.shape[-2], weights.shape[-1]
+    compute = torch.float64 if weights.dtype == torch.float64 else torch.float32
+    w = weights.to(compute)
+    rows = _membership(query_groups, q, compute, w.device)
+    rows = rows / rows.sum(dim=1, keepdim=True).clamp_min(1)
+    cols = _membership(key_groups, k, compute, w.device)
+    merged = rows @ w @ cols.transpose(0, 1)
+    return merged.to(weights.dtype)
