@@ -1,4 +1,12 @@
+from pathlib import Path
+
 from setuptools import find_packages, setup
+
+
+def _requirements(name: str) -> list[str]:
+    lines = (Path(__file__).parent / "requirements" / name).read_text().splitlines()
+    return [line.strip() for line in lines if line.strip() and not line.startswith("#")]
+
 
 # torch is pinned to the CPU wheel that the set-up script installs first; an unpinned torch would pull
 # a multi-GB CUDA build.
@@ -10,6 +18,9 @@ EXTRAS = {
     "plots": ["matplotlib>=3.8", "scipy>=1.11"],
     "saliency": ["scipy>=1.11"],
     "notebook": ["ipython>=8", "ipykernel>=6", "nbformat>=5.9", "nbclient>=0.9"],
+    # allennlp's runtime dependencies; allennlp and allennlp-models themselves pin torch<1.13, so
+    # scripts/install_allennlp.sh adds them with --no-deps together with the compatibility hook.
+    "allennlp": _requirements("allennlp.txt"),
 }
 EXTRAS["all"] = sorted({dep for deps in EXTRAS.values() for dep in deps})
 EXTRAS["test"] = ["pytest>=8", "pytest-timeout>=2.2", "networkx>=3.2", "selenium==4.51.0"]

@@ -26,4 +26,6 @@ fi
 # The CPU torch wheel first (it lies on local disk where available), so nothing pulls a CUDA build.
 python -m pip install -q "torch==2.13.0"
 python -m pip install -q -e ".[all,test]"
+# the real allennlp 2.10.1 (--no-deps) and the hook that applies our compatibility patches
+./scripts/install_allennlp.sh
 ./scripts/fetch_js_assets.sh
