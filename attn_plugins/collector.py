@@ -58,7 +58,17 @@ class Collector:
         self.segments: list[_Segment] = []
         self._counters: dict[tuple, int] = {}
         self._pass_owner_state: dict[int, dict] = {}
+        self._finishers: list = []
         self._lock = threading.Lock()
+
+    def current_segment(self, owner):
+        """The segment (one record in the making) that ``owner``'s current pass writes into, if any."""
+        state = self._pass_owner_state.get(id(owner))
+        return state.get("segment") if state else None
+
+    def add_finisher(self, finish) -> None:
+        """``finish(segment, record)`` is called on every assembled record (adapters add tokens, metadata)."""
+        self._finishers.append(finish)
 
     # ----- passes --------------------------------------------------------------------------------
     def begin_pass(self, owner, inputs: dict[str, torch.Tensor]) -> None:
@@ -113,7 +123,15 @@ class Collector:
 
     # ----- records ---------------------------------------------------------------------------------
     def records(self) -> list[AttentionRecord]:
-        return [self._assemble(segment) for segment in self.segments if segment.blocks]
+        out = []
+        for segment in self.segments:
+            if not segment.blocks:
+                continue
+            record = self._assemble(segment)
+            for finish in self._finishers:
+                finish(segment, record)
+            out.append(record)
+        return out
 
     def _assemble(self, segment: _Segment) -> AttentionRecord:
         layers = []

@@ -186,22 +186,8 @@ class AllenNLPAdapter:
         del session
 
     def _wrap_records(self) -> None:
-        collector = self.session.collector
-        original = collector.records
-        adapter = self
-
-        def records():
-            out = []
-            for segment in collector.segments:
-                if not segment.blocks:
-                    continue
-                record = collector._assemble(segment)
-                adapter._finish_record(record, adapter.segment_info.get(id(segment), {}))
-                out.append(record)
-            return out
-
-        records.__wrapped__ = original
-        collector.records = records
+        self.session.collector.add_finisher(
+            lambda segment, record: self._finish_record(record, self.segment_info.get(id(segment), {})))
 
     def _wrap_search(self, beam) -> None:
         original = beam.search
@@ -311,8 +297,7 @@ class AllenNLPAdapter:
         collector.add(target, index, self.session.store(weights), q_len, k_len)
 
     def _note_segment(self) -> None:
-        state = self.session.collector._pass_owner_state.get(id(self.model))
-        segment = state.get("segment") if state else None
+        segment = self.session.collector.current_segment(self.model)
         if segment is None:
             return
         info = self.segment_info.setdefault(id(segment), {"segment": segment})
@@ -337,8 +322,7 @@ class AllenNLPAdapter:
             if not step.normalized:
                 self.unnormalised.add(step.target.name)
         if pending:
-            state = self.session.collector._pass_owner_state.get(id(self.model))
-            segment = state.get("segment") if state else None
+            segment = self.session.collector.current_segment(self.model)
             if segment is not None and "decoder_ids" in self.phase_info:
                 self.segment_info[id(segment)].setdefault("decoder_ids", self.phase_info.pop("decoder_ids"))
 
