@@ -59,7 +59,7 @@ class Collector:
         self._counters: dict[tuple, int] = {}
         self._pass_owner_state: dict[int, dict] = {}
         self._finishers: list = []
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # _segment_for may open an implicit pass while holding it
 
     def current_segment(self, owner):
         """The segment (one record in the making) that ``owner``'s current pass writes into, if any."""
@@ -106,10 +106,10 @@ class Collector:
     def next_call(self, target: Target, q_len: int, k_len: int) -> tuple[int, bool]:
         """Count one call of ``target``; returns its layer index and whether it is selected."""
         with self._lock:
+            segment = self._segment_for(target, q_len, k_len)  # may open an implicit pass: before counting
             key = (id(target.owner), target.stack, target.kind)
             index = self._counters.get(key, 0)
             self._counters[key] = index + 1
-            segment = self._segment_for(target, q_len, k_len)
             segment.names.setdefault((target.stack, target.kind, index), target.name)
         return index, self._layer_filter(target, index)
 

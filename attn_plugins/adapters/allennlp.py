@@ -81,6 +81,7 @@ class AllenNLPAdapter:
         self.session = session
         self.handles: list = []
         self.hf_adapters: list = []
+        self.nested = None
         self.step_targets: list[_StepTarget] = []
         self.restore: list = []
         self.phase = "forward"
@@ -143,16 +144,11 @@ class AllenNLPAdapter:
             hf_roots.append(("", model))
         else:
             visit(model, "")
-        from .huggingface import HuggingFaceAdapter
+        from .huggingface import NestedHuggingFace
 
-        for path, hf_model in hf_roots:
-            sub = HuggingFaceAdapter(self.session)
-            hf_targets = sub.find(hf_model)
-            for t in hf_targets:
-                t.name = f"{path}.{t.name}" if t.name else path
-            if hf_targets:
-                self.hf_adapters.append((sub, hf_model))
-                targets.extend(hf_targets)
+        self.nested = NestedHuggingFace(self.session, hf_roots)
+        self.hf_adapters = self.nested.adapters
+        targets.extend(self.nested.targets)
         return targets
 
     # ----- attaching ---------------------------------------------------------------------------------
@@ -181,8 +177,7 @@ class AllenNLPAdapter:
                     functools.partial(self._transformer_before, signature, state), with_kwargs=True))
                 self.handles.append(module.register_forward_hook(
                     functools.partial(self._transformer_after, variants, state), always_call=True))
-        for sub, hf_model in self.hf_adapters:
-            sub.attach(hf_model)
+        self.nested.attach()
         del session
 
     def _wrap_records(self) -> None:
@@ -390,11 +385,8 @@ class AllenNLPAdapter:
             except Exception as exc:  # noqa: BLE001
                 errors.append(exc)
         self.restore.clear()
-        for sub, _ in self.hf_adapters:
-            try:
-                sub.detach()
-            except Exception as exc:  # noqa: BLE001
-                errors.append(exc)
+        if self.nested is not None:
+            errors += self.nested.detach()
         self.in_forward = 0
         if errors:
             raise errors[0]

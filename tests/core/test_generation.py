@@ -99,3 +99,13 @@ def test_beam_search_is_refused_clearly():
         with torch.no_grad(), ap.capture(model):
             model.generate(**inputs, num_beams=2, max_new_tokens=3)
     assert hooks_left(model) == [] and "generate" not in vars(model)
+
+
+def test_submodule_called_without_its_owner():
+    """Calling a model's encoder directly opens an implicit pass (this once deadlocked)."""
+    model, eager, inputs = _pair("gpt2")
+    bert, bert_inputs = build("bert")
+    embeddings = bert.embeddings(input_ids=bert_inputs["input_ids"])
+    with torch.no_grad(), ap.capture(bert) as cap:
+        bert.encoder(embeddings)
+    assert len(cap.record.layers) == 2 and cap.record.layers[0].weights.shape == (2, 4, 9, 9)
