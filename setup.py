@@ -16,7 +16,7 @@ EXTRAS = {
     "bertviz": ["bertviz==1.4.1"],
     "captum": ["captum==0.9.0"],
     "plots": ["matplotlib>=3.8", "scipy>=1.11"],
-    "saliency": ["scipy>=1.11"],
+    "saliency": ["scipy>=1.11", "networkx>=3.2", "matplotlib>=3.8"],
     "notebook": ["ipython>=8", "ipykernel>=6", "nbformat>=5.9", "nbclient>=0.9"],
     # allennlp's runtime dependencies; allennlp and allennlp-models themselves pin torch<1.13, so
     # scripts/install_allennlp.sh adds them with --no-deps together with the compatibility hook.

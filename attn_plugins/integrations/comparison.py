@@ -1,0 +1,172 @@
+"""Exporter ``"comparison"``: several saliency methods side by side, with their agreement.
+
+    table = explainer.compare(texts, ["attention", "rollout", "flow", "saliency", "integrated_gradients"])
+    page = ap.export(table, "comparison", path="comparison.html")
+    print(page.agreement.summary())
+
+Each instance shows one row of shaded tokens per method and the pairwise agreement of the methods
+on it (Kendall tau, Spearman rho, top-k overlap, Jensen-Shannon divergence; see
+:mod:`attn_plugins.saliency.agreement`); the end of the page averages them over all instances and
+plots the averaged matrices (matplotlib, inline PNG, so the page works offline and in notebooks).
+This is the analysis of "Attention is not Explanation" (Jain & Wallace 2019) as a reusable tool.
+"""
+
+from __future__ import annotations
+
+import base64
+import html as _html
+import io
+import math
+
+from ..saliency.agreement import LABELS, METRICS, Agreement, agreement
+from ..saliency.collect import as_method_table
+from .html import HtmlExport
+from .saliency_html import CSS as SALIENCY_CSS
+from .saliency_html import token_row
+
+CSS = SALIENCY_CSS + """
+<style>
+.ap-cmp table.ap-rows { border-collapse: collapse; margin: 4px 0 8px; }
+.ap-cmp table.ap-rows td { padding: 2px 8px; vertical-align: middle; }
+.ap-cmp table.ap-rows td.ap-name { font-size: 12px; color: #444; white-space: nowrap; text-align: right; }
+.ap-cmp table.ap-metrics { border-collapse: collapse; font-size: 12px; margin: 4px 0 14px; }
+.ap-cmp table.ap-metrics th, .ap-cmp table.ap-metrics td { border: 1px solid #ddd; padding: 2px 6px; text-align: right; }
+.ap-cmp table.ap-metrics th { background: #f4f4f4; }
+.ap-cmp details { margin: 2px 0 12px; }
+.ap-cmp img.ap-plot { max-width: 100%; }
+</style>
+"""
+
+
+def _esc(value) -> str:
+    return _html.escape(str(value), quote=True)
+
+
+def _fmt(value: float) -> str:
+    return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.3f}"
+
+
+def _pairs_table(agree: Agreement, unit: int | None) -> str:
+    head = "<tr><th>methods</th>" + "".join(f"<th>{_esc(LABELS[m])}</th>" for m in METRICS) + "</tr>"
+    rows = []
+    source = agree.per_unit[unit] if unit is not None else None
+    keys = list(agree.per_unit[0]) if agree.per_unit else []
+    for a, b in keys:
+        if source is not None:
+            cells = [source[(a, b)][m] for m in METRICS]
+        else:
+            cells = [agree.mean(a, b, m) for m in METRICS]
+        rows.append(f"<tr><td style=\"text-align:left\">{_esc(a)} / {_esc(b)}</td>"
+                    + "".join(f"<td>{_fmt(v)}</td>" for v in cells) + "</tr>")
+    return f'<table class="ap-metrics">{head}{"".join(rows)}</table>'
+
+
+def agreement_plot(agree: Agreement, fmt: str = "png") -> str:
+    """The averaged metric matrices as heatmaps: a data URI (``png``) or inline SVG text (``svg``)."""
+    from ..saliency._deps import optional
+
+    Figure = optional("matplotlib.figure", "the comparison plot").Figure  # noqa: N806 - a class
+
+    n = len(agree.methods)
+    size = max(3.2, 0.55 * n + 1.8)
+    fig = Figure(figsize=(2 * size, 2 * size * 0.9), dpi=90)
+    for index, metric in enumerate(METRICS):
+        ax = fig.add_subplot(2, 2, index + 1)
+        data = agree.matrix(metric)
+        if metric == "jensen_shannon":
+            image = ax.imshow(data, cmap="Reds", vmin=0, vmax=1)
+        else:
+            lower = -1 if metric in ("kendall_tau", "spearman_rho") else 0
+            image = ax.imshow(data, cmap="RdBu" if lower < 0 else "Blues", vmin=lower, vmax=1)
+        ax.set_xticks(range(n), agree.methods, rotation=60, ha="right", fontsize=8)
+        ax.set_yticks(range(n), agree.methods, fontsize=8)
+        ax.set_title(LABELS[metric] + (f" (k={agree.k})" if metric == "top_k_overlap" else ""), fontsize=10)
+        for i in range(n):
+            for j in range(n):
+                value = data[i, j]
+                if not math.isnan(value):
+                    ax.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize=7,
+                            color="white" if abs(value) > 0.6 else "black")
+        fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
+    fig.suptitle(f"Agreement averaged over {len(agree.units)} instances", fontsize=11)
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    if fmt == "svg":
+        fig.savefig(buffer, format="svg")
+        svg = buffer.getvalue().decode("utf-8")
+        return svg[svg.index("<svg"):]
+    fig.savefig(buffer, format="png")
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+class ComparisonExport(HtmlExport):
+    """The comparison page; ``agreement`` holds the numbers, ``table`` the results compared."""
+
+    def __init__(self, body: str, head: str, agreement: Agreement, table: dict, title: str) -> None:
+        super().__init__(body, title=title, head=head)
+        self.agreement = agreement
+        self.table = table
+
+    def summary(self) -> str:
+        return self.agreement.summary()
+
+    def __repr__(self) -> str:
+        return (f"ComparisonExport({len(self.agreement.methods)} methods, {len(self.agreement.units)} instances)")
+
+
+def export_comparison(obj, *, methods=None, k: int = 3, absolute: bool = True, skip_special: bool = True,
+                      top_k: int | None = None, merge_words=False, plot: str | None = "png",
+                      max_instances: int | None = 50, title: str = "Saliency methods compared",
+                      **options) -> ComparisonExport:
+    """A comparison page for ``{method: [results]}`` (or a record: its attention methods).
+
+    ``k``: the top-k of the overlap metric (and the outlined tokens unless ``top_k``). ``plot``:
+    ``"png"`` (default), ``"svg"`` or ``None``. ``max_instances``: how many instances get their own
+    rows on the page (all of them count in the averages).
+    """
+    table = as_method_table(obj, methods=methods, merge_words=merge_words, **options)
+    if not table:
+        raise ValueError("nothing to compare: no methods given")
+    if len(table) < 2:
+        raise ValueError(f"a comparison needs at least two methods, got {list(table)}")
+    agree = agreement(table, k=k, absolute=absolute, skip_special=skip_special)
+    names = list(table)
+    shown = top_k if top_k is not None else k
+    parts = ['<div class="ap-sal ap-cmp">', f"<h2 style=\"font-size:17px\">{_esc(title)}</h2>",
+             f"<p style=\"font-size:12px;color:#555\">{len(names)} methods, {len(agree.units)} instances. "
+             f"Shade: share of each method's total absolute score, relative to its largest; outlined: top {shown}. "
+             f"Agreement over {'magnitudes' if absolute else 'signed scores'}"
+             f"{', special tokens excluded' if skip_special else ''}.</p>"]
+    unit = 0
+    count = len(table[names[0]])
+    for i in range(count):
+        fields = table[names[0]][i]
+        for f, first in enumerate(fields):
+            if max_instances is None or i < max_instances:
+                heading = f"Instance {i + 1}"
+                if len(fields) > 1:
+                    heading += f" ({_esc(first.field)})"
+                if first.text:
+                    heading += f": {_esc(first.text)}"
+                target = first.target_label if first.target_label is not None else first.target
+                if target is not None:
+                    heading += f" &middot; target {_esc(target)}"
+                parts.append(f"<h3>{heading}</h3><table class=\"ap-rows\">")
+                for name in names:
+                    row = token_row(table[name][i][f], top_k=min(shown, len(first.tokens)))
+                    parts.append(f'<tr><td class="ap-name">{_esc(name)}</td><td>{row}</td></tr>')
+                parts.append("</table><details><summary style=\"font-size:12px\">agreement on this instance"
+                             f"</summary>{_pairs_table(agree, unit)}</details>")
+            unit += 1
+    if max_instances is not None and count > max_instances:
+        parts.append(f"<p style=\"font-size:12px;color:#555\">{count - max_instances} more instances are "
+                     "included in the averages below.</p>")
+    parts.append(f"<h3>Averaged over {len(agree.units)} instances</h3>{_pairs_table(agree, None)}")
+    if plot:
+        image = agreement_plot(agree, plot)
+        if plot == "svg":
+            parts.append(f'<div class="ap-plot">{image}</div>')
+        else:
+            parts.append(f'<img class="ap-plot" alt="agreement between methods" src="{image}">')
+    parts.append("</div>")
+    return ComparisonExport("\n".join(parts), CSS, agree, table, title=f"attn-plugins: {title}")

@@ -1,0 +1,140 @@
+"""TokenSaliency: the one result type of every saliency method."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from dataclasses import field as _field
+from typing import Any
+
+import numpy as np
+
+
+@dataclass
+class TokenSaliency:
+    """One score per token of one input, for one method and one target.
+
+    ``scores`` keep the method's own sign and scale (gradient methods: signed attribution summed
+    over the embedding dimension; attention methods: non-negative weights). Views normalise with
+    :meth:`normalized`. ``target`` is the class (or vocabulary id) explained, ``position`` the
+    token position whose output was explained (token classification, language models), ``query``
+    the attention row read by attention methods. ``word_ids``/``offsets``/``special`` come from the
+    tokenizer and drive :meth:`to_words`. ``field`` names the input field (one text: ``"tokens"``;
+    a pair explained per side: ``"sentence_a"``/``"sentence_b"``). ``info`` holds the method's
+    options and extras (e.g. ``delta``, Captum's convergence delta).
+    """
+
+    tokens: list[str]
+    scores: np.ndarray
+    method: str
+    target: int | None = None
+    target_label: str | None = None
+    position: int | None = None
+    query: int | None = None
+    prediction: int | None = None
+    prediction_label: str | None = None
+    probability: float | None = None
+    target_probability: float | None = None
+    true_label: Any = None
+    text: str | None = None
+    field: str = "tokens"
+    word_ids: list[int | None] | None = None
+    offsets: list[tuple[int, int]] | None = None
+    special: list[bool] | None = None
+    info: dict[str, Any] = _field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.tokens = [str(t) for t in self.tokens]
+        scores = np.asarray(self.scores, dtype=np.float64).reshape(-1)
+        if scores.shape[0] != len(self.tokens):
+            raise ValueError(f"{len(self.tokens)} tokens but {scores.shape[0]} scores")
+        self.scores = scores
+        for name in ("word_ids", "offsets", "special"):
+            value = getattr(self, name)
+            if value is not None and len(value) != len(self.tokens):
+                raise ValueError(f"{name} has {len(value)} entries for {len(self.tokens)} tokens")
+
+    def __len__(self) -> int:
+        return len(self.tokens)
+
+    def normalized(self, how: str = "l1", absolute: bool = True) -> np.ndarray:
+        """Scores made absolute (by default) and scaled: ``"l1"`` (sum 1, AllenNLP), ``"max"``
+        (largest magnitude 1, keeps the sign when ``absolute=False``) or ``"none"``.
+
+        All-zero scores stay zero (never divided into ones).
+        """
+        values = np.abs(self.scores) if absolute else self.scores.copy()
+        if how == "none":
+            return values
+        if how == "l1":
+            norm = np.abs(values).sum()
+        elif how == "max":
+            norm = np.abs(values).max() if len(values) else 0.0
+        else:
+            raise ValueError(f"how must be 'l1', 'max' or 'none', got {how!r}")
+        if not np.isfinite(norm) or norm == 0:
+            return np.zeros_like(values)
+        return values / norm
+
+    def top_k(self, k: int, absolute: bool = True, skip_special: bool = False) -> list[int]:
+        """Positions of the ``k`` highest scores (by magnitude unless ``absolute=False``), best first."""
+        values = np.abs(self.scores) if absolute else self.scores
+        order = [int(i) for i in np.argsort(-values, kind="stable")]
+        if skip_special and self.special is not None:
+            order = [i for i in order if not self.special[i]]
+        return order[: max(0, int(k))]
+
+    def to_words(self, how: str = "sum", keep_special: bool = True) -> TokenSaliency:
+        """Word pieces merged into words (see :func:`attn_plugins.saliency.words.merge_words`)."""
+        from .words import merge_words
+
+        return merge_words(self, how=how, keep_special=keep_special)
+
+    def without_special(self) -> TokenSaliency:
+        """The same result without special tokens ([CLS], [SEP], <s>, ...)."""
+        if self.special is None:
+            return self
+        keep = [i for i, s in enumerate(self.special) if not s]
+        return self.subset(keep)
+
+    def subset(self, positions: list[int]) -> TokenSaliency:
+        pick = lambda seq: None if seq is None else [seq[i] for i in positions]  # noqa: E731
+        return replace(self, tokens=[self.tokens[i] for i in positions], scores=self.scores[positions],
+                       word_ids=pick(self.word_ids), offsets=pick(self.offsets), special=pick(self.special),
+                       info=dict(self.info))
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict (scores as a list of floats)."""
+        out = {k: getattr(self, k) for k in self.__dataclass_fields__}
+        out["scores"] = [float(v) for v in self.scores]
+        if self.offsets is not None:
+            out["offsets"] = [list(o) for o in self.offsets]
+        out["info"] = _jsonable(self.info)
+        out["true_label"] = _jsonable(self.true_label)
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TokenSaliency:
+        data = dict(data)
+        if data.get("offsets") is not None:
+            data["offsets"] = [tuple(o) for o in data["offsets"]]
+        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        return cls(**known)
+
+    def __repr__(self) -> str:
+        top = ", ".join(f"{self.tokens[i]}={self.scores[i]:.3g}" for i in self.top_k(3))
+        target = f", target={self.target_label or self.target}" if self.target is not None else ""
+        return f"TokenSaliency({self.method}, {len(self)} tokens{target}; top: {top})"
+
+
+def _jsonable(value):
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    return value
