@@ -1,5 +1,6 @@
 """attn-plugins: exact attention capture from any PyTorch model, one record type, many views."""
 
+from .adapters.declare import attention_output, register_attention_module, unregister_attention_module
 from .capture import capture
 from .collector import CaptureError
 from .integrations import export
@@ -13,6 +14,50 @@ __all__ = [
     "LayerAttention",
     "RecordFormatError",
     "__version__",
+    "attention_output",
     "capture",
+    "compare",
+    "explain",
     "export",
+    "heatmap",
+    "register_attention_module",
+    "show",
+    "unregister_attention_module",
 ]
+
+
+# Notebook one-liners (attn_plugins.notebook, imported only when called).
+def show(obj, text=None, tokenizer=None, view="head", **options):
+    """A view (BertViz ``view="head"``/``"model"``/``"neuron"``, or ``"heatmap"``...) of a model,
+    pipeline or record in one line; see :func:`attn_plugins.notebook.show`."""
+    from .notebook import show as _show
+
+    return _show(obj, text, tokenizer, view, **options)
+
+
+def heatmap(obj, text=None, tokenizer=None, **options):
+    """A heatmap of one head or a layer's heads, shown as PNG; see :func:`attn_plugins.notebook.heatmap`."""
+    from .notebook import heatmap as _heatmap
+
+    return _heatmap(obj, text, tokenizer, **options)
+
+
+def explain(obj, text=None, tokenizer=None, method=None, **options):
+    """Saliency of a prediction in one line; see :func:`attn_plugins.notebook.explain`."""
+    from .notebook import explain as _explain
+
+    return _explain(obj, text, tokenizer, method, **options)
+
+
+def compare(obj, text=None, tokenizer=None, methods=None, **options):
+    """Saliency methods side by side with their agreement; see :func:`attn_plugins.notebook.compare`."""
+    from .notebook import compare as _compare
+
+    return _compare(obj, text, tokenizer, methods, **options)
+
+
+def load_ipython_extension(ipython):
+    """``%load_ext attn_plugins``: the ``%%attention`` magic (see :mod:`attn_plugins.notebook`)."""
+    from .notebook import load_ipython_extension as _load
+
+    _load(ipython)

@@ -1,4 +1,4 @@
-"""``attn-plugins``: a thin command line over capture, records and (when present) the report."""
+"""``attn-plugins``: a thin command line over capture, records and the report."""
 
 from __future__ import annotations
 
@@ -95,21 +95,31 @@ def _cmd_info(args) -> int:
     return 0
 
 
-def _cmd_demo(args) -> int:
-    """The main job: the report when it is available, else capture + summary on the bundled model."""
+def _cmd_report(args) -> int:
+    """The report: one offline HTML page plus the plot files (see attn_plugins.report)."""
+    from .report import ReportError, build_report, read_text_file
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    texts = list(args.text) if args.text else None
+    if args.text_file:
+        try:
+            texts = (texts or []) + read_text_file(args.text_file)
+        except ReportError as exc:
+            raise SystemExit(f"error: --text-file: {exc}") from None
     try:
-        from . import report
-    except ImportError:
-        report = None
-    if report is not None and hasattr(report, "main"):
-        return report.main(["--out", args.out])
-    model, tokenizer = load_model(None)
-    texts = ["The cat sat on the mat because it was tired.", "Attention shows where a model looks."]
-    record = capture_texts(model, tokenizer, texts, MAX_TOKENS_DEFAULT)
-    path = record.save(os.path.join(args.out, "demo.safetensors"))
-    print(record.summary())
-    print(f"saved {path}; inspect it with: attn-plugins info {path}")
+        path = build_report(texts=texts, out_dir=args.out, model_dir=args.model, progress=not args.quiet,
+                            max_tokens=args.max_tokens)
+    except ReportError as exc:
+        raise SystemExit(f"error: {exc}") from None
+    print(f"wrote {path}")
+    print(f"open it in a browser (works offline); the plots (PNG, SVG) are in {os.path.join(args.out, 'plots')}")
     return 0
+
+
+def _cmd_demo(args) -> int:
+    """The main job on the bundled model and the fixture sentences: the report."""
+    args.model, args.text, args.text_file, args.max_tokens = None, None, None, MAX_TOKENS_DEFAULT
+    return _cmd_report(args)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -130,8 +140,19 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("record")
     info.set_defaults(func=_cmd_info)
 
-    demo = sub.add_parser("demo", help="run the main job on the bundled model")
+    report = sub.add_parser("report", help="write the offline HTML report (BertViz, heatmaps, head statistics, "
+                                           "clustering, diagnostics, saliency) and its plot files")
+    report.add_argument("--model", help="a local model directory (default: the bundled MiniLM)")
+    report.add_argument("--text", action="append", help="input text (repeat for several; default: fixture sentences)")
+    report.add_argument("--text-file", help="a UTF-8 file with one text per line")
+    report.add_argument("--out", default="out", help="output directory (default: out)")
+    report.add_argument("--max-tokens", type=int, default=MAX_TOKENS_DEFAULT, help="refuse longer inputs")
+    report.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    report.set_defaults(func=_cmd_report)
+
+    demo = sub.add_parser("demo", help="the report on the bundled model and a few fixture sentences")
     demo.add_argument("--out", default="out", help="output directory")
+    demo.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     demo.set_defaults(func=_cmd_demo)
     return parser
 

@@ -172,19 +172,31 @@ class AttentionRecord:
 
         path = os.fspath(path)
         tensors: dict[str, torch.Tensor] = {}
+        seen: set[tuple[int, int]] = set()
+
+        def plain(tensor: torch.Tensor) -> torch.Tensor:
+            """A CPU tensor with storage of its own (safetensors refuses tensors that share memory)."""
+            out = tensor.detach().contiguous().cpu()
+            key = (out.untyped_storage().data_ptr(), out.untyped_storage().nbytes())
+            if key in seen or out.untyped_storage().nbytes() != out.numel() * out.element_size():
+                out = out.clone()
+                key = (out.untyped_storage().data_ptr(), out.untyped_storage().nbytes())
+            seen.add(key)
+            return out
+
         layer_meta = []
         for i, layer in enumerate(self.layers):
-            tensors[f"layers.{i}.weights"] = layer.weights.detach().contiguous().cpu()
+            tensors[f"layers.{i}.weights"] = plain(layer.weights)
             entry = {"name": layer.name, "stack": layer.stack, "kind": layer.kind, "index": layer.index,
                      "heads": layer.heads, "dtype": str(layer.weights.dtype).replace("torch.", "")}
             for extra in ("queries", "keys"):
                 value = getattr(layer, extra)
                 if value is not None:
-                    tensors[f"layers.{i}.{extra}"] = value.detach().contiguous().cpu()
+                    tensors[f"layers.{i}.{extra}"] = plain(value)
                     entry[extra] = True
             layer_meta.append(entry)
         for name, value in self.inputs.items():
-            tensors[f"inputs.{name}"] = value.detach().contiguous().cpu()
+            tensors[f"inputs.{name}"] = plain(value)
         meta = {
             "format": FORMAT_NAME,
             "format_version": FORMAT_VERSION,

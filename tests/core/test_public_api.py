@@ -1,7 +1,8 @@
 import attn_plugins
 
 PUBLIC = {"AttentionRecord", "CaptureError", "LayerAttention", "RecordFormatError", "__version__", "capture", "export",
-          "show", "heatmap", "explain", "compare"}
+          "show", "heatmap", "explain", "compare",
+          "attention_output", "register_attention_module", "unregister_attention_module"}
 
 
 def test_all_is_exactly_the_public_names():

@@ -138,3 +138,15 @@ def test_repr_is_short_and_summary_readable(bart_record):
     text = bart_record.summary()
     assert "encoder self-attention: layers [0, 1], heads [1, 3]" in text
     assert "decoder cross-attention" in text
+
+
+def test_tensors_sharing_memory_are_saved(tmp_path):
+    """Inputs that alias each other (or views of one buffer) still save and load losslessly."""
+    base = torch.arange(12).reshape(2, 6)
+    weights = torch.rand(2, 2, 3, 3)
+    record = ap.AttentionRecord(
+        layers=[ap.LayerAttention("a", None, "self", 0, weights), ap.LayerAttention("b", None, "self", 1, weights[:1])],
+        inputs={"token_type_ids": base, "decoder_token_type_ids": base, "input_ids": base[:, :3]},
+    )
+    loaded = ap.AttentionRecord.load(record.save(tmp_path / "shared.safetensors"))
+    _same(record, loaded)
