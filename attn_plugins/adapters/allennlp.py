@@ -35,6 +35,7 @@ import inspect
 import torch
 
 from ..collector import CaptureError, Target
+from .hooks import remove_hooks
 
 __all__ = ["AllenNLPAdapter", "matches"]
 
@@ -373,12 +374,7 @@ class AllenNLPAdapter:
             errors.append(exc)
         for step in self.step_targets:
             step.rows = []
-        for handle in self.handles:
-            try:
-                handle.remove()
-            except Exception as exc:  # noqa: BLE001
-                errors.append(exc)
-        self.handles.clear()
+        errors += remove_hooks(self.handles)
         for undo in self.restore:
             try:
                 undo()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 
 from ..collector import Target
+from .hooks import remove_hooks
 
 _GROUPS = (  # output field -> (stack, kind) for encoder-decoder models
     ("encoder_attentions", "encoder", "self"),
@@ -72,9 +73,9 @@ class LegacyOutputs:
         self.handles.append(self.model.register_forward_hook(self._after))
 
     def detach(self) -> None:
-        for handle in self.handles:
-            handle.remove()
-        self.handles.clear()
+        errors = remove_hooks(self.handles)
+        if errors:
+            raise errors[0]
 
     def _before(self, module, args, kwargs):
         from .huggingface import _owner_inputs

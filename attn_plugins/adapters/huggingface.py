@@ -17,6 +17,7 @@ import threading
 import torch
 
 from ..collector import CaptureError, Target
+from .hooks import remove_hooks
 from ..model_state import attn_configs
 from .recompute import NEUTRAL_KWARGS, UnsupportedAttentionCall, attention_probs
 
@@ -434,13 +435,7 @@ class HuggingFaceAdapter:
         for extra in (self._legacy, self._intercepted):
             if extra is not None:
                 extra.detach()
-        errors = []
-        for handle in self.handles:
-            try:
-                handle.remove()
-            except Exception as exc:  # noqa: BLE001 - keep removing the rest
-                errors.append(exc)
-        self.handles.clear()
+        errors = remove_hooks(self.handles)
         with _LOCK:
             for key in self.handlers:
                 _HANDLERS.pop(key, None)

@@ -15,6 +15,7 @@ import threading
 import torch
 
 from ..collector import Target
+from .hooks import remove_hooks
 from .recompute import attention_probs
 
 _LOCK = threading.RLock()
@@ -137,11 +138,11 @@ class SdpaInterception:
         self.installed = True
 
     def detach(self) -> None:
-        for handle in self.handles:
-            handle.remove()
-        self.handles.clear()
+        errors = remove_hooks(self.handles)
         if self.installed:
             self.installed = False
             _uninstall()
         if getattr(_CURRENT, "stack", None):
             _CURRENT.stack.clear()
+        if errors:
+            raise errors[0]

@@ -49,6 +49,7 @@ from torch import nn
 from torch.nn.modules import module as _module_impl
 
 from ..collector import CaptureError, Target
+from .hooks import remove_hooks
 from .declare import AttentionDeclaration, declaration_for
 
 _CROSS_MARKERS = ("cross", "encoder_attn", "enc_attn", "encdec", "enc_dec", "src_attn", "context_attn",
@@ -358,13 +359,7 @@ class TorchAdapter:
         table.setdefault(id(module), []).append(fn)
 
     def detach(self) -> None:
-        errors = []
-        for handle in self.handles:
-            try:
-                handle.remove()
-            except Exception as exc:  # noqa: BLE001 - keep removing the rest
-                errors.append(exc)
-        self.handles.clear()
+        errors = remove_hooks(self.handles)
         with _LOCK:
             for key in self._watched:
                 if _WATCHED.get(key) is self:

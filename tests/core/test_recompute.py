@@ -1,6 +1,5 @@
 """The probability recomputation against transformers' own eager functions, per kernel convention."""
 
-import types
 
 import pytest
 import torch

@@ -197,7 +197,7 @@ def test_zoom_into_a_token_window_and_hover_values(long_page):
 
 def test_hostile_tokens_in_a_small_long_view(browser, tmp_path):
     record = R.hostile_minilm()
-    result = ap.export(record, "bertviz", view="long", include_layers=[2], path=tmp_path / "small.html")
+    ap.export(record, "bertviz", view="long", include_layers=[2], path=tmp_path / "small.html")
     text = (tmp_path / "small.html").read_text(encoding="utf-8")
     assert R.HOSTILE not in text and text.lower().count("</script") == 3  # meta, data, code
     page = browser.open(tmp_path / "small.html", wait_for="document.querySelector('.apl-root[data-ready]')")
