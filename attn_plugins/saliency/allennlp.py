@@ -16,6 +16,9 @@ labelled instances):
 
 and the exporter applies their absolute value and L1 normalisation.
 
+* ``"simple_gradient"``: AllenNLP's ``SimpleGradient`` output itself, reproduced exactly (its
+  first-token behaviour below included), for comparing with numbers AllenNLP produced.
+
 One difference is AllenNLP's, not ours: in allennlp 2.10.1, ``SimpleGradient`` indexes the
 embeddings it hooked with ``[0]`` after squeezing away the batch dimension, so unless the indexer is
 a mismatched one it multiplies every token's gradient by the *first* token's embedding. Our
@@ -44,7 +47,23 @@ from .methods import METHODS
 from .problem import OUTPUTS, Problem, transform_output
 from .result import TokenSaliency
 
-SUPPORTED = ("saliency", "input_x_gradient", "integrated_gradients", "smoothgrad", "deeplift", "feature_ablation")
+SUPPORTED = ("saliency", "input_x_gradient", "integrated_gradients", "smoothgrad", "deeplift", "feature_ablation",
+             "simple_gradient")
+
+
+def allennlp_simple_gradient(problem: Problem, lengths: list[int]) -> torch.Tensor:
+    """AllenNLP 2.10.1's ``SimpleGradient`` numbers, reproduced exactly for comparison with its outputs:
+    each token's gradient dotted with its field's *first* token embedding (see the module docstring).
+    Prefer ``"input_x_gradient"`` (the per-token product) for analysis."""
+    embeds = problem.embeds.detach().clone().requires_grad_()
+    value = problem.embed_forward(embeds, *problem.args)[0, problem.targets[0]]
+    (grad,) = torch.autograd.grad(value, embeds)
+    parts, start = [], 0
+    for length in lengths:
+        field = slice(start, start + length)
+        parts.append((grad[:, field] * embeds.detach()[:, start : start + 1]).sum(-1))
+        start += length
+    return torch.cat(parts, dim=1)
 
 
 def _flatten(value, path=()):
@@ -169,12 +188,14 @@ class AllenNLPExplainer:
         if method not in SUPPORTED:
             raise ValueError(f"{method!r} is not available for AllenNLP models here; choose from {SUPPORTED} "
                              "(attention methods: the predictor add-on's interpreters)")
-        fn = METHODS.get(method)
         training = [(m, m.training) for m in self.model.modules()]
         self.model.eval()
         try:
             problem, lengths, info = self.problem(instance)
-            scores, extras = fn(problem, **options)
+            if method == "simple_gradient":
+                scores, extras = allennlp_simple_gradient(problem, lengths), []
+            else:
+                scores, extras = METHODS.get(method)(problem, **options)
         finally:
             for module, mode in training:
                 module.training = mode

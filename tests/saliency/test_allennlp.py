@@ -108,6 +108,13 @@ def test_gradients_equal_allennlp_and_simple_gradient_formula():
             first = (torch.as_tensor(their_grads[f"grad_input_{k + 1}"][0]) * e[0]).sum(-1).abs()
             np.testing.assert_allclose(theirs["instance_1"][f"grad_input_{k + 1}"], (first / first.sum()).numpy(),
                                        atol=1e-6)
+        # the parity method gives AllenNLP's own SimpleGradient JSON, key by key
+        parity = ap.export(explainer.explain_json(inputs, "simple_gradient"), "allennlp").data
+        assert parity.keys() == theirs.keys()
+        for instance_key in theirs:
+            assert parity[instance_key].keys() == theirs[instance_key].keys()
+            for grad_key, values in theirs[instance_key].items():
+                np.testing.assert_allclose(parity[instance_key][grad_key], values, atol=1e-6)
 
 
 def test_attention_interpreters_of_the_add_on_agree_with_ours():
