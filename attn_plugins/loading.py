@@ -60,20 +60,6 @@ def load_model_dir(path) -> tuple:
     raise LoadError(f"cannot load a model from {path!r}: {error}")
 
 
-def _tokenizer_for(model, model_dir):
-    if model_dir is not None:
-        return load_model_dir(model_dir)[1]
-    name = str(getattr(getattr(model, "config", None), "_name_or_path", "") or "")
-    if name and os.path.isdir(name):
-        from transformers import AutoTokenizer
-
-        try:
-            return AutoTokenizer.from_pretrained(name, local_files_only=True)
-        except (OSError, ValueError, KeyError, TypeError):
-            pass
-    raise LoadError(f"no tokenizer for {type(model).__name__}: pass tokenizer= (the report turns text into tokens)")
-
-
 def tokenizer_for(model):
     """The tokenizer saved beside a model loaded from a local directory (``config._name_or_path``)."""
     name = str(getattr(getattr(model, "config", None), "_name_or_path", "") or "")

@@ -271,7 +271,6 @@ class _TargetHandler:
 
     def _probs(self, module, query, key, value, attention_mask, kwargs, kernel, heads):
         unknown = {k for k, v in kwargs.items() if k not in NEUTRAL_KWARGS and v is not None}
-        compute_dtype = torch.float64 if query.dtype == torch.float64 else torch.float32
         if not unknown:
             is_causal = kwargs.get("is_causal")
             if is_causal is None:
@@ -282,7 +281,7 @@ class _TargetHandler:
                     is_causal=bool(is_causal), position_bias=kwargs.get("position_bias"),
                     softcap=kwargs.get("softcap"),
                     sinks=kwargs.get("s_aux", kwargs.get("sinks")),
-                    sliding_window=kwargs.get("sliding_window"), heads=heads, compute_dtype=compute_dtype,
+                    sliding_window=kwargs.get("sliding_window"), heads=heads,
                 )
             except UnsupportedAttentionCall as exc:
                 reason = str(exc)

@@ -62,14 +62,16 @@ def attention_probs(
     sinks: torch.Tensor | None = None,
     sliding_window: int | None = None,
     heads: list[int] | None = None,
-    compute_dtype: torch.dtype = torch.float32,
+    compute_dtype: torch.dtype | None = None,
 ) -> torch.Tensor:
-    """Attention probabilities ``[batch, len(heads) or H, q, k]`` in ``compute_dtype``.
+    """Attention probabilities ``[batch, len(heads) or H, q, k]`` in ``compute_dtype`` (default: float32, or float64 for float64 inputs).
 
     ``kernel`` names the mask convention of the call: ``"sdpa"`` (4-D bool with True = keep, or
     additive float; ``None`` with ``is_causal`` means top-left causal), ``"flash"`` (2-D padding mask
     ``[b, k]``, bottom-right causal, sliding window) or ``"flex"`` (``BlockMask`` or additive float).
     """
+    if compute_dtype is None:  # float32 at least, float64 for float64 models
+        compute_dtype = torch.float64 if query.dtype == torch.float64 else torch.float32
     batch, num_heads, q_len, _ = query.shape
     q = query if heads is None else query.index_select(1, torch.tensor(heads, device=query.device))
     k = _gqa_keys(key, num_heads, heads)

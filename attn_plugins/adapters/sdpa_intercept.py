@@ -16,7 +16,6 @@ import torch
 
 from ..collector import Target
 from .hooks import remove_hooks
-from .recompute import attention_probs
 
 _LOCK = threading.RLock()
 _STATE = {"original": None, "users": 0}
@@ -73,13 +72,17 @@ def _uninstall() -> None:
 
 
 class _Handler:
+    """Marks the watched module as running; its sdpa calls go to the HF adapter's kernel-call handler."""
+
     def __init__(self, session, target: Target) -> None:
-        self.session = session
+        from .huggingface import _TargetHandler
+
         self.target = target
-        self.seen = False
+        self.session = session
+        self.core = _TargetHandler(session, target, output_index=1)
 
     def before(self, module, args) -> None:
-        self.seen = False
+        self.core.seen_kernel_call = False
         if not hasattr(_CURRENT, "stack"):
             _CURRENT.stack = []
         _CURRENT.stack.append(self)
@@ -87,26 +90,13 @@ class _Handler:
     def after(self, module, args, output) -> None:
         if getattr(_CURRENT, "stack", None) and _CURRENT.stack[-1] is self:
             _CURRENT.stack.pop()
-        if not self.seen:
+        if not self.core.seen_kernel_call:
             self.session.warn_once(f"attention module {self.target.name!r} ran without calling "
                                    "scaled_dot_product_attention; this call was not captured")
 
     def on_sdpa(self, query, key, attn_mask, is_causal, scale) -> None:
-        if self.seen:
-            return
-        self.seen = True
-        q_len, k_len = query.shape[-2], key.shape[-2]
-        index, selected = self.session.collector.next_call(self.target, q_len, k_len)
-        if not selected:
-            return
-        heads = self.session.heads
-        if heads is not None:
-            self.session.check_heads(query.shape[1], self.target)
-        compute = torch.float64 if query.dtype == torch.float64 else torch.float32
-        with torch.no_grad():
-            probs = attention_probs(query.detach(), key.detach(), attn_mask, kernel="sdpa", scaling=scale,
-                                    is_causal=bool(is_causal), heads=heads, compute_dtype=compute)
-        self.session.collector.add(self.target, index, self.session.store(probs), q_len, k_len)
+        self.core.on_kernel_call(self.target.module, query.detach(), key.detach(), None, attn_mask,
+                                 {"scaling": scale, "is_causal": bool(is_causal)}, "sdpa")
 
 
 class SdpaInterception:

@@ -68,11 +68,9 @@ class AllenNLPExport:
         return json.dumps(self.data, indent=indent)
 
     def save(self, path: str | os.PathLike) -> str:
-        path = os.fspath(path)
-        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        with open(path, "w", encoding="utf-8") as handle:
-            handle.write(self.to_json())
-        return path
+        from .html import write_text
+
+        return write_text(path, self.to_json())
 
     def _repr_html_(self) -> str:
         return f"<pre>{_html.escape(self.to_json(indent=2))}</pre>"

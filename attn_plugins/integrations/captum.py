@@ -117,16 +117,14 @@ class CaptumExport:
         return captum_table_html(self.records, self.legend)
 
     def document(self) -> str:
-        return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-                "<title>attn-plugins: Captum view</title></head>\n<body>\n"
-                f"{self._repr_html_()}\n</body></html>\n")
+        from .html import HtmlExport
+
+        return HtmlExport(self._repr_html_(), "attn-plugins: Captum view").document()
 
     def save(self, path: str | os.PathLike) -> str:
-        path = os.fspath(path)
-        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        with open(path, "w", encoding="utf-8") as handle:
-            handle.write(self.document())
-        return path
+        from .html import write_text
+
+        return write_text(path, self.document())
 
     def __len__(self) -> int:
         return len(self.records)

@@ -6,6 +6,15 @@ import html as _html
 import os
 
 
+def write_text(path: str | os.PathLike, text: str) -> str:
+    """Write ``text`` (UTF-8) to ``path``, creating its folder; returns the path. Every exporter saves through this."""
+    path = os.fspath(path)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "w", encoding="utf-8") as handle:
+        handle.write(text)
+    return path
+
+
 class HtmlExport:
     """An exported page: ``save(path)`` writes the full document, notebooks show ``_repr_html_``."""
 
@@ -24,11 +33,7 @@ class HtmlExport:
         return self.head + self.body
 
     def save(self, path: str | os.PathLike) -> str:
-        path = os.fspath(path)
-        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        with open(path, "w", encoding="utf-8") as handle:
-            handle.write(self.document())
-        return path
+        return write_text(path, self.document())
 
     def __repr__(self) -> str:
         return f"HtmlExport({self.title!r}, {len(self.body)} characters)"

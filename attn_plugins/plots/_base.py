@@ -128,3 +128,13 @@ def contextual(func):
             return func(*args, **kwargs)
 
     return wrapper
+
+
+def pick_cross_layer(layers: list, layer) -> tuple[list, int]:
+    """The captured cross-attention layer(s) numbered ``layer`` (negative counts from the last), and its index."""
+    n = max(l.index for l in layers) + 1
+    index = layer % n if isinstance(layer, int) and layer < 0 else layer
+    chosen = [l for l in layers if l.index == index]
+    if not chosen:
+        raise IndexError(f"no cross-attention layer {layer}; captured: {[l.index for l in layers]}")
+    return chosen, index

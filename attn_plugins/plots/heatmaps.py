@@ -8,7 +8,7 @@ import torch
 
 from ..analysis._common import ANY, View, record_view, select_layers, views
 from ..record import AttentionRecord
-from ._base import contextual, finish, new_figure, readable, set_token_ticks
+from ._base import contextual, finish, new_figure, pick_cross_layer, readable, set_token_ticks
 
 
 def _view(attn, layer, item, stack, kind, attention_mask=None, tokens=None) -> View:
@@ -187,11 +187,7 @@ def alignment(record: AttentionRecord, layer: int | str = -1, head="mean", *, it
         matrix = torch.stack(mats).mean(dim=0)
         where = "all cross-attention layers"
     else:
-        n = max(l.index for l in layers) + 1
-        target = layer % n if isinstance(layer, int) and layer < 0 else layer
-        hit = [l for l in layers if l.index == target]
-        if not hit:
-            raise IndexError(f"no cross-attention layer {layer}; captured: {[l.index for l in layers]}")
+        hit, _ = pick_cross_layer(layers, layer)
         base = record_view(record, hit[0]).select_item(item)
         matrix = _head_matrix(base, head)[0]
         where = base.label

@@ -7,7 +7,7 @@ import torch
 
 from ..analysis._common import record_view
 from ..record import AttentionRecord
-from ._base import contextual, finish, new_figure, readable
+from ._base import contextual, finish, new_figure, pick_cross_layer, readable
 
 # Whisper: log-mel frames every 10 ms; the encoder's strided convolution halves them (20 ms).
 MEL_HOP_SECONDS = 0.01
@@ -22,11 +22,7 @@ def _cross_matrix(record: AttentionRecord, layer, head, item) -> tuple[torch.Ten
     if layer == "mean":
         chosen, where = layers, "all layers"
     else:
-        n = max(l.index for l in layers) + 1
-        idx = layer % n if isinstance(layer, int) and layer < 0 else layer
-        chosen = [l for l in layers if l.index == idx]
-        if not chosen:
-            raise IndexError(f"no cross-attention layer {layer}; captured: {[l.index for l in layers]}")
+        chosen, idx = pick_cross_layer(layers, layer)
         where = f"layer {idx}"
     mats, view = [], None
     for l in chosen:

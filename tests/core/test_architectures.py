@@ -165,9 +165,10 @@ def test_vision_models_with_their_own_sdpa_class(name):
     assert model.config._attn_implementation == "sdpa"
     with torch.no_grad():
         reference = model(pixel_values=pixels).last_hidden_state
-        with ap.capture(model, heads=[0, 3]) as cap:
+        with ap.capture(model, heads=[0, 3], keep_queries_keys=True) as cap:
             inside = model(pixel_values=pixels).last_hidden_state
         expected = eager(pixel_values=pixels, output_attentions=True).attentions
     assert torch.equal(reference, inside)
     assert max_diff([e[:, [0, 3]] for e in expected], cap.record.as_hf_outputs()["attentions"]) <= TOL
+    assert cap.record.layers[0].queries.shape == (2, 2, 17, 8)  # 16 patches + [CLS], the two kept heads
     assert hooks_left(model) == []
