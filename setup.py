@@ -21,6 +21,8 @@ EXTRAS = {
     # allennlp's runtime dependencies; allennlp and allennlp-models themselves pin torch<1.13, so
     # scripts/install_allennlp.sh adds them with --no-deps together with the compatibility hook.
     "allennlp": _requirements("allennlp.txt"),
+    "corpus": ["pyarrow==26.0.1"],  # attn-plugins corpus: Parquet output
+    "ray": ["ray[data]==2.60.0", "pyarrow==26.0.1"],  # attn-plugins corpus --engine ray
 }
 EXTRAS["all"] = sorted({dep for deps in EXTRAS.values() for dep in deps})
 EXTRAS["test"] = ["pytest>=8", "pytest-timeout>=2.2", "networkx>=3.2", "selenium==4.51.0"]

@@ -1,6 +1,7 @@
 """attn-plugins: exact attention capture from any PyTorch model, one record type, many views."""
 
 from .adapters.declare import attention_output, register_attention_module, unregister_attention_module
+from .budget import MemoryBudgetError
 from .capture import capture
 from .collector import CaptureError
 from .integrations import export
@@ -12,6 +13,7 @@ __all__ = [
     "AttentionRecord",
     "CaptureError",
     "LayerAttention",
+    "MemoryBudgetError",
     "RecordFormatError",
     "__version__",
     "attention_output",

@@ -11,6 +11,7 @@ implementation, config, training mode and ``requires_grad`` flags are as they we
 from __future__ import annotations
 
 import functools
+import os
 import threading
 import warnings
 from collections.abc import Sequence
@@ -23,6 +24,7 @@ from .model_state import ModelState
 from .record import AttentionRecord
 
 _ACTIVE: dict[int, "capture"] = {}
+_FAST_PATH_MODULES = (torch.nn.TransformerEncoderLayer, torch.nn.TransformerEncoder)
 _ACTIVE_LOCK = threading.Lock()
 
 
@@ -59,10 +61,20 @@ class capture:  # noqa: N801 - used as a function-like context manager
         device, dtype: where and how the weights are kept (default: the model's device, float32).
         adapter: an adapter name from ``attn_plugins.adapters.ADAPTERS`` (default: the first that matches).
         keep_queries_keys: also keep each captured layer's queries and keys (for neuron views).
+        max_bytes: the memory guard's budget for the kept attention, in bytes or as text ("2GB");
+            default: half the free memory of the device the record is kept on (streaming: the free
+            disk space); ``float("inf")`` turns it off. Above it the capture refuses before the
+            model runs (:class:`~attn_plugins.budget.MemoryBudgetError`) and says how to cut it.
+        stream_to: a new directory: each layer is written there as it is produced and the records
+            are opened memory-mapped from it (``record-0000/``, ... one per forward or generate()).
+        compute_dtype: the dtype recomputed probabilities are computed in (default float32, float64
+            for float64 models: exact softmax from half-precision queries and keys). The record's
+            ``metadata["precision"]`` says what was used.
     """
 
     def __init__(self, model, tokenizer=None, layers=None, heads=None, device=None, dtype=None, *,
-                 adapter: str | None = None, keep_queries_keys: bool = False) -> None:
+                 adapter: str | None = None, keep_queries_keys: bool = False, max_bytes=None,
+                 stream_to=None, compute_dtype: torch.dtype | None = None) -> None:
         if not isinstance(model, torch.nn.Module):
             raise TypeError(f"capture() needs a torch.nn.Module, got {type(model).__name__}")
         self.model = model
@@ -80,6 +92,22 @@ class capture:  # noqa: N801 - used as a function-like context manager
         self.dtype = dtype or torch.float32
         self.adapter_name = adapter
         self.keep_queries_keys = keep_queries_keys
+        from .budget import parse_bytes
+
+        parse_bytes(max_bytes)  # bad values fail here, before anything is touched
+        self.max_bytes = max_bytes
+        if compute_dtype is not None and (not isinstance(compute_dtype, torch.dtype)
+                                          or not compute_dtype.is_floating_point):
+            raise TypeError(f"compute_dtype must be a floating torch.dtype, got {compute_dtype!r}")
+        self.compute_dtype = compute_dtype
+        self._precisions: dict[tuple, str] = {}
+        self.stream_to = os.fspath(stream_to) if stream_to is not None else None
+        self._sink = None
+        self._budget = None
+        self._targets: list[Target] = []
+        self._hooks: list = []
+        self._copier = None
+        self._in_generate = False
         self._adapter = None
         self._state: ModelState | None = None
         self._records: list[AttentionRecord] | None = None
@@ -89,7 +117,23 @@ class capture:  # noqa: N801 - used as a function-like context manager
 
     # ----- used by adapters -------------------------------------------------------------------------
     def store(self, tensor: torch.Tensor) -> torch.Tensor:
-        return tensor.to(device=self.device or tensor.device, dtype=self.dtype)
+        device = self.device or tensor.device
+        if device.type == "cpu" and tensor.device.type == "cuda" and self._sink is None:
+            if self._copier is None:
+                from .offload import HostCopier
+
+                self._copier = HostCopier()
+            return self._copier.to_host(tensor, self.dtype)[0]  # overlaps compute; waited for on exit
+        return tensor.to(device=device, dtype=self.dtype)
+
+    def compute_dtype_for(self, input_dtype: torch.dtype) -> torch.dtype:
+        """The dtype to recompute probabilities in for queries/keys of ``input_dtype`` (and note it)."""
+        dtype = self.compute_dtype or (torch.float64 if input_dtype == torch.float64 else torch.float32)
+        self.note_precision(input_dtype, dtype, "recomputed beside the model's kernel")
+        return dtype
+
+    def note_precision(self, input_dtype: torch.dtype, compute_dtype: torch.dtype, how: str) -> None:
+        self._precisions.setdefault((input_dtype, compute_dtype), how)
 
     def warn_once(self, message: str) -> None:
         if message not in self._warned:
@@ -158,7 +202,20 @@ class capture:  # noqa: N801 - used as a function-like context manager
             targets = self._adapter.find(self.model)
             if not targets:
                 raise NoAttentionError(f"{type(self.model).__name__} has no attention module to capture")
-            self.collector = Collector(self._layer_filter(targets), self.heads)
+            from .budget import Budget
+
+            self._targets = targets
+            layer_filter = self._filter = self._layer_filter(targets)
+            self._budget = Budget.for_capture(self.max_bytes, self._storage_device(), self.stream_to)
+            if self.stream_to is not None:
+                from .stream import StreamSink
+
+                self._sink = StreamSink(self.stream_to)
+            self.collector = Collector(layer_filter, self.heads, budget=self._budget, sink=self._sink)
+            if not any(isinstance(m, _FAST_PATH_MODULES) for m in self.model.modules()):
+                # (a hook on a module that contains torch's fused encoder layers would switch their fast path
+                # off; such models are guarded block by block as they run)
+                self._hooks.append(self.model.register_forward_pre_hook(self._guard_forward, with_kwargs=True))
             self._adapter.attach(self.model)
             self._wrap_generate()
         except BaseException:
@@ -167,15 +224,32 @@ class capture:  # noqa: N801 - used as a function-like context manager
         return self
 
     def __exit__(self, exc_type, exc, tb) -> bool:
-        self._cleanup()
-        if exc_type is None:
-            self._records = self._build_records()
+        try:
+            self._cleanup()
+            if self._copier is not None:
+                self._copier.synchronize()
+            if exc_type is None:
+                self._records = self._build_records()
+        except BaseException:
+            if self._sink is not None:
+                self._sink.abort()
+            raise
+        finally:
+            if self._sink is not None:
+                if exc_type is not None:
+                    self._sink.abort()
+                self._sink.close()
         return False
 
     def _cleanup(self) -> None:
         try:
+            from .adapters.hooks import remove_hooks
+
+            errors = remove_hooks(self._hooks)
             if self._adapter is not None:
                 self._adapter.detach()
+            if errors:
+                raise errors[0]
         finally:
             try:
                 if self._state is not None:
@@ -200,9 +274,37 @@ class capture:  # noqa: N801 - used as a function-like context manager
                     "step, so no per-sequence attention history exists. Use greedy decoding or sampling "
                     "(num_beams=1), or capture a teacher-forced forward over the chosen output"
                 )
-            return original(*args, **kwargs)
+            self._check_budget(args, kwargs, _new_tokens(kwargs, config), "this generate() call")
+            self._in_generate = True
+            try:
+                return original(*args, **kwargs)
+            finally:
+                self._in_generate = False
 
         self.model.generate = generate
+
+    # ----- memory guard ------------------------------------------------------------------------------
+    def _storage_device(self) -> torch.device:
+        if self.device is not None:
+            return self.device
+        for parameter in self.model.parameters():
+            return parameter.device
+        return torch.device("cpu")
+
+    def _guard_forward(self, module, args, kwargs) -> None:
+        if not self._in_generate:
+            self._check_budget(args, kwargs, 0, "this forward")
+
+    def _check_budget(self, args, kwargs, new_tokens: int, when: str) -> None:
+        from .budget import describe
+        from .estimate import planned_shapes
+
+        parts = planned_shapes(self.model, self._targets, self._filter, self.heads, args, kwargs, new_tokens)
+        if not parts:
+            return  # lengths not readable from the inputs: every stored block is still counted
+        itemsize = torch.empty((), dtype=self.dtype).element_size()
+        size, detail = describe(parts, itemsize, self.dtype)
+        self._budget.check(size, detail, when)
 
     # ----- results --------------------------------------------------------------------------------------
     def _build_records(self) -> list[AttentionRecord]:
@@ -212,13 +314,21 @@ class capture:  # noqa: N801 - used as a function-like context manager
             record.model_class = type(self.model).__name__
             record.model_name = str(getattr(config, "_name_or_path", "") or "")
             record.attn_implementation = getattr(config, "_attn_implementation", None)
-            record.metadata.setdefault("precision", "float32 softmax recomputed from the model's queries and keys"
-                                       if record.attn_implementation not in (None, "eager")
-                                       else "the model's own eager weights")
-            record.metadata["stored_dtype"] = str(self.dtype).replace("torch.", "")
+            stored = _dtype_name(self.dtype)
+            if self._precisions:
+                notes = [f"softmax(QK^T) computed in {_dtype_name(c)} from {_dtype_name(i)} queries and keys ({how})"
+                         for (i, c), how in self._precisions.items()]
+                record.metadata.setdefault("precision", "; ".join(notes) + f"; stored as {stored}")
+                record.metadata.setdefault("compute_dtype", sorted({_dtype_name(c) for _, c in self._precisions}))
+                record.metadata.setdefault("input_dtype", sorted({_dtype_name(i) for i, _ in self._precisions}))
+            else:
+                record.metadata.setdefault("precision", f"the model's own attention weights; stored as {stored}")
+            record.metadata["stored_dtype"] = stored
             if self.tokenizer is not None:
                 record.tokens = _tokens(self.tokenizer, record.inputs.get("input_ids"))
                 record.decoder_tokens = _tokens(self.tokenizer, record.inputs.get("decoder_input_ids"))
+        if self._sink is not None:
+            records = [AttentionRecord.load(self.collector.write_streamed(r)) for r in records]
         return records
 
     @property
@@ -239,6 +349,24 @@ class capture:  # noqa: N801 - used as a function-like context manager
     def __repr__(self) -> str:
         state = "finished" if self._records is not None else ("active" if self._entered else "ready")
         return f"capture({type(self.model).__name__}, {state})"
+
+
+def _dtype_name(dtype: torch.dtype) -> str:
+    return str(dtype).replace("torch.", "")
+
+
+def _new_tokens(kwargs, config) -> int:
+    """The most tokens a generate() call may add (max_new_tokens, or max_length minus the input)."""
+    for source in (kwargs, vars(config) if config is not None else {}):
+        value = source.get("max_new_tokens")
+        if isinstance(value, int):
+            return value
+    ids = kwargs.get("input_ids")
+    for source in (kwargs, vars(config) if config is not None else {}):
+        value = source.get("max_length")
+        if isinstance(value, int):
+            return max(value - (ids.shape[-1] if isinstance(ids, torch.Tensor) else 0), 0)
+    return 20  # transformers' default max_length
 
 
 def _config_layer_count(model) -> int:

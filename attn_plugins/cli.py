@@ -34,7 +34,8 @@ def _read_texts(args) -> list[str]:
     return texts
 
 
-def capture_texts(model, tokenizer, texts: list[str], max_tokens: int, layers=None, heads=None):
+def capture_texts(model, tokenizer, texts: list[str], max_tokens: int, layers=None, heads=None, *,
+                  max_bytes=None, stream_to=None):
     """Run ``texts`` through ``model`` inside a capture; refuse over-long input with a clear message."""
     import torch
 
@@ -48,16 +49,21 @@ def capture_texts(model, tokenizer, texts: list[str], max_tokens: int, layers=No
             f"error: the input is {length} tokens long, over the limit of {limit} for this model; "
             "shorten the text or raise --max-tokens (up to the model's max_position_embeddings)"
         )
-    with torch.no_grad(), ap.capture(model, tokenizer=tokenizer, layers=layers, heads=heads) as cap:
-        model(**encoded)
+    try:
+        with torch.no_grad(), ap.capture(model, tokenizer=tokenizer, layers=layers, heads=heads, max_bytes=max_bytes,
+                                         stream_to=stream_to) as cap:
+            model(**encoded)
+    except (ap.MemoryBudgetError, FileExistsError) as exc:
+        raise SystemExit(f"error: {exc}") from None
     return cap.record
 
 
 def _cmd_capture(args) -> int:
     texts = _read_texts(args)
     model, tokenizer = load_model(args.model)
-    record = capture_texts(model, tokenizer, texts, args.max_tokens, args.layers, args.heads)
-    path = record.save(args.out)
+    record = capture_texts(model, tokenizer, texts, args.max_tokens, args.layers, args.heads,
+                           max_bytes=args.max_bytes, stream_to=args.out if args.stream else None)
+    path = args.out if args.stream else record.save(args.out)
     print(record.summary())
     print(f"saved {path}")
     return 0
@@ -110,10 +116,13 @@ def build_parser() -> argparse.ArgumentParser:
     cap.add_argument("--text", action="append", help="input text (repeat for a batch)")
     cap.add_argument("--text-file", help="a UTF-8 file with one text per line")
     cap.add_argument("--model", help="a local model directory (default: the bundled MiniLM)")
-    cap.add_argument("--out", required=True, help="record file to write (.safetensors)")
+    cap.add_argument("--out", required=True, help="record file to write (.safetensors; with --stream: a new directory)")
     cap.add_argument("--layers", type=int, nargs="+", help="layer indices to keep (default: all)")
     cap.add_argument("--heads", type=int, nargs="+", help="head indices to keep (default: all)")
     cap.add_argument("--max-tokens", type=int, default=MAX_TOKENS_DEFAULT, help="refuse longer inputs")
+    cap.add_argument("--max-bytes", help="memory guard budget, e.g. 2GB (default: half the free memory)")
+    cap.add_argument("--stream", action="store_true",
+                     help="write each layer to --out (a directory) as it is produced; open it memory-mapped")
     cap.set_defaults(func=_cmd_capture)
 
     info = sub.add_parser("info", help="print a readable summary of a record file")
@@ -134,6 +143,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", default="out", help="output directory")
     demo.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     demo.set_defaults(func=_cmd_demo)
+
+    from .corpus.command import add_parser as add_corpus_parser
+
+    add_corpus_parser(sub)
     return parser
 
 

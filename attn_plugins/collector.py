@@ -39,6 +39,7 @@ class _Block:
     k_len: int
     queries: torch.Tensor | None = None
     keys: torch.Tensor | None = None
+    file: str | None = None  # streaming: the block's shard, relative to its record directory
 
 
 @dataclass
@@ -52,13 +53,16 @@ class _Segment:
 
 
 class Collector:
-    def __init__(self, layer_filter, heads: list[int] | None) -> None:
+    def __init__(self, layer_filter, heads: list[int] | None, *, budget=None, sink=None) -> None:
         self._layer_filter = layer_filter
         self.heads = heads
+        self.budget = budget  # attn_plugins.budget.Budget: counts every stored byte
+        self.sink = sink  # attn_plugins.stream.StreamSink: blocks go to disk instead of memory
         self.segments: list[_Segment] = []
         self._counters: dict[tuple, int] = {}
         self._pass_owner_state: dict[int, dict] = {}
         self._finishers: list = []
+        self._stream_files: dict[int, tuple] = {}
         self._lock = threading.RLock()  # _segment_for may open an implicit pass while holding it
 
     def current_segment(self, owner):
@@ -117,28 +121,75 @@ class Collector:
         with self._lock:
             state = self._pass_owner_state[id(target.owner)]
             segment = state["segment"]
-            segment.blocks.setdefault((target.stack, target.kind, index), []).append(
-                _Block(weights, q_len, k_len, queries, keys)
-            )
+            key = (target.stack, target.kind, index)
+            if self.budget is not None:
+                nbytes = sum(t.numel() * t.element_size() for t in (weights, queries, keys) if t is not None)
+                self.budget.charge(nbytes, f"{target.name}: {'x'.join(map(str, weights.shape))} "
+                                           f"{str(weights.dtype).replace('torch.', '')}")
+            blocks = segment.blocks.setdefault(key, [])
+            if self.sink is None:
+                blocks.append(_Block(weights, q_len, k_len, queries, keys))
+                return
+            tensors = {"weights": weights}
+            tensors.update({k: v for k, v in (("queries", queries), ("keys", keys)) if v is not None})
+            number = next(i for i, s in enumerate(self.segments) if s is segment)
+            file = self.sink.put(number, key, len(blocks), tensors)
+            blocks.append(_Block(None, q_len, k_len, file=file))
 
     # ----- records ---------------------------------------------------------------------------------
     def records(self) -> list[AttentionRecord]:
+        """The assembled records (streaming: memory-mapped from the shards, whose files are in
+        ``record.metadata["_stream"]`` until the capture writes each record's JSON)."""
         out = []
-        for segment in self.segments:
+        if self.sink is not None:
+            self.sink.flush()
+        for number, segment in enumerate(self.segments):
             if not segment.blocks:
                 continue
-            record = self._assemble(segment)
+            record = self._assemble(segment, number)
             for finish in self._finishers:
                 finish(segment, record)
             out.append(record)
         return out
 
-    def _assemble(self, segment: _Segment) -> AttentionRecord:
+    def _streamed_layer(self, number: int, key: tuple, blocks: list[_Block]) -> tuple[str, dict]:
+        from . import shards
+
+        files = [b.file for b in blocks]
+        if len(files) > 1:
+            kind = key[1]
+            q_lens = [b.q_len for b in blocks]
+
+            def shape_of(name, parts):
+                if name == "weights":
+                    return _joined_shape(parts, q_lens, kind)
+                if name == "queries":
+                    return (*parts[0].shape[:2], sum(p.shape[2] for p in parts), parts[0].shape[3])
+                return tuple(parts[-1].shape)
+
+            def place(name, parts, out):
+                if name == "weights":
+                    _place_blocks(parts, out, kind)
+                elif name == "queries":
+                    torch.cat(parts, dim=2, out=out)
+                else:
+                    out.copy_(parts[-1])
+
+            files = [self.sink.merge(number, key, files, shape_of, place)]
+        path = self.sink.record_dir(number)
+        return files[0], shards.open_tensors(f"{path}/{files[0]}")
+
+    def _assemble(self, segment: _Segment, number: int = 0) -> AttentionRecord:
         layers = []
+        stream_files = []
         for (stack, kind, index), blocks in segment.blocks.items():
-            weights = _join_blocks([b.weights for b in blocks], [b.q_len for b in blocks], kind)
-            queries = _cat_rows([b.queries for b in blocks])
-            keys = blocks[-1].keys if blocks[-1].keys is not None else None
+            if self.sink is not None:
+                file, tensors = self._streamed_layer(number, (stack, kind, index), blocks)
+                weights, queries, keys = tensors["weights"], tensors.get("queries"), tensors.get("keys")
+            else:
+                weights = _join_blocks([b.weights for b in blocks], [b.q_len for b in blocks], kind)
+                queries = _cat_rows([b.queries for b in blocks])
+                keys = blocks[-1].keys if blocks[-1].keys is not None else None
             layers.append(
                 LayerAttention(
                     name=segment.names[(stack, kind, index)], stack=stack, kind=kind, index=index,
@@ -146,12 +197,25 @@ class Collector:
                     queries=queries, keys=keys,
                 )
             )
+            if self.sink is not None:
+                stream_files.append((layers[-1], file))
         order = {"encoder": 0, None: 1, "decoder": 2}
         layers.sort(key=lambda l: (order.get(l.stack, 3), str(l.stack), l.kind != "self", l.index))
         record = AttentionRecord(layers=layers, inputs=dict(segment.inputs))
         if segment.steps:
             record.metadata["generation_steps"] = segment.steps + 1
+        if self.sink is not None:
+            self._stream_files[id(record)] = (number, stream_files)
         return record
+
+    def write_streamed(self, record: AttentionRecord) -> str:
+        """Write a streamed record's JSON and inputs next to its shards; returns its directory."""
+        from .record import layer_entry
+
+        number, files = self._stream_files.pop(id(record))
+        file_of = {id(layer): file for layer, file in files}
+        entries = [{**layer_entry(layer), "file": file_of[id(layer)]} for layer in record.layers]
+        return self.sink.write_record(number, record, entries)
 
 
 def _cat_rows(parts):
@@ -161,10 +225,8 @@ def _cat_rows(parts):
     return parts[0] if len(parts) == 1 else torch.cat(parts, dim=2)
 
 
-def _join_blocks(blocks: list[torch.Tensor], q_lens: list[int], kind: str) -> torch.Tensor:
-    """Place each step's ``[b, h, q_t, k_t]`` block at its absolute rows and columns."""
-    if len(blocks) == 1:
-        return blocks[0]
+def _joined_shape(blocks, q_lens: list[int], kind: str) -> tuple[int, ...]:
+    """The shape of a layer assembled from its generation steps' ``[b, h, q_t, k_t]`` blocks."""
     first = blocks[0]
     batch, heads = first.shape[:2]
     if any(b.shape[0] != batch for b in blocks):
@@ -174,10 +236,17 @@ def _join_blocks(blocks: list[torch.Tensor], q_lens: list[int], kind: str) -> to
         )
     total_q = sum(q_lens)
     if kind == "cross":
-        return torch.cat(blocks, dim=2)
+        return (batch, heads, total_q, first.shape[3])
     base = first.shape[3] - first.shape[2]  # keys cached before the first captured step
-    width = base + total_q
-    out = first.new_zeros(batch, heads, total_q, width)
+    return (batch, heads, total_q, base + total_q)
+
+
+def _place_blocks(blocks, out: torch.Tensor, kind: str) -> None:
+    """Write each step's block at its absolute rows and columns of ``out`` (zeros elsewhere)."""
+    if kind == "cross":
+        torch.cat(blocks, dim=2, out=out)
+        return
+    base = blocks[0].shape[3] - blocks[0].shape[2]
     row = 0
     for block in blocks:
         q_t, k_t = block.shape[2], block.shape[3]
@@ -187,6 +256,14 @@ def _join_blocks(blocks: list[torch.Tensor], q_lens: list[int], kind: str) -> to
         else:  # a static cache: left-aligned buffer, positions past `end` are masked slots
             out[:, :, row : row + q_t, :end] = block[..., :end]
         row += q_t
+
+
+def _join_blocks(blocks: list[torch.Tensor], q_lens: list[int], kind: str) -> torch.Tensor:
+    """Place each step's ``[b, h, q_t, k_t]`` block at its absolute rows and columns."""
+    if len(blocks) == 1:
+        return blocks[0]
+    out = blocks[0].new_zeros(_joined_shape(blocks, q_lens, kind))
+    _place_blocks(blocks, out, kind)
     return out
 
 

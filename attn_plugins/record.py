@@ -166,11 +166,35 @@ class AttentionRecord:
         )
 
     # ----- files -------------------------------------------------------------------------------
-    def save(self, path: str | os.PathLike) -> str:
-        """Write the record to one safetensors file (tensors) with JSON metadata in its header."""
+    def _meta(self, layer_meta: list[dict]) -> dict[str, Any]:
+        return {
+            "format": FORMAT_NAME,
+            "format_version": FORMAT_VERSION,
+            "model_class": self.model_class,
+            "model_name": self.model_name,
+            "attn_implementation": self.attn_implementation,
+            "layers": layer_meta,
+            "tokens": self.tokens,
+            "decoder_tokens": self.decoder_tokens,
+            "inputs": sorted(self.inputs),
+            "metadata": self.metadata,
+        }
+
+    def save(self, path: str | os.PathLike, *, sharded: bool = False) -> str:
+        """Write the record to one safetensors file (tensors) with JSON metadata in its header.
+
+        ``sharded=True`` writes a directory instead: ``record.json`` plus one safetensors file per
+        layer (what ``capture(stream_to=...)`` writes), which :meth:`load` opens memory-mapped.
+        """
+        if sharded:
+            from .record_dir import save_dir
+
+            return save_dir(self, os.fspath(path))
         from safetensors.torch import save_file
 
         path = os.fspath(path)
+        if os.path.isdir(path):
+            raise IsADirectoryError(f"{path!r} is a directory; give a file name (or pass sharded=True)")
         tensors: dict[str, torch.Tensor] = {}
         seen: set[tuple[int, int]] = set()
 
@@ -187,43 +211,42 @@ class AttentionRecord:
         layer_meta = []
         for i, layer in enumerate(self.layers):
             tensors[f"layers.{i}.weights"] = plain(layer.weights)
-            entry = {"name": layer.name, "stack": layer.stack, "kind": layer.kind, "index": layer.index,
-                     "heads": layer.heads, "dtype": str(layer.weights.dtype).replace("torch.", "")}
+            entry = layer_entry(layer)
             for extra in ("queries", "keys"):
                 value = getattr(layer, extra)
                 if value is not None:
                     tensors[f"layers.{i}.{extra}"] = plain(value)
-                    entry[extra] = True
             layer_meta.append(entry)
         for name, value in self.inputs.items():
             tensors[f"inputs.{name}"] = plain(value)
-        meta = {
-            "format": FORMAT_NAME,
-            "format_version": FORMAT_VERSION,
-            "model_class": self.model_class,
-            "model_name": self.model_name,
-            "attn_implementation": self.attn_implementation,
-            "layers": layer_meta,
-            "tokens": self.tokens,
-            "decoder_tokens": self.decoder_tokens,
-            "inputs": sorted(self.inputs),
-            "metadata": self.metadata,
-        }
         directory = os.path.dirname(os.path.abspath(path))
         os.makedirs(directory, exist_ok=True)
-        save_file(tensors, path, metadata={_META_KEY: json.dumps(meta)})
+        save_file(tensors, path, metadata={_META_KEY: json.dumps(self._meta(layer_meta))})
         return path
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> AttentionRecord:
-        """Read a record written by :meth:`save`. Never executes code from the file."""
-        from safetensors import SafetensorError, safe_open
+    def load(cls, path: str | os.PathLike, *, lazy: bool | None = None) -> AttentionRecord:
+        """Read a record written by :meth:`save` or by ``capture(stream_to=...)``. Never executes code.
 
+        A record directory (``sharded=True`` or streamed) is opened memory-mapped: tensors are read
+        from disk only where they are used, so records larger than memory can be browsed.
+        ``lazy=True`` maps a single-file record the same way (default: read it whole).
+        """
         path = os.fspath(path)
         if not os.path.exists(path):
             raise FileNotFoundError(f"no record file at {path!r}")
         if os.path.isdir(path):
-            raise RecordFormatError(f"{path!r} is a directory, not an attn-plugins record file")
+            from .record_dir import load_dir
+
+            if lazy is False:
+                raise ValueError("a record directory is always opened memory-mapped; drop lazy=False")
+            return load_dir(cls, path)
+        if lazy:
+            from .record_dir import load_file_lazy
+
+            return load_file_lazy(cls, path)
+        from safetensors import SafetensorError, safe_open
+
         try:
             with safe_open(path, framework="pt") as handle:
                 header = handle.metadata() or {}
@@ -241,23 +264,29 @@ class AttentionRecord:
                         raise RecordFormatError(f"{path!r} is damaged: tensor {name!r} is missing")
                     return handle.get_tensor(name)
 
-                layers = []
-                for i, entry in enumerate(meta["layers"]):
-                    layers.append(
-                        LayerAttention(
-                            name=entry["name"], stack=entry["stack"], kind=entry["kind"], index=int(entry["index"]),
-                            weights=tensor(f"layers.{i}.weights"), heads=entry.get("heads"),
-                            queries=tensor(f"layers.{i}.queries") if entry.get("queries") else None,
-                            keys=tensor(f"layers.{i}.keys") if entry.get("keys") else None,
-                        )
-                    )
-                inputs = {name: tensor(f"inputs.{name}") for name in meta.get("inputs", [])}
+                record = cls._from_meta(meta, lambda i, part: tensor(f"layers.{i}.{part}"),
+                                        lambda name: tensor(f"inputs.{name}"))
         except RecordFormatError:
             raise
         except (SafetensorError, OSError, ValueError, KeyError, TypeError, json.JSONDecodeError) as exc:
             raise RecordFormatError(
                 f"{path!r} is not a readable attn-plugins record (corrupt, truncated or not safetensors): {exc}"
             ) from None
+        return record
+
+    @classmethod
+    def _from_meta(cls, meta: dict[str, Any], layer_tensor, input_tensor) -> AttentionRecord:
+        layers = []
+        for i, entry in enumerate(meta["layers"]):
+            layers.append(
+                LayerAttention(
+                    name=entry["name"], stack=entry["stack"], kind=entry["kind"], index=int(entry["index"]),
+                    weights=layer_tensor(i, "weights"), heads=entry.get("heads"),
+                    queries=layer_tensor(i, "queries") if entry.get("queries") else None,
+                    keys=layer_tensor(i, "keys") if entry.get("keys") else None,
+                )
+            )
+        inputs = {name: input_tensor(name) for name in meta.get("inputs", [])}
         return cls(
             layers=layers, tokens=meta.get("tokens"), decoder_tokens=meta.get("decoder_tokens"), inputs=inputs,
             model_class=meta.get("model_class", ""), model_name=meta.get("model_name", ""),
@@ -265,9 +294,19 @@ class AttentionRecord:
         )
 
 
-def _parse_meta(path: str, raw: str) -> dict[str, Any]:
+def layer_entry(layer: LayerAttention) -> dict[str, Any]:
+    """A layer's JSON description in a record file (everything but the tensors)."""
+    entry = {"name": layer.name, "stack": layer.stack, "kind": layer.kind, "index": layer.index,
+             "heads": layer.heads, "dtype": str(layer.weights.dtype).replace("torch.", "")}
+    for extra in ("queries", "keys"):
+        if getattr(layer, extra) is not None:
+            entry[extra] = True
+    return entry
+
+
+def _parse_meta(path: str, raw: str | dict) -> dict[str, Any]:
     try:
-        meta = json.loads(raw)
+        meta = json.loads(raw) if isinstance(raw, str) else raw
     except json.JSONDecodeError as exc:
         raise RecordFormatError(f"{path!r} has unreadable attn-plugins metadata: {exc}") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT_NAME:

@@ -10,6 +10,7 @@ already return their weights; those are read from the module's output.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import sys
 import threading
@@ -145,14 +146,17 @@ def _path_of(model, module) -> str:
 
 
 def _routes_through_interface(module) -> bool:
-    for sub in module.modules():
-        try:
-            source = inspect.getsource(type(sub).forward)
-        except (OSError, TypeError):
-            continue
-        if any(marker in source for marker in _ROUTING_MARKERS):
-            return True
-    return False
+    return any(_forward_routes(type(sub).forward) for sub in module.modules())
+
+
+@functools.lru_cache(maxsize=1024)
+def _forward_routes(forward) -> bool:
+    """Whether a forward's source dispatches through transformers' AttentionInterface (read once per function)."""
+    try:
+        source = inspect.getsource(forward)
+    except (OSError, TypeError):
+        return False
+    return any(marker in source for marker in _ROUTING_MARKERS)
 
 
 def _impl_of(target: Target) -> str | None:
@@ -282,6 +286,7 @@ class _TargetHandler:
                     softcap=kwargs.get("softcap"),
                     sinks=kwargs.get("s_aux", kwargs.get("sinks")),
                     sliding_window=kwargs.get("sliding_window"), heads=heads,
+                    compute_dtype=self.session.compute_dtype_for(query.dtype), out_dtype=self.session.dtype,
                 )
             except UnsupportedAttentionCall as exc:
                 reason = str(exc)
@@ -308,6 +313,7 @@ class _TargetHandler:
                 ~keep, torch.finfo(query.dtype).min)
         extra = {k: v for k, v in kwargs.items() if k not in ("dropout", "is_causal", "attention_mask")}
         _, weights = eager(module, query, key, value, mask, **{**extra, "dropout": 0.0})
+        self.session.note_precision(query.dtype, weights.dtype, "the modeling file's eager function")
         self.session.warn_once(f"{self.target.name}: {reason}; used the model's own eager attention for the weights")
         return weights if heads is None else weights[:, heads]
 

@@ -9,6 +9,7 @@ watched module the probabilities are recomputed from the same query, key, mask, 
 
 from __future__ import annotations
 
+import functools
 import inspect
 import threading
 
@@ -23,8 +24,13 @@ _CURRENT = threading.local()  # the watched module running in this thread (a sta
 
 
 def calls_sdpa_directly(module: torch.nn.Module) -> bool:
+    return _forward_calls_sdpa(type(module).forward)
+
+
+@functools.lru_cache(maxsize=1024)
+def _forward_calls_sdpa(forward) -> bool:
     try:
-        source = inspect.getsource(type(module).forward)
+        source = inspect.getsource(forward)
     except (OSError, TypeError):
         return False
     return "scaled_dot_product_attention(" in source

@@ -1,6 +1,6 @@
 import attn_plugins
 
-PUBLIC = {"AttentionRecord", "CaptureError", "LayerAttention", "RecordFormatError", "__version__", "capture", "export",
+PUBLIC = {"AttentionRecord", "CaptureError", "LayerAttention", "MemoryBudgetError", "RecordFormatError", "__version__", "capture", "export",
           "show", "heatmap", "explain", "compare",
           "attention_output", "register_attention_module", "unregister_attention_module"}
 

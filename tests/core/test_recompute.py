@@ -122,3 +122,37 @@ def test_flex_block_mask_is_expanded():
     got = attention_probs(q, k, block_mask, kernel="flex", scaling=0.5)
     expected = attention_probs(q, k, torch.ones(6, 6, dtype=torch.bool).tril()[None, None], kernel="sdpa", scaling=0.5)
     assert (got - expected).abs().max() <= 1e-6
+
+
+@pytest.mark.parametrize("kernel, extra", [
+    ("sdpa", dict(is_causal=True)),
+    ("sdpa", dict(mask="bool")),
+    ("sdpa", dict(mask="float", sinks=True)),
+    ("flash", dict(is_causal=True, sliding_window=5, mask="padding")),
+])
+def test_chunked_recompute_equals_one_chunk(kernel, extra):
+    """Chunks of heads and of rows (long inputs) give the same probabilities as one big chunk."""
+    torch.manual_seed(0)
+    b, h, kv_h, q_len, d = 2, 6, 3, 24, 8
+    q, k = torch.randn(b, h, q_len, d), torch.randn(b, kv_h, q_len, d)
+    mask = None
+    kind = extra.pop("mask", None)
+    if kind == "bool":
+        mask = torch.rand(b, 1, q_len, q_len) > 0.3
+        mask[..., 0] = True
+    elif kind == "float":
+        mask = torch.randn(b, 1, q_len, q_len)
+    elif kind == "padding":
+        mask = torch.ones(b, q_len, dtype=torch.long)
+        mask[1, :5] = 0
+    sinks = torch.randn(h) if extra.pop("sinks", False) else None
+    bias = torch.randn(1, h, q_len, q_len)
+    args = dict(kernel=kernel, scaling=0.4, sinks=sinks, position_bias=bias, heads=[5, 0, 3], **extra)
+    whole = attention_probs(q, k, mask, chunk_bytes=2**30, **args)
+    per_head = q_len * q_len * 4
+    for chunk in (per_head * 3 * 1, per_head * 2, per_head, per_head // 5, 1):  # one item, two heads, one head,
+        # row blocks, single rows
+        got = attention_probs(q, k, mask, chunk_bytes=chunk, **args)
+        assert (got - whole).abs().max() <= 1e-6, chunk
+    half = attention_probs(q, k, mask, chunk_bytes=per_head // 5, out_dtype=torch.bfloat16, **args)
+    assert half.dtype == torch.bfloat16 and torch.equal(half, whole.to(torch.bfloat16))

@@ -1,0 +1,18 @@
+"""The one error type of the corpus job (a ``ValueError``, so the CLI prints it as ``error: ...``)."""
+
+from __future__ import annotations
+
+
+class CorpusError(ValueError):
+    """Bad input, an output directory that belongs to another job, or a missing optional dependency."""
+
+
+def need_pyarrow():
+    """The pyarrow module, or a :class:`CorpusError` naming the extra that provides it."""
+    try:
+        import pyarrow
+        import pyarrow.parquet
+    except ImportError:
+        raise CorpusError('the corpus command writes Parquet and needs pyarrow: pip install "attn-plugins[corpus]"') \
+            from None
+    return pyarrow
