@@ -117,8 +117,10 @@ class capture:  # noqa: N801 - used as a function-like context manager
 
     # ----- used by adapters -------------------------------------------------------------------------
     def store(self, tensor: torch.Tensor) -> torch.Tensor:
+        if self._sink is not None:  # streaming: the writer copies to the host itself, off the compute stream
+            return tensor.to(dtype=self.dtype)
         device = self.device or tensor.device
-        if device.type == "cpu" and tensor.device.type == "cuda" and self._sink is None:
+        if device.type == "cpu" and tensor.device.type == "cuda":
             if self._copier is None:
                 from .offload import HostCopier
 
