@@ -77,7 +77,7 @@ def planned_shapes(model, targets, layer_filter, heads, args, kwargs, new_tokens
         groups.setdefault((target.stack, target.kind), []).append(target)
     counts: dict[tuple, int] = {}
     num_config = _config_layer_count(model)
-    for (stack, kind, ), members in groups.items():
+    for (stack, kind), members in groups.items():
         n = len(members)
         if num_config and n < num_config and len({id(t.module) for t in members}) == 1:
             n = num_config  # one module reused for every layer (ALBERT)

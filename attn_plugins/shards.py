@@ -124,7 +124,3 @@ def open_tensors(path: str, *, writable: bool = False) -> dict[str, torch.Tensor
                           shape=(end - begin,))
         out[name] = torch.from_numpy(array).view(dtype).reshape(shape)
     return out
-
-
-def metadata(path: str) -> dict[str, str]:
-    return read_header(path)[0].get("__metadata__", {}) or {}

@@ -41,7 +41,6 @@ class StreamSink:
         self._thread: threading.Thread | None = None
         self._copier = HostCopier()
         self._dirs: dict[int, str] = {}
-        self.bytes_written = 0
 
     # ----- writing ----------------------------------------------------------------------------
     def _run(self) -> None:
@@ -56,7 +55,6 @@ class StreamSink:
                         if event is not None:
                             event.synchronize()
                     shards.write(path, tensors)
-                    self.bytes_written += sum(t.numel() * t.element_size() for t in tensors.values())
             except BaseException as exc:  # noqa: BLE001 - reported to the capturing thread
                 self._error = exc
             finally:
