@@ -14,6 +14,7 @@ plus the load average, and the largest difference between the two engines' stati
     python benchmarks/corpus_bench.py                 # 300 texts, both engines
     python benchmarks/corpus_bench.py --texts 500 --workers 2 --threads 1
     python benchmarks/corpus_bench.py --engines local
+    python benchmarks/corpus_bench.py --quick         # 40 texts: checks the script, not the figures
 """
 
 from __future__ import annotations
@@ -56,12 +57,15 @@ def load() -> str:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--texts", type=int, default=300)
+    parser.add_argument("--quick", action="store_true", help="a CI-sized run: 40 texts")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--chunk-size", type=int, default=64)
     parser.add_argument("--workers", type=int, help="Ray actors (default: the engine's default)")
     parser.add_argument("--threads", type=int, help="torch threads of the local engine (default: torch's)")
     parser.add_argument("--engines", nargs="+", default=["local", "ray"], choices=["local", "ray"])
     args = parser.parse_args(argv)
+    if args.quick:
+        args.texts = min(args.texts, 40)
 
     import numpy as np
     import torch

@@ -152,3 +152,29 @@ def test_interpret_works_on_a_wrapped_hf_model(minilm_path):
     out = AttentionPredictor(model, reader, inner=predictor).predict_json(sentence)
     assert len(out["attention"]["layers"]) == 6 and out["attention"]["tokens"][0] == "[CLS]"
     assert torch.tensor(out["attention"]["layers"][0]["weights"]).shape == (12, n_tokens, n_tokens)
+
+
+def test_streamed_decoder_steps_equal_the_in_memory_records(date_predictor, tmp_path):
+    from allennlp.data import Batch
+
+    from tests.core.test_record import _same
+
+    model = date_predictor._model
+    reader = date_predictor._dataset_reader
+    instances = [reader.text_to_instance(s, " ".join(t)) for s, t in build.test_rows()[:4]]
+    for instance in instances:
+        reader.apply_token_indexers(instance)
+    batch = Batch(instances)
+    batch.index_instances(model.vocab)
+    tensors = batch.as_tensor_dict()
+    with torch.no_grad():
+        with attn_plugins.capture(model) as in_memory:
+            model(**tensors)
+        with attn_plugins.capture(model, stream_to=tmp_path / "run") as streamed:
+            model(**tensors)
+    assert len(streamed.records) == len(in_memory.records) == 2
+    for a, b in zip(in_memory.records, streamed.records):
+        _same(a, b)
+    assert sorted(os.listdir(tmp_path / "run")) == ["record-0000", "record-0001"]
+    # every decoding step was a block of its own; the layer file holds them merged
+    assert os.listdir(tmp_path / "run" / "record-0001" / "layers") == ["decoder-cross-000.safetensors"]

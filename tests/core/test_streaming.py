@@ -200,3 +200,12 @@ def test_lazy_load_reads_only_what_is_touched(tmp_path):
     grew = int(out.stdout.split("GREW")[1])
     assert grew < size / 10, (grew, size)
     assert "query x key 1024x1024" in out.stdout
+
+
+def test_streamed_plain_torch_encoder_equals_in_memory(tmp_path):
+    layer = torch.nn.TransformerEncoderLayer(16, 4, 32, batch_first=True)
+    model = torch.nn.TransformerEncoder(layer, num_layers=2, enable_nested_tensor=False).eval()
+    x = torch.randn(2, 7, 16)
+    memory, streamed = _both(model, lambda: model(x), tmp_path)
+    _same(memory[0], streamed[0])
+    assert len(streamed[0].layers) == 2 and hooks_left(model) == []
