@@ -20,6 +20,7 @@ import torch
 
 from .adapters import ADAPTERS, adapter_for
 from .collector import CaptureError, Collector, Target
+from .estimate import layer_calls
 from .model_state import ModelState
 from .record import AttentionRecord
 
@@ -151,14 +152,7 @@ class capture:  # noqa: N801 - used as a function-like context manager
     def _layer_filter(self, targets: list[Target]):
         if self.layers is None:
             return lambda target, index: True
-        counts: dict[tuple, int] = {}
-        for t in targets:
-            counts[(t.stack, t.kind)] = counts.get((t.stack, t.kind), 0) + 1
-        num_config = _config_layer_count(self.model)
-        for key in counts:
-            if num_config and counts[key] < num_config and len({id(t.module) for t in targets
-                                                                  if (t.stack, t.kind) == key}) == 1:
-                counts[key] = num_config  # one module reused for every layer (ALBERT)
+        counts = {key: len(calls) for key, calls in layer_calls(self.model, targets).items()}
         ints = [v for v in self.layers if isinstance(v, int)]
         paths = [v for v in self.layers if isinstance(v, str)]
         largest = max(counts.values())
@@ -369,15 +363,6 @@ def _new_tokens(kwargs, config) -> int:
         if isinstance(value, int):
             return max(value - (ids.shape[-1] if isinstance(ids, torch.Tensor) else 0), 0)
     return 20  # transformers' default max_length
-
-
-def _config_layer_count(model) -> int:
-    config = getattr(model, "config", None)
-    for attr in ("num_hidden_layers", "num_layers", "n_layer"):
-        value = getattr(config, attr, None)
-        if isinstance(value, int):
-            return value
-    return 0
 
 
 def _tokens(tokenizer, ids) -> list[list[str]] | None:

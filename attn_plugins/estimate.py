@@ -57,6 +57,28 @@ def _lengths(args, kwargs) -> dict[str, int]:
     return out
 
 
+def _config_layer_count(model) -> int:
+    config = getattr(model, "config", None)
+    for attr in ("num_hidden_layers", "num_layers", "n_layer"):
+        value = getattr(config, attr, None)
+        if isinstance(value, int):
+            return value
+    return 0
+
+
+def layer_calls(model, targets) -> dict[tuple, list]:
+    """Per ``(stack, kind)``, the module that runs as each layer index, in order (ALBERT's one
+    shared module repeated as many times as the config has layers)."""
+    groups: dict[tuple, list] = {}
+    for target in targets:
+        groups.setdefault((target.stack, target.kind), []).append(target)
+    num_config = _config_layer_count(model)
+    for members in groups.values():
+        if num_config and len(members) < num_config and len({id(t.module) for t in members}) == 1:
+            members.extend([members[0]] * (num_config - len(members)))
+    return groups
+
+
 def planned_shapes(model, targets, layer_filter, heads, args, kwargs, new_tokens: int = 0) -> list[tuple]:
     """``[(layers, heads, batch, q, k), ...]`` for the selected layers whose lengths are known."""
     lengths = _lengths(args, kwargs)
@@ -70,19 +92,9 @@ def planned_shapes(model, targets, layer_filter, heads, args, kwargs, new_tokens
     else:
         src = None if src is None else src + new_tokens
         tgt = None
-    from .capture import _config_layer_count
-
-    groups: dict[tuple, list] = {}
-    for target in targets:
-        groups.setdefault((target.stack, target.kind), []).append(target)
     counts: dict[tuple, int] = {}
-    num_config = _config_layer_count(model)
-    for (stack, kind), members in groups.items():
-        n = len(members)
-        if num_config and n < num_config and len({id(t.module) for t in members}) == 1:
-            n = num_config  # one module reused for every layer (ALBERT)
-        for index in range(n):
-            target = members[min(index, len(members) - 1)]
+    for (stack, kind), calls in layer_calls(model, targets).items():
+        for index, target in enumerate(calls):
             if not layer_filter(target, index):
                 continue
             if stack in (None, "encoder") and kind == "self":

@@ -10,7 +10,6 @@ already return their weights; those are read from the module's output.
 
 from __future__ import annotations
 
-import functools
 import inspect
 import sys
 import threading
@@ -20,6 +19,7 @@ import torch
 from ..collector import CaptureError, Target
 from .hooks import remove_hooks
 from ..model_state import attn_configs
+from .source import forward_mentions
 from .recompute import NEUTRAL_KWARGS, UnsupportedAttentionCall, attention_probs
 
 KERNELS = {"sdpa": "sdpa", "flex_attention": "flex"}
@@ -146,17 +146,7 @@ def _path_of(model, module) -> str:
 
 
 def _routes_through_interface(module) -> bool:
-    return any(_forward_routes(type(sub).forward) for sub in module.modules())
-
-
-@functools.lru_cache(maxsize=1024)
-def _forward_routes(forward) -> bool:
-    """Whether a forward's source dispatches through transformers' AttentionInterface (read once per function)."""
-    try:
-        source = inspect.getsource(forward)
-    except (OSError, TypeError):
-        return False
-    return any(marker in source for marker in _ROUTING_MARKERS)
+    return any(forward_mentions(type(sub).forward, _ROUTING_MARKERS) for sub in module.modules())
 
 
 def _impl_of(target: Target) -> str | None:

@@ -9,14 +9,13 @@ watched module the probabilities are recomputed from the same query, key, mask, 
 
 from __future__ import annotations
 
-import functools
-import inspect
 import threading
 
 import torch
 
 from ..collector import Target
 from .hooks import remove_hooks
+from .source import forward_mentions
 
 _LOCK = threading.RLock()
 _STATE = {"original": None, "users": 0}
@@ -24,16 +23,7 @@ _CURRENT = threading.local()  # the watched module running in this thread (a sta
 
 
 def calls_sdpa_directly(module: torch.nn.Module) -> bool:
-    return _forward_calls_sdpa(type(module).forward)
-
-
-@functools.lru_cache(maxsize=1024)
-def _forward_calls_sdpa(forward) -> bool:
-    try:
-        source = inspect.getsource(forward)
-    except (OSError, TypeError):
-        return False
-    return "scaled_dot_product_attention(" in source
+    return forward_mentions(type(module).forward, ("scaled_dot_product_attention(",))
 
 
 def direct_sdpa_targets(model, stack_of) -> list[Target]:

@@ -118,6 +118,29 @@ def set_token_ticks(ax, axis: str, labels: list[str] | None, *, max_labels: int 
         ax.set_yticklabels(names)
 
 
+def annotate_cells(ax, image, data, fmt, fontsize: float) -> None:
+    """Write each finite value of ``data`` in its cell, black on light colours and white on dark
+    ones (read from the image's own colormap, so any colormap stays legible)."""
+    for i in range(data.shape[0]):
+        for j in range(data.shape[1]):
+            value = data[i, j]
+            if value != value:
+                continue
+            red, green, blue, _ = image.cmap(image.norm(value))
+            light = 0.299 * red + 0.587 * green + 0.114 * blue > 0.5
+            ax.text(j, i, fmt(value), ha="center", va="center", fontsize=fontsize,
+                    color="black" if light else "white")
+
+
+def small_multiple_ticks(ax, labelled: bool) -> None:
+    """Ticks of one panel in a grid of small heatmaps: none, or small ones."""
+    if labelled:
+        ax.tick_params(labelsize=5, length=1.5)
+    else:
+        ax.set_xticks([])
+        ax.set_yticks([])
+
+
 def contextual(func):
     """Run a plot function inside the paper style."""
     import functools

@@ -12,7 +12,7 @@ import torch
 
 from ..analysis.evolution import CheckpointEvolution, GenerationEvolution, checkpoint_evolution, generation_evolution
 from ..record import AttentionRecord
-from ._base import contextual, finish, new_figure, set_token_ticks, style
+from ._base import contextual, finish, new_figure, set_token_ticks, small_multiple_ticks, style
 from .heatmaps import draw_matrix
 
 PROMPT_COLOR = "#4c72b0"
@@ -144,11 +144,7 @@ def checkpoint_plot(attn, layer=0, head=0, *, labels=None, item: int = 0, ncols:
         drift = evo.drift[idx, li, hi].item()
         extra = "" if idx == 0 or drift != drift else f"\nmoved {drift:.3f}"
         ax.set_title(f"{evo.labels[idx]}{extra}", fontsize=7, pad=2)
-        if not labelled:
-            ax.set_xticks([])
-            ax.set_yticks([])
-        else:
-            ax.tick_params(labelsize=5, length=1.5)
+        small_multiple_ticks(ax, labelled)
     bar = fig.colorbar(image, ax=axes.ravel().tolist(), fraction=0.025, pad=0.02, shrink=0.9)
     bar.set_label("attention weight")
     bar.outline.set_linewidth(0.5)

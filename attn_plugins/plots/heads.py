@@ -9,7 +9,7 @@ import torch
 
 from ..analysis._common import ANY
 from ..analysis.stats import STAT_TITLES, HeadStats, head_stats
-from ._base import contextual, finish, new_figure
+from ._base import annotate_cells, contextual, finish, new_figure
 
 _CMAPS = {"entropy": "viridis", "normalized_entropy": "viridis", "distance": "cividis"}
 
@@ -79,14 +79,7 @@ def _matrix_panel(fig, ax, values, hs, name, label, annotate) -> None:
     if annotate is None:
         annotate = n_heads <= 16 and n_layers <= 16
     if annotate:
-        for i in range(n_layers):
-            for j in range(n_heads):
-                v = data[i, j]
-                if v != v:
-                    continue
-                rel = (v - vmin) / (vmax - vmin) if vmax > vmin else 0.0
-                ax.text(j, i, f"{v:.2f}" if abs(v) < 10 else f"{v:.1f}", ha="center", va="center", fontsize=4.5,
-                        color="black" if rel > 0.6 else "white")
+        annotate_cells(ax, image, data, lambda v: f"{v:.2f}" if abs(v) < 10 else f"{v:.1f}", 4.5)
     bar = fig.colorbar(image, ax=ax, fraction=0.05, pad=0.02)
     bar.outline.set_linewidth(0.5)
 

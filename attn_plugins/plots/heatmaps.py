@@ -8,7 +8,8 @@ import torch
 
 from ..analysis._common import ANY, View, record_view, select_layers, views
 from ..record import AttentionRecord
-from ._base import contextual, finish, new_figure, pick_cross_layer, readable, set_token_ticks
+from ._base import (annotate_cells, contextual, finish, new_figure, pick_cross_layer, readable, set_token_ticks,
+                    small_multiple_ticks)
 
 
 def _view(attn, layer, item, stack, kind, attention_mask=None, tokens=None) -> View:
@@ -68,14 +69,7 @@ def draw_matrix(ax, matrix, *, query_labels=None, key_labels=None, cmap="Blues",
     if annotate is None:
         annotate = q <= 12 and k <= 12
     if annotate:
-        for i in range(q):
-            for j in range(k):
-                value = data[i, j]
-                if value != value:
-                    continue
-                dark = value > (vmin + vmax) / 2
-                ax.text(j, i, f"{value:.2f}".lstrip("0") if 0 <= value < 1 else f"{value:.1f}", ha="center",
-                        va="center", fontsize=5.5, color="white" if dark else "#222222")
+        annotate_cells(ax, image, data, lambda v: f"{v:.2f}".lstrip("0") if 0 <= v < 1 else f"{v:.1f}", 5.5)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     return image
@@ -144,15 +138,11 @@ def head_grid(attn, layer: int | None = 0, *, item: int = 0, stack=ANY, kind: st
                             cmap=cmap, vmax=vmax if shared_scale else None, annotate=False,
                             xlabel="", ylabel="", max_labels=max_labels)
         ax.set_title(f"head {chosen[idx]}", fontsize=7, pad=2)
-        if not labelled:
-            ax.set_xticks([])
-            ax.set_yticks([])
-        else:
-            ax.tick_params(labelsize=5, length=1.5)
-            if r != nrows - 1 and idx + ncols < n:
-                ax.tick_params(labelbottom=False)
-            if c != 0:
-                ax.tick_params(labelleft=False)
+        small_multiple_ticks(ax, labelled)
+        if labelled and r != nrows - 1 and idx + ncols < n:
+            ax.tick_params(labelbottom=False)
+        if labelled and c != 0:
+            ax.tick_params(labelleft=False)
     bar = fig.colorbar(image, ax=axes.ravel().tolist(), fraction=0.025, pad=0.02, shrink=0.9)
     bar.set_label("attention weight")
     bar.outline.set_linewidth(0.5)
