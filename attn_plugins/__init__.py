@@ -1,15 +1,40 @@
 """attn-plugins: exact attention capture from any PyTorch model, one record type, many views."""
 
 from .adapters.declare import attention_output, register_attention_module, unregister_attention_module
-from .budget import MemoryBudgetError
 from .capture import capture
-from .collector import CaptureError
+from .errors import (
+    AssetsMissingError,
+    AttnPluginsError,
+    CaptureError,
+    CorpusError,
+    InputError,
+    LoadError,
+    MemoryBudgetError,
+    MissingDependencyError,
+    NoAttentionError,
+    RecordFormatError,
+    ReportError,
+    ShardError,
+    StreamError,
+    UnknownNameError,
+)
 from .integrations import export
-from .record import AttentionRecord, LayerAttention, RecordFormatError
+from .record import AttentionRecord, LayerAttention
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "AssetsMissingError",
+    "AttnPluginsError",
+    "CorpusError",
+    "InputError",
+    "LoadError",
+    "MissingDependencyError",
+    "NoAttentionError",
+    "ReportError",
+    "ShardError",
+    "StreamError",
+    "UnknownNameError",
     "AttentionRecord",
     "CaptureError",
     "LayerAttention",
@@ -22,6 +47,7 @@ __all__ = [
     "explain",
     "export",
     "heatmap",
+    "load_ipython_extension",
     "register_attention_module",
     "show",
     "unregister_attention_module",

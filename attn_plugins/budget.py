@@ -17,15 +17,11 @@ import shutil
 
 import torch
 
-from .collector import CaptureError
+from .errors import CaptureError, MemoryBudgetError
 
 DEFAULT_FRACTION = 0.5
 _UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
           "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40}
-
-
-class MemoryBudgetError(CaptureError):
-    """The capture would hold more attention than the memory budget allows."""
 
 
 def parse_bytes(value) -> float | None:

@@ -19,7 +19,9 @@ from collections.abc import Sequence
 import torch
 
 from .adapters import ADAPTERS, adapter_for
-from .collector import CaptureError, Collector, Target
+from .collector import Collector, Target
+
+from .errors import CaptureError, NoAttentionError
 from .estimate import layer_calls
 from .model_state import ModelState
 from .record import AttentionRecord
@@ -27,10 +29,6 @@ from .record import AttentionRecord
 _ACTIVE: dict[int, "capture"] = {}
 _FAST_PATH_MODULES = (torch.nn.TransformerEncoderLayer, torch.nn.TransformerEncoder)
 _ACTIVE_LOCK = threading.Lock()
-
-
-class NoAttentionError(CaptureError):
-    """The model has no attention module that an adapter can capture."""
 
 
 def _check_indices(name: str, values) -> list | None:

@@ -14,11 +14,8 @@ from dataclasses import dataclass, field
 
 import torch
 
+from .errors import CaptureError
 from .record import AttentionRecord, LayerAttention
-
-
-class CaptureError(RuntimeError):
-    """A capture that cannot be done as asked (the message says why and what to do)."""
 
 
 @dataclass(eq=False)

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import os
 
-
-class LoadError(ValueError):
-    """A model directory, tokenizer or bundled model that cannot be loaded (the message says why)."""
+from .errors import LoadError
 
 
 def bundled_model_path() -> str:

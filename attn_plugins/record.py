@@ -15,15 +15,13 @@ from typing import Any
 
 import torch
 
+from .errors import RecordFormatError
+
 FORMAT_NAME = "attn-plugins-record"
 FORMAT_VERSION = 1
 _META_KEY = "attn_plugins"
 STACKS = ("encoder", "decoder", None)
 KINDS = ("self", "cross")
-
-
-class RecordFormatError(ValueError):
-    """A file that is not a readable attn-plugins record (corrupt, truncated, foreign or too new)."""
 
 
 @dataclass

@@ -6,12 +6,7 @@ from collections.abc import Callable, Iterator
 from importlib import metadata
 from typing import Any
 
-
-class UnknownNameError(KeyError):
-    """Raised for a name that no registry entry has; the message lists the available names."""
-
-    def __str__(self) -> str:  # KeyError quotes its message; show it plainly
-        return str(self.args[0]) if self.args else ""
+from .errors import UnknownNameError
 
 
 class Registry:

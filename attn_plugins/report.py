@@ -36,6 +36,7 @@ import time
 import traceback
 from dataclasses import dataclass
 
+from .errors import ReportError
 from . import loading
 
 log = logging.getLogger(__name__)
@@ -73,11 +74,6 @@ SECTIONS = (
 
 CSP = ("default-src 'none'; img-src data:; style-src 'unsafe-inline'; script-src 'unsafe-inline'; "
        "font-src data:; connect-src 'none'; base-uri 'none'; form-action 'none'")
-
-
-class ReportError(ValueError):
-    """The report cannot be built as asked (bad model path, unreadable text file, model without
-    attention...); the message says why and what to do."""
 
 
 class SectionUnavailable(Exception):

@@ -15,6 +15,8 @@ from typing import Any
 
 import torch
 
+from .errors import ShardError
+
 DTYPES = {
     torch.float64: "F64", torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16",
     torch.int64: "I64", torch.int32: "I32", torch.int16: "I16", torch.int8: "I8", torch.uint8: "U8",
@@ -22,10 +24,6 @@ DTYPES = {
 }
 _BY_CODE = {code: dtype for dtype, code in DTYPES.items()}
 _MAX_HEADER = 100 * 1024 * 1024
-
-
-class ShardError(ValueError):
-    """A file that is not a readable safetensors shard (the message says what is wrong)."""
 
 
 def _header(specs: dict[str, tuple[torch.dtype, tuple[int, ...]]], metadata: dict[str, str] | None):

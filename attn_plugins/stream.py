@@ -16,15 +16,12 @@ import threading
 
 import torch
 
+from .errors import StreamError
 from . import shards
 from .offload import HostCopier
 from .record_dir import INPUTS_FILE, LAYER_DIR, layer_file, write_json
 
 _STEPS = ".steps"
-
-
-class StreamError(RuntimeError):
-    """Writing the streamed record failed (disk full, directory removed, ...)."""
 
 
 class StreamSink:

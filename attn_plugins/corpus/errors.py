@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-
-class CorpusError(ValueError):
-    """Bad input, an output directory that belongs to another job, or a missing optional dependency."""
+from ..errors import CorpusError
 
 
 def need_pyarrow():

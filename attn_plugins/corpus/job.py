@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 
 from .data import Text
+
 from .errors import CorpusError, need_pyarrow
 
 ATTENTION_BUDGET_BYTES = 1 << 30  # captured float32 attention of one model batch

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from ..cli import MAX_TOKENS_DEFAULT
 from .data import file_fingerprint, read_texts
+
 from .errors import CorpusError, need_pyarrow
 from .job import (
     CorpusJob,

@@ -15,6 +15,8 @@ import functools
 import json
 import os
 
+from ..errors import AssetsMissingError
+
 # file name -> (npm package spec it comes from, what it is)
 LIBRARIES = {
     "require.js": ("requirejs@2.3.6", "require.js"),
@@ -23,10 +25,6 @@ LIBRARIES = {
     "jquery.min.js": ("jquery@2.2.4", "jQuery"),
 }
 SETUP_COMMAND = "scripts/fetch_js_assets.sh"
-
-
-class AssetsMissingError(RuntimeError):
-    """The offline JavaScript libraries have not been fetched (the message says how to fetch them)."""
 
 
 def asset_dir() -> str:

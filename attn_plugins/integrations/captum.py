@@ -27,7 +27,7 @@ _LABEL = "-"
 
 
 def _viz():
-    from ..saliency._deps import optional
+    from ..errors import import_optional as optional
 
     return optional("captum.attr", "the captum exporter").visualization
 

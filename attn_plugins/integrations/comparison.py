@@ -63,7 +63,7 @@ def _pairs_table(agree: Agreement, unit: int | None) -> str:
 
 def agreement_plot(agree: Agreement, fmt: str = "png") -> str:
     """The averaged metric matrices as heatmaps: a data URI (``png``) or inline SVG text (``svg``)."""
-    from ..saliency._deps import optional
+    from ..errors import import_optional as optional
 
     Figure = optional("matplotlib.figure", "the comparison plot").Figure  # noqa: N806 - a class
 

@@ -60,7 +60,7 @@ def top_k_overlap(a, b, k: int) -> float:
 
 def pair_metrics(a, b, *, k: int = 3) -> dict[str, float]:
     """All agreement metrics of two score vectors (already absolute if wanted)."""
-    from ._deps import optional
+    from ..errors import import_optional as optional
 
     stats = optional("scipy.stats", "the agreement metrics")
 

@@ -18,7 +18,7 @@ import warnings
 import torch
 
 from ..registry import Registry
-from ._deps import optional
+from ..errors import import_optional as optional
 
 METHODS = Registry("saliency method", "attn_plugins.saliency_methods")
 

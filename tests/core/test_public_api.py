@@ -1,15 +1,40 @@
+import types
+
 import attn_plugins
-
-PUBLIC = {"AttentionRecord", "CaptureError", "LayerAttention", "MemoryBudgetError", "RecordFormatError", "__version__", "capture", "export",
-          "show", "heatmap", "explain", "compare",
-          "attention_output", "register_attention_module", "unregister_attention_module"}
+from attn_plugins import errors
 
 
-def test_all_is_exactly_the_public_names():
-    assert set(attn_plugins.__all__) == PUBLIC
-    assert len(attn_plugins.__all__) == len(PUBLIC)
-    for name in PUBLIC:
-        assert hasattr(attn_plugins, name)
+def test_all_is_derived_from_the_module():
+    """Every public name of the package namespace is in ``__all__`` and nothing else is (as httpx's
+    ``test_exported_members``): a helper module imported into ``attn_plugins`` shows up here."""
+    exported = {name for name, value in vars(attn_plugins).items()
+                if not name.startswith("_") and not isinstance(value, types.ModuleType)}
+    exported.add("__version__")
+    assert set(attn_plugins.__all__) == exported
+    assert len(attn_plugins.__all__) == len(set(attn_plugins.__all__))
+    leaked = sorted(name for name, value in vars(attn_plugins).items()
+                    if isinstance(value, types.ModuleType) and not name.startswith("_"))
+    # submodules appear as attributes once imported; they must be modules of the package itself
+    assert all(getattr(attn_plugins, name).__name__ == f"attn_plugins.{name}" for name in leaked)
+
+
+def test_every_public_error_is_in_one_tree_and_exported():
+    classes = [getattr(errors, name) for name in errors.__all__ if isinstance(getattr(errors, name), type)]
+    assert classes and all(issubclass(cls, errors.AttnPluginsError) for cls in classes)
+    for cls in classes:
+        assert getattr(attn_plugins, cls.__name__) is cls
+    # each error is also the built-in exception callers already catch
+    assert issubclass(errors.RecordFormatError, ValueError) and issubclass(errors.CaptureError, RuntimeError)
+    assert issubclass(errors.MissingDependencyError, ImportError) and issubclass(errors.UnknownNameError, KeyError)
+
+
+def test_missing_optional_dependency_names_the_extra():
+    import pytest
+
+    with pytest.raises(errors.MissingDependencyError, match=r'pip install "attn-plugins\[captum\]"'):
+        errors.import_optional("captum.definitely_not_a_module", "this check")
+    with pytest.raises(ImportError, match="pip install some_unknown_pkg"):
+        errors.import_optional("some_unknown_pkg", "this check")
 
 
 def test_registries_list_choices_on_a_wrong_name():
