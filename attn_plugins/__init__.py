@@ -1,7 +1,7 @@
 """attn-plugins: exact attention capture from any PyTorch model, one record type, many views."""
 
 from .adapters.declare import attention_output, register_attention_module, unregister_attention_module
-from .capture import capture
+from .capturing import capture
 from .errors import (
     AssetsMissingError,
     AttnPluginsError,

@@ -1,8 +1,9 @@
 """Collects attention blocks during a capture and assembles them into records.
 
-Adapters report every call of an attention module ("target") through :meth:`Collector.next_call`
-and, for selected layers, hand over the probabilities with :meth:`Collector.add`. A *pass* is one
-forward of the submodel that owns the target (an encoder, a decoder, a whole model); a pass
+The capture session reports every call of an attention module ("target") through
+:meth:`Collector.next_call` and, for selected layers, hands over the stored probabilities with
+:meth:`Collector.add` (adapters talk to the session: :mod:`attn_plugins.adapters.base`). A *pass*
+is one forward of the submodel that owns the target (an encoder, a decoder, a whole model); a pass
 whose self-attention keys outnumber its queries continues the previous one (a generation step
 with a KV cache), and its blocks are placed at their absolute rows and columns.
 """
@@ -14,19 +15,9 @@ from dataclasses import dataclass, field
 
 import torch
 
+from .adapters.base import Target
 from .errors import CaptureError
 from .record import AttentionRecord, LayerAttention
-
-
-@dataclass(eq=False)
-class Target:
-    """One attention module the capture watches."""
-
-    name: str
-    stack: str | None
-    kind: str  # "self" or "cross"
-    owner: object  # the module whose forward is one pass (hashable identity)
-    module: object = None
 
 
 @dataclass

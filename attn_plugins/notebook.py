@@ -131,7 +131,7 @@ def record_for(obj, text=None, tokenizer=None, **capture_options):
         return obj
     import torch
 
-    from .capture import capture
+    from .capturing import capture
 
     model, tokenizer = _unpack(obj, tokenizer)
     if text is None:
@@ -374,7 +374,7 @@ def attention_magic(line: str, cell: str | None = None, shell=None):
 
     from IPython.display import HTML, display
 
-    from .capture import NoAttentionError, capture
+    from .capturing import NoAttentionError, capture
 
     if shell is None:
         from IPython import get_ipython

@@ -1,9 +1,14 @@
-"""A tiny name -> factory registry, extended by third parties through entry points."""
+"""A tiny name -> factory registry, extended by third parties through entry points.
+
+An entry is a factory (any callable: a function, a class) or a lazy reference ``"package.module:attr"``
+that is imported the first time the entry is asked for, so that registering a built-in entry never
+imports its module (or the framework behind it).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from importlib import metadata
+from importlib import import_module, metadata
 from typing import Any
 
 from .errors import UnknownNameError
@@ -23,13 +28,32 @@ class Registry:
         self._factories: dict[str, Callable[..., Any]] = {}
         self._entry_points_loaded = False
 
-    def register(self, name: str, factory: Callable[..., Any] | None = None):
-        """Register ``factory`` under ``name``; usable as a decorator when ``factory`` is omitted."""
+    def register(self, name: str, factory: Callable[..., Any] | str | None = None, *, replace: bool = False):
+        """Register ``factory`` under ``name``; usable as a decorator when ``factory`` is omitted.
 
-        def add(f: Callable[..., Any]) -> Callable[..., Any]:
+        Args:
+            name: the entry's name.
+            factory: a callable, or a ``"package.module:attr"`` reference imported on first use.
+            replace: allow replacing an entry already registered under ``name`` (otherwise refused, so
+                that two plugins cannot silently overwrite each other).
+
+        Returns:
+            ``factory`` (so the decorator form leaves the function as it was).
+        """
+
+        def add(f: Callable[..., Any] | str) -> Callable[..., Any] | str:
             if not name or not isinstance(name, str):
                 raise ValueError(f"a {self.kind} name must be a non-empty string, got {name!r}")
-            self._factories[name] = f
+            if isinstance(f, str):
+                entry: Any = LazyReference(f)
+            elif callable(f):
+                entry = f
+            else:
+                raise TypeError(f"a {self.kind} must be callable or a 'module:attr' string, got {type(f).__name__}")
+            if name in self._factories and not replace:
+                raise ValueError(f"a {self.kind} named {name!r} is already registered; "
+                                 f"pass replace=True to replace it")
+            self._factories[name] = entry
             return f
 
         return add(factory) if factory is not None else add
@@ -44,7 +68,7 @@ class Registry:
         for ep in metadata.entry_points(group=self.group):
             if ep.name not in self._factories:
                 # Loaded lazily: the factory is imported only when it is asked for.
-                self._factories[ep.name] = _LazyEntryPoint(ep)
+                self._factories[ep.name] = LazyReference(ep.value)
 
     def names(self) -> list[str]:
         self._load_entry_points()
@@ -57,7 +81,7 @@ class Registry:
         except (KeyError, TypeError):
             choices = ", ".join(repr(n) for n in self.names()) or "(none)"
             raise UnknownNameError(f"unknown {self.kind} {name!r}; available: {choices}") from None
-        if isinstance(factory, _LazyEntryPoint):
+        if isinstance(factory, LazyReference):
             factory = self._factories[name] = factory.load()
         return factory
 
@@ -72,9 +96,21 @@ class Registry:
         return f"Registry({self.kind!r}, names={self.names()})"
 
 
-class _LazyEntryPoint:
-    def __init__(self, ep: metadata.EntryPoint) -> None:
-        self.ep = ep
+class LazyReference:
+    """``"package.module:attr"`` (the entry point syntax), imported when first asked for."""
+
+    def __init__(self, reference: str) -> None:
+        module, sep, attr = reference.partition(":")
+        if not sep or not module or not attr:
+            raise ValueError(f"a lazy reference is 'package.module:attr', got {reference!r}")
+        self.reference = reference
 
     def load(self) -> Callable[..., Any]:
-        return self.ep.load()
+        module, _, attr = self.reference.partition(":")
+        value: Any = import_module(module.strip())
+        for part in attr.strip().split("."):
+            value = getattr(value, part)
+        return value
+
+    def __repr__(self) -> str:
+        return f"LazyReference({self.reference!r})"

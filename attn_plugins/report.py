@@ -268,7 +268,7 @@ class _Report:
     def capture(self) -> None:
         import torch
 
-        from .capture import capture
+        from .capturing import capture
         from .collector import CaptureError
 
         enc = self._encode(self.texts)
@@ -633,7 +633,7 @@ class _Report:
     def section_generation(self) -> str:
         import torch
 
-        from .capture import capture
+        from .capturing import capture
         from .plots import generation_plot
 
         model = self.model

@@ -34,7 +34,9 @@ import inspect
 
 import torch
 
-from ..collector import CaptureError, Target
+from ..errors import CaptureError
+from .base import Adapter, Target
+from .hf_kernel import is_hf_model
 from .hooks import remove_hooks
 
 __all__ = ["AllenNLPAdapter", "matches"]
@@ -42,11 +44,6 @@ __all__ = ["AllenNLPAdapter", "matches"]
 
 def matches(model) -> bool:
     return any(cls.__name__ == "Model" and cls.__module__ == "allennlp.models.model" for cls in type(model).__mro__)
-
-
-def _is_hf_model(module) -> bool:
-    return any(cls.__module__.startswith("transformers.") and cls.__name__ == "PreTrainedModel"
-               for cls in type(module).__mro__)
 
 
 def _stack_from_path(path: str) -> str | None:
@@ -73,13 +70,14 @@ class _StepTarget:
         self.rows: list[torch.Tensor] = []
 
 
-class AllenNLPAdapter:
+class AllenNLPAdapter(Adapter):
     """Attaches a capture session to an AllenNLP ``Model``; :meth:`detach` undoes everything."""
 
     name = "allennlp"
+    priority = 20
 
     def __init__(self, session) -> None:
-        self.session = session
+        super().__init__(session)
         self.handles: list = []
         self.hf_adapters: list = []
         self.nested = None
@@ -91,8 +89,8 @@ class AllenNLPAdapter:
         self.unnormalised: set[str] = set()
         self.in_forward = 0
 
-    @staticmethod
-    def matches(model) -> bool:
+    @classmethod
+    def matches(cls, model) -> bool:
         return matches(model)
 
     # ----- finding -----------------------------------------------------------------------------------
@@ -121,7 +119,7 @@ class AllenNLPAdapter:
         def visit(module, path: str) -> None:
             for child_name, child in module.named_children():
                 child_path = f"{path}.{child_name}" if path else child_name
-                if _is_hf_model(child):
+                if is_hf_model(child):
                     hf_roots.append((child_path, child))
                     continue
                 if isinstance(child, Attention):
@@ -141,11 +139,11 @@ class AllenNLPAdapter:
                     continue  # its scoring function is a MatrixAttention over [batch, heads, q, k]: not a layer
                 visit(child, child_path)
 
-        if _is_hf_model(model):  # pragma: no cover - an allennlp Model is never a PreTrainedModel
+        if is_hf_model(model):  # pragma: no cover - an allennlp Model is never a PreTrainedModel
             hf_roots.append(("", model))
         else:
             visit(model, "")
-        from .huggingface import NestedHuggingFace
+        from .hf_nested import NestedHuggingFace  # imported when used: no transformers-side import cost
 
         self.nested = NestedHuggingFace(self.session, hf_roots)
         self.hf_adapters = self.nested.adapters
@@ -182,7 +180,7 @@ class AllenNLPAdapter:
         del session
 
     def _wrap_records(self) -> None:
-        self.session.collector.add_finisher(
+        self.session.add_finisher(
             lambda segment, record: self._finish_record(record, self.segment_info.get(id(segment), {})))
 
     def _wrap_search(self, beam) -> None:
@@ -195,7 +193,7 @@ class AllenNLPAdapter:
             beam_size = getattr(beam, "beam_size", 1)
             previous = adapter.phase
             adapter.phase = "greedy_decoding" if beam_size == 1 else "beam_search"
-            adapter.session.collector.begin_pass(adapter.model, {})
+            adapter.session.begin_pass(adapter.model, {})
             if beam_size != 1:
                 adapter.session.warn_once(
                     f"{type(adapter.model).__name__}: beam search with beam_size={beam_size} reorders and prunes "
@@ -231,7 +229,7 @@ class AllenNLPAdapter:
         if len(fields) > 1 and getattr(module, "_target_namespace", None) is not None:
             target = kwargs.get("target_tokens", fields[1])
         self.base_info = {"source": source, "target": target, "field_names": names}
-        self.session.collector.begin_pass(self.model, {})
+        self.session.begin_pass(self.model, {})
 
     def _model_after(self, module, args, output) -> None:
         self.in_forward -= 1
@@ -280,20 +278,13 @@ class AllenNLPAdapter:
 
     # ----- collecting --------------------------------------------------------------------------------
     def _add(self, target: Target, weights: torch.Tensor) -> None:
-        collector = self.session.collector
-        q_len, k_len = weights.shape[2], weights.shape[3]
-        index, selected = collector.next_call(target, q_len, k_len)
+        call = self.session.begin_call(target, weights.shape[2], weights.shape[3])
         self._note_segment()
-        if not selected:
-            return
-        heads = self.session.heads
-        if heads is not None:
-            self.session.check_heads(weights.shape[1], target)
-            weights = weights[:, heads]
-        collector.add(target, index, self.session.store(weights), q_len, k_len)
+        if call is not None:
+            self.session.emit(call, weights)
 
     def _note_segment(self) -> None:
-        segment = self.session.collector.current_segment(self.model)
+        segment = self.session.current_segment(self.model)
         if segment is None:
             return
         info = self.segment_info.setdefault(id(segment), {"segment": segment})
@@ -318,7 +309,7 @@ class AllenNLPAdapter:
             if not step.normalized:
                 self.unnormalised.add(step.target.name)
         if pending:
-            segment = self.session.collector.current_segment(self.model)
+            segment = self.session.current_segment(self.model)
             if segment is not None and "decoder_ids" in self.phase_info:
                 self.segment_info[id(segment)].setdefault("decoder_ids", self.phase_info.pop("decoder_ids"))
 

@@ -111,7 +111,7 @@ class AttentionDeclaration:
             else:
                 raw = getattr(output, spec)
         except (IndexError, KeyError, AttributeError, TypeError) as exc:
-            from ..collector import CaptureError
+            from ..errors import CaptureError
 
             raise CaptureError(
                 f"declared attention module {name!r} ({type(module).__name__}): cannot read its weights with "
@@ -150,7 +150,7 @@ def _describe(spec) -> str:
 
 def to_bhqk(weights, layout: str | None, name: str = "module") -> torch.Tensor:
     """``weights`` in ``layout`` (letters of ``bhqk``) as a detached ``[batch, heads, query, key]`` tensor."""
-    from ..collector import CaptureError
+    from ..errors import CaptureError
 
     if not isinstance(weights, torch.Tensor):
         raise CaptureError(

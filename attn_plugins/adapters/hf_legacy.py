@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import torch
 
-from ..collector import Target
+from .base import Session, Target
+from .hf_kernel import owner_inputs
 from .hooks import remove_hooks
 
 _GROUPS = (  # output field -> (stack, kind) for encoder-decoder models
@@ -59,7 +60,7 @@ def _accepts_output_attentions(model) -> bool:
 class LegacyOutputs:
     """Hooks on the model itself: request, collect and strip ``output_attentions``."""
 
-    def __init__(self, session, model, targets: list[Target]) -> None:
+    def __init__(self, session: Session, model, targets: list[Target]) -> None:
         self.session = session
         self.model = model
         self.by_field: dict[str, list[Target]] = {}
@@ -78,9 +79,7 @@ class LegacyOutputs:
             raise errors[0]
 
     def _before(self, module, args, kwargs):
-        from .huggingface import _owner_inputs
-
-        self.session.collector.begin_pass(self.model, _owner_inputs(args, kwargs))
+        self.session.begin_pass(self.model, owner_inputs(args, kwargs))
         self._added_flag = not kwargs.get("output_attentions")
         if self._added_flag:
             kwargs = {**kwargs, "output_attentions": True}
@@ -96,15 +95,9 @@ class LegacyOutputs:
             for target, weights in zip(targets, value):
                 if not isinstance(weights, torch.Tensor):
                     continue
-                q_len, k_len = weights.shape[-2], weights.shape[-1]
-                index, selected = self.session.collector.next_call(target, q_len, k_len)
-                if not selected:
-                    continue
-                weights = weights.detach()
-                if self.session.heads is not None:
-                    self.session.check_heads(weights.shape[1], target)
-                    weights = weights[:, self.session.heads]
-                self.session.collector.add(target, index, self.session.store(weights), q_len, k_len)
+                call = self.session.begin_call(target, weights.shape[-2], weights.shape[-1])
+                if call is not None:
+                    self.session.emit(call, weights.detach())
         if not self._added_flag or not fields or not hasattr(output, "keys"):
             return None
         # hand back what the user's call would have returned: the same output without attentions

@@ -11,31 +11,27 @@ already return their weights; those are read from the module's output.
 from __future__ import annotations
 
 import inspect
-import sys
 import threading
 
 import torch
 
-from ..collector import CaptureError, Target
-from .hooks import remove_hooks
+from ..errors import CaptureError
 from ..model_state import attn_configs
+from .base import Adapter, Target
+from .hf_kernel import TargetHandler, is_hf_model, owner_inputs
+from .hf_legacy import LegacyOutputs, legacy_targets
+from .hooks import remove_hooks
+from .sdpa_intercept import SdpaInterception, calls_sdpa_directly, direct_sdpa_targets
 from .source import forward_mentions
-from .recompute import NEUTRAL_KWARGS, UnsupportedAttentionCall, attention_probs
 
 KERNELS = {"sdpa": "sdpa", "flex_attention": "flex"}
 _ROUTING_MARKERS = ("ALL_ATTENTION_FUNCTIONS", "attention_interface", "get_interface")
-_INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids")
 
 # module (the one an attention function receives) -> handler of the capture watching it
-_HANDLERS: dict[int, "_TargetHandler"] = {}
+_HANDLERS: dict[int, TargetHandler] = {}
 # implementation name -> [original function, number of captures using the wrapper]
 _WRAPPED: dict[str, list] = {}
 _LOCK = threading.RLock()
-
-
-def matches(model) -> bool:
-    return any(cls.__module__.startswith("transformers.") and cls.__name__ == "PreTrainedModel"
-               for cls in type(model).__mro__)
 
 
 def _kernel_for(impl: str | None) -> str | None:
@@ -205,129 +201,14 @@ def _remove_wrapper(impl: str) -> None:
             del _WRAPPED[impl]
 
 
-# ---------------------------------------------------------------------------------------------
-# per-module handling
-# ---------------------------------------------------------------------------------------------
-class _TargetHandler:
-    def __init__(self, session, target: Target, output_index: int) -> None:
-        self.session = session
-        self.target = target
-        self.output_index = output_index
-        self.seen_kernel_call = False
-
-    # forward pre-hook of the target module
-    def before(self, module, args) -> None:
-        self.seen_kernel_call = False
-
-    # forward hook of the target module: eager models (or any call the wrapper did not see)
-    def after(self, module, args, output) -> None:
-        if self.seen_kernel_call:
-            return
-        weights = None
-        if isinstance(output, (tuple, list)) and len(output) > abs(self.output_index):
-            weights = output[self.output_index]
-        if not isinstance(weights, torch.Tensor) or weights.dim() != 4:
-            self.session.warn_once(
-                f"attention module {self.target.name!r} returned no attention weights and made no call through "
-                "transformers' AttentionInterface; this layer was not captured"
-            )
-            return
-        q_len, k_len = weights.shape[2], weights.shape[3]
-        index, selected = self.session.collector.next_call(self.target, q_len, k_len)
-        if not selected:
-            return
-        weights = weights.detach()
-        heads = self.session.heads
-        if heads is not None:
-            self.session.check_heads(weights.shape[1], self.target)
-            weights = weights[:, heads]
-        self.session.collector.add(self.target, index, self.session.store(weights), q_len, k_len)
-
-    def on_kernel_call(self, module, query, key, value, attention_mask, kwargs, kernel) -> None:
-        if self.seen_kernel_call:  # one capture per module call
-            return
-        self.seen_kernel_call = True
-        q_len, k_len = query.shape[2], key.shape[2]
-        index, selected = self.session.collector.next_call(self.target, q_len, k_len)
-        if not selected:
-            return
-        heads = self.session.heads
-        if heads is not None:
-            self.session.check_heads(query.shape[1], self.target)
-        with torch.no_grad():
-            probs = self._probs(module, query, key, value, attention_mask, kwargs, kernel, heads)
-        queries = keys = None
-        if self.session.keep_queries_keys:
-            sel = torch.tensor(heads, device=query.device) if heads is not None else None
-            queries = self.session.store(query.detach() if sel is None else query.detach().index_select(1, sel))
-            keys = self.session.store(_expand_kv(key.detach(), query.shape[1], heads))
-        self.session.collector.add(self.target, index, self.session.store(probs), q_len, k_len, queries, keys)
-
-    def _probs(self, module, query, key, value, attention_mask, kwargs, kernel, heads):
-        unknown = {k for k, v in kwargs.items() if k not in NEUTRAL_KWARGS and v is not None}
-        if not unknown:
-            is_causal = kwargs.get("is_causal")
-            if is_causal is None:
-                is_causal = getattr(module, "is_causal", kernel == "sdpa")
-            try:
-                return attention_probs(
-                    query, key, attention_mask, kernel=kernel, scaling=kwargs.get("scaling"),
-                    is_causal=bool(is_causal), position_bias=kwargs.get("position_bias"),
-                    softcap=kwargs.get("softcap"),
-                    sinks=kwargs.get("s_aux", kwargs.get("sinks")),
-                    sliding_window=kwargs.get("sliding_window"), heads=heads,
-                    compute_dtype=self.session.compute_dtype_for(query.dtype), out_dtype=self.session.dtype,
-                )
-            except UnsupportedAttentionCall as exc:
-                reason = str(exc)
-        else:
-            reason = f"unrecognised arguments {sorted(unknown)}"
-        return self._eager_fallback(module, query, key, value, attention_mask, kwargs, kernel, heads, reason)
-
-    def _eager_fallback(self, module, query, key, value, attention_mask, kwargs, kernel, heads, reason):
-        """The modeling file's own eager function: exact by construction (sdpa-style masks only)."""
-        eager = getattr(sys.modules.get(type(module).__module__), "eager_attention_forward", None)
-        if eager is None or kernel != "sdpa":
-            raise CaptureError(
-                f"cannot reproduce the attention of {self.target.name!r} exactly ({reason}); "
-                "load the model with attn_implementation='eager' to capture it"
-            )
-        mask = attention_mask
-        if mask is not None and mask.dtype == torch.bool:
-            mask = torch.zeros(mask.shape, dtype=query.dtype, device=mask.device).masked_fill(
-                ~mask, torch.finfo(query.dtype).min)
-        elif mask is None and kwargs.get("is_causal", getattr(module, "is_causal", False)) and query.shape[2] > 1:
-            q_len, k_len = query.shape[2], key.shape[2]
-            keep = torch.ones(q_len, k_len, dtype=torch.bool, device=query.device).tril()
-            mask = torch.zeros(1, 1, q_len, k_len, dtype=query.dtype, device=query.device).masked_fill(
-                ~keep, torch.finfo(query.dtype).min)
-        extra = {k: v for k, v in kwargs.items() if k not in ("dropout", "is_causal", "attention_mask")}
-        _, weights = eager(module, query, key, value, mask, **{**extra, "dropout": 0.0})
-        self.session.note_precision(query.dtype, weights.dtype, "the modeling file's eager function")
-        self.session.warn_once(f"{self.target.name}: {reason}; used the model's own eager attention for the weights")
-        return weights if heads is None else weights[:, heads]
-
-
-def _expand_kv(key: torch.Tensor, num_heads: int, heads) -> torch.Tensor:
-    n_rep = num_heads // key.shape[1]
-    index = [h // n_rep for h in (heads if heads is not None else range(num_heads))]
-    return key.index_select(1, torch.tensor(index, device=key.device))
-
-
-def _owner_inputs(args, kwargs) -> dict:
-    inputs = {name: kwargs[name] for name in _INPUT_NAMES if isinstance(kwargs.get(name), torch.Tensor)}
-    if "input_ids" not in inputs and args and isinstance(args[0], torch.Tensor) and not args[0].is_floating_point():
-        inputs["input_ids"] = args[0]
-    return {k: v.detach() for k, v in inputs.items()}
-
-
-class HuggingFaceAdapter:
+class HuggingFaceAdapter(Adapter):
     """Attaches a capture session to a transformers model; :meth:`detach` undoes everything."""
 
     name = "huggingface"
+    priority = 10
 
     def __init__(self, session) -> None:
-        self.session = session
+        super().__init__(session)
         self.handles: list = []
         self.wrapped: list[str] = []
         self.handlers: list[int] = []
@@ -335,13 +216,11 @@ class HuggingFaceAdapter:
         self._legacy = None
         self._intercepted = None
 
-    @staticmethod
-    def matches(model) -> bool:
-        return matches(model)
+    @classmethod
+    def matches(cls, model) -> bool:
+        return is_hf_model(model)
 
     def find(self, model) -> list[Target]:
-        from .sdpa_intercept import SdpaInterception, calls_sdpa_directly, direct_sdpa_targets
-
         self._found = find_targets(model)
         self._legacy = None
         if not self._found:
@@ -350,8 +229,6 @@ class HuggingFaceAdapter:
             if direct:  # modules that call torch's sdpa themselves: intercept it, outputs stay identical
                 self._legacy = SdpaInterception(self.session, model, direct)
                 return direct
-            from .hf_legacy import LegacyOutputs, legacy_targets
-
             targets = legacy_targets(model)
             if targets:
                 self._legacy = LegacyOutputs(self.session, model, targets)
@@ -400,7 +277,7 @@ class HuggingFaceAdapter:
             impls = {t.name: _impl_of(t) for t, _ in targets_with_index}
         owners = []
         for target, output_index in targets_with_index:
-            handler = _TargetHandler(session, target, output_index)
+            handler = TargetHandler(session, target, output_index)
             self.handles.append(target.module.register_forward_pre_hook(handler.before))
             self.handles.append(target.module.register_forward_hook(handler.after))
             with _LOCK:
@@ -419,10 +296,10 @@ class HuggingFaceAdapter:
             self.wrapped.append(impl)
 
     def _begin_pass(self, owner):
-        collector = self.session.collector
+        session = self.session
 
         def hook(module, args, kwargs):
-            collector.begin_pass(owner, _owner_inputs(args, kwargs))
+            session.begin_pass(owner, owner_inputs(args, kwargs))
 
         return hook
 
@@ -440,57 +317,3 @@ class HuggingFaceAdapter:
         self.wrapped.clear()
         if errors:
             raise errors[0]
-
-
-# ---------------------------------------------------------------------------------------------
-# transformers models inside other models (a torch classifier over BERT, an AllenNLP embedder)
-# ---------------------------------------------------------------------------------------------
-def is_hf_model(module) -> bool:
-    return matches(module)
-
-
-def hf_roots(model, skip=lambda path, module: False) -> list[tuple[str, object]]:
-    """The outermost transformers models inside ``model`` (not ``model`` itself), with their paths."""
-    roots: list[tuple[str, object]] = []
-
-    def visit(module, path: str) -> None:
-        for name, child in module.named_children():
-            child_path = f"{path}.{name}" if path else name
-            if skip(child_path, child):
-                continue
-            if is_hf_model(child):
-                roots.append((child_path, child))
-            else:
-                visit(child, child_path)
-
-    visit(model, "")
-    return roots
-
-
-class NestedHuggingFace:
-    """HF adapters for the transformers models inside another model; target names carry the outer path."""
-
-    def __init__(self, session, roots: list[tuple[str, object]]) -> None:
-        self.adapters: list[tuple[HuggingFaceAdapter, object]] = []
-        self.targets: list[Target] = []
-        for path, hf_model in roots:
-            sub = HuggingFaceAdapter(session)
-            found = sub.find(hf_model)
-            for target in found:
-                target.name = f"{path}.{target.name}" if target.name else path
-            if found:
-                self.adapters.append((sub, hf_model))
-                self.targets.extend(found)
-
-    def attach(self) -> None:
-        for sub, hf_model in self.adapters:
-            sub.attach(hf_model)
-
-    def detach(self) -> list[Exception]:
-        errors = []
-        for sub, _ in self.adapters:
-            try:
-                sub.detach()
-            except Exception as exc:  # noqa: BLE001 - detach the rest
-                errors.append(exc)
-        return errors

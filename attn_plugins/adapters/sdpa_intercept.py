@@ -13,7 +13,8 @@ import threading
 
 import torch
 
-from ..collector import Target
+from .base import Session, Target
+from .hf_kernel import TargetHandler, owner_inputs
 from .hooks import remove_hooks
 from .source import forward_mentions
 
@@ -70,12 +71,10 @@ def _uninstall() -> None:
 class _Handler:
     """Marks the watched module as running; its sdpa calls go to the HF adapter's kernel-call handler."""
 
-    def __init__(self, session, target: Target) -> None:
-        from .huggingface import _TargetHandler
-
+    def __init__(self, session: Session, target: Target) -> None:
         self.target = target
         self.session = session
-        self.core = _TargetHandler(session, target, output_index=1)
+        self.core = TargetHandler(session, target, output_index=1)
 
     def before(self, module, args) -> None:
         self.core.seen_kernel_call = False
@@ -98,23 +97,21 @@ class _Handler:
 class SdpaInterception:
     """Hooks on the watched modules plus the (reference-counted) torch function wrapper."""
 
-    def __init__(self, session, model, targets: list[Target]) -> None:
+    def __init__(self, session: Session, model, targets: list[Target]) -> None:
         self.session = session
         self.targets = targets
         self.handles: list = []
         self.installed = False
 
     def attach(self) -> None:
-        from .huggingface import _owner_inputs
-
-        collector = self.session.collector
+        session = self.session
         owners = []
         for target in self.targets:
             if all(target.owner is not o for o in owners):
                 owners.append(target.owner)
         for owner in owners:
             self.handles.append(owner.register_forward_pre_hook(
-                lambda module, args, kwargs, owner=owner: collector.begin_pass(owner, _owner_inputs(args, kwargs)),
+                lambda module, args, kwargs, owner=owner: session.begin_pass(owner, owner_inputs(args, kwargs)),
                 with_kwargs=True))
         for target in self.targets:
             handler = _Handler(self.session, target)

@@ -38,38 +38,35 @@ layer of its own.
 
 from __future__ import annotations
 
-import contextlib
-import inspect
 import threading
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.nn.modules import module as _module_impl
 
-from ..collector import CaptureError, Target
-from .hooks import remove_hooks
+from ..errors import CaptureError, NoAttentionError
+from .base import Adapter, Call, Target
 from .declare import AttentionDeclaration, declaration_for
+from .encoder_fastpath import padded_length, slow_path_call
+from .hf_kernel import is_hf_model
+from .hf_nested import NestedHuggingFace, hf_roots
+from .hooks import remove_hooks
+from .mha import bind_mha_call, mha_forward, mha_queries_keys, mha_weights, seq_len
 
 _CROSS_MARKERS = ("cross", "encoder_attn", "enc_attn", "encdec", "enc_dec", "src_attn", "context_attn",
                   "memory_attn", "mem_attn", "source_attn")
-_MHA_ARGS = ("query", "key", "value", "key_padding_mask", "need_weights", "attn_mask", "average_attn_weights",
-             "is_causal")
 _INPUT_KEYS = ("input_ids", "src", "source", "tokens")
 _DECODER_INPUT_KEYS = ("decoder_input_ids", "tgt", "trg", "target", "tgt_in")
 
 # id(module) -> the adapter watching it (one capture per module at a time)
 _WATCHED: dict[int, "TorchAdapter"] = {}
 _LOCK = threading.RLock()
-_SIGNATURES: dict[type, tuple] = {}
 
 
 def matches(model) -> bool:
     """True for any module that holds an ``nn.MultiheadAttention``, a declared attention module or a
     transformers model (captured through the Hugging Face adapter)."""
-    from .huggingface import is_hf_model
-
     if not isinstance(model, nn.Module):
         return False
     return any(isinstance(m, nn.MultiheadAttention) or declaration_for(m) is not None or is_hf_model(m)
@@ -101,7 +98,7 @@ def find_targets(model: nn.Module, taken: list[str] | None = None) -> list[_Entr
             continue
         taken.append(name)
         if is_mha:
-            _forward_of(module)  # a subclass whose forward takes other arguments is refused here, with advice
+            mha_forward(module)  # a subclass whose forward takes other arguments is refused here, with advice
         kind = declaration.kind_for(module) if declaration is not None else None
         explicit_stack = declaration is not None and declaration.stack is not None
         stack = declaration.stack_for(module) if explicit_stack else None
@@ -156,134 +153,22 @@ def _assign_stacks(entries: list[_Entry], by_name: dict) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
-# exact nn.MultiheadAttention weights
-# ---------------------------------------------------------------------------------------------
-def _forward_of(module: nn.MultiheadAttention):
-    """The module class's forward and its signature; it must take MultiheadAttention's arguments."""
-    cls = type(module)
-    cached = _SIGNATURES.get(cls)
-    if cached is None:
-        forward = cls.forward
-        try:
-            signature = inspect.signature(forward)
-        except (TypeError, ValueError):
-            signature = None
-        if signature is None or not all(name in signature.parameters for name in _MHA_ARGS):
-            cached = (None, None)
-        else:
-            cached = (forward, signature)
-        _SIGNATURES[cls] = cached
-    if cached[0] is None:
-        raise CaptureError(
-            f"{cls.__name__} subclasses nn.MultiheadAttention with a forward that does not take its arguments "
-            f"({', '.join(_MHA_ARGS)}); declare it instead: register_attention_module({cls.__name__}, weights=...)"
-        )
-    return cached
-
-
-def bind_mha_call(module: nn.MultiheadAttention, args: tuple, kwargs: dict) -> dict:
-    """The call's arguments by name, defaults filled in."""
-    _, signature = _forward_of(module)
-    try:
-        bound = signature.bind(module, *args, **kwargs)
-    except TypeError as exc:
-        raise CaptureError(f"cannot read the arguments of a {type(module).__name__} call: {exc}") from None
-    bound.apply_defaults()
-    return {name: bound.arguments.get(name) for name in _MHA_ARGS}
-
-
-@contextlib.contextmanager
-def _without_dropout(module: nn.MultiheadAttention):
-    dropout = module.dropout
-    if module.training and dropout:
-        module.dropout = 0.0
-    try:
-        yield
-    finally:
-        module.dropout = dropout
-
-
-def _recompute_grad_mode(module: nn.MultiheadAttention, call: dict):
-    """Grad mode for the recompute: off, unless turning it off would change the path the call takes.
-
-    ``MultiheadAttention.forward`` picks its fused fast path only when no argument needs grad; in
-    eval mode with grad enabled and such an argument, keep grad on so the recompute takes the same
-    (slow) path as a ``need_weights=True`` call would.
-    """
-    if module.training or not torch.is_grad_enabled():
-        return torch.no_grad()
-    tensors = (call["query"], call["key"], call["value"], module.in_proj_weight, module.in_proj_bias,
-               module.out_proj.weight, module.out_proj.bias)
-    if any(isinstance(t, torch.Tensor) and t.requires_grad for t in tensors):
-        return contextlib.nullcontext()
-    return torch.no_grad()
-
-
-def mha_weights(module: nn.MultiheadAttention, call: dict) -> torch.Tensor:
-    """``module(**call, need_weights=True, average_attn_weights=False)[1]``, detached, batched."""
-    forward, _ = _forward_of(module)
-    arguments = dict(call, need_weights=True, average_attn_weights=False)
-    with _recompute_grad_mode(module, call), _without_dropout(module):
-        _, weights = forward(module, **arguments)
-    weights = weights.detach()
-    return weights if weights.dim() == 4 else weights.unsqueeze(0)
-
-
-def _batch_major(module: nn.MultiheadAttention, x: torch.Tensor) -> torch.Tensor:
-    if x.dim() == 2:
-        return x.unsqueeze(0)
-    return x if module.batch_first else x.transpose(0, 1)
-
-
-def mha_queries_keys(module: nn.MultiheadAttention, call: dict) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-head queries and keys ``[b, h, len, head_dim]`` after the input projection (keys with the
-    ``bias_k`` / zero-attention rows the module appends)."""
-    with torch.no_grad():
-        query = _batch_major(module, call["query"])
-        key = _batch_major(module, call["key"])
-        embed = module.embed_dim
-        if module._qkv_same_embed_dim:
-            w_q, w_k, _ = module.in_proj_weight.chunk(3)
-        else:
-            w_q, w_k = module.q_proj_weight, module.k_proj_weight
-        b_q = b_k = None
-        if module.in_proj_bias is not None:
-            b_q, b_k, _ = module.in_proj_bias.chunk(3)
-        q = F.linear(query, w_q, b_q)
-        k = F.linear(key, w_k, b_k)
-        batch = q.shape[0]
-        if module.bias_k is not None:
-            k = torch.cat([k, module.bias_k.reshape(1, 1, embed).expand(batch, 1, embed)], dim=1)
-        if module.add_zero_attn:
-            k = torch.cat([k, k.new_zeros(batch, 1, embed)], dim=1)
-        heads, dim = module.num_heads, module.head_dim
-        q = q.reshape(batch, q.shape[1], heads, dim).transpose(1, 2)
-        k = k.reshape(batch, k.shape[1], heads, dim).transpose(1, 2)
-    return q, k
-
-
-def _seq_len(module: nn.MultiheadAttention, x: torch.Tensor) -> int:
-    if x.dim() == 3:
-        return x.shape[1] if module.batch_first else x.shape[0]
-    return x.shape[0]
-
-
-# ---------------------------------------------------------------------------------------------
 # the adapter
 # ---------------------------------------------------------------------------------------------
-class TorchAdapter:
+class TorchAdapter(Adapter):
     """Attaches a capture session to a plain PyTorch model; :meth:`detach` undoes everything."""
 
     name = "torch"
+    priority = 90  # the generic adapter: tried last
 
     def __init__(self, session) -> None:
-        self.session = session
+        super().__init__(session)
         self.handles: list = []
         self._entries: list[_Entry] = []
         self._watched: list[int] = []
         self._pre: dict[int, list] = {}  # id(module) -> fns(module, args)
         self._post: dict[int, list] = {}  # id(module) -> fns(module, args, kwargs, output)
-        self._calls: dict[int, dict] = {}  # id(entry) -> this pass's index/selection/rows
+        self._calls: dict[int, dict] = {}  # id(entry) -> this pass's call (None: not selected) and rows
         self._layer_of: dict[int, int] = {}  # id(self_attn) -> id(its TransformerEncoderLayer)
         self._layer_ran_mha: dict[int, bool] = {}
         self._encoder_len: dict[int, int] = {}  # id(encoder layer) -> padded length of the encoder's input
@@ -291,21 +176,17 @@ class TorchAdapter:
         self._nested = None  # transformers models inside, captured through the Hugging Face adapter
         self._in_pass = False
 
-    @staticmethod
-    def matches(model) -> bool:
+    @classmethod
+    def matches(cls, model) -> bool:
         return matches(model)
 
     def find(self, model) -> list[Target]:
-        from .huggingface import NestedHuggingFace, hf_roots
-
         roots = hf_roots(model)
         self._nested = NestedHuggingFace(self.session, roots)
         self._entries = find_targets(model, taken=[path for path, _ in roots])
         if not self._entries and self._nested.targets:
             return list(self._nested.targets)
         if not self._entries:
-            from ..capture import NoAttentionError
-
             raise NoAttentionError(
                 f"{type(model).__name__} has no torch.nn.MultiheadAttention and no declared attention module; "
                 "declare your own with attn_plugins.adapters.declare.register_attention_module(YourAttention, "
@@ -390,12 +271,12 @@ class TorchAdapter:
     def _begin_pass(self, module, args, kwargs):
         self._in_pass = True
         self._calls.clear()
-        self.session.collector.begin_pass(module, _owner_inputs(args, kwargs or {}))
+        self.session.begin_pass(module, _token_inputs(args, kwargs or {}))
         return None
 
     # ----- counting calls ------------------------------------------------------------------------------
-    def _count(self, entry: _Entry, q_len: int, k_len: int) -> tuple[int, bool, int]:
-        """Layer index, whether selected, and the first query row that is new in this call."""
+    def _count(self, entry: _Entry, q_len: int, k_len: int) -> tuple[Call | None, int]:
+        """The call (``None``: not selected) and the first query row that is new in this call."""
         if not self._in_pass:  # modules run without the model's forward (model.encoder(...)): one pass
             self._begin_pass(self._owner, (), {})
         state = self._calls.get(id(entry))
@@ -405,27 +286,10 @@ class TorchAdapter:
                 rows = state["rows"]
                 start = rows if 1 < q_len and rows < q_len else 0  # a decoder re-run over its prefix
                 state["rows"] = rows + q_len - start
-                return state["index"], state["selected"], start
-        index, selected = self.session.collector.next_call(entry.target, q_len, k_len)
-        self._calls[id(entry)] = {"index": index, "selected": selected, "first_q": q_len, "rows": q_len}
-        return index, selected, 0
-
-    def _add(self, entry: _Entry, index: int, weights: torch.Tensor, start: int, k_len: int,
-             queries=None, keys=None) -> None:
-        session = self.session
-        heads = session.heads
-        session.check_heads(weights.shape[1], entry.target)
-        if start:
-            weights = weights[:, :, start:]
-            queries = queries[:, :, start:] if queries is not None else None
-        if heads is not None:
-            index_t = torch.tensor(heads, device=weights.device)
-            weights = weights.index_select(1, index_t)
-            queries = queries.index_select(1, index_t) if queries is not None else None
-            keys = keys.index_select(1, index_t) if keys is not None else None
-        if queries is not None:
-            queries, keys = session.store(queries), session.store(keys)
-        session.collector.add(entry.target, index, session.store(weights), weights.shape[2], k_len, queries, keys)
+                return state["call"], start
+        call = self.session.begin_call(entry.target, q_len, k_len)
+        self._calls[id(entry)] = {"call": call, "first_q": q_len, "rows": q_len}
+        return call, 0
 
     # ----- nn.MultiheadAttention -------------------------------------------------------------------------
     def _mha_hook(self, entry: _Entry):
@@ -434,9 +298,9 @@ class TorchAdapter:
             if layer is not None:
                 self._layer_ran_mha[layer] = True
             call = bind_mha_call(module, args, kwargs)
-            q_len, k_len = _seq_len(module, call["query"]), _seq_len(module, call["key"])
-            index, selected, start = self._count(entry, q_len, k_len)
-            if not selected:
+            q_len, k_len = seq_len(module, call["query"]), seq_len(module, call["key"])
+            selected, start = self._count(entry, q_len, k_len)
+            if selected is None:
                 return
             weights = None
             if call["need_weights"] and not call["average_attn_weights"] and not (module.training and module.dropout):
@@ -449,7 +313,7 @@ class TorchAdapter:
             queries = keys = None
             if self.session.keep_queries_keys:
                 queries, keys = mha_queries_keys(module, call)
-            self._add(entry, index, weights, start, k_len, queries, keys)
+            self.session.emit(selected, weights, queries=queries, keys=keys, rows_from=start)
 
         return hook
 
@@ -458,10 +322,8 @@ class TorchAdapter:
         self._layer_ran_mha[id(layer)] = False
 
     def _encoder_pre(self, encoder, args) -> None:
-        src = args[0] if args else None
-        if isinstance(src, torch.Tensor) and not src.is_nested and src.dim() == 3:
-            first = encoder.layers[0]
-            length = src.shape[1] if first.self_attn.batch_first else src.shape[0]
+        length = padded_length(encoder, args)
+        if length is not None:
             for layer in encoder.layers:
                 self._encoder_len[id(layer)] = length
 
@@ -477,35 +339,14 @@ class TorchAdapter:
                     "was not captured"
                 )
                 return
-            try:
-                bound = inspect.signature(nn.TransformerEncoderLayer.forward).bind(layer, *args, **kwargs)
-            except TypeError:
+            rebuilt = slow_path_call(layer, args, kwargs, self._encoder_len.get(id(layer), 0))
+            if rebuilt is None:
                 return
-            bound.apply_defaults()
-            src = bound.arguments["src"]
-            src_mask = bound.arguments["src_mask"]
-            padding = bound.arguments["src_key_padding_mask"]
-            keep = None
-            if src.is_nested:  # nn.TransformerEncoder dropped the padding: rebuild it from the lengths
-                lengths = torch.tensor([part.shape[0] for part in src.unbind()], device=src.device)
-                length = max(self._encoder_len.get(id(layer), 0), int(lengths.max()))
-                src = src.to_padded_tensor(0.0, (lengths.numel(), length, mha.embed_dim))
-                keep = torch.arange(length, device=src.device)[None, :] < lengths[:, None]
-                padding = ~keep
-            # as TransformerEncoderLayer.forward hands them to self_attn on its slow path
-            padding = F._canonical_mask(mask=padding, mask_name="src_key_padding_mask",
-                                        other_type=F._none_or_dtype(src_mask), other_name="src_mask",
-                                        target_type=src.dtype)
-            src_mask = F._canonical_mask(mask=src_mask, mask_name="src_mask", other_type=None, other_name="",
-                                         target_type=src.dtype, check_other=False)
-            with torch.no_grad():
-                x = layer.norm1(src) if layer.norm_first else src
-            # the fused kernel applies src_mask and the padding, never the is_causal hint
-            call = {"query": x, "key": x, "value": x, "key_padding_mask": padding, "need_weights": True,
-                    "attn_mask": src_mask, "average_attn_weights": False, "is_causal": False}
-            q_len = _seq_len(mha, x)
-            index, selected, start = self._count(entry, q_len, q_len)
-            if not selected:
+            call, keep = rebuilt
+            x = call["query"]
+            q_len = seq_len(mha, x)
+            selected, start = self._count(entry, q_len, q_len)
+            if selected is None:
                 return
             weights = mha_weights(mha, call)
             if keep is not None:
@@ -513,7 +354,7 @@ class TorchAdapter:
             queries = keys = None
             if self.session.keep_queries_keys:
                 queries, keys = mha_queries_keys(mha, call)
-            self._add(entry, index, weights, start, q_len, queries, keys)
+            self.session.emit(selected, weights, queries=queries, keys=keys, rows_from=start)
 
         return hook
 
@@ -526,18 +367,18 @@ class TorchAdapter:
                                        "some calls; those calls were not captured")
                 return
             q_len, k_len = weights.shape[2], weights.shape[3]
-            index, selected, start = self._count(entry, q_len, k_len)
-            if not selected:
+            selected, start = self._count(entry, q_len, k_len)
+            if selected is None:
                 return
             if self.session.keep_queries_keys:
                 self.session.warn_once(f"keep_queries_keys: declared module {entry.target.name!r} exposes no "
                                        "queries and keys; only its weights were kept")
-            self._add(entry, index, weights, start, k_len)
+            self.session.emit(selected, weights, rows_from=start)
 
         return hook
 
 
-def _owner_inputs(args: tuple, kwargs: dict) -> dict:
+def _token_inputs(args: tuple, kwargs: dict) -> dict:
     """Token ids the model was called with: the first integer tensor is the (source) input, a second one
     the decoder input."""
     def ids(value):

@@ -259,7 +259,7 @@ def _batch_stats(model, tokenizer, job: CorpusJob, encoded) -> list[dict]:
     import torch
 
     from ..analysis.stats import head_stats
-    from ..capture import capture
+    from ..capturing import capture
     from ..record import AttentionRecord, LayerAttention
 
     with torch.no_grad(), capture(model, tokenizer=tokenizer, layers=list(job.layers) if job.layers else None,

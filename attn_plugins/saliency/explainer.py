@@ -229,7 +229,7 @@ class Explainer:
         pad_id = getattr(tok, "pad_token_id", None) if tok is not None else None
 
         def capture_record():
-            from ..capture import capture
+            from ..capturing import capture
 
             with torch.no_grad(), capture(model, tok) as cap:
                 model(**inputs)

@@ -85,7 +85,7 @@ class SimilarityExplainer:
         queries = [None if query is None else resolve_query(query, n, mask[b]) for b in range(mask.shape[0])]
 
         def capture_record():
-            from ..capture import capture
+            from ..capturing import capture
 
             with torch.no_grad(), capture(model, self.tokenizer) as cap:
                 model(**inputs)

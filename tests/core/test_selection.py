@@ -4,8 +4,8 @@ import pytest
 import torch
 
 import attn_plugins as ap
-from attn_plugins.adapters import huggingface as hf_adapter
-from attn_plugins.capture import NoAttentionError
+from attn_plugins.adapters import hf_kernel as hf_adapter  # where the HF recompute is called
+from attn_plugins.errors import NoAttentionError
 from fixtures.tiny_models import build
 
 from .helpers import hooks_left, max_diff

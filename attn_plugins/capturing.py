@@ -19,7 +19,8 @@ from collections.abc import Sequence
 import torch
 
 from .adapters import ADAPTERS, adapter_for
-from .collector import Collector, Target
+from .adapters.base import Call, Target
+from .collector import Collector
 
 from .errors import CaptureError, NoAttentionError
 from .estimate import layer_calls
@@ -114,8 +115,57 @@ class capture:  # noqa: N801 - used as a function-like context manager
         self._entered = False
         self.collector: Collector | None = None
 
-    # ----- used by adapters -------------------------------------------------------------------------
-    def store(self, tensor: torch.Tensor) -> torch.Tensor:
+    # ----- the session adapters receive (attn_plugins.adapters.base.Session) -------------------------------
+    def begin_pass(self, owner, inputs) -> None:
+        """``owner``'s forward starts: its layer counters restart; ``inputs`` become the record's inputs."""
+        self.collector.begin_pass(owner, inputs)
+
+    def begin_call(self, target: Target, q_len: int, k_len: int, *, num_heads: int | None = None) -> Call | None:
+        """Count one call of ``target``; ``None`` when its layer is not selected."""
+        index, selected = self.collector.next_call(target, q_len, k_len)
+        if not selected:
+            return None
+        if num_heads is not None:
+            self._check_heads(num_heads, target)
+        return Call(target, index, q_len, k_len, self.heads)
+
+    def emit(self, call: Call, weights: torch.Tensor, *, queries: torch.Tensor | None = None,
+             keys: torch.Tensor | None = None, heads_selected: bool = False, rows_from: int = 0) -> None:
+        """Store a selected call's probabilities (and queries/keys): the one place that slices heads and
+        rows, repeats grouped key heads and moves blocks to the storage dtype and device."""
+        if not heads_selected:
+            self._check_heads(weights.shape[1], call.target)
+        if rows_from:
+            weights = weights[:, :, rows_from:]
+            queries = queries[:, :, rows_from:] if queries is not None else None
+        index = None
+        if self.heads is not None:
+            index = torch.tensor(self.heads, device=weights.device)
+            if not heads_selected:
+                weights = weights.index_select(1, index)
+        if queries is not None:
+            if keys is not None and keys.shape[1] != queries.shape[1]:  # grouped-query attention: repeat kv heads
+                n_rep = queries.shape[1] // keys.shape[1]
+                kv = [h // n_rep for h in (self.heads if self.heads is not None else range(queries.shape[1]))]
+                keys = keys.index_select(1, torch.tensor(kv, device=keys.device))
+            elif keys is not None and index is not None:
+                keys = keys.index_select(1, index.to(keys.device))
+            if index is not None:
+                queries = queries.index_select(1, index.to(queries.device))
+            queries = self._store(queries)
+            keys = self._store(keys) if keys is not None else None
+        self.collector.add(call.target, call.index, self._store(weights.detach()), weights.shape[2],
+                           weights.shape[-1], queries, keys)
+
+    def current_segment(self, owner):
+        """An opaque handle of the record ``owner``'s current pass writes into (``None`` before any call)."""
+        return self.collector.current_segment(owner)
+
+    def add_finisher(self, finish) -> None:
+        """``finish(segment, record)`` runs on every assembled record."""
+        self.collector.add_finisher(finish)
+
+    def _store(self, tensor: torch.Tensor) -> torch.Tensor:
         if self._sink is not None:  # streaming: the writer copies to the host itself, off the compute stream
             return tensor.to(dtype=self.dtype)
         device = self.device or tensor.device
@@ -141,7 +191,7 @@ class capture:  # noqa: N801 - used as a function-like context manager
             self._warned.add(message)
             warnings.warn(message, stacklevel=3)
 
-    def check_heads(self, num_heads: int, target: Target) -> None:
+    def _check_heads(self, num_heads: int, target: Target) -> None:
         if self.heads and self.heads[-1] >= num_heads:
             raise ValueError(f"head {self.heads[-1]} does not exist: {target.name!r} has {num_heads} heads "
                              f"(valid: 0..{num_heads - 1})")

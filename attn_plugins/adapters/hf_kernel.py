@@ -1,0 +1,128 @@
+"""What the Hugging Face adapter, the sdpa interception and the legacy path share.
+
+:class:`TargetHandler` turns one call of a transformers attention module into a captured block:
+from the weights the module returned (eager), or recomputed from the query, key and mask the
+kernel received (sdpa, flex, flash), falling back to the modeling file's own eager function for
+calls the recompute cannot mirror. :func:`owner_inputs` reads a pass's token ids and mask.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import torch
+
+from ..errors import CaptureError
+from .base import Session, Target
+from .recompute import NEUTRAL_KWARGS, UnsupportedAttentionCall, attention_probs
+
+_INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids")
+
+
+def is_hf_model(module) -> bool:
+    """Whether ``module`` is a transformers ``PreTrainedModel`` (checked without importing transformers)."""
+    return any(cls.__module__.startswith("transformers.") and cls.__name__ == "PreTrainedModel"
+               for cls in type(module).__mro__)
+
+
+def owner_inputs(args, kwargs) -> dict:
+    """The token ids, attention mask and token types a transformers model's forward was called with."""
+    inputs = {name: kwargs[name] for name in _INPUT_NAMES if isinstance(kwargs.get(name), torch.Tensor)}
+    if "input_ids" not in inputs and args and isinstance(args[0], torch.Tensor) and not args[0].is_floating_point():
+        inputs["input_ids"] = args[0]
+    return {k: v.detach() for k, v in inputs.items()}
+
+
+class TargetHandler:
+    """One watched attention module: its hooks and the kernel calls made inside it.
+
+    Args:
+        session: the capture session.
+        target: the module.
+        output_index: where the module's output tuple holds its weights (eager models).
+    """
+
+    def __init__(self, session: Session, target: Target, output_index: int) -> None:
+        self.session = session
+        self.target = target
+        self.output_index = output_index
+        self.seen_kernel_call = False
+
+    # forward pre-hook of the target module
+    def before(self, module, args) -> None:
+        self.seen_kernel_call = False
+
+    # forward hook of the target module: eager models (or any call the wrapper did not see)
+    def after(self, module, args, output) -> None:
+        if self.seen_kernel_call:
+            return
+        weights = None
+        if isinstance(output, (tuple, list)) and len(output) > abs(self.output_index):
+            weights = output[self.output_index]
+        if not isinstance(weights, torch.Tensor) or weights.dim() != 4:
+            self.session.warn_once(
+                f"attention module {self.target.name!r} returned no attention weights and made no call through "
+                "transformers' AttentionInterface; this layer was not captured"
+            )
+            return
+        call = self.session.begin_call(self.target, weights.shape[2], weights.shape[3])
+        if call is not None:
+            self.session.emit(call, weights.detach())
+
+    def on_kernel_call(self, module, query, key, value, attention_mask, kwargs, kernel) -> None:
+        """A call of the attention function (``kernel``: "sdpa", "flex", "flash" or "unknown")."""
+        if self.seen_kernel_call:  # one capture per module call
+            return
+        self.seen_kernel_call = True
+        call = self.session.begin_call(self.target, query.shape[2], key.shape[2], num_heads=query.shape[1])
+        if call is None:
+            return
+        with torch.no_grad():
+            probs = self._probs(module, query, key, value, attention_mask, kwargs, kernel, call.heads)
+        kept = self.session.keep_queries_keys
+        self.session.emit(call, probs, queries=query.detach() if kept else None, keys=key.detach() if kept else None,
+                          heads_selected=True)
+
+    def _probs(self, module, query, key, value, attention_mask, kwargs, kernel, heads):
+        unknown = {k for k, v in kwargs.items() if k not in NEUTRAL_KWARGS and v is not None}
+        if not unknown:
+            is_causal = kwargs.get("is_causal")
+            if is_causal is None:
+                is_causal = getattr(module, "is_causal", kernel == "sdpa")
+            try:
+                return attention_probs(
+                    query, key, attention_mask, kernel=kernel, scaling=kwargs.get("scaling"),
+                    is_causal=bool(is_causal), position_bias=kwargs.get("position_bias"),
+                    softcap=kwargs.get("softcap"),
+                    sinks=kwargs.get("s_aux", kwargs.get("sinks")),
+                    sliding_window=kwargs.get("sliding_window"), heads=heads,
+                    compute_dtype=self.session.compute_dtype_for(query.dtype), out_dtype=self.session.dtype,
+                )
+            except UnsupportedAttentionCall as exc:
+                reason = str(exc)
+        else:
+            reason = f"unrecognised arguments {sorted(unknown)}"
+        return self._eager_fallback(module, query, key, value, attention_mask, kwargs, kernel, heads, reason)
+
+    def _eager_fallback(self, module, query, key, value, attention_mask, kwargs, kernel, heads, reason):
+        """The modeling file's own eager function: exact by construction (sdpa-style masks only)."""
+        eager = getattr(sys.modules.get(type(module).__module__), "eager_attention_forward", None)
+        if eager is None or kernel != "sdpa":
+            raise CaptureError(
+                f"cannot reproduce the attention of {self.target.name!r} exactly ({reason}); "
+                "load the model with attn_implementation='eager' to capture it"
+            )
+        mask = attention_mask
+        if mask is not None and mask.dtype == torch.bool:
+            mask = torch.zeros(mask.shape, dtype=query.dtype, device=mask.device).masked_fill(
+                ~mask, torch.finfo(query.dtype).min)
+        elif mask is None and kwargs.get("is_causal", getattr(module, "is_causal", False)) and query.shape[2] > 1:
+            q_len, k_len = query.shape[2], key.shape[2]
+            keep = torch.ones(q_len, k_len, dtype=torch.bool, device=query.device).tril()
+            mask = torch.zeros(1, 1, q_len, k_len, dtype=query.dtype, device=query.device).masked_fill(
+                ~keep, torch.finfo(query.dtype).min)
+        extra = {k: v for k, v in kwargs.items() if k not in ("dropout", "is_causal", "attention_mask")}
+        _, weights = eager(module, query, key, value, mask, **{**extra, "dropout": 0.0})
+        self.session.note_precision(query.dtype, weights.dtype, "the modeling file's eager function")
+        self.session.warn_once(f"{self.target.name}: {reason}; used the model's own eager attention for the weights")
+        return weights if heads is None else weights[:, heads]
