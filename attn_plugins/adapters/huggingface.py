@@ -13,8 +13,6 @@ from __future__ import annotations
 import inspect
 import threading
 
-import torch
-
 from ..errors import CaptureError
 from ..model_state import attn_configs
 from .base import Adapter, Target

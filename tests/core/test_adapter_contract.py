@@ -148,8 +148,10 @@ def test_lazy_references_resolve_on_first_use():
 
 
 def test_builtin_adapters_are_classes_of_the_contract():
-    from attn_plugins.adapters.base import Adapter
+    import attn_plugins
+    from attn_plugins.adapters.base import Adapter, Session
 
+    assert isinstance(attn_plugins.capture(torch.nn.MultiheadAttention(4, 2)), Session)  # the capture is the session
     adapters = {name: ADAPTERS.get(name) for name in ADAPTERS.names() if name in ("huggingface", "allennlp", "torch")}
     assert set(adapters) == {"huggingface", "allennlp", "torch"}
     assert all(isinstance(cls, type) and issubclass(cls, Adapter) for cls in adapters.values())
