@@ -70,7 +70,8 @@ def _cmd_capture(args) -> int:
 
 
 def _cmd_info(args) -> int:
-    from .record import AttentionRecord, RecordFormatError
+    from .errors import RecordFormatError
+    from .record import AttentionRecord
 
     try:
         record = AttentionRecord.load(args.record)

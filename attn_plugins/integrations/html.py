@@ -5,14 +5,7 @@ from __future__ import annotations
 import html as _html
 import os
 
-
-def write_text(path: str | os.PathLike, text: str) -> str:
-    """Write ``text`` (UTF-8) to ``path``, creating its folder; returns the path. Every exporter saves through this."""
-    path = os.fspath(path)
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    with open(path, "w", encoding="utf-8") as handle:
-        handle.write(text)
-    return path
+from ..atomic import write_text  # every exporter saves through this (atomic: no half-written page)
 
 
 class HtmlExport:
