@@ -310,7 +310,7 @@ class _Report:
 
     @functools.cached_property
     def self_layers(self):
-        from .analysis._common import select_layers
+        from .analysis.blocks import select_layers
 
         return select_layers(self.record, None, self.stack, "self")
 
@@ -322,7 +322,7 @@ class _Report:
 
     @functools.cached_property
     def distances(self):
-        from .analysis.similarity import head_distances
+        from .analysis.head_similarity import head_distances
 
         return head_distances(self.record, stack=self.stack)
 
@@ -336,7 +336,7 @@ class _Report:
 
     def layer_of(self, label: str):
         """The captured self-attention layer with this label ("L3", "encoder L3")."""
-        from .analysis._common import layer_label
+        from .analysis.blocks import layer_label
 
         return next(layer for layer in self.self_layers if layer_label(layer) == label)
 
@@ -575,7 +575,7 @@ class _Report:
         return "".join(parts)
 
     def section_clustering(self) -> str:
-        from .analysis.similarity import cluster
+        from .analysis.head_similarity import cluster
         from .plots import layer_similarity_plot, similarity_plot
 
         d = self.distances
@@ -808,7 +808,8 @@ def _describe(means: dict) -> str:
 
 def _layers_figure(record, item: int, stack):
     """Small multiples: each layer's mean of heads for one input, on one colour scale."""
-    from .analysis._common import readable_token, record_view, select_layers
+    from .analysis.blocks import record_view, select_layers
+    from .analysis.tokens import readable_token
     from .plots._base import new_figure, style
     from .plots.heatmaps import draw_matrix
 
