@@ -11,24 +11,11 @@ from pathlib import Path
 
 import attn_plugins
 
-# Known findings in parts other helpers are restructuring (record, integrations, analysis, saliency, cli,
-# corpus): other helpers are removing these (delete an entry once its fix lands). Nothing from adapters/,
-# capturing, collector or registry may be listed here.
-KNOWN_CYCLES: set[frozenset[str]] = {
-    frozenset({"attn_plugins.record", "attn_plugins.record_dir"}),
-    frozenset({"attn_plugins.saliency.result", "attn_plugins.saliency.words"}),
-    frozenset({"attn_plugins.integrations.bertviz", "attn_plugins.integrations.longview"}),
-    frozenset({"attn_plugins.cli", "attn_plugins.corpus.command", "attn_plugins.corpus.run"}),
-}
-KNOWN_PRIVATE_IMPORTS: set[tuple[str, str, str]] = {
-    ("attn_plugins.record_dir", "_META_KEY", "attn_plugins.record"),
-    ("attn_plugins.record_dir", "_parse_meta", "attn_plugins.record"),
-    ("attn_plugins.saliency.methods", "_self_layers", "attn_plugins.analysis.rollout"),
-    ("attn_plugins.integrations.longview", "_caption", "attn_plugins.integrations.bertviz"),
-    ("attn_plugins.integrations.longview", "_prettify", "attn_plugins.integrations.bertviz"),
-    ("attn_plugins.analysis.flow", "_as_batched", "attn_plugins.analysis.rollout"),
-    ("attn_plugins.analysis.flow", "_self_layers", "attn_plugins.analysis.rollout"),
-}
+# Known findings in parts other helpers were restructuring, allowed while they removed them: none are left
+# since their merges. Add an entry here only with a note of who is removing it; nothing from adapters/,
+# capturing, collector or registry may ever be listed.
+KNOWN_CYCLES: set[frozenset[str]] = set()
+KNOWN_PRIVATE_IMPORTS: set[tuple[str, str, str]] = set()
 CLEAN_PARTS = ("attn_plugins.adapters", "attn_plugins.capturing", "attn_plugins.collector", "attn_plugins.registry")
 
 ROOT = Path(attn_plugins.__file__).parent
