@@ -129,7 +129,7 @@ def encode(tokenizer, texts):
             and getattr(tokenizer, "eos_token", None) is None:
         raise InputError("the tokenizer has no pad token to batch several texts: set tokenizer.pad_token")
     with borrowed_pad_token(tokenizer):
-        return tokenizer(texts, return_tensors="pt", padding=True)
+        return tokenizer(texts, return_tensors="pt", padding=len(texts) > 1)  # one text: no pad token needed
 
 
 # ---------------------------------------------------------------------------------------------
