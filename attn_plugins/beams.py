@@ -64,6 +64,10 @@ def describe_decoding(model, kwargs: dict) -> dict:
     if get("constraints", None) is not None or get("force_words_ids", None) is not None:
         raise CaptureError("constrained beam search (constraints / force_words_ids) cannot be captured: transformers "
                            "runs it from a Hub repository as custom code that returns no beam_indices to follow")
+    if beams > 1 and get("use_cache", True) is False:
+        raise CaptureError(f"beam search (num_beams={beams}) with use_cache=False cannot be captured: every step "
+                           "reruns the whole sequence as a new forward, so there are no steps to follow; "
+                           "leave use_cache on (the default)")
     sample = bool(get("do_sample", False))
     returned = int(get("num_return_sequences", 1))
     out: dict = {"strategy": ("beam_sampling" if sample else "beam_search") if beams > 1 else

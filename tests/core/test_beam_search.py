@@ -182,10 +182,37 @@ def test_group_beam_search_is_refused_clearly():
     assert hooks_left(model) == [] and "generate" not in vars(model)
 
 
-@pytest.mark.parametrize("name", ["bart", "gpt2"])
-def test_streaming_gives_the_same_record(name, tmp_path):
+def test_queries_and_keys_follow_the_beams():
+    """keep_queries_keys: each sequence's queries and keys equal those of a captured teacher-forced forward
+    over it (llama, whose returned sequences end at different steps)."""
+    model, _, inputs, eos = _pair("llama")
+    with torch.no_grad(), ap.capture(model, keep_queries_keys=True) as cap:
+        sequences = model.generate(**inputs, **_options(eos, 4, 2, False, 0.5))
+    prompt = inputs["input_ids"].shape[1]
+    fed = _fed_rows(sequences, prompt, eos)
+    mask = torch.cat([inputs["attention_mask"].repeat_interleave(2, 0), torch.ones_like(sequences[:, prompt:-1])], 1)
+    with torch.no_grad(), ap.capture(model, keep_queries_keys=True) as forced:
+        model(input_ids=sequences[:, :-1], attention_mask=mask, position_ids=(mask.cumsum(-1) - 1).clamp(min=0))
+    rows = (fed & mask.bool())[:, None, :, None]
+    for got, ref in zip(cap.record.layers, forced.record.layers):
+        assert got.queries.shape == ref.queries.shape and got.keys.shape == ref.keys.shape
+        assert float(((got.queries - ref.queries) * rows).abs().max()) <= TOL
+        assert float(((got.keys - ref.keys) * rows).abs().max()) <= TOL
+        assert float((got.keys * ~fed[:, None, :, None]).abs().max()) == 0  # past a sequence's end: nothing
+
+
+def test_beam_search_without_cache_is_refused_before_it_runs():
+    model, _, inputs, eos = _pair("gpt2")
+    with pytest.raises(CaptureError, match="use_cache=False"):
+        with torch.no_grad(), ap.capture(model) as cap:
+            model.generate(**inputs, **dict(_options(eos, 2, 1, False), use_cache=False))
+    assert cap.collector.segments == [] and hooks_left(model) == []
+
+
+@pytest.mark.parametrize("name,returned", [("bart", 2), ("bart", 1), ("llama", 2)])
+def test_streaming_gives_the_same_record(name, returned, tmp_path):
     model, _, inputs, eos = _pair(name)
-    options = _options(eos, 4, 2, False)
+    options = _options(eos, 4, returned, False, 0.5)
     with torch.no_grad(), ap.capture(model) as cap:
         model.generate(**inputs, **options)
     with torch.no_grad(), ap.capture(model, stream_to=tmp_path / "beams") as streamed:
