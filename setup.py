@@ -36,7 +36,7 @@ setup(
     python_requires=">=3.11",
     packages=find_packages(include=["attn_plugins", "attn_plugins.*"]),
     include_package_data=True,
-    package_data={"attn_plugins.integrations": ["static/*.js", "static/*.css"]},
+    package_data={"attn_plugins.integrations": ["static/*.js", "static/*.css"], "attn_plugins.report": ["static/*.css"]},
     install_requires=CORE,
     extras_require=EXTRAS,
     entry_points={"console_scripts": ["attn-plugins=attn_plugins.cli:main"]},

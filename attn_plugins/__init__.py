@@ -85,7 +85,7 @@ def compare(obj, text=None, tokenizer=None, methods=None, **options):
 
 
 def load_ipython_extension(ipython):
-    """``%load_ext attn_plugins``: the ``%%attention`` magic (see :mod:`attn_plugins.notebook`)."""
-    from .notebook import load_ipython_extension as _load
+    """``%load_ext attn_plugins``: the ``%%attention`` magic (see :mod:`attn_plugins.magic`)."""
+    from .magic import load_ipython_extension as _load
 
     _load(ipython)

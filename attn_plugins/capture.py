@@ -202,7 +202,7 @@ class capture:  # noqa: N801 - used as a function-like context manager
             layer_filter = self._filter = self._layer_filter(targets)
             self._budget = Budget.for_capture(self.max_bytes, self._storage_device(), self.stream_to)
             if self.stream_to is not None:
-                from .stream import StreamSink
+                from .record.stream import StreamSink
 
                 self._sink = StreamSink(self.stream_to)
             self.collector = Collector(layer_filter, self.heads, budget=self._budget, sink=self._sink)

@@ -1,4 +1,9 @@
-"""``attn-plugins``: a thin command line over capture, records and the report."""
+"""``attn-plugins``: a thin command line over capture, records and the report.
+
+A user error (a bad option value, a missing or damaged file, an output path that is taken) ends
+the command with one line on stderr and exit status 2, never a traceback; stdout closed early
+(``attn-plugins info rec | head``) ends it quietly.
+"""
 
 from __future__ import annotations
 
@@ -6,62 +11,74 @@ import argparse
 import os
 import sys
 
-MAX_TOKENS_DEFAULT = 512
+from .errors import AttnPluginsError
+from .inputs import MAX_TOKENS_DEFAULT
+
+USAGE_ERROR = 2  # argparse's exit status for a bad command line; used for every user error
 
 
-def load_model(path: str | None):
-    """A model and tokenizer from a local directory (default: the bundled MiniLM), never from a hub."""
-    from .loading import LoadError, bundled_model_path, load_model_dir
+class CommandError(Exception):
+    """A user error the command line found itself (printed as ``error: ...``)."""
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse, with a bad command line reported in one line (``attn-plugins capture: error: ...``)
+    rather than the usage text and the error."""
+
+    def error(self, message: str):
+        self.exit(USAGE_ERROR, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _size(text: str) -> str:
+    """``--max-bytes``: checked while parsing the command line, passed on as written."""
+    from .budget import parse_bytes
 
     try:
-        return load_model_dir(path or bundled_model_path())
-    except LoadError as exc:
-        raise SystemExit(f"error: {exc}") from None
+        parse_bytes(text)
+    except (TypeError, ValueError) as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
 
 
-def _read_texts(args) -> list[str]:
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _read_texts(args, required: bool = True) -> list[str] | None:
+    """The texts of ``--text`` (repeated) and ``--text-file``; ``None`` when neither is given and
+    they are optional (the report then uses its fixture sentences)."""
+    from .errors import InputError
+    from .inputs import check_texts, read_text_file
+
     texts = list(args.text or [])
     if getattr(args, "text_file", None):
         try:
-            with open(args.text_file, encoding="utf-8") as handle:
-                texts += [line.strip() for line in handle if line.strip()]
-        except (OSError, UnicodeDecodeError) as exc:
-            raise SystemExit(f"error: cannot read --text-file {args.text_file!r}: {exc}") from None
+            texts += read_text_file(args.text_file)
+        except InputError as exc:
+            raise CommandError(f"cannot read --text-file: {exc}") from None
     if not texts:
-        raise SystemExit("error: give at least one --text (or --text-file)")
-    if any(not t.strip() for t in texts):
-        raise SystemExit("error: --text must not be empty")
-    return texts
-
-
-def capture_texts(model, tokenizer, texts: list[str], max_tokens: int, layers=None, heads=None, *,
-                  max_bytes=None, stream_to=None):
-    """Run ``texts`` through ``model`` inside a capture; refuse over-long input with a clear message."""
-    import torch
-
-    import attn_plugins as ap
-
-    limit = min(max_tokens, getattr(model.config, "max_position_embeddings", max_tokens) or max_tokens)
-    encoded = tokenizer(texts, return_tensors="pt", padding=True)
-    length = encoded["input_ids"].shape[1]
-    if length > limit:
-        raise SystemExit(
-            f"error: the input is {length} tokens long, over the limit of {limit} for this model; "
-            "shorten the text or raise --max-tokens (up to the model's max_position_embeddings)"
-        )
-    try:
-        with torch.no_grad(), ap.capture(model, tokenizer=tokenizer, layers=layers, heads=heads, max_bytes=max_bytes,
-                                         stream_to=stream_to) as cap:
-            model(**encoded)
-    except (ap.MemoryBudgetError, FileExistsError) as exc:
-        raise SystemExit(f"error: {exc}") from None
-    return cap.record
+        if not required:
+            return None
+        raise CommandError("give at least one --text (or --text-file)")
+    return check_texts(texts)
 
 
 def _cmd_capture(args) -> int:
+    from .inputs import capture_texts
+    from .loading import bundled_model_path, load_model_dir
+
     texts = _read_texts(args)
-    model, tokenizer = load_model(args.model)
-    record = capture_texts(model, tokenizer, texts, args.max_tokens, args.layers, args.heads,
+    if not args.stream and os.path.isdir(args.out):
+        raise CommandError(f"--out {args.out!r} is a directory; give a record file name (or add --stream to write a "
+                           "new record directory)")
+    model, tokenizer = load_model_dir(args.model or bundled_model_path())
+    record = capture_texts(model, tokenizer, texts, args.max_tokens, layers=args.layers, heads=args.heads,
                            max_bytes=args.max_bytes, stream_to=args.out if args.stream else None)
     path = args.out if args.stream else record.save(args.out)
     print(record.summary())
@@ -70,33 +87,19 @@ def _cmd_capture(args) -> int:
 
 
 def _cmd_info(args) -> int:
-    from .record import AttentionRecord, RecordFormatError
+    from .record import AttentionRecord
 
-    try:
-        record = AttentionRecord.load(args.record)
-    except (FileNotFoundError, RecordFormatError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    print(record.summary())
+    print(AttentionRecord.load(args.record).summary())
     return 0
 
 
 def _cmd_report(args) -> int:
     """The report: one offline HTML page plus the plot files (see attn_plugins.report)."""
-    from .report import ReportError, build_report, read_text_file
+    from .report import build_report
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    texts = list(args.text) if args.text else None
-    if args.text_file:
-        try:
-            texts = (texts or []) + read_text_file(args.text_file)
-        except ReportError as exc:
-            raise SystemExit(f"error: --text-file: {exc}") from None
-    try:
-        path = build_report(texts=texts, out_dir=args.out, model_dir=args.model, progress=not args.quiet,
-                            max_tokens=args.max_tokens)
-    except ReportError as exc:
-        raise SystemExit(f"error: {exc}") from None
+    path = build_report(texts=_read_texts(args, required=False), out_dir=args.out, model_dir=args.model,
+                        progress=not args.quiet, max_tokens=args.max_tokens)
     print(f"wrote {path}")
     print(f"open it in a browser (works offline); the plots (PNG, SVG) are in {os.path.join(args.out, 'plots')}")
     return 0
@@ -109,7 +112,7 @@ def _cmd_demo(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="attn-plugins", description=__doc__)
+    parser = ArgumentParser(prog="attn-plugins", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
     cap = sub.add_parser("capture", help="capture attention for text and save a record")
@@ -119,8 +122,9 @@ def build_parser() -> argparse.ArgumentParser:
     cap.add_argument("--out", required=True, help="record file to write (.safetensors; with --stream: a new directory)")
     cap.add_argument("--layers", type=int, nargs="+", help="layer indices to keep (default: all)")
     cap.add_argument("--heads", type=int, nargs="+", help="head indices to keep (default: all)")
-    cap.add_argument("--max-tokens", type=int, default=MAX_TOKENS_DEFAULT, help="refuse longer inputs")
-    cap.add_argument("--max-bytes", help="memory guard budget, e.g. 2GB (default: half the free memory)")
+    cap.add_argument("--max-tokens", type=_positive, default=MAX_TOKENS_DEFAULT, help="refuse longer inputs")
+    cap.add_argument("--max-bytes", type=_size,
+                     help="memory guard budget, e.g. 2GB (default: half the free memory)")
     cap.add_argument("--stream", action="store_true",
                      help="write each layer to --out (a directory) as it is produced; open it memory-mapped")
     cap.set_defaults(func=_cmd_capture)
@@ -135,7 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--text", action="append", help="input text (repeat for several; default: fixture sentences)")
     report.add_argument("--text-file", help="a UTF-8 file with one text per line")
     report.add_argument("--out", default="out", help="output directory (default: out)")
-    report.add_argument("--max-tokens", type=int, default=MAX_TOKENS_DEFAULT, help="refuse longer inputs")
+    report.add_argument("--max-tokens", type=_positive, default=MAX_TOKENS_DEFAULT, help="refuse longer inputs")
     report.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     report.set_defaults(func=_cmd_report)
 
@@ -150,13 +154,37 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _os_message(exc: OSError) -> str:
+    """An OSError in words: ``'out/x': Is a directory`` rather than ``[Errno 21] Is a directory: 'out/x'``."""
+    if exc.strerror and exc.filename is not None:
+        return f"{exc.filename!r}: {exc.strerror}"
+    return str(exc) or type(exc).__name__
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    """Run the command line; returns the exit status (0, or 2 for a user error)."""
     try:
-        return args.func(args)
-    except ValueError as exc:  # bad selection etc.: a message, not a traceback
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        args = build_parser().parse_args(argv)
+        status = args.func(args)
+        sys.stdout.flush()  # a closed pipe shows here, inside the handler below
+        return status
+    except BrokenPipeError:
+        # Python's documented recipe: stdout's reader went away (``| head``); point stdout at devnull
+        # so the interpreter's own flush at exit does not fail again, and stop quietly.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except OSError as exc:
+        message = _os_message(exc)
+    except (AttnPluginsError, CommandError) as exc:
+        message = str(exc)
+    except ValueError as exc:  # capture's selection checks (layers, heads) are ValueErrors, not InputErrors
+        message = str(exc)
+    print(f"error: {message}", file=sys.stderr)
+    return USAGE_ERROR
 
 
 if __name__ == "__main__":

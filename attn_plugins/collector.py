@@ -56,7 +56,7 @@ class Collector:
         self._layer_filter = layer_filter
         self.heads = heads
         self.budget = budget  # attn_plugins.budget.Budget: counts every stored byte
-        self.sink = sink  # attn_plugins.stream.StreamSink: blocks go to disk instead of memory
+        self.sink = sink  # attn_plugins.record.stream.StreamSink: blocks go to disk instead of memory
         self.segments: list[_Segment] = []
         self._counters: dict[tuple, int] = {}
         self._pass_owner_state: dict[int, dict] = {}
@@ -159,7 +159,7 @@ class Collector:
         return out
 
     def _streamed_layer(self, number: int, key: tuple, blocks: list[_Block]) -> tuple[str, dict]:
-        from . import shards
+        from .record import shards
 
         files = [b.file for b in blocks]
         beams = self.segments[number].beams
@@ -242,7 +242,7 @@ class Collector:
 
     def write_streamed(self, record: AttentionRecord) -> str:
         """Write a streamed record's JSON and inputs next to its shards; returns its directory."""
-        from .record import layer_entry
+        from .record.format import layer_entry
 
         number, files = self._stream_files.pop(id(record))
         file_of = {id(layer): file for layer, file in files}

@@ -21,6 +21,7 @@ import torch
 
 import attn_plugins as ap
 from attn_plugins import report as R
+from attn_plugins.report import heads as report_heads
 
 from . import _browser
 
@@ -256,7 +257,7 @@ def test_a_failing_section_becomes_a_note(tmp_path, minilm, minilm_tokenizer, mo
     def broken(*args, **kwargs):
         raise RuntimeError("the grid is broken today")
 
-    monkeypatch.setattr(R, "_layers_figure", broken)
+    monkeypatch.setattr(report_heads, "layers_figure", broken)
     with caplog.at_level(logging.WARNING, logger="attn_plugins.report"):
         path = R.build_report(minilm, minilm_tokenizer, "Short text.", out_dir=tmp_path,
                               sections=["summary", "heatmaps", "diagnostics"], progress=False)

@@ -18,7 +18,8 @@ from dataclasses import dataclass
 
 import torch
 
-from ._common import ANY, readable_token, views
+from .blocks import ANY, views
+from .tokens import readable_token
 
 PROBLEMS = ("nan", "inf", "unnormalized", "padding", "uniform", "collapsed")
 

@@ -18,8 +18,9 @@ from dataclasses import dataclass, field
 import torch
 
 from ..record import AttentionRecord
-from ._common import ANY, readable_token, record_view, select_layers
-from .similarity import js_divergence_rows
+from .blocks import ANY, record_view, select_layers
+from .tokens import readable_token
+from .divergence import js_divergence_rows
 from .stats import STAT_NAMES, head_stats
 
 

@@ -29,7 +29,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from .rollout import _as_batched, _self_layers, residual_attention
+from .rollout import as_batched, residual_attention, self_layers
 
 DEFAULT_SCALE = 2**29
 
@@ -47,7 +47,7 @@ _INT32_MAX = 2**31 - 1
 def mixing_matrices(attentions: Sequence[torch.Tensor], *, head_fusion: str = "mean",
                     add_residual: bool = True) -> tuple[np.ndarray, bool]:
     """``[batch, L, n, n]`` float64 residual-augmented attention (and whether input was unbatched)."""
-    layers, unbatched = _as_batched(attentions)
+    layers, unbatched = as_batched(attentions)
     mats = [residual_attention(a, head_fusion=head_fusion, add_residual=add_residual) for a in layers]
     return torch.stack(mats, dim=1).cpu().numpy(), unbatched
 
@@ -229,7 +229,7 @@ def attention_flow(
     """
     from .rollout import resolve_query, valid_lengths
 
-    layers = _self_layers(record, stack)
+    layers = self_layers(record, stack)
     weights = [layer.weights for layer in layers]
     n = weights[0].shape[-1]
     mask = record.attention_mask

@@ -24,7 +24,12 @@ import torch
 HEAD_FUSIONS = ("mean", "max", "min")
 
 
-def _as_batched(attentions: Sequence[torch.Tensor]) -> tuple[list[torch.Tensor], bool]:
+def as_batched(attentions: Sequence[torch.Tensor]) -> tuple[list[torch.Tensor], bool]:
+    """Per-layer square self-attention ``[heads, q, q]`` or ``[batch, heads, q, q]`` as batched
+    tensors, and whether the input was unbatched (so the result drops the batch again).
+
+    Rollout and flow both chain layers, so they refuse cross-attention, cached steps and mixed shapes here.
+    """
     if isinstance(attentions, torch.Tensor):
         attentions = [attentions]
     layers = []
@@ -91,7 +96,7 @@ def rollout_matrices(
     (``[n, n]`` for unbatched input) with ``R[b, i, j]``: share of output token ``i`` that comes
     from input token ``j``; every row sums to 1. ``start_layer`` skips the first layers.
     """
-    layers, unbatched = _as_batched(attentions)
+    layers, unbatched = as_batched(attentions)
     if not 0 <= start_layer < len(layers):
         raise ValueError(f"start_layer={start_layer} is out of range for {len(layers)} layers")
     result = None
@@ -101,7 +106,9 @@ def rollout_matrices(
     return result[0] if unbatched else result
 
 
-def _self_layers(record, stack, kind: str = "self"):
+def self_layers(record, stack, kind: str = "self"):
+    """The record's layers of ``stack`` that rollout and flow chain (an encoder-decoder's encoder by
+    default), with a warning when the capture left layers or heads out (the chain then covers only those)."""
     if stack is ... and record.is_encoder_decoder:
         stack = "encoder"
     layers = record.select(stack, kind)
@@ -132,7 +139,7 @@ def rollout(
 
     ``stack`` picks ``"encoder"``/``"decoder"`` in an encoder-decoder record (default: encoder).
     """
-    layers = _self_layers(record, stack)
+    layers = self_layers(record, stack)
     return rollout_matrices([layer.weights for layer in layers], head_fusion=head_fusion,
                             add_residual=add_residual, start_layer=start_layer)
 

@@ -4,7 +4,7 @@ Each function takes a record (result ``[layers, heads]``), a layer or list of la
 tensor ``[batch, heads, q, k]`` / ``[heads, q, k]`` (result ``[heads]``) or ``[q, k]`` (a scalar),
 and returns a float64 tensor. A head's value is the mean over the real query rows of the batch
 (token-weighted; ``item=`` picks one batch item); padded keys are left out of every sum (see
-:mod:`attn_plugins.analysis._common`).
+:mod:`attn_plugins.analysis.blocks`).
 
 * :func:`entropy`: ``-sum_j p_ij log p_ij`` (nats; ``base=2`` for bits; ``normalized=True``
   divides each row by the log of the number of keys it can reach, so 1 is uniform).
@@ -22,16 +22,8 @@ from dataclasses import dataclass, field
 
 import torch
 
-from ._common import (
-    ANY,
-    SPECIAL_TOKENS,
-    assemble,
-    is_punctuation,
-    is_special_token,
-    key_selection,
-    reduce_rows,
-    views,
-)
+from .blocks import ANY, assemble, key_selection, reduce_rows, views
+from .tokens import SPECIAL_TOKENS, is_punctuation, is_special_token
 
 BOS_LIKE = frozenset({"[CLS]", "<s>", "<bos>", "<cls>", "<|begin_of_text|>", "<|startoftext|>", "<|endoftext|>",
                       "<|startoftranscript|>"})

@@ -1,4 +1,8 @@
-"""Word-level attention: merge word pieces into words from a tokenizer's character offsets.
+"""Word pieces grouped into words (the one place of the package that does it), and word-level attention.
+
+Groups come from a tokenizer's character offsets (:func:`word_groups`), its ``word_ids``
+(:func:`groups_from_word_ids`) or the token strings' markers alone (:func:`groups_from_markers`);
+the BertViz views and the saliency results (``TokenSaliency.to_words``) group here.
 
 Following Clark et al. (2019), "What Does BERT Look At?": attention *to* a split-up word is the
 sum of the attention to its pieces, and attention *from* a split-up word is the mean of the
@@ -23,7 +27,9 @@ from collections.abc import Sequence
 
 import torch
 
-__all__ = ["word_groups", "word_labels", "merge_attention", "groups_from_word_ids"]
+__all__ = ["WORD_START", "groups_from_markers", "groups_from_word_ids", "merge_attention", "word_groups", "word_labels"]
+
+WORD_START = ("\u0120", "\u2581")  # GPT-2/RoBERTa byte-level BPE "Ġ", SentencePiece "▁": a word starts here
 
 
 def _pairs(offsets) -> list[tuple[int, int]]:
@@ -84,7 +90,7 @@ def word_groups(offsets, text: str | None = None, special: Sequence[bool] | None
                 new_word = True
             if tokens is not None and pos < len(tokens):
                 token = str(tokens[pos])
-                if token.startswith(("Ġ", "▁")):
+                if token.startswith(WORD_START):
                     new_word = True
                 elif token.startswith("##"):
                     new_word = False
@@ -108,16 +114,41 @@ def _is_punctuation(ch: str) -> bool:
     return unicodedata.category(ch).startswith("P")
 
 
-def groups_from_word_ids(word_ids: Sequence[int | None]) -> list[list[int]]:
-    """Groups from a fast tokenizer's ``encoding.word_ids()`` (``None`` marks special tokens)."""
+def groups_from_word_ids(word_ids: Sequence[int | None], special: Sequence[bool] | None = None) -> list[list[int]]:
+    """Groups from a fast tokenizer's ``encoding.word_ids()`` (``None`` marks special tokens).
+
+    ``special``: optional per-token flags; flagged tokens are words of their own too.
+    """
     groups: list[list[int]] = []
     last = object()
     for pos, wid in enumerate(word_ids):
-        if wid is None or wid != last or not groups:
+        own = wid is None or (special is not None and bool(special[pos]))
+        if own or wid != last or not groups:
             groups.append([pos])
         else:
             groups[-1].append(pos)
-        last = wid if wid is not None else object()
+        last = object() if own else wid
+    return groups
+
+
+def groups_from_markers(tokens: Sequence[str], special: Sequence[bool] | None = None) -> list[list[int]]:
+    """Groups from the token strings alone, when neither offsets nor word ids are known: a WordPiece
+    ``##`` piece continues a word; when the vocabulary marks word starts (byte-level BPE ``Ġ``,
+    SentencePiece ``▁``), a token without the mark continues one. ``special`` tokens are words of their own."""
+    uses_start_marker = any(str(t).startswith(WORD_START) for t in tokens)
+    groups: list[list[int]] = []
+    for i, token in enumerate(tokens):
+        token = str(token)
+        is_special = special is not None and special[i]
+        previous_special = bool(groups) and special is not None and special[groups[-1][-1]]
+        if is_special or not groups or previous_special:
+            groups.append([i])
+        elif token.startswith("##"):
+            groups[-1].append(i)
+        elif uses_start_marker and not token.startswith(WORD_START):
+            groups[-1].append(i)
+        else:
+            groups.append([i])
     return groups
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..cli import MAX_TOKENS_DEFAULT
+from ..inputs import MAX_TOKENS_DEFAULT
 
 
 def add_parser(sub) -> None:
@@ -21,7 +21,7 @@ def add_parser(sub) -> None:
     corpus.add_argument("--chunk-size", type=int, default=256,
                         help="texts per Parquet part, the unit of resumption (default: 256)")
     corpus.add_argument("--max-tokens", type=int, default=MAX_TOKENS_DEFAULT,
-                        help="refuse longer texts (default: 512, at most the model's max_position_embeddings)")
+                        help=f"refuse longer texts (default: {MAX_TOKENS_DEFAULT}, at most the model's max_position_embeddings)")
     corpus.add_argument("--truncate", action="store_true", help="cut over-long texts to --max-tokens instead")
     corpus.add_argument("--layers", type=int, nargs="+", help="layer indices to keep (default: all)")
     corpus.add_argument("--heads", type=int, nargs="+", help="head indices to keep (default: all)")

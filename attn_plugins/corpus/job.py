@@ -15,6 +15,8 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 
+from ..errors import InputError
+from ..inputs import check_length
 from .data import Text
 
 from .errors import CorpusError, need_pyarrow
@@ -114,11 +116,6 @@ def split_chunks(texts: Sequence[Text], n_tokens: Sequence[int], truncated: Sequ
 # ---------------------------------------------------------------------------------------------
 # model, tokenizer and the token limit
 # ---------------------------------------------------------------------------------------------
-def model_limit(config, max_tokens: int) -> int:
-    positions = getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None)
-    return min(max_tokens, positions) if isinstance(positions, int) and positions > 0 else max_tokens
-
-
 def config_sizes(config) -> tuple[int, int]:
     """(number of layers, number of heads) from a transformers config (0 when it does not say)."""
     layers = next((v for a in ("num_hidden_layers", "num_layers", "n_layer", "n_layers")
@@ -158,15 +155,6 @@ def check_selection(config, layers, heads) -> tuple[tuple[int, ...] | None, tupl
     return layers, heads
 
 
-def prepare_tokenizer(tokenizer):
-    """A tokenizer that can pad a batch (decoder-only tokenizers often have no pad token: use EOS)."""
-    if tokenizer.pad_token is None:
-        if tokenizer.eos_token is None:
-            raise CorpusError("the tokenizer has neither a pad nor an EOS token, so texts cannot be batched")
-        tokenizer.pad_token = tokenizer.eos_token
-    return tokenizer
-
-
 def token_lengths(tokenizer, texts: Sequence[str], limit: int, truncate: bool,
                   block: int = 1024) -> tuple[list[int], list[int]]:
     """(tokens each text gives the model after truncation, tokens each text has in full)."""
@@ -180,15 +168,17 @@ def token_lengths(tokenizer, texts: Sequence[str], limit: int, truncate: bool,
 
 def load_for_job(job: CorpusJob, device=None):
     """The job's model (eval mode, on ``device``) and a tokenizer that pads."""
-    from ..loading import LoadError, load_model_dir
+    from ..inputs import ensure_pad_token
+    from ..loading import load_model_dir
 
     try:
         model, tokenizer = load_model_dir(job.model_dir)
-    except LoadError as exc:
+        tokenizer = ensure_pad_token(tokenizer)
+    except InputError as exc:
         raise CorpusError(str(exc)) from None
     if device is not None:
         model = model.to(device)
-    return model, prepare_tokenizer(tokenizer)
+    return model, tokenizer
 
 
 # ---------------------------------------------------------------------------------------------
@@ -227,8 +217,7 @@ def compute_rows(model, tokenizer, job: CorpusJob, batch: dict,
     for group in job.plan(lengths):
         encoded = tokenizer([texts[i] for i in group], return_tensors="pt", padding=True,
                             truncation=job.truncate, max_length=job.limit if job.truncate else None)
-        if encoded["input_ids"].shape[1] > job.limit:
-            raise CorpusError(f"a text is {encoded['input_ids'].shape[1]} tokens long, over the limit of {job.limit}")
+        check_length(model, encoded, job.limit)
         encoded = encoded.to(model.device)
         for pos, stats in zip(group, _batch_stats(model, tokenizer, job, encoded)):
             per_text[pos] = stats

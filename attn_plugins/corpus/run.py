@@ -9,7 +9,8 @@ import sys
 import time
 from dataclasses import dataclass, field
 
-from ..cli import MAX_TOKENS_DEFAULT
+from ..errors import InputError
+from ..inputs import MAX_TOKENS_DEFAULT, ensure_pad_token, token_limit
 from .data import file_fingerprint, read_texts
 
 from .errors import CorpusError, need_pyarrow
@@ -17,8 +18,6 @@ from .job import (
     CorpusJob,
     attention_bytes,
     check_selection,
-    model_limit,
-    prepare_tokenizer,
     split_chunks,
     stat_columns,
     token_lengths,
@@ -90,21 +89,14 @@ def _check_int(name: str, value, minimum: int = 1) -> int:
 
 def _model_config(model) -> tuple:
     """(real path, config, padding tokenizer) of a local model directory (default: the bundled MiniLM)."""
-    from transformers import AutoConfig, AutoTokenizer
-
-    from ..loading import LoadError, bundled_model_path
+    from ..loading import bundled_model_path, load_config_dir
 
     try:
         model_dir = os.path.realpath(os.fspath(model) if model is not None else bundled_model_path())
-    except LoadError as exc:
+        config, tokenizer = load_config_dir(model_dir)
+        tokenizer = ensure_pad_token(tokenizer)
+    except InputError as exc:
         raise CorpusError(str(exc)) from None
-    if not os.path.isfile(os.path.join(model_dir, "config.json")):
-        raise CorpusError(f"model path {model_dir!r} is not a directory with a saved model (no config.json)")
-    try:
-        config = AutoConfig.from_pretrained(model_dir, local_files_only=True)
-        tokenizer = prepare_tokenizer(AutoTokenizer.from_pretrained(model_dir, local_files_only=True))
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise CorpusError(f"cannot load the configuration and tokenizer of {model_dir!r}: {exc}") from None
     if getattr(config, "is_encoder_decoder", False):
         raise CorpusError(f"{model_dir!r} is an encoder-decoder model; the corpus statistics need an encoder-only "
                           "or decoder-only model (one input sequence)")
@@ -153,7 +145,7 @@ def run_corpus(data, out, model=None, *, engine: str = "local", batch_size: int 
 
     model_dir, config, tokenizer = _model_config(model)
     layers, heads = check_selection(config, layers, heads)
-    limit = model_limit(config, max_tokens)
+    limit = token_limit(config, max_tokens)
     used, truncated = _check_lengths(tokenizer, texts, limit, truncate)
 
     job = CorpusJob(model_dir=model_dir, max_tokens=max_tokens, limit=limit, truncate=bool(truncate), layers=layers,

@@ -31,7 +31,15 @@ def _bertviz(record, view: str = "head", **options):
     return export_bertviz(record, view, **options)
 
 
+def _long(record, **options):
+    """The canvas view for inputs of 1,000 tokens and more (the same view as ``"bertviz"``, ``view="long"``)."""
+    from .longview import longview
+
+    return longview(record, **options)
+
+
 EXPORTERS.register("bertviz", _bertviz)
+EXPORTERS.register("long", _long)
 
 
 # ----- saliency exporters (imported only when asked for) -----

@@ -28,7 +28,6 @@ predicted label, ``Explainer(..., output="loss")``):
 
 from __future__ import annotations
 
-import html as _html
 import json
 import math
 import os
@@ -36,6 +35,7 @@ import os
 import numpy as np
 
 from ..saliency.collect import as_instances
+from .html_page import escape, write_text
 
 
 def normalize_l1(scores) -> list[float]:
@@ -68,12 +68,10 @@ class AllenNLPExport:
         return json.dumps(self.data, indent=indent)
 
     def save(self, path: str | os.PathLike) -> str:
-        from .html import write_text
-
         return write_text(path, self.to_json())
 
     def _repr_html_(self) -> str:
-        return f"<pre>{_html.escape(self.to_json(indent=2))}</pre>"
+        return f"<pre>{escape(self.to_json(indent=2))}</pre>"
 
     def __getitem__(self, key):
         return self.data[key]

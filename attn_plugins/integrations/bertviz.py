@@ -12,7 +12,8 @@ several views on one page or notebook do not interfere. Tokens (user text) are p
 put them into the page as text.
 
 Long inputs (more than ``long_threshold`` tokens, 256 by default) get the canvas view of
-:mod:`attn_plugins.integrations.longview` instead, since BertViz draws one SVG line per token pair.
+:mod:`attn_plugins.integrations.longview` (the ``"long"`` exporter) instead, since BertViz draws one
+SVG line per token pair. Both draw the panels of :mod:`attn_plugins.integrations.panels`.
 """
 
 from __future__ import annotations
@@ -23,299 +24,19 @@ import math
 import os
 import re
 import uuid
-from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
 from . import assets
-from .html import HtmlExport
+from .html_page import HtmlExport, escape, safe_json, script_text
+from .panels import FONT, Panel, caption, panels, prettify
 
 VIEWS = ("head", "model", "neuron", "long")
 LONG_THRESHOLD = 256
 PAIR_NAMES = ["All", "Sentence A -> Sentence A", "Sentence B -> Sentence B", "Sentence A -> Sentence B",
               "Sentence B -> Sentence A"]
 _NEURON_PAIR_KEYS = {"aa": ("a", "a"), "bb": ("b", "b"), "ab": ("a", "b"), "ba": ("b", "a")}
-_FONT = "font-family:'Helvetica Neue', Helvetica, Arial, sans-serif;"
-
-
-# ---------------------------------------------------------------------------------------------
-# from a record to BertViz's panels
-# ---------------------------------------------------------------------------------------------
-@dataclass
-class Panel:
-    """One attention block as BertViz draws it: ``attn`` is ``[layers, heads, query, key]``.
-
-    ``left`` labels the query (attending) side, ``right`` the key (attended-to) side.
-    """
-
-    name: str | None
-    stack: str | None
-    kind: str
-    layers: list[int]
-    heads: list[int]
-    attn: torch.Tensor
-    left: list[str]
-    right: list[str]
-    queries: torch.Tensor | None = None  # [layers, heads, query, dim]
-    keys: torch.Tensor | None = None  # [layers, heads, key, dim]
-    sentence_b_start: int | None = None
-    notes: list[str] = field(default_factory=list)
-
-    @property
-    def length(self) -> int:
-        return max(len(self.left), len(self.right))
-
-
-def _item_tokens(tokens, item: int, n: int, ids: torch.Tensor | None) -> list[str]:
-    if tokens is not None and len(tokens) > item and tokens[item] is not None:
-        return [str(t) for t in tokens[item]]
-    if ids is not None and ids.dim() == 2 and ids.shape[0] > item:
-        return [str(int(i)) for i in ids[item].tolist()]
-    return [str(i) for i in range(n)]
-
-
-def _as_groups(kept: list[int], words: list[list[int]] | None) -> list[list[int]]:
-    if words is None:
-        return [[p] for p in kept]
-    keep = set(kept)
-    out = []
-    for group in words:
-        g = [p for p in group if p in keep]
-        if g:
-            out.append(g)
-    return out
-
-
-def _labels(groups: list[list[int]], tokens: list[str], offsets, text) -> list[str]:
-    if all(len(g) == 1 for g in groups) and offsets is None:
-        return [tokens[g[0]] if g[0] < len(tokens) else str(g[0]) for g in groups]
-    from ..analysis.words import word_labels
-
-    return word_labels(groups, offsets, text, tokens)
-
-
-def _merge(x: torch.Tensor, row_groups: list[list[int]], col_groups: list[list[int]]) -> torch.Tensor:
-    """``[..., q, k]``: rows averaged over each group, columns summed (plain selection for singletons)."""
-    if all(len(g) == 1 for g in row_groups) and all(len(g) == 1 for g in col_groups):
-        rows = torch.tensor([g[0] for g in row_groups], dtype=torch.long)
-        cols = torch.tensor([g[0] for g in col_groups], dtype=torch.long)
-        return x.index_select(-2, rows).index_select(-1, cols)
-    from ..analysis.words import merge_attention
-
-    return merge_attention(x, row_groups, col_groups)
-
-
-def _rows(x: torch.Tensor, groups: list[list[int]]) -> torch.Tensor:
-    return x.index_select(-2, torch.tensor([g[0] for g in groups], dtype=torch.long))
-
-
-def _mask_positions(record, name: str, item: int, n: int) -> list[int] | None:
-    mask = record.inputs.get(name)
-    if not isinstance(mask, torch.Tensor) or mask.dim() != 2 or mask.shape[0] <= item or mask.shape[1] != n:
-        return None
-    return [i for i, v in enumerate(mask[item].tolist()) if v]
-
-
-def _groups_of(record, stack):
-    """The (stack, kind, BertViz name) groups a record holds, in BertViz's order."""
-    if record.is_encoder_decoder:
-        order = [("encoder", "self", "Encoder"), ("decoder", "self", "Decoder"), ("decoder", "cross", "Cross")]
-        if stack is not None:
-            choice = {"encoder": 0, "decoder": 1, "cross": 2}
-            if stack not in choice:
-                raise ValueError(f"stack must be 'encoder', 'decoder' or 'cross' for an encoder-decoder record, "
-                                 f"got {stack!r}")
-            order = [order[choice[stack]]]
-        found = [(s, k, n) for s, k, n in order if record.select(s, k)]
-        if not found:
-            raise ValueError(f"the record holds no {stack or 'attention'} layers")
-        return found
-    stacks = record.stacks
-    if stack is None:
-        if len(stacks) > 1:
-            raise ValueError(f"the record holds several attention stacks {stacks}; pick one with stack=")
-        stack = stacks[0] if stacks else None
-    elif stack not in stacks:
-        raise ValueError(f"stack {stack!r} is not in the record; it holds {stacks}")
-    found = [(stack, "self", None)]
-    if record.select(stack, "cross"):
-        found.append((stack, "cross", "Cross"))
-        found[0] = (stack, "self", "Self")
-    return found
-
-
-def panels(record, *, item: int = 0, stack: str | None = None, include_layers=None, include_heads=None,
-           trim_padding: bool = True, words: bool = False, offsets=None, text: str | None = None,
-           decoder_offsets=None, decoder_text: str | None = None, queries_keys: bool = False,
-           sentence_b_start: int | str | None = "auto", stacked: bool = True) -> list[Panel]:
-    """The record's attention for batch item ``item`` as BertViz panels (see :class:`Panel`).
-
-    ``include_layers``/``include_heads`` are the model's layer and head numbers (they must have
-    been captured). Padding positions (``attention_mask`` 0) are left out unless ``trim_padding``
-    is false. With ``words=True``, ``offsets`` (the tokenizer's ``offset_mapping`` for this item, or
-    the whole batch) and optionally ``text`` merge word pieces into words
-    (:mod:`attn_plugins.analysis.words`). ``sentence_b_start``: the token position where sentence B
-    starts (``"auto"``: from ``token_type_ids``). ``stacked=False`` leaves ``Panel.attn`` a list of
-    per-layer ``[heads, q, k]`` tensors (no copy of long inputs' weights when nothing is trimmed).
-    """
-    if not record.layers:
-        raise ValueError("the record holds no attention layers")
-    batch = record.batch_size
-    if not isinstance(item, int) or not 0 <= item < batch:
-        raise IndexError(f"item {item!r} is out of range: the record holds a batch of {batch}")
-    if words and queries_keys:
-        raise ValueError("the neuron view shows token-level queries and keys; words=True is not available for it")
-    out: list[Panel] = []
-    for stack_name, kind, name in _groups_of(record, stack):
-        layers = record.select(stack_name, kind)
-        if include_layers is not None:
-            wanted = [int(i) for i in ([include_layers] if isinstance(include_layers, int) else include_layers)]
-            have = [layer.index for layer in layers]
-            absent = [i for i in wanted if i not in have]
-            if absent:
-                raise ValueError(f"layers {absent} were not captured ({stack_name or ''} {kind}); captured: {have}")
-            layers = [layer for i in wanted for layer in layers if layer.index == i]
-        heads = layers[0].head_indices
-        if any(layer.head_indices != heads for layer in layers):
-            raise ValueError("the selected layers hold different heads; choose layers with include_layers=")
-        if include_heads is not None:
-            wanted = [int(h) for h in ([include_heads] if isinstance(include_heads, int) else include_heads)]
-            absent = [h for h in wanted if h not in heads]
-            if absent:
-                raise ValueError(f"heads {absent} were not captured; captured heads: {heads}")
-            positions = [heads.index(h) for h in wanted]
-            heads = wanted
-        else:
-            positions = None
-        shapes = {tuple(layer.weights.shape[2:]) for layer in layers}
-        if len(shapes) != 1:
-            raise ValueError(f"the selected layers have different query/key lengths {sorted(shapes)}")
-        q_len, k_len = shapes.pop()
-
-        def pick(t: torch.Tensor | None) -> torch.Tensor | None:
-            if t is None:
-                return None
-            t = t[item].detach().to("cpu", torch.float32)
-            return t if positions is None else t[positions]
-
-        per_layer = [pick(layer.weights) for layer in layers]
-
-        # token sides and the positions kept on each
-        enc_side = stack_name != "decoder"
-        q_source = "decoder" if stack_name == "decoder" else "encoder"
-        k_source = "encoder" if kind == "cross" else q_source
-        side = {
-            "encoder": (record.tokens, record.inputs.get("input_ids"), "attention_mask", offsets, text),
-            "decoder": (record.decoder_tokens, record.inputs.get("decoder_input_ids"), "decoder_attention_mask",
-                        decoder_offsets, decoder_text),
-        }
-        if not record.is_encoder_decoder and enc_side:
-            side["decoder"] = side["encoder"]
-
-        def tokens_for(source: str, n: int) -> tuple[list[str], list[int], Any, Any]:
-            toks, ids, mask_name, offs, txt = side[source]
-            toks = _item_tokens(toks, item, n, ids)
-            if offs is not None and hasattr(offs, "keys") and "offset_mapping" in offs:
-                offs = offs["offset_mapping"]
-            if offs is not None:
-                offs_t = offs if isinstance(offs, torch.Tensor) else torch.as_tensor(offs)
-                if offs_t.dim() == 3:
-                    offs_t = offs_t[item]
-                offs = offs_t
-            kept = _mask_positions(record, mask_name, item, len(toks)) if trim_padding else None
-            return toks, (kept if kept is not None else list(range(len(toks)))), offs, txt
-
-        k_tokens, k_kept, k_offs, k_text = tokens_for(k_source, k_len)
-        if len(k_tokens) != k_len:
-            if len(k_tokens) > k_len and kind == "self":
-                k_tokens, k_kept = k_tokens[:k_len], [p for p in k_kept if p < k_len]
-            else:
-                raise ValueError(f"{name or 'self'}-attention has {k_len} key positions but item {item} has "
-                                 f"{len(k_tokens)} tokens")
-        if kind == "self":
-            shift = k_len - q_len  # rows of a forward that continued a cache are the last q positions
-            if shift < 0:
-                raise ValueError(f"attention has more queries ({q_len}) than keys ({k_len})")
-            q_tokens = k_tokens[shift:]
-            q_kept = [p - shift for p in k_kept if p >= shift]
-            q_offs = k_offs[shift:] if k_offs is not None else None
-            q_text = k_text
-        else:
-            q_tokens, q_kept, q_offs, q_text = tokens_for(q_source, q_len)
-            if len(q_tokens) > q_len:
-                q_tokens, q_kept = q_tokens[:q_len], [p for p in q_kept if p < q_len]
-            if len(q_tokens) != q_len:
-                raise ValueError(f"cross-attention has {q_len} query positions but item {item} has "
-                                 f"{len(q_tokens)} decoder tokens")
-
-        q_words = k_words = None
-        if words:
-            from ..analysis.words import word_groups
-
-            if k_offs is None or (kind == "cross" and q_offs is None):
-                raise ValueError("words=True needs the tokenizer's offsets: pass offsets= (and decoder_offsets= "
-                                 "for a decoder), e.g. tokenizer(text, return_offsets_mapping=True)['offset_mapping']")
-            if _has_pair(record, item):
-                k_text = q_text = None  # offsets of a sentence pair point into two texts
-            k_words = word_groups(k_offs, k_text, tokens=k_tokens)
-            q_words = word_groups(q_offs, q_text, tokens=q_tokens) if kind == "cross" else \
-                [[p - shift for p in g if p >= shift] for g in k_words if any(p >= shift for p in g)]
-        q_groups = _as_groups(q_kept, q_words)
-        k_groups = _as_groups(k_kept, k_words)
-        if not (q_groups == [[i] for i in range(q_len)] and k_groups == [[i] for i in range(k_len)]):
-            per_layer = [_merge(t, q_groups, k_groups) for t in per_layer]
-        attn = torch.stack(per_layer) if stacked else per_layer
-        left = _labels(q_groups, q_tokens, q_offs if words else None, q_text)
-        right = _labels(k_groups, k_tokens, k_offs if words else None, k_text)
-        panel = Panel(name=name, stack=stack_name, kind=kind, layers=[layer.index for layer in layers],
-                      heads=list(heads), attn=attn, left=left, right=right)
-        if words:
-            panel.notes.append("word pieces merged into words (attention to a word: sum over its pieces; "
-                               "from a word: mean over its pieces)")
-        if queries_keys:
-            missing = [layer.index for layer in layers if layer.queries is None or layer.keys is None]
-            if missing:
-                raise ValueError(
-                    f"the neuron view needs queries and keys, which this record does not hold (layers {missing}); "
-                    "capture with attn_plugins.capture(model, tokenizer, keep_queries_keys=True) on a model whose "
-                    "attention runs through transformers' attention functions (sdpa, the default)")
-            qs = torch.stack([pick(layer.queries) for layer in layers])
-            ks = torch.stack([pick(layer.keys) for layer in layers])
-            panel.queries = _rows(qs, q_groups)
-            panel.keys = _rows(ks, k_groups)
-        if kind == "self" and stack_name != "decoder":
-            panel.sentence_b_start = _sentence_b(record, item, sentence_b_start, q_groups, q_len == k_len)
-        out.append(panel)
-    return out
-
-
-def _has_pair(record, item: int) -> bool:
-    types = record.inputs.get("token_type_ids")
-    return isinstance(types, torch.Tensor) and types.dim() == 2 and types.shape[0] > item and bool(types[item].any())
-
-
-def _sentence_b(record, item, value, groups, square) -> int | None:
-    if value is None or not square:
-        return None
-    if value == "auto":
-        types = record.inputs.get("token_type_ids")
-        if not isinstance(types, torch.Tensor) or types.dim() != 2 or types.shape[0] <= item:
-            return None
-        row = types[item].tolist()
-        starts = [i for i, t in enumerate(row) if t]
-        mask = record.inputs.get("attention_mask")
-        if mask is not None and mask.shape == types.shape:
-            starts = [i for i in starts if mask[item, i]]
-        if not starts:
-            return None
-        value = starts[0]
-    if not isinstance(value, int):
-        raise TypeError(f"sentence_b_start must be a token position, 'auto' or None, got {value!r}")
-    shown = sum(1 for g in groups if g[0] < value)
-    if not 0 < shown < len(groups):
-        return None
-    return shown
 
 
 # ---------------------------------------------------------------------------------------------
@@ -422,19 +143,6 @@ def bertviz_script(view: str) -> str:
     return js
 
 
-def safe_json(value: Any) -> str:
-    """JSON that is safe inside an HTML ``<script>`` element: ``<``, ``>``, ``&`` and the JavaScript
-    line separators are written as ``\\u`` escapes, so no string in it can end the script."""
-    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
-    return (text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
-            .replace("\u2028", "\\u2028").replace("\u2029", "\\u2029"))
-
-
-def _script_text(js: str) -> str:
-    # library code holds no "</script" today; keep it that way should a new version bring one
-    return re.sub(r"</(script)", r"<\\/\1", js, flags=re.I).replace("<!--", "<\\!--")
-
-
 class _Arrays:
     """Numeric arrays written into the page's JSON as text: every float32 value with 9 significant
     digits (it reads back as exactly the recorded float32), or rounded to ``decimals``.
@@ -493,17 +201,6 @@ class BertVizExport(HtmlExport):
         return f"BertVizExport({self.view} view, {len(self.body)} characters)"
 
 
-def _caption(record, item: int, extra: list[str]) -> str:
-    import html
-
-    parts = [record.model_class or "model"]
-    if record.batch_size > 1:
-        parts.append(f"item {item} of {record.batch_size}")
-    parts.extend(extra)
-    return (f'<div class="attn-plugins-caption" style="{_FONT}font-size:12px;color:#888;margin:2px 0 6px 0">'
-            f"{html.escape(' · '.join(parts))}</div>")
-
-
 def _page(view: str, params: dict, arrays: _Arrays, vis_html: str, root_id: str, caption: str) -> str:
     script = (
         "(function () {\n" + assets.amd_prelude()
@@ -511,15 +208,13 @@ def _page(view: str, params: dict, arrays: _Arrays, vis_html: str, root_id: str,
         + bertviz_script(view) + "\n})();"
     )
     return (f'<div class="attn-plugins-bertviz" data-view="{view}" data-root="{root_id}">\n{caption}{vis_html}\n'
-            f'</div>\n<script type="text/javascript">\n{_script_text(script)}\n</script>\n')
+            f'</div>\n<script type="text/javascript">\n{script_text(script)}\n</script>\n')
 
 
 def _select_html(names: list[str | None], element_id: str = "filter") -> str:
-    import html
-
     if len(names) <= 1:
         return ""
-    options = "".join(f'<option value="{i}">{html.escape(str(n))}</option>' for i, n in enumerate(names))
+    options = "".join(f'<option value="{i}">{escape(n)}</option>' for i, n in enumerate(names))
     return f'Attention: <select id="{element_id}">{options}</select>'
 
 
@@ -539,10 +234,6 @@ def _attn_entries(found: list[Panel], arrays: _Arrays) -> list[dict]:
     return entries
 
 
-def _prettify(tokens: list[str]) -> list[str]:
-    return [t.replace("Ġ", " ").replace("▁", " ").replace("</w>", "") for t in tokens]
-
-
 def _head_or_model(record, found: list[Panel], view: str, item: int, layer, heads, display_mode: str,
                    prettify_tokens: bool, decimals, notes: list[str]) -> BertVizExport:
     layer_sets = {tuple(p.layers) for p in found}
@@ -555,8 +246,8 @@ def _head_or_model(record, found: list[Panel], view: str, item: int, layer, head
     entries = _attn_entries(found, arrays)
     if prettify_tokens:
         for entry in entries:
-            entry["left_text"] = _prettify(entry["left_text"])
-            entry["right_text"] = _prettify(entry["right_text"])
+            entry["left_text"] = prettify(entry["left_text"])
+            entry["right_text"] = prettify(entry["right_text"])
     root_id = f"bertviz-{uuid.uuid4().hex}"
     select = _select_html([e["name"] for e in entries])
     if view == "head":
@@ -570,14 +261,14 @@ def _head_or_model(record, found: list[Panel], view: str, item: int, layer, head
             heads = [head_ids.index(h) for h in heads]
         params = {"attention": entries, "default_filter": "0", "root_div_id": root_id, "layer": layer,
                   "heads": heads, "include_layers": layers}
-        vis_html = (f'<div id="{root_id}" style="{_FONT}"><span style="user-select:none">'
+        vis_html = (f'<div id="{root_id}" style="{FONT}"><span style="user-select:none">'
                     f'Layer: <select id="layer"></select> {select}</span><div id="vis"></div></div>')
     else:
         params = {"attention": entries, "default_filter": "0", "display_mode": display_mode, "root_div_id": root_id,
                   "include_layers": layers, "include_heads": head_ids, "total_heads": len(head_ids)}
-        vis_html = (f'<div id="{root_id}" style="{_FONT}"><span style="user-select:none">{select}</span>'
+        vis_html = (f'<div id="{root_id}" style="{FONT}"><span style="user-select:none">{select}</span>'
                     f'<div id="vis"></div></div>')
-    body = _page(view, params, arrays, vis_html, root_id, _caption(record, item, [f"{view} view"] + notes))
+    body = _page(view, params, arrays, vis_html, root_id, caption(record, item, [f"{view} view"] + notes))
     return BertVizExport(body, f"attn-plugins: BertViz {view} view", view, params, root_id)
 
 
@@ -622,7 +313,7 @@ def _neuron(record, found: list[Panel], item: int, layer, head, display_mode: st
         notes = notes + [f"layer/head {', '.join(inexact[:6])}{' ...' if len(inexact) > 6 else ''}: the model adds "
                          "position terms to q·k, so the q·k column is the plain scaled dot product; softmax "
                          "column and lines are the recorded weights"]
-    left, right = (_prettify(p.left), _prettify(p.right)) if prettify_tokens else (p.left, p.right)
+    left, right = (prettify(p.left), prettify(p.right)) if prettify_tokens else (p.left, p.right)
     causal = p.kind == "self" and bool(torch.all(torch.triu(p.attn, diagonal=1 + p.attn.shape[-1] - p.attn.shape[-2]) == 0))
     arrays = _Arrays(decimals)
     attention = {"all": {"attn": arrays.add(p.attn), "left_text": left, "right_text": right,
@@ -645,13 +336,13 @@ def _neuron(record, found: list[Panel], item: int, layer, head, display_mode: st
                     '<option value="ab">Sentence A -&gt; Sentence B</option>'
                     '<option value="ba">Sentence B -&gt; Sentence A</option>'
                     '<option value="bb">Sentence B -&gt; Sentence B</option></select>')
-    vis_html = (f'<div id="{root_id}" style="padding:8px;{_FONT}"><span style="user-select:none">'
+    vis_html = (f'<div id="{root_id}" style="padding:8px;{FONT}"><span style="user-select:none">'
                 '<span class="dropdown-label">Layer: </span><select id="layer"></select> '
                 '<span class="dropdown-label">Head: </span> <select id="att_head"></select> '
                 f'{dropdown}</span><div id="vis"></div></div>')
     label = {"Encoder": "encoder", "Decoder": "decoder", "Cross": "cross"}.get(p.name or "", "")
     body = _page("neuron", params, arrays, vis_html, root_id,
-                 _caption(record, item, [f"neuron view {label}".strip()] + notes))
+                 caption(record, item, [f"neuron view {label}".strip()] + notes))
     return BertVizExport(body, "attn-plugins: BertViz neuron view", "neuron", params, root_id)
 
 

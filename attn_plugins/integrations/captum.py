@@ -14,7 +14,6 @@ reads the records rather than rendering them).
 
 from __future__ import annotations
 
-import html as _html
 import math
 import os
 import threading
@@ -22,6 +21,7 @@ import threading
 import numpy as np
 
 from ..saliency.collect import as_instances
+from . import html_page
 
 _LABEL = "-"
 
@@ -34,7 +34,7 @@ def _viz():
 
 def _text(value, escape: bool) -> str:
     text = _LABEL if value is None else str(value)
-    return _html.escape(text, quote=True) if escape else text
+    return html_page.escape(text) if escape else text
 
 
 def _record(sal, *, normalize: str, escape: bool):
@@ -117,14 +117,10 @@ class CaptumExport:
         return captum_table_html(self.records, self.legend)
 
     def document(self) -> str:
-        from .html import HtmlExport
-
-        return HtmlExport(self._repr_html_(), "attn-plugins: Captum view").document()
+        return html_page.HtmlExport(self._repr_html_(), "attn-plugins: Captum view").document()
 
     def save(self, path: str | os.PathLike) -> str:
-        from .html import write_text
-
-        return write_text(path, self.document())
+        return html_page.write_text(path, self.document())
 
     def __len__(self) -> int:
         return len(self.records)

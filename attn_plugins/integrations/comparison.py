@@ -14,13 +14,12 @@ This is the analysis of "Attention is not Explanation" (Jain & Wallace 2019) as 
 from __future__ import annotations
 
 import base64
-import html as _html
 import io
 import math
 
 from ..saliency.agreement import LABELS, METRICS, Agreement, agreement
 from ..saliency.collect import as_method_table
-from .html import HtmlExport
+from .html_page import HtmlExport, escape
 from .saliency_html import CSS as SALIENCY_CSS
 from .saliency_html import token_row
 
@@ -38,16 +37,12 @@ CSS = SALIENCY_CSS + """
 """
 
 
-def _esc(value) -> str:
-    return _html.escape(str(value), quote=True)
-
-
 def _fmt(value: float) -> str:
     return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.3f}"
 
 
 def _pairs_table(agree: Agreement, unit: int | None) -> str:
-    head = "<tr><th>methods</th>" + "".join(f"<th>{_esc(LABELS[m])}</th>" for m in METRICS) + "</tr>"
+    head = "<tr><th>methods</th>" + "".join(f"<th>{escape(LABELS[m])}</th>" for m in METRICS) + "</tr>"
     rows = []
     source = agree.per_unit[unit] if unit is not None else None
     keys = list(agree.per_unit[0]) if agree.per_unit else []
@@ -56,7 +51,7 @@ def _pairs_table(agree: Agreement, unit: int | None) -> str:
             cells = [source[(a, b)][m] for m in METRICS]
         else:
             cells = [agree.mean(a, b, m) for m in METRICS]
-        rows.append(f"<tr><td style=\"text-align:left\">{_esc(a)} / {_esc(b)}</td>"
+        rows.append(f"<tr><td style=\"text-align:left\">{escape(a)} / {escape(b)}</td>"
                     + "".join(f"<td>{_fmt(v)}</td>" for v in cells) + "</tr>")
     return f'<table class="ap-metrics">{head}{"".join(rows)}</table>'
 
@@ -132,7 +127,7 @@ def export_comparison(obj, *, methods=None, k: int = 3, absolute: bool = True, s
     agree = agreement(table, k=k, absolute=absolute, skip_special=skip_special)
     names = list(table)
     shown = top_k if top_k is not None else k
-    parts = ['<div class="ap-sal ap-cmp">', f"<h2 style=\"font-size:17px\">{_esc(title)}</h2>",
+    parts = ['<div class="ap-sal ap-cmp">', f"<h2 style=\"font-size:17px\">{escape(title)}</h2>",
              f"<p style=\"font-size:12px;color:#555\">{len(names)} methods, {len(agree.units)} instances. "
              f"Shade: share of each method's total absolute score, relative to its largest; outlined: top {shown}. "
              f"Agreement over {'magnitudes' if absolute else 'signed scores'}"
@@ -145,16 +140,16 @@ def export_comparison(obj, *, methods=None, k: int = 3, absolute: bool = True, s
             if max_instances is None or i < max_instances:
                 heading = f"Instance {i + 1}"
                 if len(fields) > 1:
-                    heading += f" ({_esc(first.field)})"
+                    heading += f" ({escape(first.field)})"
                 if first.text:
-                    heading += f": {_esc(first.text)}"
+                    heading += f": {escape(first.text)}"
                 target = first.target_label if first.target_label is not None else first.target
                 if target is not None:
-                    heading += f" &middot; target {_esc(target)}"
+                    heading += f" &middot; target {escape(target)}"
                 parts.append(f"<h3>{heading}</h3><table class=\"ap-rows\">")
                 for name in names:
                     row = token_row(table[name][i][f], top_k=min(shown, len(first.tokens)))
-                    parts.append(f'<tr><td class="ap-name">{_esc(name)}</td><td>{row}</td></tr>')
+                    parts.append(f'<tr><td class="ap-name">{escape(name)}</td><td>{row}</td></tr>')
                 parts.append("</table><details><summary style=\"font-size:12px\">agreement on this instance"
                              f"</summary>{_pairs_table(agree, unit)}</details>")
             unit += 1

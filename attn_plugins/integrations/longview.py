@@ -18,8 +18,9 @@ weight. Weights are quantised to 16 bits on a square-root scale (relative error 
 stored weights hold; a weight that was not stored shows as "< threshold" when hovered (it is drawn
 at most ``sqrt(threshold)`` opaque, so the picture loses little).
 
-``ap.export(record, "bertviz", view="long")`` builds it; the head and model views switch to it by
-themselves for inputs longer than 256 tokens.
+``ap.export(record, "long")`` builds it (as does ``ap.export(record, "bertviz", view="long")``); the
+BertViz head and model views switch to it by themselves for inputs longer than 256 tokens. It draws
+the panels of :mod:`attn_plugins.integrations.panels`, as the BertViz views do.
 """
 
 from __future__ import annotations
@@ -33,8 +34,8 @@ import zlib
 
 import torch
 
-from .bertviz import Panel, _caption, _prettify, panels, safe_json
-from .html import HtmlExport
+from .html_page import HtmlExport, safe_json
+from .panels import Panel, caption, panels, prettify
 
 STATIC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "static")
 QUANT_LEVELS = 65535
@@ -172,7 +173,7 @@ def longview_from_panels(record, found: list[Panel], *, item: int = 0, layer: in
                          prettify_tokens: bool = True, notes: list[str] | None = None, budget_mb: float = 8.0,
                          min_weight: float = 1e-4, compress: bool = True,
                          size: int = 720, title: str = "attn-plugins: long-input attention view") -> LongViewExport:
-    """The long view of panels made by :func:`attn_plugins.integrations.bertviz.panels`."""
+    """The long view of panels made by :func:`attn_plugins.integrations.panels.panels`."""
     blocks: list[torch.Tensor] = []
     for p in found:
         for li in range(len(p.layers)):
@@ -193,7 +194,7 @@ def longview_from_panels(record, found: list[Panel], *, item: int = 0, layer: in
         for _ in p.layers:
             per_layer.append(offsets[cursor: cursor + len(p.heads)])
             cursor += len(p.heads)
-        left, right = (_prettify(p.left), _prettify(p.right)) if prettify_tokens else (p.left, p.right)
+        left, right = (prettify(p.left), prettify(p.right)) if prettify_tokens else (p.left, p.right)
         meta_panels.append({"name": p.name or "", "layers": p.layers, "heads": p.heads, "q": len(p.left),
                             "k": len(p.right), "left": left, "right": right, "blocks": per_layer})
     first = found[0]
@@ -217,11 +218,11 @@ def longview_from_panels(record, found: list[Panel], *, item: int = 0, layer: in
             "coverage": {"min": stats["coverage_min"], "mean": stats["coverage_mean"]},
             "threshold": stats["threshold"]}
     root_id = f"attn-longview-{uuid.uuid4().hex}"
-    caption = _caption(record, item, ["long-input view"] + list(notes or []))
+    caption_html = caption(record, item, ["long-input view"] + list(notes or []))
     payload = base64.b64encode(data).decode("ascii")
     body = (
         f'<style>{static_file("longview.css")}</style>\n'
-        f'<div class="apl-root" id="{root_id}">\n{caption}'
+        f'<div class="apl-root" id="{root_id}">\n{caption_html}'
         f'<script type="application/json" class="apl-meta">{safe_json(meta)}</script>\n'
         f'<script type="application/octet-stream" class="apl-data">{payload}</script>\n'
         "</div>\n"

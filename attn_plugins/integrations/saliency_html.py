@@ -9,13 +9,12 @@ the page needs no network, and its small script only toggles classes on elements
 
 from __future__ import annotations
 
-import html as _html
 import itertools
 
 import numpy as np
 
 from ..saliency.collect import as_instances
-from .html import HtmlExport
+from .html_page import HtmlExport, escape
 
 _IDS = itertools.count()
 
@@ -65,10 +64,6 @@ SCRIPT = """
 """
 
 
-def _esc(value) -> str:
-    return _html.escape(str(value), quote=True)
-
-
 def shade(value: float, signed_value: float | None = None) -> str:
     """Background colour of a normalised score in [0, 1]: transparent at 0, deep blue at 1 (red
     when ``signed_value`` is negative and the view is signed)."""
@@ -115,23 +110,23 @@ def token_row(sal, *, top_k: int, signed: bool = False, skip_special_in_top: boo
         text_colour = "#fff" if rel[i] > 0.6 else "inherit"
         spans.append(
             f'<span class="{" ".join(classes)}" data-rank="{rank[i]}" data-score="{norm[i]:.6f}" '
-            f'data-tip="{_esc(tip)}" title="{_esc(tip)}" '
-            f'style="background-color: {colour}; color: {text_colour}">{_esc(token)}</span>'
+            f'data-tip="{escape(tip)}" title="{escape(tip)}" '
+            f'style="background-color: {colour}; color: {text_colour}">{escape(token)}</span>'
         )
     return f'<div class="ap-toks">{"".join(spans)}</div>'
 
 
 def _describe(sal) -> str:
-    parts = [f"<b>{_esc(sal.method)}</b>"]
+    parts = [f"<b>{escape(sal.method)}</b>"]
     if sal.field and sal.field != "tokens":
-        parts.append(f"field {_esc(sal.field)}")
+        parts.append(f"field {escape(sal.field)}")
     if sal.target_label is not None or sal.target is not None:
-        parts.append(f"target {_esc(sal.target_label if sal.target_label is not None else sal.target)}")
+        parts.append(f"target {escape(sal.target_label if sal.target_label is not None else sal.target)}")
     if sal.prediction_label is not None:
         prob = f" ({sal.probability:.2f})" if sal.probability is not None else ""
-        parts.append(f"predicted {_esc(sal.prediction_label)}{prob}")
+        parts.append(f"predicted {escape(sal.prediction_label)}{prob}")
     if sal.true_label is not None:
-        parts.append(f"true {_esc(sal.true_label)}")
+        parts.append(f"true {escape(sal.true_label)}")
     if "similarity" in sal.info:
         parts.append(f"cosine similarity {float(sal.info['similarity']):.3f}")
     return " &middot; ".join(parts)
@@ -143,7 +138,7 @@ def render(instances_by_method: dict[str, list], *, top_k: int = 3, signed: bool
     view_id = f"ap-sal-{next(_IDS)}"
     names = list(instances_by_method)
     count = len(instances_by_method[names[0]]) if names else 0
-    blocks = [f'<div class="ap-sal" id="{view_id}">', f"<h2 style=\"font-size:17px\">{_esc(title)}</h2>",
+    blocks = [f'<div class="ap-sal" id="{view_id}">', f"<h2 style=\"font-size:17px\">{escape(title)}</h2>",
               '<div class="ap-legend">shade: share of the total absolute score, relative to the largest (special tokens aside) '
               '<span class="ap-swatch" style="background: rgba(31,119,180,0.15)"></span>'
               '<span class="ap-swatch" style="background: rgba(31,119,180,0.5)"></span>'
@@ -154,7 +149,7 @@ def render(instances_by_method: dict[str, list], *, top_k: int = 3, signed: bool
         texts = [f.text for f in instances_by_method[names[0]][i] if f.text]
         heading = f"Instance {i + 1}"
         if texts:
-            heading += ": " + " &harr; ".join(_esc(t) for t in texts)
+            heading += ": " + " &harr; ".join(escape(t) for t in texts)
         blocks.append(f"<h3>{heading}</h3>")
         for name in names:
             for sal in instances_by_method[name][i]:

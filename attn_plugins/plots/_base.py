@@ -97,7 +97,7 @@ def finish(fig, path=None):
 
 
 def readable(tokens) -> list[str]:
-    from ..analysis._common import readable_token
+    from ..analysis.tokens import readable_token
 
     return [readable_token(t) for t in tokens]
 

@@ -7,7 +7,7 @@ import math
 
 import torch
 
-from ..analysis._common import ANY
+from ..analysis.blocks import ANY
 from ..analysis.stats import STAT_TITLES, HeadStats, head_stats
 from ._base import annotate_cells, contextual, finish, new_figure
 

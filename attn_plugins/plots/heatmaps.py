@@ -6,7 +6,7 @@ import math
 
 import torch
 
-from ..analysis._common import ANY, View, record_view, select_layers, views
+from ..analysis.blocks import ANY, View, record_view, select_layers, views
 from ..record import AttentionRecord
 from ._base import (annotate_cells, contextual, finish, new_figure, pick_cross_layer, readable, set_token_ticks,
                     small_multiple_ticks)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..analysis._common import record_view
+from ..analysis.blocks import record_view
 from ..record import AttentionRecord
 from ._base import contextual, finish, new_figure, pick_cross_layer, readable
 

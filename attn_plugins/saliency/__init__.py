@@ -22,9 +22,8 @@ Every method returns :class:`TokenSaliency` results; :func:`merge_words` merges 
 
 from .explainer import Explainer, attention_saliency
 from .methods import METHODS, family_of
-from .result import TokenSaliency
-from .similarity import SimilarityExplainer
-from .words import merge_words
+from .result import TokenSaliency, merge_words
+from .sentence_similarity import SimilarityExplainer
 
 __all__ = [
     "METHODS",

@@ -22,6 +22,9 @@ import math
 from dataclasses import dataclass, field
 
 import numpy as np
+import torch
+
+from ..analysis.divergence import js_divergence_rows
 
 METRICS = ("kendall_tau", "spearman_rho", "top_k_overlap", "jensen_shannon")
 LABELS = {"kendall_tau": "Kendall tau", "spearman_rho": "Spearman rho", "top_k_overlap": "top-k overlap",
@@ -39,13 +42,7 @@ def jensen_shannon(a, b) -> float:
     p, q = _distribution(a), _distribution(b)
     if p is None or q is None:
         return math.nan
-    m = 0.5 * (p + q)
-
-    def kl(x, y):
-        mask = x > 0
-        return float(np.sum(x[mask] * np.log2(x[mask] / y[mask])))
-
-    return max(0.0, 0.5 * kl(p, m) + 0.5 * kl(q, m))
+    return float(js_divergence_rows(torch.from_numpy(p), torch.from_numpy(q), base=2.0))
 
 
 def top_k_overlap(a, b, k: int) -> float:

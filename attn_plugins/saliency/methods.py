@@ -200,7 +200,7 @@ def _row(matrix: torch.Tensor, query: int | None, real: list[int]) -> torch.Tens
 
 
 def _self_layers(record):
-    from ..analysis.rollout import _self_layers as select
+    from ..analysis.rollout import self_layers as select
 
     return select(record, ...)
 

@@ -1,4 +1,5 @@
-"""TokenSaliency: the one result type of every saliency method."""
+"""TokenSaliency: the one result type of every saliency method, and its word pieces merged into words
+(grouped by :mod:`attn_plugins.analysis.words`)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ from dataclasses import field as _field
 from typing import Any
 
 import numpy as np
+
+from ..analysis.words import WORD_START, groups_from_markers, groups_from_word_ids
 
 
 @dataclass
@@ -84,9 +87,7 @@ class TokenSaliency:
         return order[: max(0, int(k))]
 
     def to_words(self, how: str = "sum", keep_special: bool = True) -> TokenSaliency:
-        """Word pieces merged into words (see :func:`attn_plugins.saliency.words.merge_words`)."""
-        from .words import merge_words
-
+        """Word pieces merged into words (see :func:`merge_words`)."""
         return merge_words(self, how=how, keep_special=keep_special)
 
     def without_special(self) -> TokenSaliency:
@@ -124,6 +125,85 @@ class TokenSaliency:
         top = ", ".join(f"{self.tokens[i]}={self.scores[i]:.3g}" for i in self.top_k(3))
         target = f", target={self.target_label or self.target}" if self.target is not None else ""
         return f"TokenSaliency({self.method}, {len(self)} tokens{target}; top: {top})"
+
+
+MERGES = ("sum", "mean", "max", "absmax", "first")
+
+
+def _word_groups(sal: TokenSaliency) -> list[list[int]]:
+    """Token positions of each word, in order (special tokens are words of their own)."""
+    if sal.word_ids is not None:
+        return groups_from_word_ids(sal.word_ids, sal.special)
+    return groups_from_markers(sal.tokens, sal.special)
+
+
+def _word_text(sal: TokenSaliency, group: list[int]) -> str:
+    if sal.offsets is not None and sal.text is not None and not (sal.special and sal.special[group[0]]):
+        start, end = sal.offsets[group[0]][0], sal.offsets[group[-1]][1]
+        if 0 <= start < end <= len(sal.text):
+            return sal.text[start:end]
+    pieces = []
+    for k, i in enumerate(group):
+        token = sal.tokens[i]
+        if k and token.startswith("##"):
+            token = token[2:]
+        pieces.append(token)
+    word = "".join(pieces)
+    for marker in WORD_START:
+        if word.startswith(marker):
+            word = word[len(marker):]
+    return word
+
+
+def merge_words(sal: TokenSaliency, how: str = "sum", keep_special: bool = True) -> TokenSaliency:
+    """One score per word: pieces combined by ``how`` (``"sum"``, ``"mean"``, ``"max"``,
+    ``"absmax"``: the piece of largest magnitude, with its sign, or ``"first"``).
+
+    Word boundaries come from the fast tokenizer's ``word_ids`` when the result has them, otherwise
+    from ``##``/``Ġ``/``▁`` markers. Word text is cut from the original text by the offsets when
+    known. Attention and L1-normalised scores stay comparable under ``"sum"``.
+    """
+    if how not in MERGES:
+        raise ValueError(f"how must be one of {MERGES}, got {how!r}")
+    groups = _word_groups(sal)
+    if not keep_special and sal.special is not None:
+        groups = [g for g in groups if not sal.special[g[0]]]
+    words, scores, offsets, special = [], [], [], []
+    for group in groups:
+        values = sal.scores[group]
+        if how == "sum":
+            score = values.sum()
+        elif how == "mean":
+            score = values.mean()
+        elif how == "max":
+            score = values.max()
+        elif how == "absmax":
+            score = values[int(np.argmax(np.abs(values)))]
+        else:
+            score = values[0]
+        words.append(_word_text(sal, group))
+        scores.append(float(score))
+        if sal.offsets is not None:
+            offsets.append((sal.offsets[group[0]][0], sal.offsets[group[-1]][1]))
+        special.append(bool(sal.special[group[0]]) if sal.special is not None else False)
+
+    def new_index(position):
+        if position is None:
+            return None
+        for k, group in enumerate(groups):
+            if position in group:
+                return k
+        return None
+
+    info = dict(sal.info)
+    info["merged_words"] = how
+    info["word_pieces"] = [[sal.tokens[i] for i in group] for group in groups]
+    return replace(
+        sal, tokens=words, scores=np.asarray(scores), word_ids=list(range(len(words))),
+        offsets=offsets if sal.offsets is not None else None,
+        special=special if sal.special is not None else None,
+        position=new_index(sal.position), query=new_index(sal.query), info=info,
+    )
 
 
 def _jsonable(value):

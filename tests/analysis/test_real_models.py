@@ -5,7 +5,8 @@ import math
 import pytest
 import torch
 
-from attn_plugins.analysis import diagnostics, evolution, similarity, stats
+from attn_plugins.analysis import diagnostics, evolution, stats
+from attn_plugins.analysis import head_similarity as similarity
 
 from .fixtures import gpt2_checkpoint_records, gpt2_generate_record, minilm_record, whisper_records
 

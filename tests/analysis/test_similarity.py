@@ -5,7 +5,8 @@ import math
 import pytest
 import torch
 
-from attn_plugins.analysis import similarity
+from attn_plugins.analysis import head_similarity as similarity
+from attn_plugins.analysis.divergence import js_divergence_rows
 from attn_plugins.record import LayerAttention
 
 from .fixtures import H0, H1, record_of
@@ -27,8 +28,8 @@ def three_heads():
 
 
 def test_js_divergence_rows():
-    assert similarity.js_divergence_rows(H0, H1).tolist() == [approx(1.0), approx(JS_ROW1)]
-    assert similarity.js_divergence_rows(H0, H0).tolist() == [approx(0.0), approx(0.0)]
+    assert js_divergence_rows(H0, H1).tolist() == [approx(1.0), approx(JS_ROW1)]
+    assert js_divergence_rows(H0, H0).tolist() == [approx(0.0), approx(0.0)]
 
 
 def test_head_distances_by_hand():

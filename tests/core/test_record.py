@@ -10,7 +10,7 @@ import torch
 from safetensors.torch import save_file
 
 import attn_plugins as ap
-from attn_plugins.record import FORMAT_VERSION
+from attn_plugins.record.format import FORMAT_VERSION
 from fixtures.tiny_models import build
 
 

@@ -11,7 +11,7 @@ import torch
 from safetensors import safe_open
 
 import attn_plugins as ap
-from attn_plugins.record import RecordFormatError
+from attn_plugins.errors import RecordFormatError
 from fixtures.tiny_models import build
 
 from .helpers import hooks_left

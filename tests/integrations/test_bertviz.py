@@ -13,7 +13,9 @@ import torch
 
 import attn_plugins as ap
 from attn_plugins.integrations import EXPORTERS, assets
-from attn_plugins.integrations.bertviz import bertviz_inputs, fit_logit_scale, panels, safe_json
+from attn_plugins.integrations.bertviz import bertviz_inputs, fit_logit_scale
+from attn_plugins.integrations.html_page import safe_json
+from attn_plugins.integrations.panels import panels
 
 from . import _bertviz_records as R
 

@@ -64,7 +64,7 @@ def test_merge_sums_targets_and_averages_sources():
 def test_exporter_words_option():
     record, offsets = R.minilm()
     result = ap.export(record, "bertviz", view="head", words=True, offsets=offsets, text=None)
-    from attn_plugins.integrations.bertviz import panels
+    from attn_plugins.integrations.panels import panels
 
     (p,) = panels(record, words=True, offsets=offsets)
     assert "tokenization" in p.left and "unbelievably" in p.left and "." in p.left

@@ -59,6 +59,21 @@ def test_encoding_keeps_every_weight_above_the_threshold():
     assert 0 < stats["coverage_min"] <= stats["coverage_mean"] <= 1
 
 
+def test_long_is_its_own_exporter():
+    """``export(record, "long")`` is the view ``export(record, "bertviz", view="long")`` gives: same stored weights."""
+    record = R.hostile_minilm()
+    own = ap.export(record, "long", include_layers=[2])
+    via = ap.export(record, "bertviz", view="long", include_layers=[2])
+    assert own.view == via.view == "long" and own.stats == via.stats and own.stats["entries"] > 0
+
+    def payload(result):
+        return re.search(r'class="apl-data">([^<]*)</script>', result.body).group(1)
+
+    assert payload(own) == payload(via)
+    with pytest.raises(ValueError, match="not captured"):
+        ap.export(record, "long", include_layers=[99])
+
+
 @functools.lru_cache(maxsize=None)
 def long_record():
     """MiniLM on 1,024 tokens of text (position ids modulo 512), layers 0 and 5."""

@@ -10,7 +10,8 @@ pytest.importorskip("matplotlib")
 pytest.importorskip("scipy")
 
 from attn_plugins import plots  # noqa: E402
-from attn_plugins.analysis import evolution, similarity, stats  # noqa: E402
+from attn_plugins.analysis import evolution, stats  # noqa: E402
+from attn_plugins.analysis import head_similarity as similarity  # noqa: E402
 
 from ..analysis.fixtures import (  # noqa: E402
     bart_record,

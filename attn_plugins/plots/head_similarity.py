@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..analysis._common import ANY
-from ..analysis.similarity import PairwiseMatrix, cluster, head_distances, layer_similarity
+from ..analysis.blocks import ANY
+from ..analysis.head_similarity import PairwiseMatrix, cluster, head_distances, layer_similarity
 from ._base import contextual, finish, new_figure
 
 
@@ -16,8 +16,8 @@ def similarity_plot(attn, *, method: str = "average", measure: str = "distance",
     """The head-distance matrix reordered by hierarchical clustering, with the dendrogram above.
 
     ``attn`` is a record/tensor (distances from
-    :func:`~attn_plugins.analysis.similarity.head_distances`) or a ready
-    :class:`~attn_plugins.analysis.similarity.PairwiseMatrix` (a layer similarity matrix works too).
+    :func:`~attn_plugins.analysis.head_similarity.head_distances`) or a ready
+    :class:`~attn_plugins.analysis.head_similarity.PairwiseMatrix` (a layer similarity matrix works too).
     Similar heads form dark blocks along the diagonal.
     """
     from scipy.cluster.hierarchy import dendrogram

@@ -2,9 +2,10 @@
 
 A background thread writes the blocks (at most ``max_pending`` wait in memory, so the model is
 slowed down only when the disk is slower than the model), each into its own safetensors shard of
-a record directory (see :mod:`attn_plugins.record_dir`). Generation steps go to step files that
+a record directory (see :mod:`attn_plugins.record.directory`). Generation steps go to step files that
 are merged into the layer's file at the end, block by block through a memory map, so memory
 stays at about one layer whatever the record's size. If the capture fails, what it wrote is removed.
+Every final file (layer shards, merged layers, inputs, ``record.json``) is written atomically.
 """
 
 from __future__ import annotations
@@ -16,10 +17,12 @@ import threading
 
 import torch
 
-from .errors import StreamError
+from ..atomic import atomic_path
+from ..errors import StreamError
+from ..offload import HostCopier
 from . import shards
-from .offload import HostCopier
-from .record_dir import INPUTS_FILE, LAYER_DIR, layer_file, write_json
+from .directory import INPUTS_FILE, LAYER_DIR, layer_file, write_json
+from .format import record_meta
 
 _STEPS = ".steps"
 
@@ -51,7 +54,7 @@ class StreamSink:
                     for event in events:
                         if event is not None:
                             event.synchronize()
-                    shards.write(path, tensors)
+                    shards.save_tensors(path, tensors)
             except BaseException as exc:  # noqa: BLE001 - reported to the capturing thread
                 self._error = exc
             finally:
@@ -105,21 +108,20 @@ class StreamSink:
         for name in opened[0]:
             specs[name] = (opened[0][name].dtype, shape_of(name, [o[name] for o in opened]))
         final = layer_file(*key)
-        tmp = os.path.join(directory, final + ".merging")
-        out = shards.preallocate(tmp, specs)
-        for name, target in out.items():
-            place(name, [o[name] for o in opened], target)
-        del out, opened
-        os.replace(tmp, os.path.join(directory, final))
+        with atomic_path(os.path.join(directory, final)) as tmp:
+            out = shards.preallocate(tmp, specs)
+            for name, target in out.items():
+                place(name, [o[name] for o in opened], target)
+            del out, opened
         for f in files[1:]:
             os.remove(os.path.join(directory, f))
         return final
 
     def write_record(self, segment_no: int, record, entries: list[dict]) -> str:
         directory = self.record_dir(segment_no)
-        shards.write(os.path.join(directory, INPUTS_FILE), {k: v.detach() for k, v in record.inputs.items()})
+        shards.save_tensors(os.path.join(directory, INPUTS_FILE), {k: v.detach() for k, v in record.inputs.items()})
         shutil.rmtree(os.path.join(directory, LAYER_DIR, _STEPS), ignore_errors=True)
-        write_json(directory, record._meta(entries))
+        write_json(directory, record_meta(record, entries))
         return directory
 
     def abort(self) -> None:

@@ -1,27 +1,21 @@
-"""AttentionRecord: the one result type every part of attn-plugins reads and writes.
+"""AttentionRecord and LayerAttention: the one result type every part of attn-plugins reads and writes.
 
 A record is a list of :class:`LayerAttention` (one attention matrix per captured module call,
 ``[batch, heads, query, key]``), the tokens, the model inputs that give the matrices meaning
 (attention masks, input ids) and a little metadata. It saves to a single safetensors file whose
-header carries the JSON metadata; loading never executes code.
+header carries the JSON metadata (:mod:`.file`) or to a record directory (:mod:`.directory`); the
+format and its validation live in :mod:`.format`. Loading never executes code.
 """
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
-from .errors import RecordFormatError
-
-FORMAT_NAME = "attn-plugins-record"
-FORMAT_VERSION = 1
-_META_KEY = "attn_plugins"
-STACKS = ("encoder", "decoder", None)
-KINDS = ("self", "cross")
+from .format import FORMAT_VERSION, KINDS, RecordParts, check_layer_tensors
 
 
 @dataclass
@@ -164,63 +158,20 @@ class AttentionRecord:
         )
 
     # ----- files -------------------------------------------------------------------------------
-    def _meta(self, layer_meta: list[dict]) -> dict[str, Any]:
-        return {
-            "format": FORMAT_NAME,
-            "format_version": FORMAT_VERSION,
-            "model_class": self.model_class,
-            "model_name": self.model_name,
-            "attn_implementation": self.attn_implementation,
-            "layers": layer_meta,
-            "tokens": self.tokens,
-            "decoder_tokens": self.decoder_tokens,
-            "inputs": sorted(self.inputs),
-            "metadata": self.metadata,
-        }
-
     def save(self, path: str | os.PathLike, *, sharded: bool = False) -> str:
         """Write the record to one safetensors file (tensors) with JSON metadata in its header.
 
         ``sharded=True`` writes a directory instead: ``record.json`` plus one safetensors file per
         layer (what ``capture(stream_to=...)`` writes), which :meth:`load` opens memory-mapped.
+        Either way every file is written atomically (complete or absent), and only inside ``path``.
         """
         if sharded:
-            from .record_dir import save_dir
+            from .directory import save_dir
 
             return save_dir(self, os.fspath(path))
-        from safetensors.torch import save_file
+        from .file import save_file
 
-        path = os.fspath(path)
-        if os.path.isdir(path):
-            raise IsADirectoryError(f"{path!r} is a directory; give a file name (or pass sharded=True)")
-        tensors: dict[str, torch.Tensor] = {}
-        seen: set[tuple[int, int]] = set()
-
-        def plain(tensor: torch.Tensor) -> torch.Tensor:
-            """A CPU tensor with storage of its own (safetensors refuses tensors that share memory)."""
-            out = tensor.detach().contiguous().cpu()
-            key = (out.untyped_storage().data_ptr(), out.untyped_storage().nbytes())
-            if key in seen or out.untyped_storage().nbytes() != out.numel() * out.element_size():
-                out = out.clone()
-                key = (out.untyped_storage().data_ptr(), out.untyped_storage().nbytes())
-            seen.add(key)
-            return out
-
-        layer_meta = []
-        for i, layer in enumerate(self.layers):
-            tensors[f"layers.{i}.weights"] = plain(layer.weights)
-            entry = layer_entry(layer)
-            for extra in ("queries", "keys"):
-                value = getattr(layer, extra)
-                if value is not None:
-                    tensors[f"layers.{i}.{extra}"] = plain(value)
-            layer_meta.append(entry)
-        for name, value in self.inputs.items():
-            tensors[f"inputs.{name}"] = plain(value)
-        directory = os.path.dirname(os.path.abspath(path))
-        os.makedirs(directory, exist_ok=True)
-        save_file(tensors, path, metadata={_META_KEY: json.dumps(self._meta(layer_meta))})
-        return path
+        return save_file(self, os.fspath(path))
 
     @classmethod
     def load(cls, path: str | os.PathLike, *, lazy: bool | None = None) -> AttentionRecord:
@@ -229,59 +180,44 @@ class AttentionRecord:
         A record directory (``sharded=True`` or streamed) is opened memory-mapped: tensors are read
         from disk only where they are used, so records larger than memory can be browsed.
         ``lazy=True`` maps a single-file record the same way (default: read it whole).
+        Files are untrusted: anything damaged or hostile raises :class:`~attn_plugins.errors.RecordFormatError`.
         """
         path = os.fspath(path)
         if not os.path.exists(path):
             raise FileNotFoundError(f"no record file at {path!r}")
         if os.path.isdir(path):
-            from .record_dir import load_dir
+            from .directory import read_dir
 
             if lazy is False:
                 raise ValueError("a record directory is always opened memory-mapped; drop lazy=False")
-            return load_dir(cls, path)
-        if lazy:
-            from .record_dir import load_file_lazy
+            return cls.from_parts(read_dir(path))
+        from .file import read_file
 
-            return load_file_lazy(cls, path)
-        from safetensors import SafetensorError, safe_open
-
-        try:
-            with safe_open(path, framework="pt") as handle:
-                header = handle.metadata() or {}
-                raw = header.get(_META_KEY)
-                if raw is None:
-                    raise RecordFormatError(
-                        f"{path!r} is a safetensors file but not an attn-plugins record "
-                        "(no attn-plugins metadata; is it a model checkpoint?)"
-                    )
-                meta = _parse_meta(path, raw)
-                names = set(handle.keys())
-
-                def tensor(name: str) -> torch.Tensor:
-                    if name not in names:
-                        raise RecordFormatError(f"{path!r} is damaged: tensor {name!r} is missing")
-                    return handle.get_tensor(name)
-
-                record = cls._from_meta(meta, lambda i, part: tensor(f"layers.{i}.{part}"),
-                                        lambda name: tensor(f"inputs.{name}"))
-        except RecordFormatError:
-            raise
-        except (SafetensorError, OSError, ValueError, KeyError, TypeError, json.JSONDecodeError) as exc:
-            raise RecordFormatError(
-                f"{path!r} is not a readable attn-plugins record (corrupt, truncated or not safetensors): {exc}"
-            ) from None
-        return record
+        return cls.from_parts(read_file(path, lazy=bool(lazy)))
 
     @classmethod
-    def _from_meta(cls, meta: dict[str, Any], layer_tensor, input_tensor) -> AttentionRecord:
+    def from_parts(cls, parts: RecordParts) -> AttentionRecord:
+        """Build a record from what a reader found (validated metadata and tensor getters),
+        checking each layer's tensors against its metadata.
+
+        Args:
+            parts: the :class:`~attn_plugins.record.format.RecordParts` of a file or directory.
+
+        Returns:
+            The record.
+        """
+        meta, layer_tensor, input_tensor, where = parts
         layers = []
         for i, entry in enumerate(meta["layers"]):
+            weights = layer_tensor(i, "weights")
+            queries = layer_tensor(i, "queries") if entry.get("queries") else None
+            keys = layer_tensor(i, "keys") if entry.get("keys") else None
+            check_layer_tensors(where, i, entry, weights, queries, keys)
+            heads = entry.get("heads")
             layers.append(
                 LayerAttention(
-                    name=entry["name"], stack=entry["stack"], kind=entry["kind"], index=int(entry["index"]),
-                    weights=layer_tensor(i, "weights"), heads=entry.get("heads"),
-                    queries=layer_tensor(i, "queries") if entry.get("queries") else None,
-                    keys=layer_tensor(i, "keys") if entry.get("keys") else None,
+                    name=entry["name"], stack=entry["stack"], kind=entry["kind"], index=entry["index"],
+                    weights=weights, heads=list(heads) if heads is not None else None, queries=queries, keys=keys,
                 )
             )
         inputs = {name: input_tensor(name) for name in meta.get("inputs", [])}
@@ -290,33 +226,3 @@ class AttentionRecord:
             model_class=meta.get("model_class", ""), model_name=meta.get("model_name", ""),
             attn_implementation=meta.get("attn_implementation"), metadata=meta.get("metadata") or {},
         )
-
-
-def layer_entry(layer: LayerAttention) -> dict[str, Any]:
-    """A layer's JSON description in a record file (everything but the tensors)."""
-    entry = {"name": layer.name, "stack": layer.stack, "kind": layer.kind, "index": layer.index,
-             "heads": layer.heads, "dtype": str(layer.weights.dtype).replace("torch.", "")}
-    for extra in ("queries", "keys"):
-        if getattr(layer, extra) is not None:
-            entry[extra] = True
-    return entry
-
-
-def _parse_meta(path: str, raw: str | dict) -> dict[str, Any]:
-    try:
-        meta = json.loads(raw) if isinstance(raw, str) else raw
-    except json.JSONDecodeError as exc:
-        raise RecordFormatError(f"{path!r} has unreadable attn-plugins metadata: {exc}") from None
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT_NAME:
-        raise RecordFormatError(f"{path!r} is not an attn-plugins record (unknown format {meta.get('format')!r})")
-    version = meta.get("format_version")
-    if not isinstance(version, int) or version < 1:
-        raise RecordFormatError(f"{path!r} has an invalid record format version {version!r}")
-    if version > FORMAT_VERSION:
-        raise RecordFormatError(
-            f"{path!r} was written in record format {version}, newer than this attn-plugins reads "
-            f"({FORMAT_VERSION}); upgrade attn-plugins to open it"
-        )
-    if not isinstance(meta.get("layers"), list):
-        raise RecordFormatError(f"{path!r} has damaged metadata: no layer list")
-    return meta

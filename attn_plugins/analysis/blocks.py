@@ -1,5 +1,6 @@
-"""Shared plumbing of the analysis functions: turning a record, a layer or a plain tensor into
-"views" (float64 weights with the query/key masks that say which rows and columns are real).
+"""Attention blocks ready for analysis: a record, a layer or a plain tensor turned into
+:class:`View` s (float64 weights with the query/key masks that say which rows and columns are
+real), the record's layers to analyse, and the per-head reductions every statistic shares.
 
 Every analysis function accepts:
 
@@ -16,15 +17,13 @@ sum. Rows are not renormalised: in a correct model the weight on padded keys is 
 
 from __future__ import annotations
 
-import re
-import string
-import unicodedata
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import torch
 
 from ..record import AttentionRecord, LayerAttention
+from .tokens import token_mask
 
 ANY = ...
 
@@ -282,55 +281,6 @@ def assemble(per_view: list[torch.Tensor], shape: str) -> torch.Tensor:
     for i, t in enumerate(per_view):
         out[i, : t.shape[0]] = t
     return out
-
-
-# ---------------------------------------------------------------------------------------------
-# tokens
-# ---------------------------------------------------------------------------------------------
-SPECIAL_TOKENS = frozenset({
-    "[CLS]", "[SEP]", "[MASK]", "[UNK]", "<s>", "</s>", "<bos>", "<eos>", "<unk>", "<mask>", "<cls>", "<sep>",
-    "<|endoftext|>", "<|begin_of_text|>", "<|end_of_text|>", "<|startoftext|>", "<|im_start|>", "<|im_end|>",
-    "<start_of_turn>", "<end_of_turn>", "<|startoftranscript|>", "<|transcribe|>", "<|notimestamps|>",
-})
-_MARKUP = re.compile(r"^(<\|[^|]*\|>|\[[A-Z_]+\]|<[a-z_]+>|</[a-z_]+>)$")
-_WORD_MARKERS = ("Ġ", "▁", "Ċ", "##", " ")
-
-
-def readable_token(token: str) -> str:
-    """A token as a person reads it: sub-word markers (``Ġ``, ``▁``, ``##``) dropped, newline shown."""
-    token = str(token)
-    if token == "Ċ" or token == "\n":
-        return "\\n"
-    for marker in ("Ġ", "▁"):
-        if token.startswith(marker) and len(token) > len(marker):
-            token = token[len(marker):]
-    token = token.replace("Ċ", "\\n").replace("\n", "\\n")
-    return token
-
-
-def is_punctuation(token: str) -> bool:
-    """True for a token made only of punctuation (``.``, ``,``, ``Ġ,``, ``▁!``, ``...``)."""
-    core = str(token)
-    for marker in _WORD_MARKERS:
-        if core.startswith(marker):
-            core = core[len(marker):]
-    core = core.strip()
-    return bool(core) and all(ch in string.punctuation or unicodedata.category(ch).startswith("P") for ch in core)
-
-
-def is_special_token(token: str) -> bool:
-    """True for markup tokens such as ``[CLS]``, ``[SEP]``, ``<s>``, ``</s>``, ``<|endoftext|>``."""
-    return token in SPECIAL_TOKENS or bool(_MARKUP.match(str(token)))
-
-
-def token_mask(tokens: Sequence[Sequence[str]], select) -> torch.Tensor:
-    """``[b, k]`` bool of the tokens picked by ``select`` (a set of strings, or a predicate)."""
-    if callable(select):
-        pick = select
-    else:
-        chosen = set(select)
-        pick = lambda t: t in chosen  # noqa: E731
-    return torch.tensor([[bool(pick(t)) for t in row] for row in tokens], dtype=torch.bool)
 
 
 def key_selection(view: View, special, what: str) -> torch.Tensor:

@@ -15,12 +15,12 @@ Logarithms are base 2 by default, so the divergence and the distance lie in ``[0
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
 
-from ._common import ANY, views
+from .blocks import ANY, views
+from .divergence import js_divergence_rows
 
 
 @dataclass
@@ -70,20 +70,6 @@ class HeadClusters:
         for label, cid in zip(self.labels, self.assignments):
             out.setdefault(int(cid), []).append(label)
         return out
-
-
-def js_divergence_rows(p: torch.Tensor, q: torch.Tensor, base: float = 2.0) -> torch.Tensor:
-    """Jensen-Shannon divergence between distributions along the last dimension (broadcasting)."""
-    p = p.to(torch.float64)
-    q = q.to(torch.float64)
-    m = (p + q) / 2
-
-    def h(x: torch.Tensor) -> torch.Tensor:
-        safe = torch.where(x > 0, x, torch.ones((), dtype=x.dtype))
-        return -(torch.where(x > 0, x * torch.log(safe), torch.zeros((), dtype=x.dtype))).sum(dim=-1)
-
-    js = h(m) - (h(p) + h(q)) / 2
-    return torch.clamp(js, min=0.0) / math.log(base)
 
 
 def _pairwise(dists: torch.Tensor, measure: str, reduce: str, base: float) -> torch.Tensor:
@@ -218,4 +204,4 @@ def cluster(distances, labels: list[str] | None = None, *, method: str = "averag
                         method=method)
 
 
-__all__ = ["HeadClusters", "PairwiseMatrix", "cluster", "head_distances", "js_divergence_rows", "layer_similarity"]
+__all__ = ["HeadClusters", "PairwiseMatrix", "cluster", "head_distances", "layer_similarity"]

@@ -1,0 +1,255 @@
+"""One path from user text to model inputs and a record: the CLI, the report, the notebook
+one-liners and the corpus job all go through here, so a fix to encoding or the token limit
+happens once.
+
+    enc = model_inputs(model, tokenizer, ["The cat sat.", "A dog"])     # checked, on the model's device
+    record = capture_texts(model, tokenizer, ["The cat sat."], layers=[0, 1])
+    check_length(model, 600)                                            # InputError: over 512 positions
+
+The token limit is the smaller of ``max_tokens`` (default :data:`MAX_TOKENS_DEFAULT`) and the
+number of positions the model has (``max_position_embeddings`` or its equivalent), where the
+model says; a longer input gets an :class:`~attn_plugins.errors.InputError` that names its length
+and the limit, instead of an index error deep inside the model's position embedding.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import os
+
+from .errors import InputError
+
+MAX_TOKENS_DEFAULT = 512
+
+# config attributes that hold the number of absolute positions a model can embed, most common first
+POSITION_ATTRIBUTES = ("max_position_embeddings", "n_positions", "max_positions", "max_sequence_length")
+
+
+# ---------------------------------------------------------------------------------------------
+# texts
+# ---------------------------------------------------------------------------------------------
+def check_texts(texts) -> list[str]:
+    """``texts`` (a string or a list of strings) as a list, refusing an empty list, a non-string
+    or a blank text with an :class:`InputError` that says which.
+
+    Args:
+        texts: a text or a sequence of texts.
+
+    Returns:
+        The texts as a new list.
+    """
+    if isinstance(texts, str):
+        texts = [texts]
+    try:
+        texts = list(texts)
+    except TypeError:
+        raise InputError(f"texts must be a string or a list of strings, got {type(texts).__name__}") from None
+    if not texts:
+        raise InputError("no texts given: pass at least one text")
+    for i, text in enumerate(texts):
+        if not isinstance(text, str):
+            raise InputError(f"texts must be strings, got {type(text).__name__} (text {i + 1})")
+        if not text.strip():
+            raise InputError(f"a text is empty (text {i + 1} of {len(texts)}); texts must not be empty or only "
+                             "spaces")
+    return texts
+
+
+def read_text_file(path) -> list[str]:
+    """The non-empty lines of a UTF-8 text file, one text each (stripped).
+
+    Args:
+        path: the file.
+
+    Returns:
+        The texts, in file order; an :class:`InputError` when the file cannot be read, is not
+        UTF-8 or holds no text.
+    """
+    path = os.fspath(path)
+    try:
+        with open(path, encoding="utf-8") as handle:
+            texts = [line.strip() for line in handle if line.strip()]
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+        raise InputError(f"cannot read text file {path!r}: {reason}") from None
+    if not texts:
+        raise InputError(f"text file {path!r} holds no text (one text per line)")
+    return texts
+
+
+# ---------------------------------------------------------------------------------------------
+# the tokenizer
+# ---------------------------------------------------------------------------------------------
+@contextlib.contextmanager
+def borrowed_pad_token(tokenizer):
+    """A batch needs a pad token: a GPT-style tokenizer without one pads with its end-of-text
+    token for the duration, and is left as it was (the user's tokenizer is not changed)."""
+    borrow = getattr(tokenizer, "pad_token", None) is None and getattr(tokenizer, "eos_token", None) is not None
+    if borrow:
+        tokenizer.pad_token = tokenizer.eos_token
+    try:
+        yield tokenizer
+    finally:
+        if borrow:
+            tokenizer.pad_token = None
+
+
+def ensure_pad_token(tokenizer):
+    """Give a tokenizer the caller owns (loaded for a job, not the user's) a pad token for good:
+    its end-of-text token when it has none. Returns the tokenizer."""
+    if getattr(tokenizer, "pad_token", None) is None:
+        if getattr(tokenizer, "eos_token", None) is None:
+            raise InputError("the tokenizer has neither a pad nor an end-of-text token, so texts cannot be batched: "
+                             "set tokenizer.pad_token")
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def _is_pair(text) -> bool:
+    return isinstance(text, tuple) and len(text) == 2 and all(isinstance(t, str) for t in text)
+
+
+def encode(tokenizer, texts):
+    """The tokenizer's PyTorch tensors for a text, a list of texts (padded into one batch, a pad
+    token borrowed when the tokenizer has none) or a pair ``(text_a, text_b)`` (one input).
+
+    Args:
+        tokenizer: a transformers tokenizer.
+        texts: a text, a list of texts or a pair of texts.
+
+    Returns:
+        The ``BatchEncoding`` (``input_ids``, ``attention_mask``...).
+    """
+    if _is_pair(texts):
+        check_texts(list(texts))
+        return tokenizer(texts[0], texts[1], return_tensors="pt")
+    texts = check_texts(texts)
+    if len(texts) > 1 and getattr(tokenizer, "pad_token", None) is None \
+            and getattr(tokenizer, "eos_token", None) is None:
+        raise InputError("the tokenizer has no pad token to batch several texts: set tokenizer.pad_token")
+    with borrowed_pad_token(tokenizer):
+        return tokenizer(texts, return_tensors="pt", padding=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# the token limit
+# ---------------------------------------------------------------------------------------------
+def position_limit(model) -> int | None:
+    """The number of positions ``model`` (or a config) can embed, where its config says
+    (``max_position_embeddings``, ``n_positions``...); ``None`` for models without absolute
+    positions or without a config."""
+    config = getattr(model, "config", model)
+    for attr in POSITION_ATTRIBUTES:
+        value = getattr(config, attr, None)
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            return value
+    return None
+
+
+def token_limit(model, max_tokens: int | None = MAX_TOKENS_DEFAULT) -> int | None:
+    """The smaller of ``max_tokens`` and :func:`position_limit` (``None``: no limit known).
+
+    Args:
+        model: a model or its config.
+        max_tokens: the caller's own limit (``None``: only the model's).
+
+    Returns:
+        The limit in tokens, or ``None``.
+    """
+    positions = position_limit(model)
+    limits = [n for n in (max_tokens, positions) if n is not None]
+    return min(limits) if limits else None
+
+
+def check_length(model, length, max_tokens: int | None = None) -> None:
+    """Refuse an input longer than the model can take (or than ``max_tokens``) with an
+    :class:`InputError` naming its length and the limit; what a capture of text calls before the
+    forward, so an over-long input fails here and not inside the position embedding.
+
+    Args:
+        model: the model (or its config) the input is for.
+        length: the input's length in tokens, or the encoding / ``input_ids`` tensor itself
+            (its last dimension).
+        max_tokens: the caller's own limit (``None``: only the model's).
+    """
+    if not isinstance(length, int):
+        ids = length["input_ids"] if isinstance(length, dict) or hasattr(length, "keys") else length
+        length = int(ids.shape[-1])
+    positions = position_limit(model)
+    limit = token_limit(model, max_tokens)
+    if limit is None or length <= limit:
+        return
+    name = type(model).__name__
+    if positions is not None and limit == positions:
+        raise InputError(f"the input is {length} tokens long, over the limit of {limit} tokens for this model "
+                         f"({name} has {positions} positions): shorten the text")
+    more = f" (up to the model's {positions} positions)" if positions is not None else ""
+    raise InputError(f"the input is {length} tokens long, over the limit of {limit} tokens (max_tokens): shorten "
+                     f"the text or raise max_tokens / --max-tokens{more}")
+
+
+# ---------------------------------------------------------------------------------------------
+# model inputs and the record
+# ---------------------------------------------------------------------------------------------
+def forward_inputs(model, encoding) -> dict:
+    """The tokenizer's outputs that ``model.forward`` takes by name (a BERT tokenizer's
+    ``token_type_ids`` are dropped for a model that has no such argument)."""
+    enc = dict(encoding)
+    try:
+        params = inspect.signature(model.forward).parameters
+    except (TypeError, ValueError):
+        return enc
+    named = {n for n, p in params.items() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+    if "input_ids" not in named:
+        return enc
+    return {k: v for k, v in enc.items() if k in named}
+
+
+def model_inputs(model, tokenizer, texts, max_tokens: int | None = MAX_TOKENS_DEFAULT) -> dict:
+    """Forward inputs for ``texts``: encoded (:func:`encode`), checked against the token limit
+    (:func:`check_length`), on the model's device, and only the arguments ``model.forward`` takes.
+
+    Args:
+        model: the model.
+        tokenizer: its tokenizer.
+        texts: a text, a list of texts or a pair ``(text_a, text_b)``.
+        max_tokens: the caller's limit (``None``: only the model's).
+
+    Returns:
+        Keyword arguments for ``model(**inputs)``.
+    """
+    enc = encode(tokenizer, texts)
+    check_length(model, enc, max_tokens)
+    device = getattr(model, "device", None)
+    if device is not None:
+        enc = enc.to(device)
+    return forward_inputs(model, enc)
+
+
+def capture_texts(model, tokenizer, texts, max_tokens: int | None = MAX_TOKENS_DEFAULT, **capture_options):
+    """Run ``texts`` through ``model`` (no gradients) inside :class:`attn_plugins.capture.capture`
+    and return the record.
+
+    Args:
+        model: the model.
+        tokenizer: its tokenizer (also turns ids into ``record.tokens``).
+        texts: a text, a list of texts or a pair ``(text_a, text_b)``.
+        max_tokens: the caller's limit (``None``: only the model's).
+        **capture_options: ``layers=``, ``heads=``, ``max_bytes=``, ``stream_to=``, ...
+
+    Returns:
+        The :class:`~attn_plugins.record.AttentionRecord` of the forward.
+    """
+    import torch
+
+    from .capture import capture
+
+    inputs = model_inputs(model, tokenizer, texts, max_tokens)
+    with torch.no_grad(), capture(model, tokenizer=tokenizer, **capture_options) as cap:
+        model(**inputs)
+    return cap.record
+
+
+__all__ = ["MAX_TOKENS_DEFAULT", "borrowed_pad_token", "capture_texts", "check_length", "check_texts", "encode",
+           "ensure_pad_token", "forward_inputs", "model_inputs", "position_limit", "read_text_file", "token_limit"]

@@ -1,0 +1,152 @@
+"""``build_report``: load the model, capture the texts, build each section (a section that fails
+becomes a note), write the page and its files."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+import traceback
+
+from .. import loading
+from ..errors import InputError, ReportError
+from ..inputs import MAX_TOKENS_DEFAULT
+from . import explanations, generation, heads, overview
+from .context import PLOT_DIR, ReportContext
+from .inputs import report_texts
+from .markup import Section, SectionUnavailable, esc
+from .page import REPORT_FILE, render_page
+
+log = logging.getLogger(__name__)
+
+# The order and titles of the sections.
+SECTIONS = (
+    ("summary", "Model and inputs"),
+    ("bertviz", "BertViz views"),
+    ("heatmaps", "Heatmaps"),
+    ("statistics", "Head statistics"),
+    ("clustering", "Head similarity and clustering"),
+    ("diagnostics", "Diagnostics"),
+    ("generation", "Attention over generation steps"),
+    ("saliency", "Saliency"),
+    ("comparison", "Saliency methods compared"),
+)
+
+# section id -> the module whose ``section_<id>(ctx)`` builds it (looked up when the section runs)
+SECTION_MODULES = {
+    "summary": overview, "bertviz": overview, "diagnostics": overview,
+    "heatmaps": heads, "statistics": heads, "clustering": heads,
+    "generation": generation,
+    "saliency": explanations, "comparison": explanations,
+}
+
+
+def run_section(ctx: ReportContext, sid: str, title: str) -> Section:
+    """Build one section; a missing part makes it ``unavailable``, any other error ``failed``
+    (with the traceback folded away on the page), and the report goes on."""
+    start = time.perf_counter()
+    section = Section(sid, title)
+    try:
+        section.body = getattr(SECTION_MODULES[sid], f"section_{sid}")(ctx)
+    except SectionUnavailable as exc:
+        section.status, section.note = "unavailable", str(exc)
+    except ImportError as exc:
+        section.status = "unavailable"
+        section.note = f"This section needs a package that is not installed: {exc}"
+        log.warning("report: section %r unavailable: %s", sid, exc)
+    except Exception as exc:  # noqa: BLE001 - the report never breaks: the section becomes a note
+        section.status = "failed"
+        section.note = f"This section could not be built: {type(exc).__name__}: {exc}"
+        section.body = (f"<details><summary>details</summary><pre>{esc(traceback.format_exc())}</pre>"
+                        "</details>")
+        log.warning("report: section %r failed: %s: %s", sid, type(exc).__name__, exc)
+        log.debug("report: section %r traceback", sid, exc_info=True)
+    section.seconds = time.perf_counter() - start
+    return section
+
+
+def _resolve(model, tokenizer, model_dir) -> tuple:
+    """(model, tokenizer, source) as :func:`attn_plugins.loading.resolve_model`, its errors as ReportError."""
+    if model is not None:
+        try:
+            model, tokenizer = loading.unpack_model(model, tokenizer)
+        except TypeError:
+            raise ReportError(f"model must be a torch model, a transformers pipeline or None, "
+                              f"got {type(model).__name__}") from None
+    try:
+        return loading.resolve_model(model, tokenizer, model_dir)
+    except InputError as exc:
+        raise ReportError(str(exc)) from None
+
+
+def build_report(model=None, tokenizer=None, texts=None, out_dir="out", model_dir=None, progress: bool = True, *,
+                 text_file=None, max_tokens: int = MAX_TOKENS_DEFAULT, sections=None) -> str:
+    """Write the report into ``out_dir`` and return the path of its page (``report.html``).
+
+    Args:
+        model: a transformers model (or any model attn-plugins captures), a transformers
+            ``pipeline`` (its model and tokenizer are used) or ``None``: loaded from
+            ``model_dir``, or the bundled MiniLM.
+        tokenizer: the model's tokenizer (default: the pipeline's, or loaded from ``model_dir``).
+        texts: a text or a list of texts (default: the fixture sentences).
+        out_dir: where ``report.html``, ``plots/`` (PNG and SVG), ``head_stats.csv`` and
+            ``record.safetensors`` are written.
+        model_dir: a local ``save_pretrained()`` directory.
+        progress: show a progress bar (stderr).
+        text_file: a UTF-8 file with one text per line (added after ``texts``).
+        max_tokens: refuse inputs longer than this (or the model's maximum).
+        sections: the section ids to build (default: all; see :data:`SECTIONS`).
+
+    Returns:
+        The path of ``report.html``.
+
+    Raises:
+        ReportError: a bad model path, an unreadable text file, empty text, an input that is too
+            long, or a model without attention. Anything that goes wrong inside a section only
+            replaces that section by a note.
+    """
+    from tqdm import tqdm
+
+    started = time.perf_counter()
+    texts = report_texts(texts, text_file)
+    chosen = [(sid, title) for sid, title in SECTIONS if sections is None or sid in sections]
+    if sections is not None:
+        unknown = set(sections) - {sid for sid, _ in SECTIONS}
+        if unknown:
+            raise ReportError(f"unknown sections {sorted(unknown)}; available: {', '.join(s for s, _ in SECTIONS)}")
+    out_dir = os.fspath(out_dir)
+    bar = tqdm(total=len(chosen) + 2, desc="report", unit="step", disable=not progress, file=sys.stderr,
+               leave=True, dynamic_ncols=True)
+    try:
+        bar.set_postfix_str("loading the model")
+        load_start = time.perf_counter()
+        model, tokenizer, source = _resolve(model, tokenizer, model_dir)
+        ctx = ReportContext(model, tokenizer, texts, out_dir, source, max_tokens)
+        ctx.load_seconds = time.perf_counter() - load_start
+        bar.update(1)
+        bar.set_postfix_str("capture")
+        ctx.capture()
+        try:
+            os.makedirs(os.path.join(out_dir, PLOT_DIR), exist_ok=True)
+        except OSError as exc:
+            raise ReportError(f"cannot write the report to {out_dir!r}: {exc}") from None
+        ctx.save_record()
+        bar.update(1)
+        built = []
+        for sid, title in chosen:
+            bar.set_postfix_str(title)
+            built.append(run_section(ctx, sid, title))
+            bar.update(1)
+        bar.set_postfix_str("writing the page")
+        page = render_page(ctx, built, time.perf_counter() - started)
+        path = os.path.join(out_dir, REPORT_FILE)
+        try:
+            with open(path, "w", encoding="utf-8") as handle:
+                handle.write(page)
+        except OSError as exc:
+            raise ReportError(f"cannot write {path!r}: {exc}") from None
+        bar.set_postfix_str("done")
+    finally:
+        bar.close()
+    return path
