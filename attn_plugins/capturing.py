@@ -310,20 +310,26 @@ class capture:  # noqa: N801 - used as a function-like context manager
 
         @functools.wraps(original)
         def generate(*args, **kwargs):
+            from . import beams as beam_search
+
             config = kwargs.get("generation_config") or getattr(self.model, "generation_config", None)
-            beams = kwargs.get("num_beams", getattr(config, "num_beams", 1) or 1)
-            if beams and beams > 1:
-                raise CaptureError(
-                    f"beam search (num_beams={beams}) cannot be captured: beams are reordered and pruned at every "
-                    "step, so no per-sequence attention history exists. Use greedy decoding or sampling "
-                    "(num_beams=1), or capture a teacher-forced forward over the chosen output"
-                )
-            self._check_budget(args, kwargs, _new_tokens(kwargs, config), "this generate() call")
+            decoding = beam_search.describe_decoding(self.model, kwargs)  # refuses group/constrained beams
+            num_beams = decoding.get("num_beams", 1)
+            self._check_budget(args, kwargs, _new_tokens(kwargs, config), "this generate() call", num_beams)
+            since = len(self.collector.segments)
             self._in_generate = True
             try:
-                return original(*args, **kwargs)
+                output = original(*args, **(beam_search.beam_kwargs(kwargs) if num_beams > 1 else kwargs))
             finally:
                 self._in_generate = False
+            paths = None
+            if num_beams > 1:  # beam_indices say which live beam each returned sequence came through
+                encoder_decoder = bool(getattr(self.model.config, "is_encoder_decoder", False))
+                paths = beam_search.BeamPaths.from_output(output, decoding, encoder_decoder)
+                output = beam_search.caller_output(output, decoding)
+            self.collector.mark_generation(since, {k: v for k, v in decoding.items()
+                                                   if k != "return_dict_in_generate"}, paths)
+            return output
 
         self.model.generate = generate
 
@@ -339,11 +345,12 @@ class capture:  # noqa: N801 - used as a function-like context manager
         if not self._in_generate:
             self._check_budget(args, kwargs, 0, "this forward")
 
-    def _check_budget(self, args, kwargs, new_tokens: int, when: str) -> None:
+    def _check_budget(self, args, kwargs, new_tokens: int, when: str, beams: int = 1) -> None:
         from .budget import describe
         from .estimate import planned_shapes
 
-        parts = planned_shapes(self.model, self._targets, self._filter, self.heads, args, kwargs, new_tokens)
+        parts = planned_shapes(self.model, self._targets, self._filter, self.heads, args, kwargs, new_tokens,
+                                beams)
         if not parts:
             return  # lengths not readable from the inputs: every stored block is still counted
         itemsize = torch.empty((), dtype=self.dtype).element_size()

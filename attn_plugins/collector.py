@@ -38,6 +38,8 @@ class _Segment:
     owners: set = field(default_factory=set)
     inputs: dict = field(default_factory=dict)
     steps: int = 0
+    decoding: dict | None = None  # generate(): which decoding produced it (record.metadata["decoding"])
+    beams: object = None  # beam search: attn_plugins.beams.BeamPaths, followed when assembling
 
 
 class Collector:
@@ -61,6 +63,13 @@ class Collector:
     def add_finisher(self, finish) -> None:
         """``finish(segment, record)`` is called on every assembled record (adapters add tokens, metadata)."""
         self._finishers.append(finish)
+
+    def mark_generation(self, since: int, decoding: dict, beams=None) -> None:
+        """Note the decoding of a generate() call on the segments it opened (from ``since``); beam
+        search's ``beams`` (a :class:`~attn_plugins.beams.BeamPaths`) picks each returned sequence's rows."""
+        with self._lock:
+            for segment in self.segments[since:]:
+                segment.decoding, segment.beams = decoding, beams
 
     # ----- passes --------------------------------------------------------------------------------
     def begin_pass(self, owner, inputs: dict[str, torch.Tensor]) -> None:
@@ -144,11 +153,24 @@ class Collector:
         from .record import shards
 
         files = [b.file for b in blocks]
-        if len(files) > 1:
+        beams = self.segments[number].beams
+        if len(files) > 1 or beams is not None:
             kind = key[1]
             q_lens = [b.q_len for b in blocks]
+            if beams is not None:  # each returned sequence's rows, picked from the memory-mapped steps
+                picked = {}
+
+                def follow(name, parts):
+                    if name not in picked:
+                        picked[name] = beams.follow(name, parts, [b.q_len for b in blocks])
+                    q_lens[:] = picked[name][1]
+                    return picked[name][0]
+            else:
+                def follow(name, parts):
+                    return parts
 
             def shape_of(name, parts):
+                parts = follow(name, parts)
                 if name == "weights":
                     return _joined_shape(parts, q_lens, kind)
                 if name == "queries":
@@ -156,6 +178,7 @@ class Collector:
                 return tuple(parts[-1].shape)
 
             def place(name, parts, out):
+                parts = follow(name, parts)
                 if name == "weights":
                     _place_blocks(parts, out, kind)
                 elif name == "queries":
@@ -175,9 +198,15 @@ class Collector:
                 file, tensors = self._streamed_layer(number, (stack, kind, index), blocks)
                 weights, queries, keys = tensors["weights"], tensors.get("queries"), tensors.get("keys")
             else:
-                weights = _join_blocks([b.weights for b in blocks], [b.q_len for b in blocks], kind)
-                queries = _cat_rows([b.queries for b in blocks])
-                keys = blocks[-1].keys if blocks[-1].keys is not None else None
+                parts = {name: [getattr(b, name) for b in blocks] for name in ("weights", "queries", "keys")}
+                q_lens = [b.q_len for b in blocks]
+                if segment.beams is not None:  # each returned sequence's rows of every step
+                    parts = {name: segment.beams.follow(name, values, q_lens)[0] if values[-1] is not None
+                             else values for name, values in parts.items()}
+                    q_lens = q_lens[: len(parts["weights"])]
+                weights = _join_blocks(parts["weights"], q_lens, kind)
+                queries = _cat_rows(parts["queries"])
+                keys = parts["keys"][-1]
             layers.append(
                 LayerAttention(
                     name=segment.names[(stack, kind, index)], stack=stack, kind=kind, index=index,
@@ -192,6 +221,12 @@ class Collector:
         record = AttentionRecord(layers=layers, inputs=dict(segment.inputs))
         if segment.steps:
             record.metadata["generation_steps"] = segment.steps + 1
+        if segment.decoding is not None:
+            record.metadata["decoding"] = dict(segment.decoding)
+        if segment.beams is not None:
+            record.inputs = segment.beams.inputs(record.inputs)
+            record.metadata["generation_steps"] = segment.beams.steps
+            record.metadata.update(segment.beams.metadata())
         if self.sink is not None:
             self._stream_files[id(record)] = (number, stream_files)
         return record
@@ -219,8 +254,8 @@ def _joined_shape(blocks, q_lens: list[int], kind: str) -> tuple[int, ...]:
     batch, heads = first.shape[:2]
     if any(b.shape[0] != batch for b in blocks):
         raise CaptureError(
-            "the batch size changed between generation steps (beam search reorders and merges sequences); "
-            "capture generation with greedy decoding or sampling (num_beams=1)"
+            "the batch size changed between generation steps (decoding that merges or drops sequences is "
+            "followed only for generate()'s beam search)"
         )
     total_q = sum(q_lens)
     if kind == "cross":

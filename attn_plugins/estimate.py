@@ -79,8 +79,12 @@ def layer_calls(model, targets) -> dict[tuple, list]:
     return groups
 
 
-def planned_shapes(model, targets, layer_filter, heads, args, kwargs, new_tokens: int = 0) -> list[tuple]:
-    """``[(layers, heads, batch, q, k), ...]`` for the selected layers whose lengths are known."""
+def planned_shapes(model, targets, layer_filter, heads, args, kwargs, new_tokens: int = 0,
+                   beams: int = 1) -> list[tuple]:
+    """``[(layers, heads, batch, q, k), ...]`` for the selected layers whose lengths are known.
+
+    With beam search (``beams`` > 1) every decoder step runs on ``batch * beams`` rows, all of which
+    are kept until the returned sequences are known; the encoder runs once per input."""
     lengths = _lengths(args, kwargs)
     if "batch" not in lengths:
         return []
@@ -108,5 +112,6 @@ def planned_shapes(model, targets, layer_filter, heads, args, kwargs, new_tokens
             h = _heads_of(target, model, heads)
             if q is None or k is None or h is None:
                 continue
-            counts[(h, q, k)] = counts.get((h, q, k), 0) + 1
-    return [(layers, h, batch, q, k) for (h, q, k), layers in counts.items()]
+            rows = batch if stack == "encoder" else batch * beams
+            counts[(h, rows, q, k)] = counts.get((h, rows, q, k), 0) + 1
+    return [(layers, h, b, q, k) for (h, b, q, k), layers in counts.items()]
