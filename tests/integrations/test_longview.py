@@ -149,6 +149,11 @@ def test_heads_and_layers_change_the_drawing(long_page):
     first = pixels(page)
     page.double_click(".apl-head[data-head='3']")  # only head 3
     root = page.query(".apl-root")[0]
+    if root.get_attribute("data-heads") != "3":
+        # on a loaded machine the two clicks can arrive slower than the system's double-click interval, so the
+        # browser sends two clicks (head 3 off and on again) and no dblclick: send the dblclick the user made
+        page.js("document.querySelector(\".apl-head[data-head='3']\").dispatchEvent("
+                "new MouseEvent('dblclick', {bubbles: true}))")
     assert root.get_attribute("data-heads") == "3"
     only3 = pixels(page)
     assert only3 != first
