@@ -25,7 +25,7 @@ EXTRAS = {
     "ray": ["ray[data]==2.60.0", "pyarrow==26.0.1"],  # attn-plugins corpus --engine ray
 }
 EXTRAS["all"] = sorted({dep for deps in EXTRAS.values() for dep in deps})
-EXTRAS["test"] = ["pytest>=8", "pytest-timeout>=2.2", "networkx>=3.2", "selenium==4.51.0"]
+EXTRAS["test"] = ["pytest>=8", "pytest-timeout>=2.2", "hypothesis>=6.100", "networkx>=3.2", "selenium==4.51.0"]
 
 setup(
     name="attn-plugins",

@@ -52,7 +52,10 @@ def atomic_path(path: str | os.PathLike, *, sync: bool = True) -> Iterator[str]:
     tmp = os.path.join(directory, f".{os.path.basename(path)}.{secrets.token_hex(6)}.tmp")
     try:
         os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+        mode = os.stat(tmp).st_mode & 0o777  # 0o666 less the umask, as the kernel applied it
         yield tmp
+        if os.stat(tmp).st_mode & 0o777 != mode:  # a writer that replaced the file (safetensors does: 0o600)
+            os.chmod(tmp, mode)
         if sync:
             fd = os.open(tmp, os.O_RDONLY)
             try:

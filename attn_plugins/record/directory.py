@@ -119,7 +119,11 @@ def _find_record(root: str, given: str) -> str:
     """The record directory at ``root`` (itself, or the one ``record-*`` inside a stream directory)."""
     if os.path.lexists(os.path.join(root, RECORD_JSON)):
         return root
-    found = sorted(d for d in os.listdir(root) if os.path.isfile(os.path.join(root, d, RECORD_JSON)))
+    try:
+        names = os.listdir(root)
+    except OSError as exc:
+        raise RecordFormatError(f"{given!r} cannot be read: {exc.strerror}") from None
+    found = sorted(d for d in names if os.path.isfile(os.path.join(root, d, RECORD_JSON)))
     if len(found) == 1:
         return inside(root, found[0], "the record folder")
     if found:

@@ -50,7 +50,9 @@ MAX_LAYERS = 2048  # layer entries in one record (a 100-layer encoder-decoder ha
 MAX_HEADS = 65536
 MAX_STRING = 4096  # characters of a name, stack, model class ...
 MAX_DEPTH = 32  # nesting of the free-form ``metadata`` object
-MAX_METADATA_BYTES = 100 * 1024 * 1024  # the record's JSON (safetensors' own header limit)
+# the record's JSON: parsed, JSON grows ~10x in Python objects, so this bounds a load to a few hundred MB
+# (a record of 100,000 tokens needs about 1 MB)
+MAX_METADATA_BYTES = 32 * 1024 * 1024
 
 __all__ = [
     "FORMAT_NAME", "FORMAT_VERSION", "KINDS", "MAX_LAYERS", "MAX_METADATA_BYTES", "META_KEY", "RecordParts",
@@ -107,19 +109,21 @@ def record_meta(record, layer_entries: list[dict]) -> dict[str, Any]:
 
 
 # ----- reading ---------------------------------------------------------------------------------------
-def parse_json(where: str, raw: str | bytes, error: type[RecordFormatError] = RecordFormatError) -> Any:
-    """``json.loads`` of untrusted text: bounded size, and nesting too deep for Python gives ``error``."""
-    if len(raw) > MAX_METADATA_BYTES:
-        raise error(f"{where} has a {len(raw)}-byte JSON header, over the limit of {MAX_METADATA_BYTES} bytes")
+def parse_json(where: str, raw: str | bytes, error: type[RecordFormatError] = RecordFormatError,
+               limit: int = MAX_METADATA_BYTES) -> Any:
+    """``json.loads`` of untrusted text: longer than ``limit``, unreadable, or nested too deep for
+    Python, it gives ``error`` (a :class:`RecordFormatError`) saying so."""
+    if len(raw) > limit:
+        raise error(f"{where} holds {len(raw)} bytes of JSON, over the limit of {limit} bytes")
     try:
         return json.loads(raw)
     except RecursionError:
         raise error(f"{where} has JSON nested too deeply to read") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError) as exc:  # JSONDecodeError, and numbers too long for int()
         raise error(f"{where} is not readable JSON: {exc}") from None
 
 
-def parse_meta(where: str, raw: str | bytes | dict) -> dict[str, Any]:
+def parse_meta(where: str, raw: Any) -> dict[str, Any]:
     """The record metadata in ``raw`` (JSON text or already parsed), validated against the schema.
 
     Args:
@@ -129,7 +133,7 @@ def parse_meta(where: str, raw: str | bytes | dict) -> dict[str, Any]:
     Returns:
         The metadata, every field checked (see the module's schema).
     """
-    meta = raw if isinstance(raw, dict) else parse_json(f"{where} (attn-plugins metadata)", raw)
+    meta = parse_json(f"{where} (attn-plugins metadata)", raw) if isinstance(raw, (str, bytes)) else raw
     validate_meta(where, meta)
     return meta
 

@@ -15,9 +15,11 @@ lie inside the file, and only regular files are opened (never a device, a pipe o
 
 from __future__ import annotations
 
+import errno
 import json
 import math
 import os
+import re
 import stat
 import struct
 from typing import Any
@@ -34,7 +36,7 @@ DTYPES = {
     torch.bool: "BOOL",
 }
 BY_CODE = {code: dtype for dtype, code in DTYPES.items()}
-MAX_HEADER = MAX_METADATA_BYTES
+MAX_HEADER = MAX_METADATA_BYTES + 8 * 1024 * 1024  # the record's JSON plus its tensors' entries
 MAX_DIMS = 8
 
 
@@ -65,11 +67,16 @@ def save_tensors(path: str, tensors: dict[str, torch.Tensor], metadata: dict[str
     Returns:
         ``path``.
     """
+    from safetensors import SafetensorError
     from safetensors.torch import save_file
 
     plain = own_storage(tensors)
     with atomic_path(path) as tmp:
-        save_file(plain, tmp, metadata=metadata)
+        try:
+            save_file(plain, tmp, metadata=metadata)
+        except SafetensorError as exc:  # a full disk, a quota: report it as the OSError it is
+            code = re.search(r"os error (\d+)", str(exc))
+            raise OSError(int(code.group(1)) if code else errno.EIO, f"cannot write {path!r}: {exc}") from None
     return path
 
 
@@ -144,7 +151,7 @@ def _read_header(path: str, handle) -> tuple[dict[str, tuple], dict[str, str], i
         raise ShardError(f"{path!r} has a {length}-byte safetensors header, over the limit of {MAX_HEADER} bytes")
     if length > size - 8:
         raise ShardError(f"{path!r} is not a safetensors file (header length {length} for a {size}-byte file)")
-    header = parse_json(f"{path!r} (safetensors header)", handle.read(length), ShardError)
+    header = parse_json(f"{path!r} (safetensors header)", handle.read(length), ShardError, MAX_HEADER)
     if not isinstance(header, dict):
         raise ShardError(f"{path!r} has an unreadable safetensors header")
     start = 8 + length
