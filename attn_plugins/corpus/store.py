@@ -18,6 +18,7 @@ import os
 import time
 import warnings
 
+from ..atomic import atomic_path
 from .errors import CorpusError, need_pyarrow
 from .job import stat_columns
 
@@ -32,20 +33,6 @@ SUMMARY_KEYS = ("stack", "kind", "layer", "head")
 
 def digest(identity: dict) -> str:
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
-
-
-def _atomic_write(path: str, write) -> None:
-    """``write(tmp_path)`` then rename onto ``path`` (same directory, so the rename is atomic)."""
-    directory, name = os.path.split(path)
-    tmp = os.path.join(directory, f".{name}.{os.getpid()}.tmp")
-    try:
-        write(tmp)
-        with open(tmp, "rb") as handle:
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
 
 
 def _flatten(obj, prefix: str = "") -> dict:
@@ -133,7 +120,8 @@ class CorpusStore:
                 json.dump(manifest, handle, indent=2, sort_keys=True)
                 handle.write("\n")
 
-        _atomic_write(self.manifest_path, write)
+        with atomic_path(self.manifest_path) as tmp:
+            write(tmp)
 
     # ----- parts ------------------------------------------------------------------------------------
     def finished_chunks(self, expected: dict[int, int], job_digest: str) -> set[int]:
@@ -168,7 +156,8 @@ class CorpusStore:
         table = table.replace_schema_metadata({PART_META: meta.encode()})
         path = self.part_path(chunk)
         os.makedirs(self.parts_dir, exist_ok=True)
-        _atomic_write(path, lambda tmp: pq.write_table(table, tmp))
+        with atomic_path(path) as tmp:
+            pq.write_table(table, tmp)
         return path
 
     # ----- reading and the summary -----------------------------------------------------------------
@@ -217,7 +206,8 @@ class CorpusStore:
                             pa.field("n_texts", pa.int64()), pa.field("n_tokens", pa.int64())]
                            + [pa.field(name, pa.float64()) for name in columns if name.endswith("mean")])
         table = pa.Table.from_pydict(columns, schema=schema)
-        _atomic_write(self.summary_path, lambda tmp: pq.write_table(table, tmp))
+        with atomic_path(self.summary_path) as tmp:
+            pq.write_table(table, tmp)
         return self.summary_path
 
 

@@ -7,6 +7,8 @@ from __future__ import annotations
 import math
 import os
 
+from ..atomic import atomic_path
+
 FORMATS = {".png": "png", ".svg": "svg", ".pdf": "pdf"}
 
 # Small fonts sized for a column of a two-column paper; TrueType (42) fonts in PDF/PS, which
@@ -71,11 +73,9 @@ def check_path(path) -> str:
 def save(fig, path) -> str:
     """Save ``fig`` in the format its extension names (PNG at 300 dpi, SVG, PDF)."""
     path = check_path(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    with style():
+    with style(), atomic_path(path) as tmp:
         # "tight" on top of the constrained layout: nothing (long titles, outside legends) is ever cut off
-        fig.savefig(path, format=FORMATS[os.path.splitext(path)[1].lower()], bbox_inches="tight", pad_inches=0.02,
+        fig.savefig(tmp, format=FORMATS[os.path.splitext(path)[1].lower()], bbox_inches="tight", pad_inches=0.02,
                     facecolor="white", metadata=_metadata(path))
     return path
 
