@@ -54,9 +54,6 @@ def _meta_file(path, meta, tensors=None) -> str:
 
 LAYER = {"name": "a", "stack": None, "kind": "self", "index": 0}
 RECORD = {"format": "attn-plugins-record", "format_version": 1}
-# record-format validation of these lands with the `record` branch (attn_plugins/record/format.py)
-NEEDS_RECORD_VALIDATION = pytest.mark.xfail(strict=True, reason="the loader lets a non-RecordFormatError escape "
-                                                                 "for this file; fixed by the record branch")
 
 
 def _damaged(tmp_path, kind: str) -> str:
@@ -89,9 +86,9 @@ def _damaged(tmp_path, kind: str) -> str:
     ("truncated", "not a readable attn-plugins record"),
     ("huge_header", "not a readable attn-plugins record"),
     ("missing_tensor", "tensor 'layers.0.weights' is missing"),
-    pytest.param("metadata_not_an_object", "r.safetensors", marks=NEEDS_RECORD_VALIDATION),
-    pytest.param("tokens_not_strings", "r.safetensors", marks=NEEDS_RECORD_VALIDATION),
-    pytest.param("weights_1d", "r.safetensors", marks=NEEDS_RECORD_VALIDATION),
+    ("metadata_not_an_object", "r.safetensors"),
+    ("tokens_not_strings", "r.safetensors"),
+    ("weights_1d", "r.safetensors"),
     ("dir_escape", "outside its directory"),
     ("dir_bad_json", "is not readable JSON"),
 ])
