@@ -21,9 +21,10 @@ from .errors import (
 from .integrations import export
 from .record import AttentionRecord, LayerAttention
 
-from ._version import __version__, check_transformers_version
+from . import _version
+from ._version import __version__
 
-check_transformers_version()  # an unsupported transformers fails here, naming the supported range
+_version.check_transformers_version()  # an unsupported transformers fails here, naming the supported range
 
 __all__ = [
     "AssetsMissingError",
