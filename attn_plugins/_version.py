@@ -12,9 +12,12 @@ from importlib import metadata
 
 __version__ = "0.1.0"
 
-# [lowest supported, first unsupported): every 5.x release from 5.0.0 on (tests/release/ runs the
-# version matrix). 4.x lacks the attention interface and output specs the capture relies on.
-TRANSFORMERS_SUPPORTED = ((5, 0), (6, 0))
+# [lowest supported, first unsupported). The version matrix (scripts/version_matrix.py, run by
+# tests/release/) passes with 5.15 to 5.24; older 5.x releases fail core capture tests (tested: 5.0,
+# 5.12, 5.13 and 5.14 lose T5's encoder attention under generate(); 5.0 also has no
+# transformers.utils.output_capturing, records nothing for GPT-2 and BART and changes ModernBERT's
+# outputs). 4.x is refused as well.
+TRANSFORMERS_SUPPORTED = ((5, 15), (6, 0))
 TRANSFORMERS_REQUIREMENT = "transformers>={}.{},<{}".format(*TRANSFORMERS_SUPPORTED[0], TRANSFORMERS_SUPPORTED[1][0])
 
 
@@ -42,7 +45,7 @@ def check_transformers_version(version: str | None = None) -> None:
     from .errors import MissingDependencyError
 
     raise MissingDependencyError(
-        f"attn-plugins {__version__} supports {TRANSFORMERS_REQUIREMENT} (the 5.x attention interface and "
-        f"output specs), but transformers {version} is installed. Install a supported release: "
+        f"attn-plugins {__version__} supports {TRANSFORMERS_REQUIREMENT} (the releases its version matrix "
+        f"tests), but transformers {version} is installed. Install a supported release: "
         f'pip install "{TRANSFORMERS_REQUIREMENT}"'
     )

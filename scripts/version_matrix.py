@@ -2,7 +2,7 @@
 """The transformers version matrix: the core capture tests over the same torch with several
 transformers releases, and the import-time refusal of an unsupported one.
 
-    python scripts/version_matrix.py                    # the default matrix (5.0.0, 5.12.1, 5.24.0) + 4.57.6 refusal
+    python scripts/version_matrix.py                    # the default matrix (5.15.0, 5.18.0, 5.24.0) + refusals
     python scripts/version_matrix.py 5.3.0 5.20.2       # other releases
     python scripts/version_matrix.py --newest           # also the newest 5.x on PyPI (needs the network)
     python scripts/version_matrix.py --json out.json    # results as JSON (tests/release/test_version_matrix.py)
@@ -10,7 +10,7 @@ transformers releases, and the import-time refusal of an unsupported one.
 transformers is pure Python, so each release is installed once with ``pip install --no-deps
 --target`` into ``.cache/version-matrix/transformers-X`` (gitignored; ``ATTN_PLUGINS_MATRIX_CACHE``
 moves it), together with those of its requirements that the running environment does not satisfy
-(huggingface_hub and tokenizers differ between 5.0 and 5.24). Tests then run with
+(huggingface_hub and tokenizers differ between 5.x releases). Tests then run with
 ``PYTHONPATH=<target>:<checkout>``, so that release shadows the environment's transformers while
 torch and everything else stay the same. The release the environment already has runs without a
 target. Reruns use the cache and need no network; a first run without PyPI fails with a clear message.
@@ -23,6 +23,7 @@ import argparse
 import json
 import os
 import re
+import runpy
 import shutil
 import subprocess
 import sys
@@ -37,10 +38,12 @@ from packaging.version import Version
 
 ROOT = Path(__file__).resolve().parents[1]
 CACHE = Path(os.environ.get("ATTN_PLUGINS_MATRIX_CACHE", ROOT / ".cache" / "version-matrix"))
+# the supported range, from the one place that holds it
+REQUIREMENT = runpy.run_path(str(ROOT / "attn_plugins" / "_version.py"))["TRANSFORMERS_REQUIREMENT"]
 # the oldest supported, one in the middle, the newest at release time
-DEFAULT_VERSIONS = ("5.0.0", "5.12.1", "5.24.0")
-# the last 4.x: refused at import with the supported range
-REFUSED = "4.57.6"
+DEFAULT_VERSIONS = ("5.15.0", "5.18.0", "5.24.0")
+# refused at import with the supported range: the last 4.x, and the last release below the range
+REFUSED = ("4.57.6", "5.14.1")
 # the core capture suite's sample: exactness against eager on the main families (encoder,
 # decoder, encoder-decoder, vision, legacy output_attentions path), generate(), selection.
 # (the flex-attention tests are left out: torch.compile alone takes minutes on a busy CPU)
@@ -174,8 +177,7 @@ def check_refused(version: str) -> dict:
     done = subprocess.run([sys.executable, "-c", code], env=environment(target), cwd=ROOT, capture_output=True,
                           text=True, timeout=300)
     message = done.stdout.strip()
-    ok = (done.returncode == 3 and "MissingDependencyError" in message and "transformers>=5.0,<6" in message
-          and version in message)
+    ok = done.returncode == 3 and "MissingDependencyError" in message and REQUIREMENT in message and version in message
     return {"version": version, "ok": ok, "message": message or done.stderr.strip()[-1000:]}
 
 
@@ -193,7 +195,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("versions", nargs="*", default=list(DEFAULT_VERSIONS))
     parser.add_argument("--newest", action="store_true", help="also the newest 5.x release on PyPI")
-    parser.add_argument("--refused", default=REFUSED, help="an unsupported release that import must refuse ('' skips)")
+    parser.add_argument("--refused", nargs="*", default=list(REFUSED),
+                        help="unsupported releases that import must refuse (none: --refused with no value)")
     parser.add_argument("--tests", nargs="*", default=list(TESTS))
     parser.add_argument("-k", dest="select", default=SELECT, help="pytest -k expression ('' runs every test)")
     parser.add_argument("--json", help="write the results here")
@@ -203,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.newest and (newest := newest_5x()) not in versions:
             versions.append(newest)
         targets = {version: ensure(version) for version in versions}
-        refused = check_refused(args.refused) if args.refused else None
+        refused = [check_refused(version) for version in args.refused if version]
     except InstallError as exc:
         print(exc, file=sys.stderr)
         return 2
@@ -219,11 +222,11 @@ def main(argv: list[str] | None = None) -> int:
             print(f"    {failure}")
         if not result["ok"] and not result["failures"]:
             print(result["output_tail"])
-    if refused:
-        print(f"transformers {refused['version']:8s} {'REFUSED' if refused['ok'] else 'NOT REFUSED'}  {refused['message']}")
+    for check in refused:
+        print(f"transformers {check['version']:8s} {'REFUSED' if check['ok'] else 'NOT REFUSED'}  {check['message']}")
     if args.json:
         Path(args.json).write_text(json.dumps({"results": results, "refused": refused}, indent=2))
-    return 0 if all(r["ok"] for r in results) and (refused is None or refused["ok"]) else 1
+    return 0 if all(r["ok"] for r in results + refused) else 1
 
 
 if __name__ == "__main__":

@@ -42,7 +42,8 @@ def test_every_release_passes_the_core_sample(matrix):
         assert result["counts"].get("passed", 0) >= 20 and result["ok"], (version, result["summary"], result["failures"])
 
 
-def test_unsupported_release_is_refused_at_import(matrix):
-    refused = matrix["refused"]
-    assert refused["ok"], refused["message"]
-    assert "transformers>=" in refused["message"] and "pip install" in refused["message"]
+def test_unsupported_releases_are_refused_at_import(matrix):
+    assert [r["version"] for r in matrix["refused"]] == ["4.57.6", "5.14.1"]
+    for refused in matrix["refused"]:
+        assert refused["ok"], refused["message"]
+        assert "transformers>=" in refused["message"] and "pip install" in refused["message"]
