@@ -42,8 +42,14 @@ EXTRAS = {
 EXTRAS["all"] = sorted({dep for deps in EXTRAS.values() for dep in deps})
 # the docs site (mkdocs.yml; `make docs`); the test command builds it with --strict
 EXTRAS["docs"] = ["mkdocs>=1.6,<2", "mkdocstrings[python]>=1.0,<2"]
-EXTRAS["test"] = ["pytest>=8", "pytest-timeout>=2.2", "networkx>=3.2", "selenium>=4.51,<5", "jsonschema>=4.18",
-                  *EXTRAS["docs"]]
+EXTRAS["test"] = [
+    "pytest>=8",
+    "pytest-timeout>=2.2",
+    "networkx>=3.2",
+    "selenium>=4.51,<5",
+    "jsonschema>=4.18",
+    *EXTRAS["docs"],
+]
 
 setup(
     name="attn-plugins",

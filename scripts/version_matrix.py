@@ -87,8 +87,11 @@ def installed(name: str, target: Path) -> str | None:
 
 def unmet(dist_name: str, target: Path) -> list[Requirement]:
     """The requirements of ``dist_name`` (as installed in ``target``) not met by target + this env."""
-    (dist,) = [d for d in metadata.distributions(path=[str(target)])
-               if canonicalize_name(d.metadata["Name"]) == canonicalize_name(dist_name)]
+    (dist,) = [
+        d
+        for d in metadata.distributions(path=[str(target)])
+        if canonicalize_name(d.metadata["Name"]) == canonicalize_name(dist_name)
+    ]
     env = default_environment()
     missing = []
     for line in dist.requires or []:
@@ -141,12 +144,15 @@ def environment(target: Path | None) -> dict[str, str]:
 
 def versions_seen(target: Path | None) -> dict[str, str]:
     """What the test processes import: checks that the target really shadows the environment."""
-    code = ("import json, transformers, tokenizers, huggingface_hub, torch, attn_plugins; print(json.dumps({"
-            "'transformers': transformers.__version__, 'tokenizers': tokenizers.__version__, "
-            "'huggingface_hub': huggingface_hub.__version__, 'torch': torch.__version__, "
-            "'attn_plugins': attn_plugins.__file__}))")
-    done = subprocess.run([sys.executable, "-c", code], env=environment(target), cwd=ROOT, capture_output=True,
-                          text=True, timeout=300)
+    code = (
+        "import json, transformers, tokenizers, huggingface_hub, torch, attn_plugins; print(json.dumps({"
+        "'transformers': transformers.__version__, 'tokenizers': tokenizers.__version__, "
+        "'huggingface_hub': huggingface_hub.__version__, 'torch': torch.__version__, "
+        "'attn_plugins': attn_plugins.__file__}))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=environment(target), cwd=ROOT, capture_output=True, text=True, timeout=300
+    )
     if done.returncode:
         return {"error": done.stderr.strip().splitlines()[-1] if done.stderr.strip() else "import failed"}
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -155,38 +161,68 @@ def versions_seen(target: Path | None) -> dict[str, str]:
 def run_tests(version: str, target: Path | None, tests: tuple[str, ...], select: str) -> dict:
     seen = versions_seen(target)
     started = time.monotonic()
-    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-W", "ignore::DeprecationWarning",
-           "-W", "ignore::FutureWarning", *tests, *(["-k", select] if select else [])]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pytest",
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        "-W",
+        "ignore::DeprecationWarning",
+        "-W",
+        "ignore::FutureWarning",
+        *tests,
+        *(["-k", select] if select else []),
+    ]
     done = subprocess.run(cmd, env=environment(target), cwd=ROOT, capture_output=True, text=True, timeout=1800)
-    summary = next((line for line in reversed(done.stdout.splitlines()) if re.search(r"\d+ (passed|failed)", line)),
-                   done.stdout.strip().splitlines()[-1] if done.stdout.strip() else done.stderr.strip()[-500:])
+    summary = next(
+        (line for line in reversed(done.stdout.splitlines()) if re.search(r"\d+ (passed|failed)", line)),
+        done.stdout.strip().splitlines()[-1] if done.stdout.strip() else done.stderr.strip()[-500:],
+    )
     counts = {kind: int(n) for n, kind in re.findall(r"(\d+) (passed|failed|error|skipped)", summary)}
-    failures = [line[len("FAILED "):] for line in done.stdout.splitlines() if line.startswith(("FAILED ", "ERROR "))]
-    ok = (done.returncode == 0 and seen.get("transformers") == version
-          and str(seen.get("attn_plugins", "")).startswith(str(ROOT)))
-    return {"version": version, "ok": ok, "imported": seen, "summary": summary.strip("= "), "counts": counts,
-            "failures": failures, "seconds": round(time.monotonic() - started, 1),
-            "output_tail": "" if ok else (done.stdout[-4000:] + done.stderr[-2000:])}
+    failures = [line[len("FAILED ") :] for line in done.stdout.splitlines() if line.startswith(("FAILED ", "ERROR "))]
+    ok = (
+        done.returncode == 0
+        and seen.get("transformers") == version
+        and str(seen.get("attn_plugins", "")).startswith(str(ROOT))
+    )
+    return {
+        "version": version,
+        "ok": ok,
+        "imported": seen,
+        "summary": summary.strip("= "),
+        "counts": counts,
+        "failures": failures,
+        "seconds": round(time.monotonic() - started, 1),
+        "output_tail": "" if ok else (done.stdout[-4000:] + done.stderr[-2000:]),
+    }
 
 
 def check_refused(version: str) -> dict:
     """``import attn_plugins`` with an unsupported transformers must fail, naming the supported range."""
     target = ensure(version)
-    code = ("import sys\ntry:\n    import attn_plugins\nexcept ImportError as exc:\n"
-            "    print(type(exc).__name__ + ': ' + str(exc)); sys.exit(3)\nprint('imported')")
-    done = subprocess.run([sys.executable, "-c", code], env=environment(target), cwd=ROOT, capture_output=True,
-                          text=True, timeout=300)
+    code = (
+        "import sys\ntry:\n    import attn_plugins\nexcept ImportError as exc:\n"
+        "    print(type(exc).__name__ + ': ' + str(exc)); sys.exit(3)\nprint('imported')"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=environment(target), cwd=ROOT, capture_output=True, text=True, timeout=300
+    )
     message = done.stdout.strip()
     ok = done.returncode == 3 and "MissingDependencyError" in message and REQUIREMENT in message and version in message
     return {"version": version, "ok": ok, "message": message or done.stderr.strip()[-1000:]}
 
 
 def newest_5x() -> str:
-    done = subprocess.run([sys.executable, "-m", "pip", "index", "versions", "transformers"], capture_output=True,
-                          text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-m", "pip", "index", "versions", "transformers"], capture_output=True, text=True, timeout=120
+    )
     found = re.search(r"Available versions: (.*)", done.stdout)
     if not found:
-        raise InstallError(f"version matrix: `pip index versions transformers` failed (PyPI unreachable?)\n{done.stderr}")
+        raise InstallError(
+            f"version matrix: `pip index versions transformers` failed (PyPI unreachable?)\n{done.stderr}"
+        )
     versions = [Version(v.strip()) for v in found.group(1).split(",")]
     return str(max(v for v in versions if v.major == 5 and not v.is_prerelease))
 
@@ -195,8 +231,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("versions", nargs="*", default=list(DEFAULT_VERSIONS))
     parser.add_argument("--newest", action="store_true", help="also the newest 5.x release on PyPI")
-    parser.add_argument("--refused", nargs="*", default=list(REFUSED),
-                        help="unsupported releases that import must refuse (none: --refused with no value)")
+    parser.add_argument(
+        "--refused",
+        nargs="*",
+        default=list(REFUSED),
+        help="unsupported releases that import must refuse (none: --refused with no value)",
+    )
     parser.add_argument("--tests", nargs="*", default=list(TESTS))
     parser.add_argument("-k", dest="select", default=SELECT, help="pytest -k expression ('' runs every test)")
     parser.add_argument("--json", help="write the results here")
@@ -215,9 +255,12 @@ def main(argv: list[str] | None = None) -> int:
         result = run_tests(version, targets[version], tuple(args.tests), args.select)
         results.append(result)
         imported = result["imported"]
-        print(f"transformers {version:8s} {'PASS' if result['ok'] else 'FAIL'}  {result['summary']}  "
-              f"(tokenizers {imported.get('tokenizers')}, huggingface_hub {imported.get('huggingface_hub')}, "
-              f"torch {imported.get('torch')}; {result['seconds']} s)", flush=True)
+        print(
+            f"transformers {version:8s} {'PASS' if result['ok'] else 'FAIL'}  {result['summary']}  "
+            f"(tokenizers {imported.get('tokenizers')}, huggingface_hub {imported.get('huggingface_hub')}, "
+            f"torch {imported.get('torch')}; {result['seconds']} s)",
+            flush=True,
+        )
         for failure in result["failures"]:
             print(f"    {failure}")
         if not result["ok"] and not result["failures"]:

@@ -66,7 +66,7 @@ def check() -> None:
         )
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _read(location: str, stamp: float) -> str:
     # keyed on the location and its modification time, so an updated file is read again
     return pathlib.Path(location).read_text(encoding="utf-8")

@@ -23,7 +23,8 @@ def shipped_static_files() -> list[str]:
     what the wheel must carry."""
     out = run(["git", "ls-files", "--cached", "--others", "--exclude-standard", "attn_plugins"], cwd=ROOT)
     return sorted(
-        p for p in out.splitlines()
+        p
+        for p in out.splitlines()
         if not p.endswith((".py", ".pyc")) and "__pycache__" not in p and (ROOT / p).is_file()
     )
 
@@ -34,18 +35,33 @@ def artifacts(tmp: pathlib.Path) -> dict[str, pathlib.Path]:
     dist = tmp / "dist"
     dist.mkdir()
     # the PEP 517 hook that `python -m build --sdist` calls, run in the checkout
-    name = run([sys.executable, "-c", "import sys; from setuptools import build_meta as b; "
-                "print(b.build_sdist(sys.argv[1]))", str(dist)], cwd=ROOT).strip().splitlines()[-1]
+    name = (
+        run(
+            [
+                sys.executable,
+                "-c",
+                "import sys; from setuptools import build_meta as b; print(b.build_sdist(sys.argv[1]))",
+                str(dist),
+            ],
+            cwd=ROOT,
+        )
+        .strip()
+        .splitlines()[-1]
+    )
     sdist = dist / name
     with tarfile.open(sdist) as archive:
         archive.extractall(tmp / "src", filter="data")
     (source,) = (tmp / "src").iterdir()
-    run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", str(dist), str(source)],
-        cwd=tmp)
+    run(
+        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", str(dist), str(source)],
+        cwd=tmp,
+    )
     (wheel,) = dist.glob("*.whl")
     site = tmp / "site"
-    run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-compile", "--target", str(site), str(wheel)],
-        cwd=tmp)
+    run(
+        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-compile", "--target", str(site), str(wheel)],
+        cwd=tmp,
+    )
     return {"sdist": sdist, "wheel": wheel, "site": site}
 
 

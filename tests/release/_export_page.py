@@ -22,12 +22,16 @@ with torch.no_grad(), ap.capture(model, tok) as cap:
     model(**enc)
 rec = cap.record
 result = ap.export(rec, "bertviz", view="head", path=os.path.join(out, "head.html"))
-print(json.dumps({
-    "package": ap.__file__,
-    "asset_dir": str(assets.asset_dir()),
-    "root_id": result.root_id,
-    "tokens": rec.tokens[0],
-    "heads": rec.layers[0].weights.shape[1],
-    "weight": float(rec.layers[0].weights[0, 1, 2, 3]),
-    "path": sys.path,
-}))
+print(
+    json.dumps(
+        {
+            "package": ap.__file__,
+            "asset_dir": str(assets.asset_dir()),
+            "root_id": result.root_id,
+            "tokens": rec.tokens[0],
+            "heads": rec.layers[0].weights.shape[1],
+            "weight": float(rec.layers[0].weights[0, 1, 2, 3]),
+            "path": sys.path,
+        }
+    )
+)

@@ -21,8 +21,14 @@ pytestmark = pytest.mark.release
 def test_docs_build_strict_offline(tmp_path):
     pytest.importorskip("mkdocstrings", reason='pip install "attn-plugins[docs]"')
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "NO_MKDOCS_2_WARNING": "1"}
-    done = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "-d", str(tmp_path / "site")],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    done = subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "-d", str(tmp_path / "site")],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "WARNING" not in done.stderr, done.stderr
     site = tmp_path / "site"
@@ -40,7 +46,10 @@ def _tiny_record():
     torch.manual_seed(0)
     config = BertConfig(hidden_size=32, num_attention_heads=4, intermediate_size=37, vocab_size=99, num_hidden_layers=2)
     model = BertModel(config).eval()
-    inputs = {"input_ids": torch.tensor([[2, 5, 7, 3], [2, 9, 3, 0]]), "attention_mask": torch.tensor([[1, 1, 1, 1], [1, 1, 1, 0]])}
+    inputs = {
+        "input_ids": torch.tensor([[2, 5, 7, 3], [2, 9, 3, 0]]),
+        "attention_mask": torch.tensor([[1, 1, 1, 1], [1, 1, 1, 0]]),
+    }
     with torch.no_grad(), ap.capture(model, heads=[0, 2], keep_queries_keys=True) as cap:
         model(**inputs)
     return cap.record

@@ -29,7 +29,9 @@ def test_every_file_matches_its_checksum():
     entries = manifest()
     assert sorted(entries) == sorted(assets.LIBRARIES)
     for name, entry in entries.items():
-        assert sha256(VENDOR / name) == entry["sha256"], f"{name} differs from the manifest: run scripts/fetch_js_assets.sh"
+        assert sha256(VENDOR / name) == entry["sha256"], (
+            f"{name} differs from the manifest: run scripts/fetch_js_assets.sh"
+        )
         assert entry["package"] == assets.LIBRARIES[name][0]
         assert HEADERS[name] in (VENDOR / name).read_text(encoding="utf-8")[:300]
 

@@ -19,8 +19,13 @@ pytestmark = pytest.mark.release
 @pytest.fixture(scope="module")
 def matrix(tmp_path_factory):
     out = tmp_path_factory.mktemp("matrix") / "matrix.json"
-    done = subprocess.run([sys.executable, str(ROOT / "scripts" / "version_matrix.py"), "--json", str(out)],
-                          cwd=ROOT, capture_output=True, text=True, timeout=1800)
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "version_matrix.py"), "--json", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
     if done.returncode == 2:
         pytest.fail(f"the version matrix could not install a transformers release:\n{done.stderr}", pytrace=False)
     print(done.stdout)
@@ -39,7 +44,11 @@ def test_every_release_passes_the_core_sample(matrix):
         # the release under test is the one imported, beside the checkout's attn_plugins
         assert result["imported"]["transformers"] == version
         assert result["imported"]["attn_plugins"].startswith(str(ROOT))
-        assert result["counts"].get("passed", 0) >= 20 and result["ok"], (version, result["summary"], result["failures"])
+        assert result["counts"].get("passed", 0) >= 20 and result["ok"], (
+            version,
+            result["summary"],
+            result["failures"],
+        )
 
 
 def test_unsupported_releases_are_refused_at_import(matrix):

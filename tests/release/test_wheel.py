@@ -54,8 +54,11 @@ def test_wheel_carries_the_manifests_bytes(built):
 def test_wheel_metadata_declares_ranges(built):
     with zipfile.ZipFile(built["wheel"]) as archive:
         (meta,) = [n for n in archive.namelist() if n.endswith(".dist-info/METADATA")]
-        requires = [line.split(":", 1)[1].strip() for line in archive.read(meta).decode().splitlines()
-                    if line.startswith("Requires-Dist:") and "extra ==" not in line]
+        requires = [
+            line.split(":", 1)[1].strip()
+            for line in archive.read(meta).decode().splitlines()
+            if line.startswith("Requires-Dist:") and "extra ==" not in line
+        ]
     from packaging.requirements import Requirement
 
     from attn_plugins import _version
@@ -88,10 +91,15 @@ def test_installed_wheel_exports_a_page_that_draws_offline(built, browser, tmp_p
     # seen; the wheel's install folder first, then site-packages for torch, transformers, bertviz
     site_packages = {sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]}
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "ATTN_PLUGINS_"))}
-    env.update(PYTHONPATH=os.pathsep.join([str(built["site"]), *sorted(site_packages)]), HF_HUB_OFFLINE="1",
-               TRANSFORMERS_OFFLINE="1", PYTHONNOUSERSITE="1")
-    done = subprocess.run([sys.executable, "-S", str(script), str(work)], cwd=work, env=env, capture_output=True,
-                          text=True, timeout=300)
+    env.update(
+        PYTHONPATH=os.pathsep.join([str(built["site"]), *sorted(site_packages)]),
+        HF_HUB_OFFLINE="1",
+        TRANSFORMERS_OFFLINE="1",
+        PYTHONNOUSERSITE="1",
+    )
+    done = subprocess.run(
+        [sys.executable, "-S", str(script), str(work)], cwd=work, env=env, capture_output=True, text=True, timeout=300
+    )
     assert done.returncode == 0, done.stderr
     info = json.loads(done.stdout.strip().splitlines()[-1])
     checkout = str(_build.ROOT)
