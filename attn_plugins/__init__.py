@@ -21,7 +21,10 @@ from .errors import (
 from .integrations import export
 from .record import AttentionRecord, LayerAttention
 
-__version__ = "0.1.0"
+from . import _version
+from ._version import __version__
+
+_version.check_transformers_version()  # an unsupported transformers fails here, naming the supported range
 
 __all__ = [
     "AssetsMissingError",

@@ -58,7 +58,8 @@ class capture:  # noqa: N801 - used as a function-like context manager
         layers: layer indices (per stack and kind; negative counts from the end) or module paths.
             Unselected layers cost nothing.
         heads: head indices to keep; only these heads are recomputed.
-        device, dtype: where and how the weights are kept (default: the model's device, float32).
+        device: where the weights are kept (default: the model's device).
+        dtype: the dtype the weights are kept in (default: float32).
         adapter: an adapter name from ``attn_plugins.adapters.ADAPTERS`` (default: the first that matches).
         keep_queries_keys: also keep each captured layer's queries and keys (for neuron views).
         max_bytes: the memory guard's budget for the kept attention, in bytes or as text ("2GB");

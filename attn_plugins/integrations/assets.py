@@ -1,12 +1,13 @@
-"""The JavaScript libraries that BertViz's view scripts need, kept on local disk for offline pages.
+"""The JavaScript libraries that BertViz's view scripts need, shipped inside the package for offline pages.
 
 BertViz's templates load require.js, d3 and jQuery from a CDN, so its pages stay blank offline.
-``scripts/fetch_js_assets.sh`` (run by the set-up script) fetches those libraries once from the npm
-registry into ``attn_plugins/integrations/_assets/`` (gitignored: no third-party code is committed);
-exported pages inline them from there. Nothing is fetched when a page is built or viewed: a missing
-library is an :class:`AssetsMissingError` that says which command to run.
+The exact files (from the npm registry), their licence texts and a SHA-256 manifest are vendored in
+``attn_plugins/integrations/static/vendor/`` and ship in the wheel and the sdist: a fresh
+``pip install`` exports pages that draw with no network and no script to run, and every build of
+the wheel carries the same bytes. Exported pages inline them; nothing is fetched when a page is
+built or viewed. Maintainers update them with ``scripts/fetch_js_assets.sh``.
 
-``ATTN_PLUGINS_ASSETS_DIR`` points elsewhere (e.g. a shared read-only copy).
+``ATTN_PLUGINS_ASSETS_DIR`` points elsewhere (e.g. a maintainer trying other versions).
 """
 
 from __future__ import annotations
@@ -14,6 +15,9 @@ from __future__ import annotations
 import functools
 import json
 import os
+import pathlib
+from importlib import resources
+from importlib.resources.abc import Traversable
 
 from ..errors import AssetsMissingError
 
@@ -24,21 +28,28 @@ LIBRARIES = {
     # BertViz names jQuery 2.0.0, which was never published to npm; 2.2.4 is the last 2.x (same API).
     "jquery.min.js": ("jquery@2.2.4", "jQuery"),
 }
-SETUP_COMMAND = "scripts/fetch_js_assets.sh"
+UPDATE_COMMAND = "scripts/fetch_js_assets.sh"
+VENDOR = ("static", "vendor")  # inside this package
 
 
-def asset_dir() -> str:
-    return os.environ.get("ATTN_PLUGINS_ASSETS_DIR") or os.path.join(os.path.dirname(os.path.abspath(__file__)), "_assets")
+def asset_dir() -> Traversable:
+    """Where the libraries are read from: the package's vendored folder, or ``ATTN_PLUGINS_ASSETS_DIR``."""
+    override = os.environ.get("ATTN_PLUGINS_ASSETS_DIR")
+    if override:
+        return pathlib.Path(override)
+    return resources.files(__package__).joinpath(*VENDOR)
 
 
 def missing() -> list[str]:
-    """Names of the libraries that are not on disk."""
+    """Names of the libraries that are not there (empty for a complete installation)."""
     base = asset_dir()
-    return [name for name in LIBRARIES if not _is_file(os.path.join(base, name))]
+    return [name for name in LIBRARIES if not _is_file(base / name)]
 
 
-def _is_file(path: str) -> bool:
-    return os.path.isfile(path) and os.path.getsize(path) > 0
+def _is_file(resource: Traversable) -> bool:
+    if isinstance(resource, pathlib.Path):
+        return resource.is_file() and resource.stat().st_size > 0
+    return resource.is_file() and len(resource.read_bytes()) > 0
 
 
 def check() -> None:
@@ -48,33 +59,41 @@ def check() -> None:
         specs = ", ".join(LIBRARIES[name][0] for name in absent)
         raise AssetsMissingError(
             f"the JavaScript libraries that offline BertViz pages inline are missing ({specs}) from "
-            f"{asset_dir()!r}. Run the set-up script once to fetch them from the npm registry: "
-            f"`{SETUP_COMMAND}` (also run by scripts/setup_env.sh / `make setup`). Pages never fetch "
-            "anything when they are viewed."
+            f"{str(asset_dir())!r}. They ship inside the attn-plugins package: reinstall it "
+            "(`pip install --force-reinstall attn-plugins`), or unset ATTN_PLUGINS_ASSETS_DIR if it "
+            f"points elsewhere. In a checkout, `{UPDATE_COMMAND}` fetches them again from the npm "
+            "registry. Pages never fetch anything when they are viewed."
         )
 
 
-@functools.lru_cache(maxsize=None)
-def _read(path: str, mtime: float) -> str:
-    with open(path, encoding="utf-8") as handle:
-        return handle.read()
+@functools.cache
+def _read(location: str, stamp: float) -> str:
+    # keyed on the location and its modification time, so an updated file is read again
+    return pathlib.Path(location).read_text(encoding="utf-8")
 
 
 def load(name: str) -> str:
-    """The source text of one library (``"require.js"``, ``"d3.min.js"`` or ``"jquery.min.js"``)."""
+    """The source text of one library (``"require.js"``, ``"d3.min.js"`` or ``"jquery.min.js"``).
+
+    Args:
+        name: a key of :data:`LIBRARIES`.
+
+    Returns:
+        The file's JavaScript source.
+    """
     if name not in LIBRARIES:
         raise KeyError(f"unknown asset {name!r}; known: {sorted(LIBRARIES)}")
     check()
-    path = os.path.join(asset_dir(), name)
-    return _read(path, os.path.getmtime(path))
+    resource = asset_dir() / name
+    if isinstance(resource, pathlib.Path):
+        return _read(str(resource), resource.stat().st_mtime)
+    return resource.read_text(encoding="utf-8")  # e.g. inside a zip: read each time
 
 
-def manifest() -> dict:
-    """What the fetch script recorded (package and sha256 of each file), or ``{}``."""
-    path = os.path.join(asset_dir(), "manifest.json")
+def manifest() -> dict[str, dict[str, str]]:
+    """The vendored files' manifest (npm package, licence, SHA-256 of each file), or ``{}``."""
     try:
-        with open(path, encoding="utf-8") as handle:
-            return json.load(handle)
+        return json.loads((asset_dir() / "manifest.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return {}
 
