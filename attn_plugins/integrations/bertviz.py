@@ -5,7 +5,7 @@
     bertviz.head_view(**bertviz_inputs(record), html_action="return")   # stock BertViz
 
 Pages use BertViz's own view scripts, read from the installed ``bertviz`` package, with require.js,
-d3 and jQuery inlined (fetched once at set-up time by ``scripts/fetch_js_assets.sh``), so they draw
+d3 and jQuery inlined (vendored in the package: ``integrations/static/vendor/``), so they draw
 with no network, in JupyterLab, VS Code or a saved file; each view gets a private module loader, so
 several views on one page or notebook do not interfere. Tokens (user text) are passed as JSON with
 ``<``, ``>`` and ``&`` escaped, so no token can end the script or inject markup; BertViz's scripts
