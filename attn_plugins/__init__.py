@@ -18,6 +18,7 @@ from .errors import (
     StreamError,
     UnknownNameError,
 )
+from .heads import ablate
 from .integrations import export
 from .record import AttentionRecord, LayerAttention
 
@@ -41,6 +42,7 @@ __all__ = [
     "MemoryBudgetError",
     "RecordFormatError",
     "__version__",
+    "ablate",
     "attention_output",
     "capture",
     "compare",
