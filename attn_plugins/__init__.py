@@ -18,7 +18,7 @@ from .errors import (
     StreamError,
     UnknownNameError,
 )
-from .heads import ablate
+from .heads import ablate, head_importance, knockout, pruning_curve
 from .integrations import export
 from .record import AttentionRecord, LayerAttention
 
@@ -48,8 +48,11 @@ __all__ = [
     "compare",
     "explain",
     "export",
+    "head_importance",
     "heatmap",
+    "knockout",
     "load_ipython_extension",
+    "pruning_curve",
     "register_attention_module",
     "show",
     "unregister_attention_module",

@@ -29,7 +29,7 @@ from .units import HeadUnit, as_tensor_like, attention_units, find_unit, select_
 MODES = ("zero", "mean")
 
 
-def _call(model: nn.Module, batch):
+def call_model(model: nn.Module, batch):
     if isinstance(batch, Mapping):
         return model(**batch)
     if isinstance(batch, (tuple, list)):
@@ -89,7 +89,7 @@ def head_means(model: nn.Module, batches: Iterable, *, layers: Iterable | None =
         with torch.no_grad():
             for batch in batches:
                 current["batch"] = batch
-                _call(model, batch)
+                call_model(model, batch)
     finally:
         current.clear()
         for handle in handles:

@@ -40,7 +40,7 @@ def reference_attention(edits: Edits):
             scores = scores + attention_mask[..., : key.shape[-2]]
         for q, k in edits.block.get(id(module), []):
             scores[:, :, q, k] = float("-inf")
-        probs = torch.softmax(scores.float(), dim=-1).to(query.dtype)
+        probs = torch.softmax(scores if scores.dtype == torch.float64 else scores.float(), dim=-1).to(query.dtype)
         factors = torch.ones(probs.shape[1], dtype=probs.dtype)
         if id(module) in edits.gate:
             factors = edits.gate[id(module)].to(probs.dtype)
