@@ -24,7 +24,7 @@ from torch import nn
 
 from ..errors import InputError
 from .hooks import head_transforms
-from .units import HeadUnit, as_tensor_like, attention_units, find_unit, select_heads
+from .units import HeadUnit, as_tensor_like, attention_units, chosen_units, select_heads
 
 MODES = ("zero", "mean")
 
@@ -61,12 +61,8 @@ def head_means(model: nn.Module, batches: Iterable, *, layers: Iterable | None =
     Returns:
         ``{block path: tensor [num_heads, head_dim]}``.
     """
-    units = attention_units(model)
-    chosen = units if layers is None else [find_unit(units, key) for key in layers]
-    fused = [u.name for u in chosen if u.fused]
-    if fused:
-        raise InputError(f"head_means cannot observe fused nn.MultiheadAttention outputs ({fused}): "
-                         "pass means={path: tensor [num_heads, head_dim]} to ablate yourself")
+    _, chosen = chosen_units(model, layers, unfused_reason="head_means cannot observe the fused projection of "
+                             "an nn.MultiheadAttention: pass means={path: tensor [num_heads, head_dim]} to ablate")
     sums: dict[str, torch.Tensor] = {}
     counts: dict[str, torch.Tensor] = {}
     current: dict = {}

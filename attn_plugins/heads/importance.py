@@ -19,7 +19,7 @@ from torch import nn
 from ..errors import InputError
 from .ablation import call_model
 from .hooks import head_transforms
-from .units import attention_units, find_unit
+from .units import chosen_units
 
 LOSSES = ("model", "predicted")
 
@@ -92,8 +92,7 @@ def head_importance(model: nn.Module, batches: Iterable, *, loss="model", normal
     Returns:
         A :class:`HeadImportance`.
     """
-    units = attention_units(model)
-    chosen = units if layers is None else [find_unit(units, key) for key in layers]
+    units, chosen = chosen_units(model, layers)
     loss_of = _loss_fn(loss)
     gates = {u.index: torch.ones(u.num_heads, dtype=u.proj.weight.dtype, device=u.proj.weight.device,
                                  requires_grad=True) for u in chosen}

@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from ..errors import InputError
-from .units import attention_units, find_unit
+from .units import chosen_units
 
 KERNELS = ("eager", "sdpa")
 _LOCK = threading.RLock()
@@ -119,12 +119,8 @@ def knockout(model: nn.Module, edges: Iterable | None = None, *, queries: Iterab
     from transformers.modeling_utils import AttentionInterface
 
     pairs = _pairs(edges, queries, keys)
-    units = attention_units(model)
-    chosen = units if layers is None else [find_unit(units, key) for key in layers]
-    fused = [u.name for u in chosen if u.fused]
-    if fused:
-        raise InputError(f"knockout edits transformers' attention masks; for nn.MultiheadAttention {fused} "
-                         "pass attn_mask to the module yourself")
+    _, chosen = chosen_units(model, layers, unfused_reason="knockout edits transformers' attention masks; "
+                             "for nn.MultiheadAttention pass attn_mask to the module yourself")
     kernels = {}
     for unit in chosen:
         impl = _impl_of(unit.core, model)

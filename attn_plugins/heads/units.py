@@ -146,6 +146,17 @@ def find_unit(units: list[HeadUnit], key) -> HeadUnit:
     raise InputError(f"no attention block named {key!r}; blocks: {[u.name for u in units]}")
 
 
+def chosen_units(model: nn.Module, layers: Iterable | None, *, unfused_reason: str | None = None) -> tuple[list, list]:
+    """``(all units, the units named by layers or all)``; with ``unfused_reason``, fused
+    ``nn.MultiheadAttention`` units are refused with that explanation."""
+    units = attention_units(model)
+    chosen = units if layers is None else [find_unit(units, key) for key in layers]
+    fused = [u.name for u in chosen if u.fused]
+    if fused and unfused_reason:
+        raise InputError(f"{unfused_reason} (nn.MultiheadAttention blocks {fused})")
+    return units, chosen
+
+
 def select_heads(units: list[HeadUnit], heads: Mapping) -> dict[int, list[int]]:
     """``{layer: [h, ...]}`` (layer: index or path; heads: an int, a list, or ``"all"``) checked and
     resolved to ``{unit index: sorted heads}``."""
