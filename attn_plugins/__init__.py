@@ -46,6 +46,7 @@ __all__ = [
     "attention_output",
     "capture",
     "compare",
+    "evaluate",
     "explain",
     "export",
     "head_importance",
@@ -87,6 +88,15 @@ def compare(obj, text=None, tokenizer=None, methods=None, **options):
     from .notebook import compare as _compare
 
     return _compare(obj, text, tokenizer, methods, **options)
+
+
+def evaluate(model, tokenizer, texts=None, methods=("attention", "rollout", "saliency", "integrated_gradients"),
+             **options):
+    """Faithfulness (comprehensiveness, sufficiency, deletion/insertion, leave-one-out tau, plausibility,
+    randomization check) of saliency methods; see :func:`attn_plugins.faithfulness.evaluate`."""
+    from .faithfulness import evaluate as _evaluate
+
+    return _evaluate(model, tokenizer, texts, methods, **options)
 
 
 def load_ipython_extension(ipython):
