@@ -47,6 +47,9 @@ def make_instances(saliencies: Sequence[TokenSaliency], tokenizer, targets=None)
     for n, sal in enumerate(saliencies):
         if not isinstance(sal, TokenSaliency):
             raise InputError(f"item {n} is a {type(sal).__name__}, not a TokenSaliency")
+        if sal.field != "tokens":
+            raise InputError(f"item {n} explains one side ({sal.field!r}) of a sentence pair: faithfulness "
+                             "metrics perturb single texts (token types of pairs are not rebuilt)")
         ids = [int(i) for i in tokenizer.convert_tokens_to_ids(list(sal.tokens))]
         back = tokenizer.convert_ids_to_tokens(ids)
         if list(back) != list(sal.tokens) and not all(t == b or t == unk for t, b in zip(sal.tokens, back)):

@@ -10,7 +10,9 @@ adds the blocked edges to ``attention_mask`` in the kernel's own format (boolean
 float: the dtype's minimum) before calling the original. Where no mask was passed, the wrapper
 builds one (with the causal triangle the kernel would have applied). Softmax then renormalises each
 query row over its remaining keys, exactly as an eager model with those scores at ``-inf``.
-Positions index the padded sequence the kernel sees. A query row left with no key is undefined
+Positions index the padded sequence the kernel sees. transformers keeps no ``"eager"`` entry in the
+interface (each file passes its own function as the default), so for an eager model the wrapper is
+added under ``"eager"`` for the duration and calls the calling module's own file's function. A query row left with no key is undefined
 (every kernel returns something different), so leave each query at least one key.
 """
 
