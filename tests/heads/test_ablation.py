@@ -171,3 +171,16 @@ def test_layers_by_path_match_capture_names():
     with ap.ablate(model, {name: [2]}) as removed:
         pass
     assert removed == {attention_units(model)[1].name: [2]}
+
+
+def test_zero_ablation_under_flex_attention():
+    """The same hook point serves transformers' flex_attention kernel (GQA Llama)."""
+    model, batch = build("llama", "flex_attention")
+    reference, _ = build("llama", "eager")
+    heads = CASES["llama"]
+    with torch.no_grad():
+        with ap.ablate(model, heads):
+            ablated = output_of(model(**batch), batch)
+        with eager_reference(reference, _edits(reference, heads)):
+            expected = output_of(reference(**batch), batch)
+    assert (ablated - expected).abs().max() < 1e-5 and not hooks_left(model)
