@@ -6,6 +6,7 @@
 :func:`head_importance`   Michel et al.'s ``E|dL/dgate|`` per head, one backward per batch
 :func:`knockout`          block query->key edges in chosen blocks through the kernel's mask
 :func:`pruning_curve`     a metric as heads go, by importance against random orders
+:func:`pruning_plot`      that curve as a figure
 :func:`attention_units`   the attention blocks, in the order ``heads={layer: ...}`` counts them
 ========================= ===================================================================
 """
@@ -13,8 +14,9 @@
 from .ablation import ablate, head_means
 from .importance import HeadImportance, head_importance
 from .knockout import knockout
+from .plot import pruning_plot
 from .pruning import PruningCurve, pruning_curve
 from .units import HeadUnit, attention_units
 
 __all__ = ["HeadImportance", "HeadUnit", "PruningCurve", "ablate", "attention_units", "head_importance",
-           "head_means", "knockout", "pruning_curve"]
+           "head_means", "knockout", "pruning_curve", "pruning_plot"]
