@@ -18,6 +18,7 @@ from .errors import (
     StreamError,
     UnknownNameError,
 )
+from .heads import ablate, head_importance, knockout, pruning_curve
 from .integrations import export
 from .record import AttentionRecord, LayerAttention
 
@@ -44,13 +45,18 @@ __all__ = [
     "MemoryBudgetError",
     "RecordFormatError",
     "__version__",
+    "ablate",
     "attention_output",
     "capture",
     "compare",
+    "evaluate",
     "explain",
     "export",
+    "head_importance",
     "heatmap",
+    "knockout",
     "load_ipython_extension",
+    "pruning_curve",
     "register_attention_module",
     "show",
     "unregister_attention_module",
@@ -85,6 +91,15 @@ def compare(obj, text=None, tokenizer=None, methods=None, **options):
     from .notebook import compare as _compare
 
     return _compare(obj, text, tokenizer, methods, **options)
+
+
+def evaluate(model, tokenizer, texts=None, methods=("attention", "rollout", "saliency", "integrated_gradients"),
+             **options):
+    """Faithfulness (comprehensiveness, sufficiency, deletion/insertion, leave-one-out tau, plausibility,
+    randomization check) of saliency methods; see :func:`attn_plugins.faithfulness.evaluate`."""
+    from .faithfulness import evaluate as _evaluate
+
+    return _evaluate(model, tokenizer, texts, methods, **options)
 
 
 def load_ipython_extension(ipython):

@@ -13,6 +13,7 @@ group ``attn_plugins.saliency_methods``):
 ``integrated_gradients``   Captum IntegratedGradients over the word embeddings
 ``layer_integrated_gradients`` Captum LayerIntegratedGradients on the embedding layer
 ``smoothgrad``             Captum NoiseTunnel(Saliency), seeded
+``smoothgrad_allennlp``    AllenNLP's SmoothGradient formula (signed mean gradient, per-instance noise)
 ``deeplift``               Captum DeepLift
 ``feature_ablation``       Captum FeatureAblation, one token at a time
 ========================== ==========================================================================
@@ -20,6 +21,7 @@ group ``attn_plugins.saliency_methods``):
 Every method returns :class:`TokenSaliency` results; :func:`merge_words` merges word pieces.
 """
 
+from . import allennlp_smoothgrad  # noqa: F401  (registers "smoothgrad_allennlp")
 from .explainer import Explainer, attention_saliency
 from .methods import METHODS, family_of
 from .result import TokenSaliency, merge_words

@@ -48,7 +48,7 @@ from .problem import OUTPUTS, Problem, transform_output
 from .result import TokenSaliency
 
 SUPPORTED = ("saliency", "input_x_gradient", "integrated_gradients", "smoothgrad", "deeplift", "feature_ablation",
-             "simple_gradient")
+             "simple_gradient", "smoothgrad_allennlp")
 
 
 def allennlp_simple_gradient(problem: Problem, lengths: list[int]) -> torch.Tensor:
@@ -194,6 +194,8 @@ class AllenNLPExplainer:
             problem, lengths, info = self.problem(instance)
             if method == "simple_gradient":
                 scores, extras = allennlp_simple_gradient(problem, lengths), []
+            elif method == "smoothgrad_allennlp":  # AllenNLP draws noise per embedding call (field)
+                scores, extras = METHODS.get(method)(problem, field_lengths=lengths, **options)
             else:
                 scores, extras = METHODS.get(method)(problem, **options)
         finally:

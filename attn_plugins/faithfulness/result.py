@@ -1,0 +1,139 @@
+"""FaithfulnessResult: per-instance faithfulness and plausibility of each method, aggregated with
+bootstrap confidence intervals over instances, saved as JSON."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import InputError
+
+# name -> (column title, True when higher is more faithful / plausible)
+METRICS = {
+    "comprehensiveness": ("comp", True),
+    "sufficiency": ("suff", False),
+    "deletion_auc": ("del AUC", False),
+    "insertion_auc": ("ins AUC", True),
+    "loo_tau": ("LOO tau", True),
+    "token_f1": ("tok F1", True),
+    "iou": ("IOU", True),
+    "auprc": ("AUPRC", True),
+}
+FORMAT_VERSION = 1
+
+
+def bootstrap_ci(values, *, confidence: float = 0.95, n_boot: int = 1000, seed: int = 0) -> dict:
+    """Mean of the finite ``values`` with a percentile bootstrap interval over them (resampling
+    instances with replacement, ``n_boot`` times, seeded)."""
+    data = np.asarray([v for v in values if v is not None and np.isfinite(v)], dtype=np.float64)
+    if data.size == 0:
+        return {"mean": float("nan"), "low": float("nan"), "high": float("nan"), "n": 0}
+    rng = np.random.default_rng(seed)
+    means = data[rng.integers(0, data.size, size=(n_boot, data.size))].mean(axis=1)
+    alpha = (1 - confidence) / 2
+    return {"mean": float(data.mean()), "low": float(np.quantile(means, alpha)),
+            "high": float(np.quantile(means, 1 - alpha)), "n": int(data.size)}
+
+
+@dataclass
+class FaithfulnessResult:
+    """``instances[method]`` is one dict per explained input (its metrics, curves, text, target);
+    ``randomization[method]`` (when run) holds the cascading-randomization steps and, per step, the
+    rank correlation of each instance's saliency with the original's; ``settings`` records how the
+    metrics were computed (removal, bins, ...)."""
+
+    instances: dict[str, list[dict[str, Any]]]
+    settings: dict[str, Any] = field(default_factory=dict)
+    randomization: dict[str, dict[str, Any]] | None = None
+    confidence: float = 0.95
+    n_boot: int = 1000
+    seed: int = 0
+
+    @property
+    def methods(self) -> list[str]:
+        return list(self.instances)
+
+    def values(self, method: str, metric: str) -> list[float]:
+        return [row.get(metric, float("nan")) for row in self.instances[method]]
+
+    def summary(self) -> dict[str, dict[str, dict]]:
+        """``{method: {metric: {"mean", "low", "high", "n"}}}`` for the metrics that were computed,
+        plus ``randomization_rho`` (the mean rank correlation once every layer is randomized)."""
+        out = {}
+        for method, rows in self.instances.items():
+            stats = {}
+            for metric in METRICS:
+                if any(metric in row for row in rows):
+                    stats[metric] = bootstrap_ci(self.values(method, metric), confidence=self.confidence,
+                                                 n_boot=self.n_boot, seed=self.seed)
+            if self.randomization and method in self.randomization:
+                last = self.randomization[method]["correlation"][-1]
+                stats["randomization_rho"] = bootstrap_ci(last, confidence=self.confidence, n_boot=self.n_boot,
+                                                          seed=self.seed)
+            out[method] = stats
+        return out
+
+    def mean_curve(self, method: str, curve: str = "deletion", points: int = 11) -> tuple[np.ndarray, np.ndarray]:
+        """A deletion or insertion curve averaged over instances on a common grid of removed fractions."""
+        grid = np.linspace(0, 1, points)
+        curves = [np.interp(grid, np.linspace(0, 1, len(row[curve])), row[curve])
+                  for row in self.instances[method] if curve in row]
+        if not curves:
+            raise InputError(f"no {curve} curves were computed for {method!r}")
+        return grid, np.mean(curves, axis=0)
+
+    def table(self, digits: int = 3) -> str:
+        """A plain-text table: one row per method, ``mean [low, high]`` per metric."""
+        summary = self.summary()
+        columns = [m for m in [*METRICS, "randomization_rho"] if any(m in s for s in summary.values())]
+        titles = {**{k: v[0] for k, v in METRICS.items()}, "randomization_rho": "rand rho"}
+        cell = lambda s: "-" if s is None or s["n"] == 0 else (  # noqa: E731
+            f"{s['mean']:.{digits}f} [{s['low']:.{digits}f}, {s['high']:.{digits}f}]")
+        rows = [["method"] + [titles[c] for c in columns]]
+        rows += [[method] + [cell(summary[method].get(c)) for c in columns] for method in summary]
+        widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+        lines = ["  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip() for r in rows]
+        arrows = ", ".join(f"{titles[c]} {'higher' if METRICS.get(c, ('', False))[1] else 'lower'}"
+                           for c in columns if c in METRICS)
+        return "\n".join(lines + [f"(better: {arrows}; {self.confidence:.0%} bootstrap intervals over instances)"])
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"format_version": FORMAT_VERSION, "instances": _clean(self.instances), "settings": _clean(self.settings),
+                "randomization": _clean(self.randomization), "summary": _clean(self.summary()),
+                "confidence": self.confidence, "n_boot": self.n_boot, "seed": self.seed}
+
+    def save(self, path) -> Path:
+        """Write the result (and its summary) as JSON; NaN is written as null."""
+        path = Path(path)
+        path.write_text(json.dumps(self.to_dict(), indent=1, allow_nan=False))
+        return path
+
+    @classmethod
+    def load(cls, path) -> FaithfulnessResult:
+        data = json.loads(Path(path).read_text())
+        if data.get("format_version") != FORMAT_VERSION:
+            raise InputError(f"{path}: not a faithfulness result of format {FORMAT_VERSION}")
+        restore = lambda rows: [{k: (float("nan") if v is None and k in METRICS else v) for k, v in r.items()}  # noqa: E731
+                                for r in rows]
+        return cls(instances={m: restore(rows) for m, rows in data["instances"].items()}, settings=data["settings"],
+                   randomization=data.get("randomization"), confidence=data["confidence"], n_boot=data["n_boot"],
+                   seed=data["seed"])
+
+
+def _clean(value):
+    if isinstance(value, dict):
+        return {str(k): _clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return _clean(value.tolist())
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
