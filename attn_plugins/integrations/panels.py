@@ -116,8 +116,12 @@ def _groups_of(record, stack):
         stack = stacks[0] if stacks else None
     elif stack not in stacks:
         raise ValueError(f"stack {stack!r} is not in the record; it holds {stacks}")
+    has_self, has_cross = bool(record.select(stack, "self")), bool(record.select(stack, "cross"))
+    if not has_self:
+        # only cross-attention (a Luong/Bahdanau seq2seq, a declared attention layer): target x source
+        return [(stack, "cross", "Cross")] if has_cross else []
     found = [(stack, "self", None)]
-    if record.select(stack, "cross"):
+    if has_cross:
         found.append((stack, "cross", "Cross"))
         found[0] = (stack, "self", "Self")
     return found
@@ -181,7 +185,7 @@ def panels(record, *, item: int = 0, stack: str | None = None, include_layers=No
 
         # token sides and the positions kept on each
         enc_side = stack_name != "decoder"
-        q_source = "decoder" if stack_name == "decoder" else "encoder"
+        q_source = "decoder" if stack_name == "decoder" or kind == "cross" else "encoder"
         k_source = "encoder" if kind == "cross" else q_source
         side = {
             "encoder": (record.tokens, record.inputs.get("input_ids"), "attention_mask", offsets, text),
@@ -190,6 +194,13 @@ def panels(record, *, item: int = 0, stack: str | None = None, include_layers=No
         }
         if not record.is_encoder_decoder and enc_side:
             side["decoder"] = side["encoder"]
+            if kind == "cross" and record.decoder_tokens is None and not record.select(stack_name, "self"):
+                # a cross-only record of a hand-written decoder: its steps have no token strings
+                side["decoder"] = ([[f"step {i}" for i in range(q_len)]] * batch, None, "decoder_attention_mask",
+                                   decoder_offsets, decoder_text)
+            elif kind == "cross" and record.decoder_tokens is not None:
+                side["decoder"] = (record.decoder_tokens, record.inputs.get("decoder_input_ids"),
+                                   "decoder_attention_mask", decoder_offsets, decoder_text)
 
         def tokens_for(source: str, n: int) -> tuple[list[str], list[int], Any, Any]:
             toks, ids, mask_name, offs, txt = side[source]
