@@ -242,13 +242,16 @@ def panels(record, *, item: int = 0, stack: str | None = None, include_layers=No
         if words:
             from ..analysis.words import word_groups
 
-            if k_offs is None or (kind == "cross" and q_offs is None):
-                raise ValueError("words=True needs the tokenizer's offsets: pass offsets= (and decoder_offsets= "
-                                 "for a decoder), e.g. tokenizer(text, return_offsets_mapping=True)['offset_mapping']")
             if _has_pair(record, item):
                 k_text = q_text = None  # offsets of a sentence pair point into two texts
-            k_words = word_groups(k_offs, k_text, tokens=k_tokens)
-            q_words = word_groups(q_offs, q_text, tokens=q_tokens) if kind == "cross" else \
+
+            def groups_for(source: str, offs, txt, toks: list[str]) -> list[list[int]]:
+                if offs is not None:
+                    return word_groups(offs, txt, tokens=toks)
+                return _stored_word_groups(record, source, item, toks)
+
+            k_words = groups_for(k_source, k_offs, k_text, k_tokens)
+            q_words = groups_for(q_source, q_offs, q_text, q_tokens) if kind == "cross" else \
                 [[p - shift for p in g if p >= shift] for g in k_words if any(p >= shift for p in g)]
         q_groups = _as_groups(q_kept, q_words)
         k_groups = _as_groups(k_kept, k_words)
@@ -277,6 +280,23 @@ def panels(record, *, item: int = 0, stack: str | None = None, include_layers=No
             panel.sentence_b_start = _sentence_b(record, item, sentence_b_start, q_groups, q_len == k_len)
         out.append(panel)
     return out
+
+
+def _stored_word_groups(record, source: str, item: int, tokens: list[str]) -> list[list[int]]:
+    """Word groups without offsets: the word ids the capture stored (``record.metadata["word_ids"]``,
+    from the tokenizer), else the token strings' ``##``/``Ġ``/``▁`` markers."""
+    from ..analysis.words import groups_from_markers, groups_from_word_ids
+
+    key = "decoder_word_ids" if source == "decoder" and record.is_encoder_decoder else "word_ids"
+    stored = record.metadata.get(key)
+    if isinstance(stored, list) and len(stored) > item and isinstance(stored[item], list) \
+            and len(stored[item]) == len(tokens):
+        return groups_from_word_ids(stored[item])
+    if record.tokens is None and record.decoder_tokens is None:
+        raise ValueError("words=True needs the token strings or the tokenizer's offsets: capture with a tokenizer "
+                         "(capture(model, tokenizer)) or pass offsets= (and decoder_offsets= for a decoder), e.g. "
+                         "tokenizer(text, return_offsets_mapping=True)['offset_mapping']")
+    return groups_from_markers(tokens)
 
 
 def _has_pair(record, item: int) -> bool:
