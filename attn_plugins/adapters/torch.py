@@ -28,8 +28,9 @@ Declared modules (:mod:`attn_plugins.adapters.declare`)
 
 Layer indices count the calls within one forward of the model given to ``capture`` (the owner),
 per stack and kind. Decoder cross-attention (``TransformerDecoderLayer.multihead_attn``, modules
-with ``kdim``/``vdim`` other than ``embed_dim``, modules whose path names cross-attention, and
-declared ``kind="cross"``) has kind ``"cross"``. Stacks are ``"encoder"``/``"decoder"`` when the
+with ``kdim``/``vdim`` other than ``embed_dim``, calls whose query is not their key
+(``mha(q, kv, kv)``), modules whose path names cross-attention, and declared ``kind="cross"``) has
+kind ``"cross"``. Stacks are ``"encoder"``/``"decoder"`` when the
 model has both (``nn.Transformer``, or paths starting ``encoder``/``decoder``), else ``None``.
 Repeated calls of one module in one forward are decoding steps (rows of one matrix) when its
 first call had a single query (see ``steps`` in the declare module); otherwise each call is a
@@ -39,6 +40,7 @@ layer of its own.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import inspect
 import threading
 from dataclasses import dataclass
@@ -262,6 +264,18 @@ def mha_queries_keys(module: nn.MultiheadAttention, call: dict) -> tuple[torch.T
     return q, k
 
 
+def _queries_are_keys(module: nn.MultiheadAttention, query: torch.Tensor, key: torch.Tensor) -> bool:
+    """Whether a call attends from a sequence to itself: the same tensor, or the query holds the
+    key's last positions (one decoding step over a cache of the same sequence)."""
+    if query is key:
+        return True
+    if query.shape[-1] != key.shape[-1] or query.dim() != key.dim():
+        return False
+    q, k = _batch_major(module, query), _batch_major(module, key)
+    n = q.shape[-2]
+    return n <= k.shape[-2] and q.shape[:-2] == k.shape[:-2] and torch.equal(q, k[..., k.shape[-2] - n:, :])
+
+
 def _seq_len(module: nn.MultiheadAttention, x: torch.Tensor) -> int:
     if x.dim() == 3:
         return x.shape[1] if module.batch_first else x.shape[0]
@@ -290,6 +304,7 @@ class TorchAdapter:
         self._owner = None
         self._nested = None  # transformers models inside, captured through the Hugging Face adapter
         self._in_pass = False
+        self._cross_twins: dict[int, Target] = {}  # id(entry) -> its target with kind "cross"
 
     @staticmethod
     def matches(model) -> bool:
@@ -365,7 +380,8 @@ class TorchAdapter:
                 if _WATCHED.get(key) is self:
                     del _WATCHED[key]
         self._watched.clear()
-        for table in (self._pre, self._post, self._calls, self._layer_of, self._layer_ran_mha, self._encoder_len):
+        for table in (self._pre, self._post, self._calls, self._layer_of, self._layer_ran_mha, self._encoder_len,
+                      self._cross_twins):
             table.clear()
         if self._nested is not None:
             errors += self._nested.detach()
@@ -394,8 +410,9 @@ class TorchAdapter:
         return None
 
     # ----- counting calls ------------------------------------------------------------------------------
-    def _count(self, entry: _Entry, q_len: int, k_len: int) -> tuple[int, bool, int]:
-        """Layer index, whether selected, and the first query row that is new in this call."""
+    def _count(self, entry: _Entry, q_len: int, k_len: int, target: Target | None = None) -> tuple[int, bool, int]:
+        """Layer index, whether selected, and the first query row that is new in this call
+        (``target``: the entry's target, or its cross-attention twin for this call)."""
         if not self._in_pass:  # modules run without the model's forward (model.encoder(...)): one pass
             self._begin_pass(self._owner, (), {})
         state = self._calls.get(id(entry))
@@ -406,12 +423,12 @@ class TorchAdapter:
                 start = rows if 1 < q_len and rows < q_len else 0  # a decoder re-run over its prefix
                 state["rows"] = rows + q_len - start
                 return state["index"], state["selected"], start
-        index, selected = self.session.collector.next_call(entry.target, q_len, k_len)
+        index, selected = self.session.collector.next_call(target or entry.target, q_len, k_len)
         self._calls[id(entry)] = {"index": index, "selected": selected, "first_q": q_len, "rows": q_len}
         return index, selected, 0
 
     def _add(self, entry: _Entry, index: int, weights: torch.Tensor, start: int, k_len: int,
-             queries=None, keys=None) -> None:
+             queries=None, keys=None, target: Target | None = None) -> None:
         session = self.session
         heads = session.heads
         session.check_heads(weights.shape[1], entry.target)
@@ -425,7 +442,8 @@ class TorchAdapter:
             keys = keys.index_select(1, index_t) if keys is not None else None
         if queries is not None:
             queries, keys = session.store(queries), session.store(keys)
-        session.collector.add(entry.target, index, session.store(weights), weights.shape[2], k_len, queries, keys)
+        session.collector.add(target or entry.target, index, session.store(weights), weights.shape[2], k_len,
+                              queries, keys)
 
     # ----- nn.MultiheadAttention -------------------------------------------------------------------------
     def _mha_hook(self, entry: _Entry):
@@ -435,7 +453,8 @@ class TorchAdapter:
                 self._layer_ran_mha[layer] = True
             call = bind_mha_call(module, args, kwargs)
             q_len, k_len = _seq_len(module, call["query"]), _seq_len(module, call["key"])
-            index, selected, start = self._count(entry, q_len, k_len)
+            target = self._target_of_call(entry, call)
+            index, selected, start = self._count(entry, q_len, k_len, target)
             if not selected:
                 return
             weights = None
@@ -449,9 +468,20 @@ class TorchAdapter:
             queries = keys = None
             if self.session.keep_queries_keys:
                 queries, keys = mha_queries_keys(module, call)
-            self._add(entry, index, weights, start, k_len, queries, keys)
+            self._add(entry, index, weights, start, k_len, queries, keys, target)
 
         return hook
+
+    def _target_of_call(self, entry: _Entry, call: dict) -> Target:
+        """``mha(q, kv, kv)`` with a query that is not the key is cross-attention, whatever the module's
+        name suggested: the call decides. ``mha(x, x, x)`` stays self-attention, and so does a decoding
+        step over a cache (``mha(x_t, x_<=t, x_<=t)``: the query is the key's last rows)."""
+        if entry.target.kind == "cross" or _queries_are_keys(entry.target.module, call["query"], call["key"]):
+            return entry.target
+        twin = self._cross_twins.get(id(entry))
+        if twin is None:
+            twin = self._cross_twins[id(entry)] = dataclasses.replace(entry.target, kind="cross")
+        return twin
 
     # ----- nn.TransformerEncoderLayer fast path ----------------------------------------------------------
     def _layer_pre(self, layer, args) -> None:
