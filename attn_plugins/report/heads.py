@@ -174,7 +174,7 @@ def layers_figure(record, item: int, stack):
     """Small multiples: each layer's mean of heads for one input, on one colour scale."""
     from ..analysis.blocks import record_view, select_layers
     from ..analysis.tokens import readable_token
-    from ..plots._base import new_figure, style
+    from ..plots._base import colour_scale, new_figure, style
     from ..plots.heatmaps import draw_matrix
 
     layers = select_layers(record, None, stack, "self")
@@ -193,7 +193,7 @@ def layers_figure(record, item: int, stack):
     size = max(m.shape[0] for _, m, _, _ in mats)
     labelled = size <= 24
     cell = 1.7 if labelled else 1.3
-    vmax = max(float(m.nan_to_num(0.0).max()) for _, m, _, _ in mats) or 1.0
+    vmax, scale_label = colour_scale([m for _, m, _, _ in mats], "fixed", what="attention weight, mean of heads")
     with style():
         fig = new_figure(cell * ncols + 1.0, cell * nrows + 0.7)
         axes = fig.subplots(nrows, ncols, squeeze=False)
@@ -214,7 +214,7 @@ def layers_figure(record, item: int, stack):
             elif idx % ncols != 0:
                 ax.set_yticks([])
         bar = fig.colorbar(image, ax=axes.ravel().tolist(), fraction=0.02, pad=0.01, shrink=0.9)
-        bar.set_label("attention weight (mean of heads)")
+        bar.set_label(scale_label)
         bar.outline.set_linewidth(0.5)
         fig.suptitle("mean attention of each layer" + (f" (input {item + 1})" if record.batch_size > 1 else ""))
     return fig
