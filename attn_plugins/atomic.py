@@ -52,7 +52,12 @@ def atomic_path(path: str | os.PathLike, *, sync: bool = True) -> Iterator[str]:
     tmp = os.path.join(directory, f".{os.path.basename(path)}.{secrets.token_hex(6)}.tmp")
     try:
         os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+        mode = os.stat(tmp).st_mode & 0o777  # 0o666 less the umask, read back without touching the umask
         yield tmp
+        # a writer may have replaced the file by its own private one (safetensors writes 0o600): the
+        # user's umask decides, as for any file they create
+        if os.stat(tmp).st_mode & 0o777 != mode:
+            os.chmod(tmp, mode)
         if sync:
             fd = os.open(tmp, os.O_RDONLY)
             try:

@@ -244,3 +244,18 @@ def test_colour_scale_is_fixed_0_to_1_unless_asked(what):
         assert "relative scale: 0 to 0.111" in label
     with pytest.raises(ValueError, match="fixed"):
         plots.heatmap(record, layer=0, head=0, scale="per-head")
+
+
+def test_entropy_axis_has_no_offset_and_dendrogram_labels_stay_readable(minilm_rec):
+    """No "+2.197" offset above the entropy axis; 72 heads get at most 24 labels per axis in a
+    font of at least 5 pt (not 72 labels at 3.5 pt)."""
+    fig = plots.head_stats_plot(minilm_rec, ("entropy", "distance"), style="scatter")
+    fig.canvas.draw()
+    for ax in fig.axes:
+        assert ax.yaxis.get_offset_text().get_text() == ""
+    fig = plots.similarity_plot(minilm_rec)
+    fig.canvas.draw()
+    matrix_ax = fig.axes[1]
+    labels = [t for t in matrix_ax.get_xticklabels() if t.get_text()]
+    assert 12 <= len(labels) <= 24
+    assert min(t.get_fontsize() for t in labels) >= 5
