@@ -379,6 +379,7 @@ class capture:  # noqa: N801 - used as a function-like context manager
             if self.tokenizer is not None:
                 record.tokens = _tokens(self.tokenizer, record.inputs.get("input_ids"))
                 record.decoder_tokens = _tokens(self.tokenizer, record.inputs.get("decoder_input_ids"))
+                _store_word_ids(self.tokenizer, record)
         if self._sink is not None:
             records = [AttentionRecord.load(self.collector.write_streamed(r)) for r in records]
         return records
@@ -419,6 +420,17 @@ def _new_tokens(kwargs, config) -> int:
         if isinstance(value, int):
             return max(value - (ids.shape[-1] if isinstance(ids, torch.Tensor) else 0), 0)
     return 20  # transformers' default max_length
+
+
+def _store_word_ids(tokenizer, record: AttentionRecord) -> None:
+    """Keep each token's word index in the record (optional metadata ``word_ids``/``decoder_word_ids``),
+    so ``words=True`` views work on the record without the tokenizer's offsets."""
+    from .analysis.words import tokenizer_word_ids
+
+    for key, ids, toks in (("word_ids", record.inputs.get("input_ids"), record.tokens),
+                           ("decoder_word_ids", record.inputs.get("decoder_input_ids"), record.decoder_tokens)):
+        if isinstance(ids, torch.Tensor) and ids.dim() == 2 and toks is not None:
+            record.metadata[key] = tokenizer_word_ids(tokenizer, ids, toks)
 
 
 def _tokens(tokenizer, ids) -> list[list[str]] | None:

@@ -99,16 +99,31 @@ def _cmd_report(args) -> int:
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     path = build_report(texts=_read_texts(args, required=False), out_dir=args.out, model_dir=args.model,
-                        progress=not args.quiet, max_tokens=args.max_tokens)
+                        progress=_progress(args), max_tokens=args.max_tokens, layers=args.layers, heads=args.heads)
     print(f"wrote {path}")
     print(f"open it in a browser (works offline); the plots (PNG, SVG) are in {os.path.join(args.out, 'plots')}")
     return 0
 
 
+def _progress(args) -> bool | None:
+    """``--progress`` forces the bar on, ``-q`` off; by default (``None``) it shows only when stderr
+    is a terminal (tqdm's ``disable=None`` convention), so redirected logs get no bars."""
+    if args.quiet:
+        return False
+    return True if args.progress else None
+
+
 def _cmd_demo(args) -> int:
     """The main job on the bundled model and the fixture sentences: the report."""
     args.model, args.text, args.text_file, args.max_tokens = None, None, None, MAX_TOKENS_DEFAULT
+    args.layers = args.heads = None
     return _cmd_report(args)
+
+
+def _add_progress_options(parser) -> None:
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--progress", action="store_true",
+                        help="show the progress bar even when stderr is not a terminal (default: only on a terminal)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -140,12 +155,18 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--text-file", help="a UTF-8 file with one text per line")
     report.add_argument("--out", default="out", help="output directory (default: out)")
     report.add_argument("--max-tokens", type=_positive, default=MAX_TOKENS_DEFAULT, help="refuse longer inputs")
-    report.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    report.add_argument("--layers", type=int, nargs="+",
+                        help="layer indices to capture and show (negative from the end; default: all)")
+    report.add_argument("--heads", type=int, nargs="+", help="head indices to capture and show (default: all)")
+    _add_progress_options(report)
     report.set_defaults(func=_cmd_report)
 
-    demo = sub.add_parser("demo", help="the report on the bundled model and a few fixture sentences")
-    demo.add_argument("--out", default="out", help="output directory")
-    demo.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    demo_help = ("the report on the bundled model and a few fixture sentences, written to OUT (default ./out): "
+                 "OUT/report.html (open it in a browser, works offline), OUT/plots/ (PNG and SVG), "
+                 "OUT/head_stats.csv and OUT/record.safetensors")
+    demo = sub.add_parser("demo", help=demo_help, description=demo_help[0].upper() + demo_help[1:] + ".")
+    demo.add_argument("--out", default="out", help="output directory (default: out, in the current directory)")
+    _add_progress_options(demo)
     demo.set_defaults(func=_cmd_demo)
 
     from .corpus.command import add_parser as add_corpus_parser

@@ -42,6 +42,12 @@ def _cli(*args, cwd=None, timeout=600):
     return subprocess.run(command, capture_output=True, text=True, cwd=cwd, env=env, timeout=timeout)
 
 
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
     """The CLI report on MiniLM with two short texts (one of them hostile markup)."""
@@ -90,6 +96,8 @@ def test_cli_writes_the_page_plots_stats_and_record(built):
     out, result = built
     assert f"wrote {out / 'report.html'}" in result.stdout
     assert "Traceback" not in result.stderr and "failed" not in result.stderr
+    assert "%|" not in result.stderr  # stderr is a pipe, not a terminal: no progress bar in the log
+    assert os.stat(out / "record.safetensors").st_mode & 0o777 == 0o666 & ~_umask()
     pngs = sorted((out / "plots").glob("*.png"))
     names = {p.stem for p in pngs}
     assert {"layers_mean", "head_stats", "head_shares", "head_stats_by_layer", "head_similarity",
@@ -190,9 +198,13 @@ def test_page_in_headless_chromium(built, browser, tmp_path):
     assert HOSTILE in page.text("#summary .ap-text")[1]
     assert page.count("#summary .ap-text b") == 0
     assert page.alerts() == 0
-    # the navigation links jump to their sections
+    # the navigation links jump to their sections, and the sticky navigation leaves the heading visible
     page.click("nav.ap-nav a[href='#clustering']")
     assert page.js("return location.hash") == "#clustering"
+    page.wait_for("window.scrollY > 0", 10)
+    nav_bottom, heading_top = page.js("return [document.querySelector('nav.ap-nav').getBoundingClientRect().bottom, "
+                                      "document.querySelector('#clustering h2').getBoundingClientRect().top]")
+    assert heading_top >= nav_bottom, (heading_top, nav_bottom)
     assert page.console_errors() == []
     assert page.network_requests() == []
     assert all(u.startswith(("file:", "data:")) for u in page.requests())
@@ -294,3 +306,88 @@ def test_generation_section_on_a_tiny_gpt2(tmp_path, minilm_path):
     diagnostics = re.search(r'<section id="diagnostics".*?</section>', html, re.S).group(0)
     assert diagnostics.count("<td>uniform</td>") >= 1 and "near-uniform: entropy is" in diagnostics
     assert tokenizer.pad_token is None  # the batch was padded with the end-of-text token, then put back
+
+
+# ---------------------------------------------------------------------------------------------
+# issue 14: layer/head selection, every input's head view, notable heads against uniform attention,
+# grouped diagnostics, progress bars only on a terminal, demo --help
+# ---------------------------------------------------------------------------------------------
+FOUR = ["The cat sat on the mat.", "Dogs bark at night.", "She reads a book.", "Rain fell all day."]
+
+
+def test_report_layers_heads_and_a_head_view_per_input(tmp_path, minilm, minilm_tokenizer, capsys):
+    sections = ["summary", "statistics", "diagnostics"] + (["bertviz"] if HAS_BERTVIZ else [])
+    path = R.build_report(minilm, minilm_tokenizer, FOUR, out_dir=tmp_path, sections=sections, layers=[0, -1],
+                          heads=[0, 2, 5])
+    assert "%|" not in capsys.readouterr().err  # progress=None and stderr is not a terminal: no bar
+    record = ap.AttentionRecord.load(tmp_path / "record.safetensors")
+    assert [layer.index for layer in record.layers] == [0, 5]
+    assert all(layer.head_indices == [0, 2, 5] for layer in record.layers)
+    html = open(path, encoding="utf-8").read()
+    if HAS_BERTVIZ:
+        assert len(re.findall(r'class="ap-view" data-view="head"', html)) == 4  # every input, none left out
+    with pytest.raises(R.ReportError, match="layer"):
+        R.build_report(minilm, minilm_tokenizer, FOUR[:1], out_dir=tmp_path / "bad", sections=["summary"],
+                       layers=[17], progress=False)
+
+
+def test_progress_bar_only_when_asked_or_on_a_terminal(tmp_path, minilm, minilm_tokenizer, capsys):
+    R.build_report(minilm, minilm_tokenizer, FOUR[:1], out_dir=tmp_path, sections=["summary"], progress=True)
+    assert "%|" in capsys.readouterr().err
+
+
+def test_demo_help_says_where_it_writes():
+    result = _cli("demo", "--help")
+    assert result.returncode == 0
+    text = " ".join(result.stdout.split())
+    assert "./out" in text and "report.html" in text and "record.safetensors" in text and "--progress" in text
+    result = _cli("report", "--help")
+    assert "--layers" in result.stdout and "--heads" in result.stdout
+
+
+def _record(weights, tokens):
+    from attn_plugins.record import AttentionRecord, LayerAttention
+
+    return AttentionRecord(layers=[LayerAttention(name="l0", stack=None, kind="self", index=0, weights=weights)],
+                           tokens=[tokens])
+
+
+def test_notable_heads_must_beat_uniform_attention():
+    """Over 9 tokens uniform attention puts 0.111 on the previous token; a uniform head is no
+    finding, a previous-token head is, and the uniform value is reported beside it."""
+    from types import SimpleNamespace
+
+    from attn_plugins.analysis.stats import head_stats, uniform_baseline
+
+    n = 9
+    uniform = torch.full((n, n), 1.0 / n)
+    previous = torch.zeros(n, n)
+    previous[0, 0] = 1.0
+    previous[torch.arange(1, n), torch.arange(0, n - 1)] = 1.0
+    tokens = [f"w{i}" for i in range(n)]
+    for weights, expect in ((torch.stack([uniform, uniform])[None], []),
+                            (torch.stack([uniform, previous])[None], ["previous"])):
+        record = _record(weights, tokens)
+        ctx = SimpleNamespace(stats=head_stats(record), baseline=uniform_baseline(record))
+        found = report_heads.notable_heads(ctx)
+        assert [name for _, name, *_ in found if name in ("previous", "next", "self", "special")] == expect
+        for role, name, label, head, value, base in found:
+            if name == "previous":
+                # rows with a previous token put all on it; uniform attention would put 1/9 there
+                assert head == 1 and value == pytest.approx(1.0) and base == pytest.approx(1 / n)
+    baseline = uniform_baseline(_record(torch.stack([uniform, previous])[None], tokens))
+    assert float(baseline.previous[0, 0]) == pytest.approx(1 / n) == float(baseline.previous[0, 1])
+
+
+def test_diagnostics_are_grouped_by_problem():
+    from types import SimpleNamespace
+
+    from attn_plugins.report.overview import section_diagnostics
+
+    n = 6
+    weights = torch.full((1, 24, n, n), 1.0 / n)
+    html = section_diagnostics(SimpleNamespace(record=_record(weights, [f"w{i}" for i in range(n)])))
+    rows = re.findall(r"<tr><td>uniform</td><td>24</td>", html)
+    assert len(rows) == 1  # one line for the 24 near-uniform heads
+    assert html.count("near-uniform: entropy is") == 1
+    assert "L0 head 23" in html or "head 23" in html

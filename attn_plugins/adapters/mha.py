@@ -125,6 +125,18 @@ def mha_queries_keys(module: nn.MultiheadAttention, call: dict) -> tuple[torch.T
     return q, k
 
 
+def queries_are_keys(module: nn.MultiheadAttention, query: torch.Tensor, key: torch.Tensor) -> bool:
+    """Whether a call attends from a sequence to itself: the same tensor, or the query holds the
+    key's last positions (one decoding step over a cache of the same sequence)."""
+    if query is key:
+        return True
+    if query.shape[-1] != key.shape[-1] or query.dim() != key.dim():
+        return False
+    q, k = _batch_major(module, query), _batch_major(module, key)
+    n = q.shape[-2]
+    return n <= k.shape[-2] and q.shape[:-2] == k.shape[:-2] and torch.equal(q, k[..., k.shape[-2] - n :, :])
+
+
 def seq_len(module: nn.MultiheadAttention, x: torch.Tensor) -> int:
     """The sequence length of a query or key given to ``module``."""
     if x.dim() == 3:

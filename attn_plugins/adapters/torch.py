@@ -28,8 +28,9 @@ Declared modules (:mod:`attn_plugins.adapters.declare`)
 
 Layer indices count the calls within one forward of the model given to ``capture`` (the owner),
 per stack and kind. Decoder cross-attention (``TransformerDecoderLayer.multihead_attn``, modules
-with ``kdim``/``vdim`` other than ``embed_dim``, modules whose path names cross-attention, and
-declared ``kind="cross"``) has kind ``"cross"``. Stacks are ``"encoder"``/``"decoder"`` when the
+with ``kdim``/``vdim`` other than ``embed_dim``, calls whose query is not their key
+(``mha(q, kv, kv)``), modules whose path names cross-attention, and declared ``kind="cross"``) has
+kind ``"cross"``. Stacks are ``"encoder"``/``"decoder"`` when the
 model has both (``nn.Transformer``, or paths starting ``encoder``/``decoder``), else ``None``.
 Repeated calls of one module in one forward are decoding steps (rows of one matrix) when its
 first call had a single query (see ``steps`` in the declare module); otherwise each call is a
@@ -38,6 +39,7 @@ layer of its own.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from dataclasses import dataclass
 
@@ -52,7 +54,7 @@ from .encoder_fastpath import padded_length, slow_path_call
 from .hf_kernel import is_hf_model
 from .hf_nested import NestedHuggingFace, hf_roots
 from .hooks import remove_hooks
-from .mha import bind_mha_call, mha_forward, mha_queries_keys, mha_weights, seq_len
+from .mha import bind_mha_call, mha_forward, mha_queries_keys, mha_weights, queries_are_keys, seq_len
 
 _CROSS_MARKERS = ("cross", "encoder_attn", "enc_attn", "encdec", "enc_dec", "src_attn", "context_attn",
                   "memory_attn", "mem_attn", "source_attn")
@@ -175,6 +177,7 @@ class TorchAdapter(Adapter):
         self._owner = None
         self._nested = None  # transformers models inside, captured through the Hugging Face adapter
         self._in_pass = False
+        self._cross_twins: dict[int, Target] = {}  # id(entry) -> its target with kind "cross"
 
     @classmethod
     def matches(cls, model) -> bool:
@@ -246,7 +249,8 @@ class TorchAdapter(Adapter):
                 if _WATCHED.get(key) is self:
                     del _WATCHED[key]
         self._watched.clear()
-        for table in (self._pre, self._post, self._calls, self._layer_of, self._layer_ran_mha, self._encoder_len):
+        for table in (self._pre, self._post, self._calls, self._layer_of, self._layer_ran_mha, self._encoder_len,
+                      self._cross_twins):
             table.clear()
         if self._nested is not None:
             errors += self._nested.detach()
@@ -275,8 +279,9 @@ class TorchAdapter(Adapter):
         return None
 
     # ----- counting calls ------------------------------------------------------------------------------
-    def _count(self, entry: _Entry, q_len: int, k_len: int) -> tuple[Call | None, int]:
-        """The call (``None``: not selected) and the first query row that is new in this call."""
+    def _count(self, entry: _Entry, q_len: int, k_len: int, target: Target | None = None) -> tuple[Call | None, int]:
+        """The call (``None``: not selected) and the first query row that is new in this call
+        (``target``: the entry's target, or its cross-attention twin for this call)."""
         if not self._in_pass:  # modules run without the model's forward (model.encoder(...)): one pass
             self._begin_pass(self._owner, (), {})
         state = self._calls.get(id(entry))
@@ -287,7 +292,7 @@ class TorchAdapter(Adapter):
                 start = rows if 1 < q_len and rows < q_len else 0  # a decoder re-run over its prefix
                 state["rows"] = rows + q_len - start
                 return state["call"], start
-        call = self.session.begin_call(entry.target, q_len, k_len)
+        call = self.session.begin_call(target or entry.target, q_len, k_len)
         self._calls[id(entry)] = {"call": call, "first_q": q_len, "rows": q_len}
         return call, 0
 
@@ -299,7 +304,7 @@ class TorchAdapter(Adapter):
                 self._layer_ran_mha[layer] = True
             call = bind_mha_call(module, args, kwargs)
             q_len, k_len = seq_len(module, call["query"]), seq_len(module, call["key"])
-            selected, start = self._count(entry, q_len, k_len)
+            selected, start = self._count(entry, q_len, k_len, self._target_of_call(entry, call))
             if selected is None:
                 return
             weights = None
@@ -316,6 +321,17 @@ class TorchAdapter(Adapter):
             self.session.emit(selected, weights, queries=queries, keys=keys, rows_from=start)
 
         return hook
+
+    def _target_of_call(self, entry: _Entry, call: dict) -> Target:
+        """``mha(q, kv, kv)`` with a query that is not the key is cross-attention, whatever the module's
+        name suggested: the call decides. ``mha(x, x, x)`` stays self-attention, and so does a decoding
+        step over a cache (``mha(x_t, x_<=t, x_<=t)``: the query is the key's last rows)."""
+        if entry.target.kind == "cross" or queries_are_keys(entry.target.module, call["query"], call["key"]):
+            return entry.target
+        twin = self._cross_twins.get(id(entry))
+        if twin is None:
+            twin = self._cross_twins[id(entry)] = dataclasses.replace(entry.target, kind="cross")
+        return twin
 
     # ----- nn.TransformerEncoderLayer fast path ----------------------------------------------------------
     def _layer_pre(self, layer, args) -> None:

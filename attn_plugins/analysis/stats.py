@@ -275,9 +275,35 @@ def head_stats(attn, *, item: int | None = None, attention_mask=None, query_mask
     return result
 
 
+def uniform_baseline(record, **options) -> HeadStats:
+    """The statistics a uniform head would have on the same rows: every query spreads its attention
+    evenly over the keys it can reach (the keys any head of its layer attends to at all, so padding
+    and causal masks are honoured). A share of 0.11 over 9 tokens is what uniform attention gives;
+    a head is remarkable only where it beats this baseline.
+
+    Args:
+        record: an :class:`~attn_plugins.record.AttentionRecord`.
+        **options: :func:`head_stats` options (``stack=``, ``kind=``, ``layers=``, ...).
+
+    Returns:
+        :class:`HeadStats` of the uniform record, laid out as ``head_stats(record, **options)``.
+    """
+    import copy
+
+    uniform = copy.copy(record)
+    uniform.layers = []
+    for layer in record.layers:
+        w = layer.weights.detach().to(torch.float32)
+        reach = (torch.nan_to_num(w, nan=0.0) > 0).any(dim=1, keepdim=True).expand_as(w).to(torch.float32)
+        u = reach / reach.sum(dim=-1, keepdim=True).clamp_min(1.0)
+        uniform.layers.append(copy.copy(layer))
+        uniform.layers[-1].weights = u
+    return head_stats(uniform, **options)
+
+
 __all__ = [
     "BOS_LIKE", "DEFAULT_GROUPS", "EOS_LIKE", "HeadStats", "SPECIAL_TOKENS", "STAT_NAMES", "STAT_TITLES",
     "default_special", "entropy", "head_stats", "is_punctuation", "is_special_token", "mean_distance",
     "next_token_share", "previous_token_share", "relative_share", "self_share", "special_token_share",
-    "token_group_shares", "token_share", "uniform_entropy",
+    "token_group_shares", "token_share", "uniform_baseline", "uniform_entropy",
 ]

@@ -27,7 +27,8 @@ from collections.abc import Sequence
 
 import torch
 
-__all__ = ["WORD_START", "groups_from_markers", "groups_from_word_ids", "merge_attention", "word_groups", "word_labels"]
+__all__ = ["WORD_START", "groups_from_markers", "groups_from_word_ids", "merge_attention", "tokenizer_word_ids",
+           "word_groups", "word_labels"]
 
 WORD_START = ("\u0120", "\u2581")  # GPT-2/RoBERTa byte-level BPE "Ġ", SentencePiece "▁": a word starts here
 
@@ -150,6 +151,39 @@ def groups_from_markers(tokens: Sequence[str], special: Sequence[bool] | None = 
         else:
             groups.append([i])
     return groups
+
+
+def tokenizer_word_ids(tokenizer, ids, tokens: Sequence[Sequence[str]]) -> list[list[int | None]]:
+    """Per batch row, the word index of each token (``None`` for special tokens), as a fast
+    tokenizer's ``encoding.word_ids()`` gives them, worked out from what a capture has: the ids and
+    their token strings (:func:`groups_from_markers`; ``tokenizer.all_special_ids`` mark special tokens).
+
+    A capture stores these in ``record.metadata["word_ids"]`` so ``words=True`` works on the record
+    later without the tokenizer or its offsets.
+
+    Args:
+        tokenizer: the capture's tokenizer (anything with ``convert_ids_to_tokens``).
+        ids: ``[batch, n]`` input ids.
+        tokens: the token strings of each row.
+
+    Returns:
+        One list per row, the same length as the row.
+    """
+    special_ids = set(int(i) for i in (getattr(tokenizer, "all_special_ids", None) or []))
+    rows = ids.tolist() if hasattr(ids, "tolist") else [list(r) for r in ids]
+    out: list[list[int | None]] = []
+    for row, toks in zip(rows, tokens):
+        special = [int(i) in special_ids for i in row]
+        word_ids: list[int | None] = [None] * len(row)
+        word = 0
+        for group in groups_from_markers([str(t) for t in toks], special):
+            if special[group[0]]:
+                continue
+            for p in group:
+                word_ids[p] = word
+            word += 1
+        out.append(word_ids)
+    return out
 
 
 def _clean_piece(token: str, first: bool) -> str:

@@ -33,6 +33,8 @@ def add_parser(sub) -> None:
     corpus.add_argument("--address", help="ray: address of an existing cluster (default: a private local instance "
                                           "on 127.0.0.1)")
     corpus.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    corpus.add_argument("--progress", action="store_true",
+                        help="show the progress bar even when stderr is not a terminal (default: only on a terminal)")
     corpus.set_defaults(func=run_command)
 
 
@@ -42,6 +44,6 @@ def run_command(args) -> int:
     result = run_corpus(args.data, args.out, args.model, engine=args.engine, batch_size=args.batch_size,
                         chunk_size=args.chunk_size, max_tokens=args.max_tokens, truncate=args.truncate,
                         layers=args.layers, heads=args.heads, text_field=args.text_field, overwrite=args.overwrite,
-                        progress=not args.quiet, workers=args.workers, address=args.address)
+                        progress=False if args.quiet else (True if args.progress else None), workers=args.workers, address=args.address)
     print(result.message())
     return 0

@@ -118,7 +118,7 @@ def _check_lengths(tokenizer, texts, limit: int, truncate: bool) -> tuple[list[i
 
 def run_corpus(data, out, model=None, *, engine: str = "local", batch_size: int = 16, chunk_size: int = 256,
                max_tokens: int = MAX_TOKENS_DEFAULT, truncate: bool = False, layers=None, heads=None,
-               text_field: str = "text", overwrite: bool = False, progress: bool = True,
+               text_field: str = "text", overwrite: bool = False, progress: bool | None = None,
                **engine_options) -> CorpusResult:
     """Per-head statistics of every text of the JSONL file ``data``, written under ``out``.
 
@@ -179,7 +179,8 @@ def run_corpus(data, out, model=None, *, engine: str = "local", batch_size: int 
     from tqdm import tqdm
 
     bar = tqdm(total=run_entry["texts_computed"], desc=f"corpus ({engine})", unit="text", file=sys.stderr,
-               disable=not progress or not pending, dynamic_ncols=True)
+               disable=True if not pending else (None if progress is None else not progress),  # None: a TTY only
+               dynamic_ncols=True)
 
     def sink(chunk, table) -> None:
         store.write_part(chunk.index, table, job_digest, len(chunk))

@@ -87,7 +87,7 @@ def bertviz_inputs(record, *, item: int = 0, view: str = "head", stack: str | No
         args["include_layers"] = layers
     if view == "model" and found[0].heads != list(range(len(found[0].heads))):
         args["include_heads"] = list(found[0].heads)
-    if record.is_encoder_decoder:
+    if record.is_encoder_decoder or [p.kind for p in found] == ["cross"]:
         for p in found:
             key = {"Encoder": "encoder_attention", "Decoder": "decoder_attention", "Cross": "cross_attention"}[p.name]
             args[key] = as_list(p)

@@ -48,6 +48,10 @@ def _record(sal, *, normalize: str, escape: bool):
         raise ValueError(f"normalize must be 'max' or 'none', got {normalize!r}")
     pred = sal.prediction_label if sal.prediction_label is not None else sal.prediction
     prob = sal.probability if sal.probability is not None else math.nan
+    if pred is None and "similarity" in sal.info:
+        # a similarity task predicts no class: Captum's "Predicted label" column shows the score,
+        # "cosine similarity (0.83)", not "- (nan)"
+        pred, prob = "cosine similarity", float(sal.info["similarity"])
     target = sal.target_label if sal.target_label is not None else sal.target
     attr_class = target if target is not None else sal.method
     delta = sal.info.get("delta")

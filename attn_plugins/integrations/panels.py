@@ -116,8 +116,12 @@ def _groups_of(record, stack):
         stack = stacks[0] if stacks else None
     elif stack not in stacks:
         raise ValueError(f"stack {stack!r} is not in the record; it holds {stacks}")
+    has_self, has_cross = bool(record.select(stack, "self")), bool(record.select(stack, "cross"))
+    if not has_self:
+        # only cross-attention (a Luong/Bahdanau seq2seq, a declared attention layer): target x source
+        return [(stack, "cross", "Cross")] if has_cross else []
     found = [(stack, "self", None)]
-    if record.select(stack, "cross"):
+    if has_cross:
         found.append((stack, "cross", "Cross"))
         found[0] = (stack, "self", "Self")
     return found
@@ -181,7 +185,7 @@ def panels(record, *, item: int = 0, stack: str | None = None, include_layers=No
 
         # token sides and the positions kept on each
         enc_side = stack_name != "decoder"
-        q_source = "decoder" if stack_name == "decoder" else "encoder"
+        q_source = "decoder" if stack_name == "decoder" or kind == "cross" else "encoder"
         k_source = "encoder" if kind == "cross" else q_source
         side = {
             "encoder": (record.tokens, record.inputs.get("input_ids"), "attention_mask", offsets, text),
@@ -190,6 +194,13 @@ def panels(record, *, item: int = 0, stack: str | None = None, include_layers=No
         }
         if not record.is_encoder_decoder and enc_side:
             side["decoder"] = side["encoder"]
+            if kind == "cross" and record.decoder_tokens is None and not record.select(stack_name, "self"):
+                # a cross-only record of a hand-written decoder: its steps have no token strings
+                side["decoder"] = ([[f"step {i}" for i in range(q_len)]] * batch, None, "decoder_attention_mask",
+                                   decoder_offsets, decoder_text)
+            elif kind == "cross" and record.decoder_tokens is not None:
+                side["decoder"] = (record.decoder_tokens, record.inputs.get("decoder_input_ids"),
+                                   "decoder_attention_mask", decoder_offsets, decoder_text)
 
         def tokens_for(source: str, n: int) -> tuple[list[str], list[int], Any, Any]:
             toks, ids, mask_name, offs, txt = side[source]
@@ -231,13 +242,16 @@ def panels(record, *, item: int = 0, stack: str | None = None, include_layers=No
         if words:
             from ..analysis.words import word_groups
 
-            if k_offs is None or (kind == "cross" and q_offs is None):
-                raise ValueError("words=True needs the tokenizer's offsets: pass offsets= (and decoder_offsets= "
-                                 "for a decoder), e.g. tokenizer(text, return_offsets_mapping=True)['offset_mapping']")
             if _has_pair(record, item):
                 k_text = q_text = None  # offsets of a sentence pair point into two texts
-            k_words = word_groups(k_offs, k_text, tokens=k_tokens)
-            q_words = word_groups(q_offs, q_text, tokens=q_tokens) if kind == "cross" else \
+
+            def groups_for(source: str, offs, txt, toks: list[str]) -> list[list[int]]:
+                if offs is not None:
+                    return word_groups(offs, txt, tokens=toks)
+                return _stored_word_groups(record, source, item, toks)
+
+            k_words = groups_for(k_source, k_offs, k_text, k_tokens)
+            q_words = groups_for(q_source, q_offs, q_text, q_tokens) if kind == "cross" else \
                 [[p - shift for p in g if p >= shift] for g in k_words if any(p >= shift for p in g)]
         q_groups = _as_groups(q_kept, q_words)
         k_groups = _as_groups(k_kept, k_words)
@@ -266,6 +280,23 @@ def panels(record, *, item: int = 0, stack: str | None = None, include_layers=No
             panel.sentence_b_start = _sentence_b(record, item, sentence_b_start, q_groups, q_len == k_len)
         out.append(panel)
     return out
+
+
+def _stored_word_groups(record, source: str, item: int, tokens: list[str]) -> list[list[int]]:
+    """Word groups without offsets: the word ids the capture stored (``record.metadata["word_ids"]``,
+    from the tokenizer), else the token strings' ``##``/``Ġ``/``▁`` markers."""
+    from ..analysis.words import groups_from_markers, groups_from_word_ids
+
+    key = "decoder_word_ids" if source == "decoder" and record.is_encoder_decoder else "word_ids"
+    stored = record.metadata.get(key)
+    if isinstance(stored, list) and len(stored) > item and isinstance(stored[item], list) \
+            and len(stored[item]) == len(tokens):
+        return groups_from_word_ids(stored[item])
+    if record.tokens is None and record.decoder_tokens is None:
+        raise ValueError("words=True needs the token strings or the tokenizer's offsets: capture with a tokenizer "
+                         "(capture(model, tokenizer)) or pass offsets= (and decoder_offsets= for a decoder), e.g. "
+                         "tokenizer(text, return_offsets_mapping=True)['offset_mapping']")
+    return groups_from_markers(tokens)
 
 
 def _has_pair(record, item: int) -> bool:

@@ -1,7 +1,8 @@
 """Exporter ``"saliency"``: a saliency view in the style of the AllenNLP demo, offline.
 
-Each instance shows, per method, its tokens shaded by score (absolute value, L1-normalised like
-AllenNLP Interpret, shade relative to the largest), the top-k tokens outlined (a slider picks k)
+Each instance shows, per method, its tokens shaded by score (magnitude L1-normalised like AllenNLP
+Interpret, shade relative to the largest; a signed method's negative scores in red, positive in
+blue, unless ``signed=False`` asks for magnitudes only), the top-k tokens outlined (a slider picks k)
 and the values on hover (normalised and raw). A score of exactly 0 is shown as 0 with no shade
 (the AllenNLP demo showed such a token as fully salient). Every token and label is HTML-escaped,
 the page needs no network, and its small script only toggles classes on elements rendered here.
@@ -89,8 +90,20 @@ def ranks(values: np.ndarray, skip: list[bool] | None = None) -> list[int]:
     return out
 
 
-def token_row(sal, *, top_k: int, signed: bool = False, skip_special_in_top: bool = True) -> str:
-    """One method's tokens as shaded spans (the building block of this view and the comparison)."""
+def is_signed(sal) -> bool:
+    """Whether a result carries a sign worth showing: any negative score (integrated gradients,
+    input x gradient, DeepLift, feature ablation); attention-based scores never are."""
+    scores = np.asarray(sal.scores, dtype=float)
+    return bool(np.any(scores[np.isfinite(scores)] < 0))
+
+
+def token_row(sal, *, top_k: int, signed: bool | None = None, skip_special_in_top: bool = True) -> str:
+    """One method's tokens as shaded spans (the building block of this view and the comparison).
+
+    ``signed``: ``None`` (default) shows the sign of signed results (:func:`is_signed`: red negative,
+    blue positive), ``True`` always, ``False`` shades magnitudes only."""
+    if signed is None:
+        signed = is_signed(sal)
     norm = sal.normalized("l1", absolute=True)
     # the shade scale ignores special tokens ([CLS] holds most attention and would wash out the rest)
     plain = [i for i in range(len(norm)) if not (sal.special is not None and sal.special[i])] or list(range(len(norm)))
@@ -132,18 +145,22 @@ def _describe(sal) -> str:
     return " &middot; ".join(parts)
 
 
-def render(instances_by_method: dict[str, list], *, top_k: int = 3, signed: bool = False,
+def render(instances_by_method: dict[str, list], *, top_k: int = 3, signed: bool | None = None,
            title: str = "Saliency") -> tuple[str, str]:
-    """(body, head) of the view for ``{method: [instance]}``."""
+    """(body, head) of the view for ``{method: [instance]}`` (``signed``: see :func:`token_row`)."""
     view_id = f"ap-sal-{next(_IDS)}"
     names = list(instances_by_method)
     count = len(instances_by_method[names[0]]) if names else 0
+    any_signed = signed is True or (signed is None and any(
+        is_signed(sal) for instances in instances_by_method.values() for inst in instances for sal in inst))
     blocks = [f'<div class="ap-sal" id="{view_id}">', f"<h2 style=\"font-size:17px\">{escape(title)}</h2>",
               '<div class="ap-legend">shade: share of the total absolute score, relative to the largest (special tokens aside) '
               '<span class="ap-swatch" style="background: rgba(31,119,180,0.15)"></span>'
               '<span class="ap-swatch" style="background: rgba(31,119,180,0.5)"></span>'
               '<span class="ap-swatch" style="background: rgba(31,119,180,1)"></span>'
-              + (' &middot; red: negative' if signed else '') + ' &middot; outlined: top-k &middot; '
+              + (' &middot; <span class="ap-swatch" style="background: rgba(214,39,40,0.5)"></span> red: negative '
+                 'scores (signed methods; signed=False shades magnitudes only)' if any_signed else '')
+              + ' &middot; outlined: top-k &middot; '
               'hover a token for its values</div>']
     for i in range(count):
         texts = [f.text for f in instances_by_method[names[0]][i] if f.text]
@@ -167,9 +184,12 @@ def render(instances_by_method: dict[str, list], *, top_k: int = 3, signed: bool
     return body, CSS
 
 
-def export_saliency(obj, *, method: str | None = None, query=0, top_k: int = 3, signed: bool = False,
+def export_saliency(obj, *, method: str | None = None, query=0, top_k: int = 3, signed: bool | None = None,
                     merge_words=False, title: str = "Saliency", **options) -> HtmlExport:
-    """A page of shaded tokens for saliency results (a list, ``{method: list}``, or a record)."""
+    """A page of shaded tokens for saliency results (a list, ``{method: list}``, or a record).
+
+    ``signed``: ``None`` (default) shows signed methods' negative scores in red and positive in blue;
+    ``False`` shades magnitudes only; ``True`` always colours by sign."""
     from collections.abc import Mapping
 
     if isinstance(obj, Mapping) and method is None:

@@ -62,6 +62,44 @@ def new_figure(width: float, height: float, **kwargs):
     return fig
 
 
+SCALES = ("fixed", "relative")
+
+
+def colour_scale(matrices, scale: str = "fixed", vmax: float | None = None,
+                 what: str = "attention weight") -> tuple[float, str]:
+    """The top of an attention figure's colour scale and the colorbar label that states it.
+
+    Attention weights are probabilities, so the default scale is fixed at 0..1: a near-uniform head
+    (0.11 everywhere) is drawn pale, not solid dark. ``scale="relative"`` runs the scale to the
+    largest weight shown, and the label says so with its range.
+
+    Args:
+        matrices: the tensors or arrays the scale covers.
+        scale: ``"fixed"`` (0..1) or ``"relative"`` (0..largest shown).
+        vmax: an explicit top of the scale (overrides ``scale``).
+        what: the colorbar's quantity.
+
+    Returns:
+        ``(vmax, label)``.
+    """
+    if scale not in SCALES:
+        raise ValueError(f"scale must be 'fixed' (0 to 1) or 'relative' (0 to the largest weight shown), got {scale!r}")
+    if vmax is not None:
+        return float(vmax), f"{what} (scale 0 to {float(vmax):.3g})"
+    if scale == "fixed":
+        return 1.0, f"{what} (fixed scale 0 to 1)"
+    import numpy as np
+
+    top = 0.0
+    for m in matrices:
+        data = np.asarray(m.detach().cpu().double() if hasattr(m, "detach") else m, dtype=float)
+        finite = data[np.isfinite(data)]
+        if finite.size:
+            top = max(top, float(finite.max()))
+    top = top if top > 0 else 1.0
+    return top, f"{what} (relative scale: 0 to {top:.3g}, the largest shown)"
+
+
 def check_path(path) -> str:
     path = os.fspath(path)
     ext = os.path.splitext(path)[1].lower()

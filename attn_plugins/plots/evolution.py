@@ -12,7 +12,7 @@ import torch
 
 from ..analysis.evolution import CheckpointEvolution, GenerationEvolution, checkpoint_evolution, generation_evolution
 from ..record import AttentionRecord
-from ._base import contextual, finish, new_figure, set_token_ticks, small_multiple_ticks, style
+from ._base import colour_scale, contextual, finish, new_figure, set_token_ticks, small_multiple_ticks, style
 from .heatmaps import draw_matrix
 
 PROMPT_COLOR = "#4c72b0"
@@ -117,7 +117,7 @@ def _checkpoints(attn, labels) -> CheckpointEvolution:
 
 @contextual
 def checkpoint_plot(attn, layer=0, head=0, *, labels=None, item: int = 0, ncols: int = 4, cmap: str = "Blues",
-                    title: str | None = None, path=None):
+                    scale: str = "fixed", title: str | None = None, path=None):
     """Small multiples, one heatmap per training checkpoint of one head (shared colour scale),
     each titled with how far the head moved since the previous checkpoint (mean Jensen-Shannon
     distance). ``attn`` is a list of records (same inputs) or a CheckpointEvolution."""
@@ -132,7 +132,7 @@ def checkpoint_plot(attn, layer=0, head=0, *, labels=None, item: int = 0, ncols:
     labelled = max(q, k) <= 20
     fig = new_figure(1.8 * ncols + 0.8, 1.8 * nrows * max(0.6, min(1.4, q / max(k, 1))) + 0.5)
     axes = fig.subplots(nrows, ncols, squeeze=False, sharex=True, sharey=True)
-    vmax = float(torch.nan_to_num(maps, nan=0.0).max()) or 1.0
+    vmax, scale_label = colour_scale([maps], scale)
     hi = evo.heads[li].index(head)
     image = None
     for idx, ax in enumerate(axes.flat):
@@ -146,7 +146,7 @@ def checkpoint_plot(attn, layer=0, head=0, *, labels=None, item: int = 0, ncols:
         ax.set_title(f"{evo.labels[idx]}{extra}", fontsize=7, pad=2)
         small_multiple_ticks(ax, labelled)
     bar = fig.colorbar(image, ax=axes.ravel().tolist(), fraction=0.025, pad=0.02, shrink=0.9)
-    bar.set_label("attention weight")
+    bar.set_label(scale_label)
     bar.outline.set_linewidth(0.5)
     fig.suptitle(title if title is not None else f"{evo.layer_labels[li]} head {head} across checkpoints")
     return finish(fig, path)
@@ -234,21 +234,22 @@ def animate_generation(attn, path, layer=-1, head="mean", *, item: int = 0, kind
 
 
 def animate_checkpoints(attn, path, layer=0, head=0, *, labels=None, item: int = 0, fps: float = 1.5, dpi: int = 120,
-                        cmap: str = "Blues"):
-    """An animated GIF: one frame per checkpoint, one head's heatmap on a fixed colour scale."""
+                        cmap: str = "Blues", scale: str = "fixed"):
+    """An animated GIF: one frame per checkpoint, one head's heatmap on one colour scale (0..1, or
+    ``scale="relative"``: 0 to the largest weight of any frame, stated on the colorbar)."""
     path = _check_gif(path)
     with style():
         evo = _checkpoints(attn, labels)
         li = evo.layer_labels.index(layer) if isinstance(layer, str) else layer % len(evo.layer_labels)
         maps = evo.maps(li, head, item=item)
         qt, kt = evo.tokens(item)
-        vmax = float(torch.nan_to_num(maps, nan=0.0).max()) or 1.0
+        vmax, scale_label = colour_scale([maps], scale)
         side = min(6.0, max(2.8, 0.18 * max(maps.shape[1:]) + 1.6))
         fig = new_figure(side + 0.7, side)
         ax = fig.add_subplot(1, 1, 1)
         image = draw_matrix(ax, maps[0], query_labels=qt, key_labels=kt, cmap=cmap, vmax=vmax, annotate=False)
         bar = fig.colorbar(image, ax=ax, fraction=0.046, pad=0.03)
-        bar.set_label("attention weight")
+        bar.set_label(scale_label)
         writer = _writer(fps)
         with writer.saving(fig, path, dpi=dpi):
             for c in range(len(evo.labels)):

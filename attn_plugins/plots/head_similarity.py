@@ -11,9 +11,12 @@ from ._base import contextual, finish, new_figure
 
 @contextual
 def similarity_plot(attn, *, method: str = "average", measure: str = "distance", item=None, stack=ANY,
-                    kind: str = "self", cmap: str = "viridis_r", max_labels: int = 72, title: str | None = None,
+                    kind: str = "self", cmap: str = "viridis_r", max_labels: int = 24, title: str | None = None,
                     path=None):
     """The head-distance matrix reordered by hierarchical clustering, with the dendrogram above.
+
+    At most ``max_labels`` heads are labelled on each axis (every second or third head of a big
+    model, in a font that stays readable); the report lists every cluster's members in a table.
 
     ``attn`` is a record/tensor (distances from
     :func:`~attn_plugins.analysis.head_similarity.head_distances`) or a ready
@@ -43,7 +46,7 @@ def similarity_plot(attn, *, method: str = "average", measure: str = "distance",
     image = ax.imshow(values, cmap="viridis" if similarity else cmap, aspect="auto", interpolation="nearest",
                       vmin=0.0, vmax=1.0 if similarity else max(float(np.nanmax(values)) if values.size else 1.0, 1e-9))
     step = max(1, int(np.ceil(n / max_labels)))
-    fontsize = 6 if n <= 24 else (4.5 if n <= 48 else 3.5)
+    fontsize = 6 if len(range(0, n, step)) <= 24 else 5
     ticks = list(range(0, n, step))
     ax.set_xticks(ticks)
     ax.set_xticklabels([labels[i] for i in ticks], rotation=90, fontsize=fontsize)

@@ -103,6 +103,7 @@ def _scatter_panel(ax, values, hs, name, label) -> None:
     ax.set_xticklabels(hs.labels, rotation=90 if n_layers > 8 or any(len(l) > 4 for l in hs.labels) else 0)
     ax.set_xlabel("layer")
     ax.set_ylabel(label)
+    ax.ticklabel_format(axis="y", useOffset=False)  # plain values, no "+2.197" offset above the axis
     ax.spines[["top", "right"]].set_visible(False)
     ax.legend(frameon=False, loc="best")
 

@@ -8,8 +8,8 @@ import torch
 
 from ..analysis.blocks import ANY, View, record_view, select_layers, views
 from ..record import AttentionRecord
-from ._base import (annotate_cells, contextual, finish, new_figure, pick_cross_layer, readable, set_token_ticks,
-                    small_multiple_ticks)
+from ._base import (annotate_cells, colour_scale, contextual, finish, new_figure, pick_cross_layer, readable,
+                    set_token_ticks, small_multiple_ticks)
 
 
 def _view(attn, layer, item, stack, kind, attention_mask=None, tokens=None) -> View:
@@ -55,12 +55,12 @@ def _crop(v: View, matrix: torch.Tensor, crop_padding: bool):
 
 def draw_matrix(ax, matrix, *, query_labels=None, key_labels=None, cmap="Blues", vmin=0.0, vmax=None,
                 annotate=None, max_labels=64, xlabel="key (attended to)", ylabel="query (attending)"):
-    """Draw an attention matrix on ``ax``; returns the image (for a colorbar)."""
+    """Draw an attention matrix on ``ax``; returns the image (for a colorbar). ``vmax`` defaults to 1
+    (weights are probabilities; see :func:`~attn_plugins.plots._base.colour_scale`)."""
     data = torch.as_tensor(matrix, dtype=torch.float64).numpy()
     q, k = data.shape
-    finite = data[~(data != data)] if data.size else data
     if vmax is None:
-        vmax = float(finite.max()) if finite.size and float(finite.max()) > 0 else 1.0
+        vmax = 1.0
     image = ax.imshow(data, cmap=cmap, vmin=vmin, vmax=vmax, aspect="auto", interpolation="nearest")
     set_token_ticks(ax, "x", key_labels, max_labels=max_labels)
     set_token_ticks(ax, "y", query_labels, max_labels=max_labels)
@@ -78,8 +78,11 @@ def draw_matrix(ax, matrix, *, query_labels=None, key_labels=None, cmap="Blues",
 @contextual
 def heatmap(attn, layer: int | None = 0, head=0, *, item: int = 0, stack=ANY, kind: str = "self", tokens=None,
             attention_mask=None, crop_padding: bool = True, annotate=None, cmap: str = "Blues", vmax=None,
-            title: str | None = None, size=None, path=None):
+            scale: str = "fixed", title: str | None = None, size=None, path=None):
     """Heatmap of one head (``head="mean"`` averages the heads) with token labels and a colorbar.
+
+    The colour scale is fixed at 0..1 (``scale="relative"``: 0 to the largest weight shown, stated
+    on the colorbar; ``vmax=`` sets the top).
 
     ``attn`` is a record (``layer`` picks the captured layer, ``stack``/``kind`` the group), a
     :class:`~attn_plugins.record.LayerAttention` or a tensor ``[batch, heads, q, k]``/``[heads,
@@ -95,9 +98,10 @@ def heatmap(attn, layer: int | None = 0, head=0, *, item: int = 0, stack=ANY, ki
         size = (side * min(1.6, max(0.8, k / max(q, 1))) + 0.6, side)
     fig = new_figure(*size)
     ax = fig.add_subplot(1, 1, 1)
-    image = draw_matrix(ax, matrix, query_labels=qt, key_labels=kt, cmap=cmap, vmax=vmax, annotate=annotate)
+    top, label = colour_scale([matrix], scale, vmax)
+    image = draw_matrix(ax, matrix, query_labels=qt, key_labels=kt, cmap=cmap, vmax=top, annotate=annotate)
     bar = fig.colorbar(image, ax=ax, fraction=0.046, pad=0.03)
-    bar.set_label("attention weight")
+    bar.set_label(label)
     bar.outline.set_linewidth(0.5)
     ax.set_title(title if title is not None else " ".join(x for x in (v.label, what) if x))
     return finish(fig, path)
@@ -106,8 +110,11 @@ def heatmap(attn, layer: int | None = 0, head=0, *, item: int = 0, stack=ANY, ki
 @contextual
 def head_grid(attn, layer: int | None = 0, *, item: int = 0, stack=ANY, kind: str = "self", heads=None, ncols=None,
               tokens=None, attention_mask=None, crop_padding: bool = True, shared_scale: bool = True,
-              cmap: str = "Blues", max_labels: int = 20, title: str | None = None, path=None):
+              scale: str = "fixed", cmap: str = "Blues", max_labels: int = 20, title: str | None = None, path=None):
     """Every head of one layer in a grid, on one colour scale with one colorbar.
+
+    The scale is fixed at 0..1; ``scale="relative"`` runs it to the largest weight in the grid
+    (``shared_scale=False``: each panel to its own largest weight), and the colorbar says so.
 
     Token labels are drawn on the outer panels when the sequence has at most ``max_labels``
     tokens. ``heads`` restricts the grid to some heads.
@@ -124,7 +131,10 @@ def head_grid(attn, layer: int | None = 0, *, item: int = 0, stack=ANY, kind: st
     q, k = mats[0][0].shape
     cell = 1.55 if max(q, k) <= max_labels else 1.35
     fig = new_figure(cell * ncols + 0.9, cell * nrows * max(0.6, min(1.4, q / max(k, 1))) + 0.5)
-    vmax = max(float(torch.nan_to_num(m[0], nan=0.0).max()) for m in mats) if shared_scale else None
+    vmax, label = colour_scale([m[0] for m in mats], scale)
+    per_panel = scale == "relative" and not shared_scale
+    if per_panel:
+        label = "attention weight (relative scale: each head 0 to its own largest weight)"
     axes = fig.subplots(nrows, ncols, squeeze=False, sharex=True, sharey=True)
     labelled = max(q, k) <= max_labels
     image = None
@@ -135,7 +145,8 @@ def head_grid(attn, layer: int | None = 0, *, item: int = 0, stack=ANY, kind: st
         matrix, qt, kt = mats[idx]
         r, c = divmod(idx, ncols)
         image = draw_matrix(ax, matrix, query_labels=qt if labelled else None, key_labels=kt if labelled else None,
-                            cmap=cmap, vmax=vmax if shared_scale else None, annotate=False,
+                            cmap=cmap, vmax=colour_scale([matrix], "relative")[0] if per_panel else vmax,
+                            annotate=False,
                             xlabel="", ylabel="", max_labels=max_labels)
         ax.set_title(f"head {chosen[idx]}", fontsize=7, pad=2)
         small_multiple_ticks(ax, labelled)
@@ -144,7 +155,7 @@ def head_grid(attn, layer: int | None = 0, *, item: int = 0, stack=ANY, kind: st
         if labelled and c != 0:
             ax.tick_params(labelleft=False)
     bar = fig.colorbar(image, ax=axes.ravel().tolist(), fraction=0.025, pad=0.02, shrink=0.9)
-    bar.set_label("attention weight")
+    bar.set_label(label)
     bar.outline.set_linewidth(0.5)
     fig.suptitle(title if title is not None else f"{v.label or 'attention'}: all heads"
                  f"{'' if item == 0 else f' (item {item})'}")
@@ -156,12 +167,13 @@ def head_grid(attn, layer: int | None = 0, *, item: int = 0, stack=ANY, kind: st
 @contextual
 def alignment(record: AttentionRecord, layer: int | str = -1, head="mean", *, item: int = 0, stack=ANY,
               source_tokens=None, target_tokens=None, mark_peaks: bool = True, cmap: str = "Greys",
-              annotate=None, title: str | None = None, path=None):
+              annotate=None, scale: str = "fixed", title: str | None = None, path=None):
     """The seq2seq alignment matrix: decoder cross-attention, target tokens (rows) x source
     tokens (columns), the classic view of attention in translation models (Bahdanau et al.).
 
     ``layer`` is a cross-attention layer index or ``"mean"`` (all layers averaged); ``head`` a head
     or ``"mean"``. The most attended source token of each target token is marked with a dot.
+    The colour scale is fixed at 0..1 unless ``scale="relative"`` (stated on the colorbar).
     """
     if not isinstance(record, AttentionRecord):
         raise TypeError("alignment() needs an AttentionRecord of an encoder-decoder model")
@@ -191,7 +203,8 @@ def alignment(record: AttentionRecord, layer: int | str = -1, head="mean", *, it
     side_h = min(8.0, max(2.2, 0.2 * q + 1.0))
     fig = new_figure(side_w + 0.7, side_h)
     ax = fig.add_subplot(1, 1, 1)
-    image = draw_matrix(ax, matrix, query_labels=tt, key_labels=st, cmap=cmap, vmax=None, annotate=annotate,
+    top, label = colour_scale([matrix], scale, what="cross-attention weight")
+    image = draw_matrix(ax, matrix, query_labels=tt, key_labels=st, cmap=cmap, vmax=top, annotate=annotate,
                         xlabel="source", ylabel="target")
     if mark_peaks and q and k:
         from matplotlib.patches import Rectangle
@@ -202,7 +215,7 @@ def alignment(record: AttentionRecord, layer: int | str = -1, head="mean", *, it
                                    clip_on=False, label="most attended source" if i == 0 else None))
         fig.legend(loc="outside lower center", frameon=False, handlelength=1.0)
     bar = fig.colorbar(image, ax=ax, fraction=0.046, pad=0.03)
-    bar.set_label("cross-attention weight")
+    bar.set_label(label)
     bar.outline.set_linewidth(0.5)
     what = "mean of heads" if head in ("mean", None) else f"head {head}"
     ax.set_title(title if title is not None else f"alignment: {where}, {what}", loc="left")

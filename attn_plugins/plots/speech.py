@@ -7,7 +7,7 @@ import torch
 
 from ..analysis.blocks import record_view
 from ..record import AttentionRecord
-from ._base import contextual, finish, new_figure, pick_cross_layer, readable
+from ._base import colour_scale, contextual, finish, new_figure, pick_cross_layer, readable
 
 # Whisper: log-mel frames every 10 ms; the encoder's strided convolution halves them (20 ms).
 MEL_HOP_SECONDS = 0.01
@@ -43,8 +43,12 @@ def _cross_matrix(record: AttentionRecord, layer, head, item) -> tuple[torch.Ten
 def whisper_cross_attention(record: AttentionRecord, *, layer="mean", head="mean", item: int = 0, features=None,
                             tokens=None, frame_seconds: float = ENCODER_FRAME_SECONDS,
                             mel_hop_seconds: float = MEL_HOP_SECONDS, max_seconds: float | None = None,
-                            mark_peaks: bool = True, cmap: str = "magma", title: str | None = None, path=None):
+                            mark_peaks: bool = True, cmap: str = "magma", scale: str = "relative",
+                            title: str | None = None, path=None):
     """Cross-attention of each decoded token over the audio, on a time axis in seconds.
+
+    Spread over ~1,500 audio frames, each weight is small, so this plot's scale is relative by
+    default (0 to the largest weight shown, stated on the colorbar); ``scale="fixed"`` gives 0..1.
 
     With ``features`` (the log-mel ``input_features``, ``[n_mels, frames]`` or batched) the
     spectrogram is drawn above on the same time axis. Each row is a decoded token; the most
@@ -92,8 +96,9 @@ def whisper_cross_attention(record: AttentionRecord, *, layer="mean", head="mean
         ax = fig.add_subplot(grid[0, 0])
         cax = fig.add_subplot(grid[0, 1])
 
+    top, scale_label = colour_scale([matrix], scale, what="cross-attention")
     image = ax.imshow(matrix.numpy(), aspect="auto", cmap=cmap, extent=(0, seconds, q - 0.5, -0.5),
-                      interpolation="nearest", vmin=0.0)
+                      interpolation="nearest", vmin=0.0, vmax=top)
     if mark_peaks and q and k:
         peaks = torch.nan_to_num(matrix, nan=-1.0).argmax(dim=-1).numpy()
         ax.plot((peaks + 0.5) * frame_seconds, np.arange(q), color="#00d0ff", marker="o", markersize=2.2, linewidth=0.6,
@@ -107,7 +112,7 @@ def whisper_cross_attention(record: AttentionRecord, *, layer="mean", head="mean
     ax.set_xlabel("time (s)")
     ax.set_ylabel("decoded token")
     bar = fig.colorbar(image, cax=cax)
-    bar.set_label("cross-attention")
+    bar.set_label(scale_label)
     bar.outline.set_linewidth(0.5)
     return finish(fig, path)
 

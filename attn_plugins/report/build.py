@@ -80,8 +80,9 @@ def _resolve(model, tokenizer, model_dir) -> tuple:
         raise ReportError(str(exc)) from None
 
 
-def build_report(model=None, tokenizer=None, texts=None, out_dir="out", model_dir=None, progress: bool = True, *,
-                 text_file=None, max_tokens: int = MAX_TOKENS_DEFAULT, sections=None) -> str:
+def build_report(model=None, tokenizer=None, texts=None, out_dir="out", model_dir=None, progress: bool | None = None,
+                 *, text_file=None, max_tokens: int = MAX_TOKENS_DEFAULT, sections=None, layers=None,
+                 heads=None) -> str:
     """Write the report into ``out_dir`` and return the path of its page (``report.html``).
 
     Args:
@@ -93,10 +94,13 @@ def build_report(model=None, tokenizer=None, texts=None, out_dir="out", model_di
         out_dir: where ``report.html``, ``plots/`` (PNG and SVG), ``head_stats.csv`` and
             ``record.safetensors`` are written.
         model_dir: a local ``save_pretrained()`` directory.
-        progress: show a progress bar (stderr).
+        progress: show a progress bar on stderr: ``True``, ``False`` or ``None`` (tqdm's convention:
+            only when stderr is a terminal, so logs and CI output stay clean).
         text_file: a UTF-8 file with one text per line (added after ``texts``).
         max_tokens: refuse inputs longer than this (or the model's maximum).
         sections: the section ids to build (default: all; see :data:`SECTIONS`).
+        layers, heads: capture only these layers / heads (``capture(layers=..., heads=...)``; model
+            numbering, negative layers from the end); default: all.
 
     Returns:
         The path of ``report.html``.
@@ -116,13 +120,13 @@ def build_report(model=None, tokenizer=None, texts=None, out_dir="out", model_di
         if unknown:
             raise ReportError(f"unknown sections {sorted(unknown)}; available: {', '.join(s for s, _ in SECTIONS)}")
     out_dir = os.fspath(out_dir)
-    bar = tqdm(total=len(chosen) + 2, desc="report", unit="step", disable=not progress, file=sys.stderr,
+    bar = tqdm(total=len(chosen) + 2, desc="report", unit="step", disable=None if progress is None else not progress, file=sys.stderr,
                leave=True, dynamic_ncols=True)
     try:
         bar.set_postfix_str("loading the model")
         load_start = time.perf_counter()
         model, tokenizer, source = _resolve(model, tokenizer, model_dir)
-        ctx = ReportContext(model, tokenizer, texts, out_dir, source, max_tokens)
+        ctx = ReportContext(model, tokenizer, texts, out_dir, source, max_tokens, layers=layers, heads=heads)
         ctx.load_seconds = time.perf_counter() - load_start
         bar.update(1)
         bar.set_postfix_str("capture")

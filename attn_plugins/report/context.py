@@ -30,8 +30,10 @@ def png_size(data: bytes) -> tuple[int, int]:
 class ReportContext:
     """Everything the sections of one report read; every figure goes to ``plots/`` and inline into the page."""
 
-    def __init__(self, model, tokenizer, texts, out_dir, source, max_tokens) -> None:
+    def __init__(self, model, tokenizer, texts, out_dir, source, max_tokens, layers=None, heads=None) -> None:
         self.model = model
+        self.layers_wanted = layers  # capture(layers=..., heads=...): None keeps every layer / head
+        self.heads_wanted = heads
         self.tokenizer = tokenizer
         self.texts = texts
         self.out_dir = out_dir
@@ -59,9 +61,10 @@ class ReportContext:
         keep_qk = int(enc["input_ids"].shape[1]) <= NEURON_MAX_TOKENS
         start = time.perf_counter()
         try:
-            with torch.no_grad(), capture(self.model, tokenizer=self.tokenizer, keep_queries_keys=keep_qk) as cap:
+            with torch.no_grad(), capture(self.model, tokenizer=self.tokenizer, keep_queries_keys=keep_qk,
+                                          layers=self.layers_wanted, heads=self.heads_wanted) as cap:
                 self.model(**enc)
-        except CaptureError as exc:
+        except (CaptureError, IndexError, ValueError) as exc:
             raise ReportError(f"cannot capture attention from {type(self.model).__name__}: {exc} (the report needs a "
                               "model with attention layers)") from None
         record = cap.record if cap.records else None
@@ -94,6 +97,13 @@ class ReportContext:
         from ..analysis.stats import head_stats
 
         return head_stats(self.record, stack=self.stack)
+
+    @functools.cached_property
+    def baseline(self):
+        """What uniform attention would score on the same rows (:func:`~attn_plugins.analysis.stats.uniform_baseline`)."""
+        from ..analysis.stats import uniform_baseline
+
+        return uniform_baseline(self.record, stack=self.stack)
 
     @functools.cached_property
     def distances(self):

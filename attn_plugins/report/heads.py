@@ -26,16 +26,23 @@ def section_heatmaps(ctx) -> str:
     return "".join(parts)
 
 
-def notable_heads(ctx) -> list[tuple[str, str, str, int, float]]:
-    """(role, statistic, layer label, head, value): the most typical head of each behaviour."""
+# A head is notable only where it beats uniform attention on its own rows by a margin: for shares,
+# at least NOTABLE_MARGIN more than uniform's share and at least NOTABLE_RATIO times it; for entropy
+# (lower is sharper) and distance, NOTABLE_RATIO of uniform's.
+NOTABLE_MARGIN = 0.1
+NOTABLE_RATIO = 1.5
+
+
+def notable_heads(ctx) -> list[tuple[str, str, str, int, float, float]]:
+    """(role, statistic, layer label, head, value, uniform baseline): the most typical head of each
+    behaviour, kept only when it beats what uniform attention over the same rows would score."""
     import torch
 
-    hs = ctx.stats
+    hs, base = ctx.stats, ctx.baseline
     roles = [("attends to the previous token", "previous", max),
              ("attends to the next token", "next", max),
              ("attends to [CLS]/[SEP]/punctuation", "special", max),
              ("attends to itself", "self", max),
-             ("broadest (closest to uniform)", "normalized_entropy", max),
              ("most focused (lowest entropy)", "entropy", min),
              ("longest reach (mean distance)", "distance", max)]
     out = []
@@ -47,8 +54,22 @@ def notable_heads(ctx) -> list[tuple[str, str, str, int, float]]:
         value = float(values[li, hi])
         if math.isnan(value) or hi >= len(hs.heads[li]):
             continue
-        out.append((role, name, hs.labels[li], hs.heads[li][hi], value))
+        uniform = float(base.get(name)[li, hi])
+        if not beats_uniform(name, value, uniform):
+            continue
+        out.append((role, name, hs.labels[li], hs.heads[li][hi], value, uniform))
     return out
+
+
+def beats_uniform(name: str, value: float, uniform: float) -> bool:
+    """Whether ``value`` of statistic ``name`` is remarkable next to uniform attention's ``uniform``."""
+    if math.isnan(uniform):
+        return False
+    if name == "entropy":
+        return value * NOTABLE_RATIO <= uniform
+    if name == "distance":
+        return value >= NOTABLE_RATIO * uniform
+    return value >= uniform + NOTABLE_MARGIN and value >= NOTABLE_RATIO * uniform
 
 
 def section_statistics(ctx) -> str:
@@ -71,22 +92,30 @@ def section_statistics(ctx) -> str:
                             "dashed line is the entropy of uniform attention."))
     notable = notable_heads(ctx)
     rows = []
-    for role, name, label, head, value in notable:
+    for role, name, label, head, value, uniform in notable:
         rows.append(f"<tr><td>{esc(role)}</td><td>{esc(label)} head {head}</td>"
-                    f"<td>{esc(STAT_TITLES.get(name, name))}</td><td>{fmt(value)}</td></tr>")
-    parts.append('<h3>Notable heads</h3><table class="ap-table"><tr><th>behaviour</th><th>head</th>'
-                 f'<th>statistic</th><th>value</th></tr>{"".join(rows)}</table>')
+                    f"<td>{esc(STAT_TITLES.get(name, name))}</td><td>{fmt(value)}</td><td>{fmt(uniform)}</td></tr>")
+    parts.append('<h3>Notable heads</h3><p class="ap-lead">The most typical head of each behaviour, shown only '
+                 'where it beats uniform attention over the same rows (for a share: at least '
+                 f'{NOTABLE_MARGIN:g} above and {NOTABLE_RATIO:g}x the uniform value; for entropy and distance: '
+                 f'{NOTABLE_RATIO:g}x); the uniform value is given beside each.</p>')
+    if rows:
+        parts.append('<table class="ap-table"><tr><th>behaviour</th><th>head</th><th>statistic</th><th>value</th>'
+                     f'<th>uniform attention</th></tr>{"".join(rows)}</table>')
+    else:
+        parts.append('<p class="ap-note">No head beats uniform attention by that margin on these inputs.</p>')
     shown = {r[1]: r for r in notable}
     figs = []
     for name in ("previous", "next", "special"):
         if name not in shown:
             continue
-        role, _, label, head, value = shown[name]
+        role, _, label, head, value, uniform = shown[name]
         layer = ctx.layer_of(label).index
         fig = heatmap(ctx.record, layer, head, item=0, stack=ctx.stack,
                       title=f"{label} head {head}: {role}")
         figs.append(ctx.figure(f"notable_{name}_{label.replace(' ', '_')}_H{head}", fig,
-                               f"Input 1, {label} head {head}: {role} ({fmt(value)})."))
+                               f"Input 1, {label} head {head}: {role} ({fmt(value)}; uniform attention: "
+                               f"{fmt(uniform)})."))
     parts.append(f'<div class="ap-row">{"".join(figs)}</div>')
     # per layer and per head tables, and the CSV
     csv_path = os.path.join(ctx.out_dir, "head_stats.csv")
@@ -128,7 +157,7 @@ def section_clustering(ctx) -> str:
              'heads\' attention rows over the real tokens of all inputs (Clark et al. 2019), ordered by '
              'hierarchical clustering (average linkage). Dark blocks on the diagonal are families of heads '
              'that attend the same way.</p>']
-    parts.append(ctx.figure("head_similarity", similarity_plot(d), "Head-distance matrix with its dendrogram."))
+    parts.append(ctx.figure("head_similarity", similarity_plot(d), "Head-distance matrix with its dendrogram (a large model has every few heads labelled; the tables below list every cluster's heads)."))
     if len(ctx.self_layers) > 1:
         parts.append(ctx.figure("layer_similarity", layer_similarity_plot(ctx.record, stack=ctx.stack),
                                 "Layer-to-layer similarity of the head-averaged attention (1 - mean "
@@ -174,7 +203,7 @@ def layers_figure(record, item: int, stack):
     """Small multiples: each layer's mean of heads for one input, on one colour scale."""
     from ..analysis.blocks import record_view, select_layers
     from ..analysis.tokens import readable_token
-    from ..plots._base import new_figure, style
+    from ..plots._base import colour_scale, new_figure, style
     from ..plots.heatmaps import draw_matrix
 
     layers = select_layers(record, None, stack, "self")
@@ -193,7 +222,7 @@ def layers_figure(record, item: int, stack):
     size = max(m.shape[0] for _, m, _, _ in mats)
     labelled = size <= 24
     cell = 1.7 if labelled else 1.3
-    vmax = max(float(m.nan_to_num(0.0).max()) for _, m, _, _ in mats) or 1.0
+    vmax, scale_label = colour_scale([m for _, m, _, _ in mats], "fixed", what="attention weight, mean of heads")
     with style():
         fig = new_figure(cell * ncols + 1.0, cell * nrows + 0.7)
         axes = fig.subplots(nrows, ncols, squeeze=False)
@@ -214,7 +243,7 @@ def layers_figure(record, item: int, stack):
             elif idx % ncols != 0:
                 ax.set_yticks([])
         bar = fig.colorbar(image, ax=axes.ravel().tolist(), fraction=0.02, pad=0.01, shrink=0.9)
-        bar.set_label("attention weight (mean of heads)")
+        bar.set_label(scale_label)
         bar.outline.set_linewidth(0.5)
         fig.suptitle("mean attention of each layer" + (f" (input {item + 1})" if record.batch_size > 1 else ""))
     return fig

@@ -63,6 +63,9 @@ def section_summary(ctx) -> str:
             f'<pre>{esc(record.summary())}</pre></details>')
 
 
+HEAD_VIEWS_MAX = 8  # head views in one report page; past it a note says where the others are
+
+
 def section_bertviz(ctx) -> str:
     """BertViz's head, model and neuron views, drawn offline (the neuron view only for short inputs)."""
     if not has_exporter("bertviz"):
@@ -78,7 +81,12 @@ def section_bertviz(ctx) -> str:
              '<b>Model view</b>: every head of every layer at a glance; click a thumbnail to enlarge it. '
              '<b>Neuron view</b>: how one head\'s queries and keys produce its weights.</p>']
     notes = []
-    views = [("head", i) for i in range(min(record.batch_size, 3))] + [("model", 0)]
+    shown = min(record.batch_size, HEAD_VIEWS_MAX)
+    views = [("head", i) for i in range(shown)] + [("model", 0)]
+    if record.batch_size > shown:
+        notes.append(f"head views are shown for the first {shown} of {record.batch_size} inputs (each view adds its "
+                     f"own data to the page); every input is in record.safetensors: "
+                     "ap.export(ap.AttentionRecord.load('record.safetensors'), 'bertviz', item=N)")
     has_qk = any(layer.queries is not None for layer in record.layers)
     if has_qk:
         views.append(("neuron", 0))
@@ -124,8 +132,15 @@ def section_diagnostics(ctx) -> str:
     for f in findings:
         counts[f.problem] = counts.get(f.problem, 0) + 1
     summary = ", ".join(f"{n} {p}" for p, n in counts.items())
-    rows = "".join(f"<tr><td>{esc(f.layer)}</td><td>{f.head}</td><td>{esc(f.problem)}</td>"
-                   f"<td>{fmt(f.value)}</td><td>{esc(f.reason)}</td></tr>" for f in findings)
+    rows = []
+    for problem in counts:  # one line per problem, listing its heads, not one sentence per head
+        group = [f for f in findings if f.problem == problem]
+        heads = ", ".join(f"{f.layer} head {f.head}" for f in group)
+        low, high = min(f.value for f in group), max(f.value for f in group)
+        values = fmt(low) if low == high else f"{fmt(low)} to {fmt(high)}"
+        example = group[0].reason if len(group) == 1 else f"e.g. {group[0].layer} head {group[0].head}: {group[0].reason}"
+        rows.append(f"<tr><td>{esc(problem)}</td><td>{len(group)}</td><td class=\"ap-heads\">{esc(heads)}</td>"
+                    f"<td>{values}</td><td>{esc(example)}</td></tr>")
     return (lead + f'<p class="ap-warn-note">{len(findings)} finding(s): {esc(summary)}.</p>'
-            '<table class="ap-table"><tr><th>layer</th><th>head</th><th>problem</th><th>value</th>'
-            f"<th>why</th></tr>{rows}</table>")
+            '<table class="ap-table"><tr><th>problem</th><th>heads</th><th>which</th><th>value</th>'
+            f"<th>why</th></tr>{''.join(rows)}</table>")

@@ -11,6 +11,11 @@ from .markup import esc
 
 REPORT_FILE = "report.html"
 CSS_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "static", "report.css")
+# The sticky navigation must not hide the heading a link jumps to: sections keep a scroll margin of the
+# navigation's height (it wraps onto more lines on narrow windows), measured here.
+NAV_OFFSET_SCRIPT = ("(function(){var n=document.querySelector('nav.ap-nav');if(!n)return;function f(){"
+                     "document.documentElement.style.setProperty('--ap-nav-height',n.offsetHeight+'px');}"
+                     "f();window.addEventListener('resize',f);})();")
 CSP = ("default-src 'none'; img-src data:; style-src 'unsafe-inline'; script-src 'unsafe-inline'; "
        "font-src data:; connect-src 'none'; base-uri 'none'; form-action 'none'")
 
@@ -59,5 +64,5 @@ def render_page(ctx, sections: list, total: float) -> str:
         f"<th>status</th><th>time</th></tr>{timings}<tr><td>loading the model</td><td></td>"
         f"<td>{ctx.load_seconds:.1f} s</td></tr><tr><td>capture</td><td></td>"
         f"<td>{ctx.capture_seconds:.1f} s</td></tr></table><p>Files written beside this page: {files}</p>"
-        "</footer>\n</body></html>\n"
+        "</footer>\n<script>" + NAV_OFFSET_SCRIPT + "</script>\n</body></html>\n"
     )

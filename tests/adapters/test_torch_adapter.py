@@ -111,7 +111,7 @@ def test_cross_attention_module_options_exact(batch_first, variant):
     assert torch.equal(layer.weights, expected)
     extra = options.get("add_bias_kv", False) + options.get("add_zero_attn", False)
     assert layer.weights.shape == (B, H, L, S + extra)
-    assert layer.kind == ("cross" if variant == "kdim_vdim" else "self")
+    assert layer.kind == "cross"  # another query than key: cross-attention, whatever the dimensions
 
 
 def test_unbatched_input_and_weights_already_asked_for():
@@ -158,6 +158,7 @@ def test_incremental_decoding_calls_are_steps_of_one_matrix():
         for t in range(5):  # one query per call over a growing cache
             mha(x[:, t : t + 1], x[:, : t + 1], x[:, : t + 1], need_weights=False)
     (layer,) = cap.record.layers
+    assert layer.kind == "self"  # the query is the key's last row: a step over a cache, not cross-attention
     assert layer.weights.shape == (2, H, 5, 5)
     torch.testing.assert_close(layer.weights, full, rtol=0, atol=1e-6)
 
@@ -440,3 +441,35 @@ def test_plain_module_around_a_transformers_model():
     for layer, ref in zip(layers, expected):
         assert (layer.weights - ref).abs().max() <= 1e-5
     assert hooks_left(model) == []
+
+
+def test_mha_called_with_another_query_than_key_is_cross_attention():
+    """``mha(q, kv, kv)``: the call, not the module's name, says it is cross-attention; ``mha(x, x, x)``
+    stays self-attention. The weights are what the module itself returns."""
+
+    class Reader(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.attn = nn.MultiheadAttention(8, 2, batch_first=True)  # a name that says nothing
+
+        def forward(self, x, memory=None):
+            kv = x if memory is None else memory
+            return self.attn(x, kv, kv, need_weights=True, average_attn_weights=False)
+
+    torch.manual_seed(0)
+    model = Reader().eval()
+    x, memory = torch.randn(2, 3, 8), torch.randn(2, 5, 8)
+    with torch.no_grad():
+        _, expected_cross = model(x, memory)
+        _, expected_self = model(x)
+    with torch.no_grad(), ap.capture(model) as cap:
+        model(x, memory)
+    (layer,) = cap.record.layers
+    assert layer.kind == "cross"
+    assert layer.weights.shape == (2, 2, 3, 5)
+    torch.testing.assert_close(layer.weights, expected_cross, rtol=0, atol=1e-6)
+    with torch.no_grad(), ap.capture(model) as cap:
+        model(x)
+    (layer,) = cap.record.layers
+    assert layer.kind == "self"
+    torch.testing.assert_close(layer.weights, expected_self, rtol=0, atol=1e-6)

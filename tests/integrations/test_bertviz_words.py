@@ -73,7 +73,47 @@ def test_exporter_words_option():
     # the sentence-pair split moves to the word index where sentence B starts
     assert p.left[p.sentence_b_start] == "it"
     assert "merged into words" in result.body
+    # without offsets: the word ids the capture kept from the tokenizer give the same words
+    enc = R.minilm_tokenizer()([R.TEXT_A, "Short one."], [R.TEXT_B, "x"], padding=True)
+    for item in (0, 1):
+        assert groups_from_word_ids(record.metadata["word_ids"][item]) == groups_from_word_ids(enc.word_ids(item))
+    (same,) = panels(record, words=True)
+    assert same.left == p.left and same.right == p.right
+    assert torch.equal(same.attn, p.attn)
+    # and a saved record keeps them
+    import copy
+
+    bare = copy.copy(record)
+    bare.tokens, bare.metadata = None, {}
     with pytest.raises(ValueError, match="offsets="):
-        panels(record, words=True)
+        panels(bare, words=True)
     with pytest.raises(ValueError, match="neuron view"):
         ap.export(record, "bertviz", view="neuron", words=True, offsets=offsets)
+
+
+def test_show_words_with_the_real_fast_tokenizer(tmp_path):
+    """``ap.show(model, text, tok, words=True)`` just works: the capture keeps each token's word."""
+    tok, model = R.minilm_tokenizer(), R.minilm_model()
+    text = "Tokenization isn't unbelievably hard."
+    view = ap.show(model, text, tok, words=True)
+    entry = view.params["attention"][0]
+    enc = tok(text, return_offsets_mapping=True)
+    groups = groups_from_word_ids(enc.word_ids())
+    expected = word_labels(groups, tokens=tok.convert_ids_to_tokens(enc["input_ids"]))  # the pieces, joined
+    assert entry["left_text"] == expected == ["[CLS]", "tokenization", "isn", "'", "t", "unbelievably", "hard", ".",
+                                              "[SEP]"]
+    # the word-level weights: rows are means over the pieces, columns sums (Clark et al.)
+    record = ap.AttentionRecord.load(_saved(tok, model, text, tmp_path))
+    from attn_plugins.integrations.panels import panels
+
+    (p,) = panels(record, words=True)
+    assert p.left == expected
+    w = record.layers[0].weights[0]
+    assert torch.allclose(p.attn[0], merge_attention(w, groups), atol=1e-6)
+
+
+def _saved(tok, model, text, tmp_path):
+    """A record made with the tokenizer, saved and loaded: the word ids travel in its metadata."""
+    with torch.no_grad(), ap.capture(model, tok) as cap:
+        model(**tok(text, return_tensors="pt"))
+    return cap.record.save(tmp_path / "words.safetensors")

@@ -66,3 +66,29 @@ def test_single_method_from_mapping_and_record():
     assert single.body.count('class="ap-method"') == 3
     with pytest.raises(KeyError):
         ap.export(table, "saliency", method="flow")
+
+
+def test_signed_scores_show_both_signs_by_default(tmp_path, browser):  # noqa: F811
+    """Integrated-gradients-style scores: the negative token is red, the positive ones blue, each
+    shaded by magnitude; ``signed=False`` asks for magnitudes only (all blue)."""
+    sal = TokenSaliency(tokens=["good", "not", "fine", "zero"], scores=[2.0, -4.0, 1.0, 0.0],
+                        method="integrated_gradients")
+    colours_js = ("return Array.from(document.querySelectorAll('.ap-tok')).map("
+                  "e => getComputedStyle(e).backgroundColor)")
+    page = browser.open(ap.export(sal, "saliency").save(tmp_path / "signed.html"))
+    assert page.console_errors() == []
+    colours = page.js(colours_js)
+    assert colours[1] == "rgb(214, 39, 40)"            # the negative score, the largest magnitude: full red
+    assert colours[0] == "rgba(31, 119, 180, 0.5)"     # positive, half the largest magnitude: blue
+    assert colours[2] == "rgba(31, 119, 180, 0.25)"
+    assert colours[3] == "rgba(0, 0, 0, 0)"
+    assert "red: negative" in page.text(".ap-legend")[0]
+    page.screenshot(tmp_path / "signed.png")
+    absolute = browser.open(ap.export(sal, "saliency", signed=False).save(tmp_path / "absolute.html"))
+    colours = absolute.js(colours_js)
+    assert colours[1] == "rgb(31, 119, 180)" and colours[0] == "rgba(31, 119, 180, 0.5)"
+    assert "red: negative" not in absolute.text(".ap-legend")[0]
+    # attention scores are never negative: no red, no sign legend
+    plain = TokenSaliency(tokens=["a", "b"], scores=[0.25, 0.75], method="attention")
+    page = browser.open(ap.export(plain, "saliency").save(tmp_path / "plain.html"))
+    assert "red: negative" not in page.text(".ap-legend")[0]

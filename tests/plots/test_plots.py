@@ -141,7 +141,7 @@ def test_heatmap_crops_padding_and_labels_tokens(minilm_rec):
     assert ax.images[0].get_array().shape == (n, n)
     labels = [t.get_text() for t in ax.get_xticklabels()]
     assert labels[0] == "[CLS]" and labels[-1] == "[SEP]" and "[PAD]" not in labels
-    assert fig.axes[1].get_ylabel() == "attention weight"  # the colorbar
+    assert fig.axes[1].get_ylabel() == "attention weight (fixed scale 0 to 1)"  # the colorbar
 
 
 def test_animated_gifs(tmp_path):
@@ -190,3 +190,72 @@ def test_plots_import_without_matplotlib_side_effects():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=os.path.dirname(os.path.dirname(os.path.dirname(__file__))))
     assert out.stdout.strip() == "False"
+
+
+def _uniform_record(value_rows: int = 9):
+    """A record of one layer: head 0 near-uniform over 9 tokens (0.111...), head 1 one-hot."""
+    from attn_plugins.record import AttentionRecord, LayerAttention
+
+    n = value_rows
+    uniform = torch.full((n, n), 1.0 / n)
+    sharp = torch.eye(n)
+    weights = torch.stack([uniform, sharp])[None]
+    layer = LayerAttention(name="l0", stack=None, kind="self", index=0, weights=weights)
+    cross = LayerAttention(name="c0", stack="decoder", kind="cross", index=0, weights=weights[:, :, :4])
+    self_enc = LayerAttention(name="e0", stack="encoder", kind="self", index=0, weights=weights)
+    tokens = [[f"t{i}" for i in range(n)]]
+    return (AttentionRecord(layers=[layer], tokens=tokens),
+            AttentionRecord(layers=[self_enc, cross], tokens=tokens, decoder_tokens=[tokens[0][:4]]))
+
+
+def _rgb_of(fig, ax_index, value):
+    image = fig.axes[ax_index].images[0]
+    return image.to_rgba(value)[:3], image.norm.vmin, image.norm.vmax
+
+
+@pytest.mark.parametrize("what", ["heatmap", "grid", "alignment", "layers_mean"])
+def test_colour_scale_is_fixed_0_to_1_unless_asked(what):
+    """A near-uniform head (1/9 everywhere) is drawn pale on the default 0..1 scale, and the
+    colorbar says which scale; ``scale="relative"`` runs to the largest weight and says so."""
+    record, seq2seq = _uniform_record()
+    if what == "heatmap":
+        fixed = plots.heatmap(record, layer=0, head=0)
+        relative = plots.heatmap(record, layer=0, head=0, scale="relative")
+    elif what == "grid":
+        fixed = plots.head_grid(record, layer=0, heads=[0])
+        relative = plots.head_grid(record, layer=0, heads=[0], scale="relative")
+    elif what == "alignment":
+        fixed = plots.alignment(seq2seq, layer=0, head=0, mark_peaks=False)
+        relative = plots.alignment(seq2seq, layer=0, head=0, mark_peaks=False, scale="relative")
+    else:
+        from attn_plugins.report.heads import layers_figure
+
+        record.layers[0].weights = record.layers[0].weights[:, :1]
+        fixed, relative = layers_figure(record, 0, None), None
+    rgb, vmin, vmax = _rgb_of(fixed, 0, 1.0 / 9)
+    assert (vmin, vmax) == (0.0, 1.0)
+    assert min(rgb) > 0.7, f"a near-uniform head must look pale on the fixed scale, got {rgb}"
+    assert "fixed scale 0 to 1" in fixed.axes[-1].get_ylabel()
+    if relative is not None:
+        rgb, _, vmax = _rgb_of(relative, 0, 1.0 / 9)
+        assert vmax == pytest.approx(1.0 / 9)
+        assert min(rgb) < 0.3  # darkest colour: the scale runs to this head's largest weight
+        label = relative.axes[-1].get_ylabel()
+        assert "relative scale: 0 to 0.111" in label
+    with pytest.raises(ValueError, match="fixed"):
+        plots.heatmap(record, layer=0, head=0, scale="per-head")
+
+
+def test_entropy_axis_has_no_offset_and_dendrogram_labels_stay_readable(minilm_rec):
+    """No "+2.197" offset above the entropy axis; 72 heads get at most 24 labels per axis in a
+    font of at least 5 pt (not 72 labels at 3.5 pt)."""
+    fig = plots.head_stats_plot(minilm_rec, ("entropy", "distance"), style="scatter")
+    fig.canvas.draw()
+    for ax in fig.axes:
+        assert ax.yaxis.get_offset_text().get_text() == ""
+    fig = plots.similarity_plot(minilm_rec)
+    fig.canvas.draw()
+    matrix_ax = fig.axes[1]
+    labels = [t for t in matrix_ax.get_xticklabels() if t.get_text()]
+    assert 12 <= len(labels) <= 24
+    assert min(t.get_fontsize() for t in labels) >= 5

@@ -67,3 +67,17 @@ def test_other_methods_run_on_pairs(sim, method):
         # mean pooling reads every row: the score is the mean of the real rows
         assert results[0][0].query is None
         assert results[0][0].scores.sum() == pytest.approx(1.0, abs=1e-6)
+
+
+def test_captum_table_shows_the_similarity_not_nan(sim):
+    """Captum's table for the similarity task: "cosine similarity (0.xx)" as the predicted label."""
+    import attn_plugins as ap
+
+    results = sim.explain(PAIR, "input_x_gradient")
+    view = ap.export(results, "captum")
+    expected = sim.similarity(*PAIR)
+    for record in view.records:
+        assert record.pred_class == "cosine similarity"
+        assert record.pred_prob == pytest.approx(expected, abs=1e-6)
+    page = view._repr_html_()
+    assert "(nan)" not in page and f"cosine similarity ({expected:.2f})" in page
