@@ -361,3 +361,36 @@ def test_same_model_twice_in_one_thread_is_still_refused():
             with ap.capture(model):
                 pass
     _no_leftovers(model)
+
+
+@pytest.mark.parametrize("name", ["bert", "falcon", "torch_encoder"])
+def test_another_threads_forward_only_passes_through_gates(name):
+    """Not slowed: in a thread without a capture, attn-plugins code runs only its pass-through checks
+    (one gate per hooked call, the kernel wrappers handing the call on), never the session's work."""
+    model, _, _ = _model(name)
+    inputs = _inputs(2, 6, 7)
+    seen, errors = [], []
+    allowed = {"gate", "_backward_running", "scaled_dot_product_attention", "attn_plugins_capture_wrapper",
+               "first_active", "dropout", "<genexpr>"}
+
+    def profiler(frame, event, arg):
+        if event == "call" and "attn_plugins" in frame.f_code.co_filename:
+            seen.append(frame.f_code.co_name)
+
+    def thread_b():
+        sys.setprofile(profiler)
+        try:
+            with torch.no_grad():
+                model(**inputs)
+        finally:
+            sys.setprofile(None)
+
+    with torch.no_grad(), ap.capture(model) as cap:
+        model(**_inputs(1, 4, 8))
+        b = _run(thread_b, errors)
+        b.start()
+        b.join(WAIT)
+    assert not errors and len(cap.records) == 1
+    assert seen and set(seen) <= allowed, sorted(set(seen) - allowed)
+    calls = sum(1 for _ in model.modules())
+    assert len(seen) <= 4 * calls  # a few checks per module call at most
