@@ -14,7 +14,8 @@ import torch
 
 from ..errors import CaptureError
 from .base import Session, Target
-from .recompute import NEUTRAL_KWARGS, UnsupportedAttentionCall, attention_probs
+from .dropout_probe import Probe
+from .recompute import NEUTRAL_KWARGS, UnsupportedAttentionCall, attention_probs, own_precision
 
 _INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids")
 
@@ -47,18 +48,28 @@ class TargetHandler:
         self.target = target
         self.output_index = output_index
         self.seen_kernel_call = False
+        self.probe = Probe()  # training mode: the probabilities before the module's dropout
 
     # forward pre-hook of the target module
     def before(self, module, args) -> None:
         self.seen_kernel_call = False
+        if module.training:
+            self.probe.__enter__()
+
+    def release(self) -> None:
+        """Forget a probe left open by a forward that raised (its forward hook never ran)."""
+        self.probe.__exit__()
 
     # forward hook of the target module: eager models (or any call the wrapper did not see)
     def after(self, module, args, output) -> None:
+        self.probe.__exit__()
         if self.seen_kernel_call:
             return
         weights = None
         if isinstance(output, (tuple, list)) and len(output) > abs(self.output_index):
             weights = output[self.output_index]
+            if isinstance(weights, torch.Tensor) and module.training:
+                weights = self.probe.first(weights)  # the same thing the recompute paths store
         if not isinstance(weights, torch.Tensor) or weights.dim() != 4:
             self.session.warn_once(
                 f"attention module {self.target.name!r} returned no attention weights and made no call through "
@@ -77,7 +88,7 @@ class TargetHandler:
         call = self.session.begin_call(self.target, query.shape[2], key.shape[2], num_heads=query.shape[1])
         if call is None:
             return
-        with torch.no_grad():
+        with own_precision():
             probs = self._probs(module, query, key, value, attention_mask, kwargs, kernel, call.heads)
         kept = self.session.keep_queries_keys
         self.session.emit(call, probs, queries=query.detach() if kept else None, keys=key.detach() if kept else None,

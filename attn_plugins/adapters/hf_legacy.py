@@ -2,7 +2,10 @@
 
 These models compute their weights only when asked with ``output_attentions=True``. During the
 capture a forward pre-hook on the model asks for them, the forward hook takes them from the
-output and hands back an output without them, as the user's call would have returned.
+output and hands back an output without them, as the user's call would have returned. A call
+that asked for a tuple (``return_dict=False``, or a config with ``return_dict=False``) is run
+with ``return_dict=True`` (the fields have names then) and handed back as the tuple
+``ModelOutput.to_tuple()`` gives, which is what the modeling file returns for ``return_dict=False``.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from __future__ import annotations
 import torch
 
 from .base import Session, Target
+from .dropout_probe import Probe, watch_dropout
 from .hf_kernel import owner_inputs
 from .hooks import remove_hooks
 
@@ -68,40 +72,62 @@ class LegacyOutputs:
             self.by_field.setdefault(target.name.split("[")[0], []).append(target)
         self.handles: list = []
         self._added_flag = False
+        self._wants_tuple = False
+        self._probe = Probe(limit=None)  # training mode: each layer's probabilities before dropout
+        self._dropout = None
 
     def attach(self) -> None:
         self.handles.append(self.model.register_forward_pre_hook(self._before, with_kwargs=True))
         self.handles.append(self.model.register_forward_hook(self._after))
+        self._dropout = watch_dropout(self.session)
 
     def detach(self) -> None:
         errors = remove_hooks(self.handles)
+        self._probe.__exit__()
+        if self._dropout is not None:
+            self._dropout.release(self.session)
+            self._dropout = None
         if errors:
             raise errors[0]
 
     def _before(self, module, args, kwargs):
         self.session.begin_pass(self.model, owner_inputs(args, kwargs))
+        if self.model.training:
+            self._probe.__enter__()
         self._added_flag = not kwargs.get("output_attentions")
         if self._added_flag:
             kwargs = {**kwargs, "output_attentions": True}
+        asked = kwargs.get("return_dict")
+        config = getattr(self.model, "config", None)
+        self._wants_tuple = asked is False or (asked is None and getattr(config, "return_dict", True) is False)
+        if self._wants_tuple:
+            kwargs = {**kwargs, "return_dict": True}
         return args, kwargs
 
     def _after(self, module, args, output):
+        self._probe.__exit__()
         fields = {}
         for field, targets in self.by_field.items():
             value = _field(output, field)
             if value is None:
                 continue
             fields[field] = value
-            for target, weights in zip(targets, value):
+            kept = self._probe.seen
+            before_dropout = (module.training and len(self.by_field) == 1 and len(kept) == len(value)
+                              and all(k.shape == v.shape for k, v in zip(kept, value)))
+            for target, weights in zip(targets, kept if before_dropout else value):
                 if not isinstance(weights, torch.Tensor):
                     continue
                 call = self.session.begin_call(target, weights.shape[-2], weights.shape[-1])
                 if call is not None:
                     self.session.emit(call, weights.detach())
-        if not self._added_flag or not fields or not hasattr(output, "keys"):
+        wants_tuple, self._wants_tuple = self._wants_tuple, False
+        if not hasattr(output, "keys"):
             return None
-        # hand back what the user's call would have returned: the same output without attentions
-        return type(output)(**{k: v for k, v in output.items() if k not in fields})
+        if self._added_flag and fields:
+            # hand back what the user's call would have returned: the same output without attentions
+            output = type(output)(**{k: v for k, v in output.items() if k not in fields})
+        return output.to_tuple() if wants_tuple else output
 
 
 def _field(output, field: str):
