@@ -45,6 +45,7 @@ __all__ = [
     "capture",
     "compare",
     "explain",
+    "explain_generation",
     "export",
     "heatmap",
     "load_ipython_extension",
@@ -82,6 +83,14 @@ def compare(obj, text=None, tokenizer=None, methods=None, **options):
     from .notebook import compare as _compare
 
     return _compare(obj, text, tokenizer, methods, **options)
+
+
+def explain_generation(model, tokenizer, source, target=None, methods=("attention", "integrated_gradients"), **options):
+    """Attribution of every generated token to the source and the target prefix; see
+    :func:`attn_plugins.generation.explain_generation`."""
+    from .generation import explain_generation as _explain_generation
+
+    return _explain_generation(model, tokenizer, source, target, methods, **options)
 
 
 def load_ipython_extension(ipython):
