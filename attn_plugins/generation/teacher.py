@@ -152,7 +152,7 @@ class TeacherForced:
     def logits(self) -> torch.Tensor:
         """``[T, V]``: every step's logits from one teacher-forced forward."""
         with torch.no_grad():
-            return logits_at(self._call(1).expand(self.n_steps, -1, -1), self.positions).float()
+            return logits_at(self._call(1).expand(self.n_steps, -1, -1), self.positions)
 
     def plain_forward(self):
         """The teacher-forced forward with the model's own inputs (what a capture records)."""
