@@ -54,7 +54,17 @@ class StepBatch:
         return transform_output(self.teacher.ids_forward(src_ids, prefix_ids, positions), self.output)
 
     def baselines(self, baseline):
-        if baseline in (None, "zeros", "zero"):
+        """``"zeros"`` (Captum's default), a number, or ``(source ids, prefix ids)``: the embeddings of
+        reference tokens (inseq's choice: the unknown token, with EOS and BOS kept)."""
+        if isinstance(baseline, (tuple, list)) and len(baseline) == 2:
+            teacher, n = self.teacher, self.embeds[0].shape[0]
+            ids = [torch.as_tensor(b, device=teacher.device).long().view(1, -1) for b in baseline]
+            if ids[0].shape[1] != self.embeds[0].shape[1] or ids[1].shape[1] != self.embeds[1].shape[1]:
+                raise ValueError("baseline ids must have one id per source token and one per prefix token")
+            with torch.no_grad():
+                return (teacher.source_layer(ids[0]).expand(n, -1, -1).to(self.embeds[0]),
+                        teacher.target_layer(ids[1]).expand(n, -1, -1).to(self.embeds[1]))
+        if isinstance(baseline, str) and baseline in ("zeros", "zero") or baseline is None:
             return tuple(torch.zeros_like(e) for e in self.embeds)
         if isinstance(baseline, (int, float)) and not isinstance(baseline, bool):
             return tuple(torch.full_like(e, float(baseline)) for e in self.embeds)
