@@ -129,46 +129,73 @@ def explain_generation(model, tokenizer, source, target=None, methods=("attentio
         raise InputError(f"output must be one of {OUTPUTS}, got {output!r}")
     if not isinstance(model, torch.nn.Module) or not hasattr(model, "config"):
         raise InputError(f"explain_generation needs a transformers model, got {type(model).__name__}")
-    specs = _specs(methods)
+    _specs(methods)  # bad method names fail before generate() runs
     source_ids = _ids(tokenizer, source)
     state = ModelState(model)
     try:
         model.eval()
         sequence = target_sequence(model, tokenizer, source_ids, target, dict(generate_kwargs or {}))
-        teacher = TeacherForced(model, source_ids, sequence)
-        n = teacher.n_steps
-        size = max(1, int(step_batch or n))
-        chunks = [list(range(i, min(n, i + size))) for i in range(0, n, size)]
         if isinstance(contrast, str):
             contrast = _ids(tokenizer, contrast, add_special_tokens=False)[0, :1]
-        scores = step_scores(teacher.logits(), teacher.targets, contrast)
-        sources, prefixes, record = {}, {}, None
-        bar = _progress(n * len(specs), progress)
-        with teacher.swapping():
-            for label, name, options in specs:
-                fn = GENERATION_METHODS.get(name)
-                if fn.family == "attention":
-                    record = record if record is not None else capture_teacher(teacher)
-                    src, pre = fn(StepBatch(teacher, list(range(n)), output), record=record, **options)
-                    bar.update(n)
-                else:
-                    parts = []
-                    for steps in chunks:
-                        parts.append(fn(StepBatch(teacher, steps, output), **options))
-                        bar.update(len(steps))
-                    src = torch.cat([p[0].detach().cpu() for p in parts])
-                    pre = torch.cat([p[1].detach().cpu() for p in parts])
-                sources[label], prefixes[label] = src.numpy(), pre.numpy()
-        bar.close()
+        teacher = TeacherForced(model, source_ids, sequence)
+        result = attribute(teacher, methods, output=output, contrast=contrast, step_batch=step_batch,
+                           progress=progress)
     finally:
         state.restore(model)
-    convert = (lambda ids: tokenizer.convert_ids_to_tokens([int(i) for i in ids])) if tokenizer is not None else (
-        lambda ids: [str(int(i)) for i in ids])
+    if tokenizer is not None:
+        convert = lambda ids: tokenizer.convert_ids_to_tokens([int(i) for i in ids])  # noqa: E731
+        result.source_tokens = convert(source_ids[0])
+        result.target_tokens = convert(teacher.targets)
+        result.prefix_tokens = convert(teacher.prefix_ids[0])
+    result.info["generated"] = target is None
+    return result
+
+
+def attribute(teacher: TeacherForced, methods, *, output: str = "prob", contrast=None, step_batch: int | None = None,
+              progress: bool | None = None, record=None) -> SequenceAttribution:
+    """The attribution of every step of a teacher-forced problem (what :func:`explain_generation` runs
+    once it has the sequence; call it directly for models a :class:`TeacherForced` subclass describes).
+
+    Args:
+        teacher: the problem (model, source, whole decoder sequence).
+        methods: as in :func:`explain_generation`.
+        output, contrast, step_batch, progress: as in :func:`explain_generation` (``contrast``: ids).
+        record: the capture of the teacher-forced forward when the caller has one (attention methods).
+
+    Returns:
+        A :class:`SequenceAttribution` with ids as tokens.
+    """
+    if output not in OUTPUTS:
+        raise InputError(f"output must be one of {OUTPUTS}, got {output!r}")
+    specs = _specs(methods)
+    n = teacher.n_steps
+    size = max(1, int(step_batch or n))
+    chunks = [list(range(i, min(n, i + size))) for i in range(0, n, size)]
+    scores = step_scores(teacher.logits(), teacher.targets, contrast)
+    sources, prefixes = {}, {}
+    bar = _progress(n * len(specs), progress)
+    with teacher.swapping():
+        for label, name, options in specs:
+            fn = GENERATION_METHODS.get(name)
+            if fn.family == "attention":
+                record = record if record is not None else capture_teacher(teacher)
+                src, pre = fn(StepBatch(teacher, list(range(n)), output), record=record, **options)
+                bar.update(n)
+            else:
+                parts = []
+                for steps in chunks:
+                    parts.append(fn(StepBatch(teacher, steps, output), **options))
+                    bar.update(len(steps))
+                src = torch.cat([p[0].detach().cpu() for p in parts])
+                pre = torch.cat([p[1].detach().cpu() for p in parts])
+            sources[label], prefixes[label] = src.double().numpy(), pre.double().numpy()
+    bar.close()
+    ids = lambda values: [str(int(i)) for i in values]  # noqa: E731
     return SequenceAttribution(
-        source_tokens=convert(source_ids[0]), target_tokens=convert(teacher.targets),
-        prefix_tokens=convert(teacher.prefix_ids[0]), source=sources, prefix=prefixes,
+        source_tokens=ids(teacher.source_ids[0]), target_tokens=ids(teacher.targets),
+        prefix_tokens=ids(teacher.prefix_ids[0]), source=sources, prefix=prefixes,
         step_scores={k: v.cpu().numpy() for k, v in scores.items()}, target_ids=teacher.targets.tolist(),
-        model_class=type(model).__name__,
-        info={"kind": teacher.kind, "output": output, "methods": {label: [name, options] for label, name, options in specs},
-              "generated": target is None, "source_ids": source_ids[0].tolist(),
-              "prefix_ids": teacher.prefix_ids[0].tolist(), "encoder_decoder": teacher.kind == ENCODER_DECODER})
+        model_class=type(teacher.model).__name__,
+        info={"kind": teacher.kind, "output": output, "methods": {label: [name, opts] for label, name, opts in specs},
+              "source_ids": teacher.source_ids[0].tolist(), "prefix_ids": teacher.prefix_ids[0].tolist(),
+              "encoder_decoder": teacher.kind == ENCODER_DECODER})

@@ -113,7 +113,7 @@ def layer_integrated_gradients(batch: StepBatch, *, n_steps: int = 50, integrati
     """On the word-embedding layer of each side; baseline: ``baseline_id`` (default the pad id) everywhere."""
     teacher = batch.teacher
     if baseline_id is None:
-        baseline_id = getattr(teacher.model.config, "pad_token_id", None)
+        baseline_id = getattr(getattr(teacher.model, "config", None), "pad_token_id", None)
         baseline_id = 0 if baseline_id is None else int(baseline_id)
     baselines = tuple(torch.full_like(i, int(baseline_id)) for i in batch.ids)
     with _quiet():

@@ -43,20 +43,26 @@ class EmbeddingSwap(torch.nn.Module):
 class TeacherForced:
     """One source and one target sequence of a transformers generation model.
 
+    Other models (plain PyTorch seq2seq) subclass it and override :meth:`_embedding_modules` (the
+    word-embedding module of each side) and :meth:`_call` (the teacher-forced logits ``[n, L, V]``).
+
     Args:
         model: an encoder-decoder (``model.get_encoder()``) or decoder-only model.
         source_ids: ``[1, S]`` source (or prompt) ids.
         sequence: the decoder's whole sequence, ``[1, L]``: an encoder-decoder's decoder start token
             followed by the target; a decoder-only model's prompt followed by the target.
+        kind: ``"encoder-decoder"`` or ``"decoder-only"`` (default: from ``model.config``).
 
     Attributes:
         targets: ``[T]`` the ids each step produced; ``positions``: ``[T]`` the decoder position
         whose logits predict step ``t``; ``prefix_ids``: the decoder inputs that are not source.
     """
 
-    def __init__(self, model, source_ids: torch.Tensor, sequence: torch.Tensor) -> None:
+    def __init__(self, model, source_ids: torch.Tensor, sequence: torch.Tensor, kind: str | None = None) -> None:
         self.model = model
-        self.kind = ENCODER_DECODER if getattr(model.config, "is_encoder_decoder", False) else DECODER_ONLY
+        if kind is None:
+            kind = ENCODER_DECODER if getattr(getattr(model, "config", None), "is_encoder_decoder", False) else DECODER_ONLY
+        self.kind = kind
         self.source_ids = source_ids
         if sequence.dim() != 2 or sequence.shape[0] != 1:
             raise InputError(f"one sequence at a time: expected [1, L] ids, got {tuple(sequence.shape)}")
