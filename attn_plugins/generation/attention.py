@@ -55,6 +55,11 @@ def head_rows(layers, head, positions: torch.Tensor) -> torch.Tensor:
     return torch.stack(mats).mean(dim=0).cpu()
 
 
+def cross_layers(record):
+    """An encoder-decoder's cross-attention layers (any stack when the model names none, e.g. an RNN's attention)."""
+    return record.select("decoder", "cross") or record.select(..., "cross")
+
+
 def _split(teacher, rows: torch.Tensor):
     s = teacher.source_ids.shape[1]
     return rows[:, :s], rows[:, s:]
@@ -66,8 +71,10 @@ def attention(batch, *, layer=-1, head="mean", record=None):
     teacher = batch.teacher
     record = record if record is not None else capture_teacher(teacher)
     if teacher.kind == ENCODER_DECODER:
-        src = head_rows(_pick(record.select("decoder", "cross"), layer), head, batch.positions)
-        prefix = head_rows(_pick(record.select("decoder", "self"), layer), head, batch.positions)
+        src = head_rows(_pick(cross_layers(record), layer), head, batch.positions)
+        selfs = record.select("decoder", "self")
+        prefix = head_rows(_pick(selfs, layer), head, batch.positions) if selfs else torch.zeros(
+            len(batch.positions), teacher.prefix_ids.shape[1], dtype=torch.float64)
         return src, prefix
     rows = head_rows(_pick(record.select(None, "self"), layer), head, batch.positions)
     return _split(teacher, rows)
@@ -85,7 +92,7 @@ def rollout(batch, *, head_fusion: str = "mean", add_residual: bool = True, reco
                                      add_residual=add_residual)[0].cpu()
             r_dec = rollout_matrices([l.weights for l in record.select("decoder", "self")], head_fusion=head_fusion,
                                      add_residual=add_residual)[0].cpu()
-            cross = head_rows(record.select("decoder", "cross"), "mean", torch.arange(r_dec.shape[0]))
+            cross = head_rows(cross_layers(record), "mean", torch.arange(r_dec.shape[0]))
             src = r_dec @ cross @ r_enc
             return src[positions], r_dec[positions]
         full = rollout_matrices([l.weights for l in record.select(None, "self")], head_fusion=head_fusion,

@@ -87,6 +87,7 @@ class TeacherForced:
         self.source_layer = EmbeddingSwap(self._src_module)
         self.target_layer = EmbeddingSwap(self._tgt_module)
         self._swap: tuple | None = None
+        self._calls = 0
 
     @property
     def n_steps(self) -> int:
@@ -107,8 +108,12 @@ class TeacherForced:
 
     @contextlib.contextmanager
     def swapping(self):
-        """While inside, :meth:`forward` may hand its embeddings to the model (hooks removed on exit)."""
-        calls = {"n": 0}
+        """While inside, :meth:`forward` may hand its embeddings to the model (hooks removed on exit).
+
+        With one embedding module for both sides, its first call in a forward is the source's; later
+        calls are the decoder's: the whole prefix, or one column per call for a step-by-step decoder
+        (an RNN that embeds one token ``[n]`` at a time).
+        """
 
         def hook(module, args, output):
             if self._swap is None:
@@ -116,12 +121,13 @@ class TeacherForced:
             src, tgt = self._swap
             if self.kind == DECODER_ONLY:
                 return torch.cat([src, tgt], dim=1).to(output.dtype)
-            same = self._src_module is self._tgt_module
-            first = calls["n"] % 2 == 0
-            calls["n"] += 1
-            if same:
-                return (src if first else tgt).to(output.dtype)
-            return (src if module is self._src_module else tgt).to(output.dtype)
+            call = self._calls
+            self._calls += 1
+            if self._src_module is not self._tgt_module:
+                return (src if module is self._src_module else tgt).to(output.dtype)
+            if call == 0:
+                return src.to(output.dtype)
+            return (tgt[:, call - 1] if output.dim() == 2 else tgt).to(output.dtype)
 
         handles = [self._src_module.register_forward_hook(hook)]
         if self._tgt_module is not self._src_module:
@@ -144,7 +150,7 @@ class TeacherForced:
     def forward(self, src_embeds: torch.Tensor, prefix_embeds: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
         """``[N, V]`` logits: row ``i`` is the model's output at ``positions[i]`` given row ``i``'s
         source and prefix embeddings (call inside :meth:`swapping`)."""
-        self._swap = (src_embeds, prefix_embeds)
+        self._swap, self._calls = (src_embeds, prefix_embeds), 0
         try:
             logits = self._call(src_embeds.shape[0])
         finally:

@@ -1,0 +1,133 @@
+"""Is attribution alignment? AER, precision and recall of the word alignments each method induces on the
+seed fixtures with gold alignments by construction, beside the time of each method.
+
+    python -m benchmarks.alignment --quick        # 20 sentences per fixture
+    python -m benchmarks.alignment                # 100 sentences
+
+Fixtures: the tiny Transformer translation model (each target word translates one source word;
+adjectives move after their noun) and the Luong reversal model (target ``j`` copies source ``n-1-j``),
+both trained once and cached (``ATTN_PLUGINS_FIXTURE_CACHE``). Targets are the gold references,
+forced (teacher forcing); the EOS step has no gold link and is left out. Links: each target token's
+argmax source token, and every source token holding at least ``--threshold`` of the row's |scores|.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import time
+
+import torch
+
+from attn_plugins.generation.alignment import evaluate
+from attn_plugins.generation.attribute import attribute
+from attn_plugins.generation.teacher import ENCODER_DECODER, TeacherForced
+
+GRADIENT = ["saliency", "input_x_gradient", ("integrated_gradients", {"n_steps": 16}),
+            ("layer_integrated_gradients", {"n_steps": 16}), "deeplift", "feature_ablation"]
+
+
+class TinyTransformerTeacher(TeacherForced):
+    """The fixture's ``TinyTransformer``: ``model(src, tgt_in) -> logits``, one embedding per side."""
+
+    def __init__(self, model, source_ids, sequence) -> None:
+        super().__init__(model, source_ids, sequence, kind=ENCODER_DECODER)
+
+    def _embedding_modules(self):
+        return self.model.encoder.embed, self.model.decoder.embed
+
+    def _call(self, n: int):
+        return self.model(self.source_ids.expand(n, -1), self.decoder_inputs.expand(n, -1))
+
+
+class LuongTeacher(TinyTransformerTeacher):
+    """The fixture's Luong GRU seq2seq: one embedding table, the decoder embeds one token per step."""
+
+    def _embedding_modules(self):
+        return self.model.embed, self.model.embed
+
+
+def tiny_transformer_items(size: int):
+    from fixtures.tiny_transformer import model as M
+    from fixtures.tiny_transformer.train import load_or_train
+
+    model, rng = load_or_train().double(), random.Random(1234)
+    for _ in range(size):
+        src, tgt, align = M.sentence(rng)
+        ids = torch.tensor([[M.SRC_INDEX[w] for w in src]])
+        sequence = torch.tensor([[M.BOS] + [M.TGT_INDEX[w] for w in tgt] + [M.EOS]])
+        yield TinyTransformerTeacher(model, ids, sequence), " ".join(f"{i}-{j}" for j, i in enumerate(align))
+
+
+def luong_items(size: int):
+    from fixtures.luong_seq2seq import model as M
+    from fixtures.luong_seq2seq.train import load_or_train
+
+    model = load_or_train("general").double()
+    src, lengths, tgt_in, tgt_out = M.batch(size, torch.Generator().manual_seed(1234))
+    for b in range(size):
+        n = int(lengths[b])
+        sequence = torch.cat([tgt_in[b : b + 1, : n + 1], tgt_out[b : b + 1, n : n + 1]], dim=1)
+        yield LuongTeacher(model, src[b : b + 1, :n], sequence), " ".join(f"{n - 1 - j}-{j}" for j in range(n))
+
+
+FIXTURES = {
+    "tiny_transformer": (tiny_transformer_items, [("attention", {"layer": 0}), ("attention", {"layer": 1}),
+                                                  ("attention", {"layer": "mean"}), "rollout"] + GRADIENT),
+    "luong_seq2seq": (luong_items, ["attention"] + GRADIENT),
+}
+
+
+def run_fixture(name: str, size: int, threshold: float):
+    items, methods = FIXTURES[name]
+    results, gold, times = [], [], {}
+    for teacher, pharaoh in items(size):
+        merged = None
+        for method in methods:
+            start = time.perf_counter()
+            try:
+                result = attribute(teacher, [method], progress=False)
+            except Exception as exc:  # noqa: BLE001 - a benchmark reports a method that cannot run
+                times[str(method)] = f"error: {type(exc).__name__}: {exc}"[:90]
+                continue
+            label = result.methods[0]
+            times[label] = times.get(label, 0.0) + time.perf_counter() - start if not isinstance(
+                times.get(label), str) else times[label]
+            if merged is None:
+                merged = result
+            else:
+                merged.source[label], merged.prefix[label] = result.source[label], result.prefix[label]
+        results.append(merged)
+        gold.append(pharaoh)
+    target_masks = [[True] * (len(r.target_tokens) - 1) + [False] for r in results]  # EOS: no gold link
+    argmax = evaluate(results, gold, how="argmax", target_mask=target_masks)
+    thresholded = evaluate(results, gold, how=threshold, target_mask=target_masks)
+    return argmax, thresholded, times
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="20 sentences per fixture instead of 100")
+    parser.add_argument("--threshold", type=float, default=0.3, help="share of a row's |scores| for a thresholded link")
+    parser.add_argument("--fixtures", nargs="*", default=list(FIXTURES))
+    args = parser.parse_args(argv)
+    size = 20 if args.quick else 100
+    torch.set_num_threads(1)
+    for name in args.fixtures:
+        argmax, thresholded, times = run_fixture(name, size, args.threshold)
+        print(f"\n{name}: {size} sentences, forced gold targets")
+        print(f"{'method':40s} {'AER':>6s} {'P':>6s} {'R':>6s} | {'AER@' + str(args.threshold):>8s} {'P':>6s} "
+              f"{'R':>6s} | {'s/sent':>7s}")
+        for method, s in argmax.items():
+            t = thresholded[method]
+            took = times.get(method, 0.0)
+            print(f"{method:40s} {s['aer']:6.3f} {s['precision']:6.3f} {s['recall']:6.3f} | {t['aer']:8.3f} "
+                  f"{t['precision']:6.3f} {t['recall']:6.3f} | {took / size:7.3f}")
+        for method, took in times.items():
+            if isinstance(took, str):
+                print(f"{method:40s} {took}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
