@@ -1,8 +1,8 @@
 """Is attribution alignment? AER, precision and recall of the word alignments each method induces on the
 seed fixtures with gold alignments by construction, beside the time of each method.
 
-    python -m benchmarks.alignment --quick        # 20 sentences per fixture
-    python -m benchmarks.alignment                # 100 sentences
+    python benchmarks/alignment.py --quick        # 20 sentences per fixture
+    python benchmarks/alignment.py                # 100 sentences
 
 Fixtures: the tiny Transformer translation model (each target word translates one source word;
 adjectives move after their noun) and the Luong reversal model (target ``j`` copies source ``n-1-j``),
@@ -14,37 +14,21 @@ argmax source token, and every source token holding at least ``--threshold`` of 
 from __future__ import annotations
 
 import argparse
+import os
 import random
+import sys
 import time
 
 import torch
 
 from attn_plugins.generation.alignment import evaluate
 from attn_plugins.generation.attribute import attribute
-from attn_plugins.generation.teacher import ENCODER_DECODER, TeacherForced
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # run as a script from anywhere
+from fixtures.teachers import LuongTeacher, TinyTransformerTeacher  # noqa: E402
 
 GRADIENT = ["saliency", "input_x_gradient", ("integrated_gradients", {"n_steps": 16}),
             ("layer_integrated_gradients", {"n_steps": 16}), "deeplift", "feature_ablation"]
-
-
-class TinyTransformerTeacher(TeacherForced):
-    """The fixture's ``TinyTransformer``: ``model(src, tgt_in) -> logits``, one embedding per side."""
-
-    def __init__(self, model, source_ids, sequence) -> None:
-        super().__init__(model, source_ids, sequence, kind=ENCODER_DECODER)
-
-    def _embedding_modules(self):
-        return self.model.encoder.embed, self.model.decoder.embed
-
-    def _call(self, n: int):
-        return self.model(self.source_ids.expand(n, -1), self.decoder_inputs.expand(n, -1))
-
-
-class LuongTeacher(TinyTransformerTeacher):
-    """The fixture's Luong GRU seq2seq: one embedding table, the decoder embeds one token per step."""
-
-    def _embedding_modules(self):
-        return self.model.embed, self.model.embed
 
 
 def tiny_transformer_items(size: int):
