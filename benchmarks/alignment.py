@@ -5,8 +5,9 @@ seed fixtures with gold alignments by construction, beside the time of each meth
     python benchmarks/alignment.py                # 100 sentences
 
 Fixtures: the tiny Transformer translation model (each target word translates one source word;
-adjectives move after their noun) and the Luong reversal model (target ``j`` copies source ``n-1-j``),
-both trained once and cached (``ATTN_PLUGINS_FIXTURE_CACHE``). Targets are the gold references,
+adjectives move after their noun), the Luong reversal model (target ``j`` copies source ``n-1-j``) and
+the AllenNLP date normaliser (digits copied character by character), all trained once and cached
+(``ATTN_PLUGINS_FIXTURE_CACHE``). Targets are the gold references,
 forced (teacher forcing); the EOS step has no gold link and is left out. Links: each target token's
 argmax source token, and every source token holding at least ``--threshold`` of the row's |scores|.
 """
@@ -25,7 +26,7 @@ from attn_plugins.generation.alignment import evaluate
 from attn_plugins.generation.attribute import attribute
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # run as a script from anywhere
-from fixtures.teachers import LuongTeacher, TinyTransformerTeacher  # noqa: E402
+from fixtures.teachers import AllenNLPSeq2SeqTeacher, LuongTeacher, TinyTransformerTeacher  # noqa: E402
 
 GRADIENT = ["saliency", "input_x_gradient", ("integrated_gradients", {"n_steps": 16}),
             ("layer_integrated_gradients", {"n_steps": 16}), "deeplift", "feature_ablation"]
@@ -40,7 +41,8 @@ def tiny_transformer_items(size: int):
         src, tgt, align = M.sentence(rng)
         ids = torch.tensor([[M.SRC_INDEX[w] for w in src]])
         sequence = torch.tensor([[M.BOS] + [M.TGT_INDEX[w] for w in tgt] + [M.EOS]])
-        yield TinyTransformerTeacher(model, ids, sequence), " ".join(f"{i}-{j}" for j, i in enumerate(align))
+        yield (TinyTransformerTeacher(model, ids, sequence), " ".join(f"{i}-{j}" for j, i in enumerate(align)),
+               [True] * len(tgt) + [False])
 
 
 def luong_items(size: int):
@@ -52,20 +54,46 @@ def luong_items(size: int):
     for b in range(size):
         n = int(lengths[b])
         sequence = torch.cat([tgt_in[b : b + 1, : n + 1], tgt_out[b : b + 1, n : n + 1]], dim=1)
-        yield LuongTeacher(model, src[b : b + 1, :n], sequence), " ".join(f"{n - 1 - j}-{j}" for j in range(n))
+        yield (LuongTeacher(model, src[b : b + 1, :n], sequence), " ".join(f"{n - 1 - j}-{j}" for j in range(n)),
+               [True] * n + [False])
+
+
+def date_items(size: int):
+    """The AllenNLP date normaliser, character level: year and day digits are copied (sure links); the
+    month digits come from the whole month name (possible links); dashes, a day's unwritten leading zero
+    and ``@end@`` have no gold link and are left out."""
+    from allennlp.data import Batch
+
+    from fixtures.date_seq2seq import build
+    from fixtures.date_seq2seq import data as D
+
+    predictor = build.load_predictor()
+    model, reader = predictor._model.eval(), predictor._dataset_reader  # noqa: SLF001 - the fixture's own objects
+    for source, target in D.make_split(size, 4321):
+        instance = reader.text_to_instance(source, " ".join(target))
+        reader.apply_token_indexers(instance)
+        batch = Batch([instance])
+        batch.index_instances(model.vocab)
+        tensors = batch.as_tensor_dict()
+        sources = D.alignment_sources(source, target)
+        links = [f"{i}{'-' if len(span) == 1 else '?'}{j}" for j, span in enumerate(sources) if span for i in span]
+        yield (AllenNLPSeq2SeqTeacher(model, tensors["source_tokens"]["tokens"]["tokens"],
+                                      tensors["target_tokens"]["tokens"]["tokens"]),
+               " ".join(links), [span is not None for span in sources] + [False])
 
 
 FIXTURES = {
     "tiny_transformer": (tiny_transformer_items, [("attention", {"layer": 0}), ("attention", {"layer": 1}),
                                                   ("attention", {"layer": "mean"}), "rollout"] + GRADIENT),
     "luong_seq2seq": (luong_items, ["attention"] + GRADIENT),
+    "date_seq2seq": (date_items, ["attention"] + GRADIENT),
 }
 
 
 def run_fixture(name: str, size: int, threshold: float):
     items, methods = FIXTURES[name]
-    results, gold, times = [], [], {}
-    for teacher, pharaoh in items(size):
+    results, gold, masks, times = [], [], [], {}
+    for teacher, pharaoh, mask in items(size):
         merged = None
         for method in methods:
             start = time.perf_counter()
@@ -83,9 +111,9 @@ def run_fixture(name: str, size: int, threshold: float):
                 merged.source[label], merged.prefix[label] = result.source[label], result.prefix[label]
         results.append(merged)
         gold.append(pharaoh)
-    target_masks = [[True] * (len(r.target_tokens) - 1) + [False] for r in results]  # EOS: no gold link
-    argmax = evaluate(results, gold, how="argmax", target_mask=target_masks)
-    thresholded = evaluate(results, gold, how=threshold, target_mask=target_masks)
+        masks.append(mask)  # target steps with a gold link (EOS and the like have none)
+    argmax = evaluate(results, gold, how="argmax", target_mask=masks)
+    thresholded = evaluate(results, gold, how=threshold, target_mask=masks)
     return argmax, thresholded, times
 
 

@@ -88,6 +88,7 @@ class TeacherForced:
         self.target_layer = EmbeddingSwap(self._tgt_module)
         self._swap: tuple | None = None
         self._calls = 0
+        self._source_done = False
 
     @property
     def n_steps(self) -> int:
@@ -110,9 +111,9 @@ class TeacherForced:
     def swapping(self):
         """While inside, :meth:`forward` may hand its embeddings to the model (hooks removed on exit).
 
-        With one embedding module for both sides, its first call in a forward is the source's; later
-        calls are the decoder's: the whole prefix, or one column per call for a step-by-step decoder
-        (an RNN that embeds one token ``[n]`` at a time).
+        With one embedding module for both sides, its first call in a forward is the source's. The
+        decoder's calls get the whole prefix, or one column per call for a step-by-step decoder (an RNN
+        that embeds one token ``[n]`` at a time).
         """
 
         def hook(module, args, output):
@@ -121,13 +122,13 @@ class TeacherForced:
             src, tgt = self._swap
             if self.kind == DECODER_ONLY:
                 return torch.cat([src, tgt], dim=1).to(output.dtype)
-            call = self._calls
-            self._calls += 1
-            if self._src_module is not self._tgt_module:
-                return (src if module is self._src_module else tgt).to(output.dtype)
-            if call == 0:
+            shared = self._src_module is self._tgt_module
+            if (shared and not self._source_done) or (not shared and module is self._src_module):
+                self._source_done = True
                 return src.to(output.dtype)
-            return (tgt[:, call - 1] if output.dim() == 2 else tgt).to(output.dtype)
+            step = self._calls
+            self._calls += 1
+            return (tgt[:, step] if output.dim() == 2 else tgt).to(output.dtype)
 
         handles = [self._src_module.register_forward_hook(hook)]
         if self._tgt_module is not self._src_module:
@@ -150,7 +151,7 @@ class TeacherForced:
     def forward(self, src_embeds: torch.Tensor, prefix_embeds: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
         """``[N, V]`` logits: row ``i`` is the model's output at ``positions[i]`` given row ``i``'s
         source and prefix embeddings (call inside :meth:`swapping`)."""
-        self._swap, self._calls = (src_embeds, prefix_embeds), 0
+        self._swap, self._calls, self._source_done = (src_embeds, prefix_embeds), 0, False
         try:
             logits = self._call(src_embeds.shape[0])
         finally:

@@ -83,3 +83,32 @@ def test_tiny_transformer_teacher_logits_are_the_models():
     with torch.no_grad():
         expected = model(src, seq[:, :-1])[0]
     assert torch.equal(teacher.logits(), expected)
+
+
+def test_allennlp_date_teacher_is_the_models_own_teacher_forcing():
+    """The AllenNLP SimpleSeq2Seq through its decoder step: the step probabilities give the model's own loss,
+    and the attention rows are the captured additive attention."""
+    pytest.importorskip("allennlp_models")
+    from allennlp.data import Batch
+
+    from fixtures.date_seq2seq import build
+    from fixtures.date_seq2seq import data as D
+    from fixtures.teachers import AllenNLPSeq2SeqTeacher
+
+    predictor = build.load_predictor(build.archive_path())
+    model, reader = predictor._model.eval(), predictor._dataset_reader  # noqa: SLF001 - the fixture's objects
+    source, target = D.make_split(1, 99)[0]
+    instance = reader.text_to_instance(source, " ".join(target))
+    reader.apply_token_indexers(instance)
+    batch = Batch([instance])
+    batch.index_instances(model.vocab)
+    tensors = batch.as_tensor_dict()
+    teacher = AllenNLPSeq2SeqTeacher(model, tensors["source_tokens"]["tokens"]["tokens"],
+                                     tensors["target_tokens"]["tokens"]["tokens"])
+    result = attribute(teacher, ["attention", "input_x_gradient"], progress=False)
+    with torch.no_grad():
+        loss = model(**tensors)["loss"]
+    assert abs(-np.log(result.step_scores["probability"]).mean() - float(loss)) < 1e-5
+    assert result.source["attention"].shape == (len(target) + 1, len(source))
+    copied = [(j, span[0]) for j, span in enumerate(D.alignment_sources(source, target)) if span and len(span) == 1]
+    assert copied and all(int(np.argmax(result.source["attention"][j])) == i for j, i in copied)
