@@ -10,6 +10,18 @@ the AllenNLP date normaliser (digits copied character by character), all trained
 (``ATTN_PLUGINS_FIXTURE_CACHE``). Targets are the gold references,
 forced (teacher forcing); the EOS step has no gold link and is left out. Links: each target token's
 argmax source token, and every source token holding at least ``--threshold`` of the row's |scores|.
+
+Findings (``--quick``, 20 sentences each): the captured attention aligns best on all three fixtures
+(argmax AER: tiny Transformer last layer 0.04, mean of layers 0.06, first layer 0.38; Luong 0.01; date
+model 0.00). Of the attribution methods, occlusion (FeatureAblation) comes closest (0.12 / 0.26 / 0.04);
+gradient methods vary by model (IG 0.22 on the Transformer but 0.50 on the Luong GRU; InputXGradient and
+DeepLift 0.10 on the GRU, where DeepLift has no non-linear module to apply its rule to and equals
+InputXGradient; LayerIG equals IG where the baseline token's embedding is zero). Rollout mixes the
+encoder's self-attention back in and aligns poorly (0.49). So on these small models trained on tasks with
+one-to-one correspondences, attention is alignment, the opposite of Ding et al. (2019), who found
+gradient saliency beats attention on real NMT; Koehn & Knowles' (2017) divergence shows only in the
+Transformer's first layer. The fixtures are far easier than real MT: read this as a check that every
+method runs on the same tokens and can be scored, not as evidence against the published finding.
 """
 
 from __future__ import annotations

@@ -101,13 +101,16 @@ def evaluate(results, gold, methods=None, how="argmax", *, source_mask=None, tar
         gold: a Pharaoh string per result (or ``(sure, possible)`` sets).
         methods: the methods to score (default: all of the first result's).
         how: ``"argmax"`` or a threshold (see :func:`induced_alignment`).
-        source_mask, target_mask: per result, positions that may be linked (e.g. no EOS), or ``None``.
+        source_mask, target_mask: per result (for one result: its own), positions that may be linked
+            (e.g. no EOS), or ``None``.
 
     Returns:
         ``{method: {"aer", "precision", "recall"}}``.
     """
-    if not isinstance(results, (list, tuple)):
+    if not isinstance(results, (list, tuple)):  # one sentence: its gold and masks are not lists of them
         results, gold = [results], [gold]
+        source_mask = None if source_mask is None else [source_mask]
+        target_mask = None if target_mask is None else [target_mask]
     if len(results) != len(gold):
         raise InputError(f"{len(results)} results but {len(gold)} gold alignments")
     methods = methods or results[0].methods

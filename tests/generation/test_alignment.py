@@ -48,3 +48,8 @@ def test_evaluate_pools_links_over_sentences():
     assert out["m"] == {"aer": 0.5, "precision": 0.5, "recall": 0.5}
     with pytest.raises(InputError):
         evaluate([diag], ["0-0 5-1"])
+
+
+def test_evaluate_one_sentence_with_its_masks():
+    res = SequenceAttribution(["a", "b"], ["x", "</s>"], ["<s>", "x"], {"m": np.eye(2)}, {"m": np.zeros((2, 2))})
+    assert evaluate(res, "0-0", target_mask=[True, False])["m"] == {"aer": 0.0, "precision": 1.0, "recall": 1.0}
