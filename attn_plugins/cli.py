@@ -50,6 +50,16 @@ def _positive(text: str) -> int:
     return value
 
 
+def _figure_formats(text: str) -> tuple[str, ...]:
+    from .report.context import FIGURE_FORMATS
+
+    chosen = tuple(dict.fromkeys(f.strip().lower().lstrip(".") for f in text.split(",") if f.strip()))
+    wrong = [f for f in chosen if f not in FIGURE_FORMATS]
+    if wrong or not chosen:
+        raise argparse.ArgumentTypeError(f"expected a comma-separated list of {', '.join(FIGURE_FORMATS)}, got {text!r}")
+    return chosen
+
+
 def _read_texts(args, required: bool = True) -> list[str] | None:
     """The texts of ``--text`` (repeated) and ``--text-file``; ``None`` when neither is given and
     they are optional (the report then uses its fixture sentences)."""
@@ -99,15 +109,18 @@ def _cmd_report(args) -> int:
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     path = build_report(texts=_read_texts(args, required=False), out_dir=args.out, model_dir=args.model,
-                        progress=not args.quiet, max_tokens=args.max_tokens)
+                        progress=not args.quiet, max_tokens=args.max_tokens, figures=args.figures)
     print(f"wrote {path}")
-    print(f"open it in a browser (works offline); the plots (PNG, SVG) are in {os.path.join(args.out, 'plots')}")
+    where = f"; the figures ({', '.join(args.figures).upper()}) are in {os.path.join(args.out, 'plots')}" \
+        if args.figures else ""
+    print(f"open it in a browser (works offline){where}")
     return 0
 
 
 def _cmd_demo(args) -> int:
     """The main job on the bundled model and the fixture sentences: the report."""
     args.model, args.text, args.text_file, args.max_tokens = None, None, None, MAX_TOKENS_DEFAULT
+    args.figures = getattr(args, "figures", ())
     return _cmd_report(args)
 
 
@@ -141,6 +154,9 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--out", default="out", help="output directory (default: out)")
     report.add_argument("--max-tokens", type=_positive, default=MAX_TOKENS_DEFAULT, help="refuse longer inputs")
     report.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    report.add_argument("--figures", type=_figure_formats, default=(), metavar="png,svg,pdf",
+                        help="also write every figure to OUT/plots in these print formats (PNG at 300 dpi); "
+                             "default: none, the page shows them at screen resolution")
     report.set_defaults(func=_cmd_report)
 
     demo = sub.add_parser("demo", help="the report on the bundled model and a few fixture sentences")

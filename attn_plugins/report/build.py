@@ -13,7 +13,7 @@ from .. import loading
 from ..errors import InputError, ReportError
 from ..inputs import MAX_TOKENS_DEFAULT
 from . import explanations, generation, heads, overview
-from .context import PLOT_DIR, ReportContext
+from .context import FIGURE_FORMATS, PLOT_DIR, ReportContext
 from .inputs import report_texts
 from .markup import Section, SectionUnavailable, esc
 from .page import REPORT_FILE, render_page
@@ -81,7 +81,7 @@ def _resolve(model, tokenizer, model_dir) -> tuple:
 
 
 def build_report(model=None, tokenizer=None, texts=None, out_dir="out", model_dir=None, progress: bool = True, *,
-                 text_file=None, max_tokens: int = MAX_TOKENS_DEFAULT, sections=None) -> str:
+                 text_file=None, max_tokens: int = MAX_TOKENS_DEFAULT, sections=None, figures=()) -> str:
     """Write the report into ``out_dir`` and return the path of its page (``report.html``).
 
     Args:
@@ -90,13 +90,15 @@ def build_report(model=None, tokenizer=None, texts=None, out_dir="out", model_di
             ``model_dir``, or the bundled MiniLM.
         tokenizer: the model's tokenizer (default: the pipeline's, or loaded from ``model_dir``).
         texts: a text or a list of texts (default: the fixture sentences).
-        out_dir: where ``report.html``, ``plots/`` (PNG and SVG), ``head_stats.csv`` and
+        out_dir: where ``report.html``, ``plots/`` (the ``figures`` asked for), ``head_stats.csv`` and
             ``record.safetensors`` are written.
         model_dir: a local ``save_pretrained()`` directory.
         progress: show a progress bar (stderr).
         text_file: a UTF-8 file with one text per line (added after ``texts``).
         max_tokens: refuse inputs longer than this (or the model's maximum).
         sections: the section ids to build (default: all; see :data:`SECTIONS`).
+        figures: print versions of the figures to write to ``plots/``: any of ``"png"`` (300 dpi),
+            ``"svg"``, ``"pdf"`` (default none: the page shows every figure at screen resolution).
 
     Returns:
         The path of ``report.html``.
@@ -115,6 +117,10 @@ def build_report(model=None, tokenizer=None, texts=None, out_dir="out", model_di
         unknown = set(sections) - {sid for sid, _ in SECTIONS}
         if unknown:
             raise ReportError(f"unknown sections {sorted(unknown)}; available: {', '.join(s for s, _ in SECTIONS)}")
+    figures = tuple(dict.fromkeys([figures] if isinstance(figures, str) else (figures or ())))
+    wrong = [f for f in figures if f not in FIGURE_FORMATS]
+    if wrong:
+        raise ReportError(f"unknown figure formats {wrong}; choose from {', '.join(FIGURE_FORMATS)}")
     out_dir = os.fspath(out_dir)
     bar = tqdm(total=len(chosen) + 2, desc="report", unit="step", disable=not progress, file=sys.stderr,
                leave=True, dynamic_ncols=True)
@@ -122,13 +128,13 @@ def build_report(model=None, tokenizer=None, texts=None, out_dir="out", model_di
         bar.set_postfix_str("loading the model")
         load_start = time.perf_counter()
         model, tokenizer, source = _resolve(model, tokenizer, model_dir)
-        ctx = ReportContext(model, tokenizer, texts, out_dir, source, max_tokens)
+        ctx = ReportContext(model, tokenizer, texts, out_dir, source, max_tokens, figures)
         ctx.load_seconds = time.perf_counter() - load_start
         bar.update(1)
         bar.set_postfix_str("capture")
         ctx.capture()
         try:
-            os.makedirs(os.path.join(out_dir, PLOT_DIR), exist_ok=True)
+            os.makedirs(os.path.join(out_dir, PLOT_DIR) if figures else out_dir, exist_ok=True)
         except OSError as exc:
             raise ReportError(f"cannot write the report to {out_dir!r}: {exc}") from None
         ctx.save_record()
