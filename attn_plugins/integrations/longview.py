@@ -36,6 +36,7 @@ import numpy as np
 import torch
 
 from .html_page import HtmlExport, safe_json
+from .notebook_output import fallback_html, hide_fallback_js
 from .panels import Panel, caption, panels, prettify
 
 STATIC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "static")
@@ -276,13 +277,15 @@ def longview_from_panels(record, found: list[Panel], *, item: int = 0, layer: in
     root_id = f"attn-longview-{uuid.uuid4().hex}"
     caption_html = caption(record, item, ["long-input view"] + list(notes or []))
     payload = base64.b64encode(data).decode("ascii")
+    fallback_id = f"{root_id}-fallback"
     body = (
+        fallback_html(fallback_id, "long-input attention view") +
         f'<style>{static_file("longview.css")}</style>\n'
         f'<div class="apl-root" id="{root_id}">\n{caption_html}'
         f'<script type="application/json" class="apl-meta">{safe_json(meta)}</script>\n'
         f'<script type="application/octet-stream" class="apl-data">{payload}</script>\n'
         "</div>\n"
-        f'<script type="text/javascript">\n(function () {{\n{static_file("longview.js")}\n'
+        f'<script type="text/javascript">\n(function () {{\n{hide_fallback_js(fallback_id)}{static_file("longview.js")}\n'
         f"attnPluginsLongView(document.getElementById({safe_json(root_id)}));\n}})();\n</script>\n"
     )
     return LongViewExport(body, title, root_id, stats)
