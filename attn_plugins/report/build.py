@@ -12,7 +12,7 @@ import traceback
 from .. import loading
 from ..errors import InputError, ReportError
 from ..inputs import MAX_TOKENS_DEFAULT
-from . import explanations, generation, heads, overview
+from . import explanations, generation, heads, overview, vision
 from .context import FIGURE_FORMATS, PLOT_DIR, ReportContext
 from .inputs import report_texts
 from .markup import Section, SectionUnavailable, esc
@@ -29,6 +29,7 @@ SECTIONS = (
     ("clustering", "Head similarity and clustering"),
     ("diagnostics", "Diagnostics"),
     ("generation", "Attention over generation steps"),
+    ("captioning", "Captioning: where each generated token looks"),
     ("saliency", "Saliency"),
     ("comparison", "Saliency methods compared"),
 )
@@ -37,7 +38,7 @@ SECTIONS = (
 SECTION_MODULES = {
     "summary": overview, "bertviz": overview, "diagnostics": overview,
     "heatmaps": heads, "statistics": heads, "clustering": heads,
-    "generation": generation,
+    "generation": generation, "captioning": vision,
     "saliency": explanations, "comparison": explanations,
 }
 
@@ -81,7 +82,7 @@ def _resolve(model, tokenizer, model_dir) -> tuple:
 
 
 def build_report(model=None, tokenizer=None, texts=None, out_dir="out", model_dir=None, progress: bool = True, *,
-                 text_file=None, max_tokens: int = MAX_TOKENS_DEFAULT, sections=None, figures=()) -> str:
+                 text_file=None, max_tokens: int = MAX_TOKENS_DEFAULT, sections=None, figures=(), image=None) -> str:
     """Write the report into ``out_dir`` and return the path of its page (``report.html``).
 
     Args:
@@ -97,6 +98,9 @@ def build_report(model=None, tokenizer=None, texts=None, out_dir="out", model_di
         text_file: a UTF-8 file with one text per line (added after ``texts``).
         max_tokens: refuse inputs longer than this (or the model's maximum).
         sections: the section ids to build (default: all; see :data:`SECTIONS`).
+        image: an image (``pixel_values`` tensor, or a PIL image with the image processor saved beside
+            the model) for a ``VisionEncoderDecoderModel``: the report captures a greedy caption
+            of it and adds the captioning section (each generated token's attention over the image).
         figures: print versions of the figures to write to ``plots/``: any of ``"png"`` (300 dpi),
             ``"svg"``, ``"pdf"`` (default none: the page shows every figure at screen resolution).
 
@@ -128,7 +132,7 @@ def build_report(model=None, tokenizer=None, texts=None, out_dir="out", model_di
         bar.set_postfix_str("loading the model")
         load_start = time.perf_counter()
         model, tokenizer, source = _resolve(model, tokenizer, model_dir)
-        ctx = ReportContext(model, tokenizer, texts, out_dir, source, max_tokens, figures)
+        ctx = ReportContext(model, tokenizer, texts, out_dir, source, max_tokens, figures, image)
         ctx.load_seconds = time.perf_counter() - load_start
         bar.update(1)
         bar.set_postfix_str("capture")

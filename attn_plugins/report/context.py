@@ -34,7 +34,7 @@ class ReportContext:
     """Everything the sections of one report read; every figure goes inline into the page (and to ``plots/``
     in the print formats asked for)."""
 
-    def __init__(self, model, tokenizer, texts, out_dir, source, max_tokens, figures=()) -> None:
+    def __init__(self, model, tokenizer, texts, out_dir, source, max_tokens, figures=(), image=None) -> None:
         self.model = model
         self.tokenizer = tokenizer
         self.texts = texts
@@ -43,6 +43,8 @@ class ReportContext:
         self.source = source
         self.max_tokens = max_tokens
         self.figures = tuple(figures)
+        self.image = image
+        self.caption = None  # (record, pixel_values, generated tokens) of a captioning model
         self.record = None
         self.files: list[str] = []
         self.capture_seconds = 0.0
@@ -57,6 +59,17 @@ class ReportContext:
 
         from ..capturing import capture
 
+        if self.image is not None:
+            from .vision import capture_caption, is_captioner
+
+            if not is_captioner(self.model):
+                raise ReportError(f"an image needs a VisionEncoderDecoder (captioning) model, got "
+                                  f"{type(self.model).__name__}")
+            start = time.perf_counter()
+            self.caption = capture_caption(self.model, self.tokenizer, self.image)
+            self.record = self.caption[0]
+            self.capture_seconds = time.perf_counter() - start
+            return
         try:
             enc = inputs.model_inputs(self.model, self.tokenizer, self.texts, self.max_tokens)
         except InputError as exc:

@@ -99,3 +99,24 @@ def test_caption_plot_gif_and_labelled_rollout(tmp_path):
     ax = fig.axes[1]
     assert "4x4 grid" in ax.get_xlabel() and "[REG1]" in ax.get_xlabel()
     assert [t.get_text() for t in ax.get_xticklabels()] == ["0", "1", "2", "3"]
+
+
+def test_report_captioning_section(tmp_path, minilm_tokenizer):
+    """The report of a VisionEncoderDecoder given an image: a greedy caption captured, the small
+    multiples inline, the GIF beside the page; other models say how to get the section."""
+    import re
+
+    from PIL import Image
+
+    from attn_plugins.report import build_report
+
+    model, pixels = captioner("vit")
+    path = build_report(model, minilm_tokenizer, image=pixels, out_dir=tmp_path / "cap", sections=["captioning"],
+                        progress=False)
+    html = open(path, encoding="utf-8").read()
+    section = re.search(r'<section id="captioning".*?</section>', html, re.S).group(0)
+    assert 'data-status="ok"' in section, section[:3000]
+    assert 'data-plot="caption_attention"' in section and 'data-plot="vit_rollout"' in section
+    assert "4x6 patches" in section and "[CLS]" in section
+    gif = Image.open(tmp_path / "cap" / "caption_attention.gif")
+    assert gif.n_frames >= 2
