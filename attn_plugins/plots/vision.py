@@ -210,6 +210,15 @@ def _step_labels(record: AttentionRecord, item: int, steps: int, tokens) -> list
     return labels
 
 
+def _caption_inputs(record, image, tokens, item, layer, head, grid, num_prefix_tokens, max_steps) -> tuple:
+    """What both caption figures draw: the maps, their first ``max_steps`` patch maps as an array,
+    the token labels, the image array and the shared top of the colour scale."""
+    maps = caption_maps(record, item=item, layer=layer, head=head, grid=grid, num_prefix_tokens=num_prefix_tokens)
+    heat = maps["maps"][:max_steps].numpy()
+    labels = _step_labels(record, item, heat.shape[0], tokens)
+    return maps, heat, labels, _image_array(image), float(heat.max()) or 1.0
+
+
 def _overlay(ax, img, heat: np.ndarray, vmax: float, cmap: str, alpha: float, show_grid: bool):
     rows, cols = heat.shape
     height, width = (img.shape[0], img.shape[1]) if img is not None else (rows, cols)
@@ -242,12 +251,9 @@ def caption_attention(record: AttentionRecord, image=None, *, tokens=None, item:
     ``tokens``: the generated tokens (default: the record's decoder tokens after the start token);
     ``image``: a PIL image, an array or ``pixel_values``. Other options as :func:`caption_maps`.
     """
-    maps = caption_maps(record, item=item, layer=layer, head=head, grid=grid, num_prefix_tokens=num_prefix_tokens)
-    heat = maps["maps"][:max_steps].numpy()
+    maps, heat, labels, img, vmax = _caption_inputs(record, image, tokens, item, layer, head, grid, num_prefix_tokens,
+                                                    max_steps)
     steps, rows, cols = heat.shape
-    labels = _step_labels(record, item, steps, tokens)
-    img = _image_array(image)
-    vmax = float(heat.max()) or 1.0
     ncols = max(1, min(columns, steps))
     nrows = math.ceil(steps / ncols)
     aspect = (img.shape[1] / img.shape[0]) if img is not None else cols / rows
@@ -288,12 +294,9 @@ def caption_gif(record: AttentionRecord, image, path, *, tokens=None, item: int 
     path = str(path)
     if not path.lower().endswith(".gif"):
         raise ValueError(f"an animation is written as a .gif file, got {path!r}")
-    maps = caption_maps(record, item=item, layer=layer, head=head, grid=grid, num_prefix_tokens=num_prefix_tokens)
-    heat = maps["maps"][:max_steps].numpy()
+    maps, heat, labels, img, vmax = _caption_inputs(record, image, tokens, item, layer, head, grid, num_prefix_tokens,
+                                                    max_steps)
     steps, rows, cols = heat.shape
-    labels = _step_labels(record, item, steps, tokens)
-    img = _image_array(image)
-    vmax = float(heat.max()) or 1.0
     with style():
         fig = new_figure(3.2, 3.5, layout=None)
         ax = fig.add_axes((0.04, 0.12, 0.92, 0.76))
