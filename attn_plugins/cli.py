@@ -50,6 +50,16 @@ def _positive(text: str) -> int:
     return value
 
 
+def _figure_formats(text: str) -> tuple[str, ...]:
+    from .report.context import FIGURE_FORMATS
+
+    chosen = tuple(dict.fromkeys(f.strip().lower().lstrip(".") for f in text.split(",") if f.strip()))
+    wrong = [f for f in chosen if f not in FIGURE_FORMATS]
+    if wrong or not chosen:
+        raise argparse.ArgumentTypeError(f"expected a comma-separated list of {', '.join(FIGURE_FORMATS)}, got {text!r}")
+    return chosen
+
+
 def _read_texts(args, required: bool = True) -> list[str] | None:
     """The texts of ``--text`` (repeated) and ``--text-file``; ``None`` when neither is given and
     they are optional (the report then uses its fixture sentences)."""
@@ -99,9 +109,12 @@ def _cmd_report(args) -> int:
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     path = build_report(texts=_read_texts(args, required=False), out_dir=args.out, model_dir=args.model,
-                        progress=_progress(args), max_tokens=args.max_tokens, layers=args.layers, heads=args.heads)
+                        progress=_progress(args), max_tokens=args.max_tokens, layers=args.layers, heads=args.heads,
+                        figures=args.figures)
     print(f"wrote {path}")
-    print(f"open it in a browser (works offline); the plots (PNG, SVG) are in {os.path.join(args.out, 'plots')}")
+    where = f"; the figures ({', '.join(args.figures).upper()}) are in {os.path.join(args.out, 'plots')}" \
+        if args.figures else ""
+    print(f"open it in a browser (works offline){where}")
     return 0
 
 
@@ -117,6 +130,7 @@ def _cmd_demo(args) -> int:
     """The main job on the bundled model and the fixture sentences: the report."""
     args.model, args.text, args.text_file, args.max_tokens = None, None, None, MAX_TOKENS_DEFAULT
     args.layers = args.heads = None
+    args.figures = getattr(args, "figures", ())
     return _cmd_report(args)
 
 
@@ -158,11 +172,14 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--layers", type=int, nargs="+",
                         help="layer indices to capture and show (negative from the end; default: all)")
     report.add_argument("--heads", type=int, nargs="+", help="head indices to capture and show (default: all)")
+    report.add_argument("--figures", type=_figure_formats, default=(), metavar="png,svg,pdf",
+                        help="also write every figure to OUT/plots in these print formats (PNG at 300 dpi); "
+                             "default: none, the page shows them at screen resolution")
     _add_progress_options(report)
     report.set_defaults(func=_cmd_report)
 
     demo_help = ("the report on the bundled model and a few fixture sentences, written to OUT (default ./out): "
-                 "OUT/report.html (open it in a browser, works offline), OUT/plots/ (PNG and SVG), "
+                 "OUT/report.html (open it in a browser, works offline; every figure is in the page), "
                  "OUT/head_stats.csv and OUT/record.safetensors")
     demo = sub.add_parser("demo", help=demo_help, description=demo_help[0].upper() + demo_help[1:] + ".")
     demo.add_argument("--out", default="out", help="output directory (default: out, in the current directory)")

@@ -8,8 +8,9 @@ Captures whatever a cell runs::
     model(**tok("The cat sat on the mat.", return_tensors="pt"))
 
 ``%%attention`` options: ``--model NAME`` (a model or pipeline in the namespace, repeatable;
-default: every model in the namespace), ``--tokenizer NAME``, ``--view`` (``head``, ``model``,
-``neuron``, ``long``, ``heatmap``, ``grid``, ``stats``, ``summary``), ``--layers``/``--heads``
+default: every model in the namespace), ``--tokenizer NAME``, ``--view`` (the views of
+``ap.show``: ``head``, ``model``, ``neuron``, ``long``, ``heatmap``, ``grid``, ``stats``,
+``similarity``, ``summary``; the cell's own value is not shown, the view is), ``--layers``/``--heads``
 (what to capture), ``--item`` (which batch item to show), ``--record NAME`` (where the record
 is stored; default ``_attention``). The line form is ``%attention [options] -- statement``.
 Loading the extension also makes matplotlib figures (all ``attn_plugins.plots`` functions
@@ -23,9 +24,9 @@ import shlex
 
 from .integrations.html_page import escape
 from .loading import unpack_model
-from .notebook import BERTVIZ_VIEWS, figure_png, heatmap, show
+from .notebook import VIEWS, figure_png, heatmap, show  # noqa: F401 - heatmap is re-exported
 
-MAGIC_VIEWS = BERTVIZ_VIEWS + ("heatmap", "grid", "stats", "summary")
+MAGIC_VIEWS = VIEWS  # the views of ap.show()
 
 
 def _magic_parser() -> argparse.ArgumentParser:
@@ -110,13 +111,10 @@ def _find_tokenizer(user_ns: dict):
 
 
 def _show_record(record, args):
+    if args.view in ("stats", "similarity"):
+        return show(record, view=args.view)
     if args.view == "summary":
-        print(record.summary())
-        return None
-    if args.view in ("heatmap", "grid"):
-        return heatmap(record, grid=(args.view == "grid"), item=args.item)
-    if args.view == "stats":
-        return show(record, view="stats")
+        return show(record, view="summary")
     return show(record, view=args.view, item=args.item)
 
 
@@ -172,7 +170,13 @@ def attention_magic(line: str, cell: str | None = None, shell=None):
                 print(f"%attention: cannot capture {name}: {type(exc).__name__}: {exc}")
                 continue
             captures.append((name, cap))
-        result = shell.run_cell(code, store_history=False)
+        # the cell's own value (e.g. the output object of ``model(...)``) is not shown: the view is
+        interactivity = shell.ast_node_interactivity
+        shell.ast_node_interactivity = "none"
+        try:
+            result = shell.run_cell(code, store_history=False)
+        finally:
+            shell.ast_node_interactivity = interactivity
     if not getattr(result, "success", True):
         return None
     records = {}

@@ -22,7 +22,7 @@ import io
 
 BERTVIZ_VIEWS = ("head", "model", "neuron", "long")
 FIGURE_VIEWS = ("heatmap", "grid", "stats", "similarity")
-VIEWS = BERTVIZ_VIEWS + FIGURE_VIEWS
+VIEWS = BERTVIZ_VIEWS + FIGURE_VIEWS + ("summary",)
 RECORD_METHODS = ("attention", "rollout", "flow")
 COMPARE_METHODS = ("attention", "rollout", "grad_attention", "saliency", "integrated_gradients")
 
@@ -59,6 +59,21 @@ class FigureView:
 
     def __repr__(self) -> str:
         return f"FigureView({self.figure!r})"
+
+
+class SummaryView(str):
+    """A record's summary (``record.summary()``) that a notebook shows as plain text."""
+
+    def __repr__(self) -> str:
+        return str(self)
+
+
+def carry_scripts_again() -> None:
+    """Let the next BertViz view shown carry require.js, jQuery and d3 again (call it after deleting
+    or clearing the output of the first view, which carried them for the whole notebook)."""
+    from .integrations.notebook_output import carry_scripts_again as again
+
+    again()
 
 
 def figure_png(figure) -> bytes:
@@ -109,13 +124,16 @@ def show(obj, text=None, tokenizer=None, view: str = "head", **options):
     """One line from a model, a pipeline or a record (and a text) to a view.
 
     ``view``: a BertViz view (``"head"``, ``"model"``, ``"neuron"``, ``"long"``; ``options`` go to
-    the ``"bertviz"`` exporter, e.g. ``layer=``, ``heads=``, ``item=``) or a figure
-    (``"heatmap"``, ``"grid"``, ``"stats"``, ``"similarity"``; see :func:`heatmap`). Returns an
+    the ``"bertviz"`` exporter, e.g. ``layer=``, ``heads=``, ``item=``), a figure
+    (``"heatmap"``, ``"grid"``, ``"stats"``, ``"similarity"``; see :func:`heatmap`) or
+    ``"summary"`` (the record's summary as text). Returns an
     object that displays itself in a notebook and has ``save(path)``.
     """
     if view not in VIEWS:
         raise ValueError(f"unknown view {view!r}; choose one of {', '.join(VIEWS)}")
     record = record_for(obj, text, tokenizer, keep_queries_keys=(view == "neuron"))
+    if view == "summary":
+        return SummaryView(record.summary())
     if view in FIGURE_VIEWS:
         if view in ("heatmap", "grid"):
             return heatmap(record, grid=(view == "grid"), **options)
@@ -218,4 +236,4 @@ def compare(obj, text=None, tokenizer=None, methods=None, *, target="predicted",
     return page
 
 
-__all__ = ["FigureView", "compare", "explain", "figure_png", "heatmap", "record_for", "show"]
+__all__ = ["FigureView", "SummaryView", "carry_scripts_again", "compare", "explain", "figure_png", "heatmap", "record_for", "show"]

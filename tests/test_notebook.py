@@ -150,6 +150,10 @@ print("capture after failure OK", len(cap.record.layers))""",
     """from attn_plugins import plots
 plots.heatmap(_attention, 0, 2)""",
     """ap.heatmap(model, "One line from a model.", tokenizer=tok, layer=-1)""",
+    # 12: a second view in another cell, over a bare model(...) call (its output object is not shown)
+    """%%attention --model model --view head
+model(**enc)""",
+    "%attention --view similarity -- model(**enc)",
 ]
 
 
@@ -166,11 +170,22 @@ def test_the_magic_in_a_kernel(tmp_path):
     assert "magic record OK" in stream_text(cells[3])
     check_png(outputs(cells[4], mime="image/png")[0])
     assert "selection OK" in stream_text(cells[5])
-    assert "self-attention: layers [0, 1, 2, 3, 4, 5], 12 heads" in stream_text(cells[6])
+    assert "self-attention: layers [0, 1, 2, 3, 4, 5], 12 heads" in "".join(outputs(cells[6], mime="text/plain"))
     assert "%attention: --model nosuch: NameError" in stream_text(cells[7])
     assert "capture after failure OK 6" in stream_text(cells[9])
     check_png(outputs(cells[10], mime="image/png")[0])  # the extension displays plain figures as PNG
     check_png(outputs(cells[11], mime="image/png")[0])
+    # %%attention shows the view, never the cell's own value (BaseModelOutput...)
+    assert not outputs(cells[12], "execute_result")
+    assert not any("BaseModelOutput" in t for t in outputs(cells[12], mime="text/plain"))
+    check_png(outputs(cells[13], mime="image/png")[0])  # the magic has every view of ap.show()
+    if HAS_BERTVIZ:
+        first, second = "".join(outputs(cells[2], mime="text/html")), "".join(outputs(cells[12], mime="text/html"))
+        assert 'data-view="head"' in second and "attnPluginsBertvizLibs" in second
+        # the first view carries require.js, jQuery and d3 for the notebook; the second reuses them
+        assert len(first) > 400_000 and len(first) - len(second) > 300_000 and len(second) < len(first) / 3, \
+            (len(first), len(second))
+        assert "requirejs" in first and "var requirejs, require, define" not in second
 
 
 # ---------------------------------------------------------------------------------------------
@@ -266,3 +281,55 @@ def test_one_liner_errors(minilm, minilm_tokenizer, record):
             ap.explain(minilm, TEXT, tokenizer=minilm_tokenizer)
         with pytest.raises(ValueError, match="a record alone supports"):
             ap.explain(record, method="integrated_gradients")
+
+
+# ---------------------------------------------------------------------------------------------
+# untrusted notebooks and the shared scripts, in headless Chromium
+# ---------------------------------------------------------------------------------------------
+def strip_like_untrusted_jupyter(html: str) -> str:
+    """What JupyterLab / Notebook 7 keep of an untrusted HTML output: no <script>, no <style>."""
+    import re
+
+    html = re.sub(r"<script\b.*?</script>", "", html, flags=re.S | re.I)
+    return re.sub(r"<style\b.*?</style>", "", html, flags=re.S | re.I)
+
+
+def test_views_untrusted_and_sharing_scripts_in_chromium(minilm, minilm_tokenizer, record, tmp_path):
+    from attn_plugins.integrations import notebook_output
+
+    from . import _browser
+
+    views = {"long": ap.export(record, "long"), "saliency": ap.explain(record)}
+    if HAS_BERTVIZ:
+        views.update(head=ap.show(record), model=ap.show(record, view="model"))
+    with _browser.Browser(width=1200, height=900) as browser:
+        for name, view in views.items():
+            untrusted = tmp_path / f"{name}_untrusted.html"
+            untrusted.write_text(f"<!DOCTYPE html><html><body>{strip_like_untrusted_jupyter(view._repr_html_())}"
+                                 "</body></html>", encoding="utf-8")
+            page = browser.open(untrusted, wait_for="document.readyState === 'complete'")
+            text = page.js("return document.querySelector('.attn-plugins-fallback').innerText")
+            assert "did not run" in text and "jupyter trust" in text and "Run this cell" in text, (name, text)
+            assert page.js("return document.querySelector('.attn-plugins-fallback').offsetHeight") > 10
+            # with its scripts the note is gone
+            trusted = tmp_path / f"{name}.html"
+            view.save(trusted)
+            page = browser.open(trusted, wait_for="!document.querySelector('.attn-plugins-fallback')")
+            assert not page.console_errors(), (name, page.console_errors())
+        if HAS_BERTVIZ:
+            # a notebook reopened: a view reusing the shared scripts comes before the output carrying them
+            notebook_output.carry_scripts_again()
+            first, second = ap.show(record), ap.show(record, view="model")
+            later = second.light_body
+            assert len(later) < len(first.body) / 3
+            page_path = tmp_path / "reopened.html"
+            page_path.write_text(f"<!DOCTYPE html><html><body>{later}{first.body}</body></html>", encoding="utf-8")
+            page = browser.open(page_path, wait_for="document.querySelectorAll('.attn-plugins-bertviz svg').length >= 2"
+                                " && document.querySelectorAll('svg rect, svg line').length > 20", timeout=60)
+            assert not page.console_errors()
+            assert page.js("return document.querySelectorAll('.attn-plugins-fallback').length") == 0
+            # alone (its carrier deleted), it says why it does not draw
+            page_path.write_text(f"<!DOCTYPE html><html><body>{later}</body></html>", encoding="utf-8")
+            page = browser.open(page_path, wait_for="document.querySelector('.attn-plugins-missing-scripts')",
+                                timeout=30)
+            assert "carry_scripts_again" in page.js("return document.body.innerText")

@@ -52,7 +52,7 @@ def _umask() -> int:
 def built(tmp_path_factory):
     """The CLI report on MiniLM with two short texts (one of them hostile markup)."""
     out = tmp_path_factory.mktemp("report")
-    args = ["report", "--out", str(out)]
+    args = ["report", "--out", str(out), "--figures", "png,svg"]
     for text in TEXTS:
         args += ["--text", text]
     result = _cli(*args)
@@ -221,6 +221,7 @@ def test_page_in_headless_chromium(built, browser, tmp_path):
         (["--model", "/nonexistent/model"], "is not a directory with a saved model"),
         (["--text-file", "/nonexistent.txt"], "cannot read text file"),
         (["--text", "   "], "a text is empty"),
+        (["--figures", "png,jpg"], "expected a comma-separated list of png, svg, pdf"),
     ],
 )
 def test_bad_input_messages(tmp_path, args, message):
@@ -297,7 +298,7 @@ def test_generation_section_on_a_tiny_gpt2(tmp_path, minilm_path):
                         bos_token_id=tokenizer.cls_token_id, eos_token_id=tokenizer.sep_token_id)
     model = GPT2LMHeadModel(config).eval()
     path = R.build_report(model, tokenizer, ["the cat sat on the mat", "a dog"], out_dir=tmp_path,
-                          sections=["summary", "generation", "diagnostics"], progress=False)
+                          sections=["summary", "generation", "diagnostics"], progress=False, figures=["png"])
     html = open(path, encoding="utf-8").read()
     sections = dict(re.findall(r'<section id="(\w+)" class="[^"]*" data-status="(\w+)"', html))
     assert sections == {"summary": "ok", "generation": "ok", "diagnostics": "ok"}
@@ -391,3 +392,36 @@ def test_diagnostics_are_grouped_by_problem():
     assert len(rows) == 1  # one line for the 24 near-uniform heads
     assert html.count("near-uniform: entropy is") == 1
     assert "L0 head 23" in html or "head 23" in html
+
+
+def test_print_figures_only_when_asked(tmp_path, minilm, minilm_tokenizer):
+    """By default the page shows each figure at screen resolution and writes no plot files;
+    ``figures=`` adds the print versions (PNG at 300 dpi, PDF) and links them."""
+    import base64 as b64
+
+    from attn_plugins.report.context import png_size
+
+    path = R.build_report(minilm, minilm_tokenizer, "Short text.", out_dir=tmp_path / "screen",
+                          sections=["heatmaps"], progress=False)
+    html = open(path, encoding="utf-8").read()
+    assert not (tmp_path / "screen" / "plots").exists() and 'href="plots/' not in html
+    images = [b64.b64decode(src) for src in re.findall(r'<img src="data:image/png;base64,([^"]+)"', html)]
+    assert images
+    for data in images:
+        check_png(data)
+        width, _ = png_size(data)
+        assert 200 < width < 1400 and f'width="{width}"' in html  # shown one pixel per CSS pixel
+    path = R.build_report(minilm, minilm_tokenizer, "Short text.", out_dir=tmp_path / "print",
+                          sections=["heatmaps"], progress=False, figures=("png", "pdf"))
+    html = open(path, encoding="utf-8").read()
+    written = sorted(p.name for p in (tmp_path / "print" / "plots").iterdir())
+    assert written and all(name.endswith((".png", ".pdf")) for name in written)
+    for href in re.findall(r'href="(plots/[^"]+)"', html):
+        assert (tmp_path / "print" / href).is_file()
+    shown = dict(re.findall(r'data-plot="([^"]+)"><img src="data:image/png;base64,([^"]+)"', html))
+    for name in (n for n in written if n.endswith(".png")):
+        big = (tmp_path / "print" / "plots" / name).read_bytes()
+        small = b64.b64decode(shown[name[:-4]])
+        assert png_size(big)[0] > 2.5 * png_size(small)[0]  # 300 dpi against 100
+    with pytest.raises(ap.errors.ReportError, match="unknown figure formats"):
+        R.build_report(minilm, minilm_tokenizer, "x", out_dir=tmp_path / "bad", figures=["gif"], progress=False)

@@ -30,6 +30,7 @@ import torch
 
 from . import assets
 from .html_page import HtmlExport, escape, safe_json, script_text
+from .notebook_output import carries_scripts, fallback_html, view_script
 from .panels import FONT, Panel, caption, panels, prettify
 
 VIEWS = ("head", "model", "neuron", "long")
@@ -191,24 +192,40 @@ class BertVizExport(HtmlExport):
     the id of its root element and the parameters it hands BertViz's script (numeric arrays appear
     there as placeholders; the page holds their values)."""
 
-    def __init__(self, body: str, title: str, view: str, params: dict, root_id: str) -> None:
+    def __init__(self, body: str, title: str, view: str, params: dict, root_id: str, light_body: str | None = None) -> None:
         super().__init__(body, title=title)
         self.view = view
         self.params = params
         self.root_id = root_id
+        self.light_body = light_body  # the same view without the shared scripts (a notebook's later views)
+
+    def _repr_html_(self) -> str:
+        """In a notebook, the shared scripts go out once (see :mod:`.notebook_output`)."""
+        if self.light_body is None or carries_scripts():
+            return self.head + self.body
+        return self.head + self.light_body
 
     def __repr__(self) -> str:
         return f"BertVizExport({self.view} view, {len(self.body)} characters)"
 
 
-def _page(view: str, params: dict, arrays: _Arrays, vis_html: str, root_id: str, caption: str) -> str:
-    script = (
-        "(function () {\n" + assets.amd_prelude()
-        + "var __attnPluginsParams = " + arrays.dumps(params) + ";\n"
-        + bertviz_script(view) + "\n})();"
-    )
-    return (f'<div class="attn-plugins-bertviz" data-view="{view}" data-root="{root_id}">\n{caption}{vis_html}\n'
-            f'</div>\n<script type="text/javascript">\n{script_text(script)}\n</script>\n')
+def _page(view: str, run: str, vis_html: str, root_id: str, caption: str, shared: bool = True) -> str:
+    """The view's HTML: the untrusted-notebook note, the view and its script ``run`` (with require.js,
+    jQuery and d3 inlined when ``shared``, else using those an earlier output defined)."""
+    fallback_id = f"{root_id}-fallback"
+    script = view_script(run, assets.amd_prelude() if shared else None, fallback_id, root_id)
+    return (fallback_html(fallback_id, f"BertViz {view} view") +
+            f'<div class="attn-plugins-bertviz" data-view="{view}" data-root="{root_id}">\n{caption}{vis_html}\n'
+            f'</div>\n<script type="text/javascript">\n(function () {{\n{script_text(script)}\n}})();\n</script>\n')
+
+
+def _export(view: str, params: dict, arrays: _Arrays, vis_html: str, root_id: str, caption: str,
+            title: str) -> BertVizExport:
+    """The export: the page with the scripts inlined, and the notebook's lighter twin."""
+    run = "var __attnPluginsParams = " + arrays.dumps(params) + ";\n" + bertviz_script(view)
+    body = _page(view, run, vis_html, root_id, caption)
+    light = _page(view, run, vis_html, root_id, caption, shared=False)
+    return BertVizExport(body, title, view, params, root_id, light_body=light)
 
 
 def _select_html(names: list[str | None], element_id: str = "filter") -> str:
@@ -268,8 +285,8 @@ def _head_or_model(record, found: list[Panel], view: str, item: int, layer, head
                   "include_layers": layers, "include_heads": head_ids, "total_heads": len(head_ids)}
         vis_html = (f'<div id="{root_id}" style="{FONT}"><span style="user-select:none">{select}</span>'
                     f'<div id="vis"></div></div>')
-    body = _page(view, params, arrays, vis_html, root_id, caption(record, item, [f"{view} view"] + notes))
-    return BertVizExport(body, f"attn-plugins: BertViz {view} view", view, params, root_id)
+    return _export(view, params, arrays, vis_html, root_id, caption(record, item, [f"{view} view"] + notes),
+                   f"attn-plugins: BertViz {view} view")
 
 
 def fit_logit_scale(queries: torch.Tensor, keys: torch.Tensor, attn: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -341,9 +358,8 @@ def _neuron(record, found: list[Panel], item: int, layer, head, display_mode: st
                 '<span class="dropdown-label">Head: </span> <select id="att_head"></select> '
                 f'{dropdown}</span><div id="vis"></div></div>')
     label = {"Encoder": "encoder", "Decoder": "decoder", "Cross": "cross"}.get(p.name or "", "")
-    body = _page("neuron", params, arrays, vis_html, root_id,
-                 caption(record, item, [f"neuron view {label}".strip()] + notes))
-    return BertVizExport(body, "attn-plugins: BertViz neuron view", "neuron", params, root_id)
+    return _export("neuron", params, arrays, vis_html, root_id,
+                   caption(record, item, [f"neuron view {label}".strip()] + notes), "attn-plugins: BertViz neuron view")
 
 
 def _position(value, labels: list[int], what: str) -> int:

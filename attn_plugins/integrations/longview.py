@@ -32,14 +32,18 @@ import os
 import uuid
 import zlib
 
+import numpy as np
 import torch
 
 from .html_page import HtmlExport, safe_json
+from .notebook_output import fallback_html, hide_fallback_js
 from .panels import Panel, caption, panels, prettify
 
 STATIC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "static")
 QUANT_LEVELS = 65535
 MAX_TOKENS = 65535
+# deflate level: 1 is several times faster than 6 on these planes for a page a little larger
+COMPRESS_LEVEL = 1
 
 
 @functools.lru_cache(maxsize=None)
@@ -70,18 +74,69 @@ class LongViewExport(HtmlExport):
                 f"{len(self.body)} characters)")
 
 
-def _threshold(blocks: list[torch.Tensor], room: int, floor: float, generator: torch.Generator) -> float:
-    """A weight threshold that about ``room`` weights of ``blocks`` reach (estimated from samples)."""
-    samples, scales, sizes = [], [], []
-    for w in blocks:
+def _groups(attn_blocks) -> list[torch.Tensor]:
+    """The blocks as float32 CPU stacks ``[n, q, k]`` (a 2-D block is a stack of one)."""
+    groups = []
+    for w in attn_blocks:
+        w = w.detach()
+        if w.dim() == 2:
+            w = w.unsqueeze(0)
+        if w.dim() != 3:
+            raise ValueError(f"attention blocks are [query, key] or [blocks, query, key], got {tuple(w.shape)}")
+        if w.shape[2] > MAX_TOKENS or w.shape[1] > MAX_TOKENS:
+            raise ValueError(f"the long view handles at most {MAX_TOKENS} positions, got {tuple(w.shape[1:])}")
+        groups.append(w.to("cpu", torch.float32).contiguous())
+    return groups
+
+
+def _row_sums(groups: list[torch.Tensor]) -> list[torch.Tensor]:
+    """Each group's row sums ``[n * q]`` (float64); a group holding NaN or infinities is cleaned
+    in place first (NaN and -inf read as 0, +inf as 1). One pass over the weights when clean."""
+    sums = []
+    for i, w in enumerate(groups):
+        row_sum = w.sum(dim=2, dtype=torch.float64).reshape(-1)
+        if not math.isfinite(float(row_sum.sum())):
+            groups[i] = w = torch.nan_to_num(w, nan=0.0, posinf=1.0, neginf=0.0)
+            row_sum = w.sum(dim=2, dtype=torch.float64).reshape(-1)
+        sums.append(row_sum)
+    return sums
+
+
+def deflate(data: bytes, level: int = 1, chunk: int = 1 << 21) -> bytes:
+    """``zlib.compress(data, level)`` in parallel: chunks deflated on threads (zlib lets go of the
+    GIL), each ended by a sync flush so their concatenation is one valid deflate stream, wrapped in
+    the zlib header and Adler-32 trailer the page's ``DecompressionStream("deflate")`` reads."""
+    if len(data) <= chunk:
+        return zlib.compress(data, level)
+    from concurrent.futures import ThreadPoolExecutor
+
+    view = memoryview(data)
+    pieces = [view[i: i + chunk] for i in range(0, len(data), chunk)]
+
+    def one(index: int) -> bytes:
+        packer = zlib.compressobj(level, zlib.DEFLATED, -15)
+        last = index == len(pieces) - 1
+        return packer.compress(pieces[index]) + packer.flush(zlib.Z_FINISH if last else zlib.Z_SYNC_FLUSH)
+
+    with ThreadPoolExecutor(max_workers=min(len(pieces), os.cpu_count() or 1)) as pool:
+        body = b"".join(pool.map(one, range(len(pieces))))
+    return b"\x78\x01" + body + zlib.adler32(data).to_bytes(4, "big")
+
+
+def _threshold(groups: list[torch.Tensor], room: int, floor: float, generator: torch.Generator,
+               samples: int = 1 << 18) -> float:
+    """A weight threshold that about ``room`` weights of ``groups`` reach, estimated from about
+    ``samples`` weights drawn uniformly (each standing for ``numel / drawn`` weights of its group)."""
+    total = sum(w.numel() for w in groups)
+    picked, scales, sizes = [], [], []
+    for w in groups:
         n = w.numel()
-        take = min(n, 16384)
+        take = min(n, max(1024, samples * n // max(1, total)))
         flat = w.reshape(-1)
-        picked = flat if take == n else flat[torch.randint(0, n, (take,), generator=generator)]
-        samples.append(picked)
+        picked.append(flat if take == n else flat[torch.randint(0, n, (take,), generator=generator)])
         scales.append(n / take)
         sizes.append(take)
-    values = torch.cat(samples)
+    values = torch.cat(picked)
     weight = torch.repeat_interleave(torch.tensor(scales, dtype=torch.float64), torch.tensor(sizes))
     keep = values >= floor
     values, weight = values[keep], weight[keep]
@@ -95,13 +150,16 @@ def _threshold(blocks: list[torch.Tensor], room: int, floor: float, generator: t
 
 
 def _sparse(w: torch.Tensor, tau: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Rows, columns and values of the weights >= ``tau``, plus each row's largest weight."""
+    """For a stack ``[n, q, k]``: the row (``block * q + query``), column and value of every weight
+    >= ``tau`` and of each row's largest weight, in row-major order, and each row's largest column.
+    One pass over the whole stack (no per-block loop)."""
+    n, q, k = w.shape
     mask = w >= tau
-    top = w.argmax(dim=1, keepdim=True)
-    mask.scatter_(1, top, True)
-    rows, cols = mask.nonzero(as_tuple=True)
-    vals = w[mask]  # row-major, the order of nonzero()
-    return rows, cols, vals, top.squeeze(1)
+    top = w.argmax(dim=2, keepdim=True)
+    mask.scatter_(2, top, True)
+    flat = mask.view(-1).nonzero().squeeze(1)
+    vals = w.view(-1).index_select(0, flat)
+    return torch.div(flat, k, rounding_mode="floor"), flat % k, vals, top.reshape(-1)
 
 
 def encode(attn_blocks: list[torch.Tensor], *, budget_bytes: int = 8_000_000, min_weight: float = 1e-4,
@@ -110,23 +168,19 @@ def encode(attn_blocks: list[torch.Tensor], *, budget_bytes: int = 8_000_000, mi
 
     Every weight at or above one threshold is kept (the threshold is ``min_weight``, raised so
     that the blocks take about ``budget_bytes``), and each row's largest weight is always kept.
-    Returns the bytes (uncompressed), one ``{"counts", "cols", "vals", "entries"}`` dict of byte
-    offsets per block, and statistics (entries kept, the threshold, the share of each row's
-    attention the stored entries hold).
+    A ``[n, q, k]`` tensor in ``attn_blocks`` stands for its ``n`` blocks and is encoded in one
+    pass (the fast way: pass each layer's heads as one stack).
+    Returns the bytes (uncompressed, little-endian 16-bit fields), one ``{"counts", "cols",
+    "vals", "entries"}`` dict of byte offsets per block, and statistics (entries kept, the
+    threshold, the share of each row's attention the stored entries hold).
     """
-    blocks = []
-    for w in attn_blocks:
-        if w.shape[1] > MAX_TOKENS or w.shape[0] > MAX_TOKENS:
-            raise ValueError(f"the long view handles at most {MAX_TOKENS} positions, got {tuple(w.shape)}")
-        w = w.detach().to("cpu", torch.float32)
-        if not math.isfinite(float(w.sum())):
-            w = torch.nan_to_num(w, nan=0.0, posinf=1.0, neginf=0.0)
-        blocks.append(w)
-    rows_total = sum(w.shape[0] for w in blocks)
+    groups = _groups(attn_blocks)
+    row_sums = _row_sums(groups)
+    rows_total = sum(w.shape[0] * w.shape[1] for w in groups)
     room = max(0, budget_bytes // 4 - rows_total)  # 4 bytes a weight, 2 a row
     generator = torch.Generator().manual_seed(seed)
-    tau = _threshold(blocks, room, max(min_weight, 1e-30), generator)
-    sparse = [_sparse(w, tau) for w in blocks]
+    tau = _threshold(groups, room, max(min_weight, 1e-30), generator)
+    sparse = [_sparse(w, tau) for w in groups]
     total = sum(int(v.numel()) for _, _, v, _ in sparse)
     if total > 1.15 * (room + rows_total) and total > 0:
         # the sampled threshold was too low: raise it to the exact value among the kept weights
@@ -134,30 +188,37 @@ def encode(attn_blocks: list[torch.Tensor], *, budget_bytes: int = 8_000_000, mi
         excess = total - (room + rows_total)
         tau = float(torch.kthvalue(kept, min(kept.numel(), excess + 1)).values)
         trimmed = []
-        for (r, c, v, top), w in zip(sparse, blocks):
+        for r, c, v, top in sparse:
             keep = (v >= tau) | (c == top[r])
             trimmed.append((r[keep], c[keep], v[keep], top))
         sparse = trimmed
-    parts: list[bytes] = []
+    sizes = [w.shape[0] * w.shape[1] + 2 * int(v.numel()) for w, (_, _, v, _) in zip(groups, sparse)]
+    out = np.empty(sum(sizes), dtype="<u2")
     offsets: list[dict] = []
     position = 0
     share_min, share_sum, share_rows = 1.0, 0.0, 0
-    for w, (r, c, v, _) in zip(blocks, sparse):
-        q = w.shape[0]
-        counts = torch.bincount(r, minlength=q)
-        delta = c.clone()
-        same = r[1:] == r[:-1]
-        delta[1:][same] = c[1:][same] - c[:-1][same]
-        quant = torch.round(torch.sqrt(v.double()) * QUANT_LEVELS).clamp(1, QUANT_LEVELS)
-        counts_bytes = counts.numpy().astype("<u2").tobytes()
-        cols_bytes = delta.numpy().astype("<u2").tobytes()
-        vals_bytes = quant.numpy().astype("<u2").tobytes()
-        offsets.append({"counts": position, "cols": position + len(counts_bytes),
-                        "vals": position + len(counts_bytes) + len(cols_bytes), "entries": int(v.numel())})
-        parts += [counts_bytes, cols_bytes, vals_bytes]
-        position += len(counts_bytes) + len(cols_bytes) + len(vals_bytes)
-        row_sum = w.sum(dim=1, dtype=torch.float64)
-        held = torch.bincount(r, weights=v.double(), minlength=q)
+    for w, row_sum, (r, c, v, _) in zip(groups, row_sums, sparse):
+        n, q, _ = w.shape
+        counts = torch.bincount(r, minlength=n * q)
+        same = torch.zeros_like(r, dtype=torch.bool)
+        same[1:] = r[1:] == r[:-1]
+        previous = torch.zeros_like(c)
+        previous[1:] = c[:-1]
+        delta = (c - torch.where(same, previous, torch.zeros_like(c))).numpy()
+        quant = torch.round(torch.sqrt(v.double()) * QUANT_LEVELS).clamp(1, QUANT_LEVELS).numpy()
+        per_block = counts.view(n, q).sum(dim=1).tolist()
+        counts_np = counts.numpy()
+        start = 0
+        for b in range(n):
+            e = per_block[b]
+            at = position
+            out[at: at + q] = counts_np[b * q: (b + 1) * q]
+            out[at + q: at + q + e] = delta[start: start + e]
+            out[at + q + e: at + q + 2 * e] = quant[start: start + e]
+            offsets.append({"counts": 2 * at, "cols": 2 * (at + q), "vals": 2 * (at + q + e), "entries": e})
+            position += q + 2 * e
+            start += e
+        held = torch.bincount(r, weights=v.double(), minlength=n * q)
         real = row_sum > 1e-6
         if bool(real.any()):
             share = (held[real] / row_sum[real]).clamp(max=1.0)
@@ -166,7 +227,7 @@ def encode(attn_blocks: list[torch.Tensor], *, budget_bytes: int = 8_000_000, mi
             share_rows += int(real.sum())
     stats = {"entries": sum(o["entries"] for o in offsets), "threshold": tau, "coverage_min": share_min,
              "coverage_mean": share_sum / max(1, share_rows)}
-    return b"".join(parts), offsets, stats
+    return out.tobytes(), offsets, stats
 
 
 def longview_from_panels(record, found: list[Panel], *, item: int = 0, layer: int | None = None, heads=None,
@@ -174,19 +235,15 @@ def longview_from_panels(record, found: list[Panel], *, item: int = 0, layer: in
                          min_weight: float = 1e-4, compress: bool = True,
                          size: int = 720, title: str = "attn-plugins: long-input attention view") -> LongViewExport:
     """The long view of panels made by :func:`attn_plugins.integrations.panels.panels`."""
-    blocks: list[torch.Tensor] = []
-    for p in found:
-        for li in range(len(p.layers)):
-            for hi in range(len(p.heads)):
-                blocks.append(p.attn[li][hi])
+    # one stack per panel and layer: its heads are encoded in one pass
+    blocks = [p.attn[li] for p in found for li in range(len(p.layers))]
     data, offsets, stats = encode(blocks, budget_bytes=int(budget_mb * 1_000_000), min_weight=min_weight)
     raw_size = len(data)
     # every field is 16-bit: store all low bytes, then all high bytes (deflate packs the mostly
     # empty high bytes of column steps and counts into almost nothing)
-    pairs = memoryview(data).cast("B")
-    data = bytes(pairs[0::2]) + bytes(pairs[1::2])
+    data = np.frombuffer(data, dtype=np.uint8).reshape(-1, 2).T.tobytes()
     if compress:
-        data = zlib.compress(data, 6)
+        data = deflate(data, COMPRESS_LEVEL)
     meta_panels = []
     cursor = 0
     for p in found:
@@ -220,13 +277,15 @@ def longview_from_panels(record, found: list[Panel], *, item: int = 0, layer: in
     root_id = f"attn-longview-{uuid.uuid4().hex}"
     caption_html = caption(record, item, ["long-input view"] + list(notes or []))
     payload = base64.b64encode(data).decode("ascii")
+    fallback_id = f"{root_id}-fallback"
     body = (
+        fallback_html(fallback_id, "long-input attention view") +
         f'<style>{static_file("longview.css")}</style>\n'
         f'<div class="apl-root" id="{root_id}">\n{caption_html}'
         f'<script type="application/json" class="apl-meta">{safe_json(meta)}</script>\n'
         f'<script type="application/octet-stream" class="apl-data">{payload}</script>\n'
         "</div>\n"
-        f'<script type="text/javascript">\n(function () {{\n{static_file("longview.js")}\n'
+        f'<script type="text/javascript">\n(function () {{\n{hide_fallback_js(fallback_id)}{static_file("longview.js")}\n'
         f"attnPluginsLongView(document.getElementById({safe_json(root_id)}));\n}})();\n</script>\n"
     )
     return LongViewExport(body, title, root_id, stats)

@@ -16,6 +16,7 @@ import numpy as np
 
 from ..saliency.collect import as_instances
 from .html_page import HtmlExport, escape
+from .notebook_output import fallback_html, hide_fallback_js
 
 _IDS = itertools.count()
 
@@ -180,7 +181,9 @@ def render(instances_by_method: dict[str, list], *, top_k: int = 3, signed: bool
                     f"{token_row(sal, top_k=k, signed=signed)}</div>"
                 )
     blocks.append("</div>")
-    body = "\n".join(blocks) + SCRIPT % {"id": repr(view_id).replace("'", '"')}
+    fallback_id = f"{view_id}-fallback"  # the note an untrusted notebook shows (its script removes it)
+    body = (fallback_html(fallback_id, "saliency view (layout lost; shading and values kept)") + "\n".join(blocks)
+            + f"<script>{hide_fallback_js(fallback_id)}</script>" + SCRIPT % {"id": repr(view_id).replace("'", '"')})
     return body, CSS
 
 

@@ -21,6 +21,9 @@ _EXPORTS = {
     "animate_generation": ".evolution",
     "animate_checkpoints": ".evolution",
     "vit_rollout": ".vision",
+    "caption_attention": ".vision",
+    "caption_gif": ".vision",
+    "caption_maps": ".vision",
     "whisper_cross_attention": ".speech",
     "save": "._base",
 }

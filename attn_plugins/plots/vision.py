@@ -1,4 +1,5 @@
-"""Vision transformers: attention rollout laid over the image's patches."""
+"""Vision transformers: attention rollout laid over the image's patches, and a captioning model's
+cross-attention: where each generated token looks in the image (small multiples, or a GIF)."""
 
 from __future__ import annotations
 
@@ -116,6 +117,7 @@ def vit_rollout(record: AttentionRecord, image=None, *, item: int = 0, query="cl
     for a in axes:
         a.set_xticks([])
         a.set_yticks([])
+    label_patch_grid(ax, rows, cols, width, height, prefix)
     bar = fig.colorbar(overlay, ax=ax, fraction=0.046, pad=0.03)
     bar.set_label("share of rolled-out attention")
     bar.outline.set_linewidth(0.5)
@@ -124,4 +126,195 @@ def vit_rollout(record: AttentionRecord, image=None, *, item: int = 0, query="cl
     return finish(fig, path)
 
 
-__all__ = ["patch_grid", "rollout_map", "vit_rollout"]
+
+def prefix_labels(prefix: int) -> list[str]:
+    """Names of the non-patch tokens before the grid: [CLS], then a distillation token (DeiT: 2
+    in all) or registers (any other count)."""
+    if prefix <= 0:
+        return []
+    if prefix == 2:
+        return ["[CLS]", "[DIST]"]
+    return ["[CLS]"] + [f"[REG{i}]" for i in range(1, prefix)]
+
+
+def label_patch_grid(ax, rows: int, cols: int, width: float, height: float, prefix: int) -> None:
+    """Patch row and column numbers on the axes (at most about 8 a side) and what the prefix
+    tokens are, so a patch can be named ("row 3, column 5")."""
+    step_c, step_r = max(1, math.ceil(cols / 8)), max(1, math.ceil(rows / 8))
+    ax.set_xticks([(c + 0.5) * width / cols for c in range(0, cols, step_c)], [str(c) for c in range(0, cols, step_c)])
+    ax.set_yticks([(r + 0.5) * height / rows for r in range(0, rows, step_r)], [str(r) for r in range(0, rows, step_r)])
+    ax.tick_params(length=1.5, pad=1, labelsize=5)
+    names = prefix_labels(prefix)
+    ax.set_xlabel(f"patch column ({rows}x{cols} grid)" + (f"; not on the grid: {' '.join(names)}" if names else ""),
+                  fontsize=6)
+
+
+def caption_maps(record: AttentionRecord, *, item: int = 0, layer="mean", head="mean", grid=None,
+                 num_prefix_tokens=None) -> dict:
+    """Each generated token's cross-attention over the image, from a captioning record
+    (a ``VisionEncoderDecoderModel.generate()`` capture, or any record whose cross-attention keys
+    are a ViT's tokens).
+
+    Args:
+        record: the record (it must hold cross-attention layers).
+        item: the batch item.
+        layer: a decoder layer number, or ``"mean"`` (the mean over the captured cross layers).
+        head: a head number, or ``"mean"``.
+        grid, num_prefix_tokens: the patch grid and the non-patch tokens before it (found by
+            themselves for square grids: [CLS], [CLS] + distillation, [CLS] + 4 registers).
+
+    Returns:
+        ``{"maps": [steps, rows, cols] weights on the patches, "prefix": [steps, prefix] weights on
+        the non-patch tokens, "prefix_labels", "rows", "cols", "layer", "head"}``; row ``t`` is the
+        attention while producing decoder token ``t + 1`` (the first generated token comes from
+        row 0). Weights are the model's own (a row sums to 1 over prefix and patches).
+    """
+    cross = [lay for lay in record.layers if lay.kind == "cross"]
+    if not cross:
+        raise ValueError("this record holds no cross-attention: capture a captioning (encoder-decoder) model's "
+                         "generate() or forward")
+    if layer != "mean":
+        chosen = [lay for lay in cross if lay.index == layer]
+        if not chosen:
+            raise ValueError(f"cross-attention layer {layer} was not captured; captured: {[c.index for c in cross]}")
+        cross = chosen
+    if not 0 <= item < cross[0].weights.shape[0]:
+        raise ValueError(f"item {item} is out of range for a batch of {cross[0].weights.shape[0]}")
+    blocks = []
+    for lay in cross:
+        w = lay.weights[item].float()  # [heads, steps, keys]
+        if head == "mean":
+            blocks.append(w.mean(dim=0))
+        else:
+            heads = list(getattr(lay, "head_indices", None) or range(w.shape[0]))
+            if head not in heads:
+                raise ValueError(f"head {head} was not captured; captured: {heads}")
+            blocks.append(w[heads.index(head)])
+    weights = torch.stack(blocks).mean(dim=0)  # [steps, keys]
+    prefix, rows, cols = patch_grid(weights.shape[-1], grid, num_prefix_tokens)
+    return {"maps": weights[:, prefix:].reshape(-1, rows, cols), "prefix": weights[:, :prefix],
+            "prefix_labels": prefix_labels(prefix), "rows": rows, "cols": cols, "layer": layer, "head": head}
+
+
+def _step_labels(record: AttentionRecord, item: int, steps: int, tokens) -> list[str]:
+    """The token each row of cross-attention produced (decoder token t + 1), or "step t"."""
+    from ..analysis.tokens import readable_token
+
+    if tokens is None:
+        decoder = getattr(record, "decoder_tokens", None)
+        tokens = decoder[item] if decoder and item < len(decoder) else None
+        tokens = tokens[1:] if tokens is not None else None
+    labels = [f"step {t + 1}" for t in range(steps)]
+    for t, tok in enumerate(list(tokens or [])[:steps]):
+        labels[t] = readable_token(str(tok)).strip() or repr(tok)
+    return labels
+
+
+def _caption_inputs(record, image, tokens, item, layer, head, grid, num_prefix_tokens, max_steps) -> tuple:
+    """What both caption figures draw: the maps, their first ``max_steps`` patch maps as an array,
+    the token labels, the image array and the shared top of the colour scale."""
+    maps = caption_maps(record, item=item, layer=layer, head=head, grid=grid, num_prefix_tokens=num_prefix_tokens)
+    heat = maps["maps"][:max_steps].numpy()
+    labels = _step_labels(record, item, heat.shape[0], tokens)
+    return maps, heat, labels, _image_array(image), float(heat.max()) or 1.0
+
+
+def _overlay(ax, img, heat: np.ndarray, vmax: float, cmap: str, alpha: float, show_grid: bool):
+    rows, cols = heat.shape
+    height, width = (img.shape[0], img.shape[1]) if img is not None else (rows, cols)
+    extent = (0, width, height, 0)
+    if img is not None:
+        ax.imshow(img, cmap="gray" if img.ndim == 2 else None, extent=extent, interpolation="bilinear")
+    shown = ax.imshow(heat, cmap=cmap, alpha=alpha if img is not None else 1.0, extent=extent,
+                      interpolation="nearest", vmin=0.0, vmax=vmax)
+    if show_grid:
+        for r in range(1, rows):
+            ax.axhline(r * height / rows, color="white", linewidth=0.25, alpha=0.5)
+        for c in range(1, cols):
+            ax.axvline(c * width / cols, color="white", linewidth=0.25, alpha=0.5)
+    return shown, width, height
+
+
+def _prefix_note(maps: dict, t: int) -> str:
+    return ", ".join(f"{name} {float(v):.2f}" for name, v in zip(maps["prefix_labels"], maps["prefix"][t]))
+
+
+@contextual
+def caption_attention(record: AttentionRecord, image=None, *, tokens=None, item: int = 0, layer="mean", head="mean",
+                      grid=None, num_prefix_tokens=None, columns: int = 4, cmap: str = "inferno", alpha: float = 0.6,
+                      show_grid: bool = True, max_steps: int = 32, title: str | None = None, path=None):
+    """Small multiples, one per generated token: the image under that token's cross-attention over
+    the patches (patch grid drawn and numbered; the weight on [CLS]/registers, which are not on the
+    grid, written under each panel). All panels share one colour scale, from 0 to the largest patch
+    weight, which the colour bar states.
+
+    ``tokens``: the generated tokens (default: the record's decoder tokens after the start token);
+    ``image``: a PIL image, an array or ``pixel_values``. Other options as :func:`caption_maps`.
+    """
+    maps, heat, labels, img, vmax = _caption_inputs(record, image, tokens, item, layer, head, grid, num_prefix_tokens,
+                                                    max_steps)
+    steps, rows, cols = heat.shape
+    ncols = max(1, min(columns, steps))
+    nrows = math.ceil(steps / ncols)
+    aspect = (img.shape[1] / img.shape[0]) if img is not None else cols / rows
+    fig = new_figure(1.7 * aspect * ncols + 0.8, 1.95 * nrows + 0.4)
+    axes = fig.subplots(nrows, ncols, squeeze=False)
+    shown = None
+    for t in range(nrows * ncols):
+        ax = axes[t // ncols][t % ncols]
+        if t >= steps:
+            ax.axis("off")
+            continue
+        shown, width, height = _overlay(ax, img, heat[t], vmax, cmap, alpha, show_grid)
+        ax.set_title(f"{t + 1}. {labels[t]}", fontsize=7)
+        label_patch_grid(ax, rows, cols, width, height, 0)
+        ax.set_xlabel(_prefix_note(maps, t) or " ", fontsize=6)
+    bar = fig.colorbar(shown, ax=axes.ravel().tolist(), fraction=0.03, pad=0.02)
+    bar.set_label(f"cross-attention weight (scale 0 to {vmax:.3f}, all panels)")
+    bar.outline.set_linewidth(0.5)
+    which = ("mean of layers" if layer == "mean" else f"layer {layer}") + ", " + \
+        ("mean of heads" if head == "mean" else f"head {head}")
+    fig.suptitle(title or f"where each generated token looks ({which}; {rows}x{cols} patches)")
+    return finish(fig, path)
+
+
+def caption_gif(record: AttentionRecord, image, path, *, tokens=None, item: int = 0, layer="mean", head="mean",
+                grid=None, num_prefix_tokens=None, cmap: str = "inferno", alpha: float = 0.6, fps: float = 1.25,
+                dpi: int = 100, max_steps: int = 64):
+    """An animated GIF (matplotlib's PillowWriter, as :func:`attn_plugins.plots.animate_generation`),
+    one frame per generated token: the caption so far over the image under the newest token's
+    cross-attention (one colour scale for all frames). Returns the Figure (the last frame).
+
+    Options as :func:`caption_attention`; ``fps``: frames per second.
+    """
+    from matplotlib.animation import PillowWriter
+
+    from ._base import style
+
+    path = str(path)
+    if not path.lower().endswith(".gif"):
+        raise ValueError(f"an animation is written as a .gif file, got {path!r}")
+    maps, heat, labels, img, vmax = _caption_inputs(record, image, tokens, item, layer, head, grid, num_prefix_tokens,
+                                                    max_steps)
+    steps, rows, cols = heat.shape
+    with style():
+        fig = new_figure(3.2, 3.5, layout=None)
+        ax = fig.add_axes((0.04, 0.12, 0.92, 0.76))
+        bottom = fig.text(0.5, 0.04, "", ha="center", fontsize=7)
+        writer = PillowWriter(fps=fps)
+        with writer.saving(fig, path, dpi=dpi):
+            for t in range(steps):
+                ax.clear()
+                _overlay(ax, img, heat[t], vmax, cmap, alpha, True)
+                ax.set_xticks([])
+                ax.set_yticks([])
+                caption = " ".join(labels[: t + 1])
+                fig.suptitle(caption if len(caption) < 48 else "..." + caption[-45:], fontsize=8)
+                note = _prefix_note(maps, t)
+                bottom.set_text(f"step {t + 1} of {steps}: {labels[t]}" + (f" ({note})" if note else ""))
+                writer.grab_frame(facecolor="white")
+    return fig
+
+
+__all__ = ["caption_attention", "caption_gif", "caption_maps", "patch_grid", "prefix_labels", "rollout_map",
+           "vit_rollout"]

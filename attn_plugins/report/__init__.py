@@ -9,7 +9,8 @@ or from the shell: ``attn-plugins report [--model DIR] [--text "..."]... [--text
 
 The page (``report.html``) is self-contained: styles, scripts and images are inline, a
 Content-Security-Policy forbids any network access, and every token and text is HTML-escaped.
-Beside it, ``plots/`` holds every figure as PNG (300 dpi) and SVG, ``head_stats.csv`` the per-head
+Figures are drawn once, for the screen; ``--figures png,svg,pdf`` (``figures=``) also writes each to
+``plots/`` in those print formats (PNG at 300 dpi). Beside the page, ``head_stats.csv`` holds the per-head
 statistics and ``record.safetensors`` the captured record (``attn-plugins info`` reads it).
 
 Sections: model and inputs, BertViz views, heatmaps, head statistics, head similarity and

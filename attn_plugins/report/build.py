@@ -12,8 +12,8 @@ import traceback
 from .. import loading
 from ..errors import InputError, ReportError
 from ..inputs import MAX_TOKENS_DEFAULT
-from . import explanations, generation, heads, overview
-from .context import PLOT_DIR, ReportContext
+from . import explanations, generation, heads, overview, vision
+from .context import FIGURE_FORMATS, PLOT_DIR, ReportContext
 from .inputs import report_texts
 from .markup import Section, SectionUnavailable, esc
 from .page import REPORT_FILE, render_page
@@ -29,6 +29,7 @@ SECTIONS = (
     ("clustering", "Head similarity and clustering"),
     ("diagnostics", "Diagnostics"),
     ("generation", "Attention over generation steps"),
+    ("captioning", "Captioning: where each generated token looks"),
     ("saliency", "Saliency"),
     ("comparison", "Saliency methods compared"),
 )
@@ -37,7 +38,7 @@ SECTIONS = (
 SECTION_MODULES = {
     "summary": overview, "bertviz": overview, "diagnostics": overview,
     "heatmaps": heads, "statistics": heads, "clustering": heads,
-    "generation": generation,
+    "generation": generation, "captioning": vision,
     "saliency": explanations, "comparison": explanations,
 }
 
@@ -82,7 +83,7 @@ def _resolve(model, tokenizer, model_dir) -> tuple:
 
 def build_report(model=None, tokenizer=None, texts=None, out_dir="out", model_dir=None, progress: bool | None = None,
                  *, text_file=None, max_tokens: int = MAX_TOKENS_DEFAULT, sections=None, layers=None,
-                 heads=None) -> str:
+                 heads=None, figures=(), image=None) -> str:
     """Write the report into ``out_dir`` and return the path of its page (``report.html``).
 
     Args:
@@ -91,7 +92,7 @@ def build_report(model=None, tokenizer=None, texts=None, out_dir="out", model_di
             ``model_dir``, or the bundled MiniLM.
         tokenizer: the model's tokenizer (default: the pipeline's, or loaded from ``model_dir``).
         texts: a text or a list of texts (default: the fixture sentences).
-        out_dir: where ``report.html``, ``plots/`` (PNG and SVG), ``head_stats.csv`` and
+        out_dir: where ``report.html``, ``plots/`` (the ``figures`` asked for), ``head_stats.csv`` and
             ``record.safetensors`` are written.
         model_dir: a local ``save_pretrained()`` directory.
         progress: show a progress bar on stderr: ``True``, ``False`` or ``None`` (tqdm's convention:
@@ -101,6 +102,11 @@ def build_report(model=None, tokenizer=None, texts=None, out_dir="out", model_di
         sections: the section ids to build (default: all; see :data:`SECTIONS`).
         layers, heads: capture only these layers / heads (``capture(layers=..., heads=...)``; model
             numbering, negative layers from the end); default: all.
+        image: an image (``pixel_values`` tensor, or a PIL image with the image processor saved beside
+            the model) for a ``VisionEncoderDecoderModel``: the report captures a greedy caption
+            of it and adds the captioning section (each generated token's attention over the image).
+        figures: print versions of the figures to write to ``plots/``: any of ``"png"`` (300 dpi),
+            ``"svg"``, ``"pdf"`` (default none: the page shows every figure at screen resolution).
 
     Returns:
         The path of ``report.html``.
@@ -119,6 +125,10 @@ def build_report(model=None, tokenizer=None, texts=None, out_dir="out", model_di
         unknown = set(sections) - {sid for sid, _ in SECTIONS}
         if unknown:
             raise ReportError(f"unknown sections {sorted(unknown)}; available: {', '.join(s for s, _ in SECTIONS)}")
+    figures = tuple(dict.fromkeys([figures] if isinstance(figures, str) else (figures or ())))
+    wrong = [f for f in figures if f not in FIGURE_FORMATS]
+    if wrong:
+        raise ReportError(f"unknown figure formats {wrong}; choose from {', '.join(FIGURE_FORMATS)}")
     out_dir = os.fspath(out_dir)
     bar = tqdm(total=len(chosen) + 2, desc="report", unit="step", disable=None if progress is None else not progress, file=sys.stderr,
                leave=True, dynamic_ncols=True)
@@ -126,13 +136,14 @@ def build_report(model=None, tokenizer=None, texts=None, out_dir="out", model_di
         bar.set_postfix_str("loading the model")
         load_start = time.perf_counter()
         model, tokenizer, source = _resolve(model, tokenizer, model_dir)
-        ctx = ReportContext(model, tokenizer, texts, out_dir, source, max_tokens, layers=layers, heads=heads)
+        ctx = ReportContext(model, tokenizer, texts, out_dir, source, max_tokens, figures, image, layers=layers,
+                            heads=heads)
         ctx.load_seconds = time.perf_counter() - load_start
         bar.update(1)
         bar.set_postfix_str("capture")
         ctx.capture()
         try:
-            os.makedirs(os.path.join(out_dir, PLOT_DIR), exist_ok=True)
+            os.makedirs(os.path.join(out_dir, PLOT_DIR) if figures else out_dir, exist_ok=True)
         except OSError as exc:
             raise ReportError(f"cannot write the report to {out_dir!r}: {exc}") from None
         ctx.save_record()

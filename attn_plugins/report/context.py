@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import functools
+import io
 import logging
 import os
 import struct
@@ -18,6 +19,8 @@ log = logging.getLogger(__name__)
 
 PLOT_DIR = "plots"
 NEURON_MAX_TOKENS = 64  # the neuron view draws every query and key vector: keep it small
+SCREEN_DPI = 100  # figures in the page: one CSS pixel per pixel
+FIGURE_FORMATS = ("png", "svg", "pdf")  # print versions written to plots/ when asked for
 
 
 def png_size(data: bytes) -> tuple[int, int]:
@@ -28,9 +31,11 @@ def png_size(data: bytes) -> tuple[int, int]:
 
 
 class ReportContext:
-    """Everything the sections of one report read; every figure goes to ``plots/`` and inline into the page."""
+    """Everything the sections of one report read; every figure goes inline into the page (and to ``plots/``
+    in the print formats asked for)."""
 
-    def __init__(self, model, tokenizer, texts, out_dir, source, max_tokens, layers=None, heads=None) -> None:
+    def __init__(self, model, tokenizer, texts, out_dir, source, max_tokens, figures=(), image=None, layers=None,
+                 heads=None) -> None:
         self.model = model
         self.layers_wanted = layers  # capture(layers=..., heads=...): None keeps every layer / head
         self.heads_wanted = heads
@@ -40,6 +45,9 @@ class ReportContext:
         self.plot_dir = os.path.join(out_dir, PLOT_DIR)
         self.source = source
         self.max_tokens = max_tokens
+        self.figures = tuple(figures)
+        self.image = image
+        self.caption = None  # (record, pixel_values, generated tokens) of a captioning model
         self.record = None
         self.files: list[str] = []
         self.capture_seconds = 0.0
@@ -54,6 +62,17 @@ class ReportContext:
 
         from ..capturing import capture
 
+        if self.image is not None:
+            from .vision import capture_caption, is_captioner
+
+            if not is_captioner(self.model):
+                raise ReportError(f"an image needs a VisionEncoderDecoder (captioning) model, got "
+                                  f"{type(self.model).__name__}")
+            start = time.perf_counter()
+            self.caption = capture_caption(self.model, self.tokenizer, self.image)
+            self.record = self.caption[0]
+            self.capture_seconds = time.perf_counter() - start
+            return
         try:
             enc = inputs.model_inputs(self.model, self.tokenizer, self.texts, self.max_tokens)
         except InputError as exc:
@@ -136,18 +155,26 @@ class ReportContext:
 
     # ----- figures ----------------------------------------------------------------------------------
     def figure(self, name: str, fig, caption: str, alt: str | None = None) -> str:
-        """Save ``fig`` as plots/NAME.png and .svg; the HTML that shows it inline."""
+        """The HTML that shows ``fig`` inline, rendered once for the screen (PNG at
+        :data:`SCREEN_DPI`, in memory); print versions (``plots/NAME.png`` at 300 dpi, ``.svg``,
+        ``.pdf``) are written only in the formats asked for (``figures=``), since saving each
+        figure at print quality was most of the report's time."""
         from ..plots import save
+        from ..plots._base import style
 
-        png = save(fig, os.path.join(self.plot_dir, f"{name}.png"))
-        svg = save(fig, os.path.join(self.plot_dir, f"{name}.svg"))
-        self.files += [os.path.relpath(png, self.out_dir), os.path.relpath(svg, self.out_dir)]
-        with open(png, "rb") as handle:
-            data = handle.read()
+        links = []
+        for fmt in self.figures:
+            path = save(fig, os.path.join(self.plot_dir, f"{name}.{fmt}"))
+            self.files.append(os.path.relpath(path, self.out_dir))
+            links.append(f'<a href="{esc(PLOT_DIR)}/{esc(name)}.{esc(fmt)}">{esc(fmt.upper())}</a>')
+        buffer = io.BytesIO()
+        with style():
+            fig.savefig(buffer, format="png", dpi=SCREEN_DPI, bbox_inches="tight", pad_inches=0.02,
+                        facecolor="white")
+        data = buffer.getvalue()
         width, _ = png_size(data)
-        css_width = f' width="{max(1, round(width / 3))}"' if width else ""  # 300 dpi shown at 100 px per inch
+        css_width = f' width="{width}"' if width else ""
         encoded = base64.b64encode(data).decode("ascii")
+        files = f' <span class="ap-files">({", ".join(links)})</span>' if links else ""
         return (f'<figure class="ap-fig" data-plot="{esc(name)}"><img src="data:image/png;base64,{encoded}"'
-                f'{css_width} alt="{esc(alt or caption)}"><figcaption>{esc(caption)} '
-                f'<span class="ap-files">(<a href="{esc(PLOT_DIR)}/{esc(name)}.png">PNG</a>, '
-                f'<a href="{esc(PLOT_DIR)}/{esc(name)}.svg">SVG</a>)</span></figcaption></figure>')
+                f'{css_width} alt="{esc(alt or caption)}"><figcaption>{esc(caption)}{files}</figcaption></figure>')

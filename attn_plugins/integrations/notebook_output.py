@@ -1,0 +1,121 @@
+"""What the views put into a notebook: a static fallback for untrusted notebooks, and BertViz's
+shared scripts sent once per notebook.
+
+Untrusted notebooks: JupyterLab and Notebook 7 strip ``<script>`` and ``<style>`` from the HTML
+outputs of a notebook they did not run themselves (executed elsewhere, shared, on GitHub). Every
+view therefore starts with a plain note (:func:`fallback_html`, inline styles only) that says what to
+do (run the cell, or ``jupyter trust NOTEBOOK.ipynb``); the view's script removes it as its first
+step, so it shows only where the script did not run.
+
+Shared scripts: require.js, jQuery and d3 (about 500 KB) used to be inlined in every BertViz view.
+In a notebook the first view's output now carries them, as a function on ``window``
+(``window.attnPluginsBertvizLibs``, which builds a private loader each time it is called, so views
+still do not share modules); later views only call it, waiting for it (the
+``attn-plugins-bertviz-libs`` event) when their output is drawn before the carrier's. A reopened
+(trusted) notebook draws every view since outputs run in document order and the waiting covers a
+carrier further down. Which output carries them: the first view shown in this kernel, and again
+every view shown in the same cell as that one (a cell run again replaces its output, so its new
+output must carry them again). A cell is known by the front end's cell id (JupyterLab, Notebook 7
+and VS Code send it) or, failing that, by its source text. If the carrier's output is later deleted
+or cleared, the other views say so in place of the drawing: call :func:`carry_scripts_again` and
+show a view again. Saved pages (``save()``) and the report always inline everything.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+from .html_page import escape, safe_json
+
+LIBS_GLOBAL = "attnPluginsBertvizLibs"
+LIBS_EVENT = "attn-plugins-bertviz-libs"
+UNTRUSTED_NOTE = ("This attention view needs its script, which did not run: the notebook is not trusted "
+                  "(opened from disk, shared or executed elsewhere), so Jupyter left out the view's scripts and "
+                  "styles. Run this cell, or trust the notebook (File > Trust Notebook, or "
+                  "`jupyter trust NOTEBOOK.ipynb`) and reopen it.")
+_STATE = {"owner": None}
+
+
+def fallback_html(element_id: str, what: str, picture: str = "") -> str:
+    """A note shown where the view's script did not run (``picture``: static HTML shown with it)."""
+    return (f'<div id="{escape(element_id)}" class="attn-plugins-fallback" style="border:1px solid #d0a000;'
+            'background:#fff8e0;color:#333;padding:6px 10px;margin:4px 0;font:13px sans-serif">'
+            f'<b>{escape(what)}</b>: {escape(UNTRUSTED_NOTE)}{picture}</div>\n')
+
+
+def hide_fallback_js(element_id: str) -> str:
+    """JavaScript that removes the fallback note (the first thing a view's script does)."""
+    return (f"(function () {{ var n = document.getElementById({safe_json(element_id)}); "
+            "if (n && n.parentNode) { n.parentNode.removeChild(n); } })();\n")
+
+
+def current_cell() -> str | None:
+    """The id of the notebook cell being run (the front end's cell id, else a hash of its source),
+    or None outside a kernel."""
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return None
+    shell = get_ipython()
+    if shell is None:
+        return None
+    kernel = getattr(shell, "kernel", None)
+    parent = {}
+    if kernel is not None:
+        try:
+            parent = kernel.get_parent() if hasattr(kernel, "get_parent") else getattr(kernel, "_parent_header", {})
+        except Exception:  # noqa: BLE001 - an unusual kernel: fall back to the source
+            parent = {}
+    cell_id = (parent or {}).get("metadata", {}).get("cellId")
+    if cell_id:
+        return f"id:{cell_id}"
+    source = (parent or {}).get("content", {}).get("code")
+    if source is None:
+        history = shell.user_ns.get("_ih") or []
+        source = history[-1] if history else None
+    if source is None:
+        return None
+    return "src:" + hashlib.sha256(source.encode("utf-8", "replace")).hexdigest()
+
+
+def carries_scripts() -> bool:
+    """Whether the view being displayed now must carry the shared scripts (see the module docstring);
+    outside a kernel always."""
+    cell = current_cell()
+    if cell is None:
+        return True
+    if _STATE["owner"] is None or _STATE["owner"] == cell:
+        _STATE["owner"] = cell
+        return True
+    return False
+
+
+def carry_scripts_again() -> None:
+    """Let the next view shown carry the shared scripts (after the output that carried them was deleted)."""
+    _STATE["owner"] = None
+
+
+def view_script(run_body: str, libs: str | None, fallback_id: str, root_id: str) -> str:
+    """The script of one BertViz view: remove the fallback, then run ``run_body`` (which reads
+    ``require``/``requirejs``/``define`` from the loader it is given) with a fresh private loader.
+
+    ``libs``: the loader's source (require.js, jQuery, d3 as :func:`assets.amd_prelude` gives
+    them) to define on ``window`` first; None to use the one an earlier output defined."""
+    run = ("function __attnPluginsRun(__libs) {\nvar require = __libs.require, requirejs = __libs.requirejs, "
+           f"define = __libs.define;\n{run_body}\n}}\n")
+    start = hide_fallback_js(fallback_id) + run
+    if libs is not None:
+        return (start + "var __make = function () {\n" + libs
+                + "\nreturn {require: require, requirejs: requirejs, define: define};\n};\n"
+                f"if (!window.{LIBS_GLOBAL}) {{ window.{LIBS_GLOBAL} = __make; "
+                f"window.dispatchEvent(new Event({safe_json(LIBS_EVENT)})); }}\n"
+                "__attnPluginsRun(__make());\n")
+    note = ("this view uses the scripts carried by the first attn-plugins view of this notebook, whose output is "
+            "not there: run attn_plugins.notebook.carry_scripts_again() and this cell again")
+    return (start + f"if (window.{LIBS_GLOBAL}) {{ __attnPluginsRun(window.{LIBS_GLOBAL}()); }} else {{\n"
+            f"  var __done = false;\n  window.addEventListener({safe_json(LIBS_EVENT)}, function () {{ if (!__done) "
+            f"{{ __done = true; __attnPluginsRun(window.{LIBS_GLOBAL}()); }} }});\n"
+            f"  setTimeout(function () {{ var root = document.getElementById({safe_json(root_id)}); "
+            "if (__done || !root) { return; } var p = document.createElement('p'); "
+            "p.className = 'attn-plugins-missing-scripts'; p.style.color = '#a00'; "
+            f"p.textContent = {safe_json('This ' + 'view could not draw: ' + note)}; root.appendChild(p); }}, 8000);\n}}\n")
