@@ -86,7 +86,10 @@ def generation_evolution(record: AttentionRecord, *, item: int = 0, layers=None,
     prompt = q - (steps - 1)
     if prompt < 1:
         raise ValueError(f"the record has {q} query rows but {steps} generation steps: not a full generate() record")
-    rows = torch.arange(prompt - 1, q)  # one per step
+    beam_rows = record.metadata.get("beam_rows")
+    if beam_rows:  # beam search: a sequence that ended early ran fewer steps (its later rows are padding)
+        steps = int(beam_rows[item]["generated_tokens"])
+    rows = torch.arange(prompt - 1, prompt - 1 + steps)  # one per step
     k = max(v.weights.shape[3] for v in vs)
     width = max(len(v.heads) for v in vs)
     weights = torch.zeros(steps, len(vs), width, k, dtype=torch.float64)

@@ -1,4 +1,4 @@
-"""The report section on generative models: attention over greedy generation steps."""
+"""The report section on generative models: attention over the steps of the model's own decoding."""
 
 from __future__ import annotations
 
@@ -8,8 +8,24 @@ from .markup import SectionUnavailable, esc
 GENERATION_STEPS = 8
 
 
+def decoding_text(decoding: dict) -> str:
+    """One phrase naming the decoding a record came from (``record.metadata["decoding"]``)."""
+    strategy = decoding.get("strategy", "greedy")
+    if strategy in ("beam_search", "beam_sampling"):
+        what = "beam search" if strategy == "beam_search" else "beam sampling"
+        return (f"{what} with {decoding['num_beams']} beams ({decoding['num_return_sequences']} returned, "
+                f"length penalty {decoding['length_penalty']:g}, early stopping {decoding['early_stopping']}); "
+                "shown: the best returned sequence")
+    if strategy == "sampling":
+        knobs = ", ".join(f"{k} {decoding[k]}" for k in ("temperature", "top_k", "top_p") if k in decoding)
+        return f"sampling ({knobs})" if knobs else "sampling"
+    return "greedy decoding"
+
+
 def section_generation(ctx) -> str:
-    """Greedy generation from input 1, captured, and the attention of each step (generative models only)."""
+    """Generation from input 1 as the model's ``generation_config`` decodes (greedy, sampling or beam
+    search: the report shows what ``generate()`` does for this model), captured, and the attention
+    of each step (generative models only)."""
     import torch
 
     from ..capturing import capture
@@ -25,16 +41,17 @@ def section_generation(ctx) -> str:
     if pad is None:
         pad = getattr(ctx.tokenizer, "eos_token_id", None)
     with torch.no_grad(), capture(model, tokenizer=ctx.tokenizer) as cap:
-        model.generate(**enc, max_new_tokens=GENERATION_STEPS, min_new_tokens=GENERATION_STEPS, do_sample=False,
-                       num_beams=1, pad_token_id=pad)
+        model.generate(**enc, max_new_tokens=GENERATION_STEPS, min_new_tokens=GENERATION_STEPS, pad_token_id=pad)
     record = cap.record
     kind = "cross" if record.is_encoder_decoder else "self"
     from ..analysis.evolution import generation_evolution
 
     evo = generation_evolution(record, kind=kind)
-    parts = [f'<p class="ap-lead">Greedy generation of {GENERATION_STEPS} tokens after input 1. Each panel is '
-             "one step: the attention of the token being processed over the keys seen so far (last layer, "
-             "mean of heads).</p>"]
+    decoding = decoding_text(record.metadata.get("decoding", {}))
+    parts = [f'<p class="ap-lead" data-decoding="{esc(record.metadata.get("decoding", {}).get("strategy", ""))}">'
+             f"Generation of {GENERATION_STEPS} tokens after input 1, decoded as the model's "
+             f"generation config says: {esc(decoding)}. Each panel is one of the {evo.steps} steps: the attention "
+             "of the token being processed over the keys seen so far (last layer, mean of heads).</p>"]
     parts.append(ctx.figure("generation", generation_plot(evo), "Attention over generation steps."))
     parts.append(f"<pre>{esc(str(evo))}</pre>")
     return "".join(parts)
