@@ -50,13 +50,23 @@ def style():
     return matplotlib.rc_context(PAPER_RC)
 
 
+# Bounds on what any figure may cost, whatever the input: a side of at most MAX_INCHES (4,000 px on
+# screen, 12,000 px at 300 dpi) and token labels of at most LABEL_CHARS characters on the canvas (the
+# full text stays in the record, the page's tooltips and tables). A 1,000-character token once made an
+# 18,000 x 18,000 px canvas (5.5 GB) and a 10,000-character one an allocation failure.
+MAX_INCHES = 40.0
+LABEL_CHARS = 24
+
+
 def new_figure(width: float, height: float, **kwargs):
-    """A Figure drawn on its own Agg canvas (no pyplot, no global backend change)."""
+    """A Figure drawn on its own Agg canvas (no pyplot, no global backend change), at most
+    ``MAX_INCHES`` on each side."""
     _require_matplotlib()
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
     kwargs.setdefault("layout", "constrained")
+    width, height = (min(max(float(v), 0.5), MAX_INCHES) for v in (width, height))
     fig = Figure(figsize=(width, height), **kwargs)
     FigureCanvasAgg(fig)
     return fig
@@ -134,10 +144,16 @@ def finish(fig, path=None):
     return fig
 
 
+def display_label(text) -> str:
+    """``text`` cut to ``LABEL_CHARS`` characters for a figure (an ellipsis marks the cut)."""
+    text = str(text)
+    return text if len(text) <= LABEL_CHARS else text[: LABEL_CHARS - 1] + "\u2026"
+
+
 def readable(tokens) -> list[str]:
     from ..analysis.tokens import readable_token
 
-    return [readable_token(t) for t in tokens]
+    return [display_label(readable_token(t)) for t in tokens]
 
 
 def set_token_ticks(ax, axis: str, labels: list[str] | None, *, max_labels: int = 64, rotate: bool = True) -> None:
@@ -149,7 +165,7 @@ def set_token_ticks(ax, axis: str, labels: list[str] | None, *, max_labels: int 
     step = max(1, math.ceil(n / max_labels))
     positions = list(range(0, n, step))
     set_ticks(positions)
-    names = [labels[i] for i in positions]
+    names = [display_label(labels[i]) for i in positions]
     if axis == "x":
         ax.set_xticklabels(names, rotation=90 if rotate else 0, ha="center")
     else:

@@ -12,7 +12,8 @@ import torch
 
 from ..analysis.evolution import CheckpointEvolution, GenerationEvolution, checkpoint_evolution, generation_evolution
 from ..record import AttentionRecord
-from ._base import colour_scale, contextual, finish, new_figure, set_token_ticks, small_multiple_ticks, style
+from ._base import (colour_scale, contextual, display_label, finish, new_figure, set_token_ticks, small_multiple_ticks,
+                    style)
 from .heatmaps import draw_matrix
 
 PROMPT_COLOR = "#4c72b0"
@@ -65,7 +66,7 @@ def _draw_step(ax, evo: GenerationEvolution, row: np.ndarray, t: int, ymax: floa
     ax.set_xlim(-0.6, (kv if evo.kind == "self" else shown) - 0.4)
     ax.set_ylim(0, ymax)
     ax.spines[["top", "right"]].set_visible(False)
-    tok = f" {evo.step_tokens[t]!r}" if evo.step_tokens else ""
+    tok = f" {display_label(repr(evo.step_tokens[t]))}" if evo.step_tokens else ""
     ax.set_title(f"step {t}:{tok}" if tok else f"step {t}", fontsize=7, pad=2)
     if label_keys and evo.key_tokens:
         set_token_ticks(ax, "x", evo.key_tokens[:shown] if evo.kind == "self" else evo.key_tokens, max_labels=24)
@@ -143,7 +144,7 @@ def checkpoint_plot(attn, layer=0, head=0, *, labels=None, item: int = 0, ncols:
                             cmap=cmap, vmax=vmax, annotate=False, xlabel="", ylabel="", max_labels=20)
         drift = evo.drift[idx, li, hi].item()
         extra = "" if idx == 0 or drift != drift else f"\nmoved {drift:.3f}"
-        ax.set_title(f"{evo.labels[idx]}{extra}", fontsize=7, pad=2)
+        ax.set_title(f"{display_label(evo.labels[idx])}{extra}", fontsize=7, pad=2)
         small_multiple_ticks(ax, labelled)
     bar = fig.colorbar(image, ax=axes.ravel().tolist(), fraction=0.025, pad=0.02, shrink=0.9)
     bar.set_label(scale_label)
@@ -178,8 +179,9 @@ def checkpoint_stats_plot(attn, stats=("entropy", "drift"), *, labels=None, laye
             mean = np.nanmean(flat, axis=1)
         ax.plot(xs, mean, color="#08519c", linewidth=1.4, label="mean of heads", marker="o", markersize=2.5)
         ax.set_xticks(xs)
-        crowded = sum(len(label) for label in evo.labels) > 24
-        ax.set_xticklabels(evo.labels, rotation=35 if crowded else 0, ha="right" if crowded else "center")
+        shown = [display_label(label) for label in evo.labels]
+        crowded = sum(len(label) for label in shown) > 24
+        ax.set_xticklabels(shown, rotation=35 if crowded else 0, ha="right" if crowded else "center")
         ax.set_ylabel({"drift": "moved since previous (JS distance)",
                        "drift_from_final": "distance to final (JS)"}.get(name, STAT_TITLES.get(name, name)))
         ax.spines[["top", "right"]].set_visible(False)
@@ -254,7 +256,7 @@ def animate_checkpoints(attn, path, layer=0, head=0, *, labels=None, item: int =
         with writer.saving(fig, path, dpi=dpi):
             for c in range(len(evo.labels)):
                 image.set_data(maps[c].numpy())
-                ax.set_title(f"{evo.layer_labels[li]} head {head}: {evo.labels[c]}")
+                ax.set_title(f"{evo.layer_labels[li]} head {head}: {display_label(evo.labels[c])}")
                 writer.grab_frame(facecolor="white")
     return fig
 

@@ -7,7 +7,7 @@ import torch
 
 from ..analysis.blocks import record_view
 from ..record import AttentionRecord
-from ._base import colour_scale, contextual, finish, new_figure, pick_cross_layer, readable
+from ._base import colour_scale, contextual, display_label, finish, new_figure, pick_cross_layer, readable
 
 # Whisper: log-mel frames every 10 ms; the encoder's strided convolution halves them (20 ms).
 MEL_HOP_SECONDS = 0.01
@@ -106,8 +106,8 @@ def whisper_cross_attention(record: AttentionRecord, *, layer="mean", head="mean
         fig.legend(loc="outside lower center", frameon=False, fontsize=6)
     if labels:
         ax.set_yticks(range(q))
-        ax.set_yticklabels(labels[:q] if q <= 48 else [l if i % max(1, q // 48) == 0 else "" for i, l in
-                                                       enumerate(labels[:q])])
+        shown = [display_label(label) for label in labels[:q]]
+        ax.set_yticklabels(shown if q <= 48 else [l if i % max(1, q // 48) == 0 else "" for i, l in enumerate(shown)])
     fig.suptitle(title if title is not None else f"Whisper cross-attention over the audio\n({what})")
     ax.set_xlabel("time (s)")
     ax.set_ylabel("decoded token")

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from ..record import AttentionRecord
-from ._base import contextual, finish, new_figure
+from ._base import contextual, display_label, finish, new_figure
 
 
 def _image_array(image) -> np.ndarray | None:
@@ -206,7 +206,7 @@ def _step_labels(record: AttentionRecord, item: int, steps: int, tokens) -> list
         tokens = tokens[1:] if tokens is not None else None
     labels = [f"step {t + 1}" for t in range(steps)]
     for t, tok in enumerate(list(tokens or [])[:steps]):
-        labels[t] = readable_token(str(tok)).strip() or repr(tok)
+        labels[t] = display_label(readable_token(str(tok)).strip() or repr(tok))
     return labels
 
 
