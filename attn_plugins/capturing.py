@@ -14,7 +14,9 @@ import functools
 import os
 import threading
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 
@@ -27,12 +29,17 @@ from .estimate import layer_calls
 from .model_state import ModelState
 from .record import AttentionRecord
 
+if TYPE_CHECKING:
+    from .budget import Budget
+    from .offload import HostCopier
+    from .record.stream import StreamSink
+
 _ACTIVE: dict[int, "capture"] = {}
 _FAST_PATH_MODULES = (torch.nn.TransformerEncoderLayer, torch.nn.TransformerEncoder)
 _ACTIVE_LOCK = threading.Lock()
 
 
-def _check_indices(name: str, values) -> list | None:
+def _check_indices(name: str, values: Any) -> list[int | str] | None:
     if values is None:
         return None
     if isinstance(values, (int, str)):
@@ -46,7 +53,8 @@ def _check_indices(name: str, values) -> list | None:
     for v in values:
         if isinstance(v, bool) or not isinstance(v, (int, str)) or (name == "heads" and not isinstance(v, int)):
             raise TypeError(f"{name} entries must be integers{' or module paths' if name == 'layers' else ''}, got {v!r}")
-    return values
+    checked: list[int | str] = values
+    return checked
 
 
 class capture:  # noqa: N801 - used as a function-like context manager
@@ -73,9 +81,11 @@ class capture:  # noqa: N801 - used as a function-like context manager
             ``metadata["precision"]`` says what was used.
     """
 
-    def __init__(self, model, tokenizer=None, layers=None, heads=None, device=None, dtype=None, *,
-                 adapter: str | None = None, keep_queries_keys: bool = False, max_bytes=None,
-                 stream_to=None, compute_dtype: torch.dtype | None = None) -> None:
+    def __init__(self, model: torch.nn.Module, tokenizer: Any = None, layers: Any = None, heads: Any = None,
+                 device: torch.device | str | None = None, dtype: torch.dtype | None = None, *,
+                 adapter: str | None = None, keep_queries_keys: bool = False,
+                 max_bytes: int | float | str | None = None,
+                 stream_to: str | os.PathLike[str] | None = None, compute_dtype: torch.dtype | None = None) -> None:
         if not isinstance(model, torch.nn.Module):
             raise TypeError(f"capture() needs a torch.nn.Module, got {type(model).__name__}")
         self.model = model
@@ -101,15 +111,15 @@ class capture:  # noqa: N801 - used as a function-like context manager
                                           or not compute_dtype.is_floating_point):
             raise TypeError(f"compute_dtype must be a floating torch.dtype, got {compute_dtype!r}")
         self.compute_dtype = compute_dtype
-        self._precisions: dict[tuple, str] = {}
+        self._precisions: dict[tuple[torch.dtype, torch.dtype], str] = {}
         self.stream_to = os.fspath(stream_to) if stream_to is not None else None
-        self._sink = None
-        self._budget = None
+        self._sink: StreamSink | None = None
+        self._budget: Budget | None = None
         self._targets: list[Target] = []
-        self._hooks: list = []
-        self._copier = None
+        self._hooks: list[torch.utils.hooks.RemovableHandle] = []
+        self._copier: HostCopier | None = None
         self._in_generate = False
-        self._adapter = None
+        self._adapter: Any = None
         self._state: ModelState | None = None
         self._records: list[AttentionRecord] | None = None
         self._warned: set[str] = set()
@@ -117,12 +127,14 @@ class capture:  # noqa: N801 - used as a function-like context manager
         self.collector: Collector | None = None
 
     # ----- the session adapters receive (attn_plugins.adapters.base.Session) -------------------------------
-    def begin_pass(self, owner, inputs) -> None:
+    def begin_pass(self, owner: Any, inputs: dict[str, Any]) -> None:
         """``owner``'s forward starts: its layer counters restart; ``inputs`` become the record's inputs."""
+        assert self.collector is not None, "begin_pass() is called by adapters inside the with-block"
         self.collector.begin_pass(owner, inputs)
 
     def begin_call(self, target: Target, q_len: int, k_len: int, *, num_heads: int | None = None) -> Call | None:
         """Count one call of ``target``; ``None`` when its layer is not selected."""
+        assert self.collector is not None, "begin_call() is called by adapters inside the with-block"
         index, selected = self.collector.next_call(target, q_len, k_len)
         if not selected:
             return None
@@ -155,15 +167,18 @@ class capture:  # noqa: N801 - used as a function-like context manager
                 queries = queries.index_select(1, index.to(queries.device))
             queries = self._store(queries)
             keys = self._store(keys) if keys is not None else None
+        assert self.collector is not None, "emit() is called by adapters inside the with-block"
         self.collector.add(call.target, call.index, self._store(weights.detach()), weights.shape[2],
                            weights.shape[-1], queries, keys)
 
-    def current_segment(self, owner):
+    def current_segment(self, owner: Any) -> Any:
         """An opaque handle of the record ``owner``'s current pass writes into (``None`` before any call)."""
+        assert self.collector is not None, "current_segment() is called by adapters inside the with-block"
         return self.collector.current_segment(owner)
 
-    def add_finisher(self, finish) -> None:
+    def add_finisher(self, finish: Callable[[Any, AttentionRecord], None]) -> None:
         """``finish(segment, record)`` runs on every assembled record."""
+        assert self.collector is not None, "add_finisher() is called by adapters inside the with-block"
         self.collector.add_finisher(finish)
 
     def _store(self, tensor: torch.Tensor) -> torch.Tensor:
@@ -175,7 +190,8 @@ class capture:  # noqa: N801 - used as a function-like context manager
                 from .offload import HostCopier
 
                 self._copier = HostCopier()
-            return self._copier.to_host(tensor, self.dtype)[0]  # overlaps compute; waited for on exit
+            copied: torch.Tensor = self._copier.to_host(tensor, self.dtype)[0]
+            return copied  # overlaps compute; waited for on exit
         return tensor.to(device=device, dtype=self.dtype)
 
     def compute_dtype_for(self, input_dtype: torch.dtype) -> torch.dtype:
@@ -198,7 +214,7 @@ class capture:  # noqa: N801 - used as a function-like context manager
                              f"(valid: 0..{num_heads - 1})")
 
     # ----- selection -------------------------------------------------------------------------------
-    def _layer_filter(self, targets: list[Target]):
+    def _layer_filter(self, targets: list[Target]) -> Callable[[Target, int], bool]:
         if self.layers is None:
             return lambda target, index: True
         counts = {key: len(calls) for key, calls in layer_calls(self.model, targets).items()}
@@ -268,7 +284,8 @@ class capture:  # noqa: N801 - used as a function-like context manager
             raise
         return self
 
-    def __exit__(self, exc_type, exc, tb) -> bool:
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> Literal[False]:
         try:
             self._cleanup()
             if self._copier is not None:
@@ -310,13 +327,14 @@ class capture:  # noqa: N801 - used as a function-like context manager
             return
 
         @functools.wraps(original)
-        def generate(*args, **kwargs):
+        def generate(*args: Any, **kwargs: Any) -> Any:
             from . import beams as beam_search
 
             config = kwargs.get("generation_config") or getattr(self.model, "generation_config", None)
             decoding = beam_search.describe_decoding(self.model, kwargs)  # refuses group/constrained beams
             num_beams = decoding.get("num_beams", 1)
             self._check_budget(args, kwargs, _new_tokens(kwargs, config), "this generate() call", num_beams)
+            assert self.collector is not None
             since = len(self.collector.segments)
             self._in_generate = True
             try:
@@ -332,7 +350,7 @@ class capture:  # noqa: N801 - used as a function-like context manager
                                                    if k != "return_dict_in_generate"}, paths)
             return output
 
-        self.model.generate = generate
+        self.model.generate = generate  # type: ignore[assignment]  # an instance attribute shadows the method
 
     # ----- memory guard ------------------------------------------------------------------------------
     def _storage_device(self) -> torch.device:
@@ -342,11 +360,12 @@ class capture:  # noqa: N801 - used as a function-like context manager
             return parameter.device
         return torch.device("cpu")
 
-    def _guard_forward(self, module, args, kwargs) -> None:
+    def _guard_forward(self, module: torch.nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         if not self._in_generate:
             self._check_budget(args, kwargs, 0, "this forward")
 
-    def _check_budget(self, args, kwargs, new_tokens: int, when: str, beams: int = 1) -> None:
+    def _check_budget(self, args: tuple[Any, ...], kwargs: dict[str, Any], new_tokens: int, when: str,
+                      beams: int = 1) -> None:
         from .budget import describe
         from .estimate import planned_shapes
 
@@ -356,6 +375,7 @@ class capture:  # noqa: N801 - used as a function-like context manager
             return  # lengths not readable from the inputs: every stored block is still counted
         itemsize = torch.empty((), dtype=self.dtype).element_size()
         size, detail = describe(parts, itemsize, self.dtype)
+        assert self._budget is not None
         self._budget.check(size, detail, when)
 
     # ----- results --------------------------------------------------------------------------------------
@@ -379,7 +399,7 @@ class capture:  # noqa: N801 - used as a function-like context manager
             if self.tokenizer is not None:
                 record.tokens = _tokens(self.tokenizer, record.inputs.get("input_ids"))
                 record.decoder_tokens = _tokens(self.tokenizer, record.inputs.get("decoder_input_ids"))
-        if self._sink is not None:
+        if self._sink is not None and self.collector is not None:
             records = [AttentionRecord.load(self.collector.write_streamed(r)) for r in records]
         return records
 
@@ -407,7 +427,7 @@ def _dtype_name(dtype: torch.dtype) -> str:
     return str(dtype).replace("torch.", "")
 
 
-def _new_tokens(kwargs, config) -> int:
+def _new_tokens(kwargs: dict[str, Any], config: Any) -> int:
     """The most tokens a generate() call may add (max_new_tokens, or max_length minus the input)."""
     for source in (kwargs, vars(config) if config is not None else {}):
         value = source.get("max_new_tokens")
@@ -421,7 +441,7 @@ def _new_tokens(kwargs, config) -> int:
     return 20  # transformers' default max_length
 
 
-def _tokens(tokenizer, ids) -> list[list[str]] | None:
+def _tokens(tokenizer: Any, ids: torch.Tensor | None) -> list[list[str]] | None:
     if ids is None:
         return None
     return [tokenizer.convert_ids_to_tokens(row.tolist()) for row in ids]

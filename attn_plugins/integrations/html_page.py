@@ -56,7 +56,7 @@ class HtmlExport:
     def _repr_html_(self) -> str:
         return self.head + self.body
 
-    def save(self, path: str | os.PathLike) -> str:
+    def save(self, path: str | os.PathLike[str]) -> str:
         return write_text(path, self.document())
 
     def __repr__(self) -> str:

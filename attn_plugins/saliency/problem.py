@@ -18,7 +18,7 @@ TASKS = ("sequence-classification", "token-classification", "masked-lm", "causal
 OUTPUTS = ("logit", "prob", "log_prob", "loss")
 
 
-def detect_task(model) -> str:
+def detect_task(model: Any) -> str:
     """The head type from the class name (``...ForSequenceClassification`` and friends)."""
     names = [cls.__name__ for cls in type(model).__mro__]
     for name in names:
@@ -47,7 +47,7 @@ def transform_output(scores: torch.Tensor, output: str) -> torch.Tensor:
     raise ValueError(f"output must be one of {OUTPUTS}, got {output!r}")
 
 
-def logits_of(outputs) -> torch.Tensor:
+def logits_of(outputs: Any) -> torch.Tensor:
     if isinstance(outputs, torch.Tensor):
         return outputs
     logits = getattr(outputs, "logits", None)
@@ -71,7 +71,7 @@ class ForwardModule(torch.nn.Module):
         self.model = model
         self._function = function
 
-    def forward(self, *args):
+    def forward(self, *args: Any):
         return self._function(*args)
 
 
@@ -130,7 +130,7 @@ class Problem:
         keep |= self.attention_mask == 0
         return torch.where(keep, ids, torch.full_like(ids, fill))
 
-    def baseline_embeds(self, kind) -> torch.Tensor:
+    def baseline_embeds(self, kind: Any) -> torch.Tensor:
         """Baseline in embedding space: ``"zeros"`` (AllenNLP's and Captum's default), ``"pad"``,
         ``"mask"`` or an explicit tensor/float."""
         if isinstance(kind, torch.Tensor):

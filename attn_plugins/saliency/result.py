@@ -187,7 +187,7 @@ def merge_words(sal: TokenSaliency, how: str = "sum", keep_special: bool = True)
             offsets.append((sal.offsets[group[0]][0], sal.offsets[group[-1]][1]))
         special.append(bool(sal.special[group[0]]) if sal.special is not None else False)
 
-    def new_index(position):
+    def new_index(position: Any):
         if position is None:
             return None
         for k, group in enumerate(groups):
@@ -206,7 +206,7 @@ def merge_words(sal: TokenSaliency, how: str = "sum", keep_special: bool = True)
     )
 
 
-def _jsonable(value):
+def _jsonable(value: Any):
     if isinstance(value, dict):
         return {str(k): _jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
