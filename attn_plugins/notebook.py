@@ -115,8 +115,17 @@ def show(obj: Any, text: Any = None, tokenizer: Any = None, view: str = "head", 
 
     ``view``: a BertViz view (``"head"``, ``"model"``, ``"neuron"``, ``"long"``; ``options`` go to
     the ``"bertviz"`` exporter, e.g. ``layer=``, ``heads=``, ``item=``) or a figure
-    (``"heatmap"``, ``"grid"``, ``"stats"``, ``"similarity"``; see :func:`heatmap`). Returns an
-    object that displays itself in a notebook and has ``save(path)``.
+    (``"heatmap"``, ``"grid"``, ``"stats"``, ``"similarity"``; see :func:`heatmap`).
+
+    Args:
+        obj: a model, a transformers pipeline or an :class:`~attn_plugins.record.AttentionRecord`.
+        text: the input for a model or pipeline (a text, a list of texts or a pair).
+        tokenizer: the model's tokenizer (default: the pipeline's, or the one saved beside the model).
+        view: the view's name (see above).
+        **options: the exporter's or the figure's options.
+
+    Returns:
+        An object that displays itself in a notebook and has ``save(path)``.
     """
     if view not in VIEWS:
         raise ValueError(f"unknown view {view!r}; choose one of {', '.join(VIEWS)}")
@@ -202,8 +211,18 @@ def compare(obj: Any, text: Any = None, tokenizer: Any = None, methods: Any = No
             options: dict[str, Any] | None = None, **export_options: Any) -> Any:
     """Several saliency methods side by side with their agreement (the ``"comparison"`` exporter).
 
-    ``methods`` defaults to attention, rollout, attention x gradient, saliency and integrated
-    gradients (attention, rollout and flow for a record); ``options`` maps a method to its options.
+    Args:
+        obj: a model, a transformers pipeline or an :class:`~attn_plugins.record.AttentionRecord`.
+        text: the input to explain (not needed for a record).
+        tokenizer: the model's tokenizer (default: the pipeline's, or the one saved beside the model).
+        methods: the methods to compare; default attention, rollout, attention x gradient, saliency
+            and integrated gradients (attention, rollout and flow for a record).
+        target: the class explained (``"predicted"`` or a label or index).
+        options: maps a method to its options.
+        **export_options: options of the comparison page (``k=``, ``plot=``, ...).
+
+    Returns:
+        The comparison page; ``.results`` holds the results compared.
     """
     import importlib.util
 

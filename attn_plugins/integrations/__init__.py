@@ -17,7 +17,18 @@ EXPORTERS = Registry("exporter", "attn_plugins.exporters")
 
 
 def export(record: Any, target: str, path: str | os.PathLike[str] | None = None, **options: Any) -> Any:
-    """Export ``record`` to ``target`` (a registered exporter name); with ``path=``, also write it."""
+    """Export ``record`` to ``target`` (a registered exporter name); with ``path=``, also write it.
+
+    Args:
+        record: what the exporter takes: an :class:`~attn_plugins.record.AttentionRecord`, or
+            saliency results for the saliency, Captum, AllenNLP and comparison exporters.
+        target: the exporter's name in :data:`EXPORTERS` (``"bertviz"``, ``"saliency"``, ...).
+        path: a file to write the result to (optional).
+        **options: the exporter's own options.
+
+    Returns:
+        The exporter's result (for pages: an object with ``save(path)`` that displays in a notebook).
+    """
     factory = EXPORTERS.get(target)
     result = factory(record, **options)
     if path is not None:

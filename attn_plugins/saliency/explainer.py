@@ -45,14 +45,14 @@ def progress_bar(show: bool | None, total: int, desc: str, threshold: int):
 class _TrainingOff:
     """Dropout off while explaining; the model's mode is put back afterwards."""
 
-    def __init__(self, model: Any) -> None:
+    def __init__(self, model) -> None:
         self.model = model
 
-    def __enter__(self) -> None:
+    def __enter__(self):
         self.modes = [(m, m.training) for m in self.model.modules()]
         self.model.eval()
 
-    def __exit__(self, *exc: Any) -> bool:
+    def __exit__(self, *exc):
         for module, mode in self.modes:
             module.training = mode
         return False
@@ -61,7 +61,7 @@ class _TrainingOff:
 class Explainer:
     """Explains one model's predictions with any method of ``attn_plugins.saliency.METHODS``."""
 
-    def __init__(self, model: torch.nn.Module, tokenizer: Any = None, *, task: str | None = None,
+    def __init__(self, model: torch.nn.Module, tokenizer=None, *, task: str | None = None,
                  head: Callable[[Any], torch.Tensor] | None = None, output: str = "logit",
                  embedding_layer: torch.nn.Module | None = None, max_length: int | None = 512,
                  labels: dict[int, str] | None = None) -> None:
@@ -103,7 +103,7 @@ class Explainer:
             enc = self.tokenizer(list(texts), **kwargs)
         return enc, pairs
 
-    def _model_inputs(self, enc: Any) -> dict[str, torch.Tensor]:
+    def _model_inputs(self, enc) -> dict[str, torch.Tensor]:
         device = self.embedding_layer.weight.device if hasattr(self.embedding_layer, "weight") else None
         keep = {}
         for name in ("input_ids", "attention_mask", "token_type_ids"):
@@ -114,7 +114,7 @@ class Explainer:
         return keep
 
     # ----- targets ---------------------------------------------------------------------------------
-    def _positions(self, inputs: Any, position: Any) -> list[int] | None:
+    def _positions(self, inputs, position) -> list[int] | None:
         ids, mask = inputs["input_ids"], inputs["attention_mask"]
         batch = ids.shape[0]
         if self.task == "sequence-classification" or (self.task == "custom" and position is None):
@@ -140,7 +140,7 @@ class Explainer:
             raise ValueError(f"{len(specs)} positions for {batch} inputs")
         return [resolve_query(p, ids.shape[1], mask[b]) for b, p in enumerate(specs)]
 
-    def _scores(self, outputs: Any, positions: torch.Tensor | None) -> torch.Tensor:
+    def _scores(self, outputs, positions: torch.Tensor | None) -> torch.Tensor:
         if self.head is not None:
             scores = self.head(outputs)
         else:
@@ -153,7 +153,7 @@ class Explainer:
             return transform_output(scores, self.output)
         return scores
 
-    def _resolve_targets(self, target: Any, logits: torch.Tensor) -> list[int] | None:
+    def _resolve_targets(self, target, logits: torch.Tensor) -> list[int] | None:
         if logits.dim() == 1:
             return None
         batch = logits.shape[0]
@@ -194,8 +194,7 @@ class Explainer:
         return self.labels.get(target, str(target))
 
     # ----- problems ------------------------------------------------------------------------------
-    def problem(self, inputs: dict[str, torch.Tensor], *, target: str = "predicted", position: Any = None,
-                query: Any = None,
+    def problem(self, inputs: dict[str, torch.Tensor], *, target="predicted", position=None, query=None,
                 queries: list[int] | None = None) -> tuple[Problem, dict]:
         """A :class:`Problem` for one batch of model inputs, plus prediction info per item."""
         model = self.model
@@ -204,16 +203,16 @@ class Explainer:
         extra_names = [n for n in ("attention_mask", "token_type_ids") if n in inputs]
         args = tuple(inputs[n] for n in extra_names) + ((pos_tensor,) if pos_tensor is not None else ())
 
-        def split(rest: Any):
+        def split(rest):
             kw = dict(zip(extra_names, rest[: len(extra_names)]))
             pos = rest[len(extra_names)] if pos_tensor is not None else None
             return kw, pos
 
-        def embed_forward(embeds: Any, *rest: Any):
+        def embed_forward(embeds, *rest):
             kw, pos = split(rest)
             return self._scores(model(inputs_embeds=embeds, **kw), pos)
 
-        def ids_forward(ids: Any, *rest: Any):
+        def ids_forward(ids, *rest):
             kw, pos = split(rest)
             return self._scores(model(input_ids=ids, **kw), pos)
 
@@ -249,14 +248,14 @@ class Explainer:
         info["positions"] = positions
         return problem, info
 
-    def _scores_for_prediction(self, inputs: Any, pos_tensor: Any):
+    def _scores_for_prediction(self, inputs, pos_tensor):
         output, self.output = self.output, "logit"
         try:
             return self._scores(self.model(**inputs), pos_tensor)
         finally:
             self.output = output
 
-    def _prediction_info(self, logits: torch.Tensor, targets: Any) -> dict:
+    def _prediction_info(self, logits: torch.Tensor, targets) -> dict:
         if logits.dim() == 1:
             return {"prediction": [None] * len(logits), "probability": [None] * len(logits),
                     "target_probability": [None] * len(logits), "value": logits.tolist()}
@@ -268,7 +267,7 @@ class Explainer:
             "target_probability": [float(probs[b, t]) for b, t in enumerate(targets)],
         }
 
-    def _queries(self, inputs: Any, positions: Any, query: Any) -> list[int]:
+    def _queries(self, inputs, positions, query) -> list[int]:
         from ..analysis.rollout import resolve_query
 
         mask = inputs["attention_mask"]
@@ -293,7 +292,7 @@ class Explainer:
             self._eager = eager.eval()
         return self._eager
 
-    def _attention_gradients(self, inputs: Any, pos_tensor: Any, targets: Any):
+    def _attention_gradients(self, inputs, pos_tensor, targets):
         model = self.eager_model()
         with _TrainingOff(model), torch.enable_grad():
             outputs = model(**inputs, output_attentions=True)
@@ -308,10 +307,10 @@ class Explainer:
         return [(a.detach(), g.detach()) for a, g in zip(attentions, grads)]
 
     # ----- public ---------------------------------------------------------------------------------
-    def explain(self, texts: Texts | dict, method: str = "integrated_gradients", *, target: str = "predicted",
-                position: Any = None, query: Any = None, batch_size: int = 8, merge_words: str | bool = False,
+    def explain(self, texts: Texts | dict, method: str = "integrated_gradients", *, target="predicted",
+                position=None, query=None, batch_size: int = 8, merge_words: str | bool = False,
                 true_labels: Sequence | None = None, progress: bool | None = None,
-                **options: Any) -> list[TokenSaliency]:
+                **options) -> list[TokenSaliency]:
         """One :class:`TokenSaliency` per input (real tokens only, padding dropped).
 
         ``texts``: a string, a list of strings, a list of ``(text_a, text_b)`` pairs, or a dict of
@@ -356,8 +355,7 @@ class Explainer:
             results = [r.to_words(how) for r in results]
         return results
 
-    def _results(self, method: Any, enc: Any, chunk: Any, problem: Any, info: Any, scores: Any, extras: Any,
-                 options: Any, true_labels: Any, start: Any):
+    def _results(self, method, enc, chunk, problem, info, scores, extras, options, true_labels, start):
         out = []
         ids = problem.input_ids.cpu()
         mask = problem.attention_mask.cpu()
@@ -404,7 +402,7 @@ class Explainer:
     def compare(self, texts: Texts, methods: Sequence[str] = ("attention", "rollout", "flow", "saliency",
                                                              "integrated_gradients"),
                 *, options: dict[str, dict] | None = None, progress: bool | None = None,
-                **common: Any) -> dict[str, list[TokenSaliency]]:
+                **common) -> dict[str, list[TokenSaliency]]:
         """Every method on the same inputs: ``{method: [TokenSaliency per input]}`` (the input of the
         ``"comparison"`` exporter)."""
         options = options or {}
@@ -414,7 +412,7 @@ class Explainer:
         return out
 
 
-def attention_saliency(record: Any, method: str = "rollout", *, query: int = 0, **options: Any) -> list[TokenSaliency]:
+def attention_saliency(record, method: str = "rollout", *, query=0, **options) -> list[TokenSaliency]:
     """Attention-based saliency straight from a record (no model needed): one result per item.
 
     ``method`` is ``"attention"``, ``"rollout"`` or ``"flow"``; ``query`` an int among the real
