@@ -128,7 +128,7 @@ class Agreement:
         return head + "\n\n" + "\n\n".join(self.cross_table(m) for m in metrics)
 
 
-def agreement(table: dict[str, list], *, k: int = 3, absolute: bool = True, skip_special: bool = True,
+def agreement(table: dict[str, list[Any]], *, k: int = 3, absolute: bool = True, skip_special: bool = True,
               families: dict[str, str] | None = None) -> Agreement:
     """Agreement of ``{method: [instance]}`` (instances are lists of fields, as in
     :func:`attn_plugins.saliency.collect.as_method_table`)."""

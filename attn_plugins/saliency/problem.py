@@ -57,7 +57,8 @@ def logits_of(outputs: Any) -> torch.Tensor:
         logits = outputs.get("logits")
     if logits is None:
         raise TypeError(f"cannot find logits in the model output {type(outputs).__name__}")
-    return logits
+    found: torch.Tensor = logits
+    return found
 
 
 class ForwardModule(torch.nn.Module):
@@ -71,7 +72,7 @@ class ForwardModule(torch.nn.Module):
         self.model = model
         self._function = function
 
-    def forward(self, *args: Any):
+    def forward(self, *args: Any) -> Any:
         return self._function(*args)
 
 
@@ -89,7 +90,7 @@ class Problem:
     input_ids: torch.Tensor
     attention_mask: torch.Tensor
     embeds: torch.Tensor
-    args: tuple
+    args: tuple[Any, ...]
     embed_forward: Callable[..., torch.Tensor]
     ids_forward: Callable[..., torch.Tensor]
     targets: list[int] | None
@@ -105,7 +106,7 @@ class Problem:
     def batch_size(self) -> int:
         return int(self.input_ids.shape[0])
 
-    def record(self):
+    def record(self) -> Any:
         """The attention record of this batch (captured once, on first use)."""
         if self._record is None:
             if self.record_function is None:
@@ -140,4 +141,5 @@ class Problem:
         if kind in (None, "zeros", "zero"):
             return torch.zeros_like(self.embeds)
         with torch.no_grad():
-            return self.embedding_layer(self.baseline_ids(kind)).detach()
+            embedded: torch.Tensor = self.embedding_layer(self.baseline_ids(kind)).detach()
+            return embedded
