@@ -36,7 +36,7 @@ def test_docs_build_strict_offline(tmp_path):
                  "img/head-view.png", "img/comparison.png"):
         assert (site / page).is_file(), page
     # the API reference is generated from the docstrings, the changelog from CHANGELOG.md
-    assert 'id="attn_plugins.capture.capture"' in (site / "api/capture/index.html").read_text(encoding="utf-8")
+    assert 'id="attn_plugins.capturing.capture"' in (site / "api/capture/index.html").read_text(encoding="utf-8")
     assert "Keep a Changelog" in (site / "changelog/index.html").read_text(encoding="utf-8")
     assert json.loads((site / "record.schema.json").read_text())["title"].startswith("attn-plugins record")
 
