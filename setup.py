@@ -49,6 +49,7 @@ EXTRAS["test"] = [
     "networkx>=3.2",
     "selenium>=4.51,<5",
     "jsonschema>=4.18",
+    "mypy>=2.4,<3",
     *EXTRAS["docs"],
 ]
 

@@ -1,5 +1,7 @@
 """attn-plugins: exact attention capture from any PyTorch model, one record type, many views."""
 
+import typing as _typing
+
 from .adapters.declare import attention_output, register_attention_module, unregister_attention_module
 from .capturing import capture
 from .errors import (
@@ -64,8 +66,12 @@ __all__ = [
 ]
 
 
+if _typing.TYPE_CHECKING:  # annotations only: no helper name in the package namespace
+    from typing import Any
+
+
 # Notebook one-liners (attn_plugins.notebook, imported only when called).
-def show(obj, text=None, tokenizer=None, view="head", **options):
+def show(obj: "Any", text: "Any" = None, tokenizer: "Any" = None, view: str = "head", **options: "Any") -> "Any":
     """A view (BertViz ``view="head"``/``"model"``/``"neuron"``, or ``"heatmap"``...) of a model,
     pipeline or record in one line; see :func:`attn_plugins.notebook.show`."""
     from .notebook import show as _show
@@ -73,21 +79,22 @@ def show(obj, text=None, tokenizer=None, view="head", **options):
     return _show(obj, text, tokenizer, view, **options)
 
 
-def heatmap(obj, text=None, tokenizer=None, **options):
+def heatmap(obj: "Any", text: "Any" = None, tokenizer: "Any" = None, **options: "Any") -> "Any":
     """A heatmap of one head or a layer's heads, shown as PNG; see :func:`attn_plugins.notebook.heatmap`."""
     from .notebook import heatmap as _heatmap
 
     return _heatmap(obj, text, tokenizer, **options)
 
 
-def explain(obj, text=None, tokenizer=None, method=None, **options):
+def explain(obj: "Any", text: "Any" = None, tokenizer: "Any" = None, method: str | None = None,
+            **options: "Any") -> "Any":
     """Saliency of a prediction in one line; see :func:`attn_plugins.notebook.explain`."""
     from .notebook import explain as _explain
 
     return _explain(obj, text, tokenizer, method, **options)
 
 
-def compare(obj, text=None, tokenizer=None, methods=None, **options):
+def compare(obj: "Any", text: "Any" = None, tokenizer: "Any" = None, methods: "Any" = None, **options: "Any") -> "Any":
     """Saliency methods side by side with their agreement; see :func:`attn_plugins.notebook.compare`."""
     from .notebook import compare as _compare
 
@@ -111,7 +118,7 @@ def explain_generation(model, tokenizer, source, target=None, methods=("attentio
     return _explain_generation(model, tokenizer, source, target, methods, **options)
 
 
-def load_ipython_extension(ipython):
+def load_ipython_extension(ipython: "Any") -> None:
     """``%load_ext attn_plugins``: the ``%%attention`` magic (see :mod:`attn_plugins.magic`)."""
     from .magic import load_ipython_extension as _load
 

@@ -32,7 +32,7 @@ def _missing_parents(directory: str) -> list[str]:
 
 
 @contextlib.contextmanager
-def atomic_path(path: str | os.PathLike, *, sync: bool = True) -> Iterator[str]:
+def atomic_path(path: str | os.PathLike[str], *, sync: bool = True) -> Iterator[str]:
     """A temporary path to write ``path``'s content to; renamed over ``path`` when the block succeeds.
 
     Args:
@@ -72,7 +72,7 @@ def atomic_path(path: str | os.PathLike, *, sync: bool = True) -> Iterator[str]:
         raise
 
 
-def write_text(path: str | os.PathLike, text: str) -> str:
+def write_text(path: str | os.PathLike[str], text: str) -> str:
     """Write ``text`` as UTF-8 to ``path`` atomically (see :func:`atomic_path`).
 
     Args:

@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 
@@ -30,31 +32,16 @@ from .collector import Collector
 from .errors import CaptureError, NoAttentionError
 from .estimate import layer_calls
 from .generation_guard import generate_new_tokens, generate_wrapper
+from .limits import check_indices
 from .model_state import ModelState
 from .record import AttentionRecord
 
+if TYPE_CHECKING:
+    from .budget import Budget
+    from .offload import HostCopier
+    from .record.stream import StreamSink
+
 _FAST_PATH_MODULES = (torch.nn.TransformerEncoderLayer, torch.nn.TransformerEncoder)
-
-
-def _check_indices(name: str, values) -> list | None:
-    from .limits import check_selection
-
-    if values is None:
-        return None
-    if isinstance(values, (int, str)):
-        values = [values]
-    if hasattr(values, "__len__"):
-        check_selection(name, values)
-    if not isinstance(values, Sequence) and not isinstance(values, (set, range, torch.Tensor)):
-        raise TypeError(f"{name} must be a list of indices{' or module paths' if name == 'layers' else ''}, "
-                        f"got {type(values).__name__}")
-    values = [v.item() if isinstance(v, torch.Tensor) else v for v in values]
-    if not values:
-        raise ValueError(f"{name}=[] selects nothing; pass None to capture all {name}")
-    for v in values:
-        if isinstance(v, bool) or not isinstance(v, (int, str)) or (name == "heads" and not isinstance(v, int)):
-            raise TypeError(f"{name} entries must be integers{' or module paths' if name == 'layers' else ''}, got {v!r}")
-    return values
 
 
 class capture:  # noqa: N801 - used as a function-like context manager
@@ -81,15 +68,17 @@ class capture:  # noqa: N801 - used as a function-like context manager
             ``metadata["precision"]`` says what was used.
     """
 
-    def __init__(self, model, tokenizer=None, layers=None, heads=None, device=None, dtype=None, *,
-                 adapter: str | None = None, keep_queries_keys: bool = False, max_bytes=None,
-                 stream_to=None, compute_dtype: torch.dtype | None = None) -> None:
+    def __init__(self, model: torch.nn.Module, tokenizer: Any = None, layers: Any = None, heads: Any = None,
+                 device: torch.device | str | None = None, dtype: torch.dtype | None = None, *,
+                 adapter: str | None = None, keep_queries_keys: bool = False,
+                 max_bytes: int | float | str | None = None,
+                 stream_to: str | os.PathLike[str] | None = None, compute_dtype: torch.dtype | None = None) -> None:
         if not isinstance(model, torch.nn.Module):
             raise TypeError(f"capture() needs a torch.nn.Module, got {type(model).__name__}")
         self.model = model
         self.tokenizer = tokenizer
-        self.layers = _check_indices("layers", layers)
-        heads = _check_indices("heads", heads)
+        self.layers = check_indices("layers", layers)
+        heads = check_indices("heads", heads)
         if heads is not None:
             if any(h < 0 for h in heads):
                 raise ValueError(f"head indices must be >= 0, got {heads}")
@@ -109,15 +98,15 @@ class capture:  # noqa: N801 - used as a function-like context manager
                                           or not compute_dtype.is_floating_point):
             raise TypeError(f"compute_dtype must be a floating torch.dtype, got {compute_dtype!r}")
         self.compute_dtype = compute_dtype
-        self._precisions: dict[tuple, str] = {}
+        self._precisions: dict[tuple[torch.dtype, torch.dtype], str] = {}
         self.stream_to = os.fspath(stream_to) if stream_to is not None else None
-        self._sink = None
-        self._budget = None
+        self._sink: StreamSink | None = None
+        self._budget: Budget | None = None
         self._targets: list[Target] = []
-        self._hooks: list = []
-        self._copier = None
+        self._hooks: list[torch.utils.hooks.RemovableHandle] = []
+        self._copier: HostCopier | None = None
         self._in_generate = False
-        self._adapter = None
+        self._adapter: Any = None
         self._state: ModelState | None = None
         self._records: list[AttentionRecord] | None = None
         self._warned: set[str] = set()
@@ -129,8 +118,9 @@ class capture:  # noqa: N801 - used as a function-like context manager
         self.collector: Collector | None = None
 
     # ----- the session adapters receive (attn_plugins.adapters.base.Session) -------------------------------
-    def begin_pass(self, owner, inputs) -> None:
+    def begin_pass(self, owner: Any, inputs: dict[str, Any]) -> None:
         """``owner``'s forward starts: its layer counters restart; ``inputs`` become the record's inputs."""
+        assert self.collector is not None, "begin_pass() is called by adapters inside the with-block"
         if runs_here(self):  # (hooks are gated already; this also covers an adapter's own global patches)
             self.collector.begin_pass(owner, inputs)
 
@@ -139,6 +129,7 @@ class capture:  # noqa: N801 - used as a function-like context manager
         another thread or task than the capture's, or is a forward recomputed during backward)."""
         if not runs_here(self):
             return None
+        assert self.collector is not None, "begin_call() is called by adapters inside the with-block"
         index, selected = self.collector.next_call(target, q_len, k_len)
         if not selected:
             return None
@@ -173,15 +164,18 @@ class capture:  # noqa: N801 - used as a function-like context manager
             keys = self._store(keys) if keys is not None else None
         if getattr(call.target.module, "training", False):
             self._training = True
+        assert self.collector is not None, "emit() is called by adapters inside the with-block"
         self.collector.add(call.target, call.index, self._store(weights.detach()), weights.shape[2],
                            weights.shape[-1], queries, keys)
 
-    def current_segment(self, owner):
+    def current_segment(self, owner: Any) -> Any:
         """An opaque handle of the record ``owner``'s current pass writes into (``None`` before any call)."""
+        assert self.collector is not None, "current_segment() is called by adapters inside the with-block"
         return self.collector.current_segment(owner)
 
-    def add_finisher(self, finish) -> None:
+    def add_finisher(self, finish: Callable[[Any, AttentionRecord], None]) -> None:
         """``finish(segment, record)`` runs on every assembled record."""
+        assert self.collector is not None, "add_finisher() is called by adapters inside the with-block"
         self.collector.add_finisher(finish)
 
     def _store(self, tensor: torch.Tensor) -> torch.Tensor:
@@ -193,7 +187,8 @@ class capture:  # noqa: N801 - used as a function-like context manager
                 from .offload import HostCopier
 
                 self._copier = HostCopier()
-            return self._copier.to_host(tensor, self.dtype)[0]  # overlaps compute; waited for on exit
+            copied: torch.Tensor = self._copier.to_host(tensor, self.dtype)[0]
+            return copied  # overlaps compute; waited for on exit
         return tensor.to(device=device, dtype=self.dtype)
 
     def compute_dtype_for(self, input_dtype: torch.dtype) -> torch.dtype:
@@ -216,7 +211,7 @@ class capture:  # noqa: N801 - used as a function-like context manager
                              f"(valid: 0..{num_heads - 1})")
 
     # ----- selection -------------------------------------------------------------------------------
-    def _layer_filter(self, targets: list[Target]):
+    def _layer_filter(self, targets: list[Target]) -> Callable[[Target, int], bool]:
         if self.layers is None:
             return lambda target, index: True
         counts = {key: len(calls) for key, calls in layer_calls(self.model, targets).items()}
@@ -291,7 +286,8 @@ class capture:  # noqa: N801 - used as a function-like context manager
             raise
         return self
 
-    def __exit__(self, exc_type, exc, tb) -> bool:
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> Literal[False]:
         try:
             self._cleanup()
             if self._copier is not None:
@@ -333,7 +329,7 @@ class capture:  # noqa: N801 - used as a function-like context manager
         if getattr(self.model, "generate", None) is not None:  # one wrapper shared by the model's captures
             self._state.patch(self.model, "generate", generate_wrapper(self.model), instance=True)
 
-    def run_generate(self, original, args, kwargs):
+    def run_generate(self, original: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         """A ``generate()`` call made in this capture's thread or task: checked (group and constrained beam
         search refused), the memory guard counting every step and beam, then marked as one record (with
         beams, each returned sequence followed through ``beam_indices``)."""
@@ -342,6 +338,7 @@ class capture:  # noqa: N801 - used as a function-like context manager
         decoding = beam_search.describe_decoding(self.model, kwargs)
         num_beams = decoding.get("num_beams", 1)
         self._check_budget(args, kwargs, generate_new_tokens(self.model, kwargs), "this generate() call", num_beams)
+        assert self.collector is not None
         since = len(self.collector.segments)
         self._in_generate = True
         try:
@@ -365,7 +362,7 @@ class capture:  # noqa: N801 - used as a function-like context manager
             return parameter.device
         return torch.device("cpu")
 
-    def _guard_forward(self, module, args, kwargs) -> None:
+    def _guard_forward(self, module: torch.nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         """Before the model's forward: refuse inputs longer than the model's positions, then the memory guard."""
         from .limits import check_forward_inputs
 
@@ -373,7 +370,8 @@ class capture:  # noqa: N801 - used as a function-like context manager
         if not self._in_generate:
             self._check_budget(args, kwargs, 0, "this forward")
 
-    def _check_budget(self, args, kwargs, new_tokens: int, when: str, beams: int = 1) -> None:
+    def _check_budget(self, args: tuple[Any, ...], kwargs: dict[str, Any], new_tokens: int, when: str,
+                      beams: int = 1) -> None:
         from .budget import describe
         from .estimate import planned_shapes
 
@@ -383,6 +381,7 @@ class capture:  # noqa: N801 - used as a function-like context manager
             return  # lengths not readable from the inputs: every stored block is still counted
         itemsize = torch.empty((), dtype=self.dtype).element_size()
         size, detail = describe(parts, itemsize, self.dtype)
+        assert self._budget is not None
         self._budget.check(size, detail, when)
 
     # ----- results --------------------------------------------------------------------------------------
@@ -408,7 +407,7 @@ class capture:  # noqa: N801 - used as a function-like context manager
                 record.metadata["dropout"] = _DROPOUT_NOTE
             if self.tokenizer is not None:
                 label_tokens(self.tokenizer, record)
-        if self._sink is not None:
+        if self._sink is not None and self.collector is not None:
             records = [AttentionRecord.load(self.collector.write_streamed(r)) for r in records]
         return records
 

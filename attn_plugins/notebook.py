@@ -19,6 +19,11 @@ The ``%%attention`` cell magic is in :mod:`attn_plugins.magic` (``%load_ext attn
 from __future__ import annotations
 
 import io
+import os
+from typing import TYPE_CHECKING, Any, TypeGuard
+
+if TYPE_CHECKING:
+    from .record import AttentionRecord
 
 BERTVIZ_VIEWS = ("head", "model", "neuron", "long")
 FIGURE_VIEWS = ("heatmap", "grid", "stats", "similarity")
@@ -34,7 +39,7 @@ class FigureView:
     """A matplotlib figure that shows as a PNG in a notebook; ``save(path)`` writes PNG/SVG/PDF
     (by extension), ``figure`` is the Figure and other attributes are the Figure's."""
 
-    def __init__(self, figure, dpi: int = 110) -> None:
+    def __init__(self, figure: Any, dpi: int = 110) -> None:
         self.figure = figure
         self.dpi = dpi
 
@@ -47,12 +52,12 @@ class FigureView:
                                 facecolor="white")
         return buffer.getvalue()
 
-    def save(self, path) -> str:
+    def save(self, path: str | os.PathLike[str]) -> str:
         from .plots import save
 
-        return save(self.figure, path)
+        return str(save(self.figure, path))
 
-    def __getattr__(self, name):
+    def __getattr__(self, name: str) -> Any:
         if name.startswith("_") or name == "figure":
             raise AttributeError(name)
         return getattr(self.figure, name)
@@ -76,7 +81,7 @@ def carry_scripts_again() -> None:
     again()
 
 
-def figure_png(figure) -> bytes:
+def figure_png(figure: Any) -> bytes:
     """PNG bytes of a matplotlib figure, as a notebook shows it (the IPython extension's formatter)."""
     return FigureView(figure)._repr_png_()
 
@@ -84,13 +89,13 @@ def figure_png(figure) -> bytes:
 # ---------------------------------------------------------------------------------------------
 # from a model, pipeline or record to a record
 # ---------------------------------------------------------------------------------------------
-def _is_record(obj) -> bool:
+def _is_record(obj: Any) -> TypeGuard[AttentionRecord]:
     from .record import AttentionRecord
 
     return isinstance(obj, AttentionRecord)
 
 
-def _model_and_tokenizer(obj, tokenizer) -> tuple:
+def _model_and_tokenizer(obj: Any, tokenizer: Any) -> tuple[Any, Any]:
     """(model, tokenizer) of a model or pipeline; the tokenizer saved beside the model when none is given."""
     from .loading import tokenizer_for, unpack_model
 
@@ -98,7 +103,7 @@ def _model_and_tokenizer(obj, tokenizer) -> tuple:
     return model, tokenizer if tokenizer is not None else tokenizer_for(model)
 
 
-def record_for(obj, text=None, tokenizer=None, **capture_options):
+def record_for(obj: Any, text: Any = None, tokenizer: Any = None, **capture_options: Any) -> AttentionRecord:
     """The record of ``obj`` (returned as is) or of a model/pipeline run on ``text`` (a text, a
     list of texts or a pair ``(text_a, text_b)``; see :func:`attn_plugins.inputs.capture_texts`)."""
     if _is_record(obj):
@@ -113,14 +118,14 @@ def record_for(obj, text=None, tokenizer=None, **capture_options):
     return capture_texts(model, tokenizer, text, max_tokens=None, **capture_options)
 
 
-def _default_stack(record):
+def _default_stack(record: AttentionRecord) -> Any:
     return "encoder" if record.is_encoder_decoder else ...
 
 
 # ---------------------------------------------------------------------------------------------
 # one-liners
 # ---------------------------------------------------------------------------------------------
-def show(obj, text=None, tokenizer=None, view: str = "head", **options):
+def show(obj: Any, text: Any = None, tokenizer: Any = None, view: str = "head", **options: Any) -> Any:
     """One line from a model, a pipeline or a record (and a text) to a view.
 
     ``view``: a BertViz view (``"head"``, ``"model"``, ``"neuron"``, ``"long"``; ``options`` go to
@@ -128,6 +133,16 @@ def show(obj, text=None, tokenizer=None, view: str = "head", **options):
     (``"heatmap"``, ``"grid"``, ``"stats"``, ``"similarity"``; see :func:`heatmap`) or
     ``"summary"`` (the record's summary as text). Returns an
     object that displays itself in a notebook and has ``save(path)``.
+
+    Args:
+        obj: a model, a transformers pipeline or an :class:`~attn_plugins.record.AttentionRecord`.
+        text: the input for a model or pipeline (a text, a list of texts or a pair).
+        tokenizer: the model's tokenizer (default: the pipeline's, or the one saved beside the model).
+        view: the view's name (see above).
+        **options: the exporter's or the figure's options.
+
+    Returns:
+        An object that displays itself in a notebook and has ``save(path)``.
     """
     if view not in VIEWS:
         raise ValueError(f"unknown view {view!r}; choose one of {', '.join(VIEWS)}")
@@ -151,8 +166,8 @@ def show(obj, text=None, tokenizer=None, view: str = "head", **options):
     return export(record, "bertviz", view=view, **options)
 
 
-def heatmap(obj, text=None, tokenizer=None, *, layer: int = -1, head="mean", grid: bool = False, item: int = 0,
-            **options) -> FigureView:
+def heatmap(obj: Any, text: Any = None, tokenizer: Any = None, *, layer: int = -1, head: str | int = "mean",
+            grid: bool = False, item: int = 0, **options: Any) -> FigureView:
     """A heatmap of one head (``head="mean"``: the mean of the heads) of ``layer`` (negative from
     the end), or with ``grid=True`` every head of the layer. ``options`` go to
     :func:`attn_plugins.plots.heatmap` / :func:`~attn_plugins.plots.head_grid` (``path=`` saves)."""
@@ -165,7 +180,8 @@ def heatmap(obj, text=None, tokenizer=None, *, layer: int = -1, head="mean", gri
     return FigureView(plots.heatmap(record, layer, head, item=item, **options))
 
 
-def _saliency_results(obj, text, tokenizer, method: str, target, options: dict) -> list:
+def _saliency_results(obj: Any, text: Any, tokenizer: Any, method: str, target: Any,
+                      options: dict[str, Any]) -> list[Any]:
     """Saliency results of ``method`` for a model/pipeline (its task head, or the embedding
     similarity of a pair for a bare encoder) or a record (attention methods)."""
     from .saliency import Explainer, SimilarityExplainer, attention_saliency
@@ -192,8 +208,8 @@ def _saliency_results(obj, text, tokenizer, method: str, target, options: dict) 
                      f"their embedding similarity, or an attention method ({', '.join(RECORD_METHODS)})")
 
 
-def explain(obj, text=None, tokenizer=None, method: str | None = None, *, view: str = "saliency",
-            target="predicted", **options):
+def explain(obj: Any, text: Any = None, tokenizer: Any = None, method: str | None = None, *, view: str = "saliency",
+            target: str = "predicted", **options: Any) -> Any:
     """Saliency of a prediction in one line: ``view="saliency"`` (shaded tokens) or ``"captum"``
     (Captum's own ``visualize_text`` table). ``method`` defaults to ``"integrated_gradients"``
     (``"rollout"`` for a record); ``options`` go to the method (e.g. ``n_steps=``). The returned
@@ -210,11 +226,22 @@ def explain(obj, text=None, tokenizer=None, method: str | None = None, *, view: 
     return page
 
 
-def compare(obj, text=None, tokenizer=None, methods=None, *, target="predicted", options=None, **export_options):
+def compare(obj: Any, text: Any = None, tokenizer: Any = None, methods: Any = None, *, target: str = "predicted",
+            options: dict[str, Any] | None = None, **export_options: Any) -> Any:
     """Several saliency methods side by side with their agreement (the ``"comparison"`` exporter).
 
-    ``methods`` defaults to attention, rollout, attention x gradient, saliency and integrated
-    gradients (attention, rollout and flow for a record); ``options`` maps a method to its options.
+    Args:
+        obj: a model, a transformers pipeline or an :class:`~attn_plugins.record.AttentionRecord`.
+        text: the input to explain (not needed for a record).
+        tokenizer: the model's tokenizer (default: the pipeline's, or the one saved beside the model).
+        methods: the methods to compare; default attention, rollout, attention x gradient, saliency
+            and integrated gradients (attention, rollout and flow for a record).
+        target: the class explained (``"predicted"`` or a label or index).
+        options: maps a method to its options.
+        **export_options: options of the comparison page (``k=``, ``plot=``, ...).
+
+    Returns:
+        The comparison page; ``.results`` holds the results compared.
     """
     import importlib.util
 

@@ -25,10 +25,11 @@ class Registry:
     def __init__(self, kind: str, group: str) -> None:
         self.kind = kind
         self.group = group
-        self._factories: dict[str, Callable[..., Any]] = {}
+        self._factories: dict[str, Callable[..., Any] | LazyReference] = {}
         self._entry_points_loaded = False
 
-    def register(self, name: str, factory: Callable[..., Any] | str | None = None, *, replace: bool = False):
+    def register(self, name: str, factory: Callable[..., Any] | str | None = None, *,
+                 replace: bool = False) -> Any:
         """Register ``factory`` under ``name``; usable as a decorator when ``factory`` is omitted.
 
         Args:
@@ -110,7 +111,8 @@ class LazyReference:
         value: Any = import_module(module.strip())
         for part in attr.strip().split("."):
             value = getattr(value, part)
-        return value
+        factory: Callable[..., Any] = value
+        return factory
 
     def __repr__(self) -> str:
         return f"LazyReference({self.reference!r})"

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 
@@ -44,7 +45,7 @@ class View:
     key_tokens: list[list[str]] | None = None
 
     @property
-    def shape(self):
+    def shape(self) -> tuple[int, ...]:
         return tuple(self.weights.shape)
 
     def query_positions(self) -> torch.Tensor:
@@ -93,13 +94,13 @@ class View:
 # ---------------------------------------------------------------------------------------------
 # building views
 # ---------------------------------------------------------------------------------------------
-def _as_tensor(x) -> torch.Tensor:
+def _as_tensor(x: Any) -> torch.Tensor:
     if isinstance(x, torch.Tensor):
         return x.detach().to("cpu", torch.float64)
     return torch.as_tensor(x, dtype=torch.float64)
 
 
-def _fit_mask(mask, batch: int, length: int, what: str, strict: bool) -> torch.Tensor:
+def _fit_mask(mask: Any, batch: int, length: int, what: str, strict: bool) -> torch.Tensor:
     """A ``[batch, length]`` bool mask from a user or record mask (``None``: all real)."""
     if mask is None:
         return torch.ones(batch, length, dtype=torch.bool)
@@ -123,7 +124,7 @@ def _fit_mask(mask, batch: int, length: int, what: str, strict: bool) -> torch.T
     return m != 0
 
 
-def _fit_tokens(tokens, length: int):
+def _fit_tokens(tokens: Any, length: int) -> list[list[str]] | None:
     if not tokens:
         return None
     out = []
@@ -136,7 +137,8 @@ def _fit_tokens(tokens, length: int):
     return out
 
 
-def _tensor_view(x, attention_mask=None, query_mask=None, label="", tokens=None, kind="self") -> View:
+def _tensor_view(x: Any, attention_mask: torch.Tensor | None = None, query_mask: torch.Tensor | None = None,
+                 label: str = "", tokens: Any = None, kind: str = "self") -> View:
     w = _as_tensor(x)
     if w.dim() == 2:
         w = w[None, None]
@@ -192,7 +194,8 @@ def record_view(record: AttentionRecord, layer: LayerAttention) -> View:
     )
 
 
-def select_layers(record: AttentionRecord, layers=None, stack=ANY, kind: str | None = "self") -> list[LayerAttention]:
+def select_layers(record: AttentionRecord, layers: Any = None, stack: Any = ANY,
+                  kind: str | None = "self") -> list[LayerAttention]:
     """The record's layers to analyse: ``layers`` (indices, negative from the end, or LayerAttention
     objects) among those of ``stack``/``kind`` (default: every self-attention layer, record order)."""
     pool = [l for l in record.layers if (stack is ANY or l.stack == stack) and (kind is None or l.kind == kind)]
@@ -221,7 +224,8 @@ def select_layers(record: AttentionRecord, layers=None, stack=ANY, kind: str | N
     return chosen
 
 
-def views(obj, *, attention_mask=None, query_mask=None, tokens=None, layers=None, stack=ANY, kind="self",
+def views(obj: Any, *, attention_mask: torch.Tensor | None = None, query_mask: torch.Tensor | None = None,
+          tokens: Any = None, layers: Any = None, stack: Any = ANY, kind: str | None = "self",
           item: int | None = None) -> tuple[list[View], str]:
     """Views for ``obj`` and the shape of the result: ``"layers"`` ([L, H]), ``"heads"`` ([H]) or ``"scalar"``."""
     if isinstance(obj, AttentionRecord):
@@ -247,7 +251,7 @@ def views(obj, *, attention_mask=None, query_mask=None, tokens=None, layers=None
     return [v.select_item(item) for v in out], shape
 
 
-def _override_masks(view: View, attention_mask, query_mask) -> View:
+def _override_masks(view: View, attention_mask: torch.Tensor | None, query_mask: torch.Tensor | None) -> View:
     b, _, q, k = view.weights.shape
     if attention_mask is not None:
         view.key_mask = _fit_mask(attention_mask, b, k, "attention_mask", strict=True)
@@ -283,7 +287,7 @@ def assemble(per_view: list[torch.Tensor], shape: str) -> torch.Tensor:
     return out
 
 
-def key_selection(view: View, special, what: str) -> torch.Tensor:
+def key_selection(view: View, special: Any, what: str) -> torch.Tensor:
     """``[b, k]`` bool mask of the keys chosen by ``special`` for ``view``.
 
     ``special`` is a set/list of token strings or a predicate (needs tokens), a bool mask

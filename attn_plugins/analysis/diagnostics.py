@@ -15,6 +15,7 @@ each :class:`Finding` names the layer and head, what is wrong and why (the numbe
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -42,7 +43,7 @@ class Finding:
         return f"{where}: {self.problem} - {self.reason}"
 
 
-class Findings(list):
+class Findings(list[Finding]):
     """A list of :class:`Finding` that prints one line each (or says that all is well)."""
 
     def of(self, problem: str) -> "Findings":
@@ -54,26 +55,26 @@ class Findings(list):
     def __str__(self) -> str:
         if not self:
             return "no attention problems found"
-        counts = {}
+        counts: dict[str, int] = {}
         for f in self:
             counts[f.problem] = counts.get(f.problem, 0) + 1
         head = ", ".join(f"{n} {p}" for p, n in counts.items())
         return f"{len(self)} finding(s) ({head}):\n" + "\n".join("  " + str(f) for f in self)
 
-    def _repr_pretty_(self, printer, cycle) -> None:  # IPython
+    def _repr_pretty_(self, printer: Any, cycle: Any) -> None:  # IPython
         printer.text(str(self))
 
 
-def _token(view, col: int, item: int) -> str:
+def _token(view: Any, col: int, item: int) -> str:
     if view.key_tokens and item < len(view.key_tokens) and col < len(view.key_tokens[item]):
         return f" {readable_token(view.key_tokens[item][col])!r}"
     return ""
 
 
-def diagnose(attn, *, uniform_threshold: float = 0.98, collapse_threshold: float = 0.9,
+def diagnose(attn: Any, *, uniform_threshold: float = 0.98, collapse_threshold: float = 0.9,
              leak_threshold: float = 1e-3, sum_tolerance: float = 1e-3, item: int | None = None,
-             attention_mask=None, query_mask=None, layers=None, stack=ANY, kind: str | None = None,
-             checks=PROBLEMS) -> Findings:
+             attention_mask: torch.Tensor | None = None, query_mask: torch.Tensor | None = None, layers: Any = None,
+             stack: Any = ANY, kind: str | None = None, checks: Any = PROBLEMS) -> Findings:
     """Check every head; see the module docstring for the problems. ``kind=None`` checks self- and
     cross-attention layers of a record; a plain tensor is treated as self-attention."""
     unknown = set(checks) - set(PROBLEMS)
@@ -87,13 +88,14 @@ def diagnose(attn, *, uniform_threshold: float = 0.98, collapse_threshold: float
     return out
 
 
-def _is_plain(attn) -> bool:
+def _is_plain(attn: Any) -> bool:
     from ..record import AttentionRecord
 
     return not isinstance(attn, AttentionRecord)
 
 
-def _check_view(v, uniform_threshold, collapse_threshold, leak_threshold, sum_tolerance, checks) -> list[Finding]:
+def _check_view(v: Any, uniform_threshold: Any, collapse_threshold: Any, leak_threshold: Any, sum_tolerance: Any,
+                checks: Any) -> list[Finding]:
     w = v.weights  # [b, h, q, k]
     b, h, q, k = w.shape
     rows = v.query_mask  # [b, q]

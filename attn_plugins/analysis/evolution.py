@@ -14,6 +14,7 @@ attention moved from one checkpoint to the next.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 
@@ -48,7 +49,7 @@ class GenerationEvolution:
     first_token_share: torch.Tensor  # share on key 0 (the "attention sink")
     distance: torch.Tensor  # mean distance back from the current position
     peak: torch.Tensor  # the most attended key (an index into keys)
-    key_mask: torch.Tensor = field(default=None)  # [keys] bool, real keys
+    key_mask: torch.Tensor | None = field(default=None)  # [keys] bool, real keys
 
     def head(self, layer: int | str, head: int) -> torch.Tensor:
         """``[steps, keys]``: one head's row at every step (``layer``: position in ``layer_labels`` or a label)."""
@@ -66,7 +67,7 @@ class GenerationEvolution:
         return "\n".join(lines)
 
 
-def generation_evolution(record: AttentionRecord, *, item: int = 0, layers=None, stack=ANY,
+def generation_evolution(record: AttentionRecord, *, item: int = 0, layers: Any = None, stack: Any = ANY,
                          kind: str = "self") -> GenerationEvolution:
     """Attention of the newest token at each step of a captured ``generate()`` (see module doc).
 
@@ -144,7 +145,7 @@ class CheckpointEvolution:
     drift: torch.Tensor
     drift_from_final: torch.Tensor
     records: list[AttentionRecord] = field(repr=False, default_factory=list)
-    layer_selection: list = field(repr=False, default=None)
+    layer_selection: list[Any] | None = field(repr=False, default=None)
     stack: object = field(repr=False, default=ANY)
     kind: str = "self"
 
@@ -178,7 +179,7 @@ class CheckpointEvolution:
         return "\n".join(lines)
 
 
-def _head_rows(record, chosen) -> torch.Tensor:
+def _head_rows(record: AttentionRecord, chosen: Any) -> torch.Tensor:
     """``[layers, heads, rows, k]`` over the real query rows (padded keys zeroed)."""
     out = []
     for layer in chosen:
@@ -194,8 +195,8 @@ def _head_rows(record, chosen) -> torch.Tensor:
     return full
 
 
-def checkpoint_evolution(records: list[AttentionRecord], labels: list[str] | None = None, *, layers=None,
-                         stack=ANY, kind: str = "self") -> CheckpointEvolution:
+def checkpoint_evolution(records: list[AttentionRecord], labels: list[str] | None = None, *, layers: Any = None,
+                         stack: Any = ANY, kind: str = "self") -> CheckpointEvolution:
     """Track each head across checkpoints: records of the same inputs, one per checkpoint, in order."""
     records = list(records)
     if not records:

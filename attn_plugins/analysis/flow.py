@@ -24,7 +24,8 @@ capacities (the reference's slow path; useful to check and benchmark).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -34,7 +35,7 @@ from .rollout import as_batched, residual_attention, self_layers
 DEFAULT_SCALE = 2**29
 
 
-def _optional(module: str, hint: str):
+def _optional(module: str, hint: str) -> Any:
     import importlib
 
     try:
@@ -52,7 +53,7 @@ def mixing_matrices(attentions: Sequence[torch.Tensor], *, head_fusion: str = "m
     return torch.stack(mats, dim=1).cpu().numpy(), unbatched
 
 
-def _edges(mats: np.ndarray):
+def _edges(mats: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(rows, cols, capacities) of the layer graph of one item; ``mats`` is ``[L, n, n]``."""
     num_layers, n, _ = mats.shape
     rows, cols, caps = [], [], []
@@ -128,7 +129,7 @@ def flow_from_mixing(
     backend: str = "scipy",
     scale: int = DEFAULT_SCALE,
     method: str = "dinic",
-    progress=None,
+    progress: Any = None,
 ) -> np.ndarray:
     """Max-flow values of one item: ``[len(queries), n]`` from output tokens to input tokens.
 
@@ -140,7 +141,7 @@ def flow_from_mixing(
     num_layers, n, _ = mats.shape
     queries = list(range(n)) if queries is None else [int(q) for q in queries]
     if backend == "scipy":
-        graph = _ScipyGraph(mats, scale)
+        graph: _ScipyGraph | _NetworkxGraph = _ScipyGraph(mats, scale)
     elif backend == "networkx":
         graph = _NetworkxGraph(mats)
     else:
@@ -158,7 +159,7 @@ def flow_from_mixing(
     return out
 
 
-def _progress(show, total: int, desc: str):
+def _progress(show: Any, total: int, desc: str) -> Callable[[Any], Any] | None:
     if show is False or (show is None and total < 2000):
         return None
     from tqdm.auto import tqdm
@@ -169,7 +170,7 @@ def _progress(show, total: int, desc: str):
 def flow_matrices(
     attentions: Sequence[torch.Tensor],
     *,
-    query=None,
+    query: Any = None,
     head_fusion: str = "mean",
     add_residual: bool = True,
     normalize: bool = True,
@@ -211,10 +212,10 @@ def flow_matrices(
 
 
 def attention_flow(
-    record,
+    record: Any,
     *,
-    query=None,
-    stack=...,
+    query: Any = None,
+    stack: Any = ...,
     head_fusion: str = "mean",
     add_residual: bool = True,
     normalize: bool = True,

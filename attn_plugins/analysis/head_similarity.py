@@ -16,6 +16,7 @@ Logarithms are base 2 by default, so the divergence and the distance lie in ``[0
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -98,7 +99,7 @@ def _pairwise(dists: torch.Tensor, measure: str, reduce: str, base: float) -> to
     return out
 
 
-def _stack_rows(vs) -> tuple[torch.Tensor, list[str], list[tuple[str, int]]]:
+def _stack_rows(vs: Any) -> tuple[torch.Tensor, list[str], list[tuple[str, int]]]:
     """All heads of the views as ``[n_heads, rows, k]`` over the real rows (padded keys zeroed)."""
     ref = vs[0]
     for v in vs[1:]:
@@ -120,8 +121,9 @@ def _stack_rows(vs) -> tuple[torch.Tensor, list[str], list[tuple[str, int]]]:
     return torch.cat(chunks, dim=0), labels, heads
 
 
-def head_distances(attn, *, measure: str = "distance", reduce: str = "mean", base: float = 2.0,
-                   item: int | None = None, attention_mask=None, query_mask=None, layers=None, stack=ANY,
+def head_distances(attn: Any, *, measure: str = "distance", reduce: str = "mean", base: float = 2.0,
+                   item: int | None = None, attention_mask: torch.Tensor | None = None,
+                   query_mask: torch.Tensor | None = None, layers: Any = None, stack: Any = ANY,
                    kind: str = "self") -> PairwiseMatrix:
     """Distance between every pair of heads of the selected layers (Clark et al. 2019).
 
@@ -137,8 +139,10 @@ def head_distances(attn, *, measure: str = "distance", reduce: str = "mean", bas
     return PairwiseMatrix(values=values, labels=labels, measure=what, heads=heads)
 
 
-def layer_similarity(attn, *, method: str = "js", base: float = 2.0, item: int | None = None, attention_mask=None,
-                     query_mask=None, layers=None, stack=ANY, kind: str = "self") -> PairwiseMatrix:
+def layer_similarity(attn: Any, *, method: str = "js", base: float = 2.0, item: int | None = None,
+                     attention_mask: torch.Tensor | None = None,
+                     query_mask: torch.Tensor | None = None, layers: Any = None, stack: Any = ANY,
+                     kind: str = "self") -> PairwiseMatrix:
     """Layer-to-layer similarity of the head-averaged attention maps.
 
     ``method="js"``: ``1 -`` the mean (over real query rows) Jensen-Shannon distance between the
@@ -169,7 +173,7 @@ def layer_similarity(attn, *, method: str = "js", base: float = 2.0, item: int |
     return PairwiseMatrix(values=values, labels=labels, measure=what)
 
 
-def cluster(distances, labels: list[str] | None = None, *, method: str = "average",
+def cluster(distances: Any, labels: list[str] | None = None, *, method: str = "average",
             n_clusters: int | None = None) -> HeadClusters:
     """Hierarchical (agglomerative) clustering of a symmetric distance matrix with scipy.
 

@@ -18,8 +18,12 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import torch
+
+if TYPE_CHECKING:
+    from ..record import AttentionRecord
 
 HEAD_FUSIONS = ("mean", "max", "min")
 
@@ -70,7 +74,8 @@ def fuse_heads(attention: torch.Tensor, head_fusion: str = "mean") -> torch.Tens
     raise ValueError(f"head_fusion must be one of {HEAD_FUSIONS}, got {head_fusion!r}")
 
 
-def residual_attention(attention: torch.Tensor, *, head_fusion: str = "mean", add_residual: bool = True) -> torch.Tensor:
+def residual_attention(attention: torch.Tensor, *, head_fusion: str = "mean",
+                       add_residual: bool = True) -> torch.Tensor:
     """One layer's mixing matrix: heads fused, identity added, rows normalised to sum 1.
 
     ``attention`` is ``[batch, heads, n, n]``; the result is ``[batch, n, n]`` in float64.
@@ -99,14 +104,15 @@ def rollout_matrices(
     layers, unbatched = as_batched(attentions)
     if not 0 <= start_layer < len(layers):
         raise ValueError(f"start_layer={start_layer} is out of range for {len(layers)} layers")
-    result = None
+    result: torch.Tensor | None = None
     for attention in layers[start_layer:]:
         mixing = residual_attention(attention, head_fusion=head_fusion, add_residual=add_residual)
         result = mixing if result is None else torch.matmul(mixing, result)
+    assert result is not None  # start_layer < len(layers): at least one layer
     return result[0] if unbatched else result
 
 
-def self_layers(record, stack, kind: str = "self"):
+def self_layers(record: AttentionRecord, stack: Any, kind: str = "self") -> list[Any]:
     """The record's layers of ``stack`` that rollout and flow chain (an encoder-decoder's encoder by
     default), with a warning when the capture left layers or heads out (the chain then covers only those)."""
     if stack is ... and record.is_encoder_decoder:
@@ -128,9 +134,9 @@ def self_layers(record, stack, kind: str = "self"):
 
 
 def rollout(
-    record,
+    record: AttentionRecord,
     *,
-    stack=...,
+    stack: Any = ...,
     head_fusion: str = "mean",
     add_residual: bool = True,
     start_layer: int = 0,
@@ -144,7 +150,7 @@ def rollout(
                             add_residual=add_residual, start_layer=start_layer)
 
 
-def valid_lengths(record, batch: int | None = None) -> list[int]:
+def valid_lengths(record: AttentionRecord, batch: int | None = None) -> list[int]:
     """How many real (unpadded) tokens each item has; right padding assumed when a mask exists."""
     mask = record.attention_mask
     n = record.layers[0].weights.shape[-1] if record.layers else 0
@@ -154,7 +160,7 @@ def valid_lengths(record, batch: int | None = None) -> list[int]:
     return [int(v) for v in mask[:, :n].sum(dim=-1).tolist()]
 
 
-def resolve_query(query, length: int, mask_row: torch.Tensor | None = None) -> int:
+def resolve_query(query: Any, length: int, mask_row: torch.Tensor | None = None) -> int:
     """A query position among the real (unmasked) tokens of one item.
 
     ``query`` is an int indexing the real tokens (negative counts from the last real token), or
@@ -177,12 +183,12 @@ def resolve_query(query, length: int, mask_row: torch.Tensor | None = None) -> i
 
 
 def raw_attention(
-    record,
+    record: AttentionRecord,
     *,
-    query=0,
+    query: int = 0,
     layer: int | str = -1,
     head: int | str | None = None,
-    stack=...,
+    stack: Any = ...,
     kind: str = "self",
 ) -> torch.Tensor:
     """The attention of one query row: ``[batch, key]`` float64.

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 
@@ -48,7 +49,7 @@ def _plogp(p: torch.Tensor) -> torch.Tensor:
     return torch.where(p > 0, p * torch.log(safe), torch.where(p == 0, torch.zeros((), dtype=p.dtype), p * math.nan))
 
 
-def _row_entropy(view, base: float | None) -> torch.Tensor:
+def _row_entropy(view: Any, base: float | None) -> torch.Tensor:
     """``[b, h, q]`` entropy of each row over the real keys."""
     p = torch.where(view.key_mask[:, None, None, :], view.weights, torch.zeros((), dtype=torch.float64))
     h = -_plogp(p).sum(dim=-1)
@@ -57,8 +58,9 @@ def _row_entropy(view, base: float | None) -> torch.Tensor:
     return h
 
 
-def entropy(attn, *, normalized: bool = False, base: float | None = None, item: int | None = None,
-            attention_mask=None, query_mask=None, layers=None, stack=ANY, kind: str = "self") -> torch.Tensor:
+def entropy(attn: Any, *, normalized: bool = False, base: float | None = None, item: int | None = None,
+            attention_mask: torch.Tensor | None = None, query_mask: torch.Tensor | None = None, layers: Any = None,
+            stack: Any = ANY, kind: str = "self") -> torch.Tensor:
     """Mean entropy of each head's attention rows.
 
     ``normalized=True`` divides each row's entropy by ``log(n)``, ``n`` the number of keys that row
@@ -79,8 +81,10 @@ def entropy(attn, *, normalized: bool = False, base: float | None = None, item: 
     return assemble(out, shape)
 
 
-def uniform_entropy(attn, *, base: float | None = None, item: int | None = None, attention_mask=None,
-                    query_mask=None, layers=None, stack=ANY, kind: str = "self") -> torch.Tensor:
+def uniform_entropy(attn: Any, *, base: float | None = None, item: int | None = None,
+                    attention_mask: torch.Tensor | None = None,
+                    query_mask: torch.Tensor | None = None, layers: Any = None, stack: Any = ANY,
+                    kind: str = "self") -> torch.Tensor:
     """The entropy a uniform head would have on the same rows: mean of ``log n`` (the baseline
     Clark et al. draw beside the heads' entropies). Same shape as :func:`entropy`."""
     out = []
@@ -96,8 +100,9 @@ def uniform_entropy(attn, *, base: float | None = None, item: int | None = None,
     return assemble(out, shape)
 
 
-def mean_distance(attn, *, item: int | None = None, attention_mask=None, query_mask=None, layers=None,
-                  stack=ANY, kind: str = "self") -> torch.Tensor:
+def mean_distance(attn: Any, *, item: int | None = None, attention_mask: torch.Tensor | None = None,
+                  query_mask: torch.Tensor | None = None, layers: Any = None,
+                  stack: Any = ANY, kind: str = "self") -> torch.Tensor:
     """Mean attention distance ``sum_j p_ij |i - j|`` (token positions), averaged over real rows.
 
     Query row ``i`` of a ``q x k`` block sits at key position ``k - q + i`` (a generation step's
@@ -115,8 +120,9 @@ def mean_distance(attn, *, item: int | None = None, attention_mask=None, query_m
     return assemble(out, shape)
 
 
-def token_share(attn, keys, *, item: int | None = None, attention_mask=None, query_mask=None, tokens=None,
-                layers=None, stack=ANY, kind: str = "self") -> torch.Tensor:
+def token_share(attn: Any, keys: Any, *, item: int | None = None, attention_mask: torch.Tensor | None = None,
+                query_mask: torch.Tensor | None = None, tokens: Any = None,
+                layers: Any = None, stack: Any = ANY, kind: str = "self") -> torch.Tensor:
     """Mean share of each row's attention that goes to the keys picked by ``keys``.
 
     ``keys``: a set of token strings or a predicate on a token (uses the record's tokens, or
@@ -132,21 +138,22 @@ def token_share(attn, keys, *, item: int | None = None, attention_mask=None, que
     return assemble(out, shape)
 
 
-def special_token_share(attn, special=None, **kwargs) -> torch.Tensor:
+def special_token_share(attn: Any, special: Any = None, **kwargs: Any) -> torch.Tensor:
     """Share of attention to special tokens: by default markup tokens ([CLS], [SEP], ``<s>``,
     ``</s>``, ``<|endoftext|>``...) and punctuation; ``special=`` replaces the set (see
     :func:`token_share`)."""
     return token_share(attn, default_special if special is None else special, **kwargs)
 
 
-def token_group_shares(attn, groups: dict | None = None, **kwargs) -> dict[str, torch.Tensor]:
+def token_group_shares(attn: Any, groups: dict[str, Any] | None = None, **kwargs: Any) -> dict[str, torch.Tensor]:
     """:func:`token_share` for each named group (default: ``[CLS]/BOS``, ``[SEP]/EOS``, ``punctuation``)."""
     groups = DEFAULT_GROUPS if groups is None else groups
     return {name: token_share(attn, keys, **kwargs) for name, keys in groups.items()}
 
 
-def relative_share(attn, offset: int, *, item: int | None = None, attention_mask=None, query_mask=None,
-                   layers=None, stack=ANY, kind: str = "self") -> torch.Tensor:
+def relative_share(attn: Any, offset: int, *, item: int | None = None, attention_mask: torch.Tensor | None = None,
+                   query_mask: torch.Tensor | None = None,
+                   layers: Any = None, stack: Any = ANY, kind: str = "self") -> torch.Tensor:
     """Mean weight a row puts on the key ``offset`` positions away (``-1`` previous, ``0`` itself,
     ``+1`` next). Rows whose target key is outside the sequence or padding are left out."""
     out = []
@@ -163,17 +170,17 @@ def relative_share(attn, offset: int, *, item: int | None = None, attention_mask
     return assemble(out, shape)
 
 
-def previous_token_share(attn, **kwargs) -> torch.Tensor:
+def previous_token_share(attn: Any, **kwargs: Any) -> torch.Tensor:
     """Mean weight on the previous token (``p_{i,i-1}``)."""
     return relative_share(attn, -1, **kwargs)
 
 
-def next_token_share(attn, **kwargs) -> torch.Tensor:
+def next_token_share(attn: Any, **kwargs: Any) -> torch.Tensor:
     """Mean weight on the next token (``p_{i,i+1}``); 0 for causal heads."""
     return relative_share(attn, 1, **kwargs)
 
 
-def self_share(attn, **kwargs) -> torch.Tensor:
+def self_share(attn: Any, **kwargs: Any) -> torch.Tensor:
     """Mean weight a token puts on itself (``p_{i,i}``)."""
     return relative_share(attn, 0, **kwargs)
 
@@ -215,9 +222,10 @@ class HeadStats:
             return self.groups[name]
         if name not in STAT_NAMES and name != "uniform_entropy":
             raise KeyError(f"unknown statistic {name!r}; available: {', '.join(STAT_NAMES + tuple(self.groups))}")
-        return getattr(self, name)
+        value: torch.Tensor = getattr(self, name)
+        return value
 
-    def rows(self) -> list[dict]:
+    def rows(self) -> list[dict[str, Any]]:
         """One dict per (layer, head): ``{"layer": label, "head": index, "entropy": ..., ...}``."""
         out = []
         for li, label in enumerate(self.labels):
@@ -243,8 +251,10 @@ class HeadStats:
         return "\n".join(lines)
 
 
-def head_stats(attn, *, item: int | None = None, attention_mask=None, query_mask=None, tokens=None, layers=None,
-               stack=ANY, kind: str = "self", special=None, groups: dict | None = None) -> HeadStats:
+def head_stats(attn: Any, *, item: int | None = None, attention_mask: torch.Tensor | None = None,
+               query_mask: torch.Tensor | None = None, tokens: Any = None, layers: Any = None,
+               stack: Any = ANY, kind: str = "self", special: Any = None, groups: dict[str,
+               Any] | None = None) -> HeadStats:
     """Every per-head statistic of a record (or tensor) at once (``groups``: extra named
     :func:`token_share` groups; tokens are needed for the defaults)."""
     common = dict(item=item, attention_mask=attention_mask, query_mask=query_mask, layers=layers, stack=stack,

@@ -10,6 +10,7 @@ import re
 import string
 import unicodedata
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 
@@ -49,7 +50,7 @@ def is_special_token(token: str) -> bool:
     return token in SPECIAL_TOKENS or bool(_MARKUP.match(str(token)))
 
 
-def token_mask(tokens: Sequence[Sequence[str]], select) -> torch.Tensor:
+def token_mask(tokens: Sequence[Sequence[str]], select: Any) -> torch.Tensor:
     """``[b, k]`` bool of the tokens picked by ``select`` (a set of strings, or a predicate)."""
     if callable(select):
         pick = select

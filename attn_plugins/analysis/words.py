@@ -24,6 +24,7 @@ begins with white space. Tokens with an empty span (special tokens, padding) are
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 
@@ -33,7 +34,7 @@ __all__ = ["WORD_START", "groups_from_markers", "groups_from_word_ids", "merge_a
 WORD_START = ("\u0120", "\u2581")  # GPT-2/RoBERTa byte-level BPE "Ġ", SentencePiece "▁": a word starts here
 
 
-def _pairs(offsets) -> list[tuple[int, int]]:
+def _pairs(offsets: Any) -> list[tuple[int, int]]:
     if isinstance(offsets, torch.Tensor):
         offsets = offsets.tolist()
     elif hasattr(offsets, "tolist"):
@@ -48,7 +49,7 @@ def _pairs(offsets) -> list[tuple[int, int]]:
     return pairs
 
 
-def word_groups(offsets, text: str | None = None, special: Sequence[bool] | None = None,
+def word_groups(offsets: Any, text: str | None = None, special: Sequence[bool] | None = None,
                 tokens: Sequence[str] | None = None, split_punctuation: bool = True) -> list[list[int]]:
     """Group token positions into words.
 
@@ -86,7 +87,7 @@ def word_groups(offsets, text: str | None = None, special: Sequence[bool] | None
         if single or prev_single or not groups or punct or prev_punct:
             new_word = True
         else:
-            new_word = start > prev_end
+            new_word = prev_end is None or start > prev_end
             if not new_word and text is not None and start < len(text) and text[start].isspace():
                 new_word = True
             if tokens is not None and pos < len(tokens):
@@ -192,7 +193,7 @@ def _clean_piece(token: str, first: bool) -> str:
     return token.replace("Ġ", " ").replace("▁", " ").replace("Ċ", "\n")
 
 
-def word_labels(groups: list[list[int]], offsets=None, text: str | None = None,
+def word_labels(groups: list[list[int]], offsets: Any = None, text: str | None = None,
                 tokens: Sequence[str] | None = None) -> list[str]:
     """A label per word: the text it spans when ``text`` and ``offsets`` are given, else its pieces
     joined (``##`` continuation marks removed)."""
@@ -215,7 +216,7 @@ def word_labels(groups: list[list[int]], offsets=None, text: str | None = None,
     return labels
 
 
-def _membership(groups: list[list[int]], n: int, dtype, device) -> torch.Tensor:
+def _membership(groups: list[list[int]], n: int, dtype: Any, device: Any) -> torch.Tensor:
     """``[words, n]`` 0/1 matrix: which positions make up each word."""
     m = torch.zeros(len(groups), n, dtype=dtype, device=device)
     for w, group in enumerate(groups):

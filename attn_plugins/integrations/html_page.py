@@ -4,6 +4,14 @@ page of the package goes through.
 User text (tokens, texts, labels, model names) reaches pages in three places, each with its own
 escape: element text and attribute values (:func:`escape`), JSON inside a ``<script>`` element
 (:func:`safe_json`), and script source inlined into a page (:func:`script_text`).
+
+Documents are filled in from templates by :func:`render`: the standard library's
+:class:`string.Template` with the escaping in that one function. Every value is escaped unless the
+caller marks it as HTML it built itself (:class:`Markup`), so a forgotten escape shows as visible
+markup, never as a live tag. Why not Jinja2 (with autoescape): our page shells are fixed documents
+with a handful of slots and no loops or conditions (the fragments that repeat are built in Python,
+each through :func:`escape`); Jinja2 comes only with the ``bertviz`` extra, and the core package
+(the report, the saliency and comparison pages) should not need it for a few ``$slots``.
 """
 
 from __future__ import annotations
@@ -12,6 +20,7 @@ import html
 import json
 import os
 import re
+import string
 from typing import Any
 
 from ..atomic import write_text  # every exporter saves through this (atomic: no half-written page)
@@ -39,6 +48,31 @@ def script_text(js: str) -> str:
     return re.sub(r"</(script)", r"<\\/\1", js, flags=re.I).replace("<!--", "<\\!--")
 
 
+class Markup(str):
+    """HTML the package built itself (every user value in it already escaped): :func:`render` inserts
+    it as it is. Everything else :func:`render` receives is escaped."""
+
+
+def render(template: string.Template, **values: Any) -> str:
+    """Fill ``template``'s ``$name`` slots: :class:`Markup` values as they are, every other value
+    through :func:`escape`.
+
+    Args:
+        template: the page's template (``$name`` / ``${name}`` slots; ``$$`` is a literal ``$``).
+        **values: one value per slot; a missing slot raises ``KeyError``.
+
+    Returns:
+        The filled-in HTML.
+    """
+    return template.substitute({k: v if isinstance(v, Markup) else escape(v) for k, v in values.items()})
+
+
+DOCUMENT = string.Template(
+    '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+    "<title>$title</title>$head</head>\n<body>\n$body\n</body></html>\n"
+)
+
+
 class HtmlExport:
     """An exported page: ``save(path)`` writes the full document, notebooks show ``_repr_html_``."""
 
@@ -48,15 +82,25 @@ class HtmlExport:
         self.head = head
 
     def document(self) -> str:
-        return (
-            "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-            f"<title>{escape(self.title)}</title>{self.head}</head>\n<body>\n{self.body}\n</body></html>\n"
-        )
+        """The full HTML document (:data:`DOCUMENT` around the page's head and body).
+
+        Returns:
+            The document, as :meth:`save` writes it.
+        """
+        return render(DOCUMENT, title=self.title, head=Markup(self.head), body=Markup(self.body))
 
     def _repr_html_(self) -> str:
         return self.head + self.body
 
-    def save(self, path: str | os.PathLike) -> str:
+    def save(self, path: str | os.PathLike[str]) -> str:
+        """Write the document to ``path`` atomically.
+
+        Args:
+            path: the file to write.
+
+        Returns:
+            The path written.
+        """
         return write_text(path, self.document())
 
     def __repr__(self) -> str:

@@ -22,6 +22,9 @@ import contextlib
 import json
 import os
 import re
+from typing import Any
+
+import torch
 
 from ..atomic import write_text
 from ..errors import RecordFormatError, ShardError
@@ -70,13 +73,13 @@ def inside(root: str, relative: str, what: str) -> str:
     return full
 
 
-def write_json(directory: str, meta: dict) -> None:
+def write_json(directory: str, meta: dict[str, Any]) -> None:
     """Write ``record.json`` into ``directory`` (atomically, and only inside it)."""
     root = os.path.realpath(directory)
     write_text(inside(root, RECORD_JSON, "the record file"), json.dumps(meta))
 
 
-def save_dir(record, directory: str) -> str:
+def save_dir(record: Any, directory: str) -> str:
     """Write ``record`` as a record directory (which must not hold a record already).
 
     On failure everything this call wrote is removed again, so no half-written record is left.
@@ -137,7 +140,7 @@ def _find_record(root: str, given: str) -> str:
     )
 
 
-def _read_json(path: str, shown: str):
+def _read_json(path: str, shown: str) -> Any:
     try:
         with shards.open_regular(path, writable=False) as handle:
             size = os.fstat(handle.fileno()).st_size
@@ -149,7 +152,7 @@ def _read_json(path: str, shown: str):
     return parse_json(shown, raw)
 
 
-def _layer_files(meta: dict, shown: str) -> list[str]:
+def _layer_files(meta: dict[str, Any], shown: str) -> list[str]:
     files = [entry.get("file") for entry in meta["layers"]]
     for i, name in enumerate(files):
         if not isinstance(name, str):
@@ -170,7 +173,7 @@ def read_dir(path: str) -> RecordParts:
     meta = parse_meta(shown, _read_json(json_path, shown))
     files = _layer_files(meta, shown)
 
-    def open_file(relative: str) -> dict:
+    def open_file(relative: str) -> dict[str, torch.Tensor]:
         full = inside(directory, relative, f"{shown} names a file that")
         if not os.path.exists(full):
             raise RecordFormatError(f"record {directory!r} is incomplete: {relative!r} is missing")
@@ -182,12 +185,12 @@ def read_dir(path: str) -> RecordParts:
     opened = [open_file(f) for f in files]
     inputs = open_file(INPUTS_FILE) if meta.get("inputs") else {}
 
-    def layer_tensor(i: int, part: str):
+    def layer_tensor(i: int, part: str) -> torch.Tensor:
         if part not in opened[i]:
             raise RecordFormatError(f"record {directory!r} is damaged: {files[i]!r} has no {part!r}")
         return opened[i][part]
 
-    def input_tensor(name: str):
+    def input_tensor(name: str) -> torch.Tensor:
         if name not in inputs:
             raise RecordFormatError(f"record {directory!r} is damaged: input {name!r} is missing")
         return inputs[name]

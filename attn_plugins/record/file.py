@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import torch
 
@@ -17,7 +19,7 @@ from . import shards
 from .format import META_KEY, RecordParts, layer_entry, parse_meta, record_meta
 
 
-def save_file(record, path: str) -> str:
+def save_file(record: Any, path: str) -> str:
     """Write ``record`` to the single file ``path`` (atomically); returns ``path``."""
     if os.path.isdir(path):
         raise IsADirectoryError(f"{path!r} is a directory; give a file name (or pass sharded=True)")
@@ -43,7 +45,7 @@ def _not_a_record(path: str) -> RecordFormatError:
     )
 
 
-def _getter(path: str, tensors):
+def _getter(path: str, tensors: Mapping[str, torch.Tensor]) -> Callable[[str], torch.Tensor]:
     def get(name: str) -> torch.Tensor:
         if name not in tensors:
             raise RecordFormatError(f"{path!r} is damaged: tensor {name!r} is missing")
@@ -77,7 +79,7 @@ def read_file(path: str, *, lazy: bool = False) -> RecordParts:
     return RecordParts(meta, lambda i, part: get(f"layers.{i}.{part}"), lambda name: get(f"inputs.{name}"), repr(path))
 
 
-def _wanted(meta: dict) -> list[str]:
+def _wanted(meta: dict[str, Any]) -> list[str]:
     """The tensor names the (validated) metadata refers to, so nothing else is read."""
     names = []
     for i, entry in enumerate(meta["layers"]):

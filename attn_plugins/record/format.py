@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any, Callable, NamedTuple
+from typing import Any, Callable, NamedTuple, NoReturn
 
 import torch
 
@@ -78,9 +78,9 @@ def is_valid_stack(stack: Any) -> bool:
 
 
 # ----- writing ---------------------------------------------------------------------------------------
-def layer_entry(layer) -> dict[str, Any]:
+def layer_entry(layer: Any) -> dict[str, Any]:
     """A layer's JSON description in a record file (everything but the tensors)."""
-    entry = {"name": layer.name, "stack": layer.stack, "kind": layer.kind, "index": layer.index,
+    entry: dict[str, Any] = {"name": layer.name, "stack": layer.stack, "kind": layer.kind, "index": layer.index,
              "heads": layer.heads, "dtype": str(layer.weights.dtype).replace("torch.", "")}
     for extra in ("queries", "keys"):
         if getattr(layer, extra) is not None:
@@ -88,7 +88,7 @@ def layer_entry(layer) -> dict[str, Any]:
     return entry
 
 
-def record_meta(record, layer_entries: list[dict]) -> dict[str, Any]:
+def record_meta(record: Any, layer_entries: list[dict[str, Any]]) -> dict[str, Any]:
     """The record's JSON (without tensors), checked against the schema so that it always loads back."""
     meta = {
         "format": FORMAT_NAME,
@@ -133,16 +133,16 @@ def parse_meta(where: str, raw: Any) -> dict[str, Any]:
     Returns:
         The metadata, every field checked (see the module's schema).
     """
-    meta = parse_json(f"{where} (attn-plugins metadata)", raw) if isinstance(raw, (str, bytes)) else raw
+    meta: dict[str, Any] = parse_json(f"{where} (attn-plugins metadata)", raw) if isinstance(raw, (str, bytes)) else raw
     validate_meta(where, meta)
     return meta
 
 
-def _fail(where: str, action: str, what: str):
+def _fail(where: str, action: str, what: str) -> NoReturn:
     raise RecordFormatError(f"{where} {action}: {what}")
 
 
-def _check_string(value: Any, label: str, fail, *, optional: bool = False) -> None:
+def _check_string(value: Any, label: str, fail: Callable[[str], NoReturn], *, optional: bool = False) -> None:
     if value is None and optional:
         return
     if not isinstance(value, str):
@@ -151,12 +151,12 @@ def _check_string(value: Any, label: str, fail, *, optional: bool = False) -> No
         fail(f"{label} is {len(value)} characters long (limit {MAX_STRING})")
 
 
-def _check_int(value: Any, label: str, fail, *, limit: int = 2**31) -> None:
+def _check_int(value: Any, label: str, fail: Callable[[str], NoReturn], *, limit: int = 2**31) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < limit:
         fail(f"{label} must be an integer in [0, {limit}), not {value!r:.80}")
 
 
-def _check_tokens(value: Any, label: str, fail) -> None:
+def _check_tokens(value: Any, label: str, fail: Callable[[str], NoReturn]) -> None:
     if value is None:
         return
     if not isinstance(value, (list, tuple)) or not all(isinstance(item, (list, tuple)) for item in value):
@@ -179,7 +179,7 @@ def _depth(value: Any) -> int:
     return deepest
 
 
-def _check_layer(entry: Any, i: int, fail) -> None:
+def _check_layer(entry: Any, i: int, fail: Callable[[str], NoReturn]) -> None:
     if not isinstance(entry, dict):
         fail(f"layer entry {i} is a {type(entry).__name__}, not an object")
     for key in ("name", "stack", "kind", "index"):
@@ -214,7 +214,7 @@ def validate_meta(where: str, meta: Any, *, action: str = "is damaged") -> None:
         meta: the parsed JSON.
         action: what the message says about the file ("is damaged", "cannot be saved").
     """
-    def fail(what: str):
+    def fail(what: str) -> NoReturn:
         _fail(where, action, what)
 
     if not isinstance(meta, dict) or meta.get("format") != FORMAT_NAME:
@@ -255,11 +255,12 @@ def validate_meta(where: str, meta: Any, *, action: str = "is damaged") -> None:
         fail(f"metadata is nested deeper than {MAX_DEPTH} levels")
 
 
-def check_layer_tensors(where: str, i: int, entry: dict, weights: torch.Tensor, queries: torch.Tensor | None = None,
+def check_layer_tensors(where: str, i: int, entry: dict[str, Any], weights: torch.Tensor,
+                        queries: torch.Tensor | None = None,
                         keys: torch.Tensor | None = None, *, action: str = "is damaged") -> None:
     """Check layer ``i``'s tensors against its (validated) entry: ``[batch, heads, query, key]``
     floating weights, ``heads`` as long as dimension 1, the stated dtype, 4-D queries/keys."""
-    def fail(what: str):
+    def fail(what: str) -> NoReturn:
         _fail(where, action, what)
 
     if not isinstance(weights, torch.Tensor) or weights.dim() != 4:

@@ -112,7 +112,7 @@ def preallocate(path: str, specs: dict[str, tuple[torch.dtype, tuple[int, ...]]]
     return open_tensors(path, writable=True)
 
 
-def open_regular(path: str, writable: bool):
+def open_regular(path: str, writable: bool) -> Any:
     """Open ``path`` only if it is a regular file (not a symlink, pipe or device): a file object."""
     flags = (os.O_RDWR if writable else os.O_RDONLY) | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0)
     try:
@@ -141,7 +141,7 @@ def _entry(path: str, name: str, info: Any, start: int, size: int) -> tuple[torc
     return dtype, shape, begin, end
 
 
-def _read_header(path: str, handle) -> tuple[dict[str, tuple], dict[str, str], int]:
+def _read_header(path: str, handle: Any) -> tuple[dict[str, tuple[Any, ...]], dict[str, str], int]:
     size = os.fstat(handle.fileno()).st_size
     first = handle.read(8)
     if len(first) < 8:
@@ -162,7 +162,7 @@ def _read_header(path: str, handle) -> tuple[dict[str, tuple], dict[str, str], i
     return entries, metadata, start
 
 
-def read_header(path: str) -> tuple[dict[str, str], dict[str, tuple]]:
+def read_header(path: str) -> tuple[dict[str, str], dict[str, tuple[Any, ...]]]:
     """A safetensors file's ``__metadata__`` and its checked tensor entries (dtype, shape, byte range).
 
     Raises:

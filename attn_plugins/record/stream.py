@@ -14,6 +14,8 @@ import os
 import queue
 import shutil
 import threading
+from collections.abc import Callable
+from typing import Any
 
 import torch
 
@@ -36,7 +38,7 @@ class StreamSink:
             raise FileExistsError(f"stream_to={root!r} is not empty; give a new or empty directory")
         self.root = root
         self._created_root = not os.path.exists(root)
-        self._queue: queue.Queue = queue.Queue(maxsize=max_pending)
+        self._queue: queue.Queue[Any] = queue.Queue(maxsize=max_pending)
         self._error: BaseException | None = None
         self._thread: threading.Thread | None = None
         self._copier = HostCopier()
@@ -71,7 +73,7 @@ class StreamSink:
             self._dirs[segment_no] = path
         return self._dirs[segment_no]
 
-    def put(self, segment_no: int, key: tuple, block_no: int, tensors: dict[str, torch.Tensor]) -> str:
+    def put(self, segment_no: int, key: tuple[Any, ...], block_no: int, tensors: dict[str, torch.Tensor]) -> str:
         """Queue one block for writing; returns its file (relative to the record directory)."""
         self._raise_error()
         if self._thread is None:
@@ -100,7 +102,8 @@ class StreamSink:
             self._thread = None
 
     # ----- finishing ----------------------------------------------------------------------------
-    def merge(self, segment_no: int, key: tuple, files: list[str], shape_of, place) -> str:
+    def merge(self, segment_no: int, key: tuple[Any, ...], files: list[str], shape_of: Callable[..., Any],
+              place: Callable[..., Any]) -> str:
         """Merge a layer's step files into its own file with ``place(blocks, out)``; returns that file."""
         directory = self.record_dir(segment_no)
         opened = [shards.open_tensors(os.path.join(directory, f)) for f in files]
@@ -117,7 +120,7 @@ class StreamSink:
             os.remove(os.path.join(directory, f))
         return final
 
-    def write_record(self, segment_no: int, record, entries: list[dict]) -> str:
+    def write_record(self, segment_no: int, record: Any, entries: list[dict[str, Any]]) -> str:
         directory = self.record_dir(segment_no)
         shards.save_tensors(os.path.join(directory, INPUTS_FILE), {k: v.detach() for k, v in record.inputs.items()})
         shutil.rmtree(os.path.join(directory, LAYER_DIR, _STEPS), ignore_errors=True)

@@ -158,7 +158,7 @@ class AttentionRecord:
         )
 
     # ----- files -------------------------------------------------------------------------------
-    def save(self, path: str | os.PathLike, *, sharded: bool = False) -> str:
+    def save(self, path: str | os.PathLike[str], *, sharded: bool = False) -> str:
         """Write the record to one safetensors file (tensors) with JSON metadata in its header.
 
         ``sharded=True`` writes a directory instead: ``record.json`` plus one safetensors file per
@@ -174,7 +174,7 @@ class AttentionRecord:
         return save_file(self, os.fspath(path))
 
     @classmethod
-    def load(cls, path: str | os.PathLike, *, lazy: bool | None = None) -> AttentionRecord:
+    def load(cls, path: str | os.PathLike[str], *, lazy: bool | None = None) -> AttentionRecord:
         """Read a record written by :meth:`save` or by ``capture(stream_to=...)``. Never executes code.
 
         A record directory (``sharded=True`` or streamed) is opened memory-mapped: tensors are read

@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import functools
 import os
+import string
 import time
+from typing import Any
 
+from ..integrations.html_page import Markup, render
 from .markup import esc
 
 REPORT_FILE = "report.html"
@@ -20,6 +23,25 @@ CSP = ("default-src 'none'; img-src data:; style-src 'unsafe-inline'; script-src
        "font-src data:; connect-src 'none'; base-uri 'none'; form-action 'none'")
 
 
+# the document around the sections; filled in by the package's one template helper, which escapes
+# every value that is not Markup the page built itself
+PAGE = string.Template(
+    '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+    '<meta http-equiv="Content-Security-Policy" content="$csp">'
+    '<meta name="viewport" content="width=device-width, initial-scale=1">'
+    "<title>attn-plugins report: $model</title><style>\n$css</style></head>\n<body>\n"
+    '<header class="ap-header"><h1>Attention report: $model</h1>'
+    "<p>$source &middot; $count input(s), the first: &ldquo;$preview&rdquo;</p>"
+    "<p>Built by attn-plugins in $total s on $when; works offline.</p>"
+    '</header>\n<nav class="ap-nav">$nav</nav>\n<main>\n$sections\n</main>\n'
+    '<footer class="ap-footer"><h3>About this report</h3><table class="ap-table"><tr><th>section</th>'
+    "<th>status</th><th>time</th></tr>$timings<tr><td>loading the model</td><td></td>"
+    "<td>$load_seconds s</td></tr><tr><td>capture</td><td></td>"
+    "<td>$capture_seconds s</td></tr></table><p>Files written beside this page: $files</p>"
+    "</footer>\n<script>$nav_script</script>\n</body></html>\n"
+)
+
+
 @functools.cache
 def stylesheet() -> str:
     """The page's CSS (a static file shipped with the package, so it can be edited as CSS)."""
@@ -27,7 +49,7 @@ def stylesheet() -> str:
         return handle.read()
 
 
-def render_page(ctx, sections: list, total: float) -> str:
+def render_page(ctx: Any, sections: list[Any], total: float) -> str:
     """The HTML of the page: header, navigation, the built sections and a footer with timings and files.
 
     Args:
@@ -51,18 +73,8 @@ def render_page(ctx, sections: list, total: float) -> str:
     files = ", ".join(f'<a href="{esc(f)}">{esc(f)}</a>' for f in sorted(set(ctx.files)))
     first = ctx.texts[0]
     preview = first if len(first) <= 80 else first[:77] + "..."
-    return (
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-        f'<meta http-equiv="Content-Security-Policy" content="{CSP}">'
-        '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f"<title>attn-plugins report: {esc(model_name)}</title><style>\n{stylesheet()}</style></head>\n<body>\n"
-        f'<header class="ap-header"><h1>Attention report: {esc(model_name)}</h1>'
-        f"<p>{esc(ctx.source)} &middot; {len(ctx.texts)} input(s), the first: &ldquo;{esc(preview)}&rdquo;</p>"
-        f"<p>Built by attn-plugins in {total:.1f} s on {time.strftime('%Y-%m-%d %H:%M')}; works offline.</p>"
-        f'</header>\n<nav class="ap-nav">{nav}</nav>\n<main>\n' + "\n".join(body) + "\n</main>\n"
-        f'<footer class="ap-footer"><h3>About this report</h3><table class="ap-table"><tr><th>section</th>'
-        f"<th>status</th><th>time</th></tr>{timings}<tr><td>loading the model</td><td></td>"
-        f"<td>{ctx.load_seconds:.1f} s</td></tr><tr><td>capture</td><td></td>"
-        f"<td>{ctx.capture_seconds:.1f} s</td></tr></table><p>Files written beside this page: {files}</p>"
-        "</footer>\n<script>" + NAV_OFFSET_SCRIPT + "</script>\n</body></html>\n"
-    )
+    return render(PAGE, csp=Markup(CSP), css=Markup(stylesheet()), model=model_name, source=ctx.source,
+                  count=len(ctx.texts), preview=preview, total=f"{total:.1f}", when=time.strftime("%Y-%m-%d %H:%M"),
+                  nav=Markup(nav), sections=Markup("\n".join(body)), timings=Markup(timings),
+                  load_seconds=f"{ctx.load_seconds:.1f}", capture_seconds=f"{ctx.capture_seconds:.1f}",
+                  files=Markup(files), nav_script=Markup(NAV_OFFSET_SCRIPT))

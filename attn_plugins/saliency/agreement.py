@@ -20,6 +20,7 @@ from __future__ import annotations
 import itertools
 import math
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -37,7 +38,7 @@ def _distribution(values: np.ndarray) -> np.ndarray | None:
     return values / total if total > 0 else None
 
 
-def jensen_shannon(a, b) -> float:
+def jensen_shannon(a: Any, b: Any) -> float:
     """Jensen-Shannon divergence (base 2) of two non-negative score vectors, each L1-normalised."""
     p, q = _distribution(a), _distribution(b)
     if p is None or q is None:
@@ -45,7 +46,7 @@ def jensen_shannon(a, b) -> float:
     return float(js_divergence_rows(torch.from_numpy(p), torch.from_numpy(q), base=2.0))
 
 
-def top_k_overlap(a, b, k: int) -> float:
+def top_k_overlap(a: Any, b: Any, k: int) -> float:
     n = len(a)
     k = min(int(k), n)
     if k <= 0:
@@ -55,7 +56,7 @@ def top_k_overlap(a, b, k: int) -> float:
     return len(top_a & top_b) / k
 
 
-def pair_metrics(a, b, *, k: int = 3) -> dict[str, float]:
+def pair_metrics(a: Any, b: Any, *, k: int = 3) -> dict[str, float]:
     """All agreement metrics of two score vectors (already absolute if wanted)."""
     from ..errors import import_optional as optional
 
@@ -120,14 +121,14 @@ class Agreement:
             lines.append(f"| {r} | " + " | ".join(cells) + " |")
         return "\n".join(lines)
 
-    def summary(self, metrics=METRICS) -> str:
+    def summary(self, metrics: Any = METRICS) -> str:
         """Every averaged metric as markdown tables (attention methods vs gradient methods)."""
         head = (f"{len(self.units)} instances; scores compared by {'magnitude' if self.absolute else 'value'}"
                 f"{', special tokens excluded' if self.skip_special else ''}; top-k with k={self.k}")
         return head + "\n\n" + "\n\n".join(self.cross_table(m) for m in metrics)
 
 
-def agreement(table: dict[str, list], *, k: int = 3, absolute: bool = True, skip_special: bool = True,
+def agreement(table: dict[str, list[Any]], *, k: int = 3, absolute: bool = True, skip_special: bool = True,
               families: dict[str, str] | None = None) -> Agreement:
     """Agreement of ``{method: [instance]}`` (instances are lists of fields, as in
     :func:`attn_plugins.saliency.collect.as_method_table`)."""

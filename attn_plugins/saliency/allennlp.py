@@ -66,7 +66,7 @@ def allennlp_simple_gradient(problem: Problem, lengths: list[int]) -> torch.Tens
     return torch.cat(parts, dim=1)
 
 
-def _flatten(value, path=()):
+def _flatten(value: Any, path: Any = ()):
     """Tensor leaves of a nested tensor dict as ``[(path, tensor)]``; other leaves are kept aside."""
     if isinstance(value, dict):
         out = []
@@ -76,7 +76,7 @@ def _flatten(value, path=()):
     return [(path, value)]
 
 
-def _unflatten(leaves):
+def _unflatten(leaves: Any):
     root: dict[str, Any] = {}
     for path, value in leaves:
         node = root
@@ -89,7 +89,7 @@ def _unflatten(leaves):
 class AllenNLPExplainer:
     """Gradient saliency (Captum) of an AllenNLP ``Predictor``'s labelled instances."""
 
-    def __init__(self, predictor, *, output: str = "loss", label_key: str = "label",
+    def __init__(self, predictor: Any, *, output: str = "loss", label_key: str = "label",
                  logits_key: str = "logits") -> None:
         if output not in OUTPUTS:
             raise ValueError(f"output must be one of {OUTPUTS}, got {output!r}")
@@ -103,7 +103,7 @@ class AllenNLPExplainer:
     def labeled_instances(self, inputs: dict) -> list:
         return self.predictor.json_to_labeled_instances(inputs)
 
-    def _tensors(self, instance) -> dict:
+    def _tensors(self, instance: Any) -> dict:
         from allennlp.data import Batch
         from allennlp.nn import util
 
@@ -122,7 +122,7 @@ class AllenNLPExplainer:
         return util.find_embedding_layer(self.model)
 
     # ----- the problem ---------------------------------------------------------------------------
-    def problem(self, instance) -> tuple[Problem, list[int], dict]:
+    def problem(self, instance: Any) -> tuple[Problem, list[int], dict]:
         """A :class:`Problem` over the concatenated embeddings of every embedded field."""
         layer = self._embedding_layer()
         tensors = self._tensors(instance)
@@ -149,11 +149,11 @@ class AllenNLPExplainer:
         output = self.output
         model = self.model
 
-        def embed_forward(embeds, *args):
+        def embed_forward(embeds: Any, *args: Any):
             state = {"call": 0}
             offsets = [sum(lengths[:k]) for k in range(len(lengths))]
 
-            def replace(module, inputs, out):
+            def replace(module: Any, inputs: Any, out: Any):
                 k = state["call"]
                 state["call"] += 1
                 if k < len(lengths):
@@ -167,7 +167,7 @@ class AllenNLPExplainer:
                 hook.remove()
             return transform_output(result[self.logits_key], output)
 
-        def ids_forward(*_):
+        def ids_forward(*_: Any):
             raise ValueError("layer methods are not available for AllenNLP models; use integrated_gradients")
 
         n = embeds.shape[1]
@@ -183,7 +183,7 @@ class AllenNLPExplainer:
         return problem, lengths, info
 
     # ----- public ----------------------------------------------------------------------------------
-    def explain_instance(self, instance, method: str = "input_x_gradient", **options) -> list[TokenSaliency]:
+    def explain_instance(self, instance: Any, method: str = "input_x_gradient", **options: Any) -> list[TokenSaliency]:
         """One :class:`TokenSaliency` per embedded field, in the order the model embeds them."""
         if method not in SUPPORTED:
             raise ValueError(f"{method!r} is not available for AllenNLP models here; choose from {SUPPORTED} "
@@ -218,13 +218,13 @@ class AllenNLPExplainer:
             offset += length
         return out
 
-    def explain_json(self, inputs: dict, method: str = "input_x_gradient", **options) -> list[list[TokenSaliency]]:
+    def explain_json(self, inputs: dict, method: str = "input_x_gradient", **options: Any) -> list[list[TokenSaliency]]:
         """Every labelled instance of ``inputs`` (as AllenNLP's interpreters see them): a list of
         instances, each a list of fields (the input of the ``"allennlp"`` exporter)."""
         return [self.explain_instance(instance, method, **options) for instance in self.labeled_instances(inputs)]
 
     @staticmethod
-    def _field_tokens(instance, lengths: list[int]) -> list[tuple[str, list[str]]]:
+    def _field_tokens(instance: Any, lengths: list[int]) -> list[tuple[str, list[str]]]:
         """(field name, tokens) of each embedding call: text fields in instance order, matched by length."""
         from allennlp.data.fields import TextField
 
@@ -241,7 +241,7 @@ class AllenNLPExplainer:
         return out
 
 
-def _safe(fn, value):
+def _safe(fn: Any, value: Any):
     try:
         return fn(value)
     except Exception:  # noqa: BLE001 - a label namespace the model does not have

@@ -13,17 +13,19 @@ Exporters accept:
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 from .result import TokenSaliency
 
 Instance = list[TokenSaliency]
 
 
-def _is_record(obj) -> bool:
+def _is_record(obj: Any) -> bool:
     return type(obj).__name__ == "AttentionRecord" and hasattr(obj, "layers")
 
 
-def as_instances(obj, *, method: str | None = None, query=0, merge_words=False, **options) -> list[Instance]:
+def as_instances(obj: Any, *, method: str | None = None, query: int = 0, merge_words: bool = False,
+                 **options: Any) -> list[Instance]:
     """A list of instances, each a list of fields (one :class:`TokenSaliency` per field)."""
     if _is_record(obj):
         from .explainer import attention_saliency
@@ -51,7 +53,8 @@ def as_instances(obj, *, method: str | None = None, query=0, merge_words=False, 
     return instances
 
 
-def as_method_table(obj, *, methods=None, query=0, merge_words=False, **options) -> dict[str, list[Instance]]:
+def as_method_table(obj: Any, *, methods: Any = None, query: int = 0, merge_words: bool = False,
+                    **options: Any) -> dict[str, list[Instance]]:
     """``{method: [instance]}`` with the same instances (and tokens) under every method."""
     if _is_record(obj):
         from .explainer import attention_saliency

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import warnings
+from typing import Any
 
 import torch
 
@@ -24,7 +25,7 @@ METHODS = Registry("saliency method", "attn_plugins.saliency_methods")
 
 
 def method(name: str, family: str, description: str):
-    def add(fn):
+    def add(fn: Any):
         fn.family = family
         fn.description = description
         fn.method_name = name
@@ -49,11 +50,11 @@ def reduce_embedding(attributions: torch.Tensor, how: str = "sum") -> torch.Tens
     raise ValueError(f"reduce must be 'sum', 'mean' or 'l2', got {how!r}")
 
 
-def _no_extras(problem) -> list[dict]:
+def _no_extras(problem: Any) -> list[dict]:
     return [{} for _ in range(problem.batch_size)]
 
 
-def _deltas(delta) -> list[dict]:
+def _deltas(delta: Any) -> list[dict]:
     return [{"delta": float(v)} for v in delta.detach().reshape(-1).tolist()]
 
 
@@ -74,7 +75,7 @@ quiet_captum = _quiet_captum  # public name: generation attribution filters Capt
 # gradient methods (Captum)
 # ---------------------------------------------------------------------------------------------
 @method("saliency", "gradient", "Captum Saliency: |d target / d embedding| (Simonyan et al. 2014)")
-def saliency(problem, *, reduce: str = "sum", abs: bool = True):  # noqa: A002 - Captum's name
+def saliency(problem: Any, *, reduce: str = "sum", abs: bool = True):  # noqa: A002 - Captum's name
     Saliency = _captum().Saliency
 
     with _quiet_captum():
@@ -84,7 +85,7 @@ def saliency(problem, *, reduce: str = "sum", abs: bool = True):  # noqa: A002 -
 
 
 @method("input_x_gradient", "gradient", "Captum InputXGradient: embedding x gradient")
-def input_x_gradient(problem, *, reduce: str = "sum"):
+def input_x_gradient(problem: Any, *, reduce: str = "sum"):
     InputXGradient = _captum().InputXGradient
 
     with _quiet_captum():
@@ -95,7 +96,8 @@ def input_x_gradient(problem, *, reduce: str = "sum"):
 
 @method("integrated_gradients", "gradient",
         "Captum IntegratedGradients over the word embeddings (baseline: zero embeddings)")
-def integrated_gradients(problem, *, n_steps: int = 50, integration: str = "gausslegendre", baseline="zeros",
+def integrated_gradients(problem: Any, *, n_steps: int = 50, integration: str = "gausslegendre",
+                         baseline: str = "zeros",
                          internal_batch_size: int | None = None, reduce: str = "sum"):
     """``integration`` is Captum's ``method`` (``"gausslegendre"``, ``"riemann_left"``, ...);
     ``baseline``: ``"zeros"`` (default), ``"pad"``, ``"mask"``, a float or a tensor."""
@@ -110,7 +112,8 @@ def integrated_gradients(problem, *, n_steps: int = 50, integration: str = "gaus
 
 @method("layer_integrated_gradients", "gradient",
         "Captum LayerIntegratedGradients on the embedding layer (baseline: [PAD] for every non-special token)")
-def layer_integrated_gradients(problem, *, n_steps: int = 50, integration: str = "gausslegendre", baseline="pad",
+def layer_integrated_gradients(problem: Any, *, n_steps: int = 50, integration: str = "gausslegendre",
+                               baseline: str = "pad",
                                internal_batch_size: int | None = None, reduce: str = "sum"):
     """``integration`` is Captum's ``method``; ``baseline``: ``"pad"`` (default: every non-special
     real token replaced by [PAD]), ``"mask"`` or ``"zeros"`` (id 0 everywhere)."""
@@ -130,7 +133,7 @@ def layer_integrated_gradients(problem, *, n_steps: int = 50, integration: str =
 
 @method("smoothgrad", "gradient",
         "Captum NoiseTunnel(Saliency), SmoothGrad (Smilkov et al. 2017), seeded so runs agree")
-def smoothgrad(problem, *, nt_samples: int = 10, noise_level: float = 0.01, stdevs: float | None = None,
+def smoothgrad(problem: Any, *, nt_samples: int = 10, noise_level: float = 0.01, stdevs: float | None = None,
                seed: int = 0, base: str = "saliency", nt_type: str = "smoothgrad", reduce: str = "sum",
                nt_samples_batch_size: int | None = None):
     """``stdevs`` defaults to ``noise_level * (max - min)`` of the batch's embeddings, with
@@ -159,7 +162,7 @@ def smoothgrad(problem, *, nt_samples: int = 10, noise_level: float = 0.01, stde
 
 
 @method("deeplift", "gradient", "Captum DeepLift (rescale rule on supported non-linearities), zero-embedding baseline")
-def deeplift(problem, *, baseline="zeros", reduce: str = "sum"):
+def deeplift(problem: Any, *, baseline: str = "zeros", reduce: str = "sum"):
     DeepLift = _captum().DeepLift
 
     from .problem import ForwardModule
@@ -174,7 +177,7 @@ def deeplift(problem, *, baseline="zeros", reduce: str = "sum"):
 
 @method("feature_ablation", "gradient",
         "Captum FeatureAblation: change of the target when one token's embedding is replaced by the baseline")
-def feature_ablation(problem, *, baseline="zeros", perturbations_per_eval: int = 1):
+def feature_ablation(problem: Any, *, baseline: str = "zeros", perturbations_per_eval: int = 1):
     FeatureAblation = _captum().FeatureAblation
 
     b, n, d = problem.embeds.shape
@@ -203,14 +206,14 @@ def _row(matrix: torch.Tensor, query: int | None, real: list[int]) -> torch.Tens
     return matrix[query]
 
 
-def _self_layers(record):
+def _self_layers(record: AttentionRecord):
     from ..analysis.rollout import self_layers as select
 
     return select(record, ...)
 
 
 @method("attention", "attention", "raw attention of the query row (one layer or the mean of layers; heads averaged)")
-def attention(problem, *, layer=-1, head=None):
+def attention(problem: Any, *, layer: Any = -1, head: Any = None):
     from ..analysis.rollout import raw_attention
 
     record = problem.record()
@@ -225,7 +228,7 @@ def attention(problem, *, layer=-1, head=None):
 
 
 @method("rollout", "attention", "attention rollout (Abnar & Zuidema 2020): row of the query token")
-def rollout(problem, *, head_fusion: str = "mean", add_residual: bool = True, start_layer: int = 0):
+def rollout(problem: Any, *, head_fusion: str = "mean", add_residual: bool = True, start_layer: int = 0):
     from ..analysis.rollout import rollout as roll
 
     with warnings.catch_warnings():
@@ -238,7 +241,7 @@ def rollout(problem, *, head_fusion: str = "mean", add_residual: bool = True, st
 
 
 @method("flow", "attention", "attention flow (Abnar & Zuidema 2020): max flow from the query token to each input")
-def flow(problem, *, head_fusion: str = "mean", add_residual: bool = True, normalize: bool = True,
+def flow(problem: Any, *, head_fusion: str = "mean", add_residual: bool = True, normalize: bool = True,
          backend: str = "scipy", scale: int | None = None):
     from ..analysis.flow import DEFAULT_SCALE, flow_matrices
 
@@ -260,7 +263,7 @@ def flow(problem, *, head_fusion: str = "mean", add_residual: bool = True, norma
 
 @method("grad_attention", "attention",
         "gradient-weighted attention: attention x d target / d attention, positive part, heads averaged")
-def grad_attention(problem, *, aggregate: str = "mean", positive: bool = True, layer: int = -1):
+def grad_attention(problem: Any, *, aggregate: str = "mean", positive: bool = True, layer: int = -1):
     """``aggregate``: ``"rollout"`` (Chefer et al. 2021: ``R = I``, ``R += Abar @ R`` layer by layer),
     ``"mean"`` (mean over layers of ``Abar``) or ``"layer"`` (``Abar`` of ``layer``); then the query row.
     ``Abar = mean_heads(A * dA)``, clamped at 0 when ``positive``.
@@ -292,7 +295,7 @@ def grad_attention(problem, *, aggregate: str = "mean", positive: bool = True, l
     return out, _no_extras(problem)
 
 
-def _item_record(record, b: int):
+def _item_record(record: AttentionRecord, b: int):
     """A view of one batch item of a record (weights and inputs sliced; nothing copied)."""
     from dataclasses import replace
 

@@ -18,7 +18,7 @@ TASKS = ("sequence-classification", "token-classification", "masked-lm", "causal
 OUTPUTS = ("logit", "prob", "log_prob", "loss")
 
 
-def detect_task(model) -> str:
+def detect_task(model: Any) -> str:
     """The head type from the class name (``...ForSequenceClassification`` and friends)."""
     names = [cls.__name__ for cls in type(model).__mro__]
     for name in names:
@@ -47,7 +47,7 @@ def transform_output(scores: torch.Tensor, output: str) -> torch.Tensor:
     raise ValueError(f"output must be one of {OUTPUTS}, got {output!r}")
 
 
-def logits_of(outputs) -> torch.Tensor:
+def logits_of(outputs: Any) -> torch.Tensor:
     if isinstance(outputs, torch.Tensor):
         return outputs
     logits = getattr(outputs, "logits", None)
@@ -57,7 +57,8 @@ def logits_of(outputs) -> torch.Tensor:
         logits = outputs.get("logits")
     if logits is None:
         raise TypeError(f"cannot find logits in the model output {type(outputs).__name__}")
-    return logits
+    found: torch.Tensor = logits
+    return found
 
 
 class ForwardModule(torch.nn.Module):
@@ -71,7 +72,7 @@ class ForwardModule(torch.nn.Module):
         self.model = model
         self._function = function
 
-    def forward(self, *args):
+    def forward(self, *args: Any) -> Any:
         return self._function(*args)
 
 
@@ -89,7 +90,7 @@ class Problem:
     input_ids: torch.Tensor
     attention_mask: torch.Tensor
     embeds: torch.Tensor
-    args: tuple
+    args: tuple[Any, ...]
     embed_forward: Callable[..., torch.Tensor]
     ids_forward: Callable[..., torch.Tensor]
     targets: list[int] | None
@@ -105,7 +106,7 @@ class Problem:
     def batch_size(self) -> int:
         return int(self.input_ids.shape[0])
 
-    def record(self):
+    def record(self) -> Any:
         """The attention record of this batch (captured once, on first use)."""
         if self._record is None:
             if self.record_function is None:
@@ -130,7 +131,7 @@ class Problem:
         keep |= self.attention_mask == 0
         return torch.where(keep, ids, torch.full_like(ids, fill))
 
-    def baseline_embeds(self, kind) -> torch.Tensor:
+    def baseline_embeds(self, kind: Any) -> torch.Tensor:
         """Baseline in embedding space: ``"zeros"`` (AllenNLP's and Captum's default), ``"pad"``,
         ``"mask"`` or an explicit tensor/float."""
         if isinstance(kind, torch.Tensor):
@@ -140,4 +141,5 @@ class Problem:
         if kind in (None, "zeros", "zero"):
             return torch.zeros_like(self.embeds)
         with torch.no_grad():
-            return self.embedding_layer(self.baseline_ids(kind)).detach()
+            embedded: torch.Tensor = self.embedding_layer(self.baseline_ids(kind)).detach()
+            return embedded

@@ -76,7 +76,8 @@ class TokenSaliency:
             raise ValueError(f"how must be 'l1', 'max' or 'none', got {how!r}")
         if not np.isfinite(norm) or norm == 0:
             return np.zeros_like(values)
-        return values / norm
+        normalized: np.ndarray = values / norm
+        return normalized
 
     def top_k(self, k: int, absolute: bool = True, skip_special: bool = False) -> list[int]:
         """Positions of the ``k`` highest scores (by magnitude unless ``absolute=False``), best first."""
@@ -98,7 +99,9 @@ class TokenSaliency:
         return self.subset(keep)
 
     def subset(self, positions: list[int]) -> TokenSaliency:
-        pick = lambda seq: None if seq is None else [seq[i] for i in positions]  # noqa: E731
+        def pick(seq: list[Any] | None) -> list[Any] | None:
+            return None if seq is None else [seq[i] for i in positions]
+
         return replace(self, tokens=[self.tokens[i] for i in positions], scores=self.scores[positions],
                        word_ids=pick(self.word_ids), offsets=pick(self.offsets), special=pick(self.special),
                        info=dict(self.info))
@@ -187,7 +190,7 @@ def merge_words(sal: TokenSaliency, how: str = "sum", keep_special: bool = True)
             offsets.append((sal.offsets[group[0]][0], sal.offsets[group[-1]][1]))
         special.append(bool(sal.special[group[0]]) if sal.special is not None else False)
 
-    def new_index(position):
+    def new_index(position: Any) -> int | None:
         if position is None:
             return None
         for k, group in enumerate(groups):
@@ -206,7 +209,7 @@ def merge_words(sal: TokenSaliency, how: str = "sum", keep_special: bool = True)
     )
 
 
-def _jsonable(value):
+def _jsonable(value: Any) -> Any:
     if isinstance(value, dict):
         return {str(k): _jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):

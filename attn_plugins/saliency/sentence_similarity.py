@@ -12,6 +12,7 @@ unless ``query=`` is given.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 
@@ -27,7 +28,7 @@ def mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1e-9)
 
 
-def last_hidden(outputs) -> torch.Tensor:
+def last_hidden(outputs: Any) -> torch.Tensor:
     hidden = getattr(outputs, "last_hidden_state", None)
     return hidden if hidden is not None else outputs[0]
 
@@ -35,7 +36,7 @@ def last_hidden(outputs) -> torch.Tensor:
 class SimilarityExplainer:
     """Explains ``cos(embed(a), embed(b))`` of a mean-pooled encoder (``AutoModel``)."""
 
-    def __init__(self, model: torch.nn.Module, tokenizer, *, max_length: int | None = 256) -> None:
+    def __init__(self, model: torch.nn.Module, tokenizer: Any, *, max_length: int | None = 256) -> None:
         self.model = model
         self.tokenizer = tokenizer
         self.max_length = max_length
@@ -61,20 +62,20 @@ class SimilarityExplainer:
         ea, eb = self.embed([a, b])
         return float(torch.nn.functional.cosine_similarity(ea, eb, dim=0))
 
-    def _problem(self, inputs, other: torch.Tensor, query) -> Problem:
+    def _problem(self, inputs: Any, other: torch.Tensor, query: Any) -> Problem:
         model = self.model
         names = [n for n in ("attention_mask", "token_type_ids") if n in inputs]
         args = tuple(inputs[n] for n in names) + (other,)
 
-        def score(outputs, mask, fixed):
+        def score(outputs: Any, mask: Any, fixed: Any):
             pooled = mean_pool(last_hidden(outputs), mask)
             return torch.nn.functional.cosine_similarity(pooled, fixed, dim=-1)
 
-        def embed_forward(embeds, *rest):
+        def embed_forward(embeds: Any, *rest: Any):
             kw = dict(zip(names, rest[: len(names)]))
             return score(model(inputs_embeds=embeds, **kw), kw["attention_mask"], rest[len(names)])
 
-        def ids_forward(ids, *rest):
+        def ids_forward(ids: Any, *rest: Any):
             kw = dict(zip(names, rest[: len(names)]))
             return score(model(input_ids=ids, **kw), kw["attention_mask"], rest[len(names)])
 
@@ -110,8 +111,8 @@ class SimilarityExplainer:
         )
 
     def explain(self, pairs: tuple[str, str] | Sequence[tuple[str, str]], method: str = "integrated_gradients", *,
-                query=None, merge_words: str | bool = False, progress: bool | None = None,
-                **options) -> list[tuple[TokenSaliency, TokenSaliency]]:
+                query: Any = None, merge_words: str | bool = False, progress: bool | None = None,
+                **options: Any) -> list[tuple[TokenSaliency, TokenSaliency]]:
         """For each ``(a, b)``: ``(saliency of a's tokens, saliency of b's tokens)``.
 
         ``info["similarity"]`` holds the cosine similarity being explained.
@@ -151,7 +152,8 @@ class SimilarityExplainer:
                 module.training = mode
         return results
 
-    def _result(self, method, enc, side, real, text, scores, extra, options, cosine, query):
+    def _result(self, method: Any, enc: Any, side: Any, real: Any, text: Any, scores: Any, extra: Any, options: Any,
+                cosine: Any, query: Any):
         ids = enc["input_ids"][side, real].tolist()
         info = {**options, **(extra or {}), "similarity": cosine, "task": "similarity"}
         offsets = [tuple(int(v) for v in enc["offset_mapping"][side, i].tolist()) for i in real] \
