@@ -10,6 +10,9 @@ and only if it is still in place: a ``model.train()``, ``requires_grad_(False)``
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 import torch
 
 from .adapters.scope import SharedPatch, attribute_patch
@@ -49,3 +52,19 @@ class ModelState:
         """Put back what this capture changed (the last capture sharing a change undoes it)."""
         while self.patches:
             self.patches.pop().release(self.session)
+
+
+@contextlib.contextmanager
+def evaluation_mode(model: torch.nn.Module) -> Iterator[torch.nn.Module]:
+    """Eval mode (dropout off) while an explanation runs; afterwards every module's training flag and
+    every parameter's ``requires_grad`` are as they were (attribution methods may turn gradients on)."""
+    modes = [(module, module.training) for module in model.modules()]
+    grads = [(parameter, parameter.requires_grad) for parameter in model.parameters()]
+    model.eval()
+    try:
+        yield model
+    finally:
+        for module, mode in modes:
+            module.training = mode
+        for parameter, flag in grads:
+            parameter.requires_grad_(flag)

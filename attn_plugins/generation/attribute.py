@@ -12,7 +12,7 @@ import sys
 import torch
 
 from ..errors import InputError
-from ..model_state import ModelState
+from ..model_state import evaluation_mode
 from ..saliency.problem import OUTPUTS
 from .attention import capture_teacher
 from .methods import GENERATION_METHODS, StepBatch
@@ -131,17 +131,13 @@ def explain_generation(model, tokenizer, source, target=None, methods=("attentio
         raise InputError(f"explain_generation needs a transformers model, got {type(model).__name__}")
     _specs(methods)  # bad method names fail before generate() runs
     source_ids = _ids(tokenizer, source)
-    state = ModelState(model)
-    try:
-        model.eval()
+    with evaluation_mode(model):
         sequence = target_sequence(model, tokenizer, source_ids, target, dict(generate_kwargs or {}))
         if isinstance(contrast, str):
             contrast = _ids(tokenizer, contrast, add_special_tokens=False)[0, :1]
         teacher = TeacherForced(model, source_ids, sequence)
         result = attribute(teacher, methods, output=output, contrast=contrast, step_batch=step_batch,
                            progress=progress)
-    finally:
-        state.restore(model)
     if tokenizer is not None:
         convert = lambda ids: tokenizer.convert_ids_to_tokens([int(i) for i in ids])  # noqa: E731
         result.source_tokens = convert(source_ids[0])

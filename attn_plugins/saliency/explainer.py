@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..model_state import evaluation_mode
 from .methods import METHODS
 from .problem import OUTPUTS, TASKS, Problem, detect_task, logits_of, transform_output
 from .result import TokenSaliency
@@ -40,22 +41,6 @@ def progress_bar(show: bool | None, total: int, desc: str, threshold: int):
 
     disable = (show is False) or (show is None and total <= threshold)
     return tqdm(total=total, desc=desc, disable=disable, leave=False)
-
-
-class _TrainingOff:
-    """Dropout off while explaining; the model's mode is put back afterwards."""
-
-    def __init__(self, model) -> None:
-        self.model = model
-
-    def __enter__(self):
-        self.modes = [(m, m.training) for m in self.model.modules()]
-        self.model.eval()
-
-    def __exit__(self, *exc):
-        for module, mode in self.modes:
-            module.training = mode
-        return False
 
 
 class Explainer:
@@ -294,7 +279,7 @@ class Explainer:
 
     def _attention_gradients(self, inputs, pos_tensor, targets):
         model = self.eager_model()
-        with _TrainingOff(model), torch.enable_grad():
+        with evaluation_mode(model), torch.enable_grad():
             outputs = model(**inputs, output_attentions=True)
             attentions = getattr(outputs, "attentions", None)
             if not attentions:
@@ -341,7 +326,7 @@ class Explainer:
                     and start is not None else position
                 chunk_queries = query[start : start + len(chunk)] if isinstance(query, (list, tuple)) \
                     and start is not None else query
-                with _TrainingOff(self.model):
+                with evaluation_mode(self.model):
                     problem, info = self.problem(inputs, target=chunk_targets, position=chunk_positions,
                                                  query=chunk_queries)
                     scores, extras = fn(problem, **options)
