@@ -77,7 +77,7 @@ class _Handler:
         self.core = TargetHandler(session, target, output_index=1)
 
     def before(self, module, args) -> None:
-        self.core.seen_kernel_call = False
+        self.core.before(module, args)
         if not hasattr(_CURRENT, "stack"):
             _CURRENT.stack = []
         _CURRENT.stack.append(self)
@@ -85,7 +85,9 @@ class _Handler:
     def after(self, module, args, output) -> None:
         if getattr(_CURRENT, "stack", None) and _CURRENT.stack[-1] is self:
             _CURRENT.stack.pop()
-        if not self.core.seen_kernel_call:
+        if self.core.seen_kernel_call:
+            self.core.after(module, args, output)
+        else:
             self.session.warn_once(f"attention module {self.target.name!r} ran without calling "
                                    "scaled_dot_product_attention; this call was not captured")
 
