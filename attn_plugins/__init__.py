@@ -51,6 +51,7 @@ __all__ = [
     "compare",
     "evaluate",
     "explain",
+    "explain_generation",
     "export",
     "head_importance",
     "heatmap",
@@ -100,6 +101,14 @@ def evaluate(model, tokenizer, texts=None, methods=("attention", "rollout", "sal
     from .faithfulness import evaluate as _evaluate
 
     return _evaluate(model, tokenizer, texts, methods, **options)
+
+
+def explain_generation(model, tokenizer, source, target=None, methods=("attention", "integrated_gradients"), **options):
+    """Attribution of every generated token to the source and the target prefix; see
+    :func:`attn_plugins.generation.explain_generation`."""
+    from .generation import explain_generation as _explain_generation
+
+    return _explain_generation(model, tokenizer, source, target, methods, **options)
 
 
 def load_ipython_extension(ipython):

@@ -4,15 +4,18 @@
         model(**enc)              # or model.generate(**enc)
     record = cap.record
 
-On exit, also when the body raises, every hook is removed and the model's attention
-implementation, config, training mode and ``requires_grad`` flags are as they were.
+On exit, also when the body raises, every hook is removed and what the capture changed (the
+instance's ``generate``, an attention implementation it had to switch) is put back; what the body
+itself changed (``model.train()``, ``requires_grad_``) stays.
+
+A capture records only the calls made in the thread or asyncio task that opened it (see
+:mod:`attn_plugins.adapters.scope`): other threads may run the same model at the same time,
+unrecorded and unguarded, and each thread may hold its own capture of it.
 """
 
 from __future__ import annotations
 
-import functools
 import os
-import threading
 import warnings
 from collections.abc import Sequence
 
@@ -20,23 +23,28 @@ import torch
 
 from .adapters import ADAPTERS, adapter_for
 from .adapters.base import Call, Target
+from .adapters.scope import activate, active_sessions, deactivate, gate_new_hooks, hook_snapshot, runs_here
+from .analysis.words import label_tokens
 from .collector import Collector
 
 from .errors import CaptureError, NoAttentionError
 from .estimate import layer_calls
+from .generation_guard import generate_new_tokens, generate_wrapper
 from .model_state import ModelState
 from .record import AttentionRecord
 
-_ACTIVE: dict[int, "capture"] = {}
 _FAST_PATH_MODULES = (torch.nn.TransformerEncoderLayer, torch.nn.TransformerEncoder)
-_ACTIVE_LOCK = threading.Lock()
 
 
 def _check_indices(name: str, values) -> list | None:
+    from .limits import check_selection
+
     if values is None:
         return None
     if isinstance(values, (int, str)):
         values = [values]
+    if hasattr(values, "__len__"):
+        check_selection(name, values)
     if not isinstance(values, Sequence) and not isinstance(values, (set, range, torch.Tensor)):
         raise TypeError(f"{name} must be a list of indices{' or module paths' if name == 'layers' else ''}, "
                         f"got {type(values).__name__}")
@@ -114,15 +122,23 @@ class capture:  # noqa: N801 - used as a function-like context manager
         self._records: list[AttentionRecord] | None = None
         self._warned: set[str] = set()
         self._entered = False
+        self._token = None
+        self._failure: BaseException | None = None
+        self._position_limit: int | None = None
+        self._training = False  # a captured module ran in training mode
         self.collector: Collector | None = None
 
     # ----- the session adapters receive (attn_plugins.adapters.base.Session) -------------------------------
     def begin_pass(self, owner, inputs) -> None:
         """``owner``'s forward starts: its layer counters restart; ``inputs`` become the record's inputs."""
-        self.collector.begin_pass(owner, inputs)
+        if runs_here(self):  # (hooks are gated already; this also covers an adapter's own global patches)
+            self.collector.begin_pass(owner, inputs)
 
     def begin_call(self, target: Target, q_len: int, k_len: int, *, num_heads: int | None = None) -> Call | None:
-        """Count one call of ``target``; ``None`` when its layer is not selected."""
+        """Count one call of ``target``; ``None`` when its layer is not selected (or the call was made in
+        another thread or task than the capture's, or is a forward recomputed during backward)."""
+        if not runs_here(self):
+            return None
         index, selected = self.collector.next_call(target, q_len, k_len)
         if not selected:
             return None
@@ -155,6 +171,8 @@ class capture:  # noqa: N801 - used as a function-like context manager
                 queries = queries.index_select(1, index.to(queries.device))
             queries = self._store(queries)
             keys = self._store(keys) if keys is not None else None
+        if getattr(call.target.module, "training", False):
+            self._training = True
         self.collector.add(call.target, call.index, self._store(weights.detach()), weights.shape[2],
                            weights.shape[-1], queries, keys)
 
@@ -228,15 +246,15 @@ class capture:  # noqa: N801 - used as a function-like context manager
         if self._entered:
             raise CaptureError("a capture object can be entered once; create a new capture()")
         self._entered = True
-        with _ACTIVE_LOCK:
-            if id(self.model) in _ACTIVE:
-                raise CaptureError(
-                    f"{type(self.model).__name__} is already being captured: nested capture() on the same model is "
-                    "not supported (one capture records everything the inner one would)"
-                )
-            _ACTIVE[id(self.model)] = self
+        if any(getattr(other, "model", None) is self.model for other in active_sessions()):
+            raise CaptureError(
+                f"{type(self.model).__name__} is already being captured: nested capture() on the same model is "
+                "not supported (one capture records everything the inner one would)"
+            )
+        self._token = activate(self)
         try:
-            self._state = ModelState(self.model)
+            self._state = ModelState(self)
+            before = hook_snapshot(self.model)
             factory = adapter_for(self.model, self.adapter_name)
             if factory is None:
                 raise NoAttentionError(
@@ -257,13 +275,18 @@ class capture:  # noqa: N801 - used as a function-like context manager
 
                 self._sink = StreamSink(self.stream_to)
             self.collector = Collector(layer_filter, self.heads, budget=self._budget, sink=self._sink)
+            from .limits import absolute_position_limit
+
+            self._position_limit = absolute_position_limit(self.model)
             if not any(isinstance(m, _FAST_PATH_MODULES) for m in self.model.modules()):
                 # (a hook on a module that contains torch's fused encoder layers would switch their fast path
                 # off; such models are guarded block by block as they run)
                 self._hooks.append(self.model.register_forward_pre_hook(self._guard_forward, with_kwargs=True))
             self._adapter.attach(self.model)
+            gate_new_hooks(self, self.model, before)  # every hook: this thread/task only, never in backward
             self._wrap_generate()
-        except BaseException:
+        except BaseException as exc:
+            self._failure = exc
             self._cleanup()
             raise
         return self
@@ -275,7 +298,10 @@ class capture:  # noqa: N801 - used as a function-like context manager
                 self._copier.synchronize()
             if exc_type is None:
                 self._records = self._build_records()
-        except BaseException:
+            else:
+                self._failure = exc
+        except BaseException as failure:
+            self._failure = failure
             if self._sink is not None:
                 self._sink.abort()
             raise
@@ -298,41 +324,38 @@ class capture:  # noqa: N801 - used as a function-like context manager
         finally:
             try:
                 if self._state is not None:
-                    self._state.restore(self.model)
+                    self._state.restore()
             finally:
-                with _ACTIVE_LOCK:
-                    if _ACTIVE.get(id(self.model)) is self:
-                        del _ACTIVE[id(self.model)]
+                token, self._token = self._token, None
+                deactivate(self, token)
 
     def _wrap_generate(self) -> None:
-        original = getattr(self.model, "generate", None)
-        if original is None:
-            return
+        if getattr(self.model, "generate", None) is not None:  # one wrapper shared by the model's captures
+            self._state.patch(self.model, "generate", generate_wrapper(self.model), instance=True)
 
-        @functools.wraps(original)
-        def generate(*args, **kwargs):
-            from . import beams as beam_search
+    def run_generate(self, original, args, kwargs):
+        """A ``generate()`` call made in this capture's thread or task: checked (group and constrained beam
+        search refused), the memory guard counting every step and beam, then marked as one record (with
+        beams, each returned sequence followed through ``beam_indices``)."""
+        from . import beams as beam_search
 
-            config = kwargs.get("generation_config") or getattr(self.model, "generation_config", None)
-            decoding = beam_search.describe_decoding(self.model, kwargs)  # refuses group/constrained beams
-            num_beams = decoding.get("num_beams", 1)
-            self._check_budget(args, kwargs, _new_tokens(kwargs, config), "this generate() call", num_beams)
-            since = len(self.collector.segments)
-            self._in_generate = True
-            try:
-                output = original(*args, **(beam_search.beam_kwargs(kwargs) if num_beams > 1 else kwargs))
-            finally:
-                self._in_generate = False
-            paths = None
-            if num_beams > 1:  # beam_indices say which live beam each returned sequence came through
-                encoder_decoder = bool(getattr(self.model.config, "is_encoder_decoder", False))
-                paths = beam_search.BeamPaths.from_output(output, decoding, encoder_decoder)
-                output = beam_search.caller_output(output, decoding)
-            self.collector.mark_generation(since, {k: v for k, v in decoding.items()
-                                                   if k != "return_dict_in_generate"}, paths)
-            return output
-
-        self.model.generate = generate
+        decoding = beam_search.describe_decoding(self.model, kwargs)
+        num_beams = decoding.get("num_beams", 1)
+        self._check_budget(args, kwargs, generate_new_tokens(self.model, kwargs), "this generate() call", num_beams)
+        since = len(self.collector.segments)
+        self._in_generate = True
+        try:
+            output = original(*args, **(beam_search.beam_kwargs(kwargs) if num_beams > 1 else kwargs))
+        finally:
+            self._in_generate = False
+        paths = None
+        if num_beams > 1:  # beam_indices say which live beam each returned sequence came through
+            encoder_decoder = bool(getattr(self.model.config, "is_encoder_decoder", False))
+            paths = beam_search.BeamPaths.from_output(output, decoding, encoder_decoder)
+            output = beam_search.caller_output(output, decoding)
+        self.collector.mark_generation(since, {k: v for k, v in decoding.items()
+                                               if k != "return_dict_in_generate"}, paths)
+        return output
 
     # ----- memory guard ------------------------------------------------------------------------------
     def _storage_device(self) -> torch.device:
@@ -343,6 +366,10 @@ class capture:  # noqa: N801 - used as a function-like context manager
         return torch.device("cpu")
 
     def _guard_forward(self, module, args, kwargs) -> None:
+        """Before the model's forward: refuse inputs longer than the model's positions, then the memory guard."""
+        from .limits import check_forward_inputs
+
+        check_forward_inputs(self.model, self._position_limit, args, kwargs)
         if not self._in_generate:
             self._check_budget(args, kwargs, 0, "this forward")
 
@@ -376,10 +403,11 @@ class capture:  # noqa: N801 - used as a function-like context manager
             else:
                 record.metadata.setdefault("precision", f"the model's own attention weights; stored as {stored}")
             record.metadata["stored_dtype"] = stored
+            record.metadata["training"] = self._training
+            if self._training:
+                record.metadata["dropout"] = _DROPOUT_NOTE
             if self.tokenizer is not None:
-                record.tokens = _tokens(self.tokenizer, record.inputs.get("input_ids"))
-                record.decoder_tokens = _tokens(self.tokenizer, record.inputs.get("decoder_input_ids"))
-                _store_word_ids(self.tokenizer, record)
+                label_tokens(self.tokenizer, record)
         if self._sink is not None:
             records = [AttentionRecord.load(self.collector.write_streamed(r)) for r in records]
         return records
@@ -388,6 +416,9 @@ class capture:  # noqa: N801 - used as a function-like context manager
     def records(self) -> list[AttentionRecord]:
         """One record per independent forward (a generate() call is one)."""
         if self._records is None:
+            if self._failure is not None:
+                failure = self._failure
+                raise CaptureError(f"the capture failed ({type(failure).__name__}: {failure}); nothing was recorded")
             raise CaptureError("the capture has not finished: read .record after the with-block")
         return self._records
 
@@ -400,40 +431,15 @@ class capture:  # noqa: N801 - used as a function-like context manager
         return records[-1]
 
     def __repr__(self) -> str:
-        state = "finished" if self._records is not None else ("active" if self._entered else "ready")
+        state = "finished" if self._records is not None else (
+            "failed" if self._failure is not None else ("active" if self._entered else "ready"))
         return f"capture({type(self.model).__name__}, {state})"
+
+
+_DROPOUT_NOTE = ("training mode: the weights are the attention probabilities before dropout (recomputed "
+                 "beside the kernel, or read at the input of the module's attention dropout); the model's "
+                 "output used dropped-out weights. Declared modules: what their forward returned")
 
 
 def _dtype_name(dtype: torch.dtype) -> str:
     return str(dtype).replace("torch.", "")
-
-
-def _new_tokens(kwargs, config) -> int:
-    """The most tokens a generate() call may add (max_new_tokens, or max_length minus the input)."""
-    for source in (kwargs, vars(config) if config is not None else {}):
-        value = source.get("max_new_tokens")
-        if isinstance(value, int):
-            return value
-    ids = kwargs.get("input_ids")
-    for source in (kwargs, vars(config) if config is not None else {}):
-        value = source.get("max_length")
-        if isinstance(value, int):
-            return max(value - (ids.shape[-1] if isinstance(ids, torch.Tensor) else 0), 0)
-    return 20  # transformers' default max_length
-
-
-def _store_word_ids(tokenizer, record: AttentionRecord) -> None:
-    """Keep each token's word index in the record (optional metadata ``word_ids``/``decoder_word_ids``),
-    so ``words=True`` views work on the record without the tokenizer's offsets."""
-    from .analysis.words import tokenizer_word_ids
-
-    for key, ids, toks in (("word_ids", record.inputs.get("input_ids"), record.tokens),
-                           ("decoder_word_ids", record.inputs.get("decoder_input_ids"), record.decoder_tokens)):
-        if isinstance(ids, torch.Tensor) and ids.dim() == 2 and toks is not None:
-            record.metadata[key] = tokenizer_word_ids(tokenizer, ids, toks)
-
-
-def _tokens(tokenizer, ids) -> list[list[str]] | None:
-    if ids is None:
-        return None
-    return [tokenizer.convert_ids_to_tokens(row.tolist()) for row in ids]

@@ -19,11 +19,8 @@ import inspect
 import os
 
 from .errors import InputError
+from .limits import MAX_TOKENS_DEFAULT, POSITION_ATTRIBUTES, check_length, position_limit, token_limit  # noqa: F401
 
-MAX_TOKENS_DEFAULT = 512
-
-# config attributes that hold the number of absolute positions a model can embed, most common first
-POSITION_ATTRIBUTES = ("max_position_embeddings", "n_positions", "max_positions", "max_sequence_length")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -130,63 +127,6 @@ def encode(tokenizer, texts):
         raise InputError("the tokenizer has no pad token to batch several texts: set tokenizer.pad_token")
     with borrowed_pad_token(tokenizer):
         return tokenizer(texts, return_tensors="pt", padding=len(texts) > 1)  # one text: no pad token needed
-
-
-# ---------------------------------------------------------------------------------------------
-# the token limit
-# ---------------------------------------------------------------------------------------------
-def position_limit(model) -> int | None:
-    """The number of positions ``model`` (or a config) can embed, where its config says
-    (``max_position_embeddings``, ``n_positions``...); ``None`` for models without absolute
-    positions or without a config."""
-    config = getattr(model, "config", model)
-    for attr in POSITION_ATTRIBUTES:
-        value = getattr(config, attr, None)
-        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
-            return value
-    return None
-
-
-def token_limit(model, max_tokens: int | None = MAX_TOKENS_DEFAULT) -> int | None:
-    """The smaller of ``max_tokens`` and :func:`position_limit` (``None``: no limit known).
-
-    Args:
-        model: a model or its config.
-        max_tokens: the caller's own limit (``None``: only the model's).
-
-    Returns:
-        The limit in tokens, or ``None``.
-    """
-    positions = position_limit(model)
-    limits = [n for n in (max_tokens, positions) if n is not None]
-    return min(limits) if limits else None
-
-
-def check_length(model, length, max_tokens: int | None = None) -> None:
-    """Refuse an input longer than the model can take (or than ``max_tokens``) with an
-    :class:`InputError` naming its length and the limit; what a capture of text calls before the
-    forward, so an over-long input fails here and not inside the position embedding.
-
-    Args:
-        model: the model (or its config) the input is for.
-        length: the input's length in tokens, or the encoding / ``input_ids`` tensor itself
-            (its last dimension).
-        max_tokens: the caller's own limit (``None``: only the model's).
-    """
-    if not isinstance(length, int):
-        ids = length["input_ids"] if isinstance(length, dict) or hasattr(length, "keys") else length
-        length = int(ids.shape[-1])
-    positions = position_limit(model)
-    limit = token_limit(model, max_tokens)
-    if limit is None or length <= limit:
-        return
-    name = type(model).__name__
-    if positions is not None and limit == positions:
-        raise InputError(f"the input is {length} tokens long, over the limit of {limit} tokens for this model "
-                         f"({name} has {positions} positions): shorten the text")
-    more = f" (up to the model's {positions} positions)" if positions is not None else ""
-    raise InputError(f"the input is {length} tokens long, over the limit of {limit} tokens (max_tokens): shorten "
-                     f"the text or raise max_tokens / --max-tokens{more}")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,8 +1,18 @@
-"""Everything a capture may touch on a model, saved on entry and restored on exit."""
+"""What a capture changes on a model, and putting back exactly that on exit.
+
+A capture changes as little as it can: the instance's ``generate`` (a wrapper that guards memory
+and marks generation steps) and, for modules attn-plugins cannot mirror, the attention
+implementation of their configs. Each change is a :class:`~attn_plugins.adapters.scope.SharedPatch`,
+shared by every capture of the same model (in other threads) and undone by the last one to leave,
+and only if it is still in place: a ``model.train()``, ``requires_grad_(False)`` or a new
+``model.generate`` the user sets inside the block is theirs and stays.
+"""
 
 from __future__ import annotations
 
 import torch
+
+from .adapters.scope import SharedPatch, attribute_patch
 
 
 def attn_configs(model: torch.nn.Module) -> list:
@@ -22,21 +32,20 @@ def attn_configs(model: torch.nn.Module) -> list:
 
 
 class ModelState:
-    """Training flags, ``requires_grad``, attention implementations and the instance's ``generate``."""
+    """The changes one capture made (shared patches), released on :meth:`restore`."""
 
-    def __init__(self, model: torch.nn.Module) -> None:
-        self.training = [(m, m.training) for m in model.modules()]
-        self.requires_grad = [(p, p.requires_grad) for p in model.parameters()]
-        self.configs = [(c, c._attn_implementation_internal) for c in attn_configs(model)]
-        self.had_generate = "generate" in vars(model)
+    def __init__(self, session) -> None:
+        self.session = session
+        self.patches: list[SharedPatch] = []
 
-    def restore(self, model: torch.nn.Module) -> None:
-        for config, impl in self.configs:
-            config._attn_implementation_internal = impl
-        for module, mode in self.training:
-            module.training = mode
-        for param, flag in self.requires_grad:
-            if param.requires_grad != flag:
-                param.requires_grad_(flag)
-        if not self.had_generate:
-            vars(model).pop("generate", None)
+    def patch(self, obj, name: str, replacement, *, instance: bool = False) -> SharedPatch:
+        """Replace ``obj.name`` for the capture (``replacement(original, patch)`` builds the new value
+        once for all captures sharing it)."""
+        patch = attribute_patch(obj, name, self.session, replacement, instance=instance)
+        self.patches.append(patch)
+        return patch
+
+    def restore(self) -> None:
+        """Put back what this capture changed (the last capture sharing a change undoes it)."""
+        while self.patches:
+            self.patches.pop().release(self.session)

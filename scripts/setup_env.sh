@@ -29,5 +29,7 @@ fi
 python -m pip install -q "torch==2.13.0"
 python -m pip install -q "transformers==5.24.0"
 python -m pip install -q -c requirements/constraints.txt -e ".[all,test]"
+# independent references for the tests (ferret's evaluators, ...), without their conflicting pins
+python -m pip install -q --no-deps -r requirements/references-nodeps.txt
 # the real allennlp 2.10.1 (--no-deps) and the hook that applies our compatibility patches
 ./scripts/install_allennlp.sh

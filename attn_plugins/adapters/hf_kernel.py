@@ -14,8 +14,9 @@ import torch
 
 from ..errors import CaptureError
 from .base import Session, Target
+from .dropout_probe import Probe
 from .hf_outputs import is_probability
-from .recompute import NEUTRAL_KWARGS, UnsupportedAttentionCall, attention_probs
+from .recompute import NEUTRAL_KWARGS, UnsupportedAttentionCall, attention_probs, own_precision
 
 _INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids")
 
@@ -51,16 +52,26 @@ class TargetHandler:
         self.seen_kernel_call = False
         self.call = None
         self.pending: list[tuple] = []
+        self.probe = Probe()  # training mode: the probabilities before the module's dropout
 
     # forward pre-hook of the target module
     def before(self, module, args) -> None:
         self.seen_kernel_call = False
         self.call = None
         self.pending = []
+        if module.training:
+            self.probe.__enter__()
+
+    def release(self) -> None:
+        """Forget a probe left open by a forward that raised (its forward hook never ran)."""
+        self.probe.__exit__()
+        self.call = None
+        self.pending = []
 
     # forward hook of the target module: emits the block the module returns (a container module
     # that runs several attention blocks returns the last one's weights), or reads eager weights
     def after(self, module, args, output) -> None:
+        self.probe.__exit__()
         returned = None
         if isinstance(output, (tuple, list)) and len(output) > abs(self.output_index):
             returned = output[self.output_index]
@@ -76,6 +87,9 @@ class TargetHandler:
                 self.layout.note(probs, self.call)
             self.pending = []
             return
+        placed = returned  # the tensor the model's output holds (after dropout in training mode)
+        if isinstance(returned, torch.Tensor) and module.training:
+            returned = self.probe.first(returned)  # the same thing the recompute paths store
         if not isinstance(returned, torch.Tensor) or returned.dim() != 4 or not is_probability(returned):
             self.session.warn_once(
                 f"attention module {self.target.name!r} returned no attention probabilities and made no call "
@@ -86,7 +100,7 @@ class TargetHandler:
         if call is not None:
             self.session.emit(call, returned.detach())
             if self.layout is not None:
-                self.layout.note(returned, call)
+                self.layout.note(placed, call)
 
     def on_kernel_call(self, module, query, key, value, attention_mask, kwargs, kernel):
         """A call of the attention function (``kernel``: "sdpa", "flex", "flash" or "unknown").
@@ -99,7 +113,7 @@ class TargetHandler:
             self.call = self.session.begin_call(self.target, query.shape[2], key.shape[2], num_heads=query.shape[1])
         if self.call is None:
             return None
-        with torch.no_grad():
+        with own_precision():
             probs = self._probs(module, query, key, value, attention_mask, kwargs, kernel, self.call.heads)
         self.pending.append((probs, query.detach(), key.detach()))
         # handed back only with every head: a module may reshape its weights by its head count

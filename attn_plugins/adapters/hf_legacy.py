@@ -5,14 +5,19 @@ capture the model is asked for them (see :mod:`.hf_outputs`): every attention fi
 nested outputs included, becomes record layers in the model's own order and layout, and the user
 gets the output without them, as their call would have returned it. How many layers there are is
 read from the output, not guessed from config attribute names (Canine, Funnel, PVT, GLPN, FLAVA
-keep their depth elsewhere or return more entries than ``num_hidden_layers``).
+keep their depth elsewhere or return more entries than ``num_hidden_layers``). A call that asked
+for a tuple (``return_dict=False``) is run with ``return_dict=True`` and handed back as
+``ModelOutput.to_tuple()``; in training mode the probabilities before dropout are stored.
 """
 
 from __future__ import annotations
 
 from .base import Session, Target
+from .dropout_probe import watch_dropout
 from .hf_kernel import owner_inputs
 from .hf_outputs import OutputLayout, asks_output_attentions
+from .hooks import remove_hooks
+
 
 def _attention_modules(model) -> int:
     return sum(1 for m in model.modules() if type(m).__name__.endswith(("Attention", "SelfAttention")))
@@ -36,16 +41,22 @@ class LegacyOutputs:
         self.model = model
         self.layout = OutputLayout(session, model)
         self.handles: list = []
+        self._dropout = None
 
     def attach(self) -> None:
         self.handles.append(self.model.register_forward_pre_hook(self._begin, with_kwargs=True))
+        self._dropout = watch_dropout(self.session)  # training mode: each layer's probabilities before dropout
         self.layout.attach()
 
     def detach(self) -> None:
-        from .hooks import remove_hooks
-
         errors = remove_hooks(self.handles)
-        self.layout.detach()
+        try:
+            self.layout.detach()
+        except Exception as exc:  # noqa: BLE001 - the dropout wrapper is released all the same
+            errors.append(exc)
+        if self._dropout is not None:
+            self._dropout.release(self.session)
+            self._dropout = None
         if errors:
             raise errors[0]
 

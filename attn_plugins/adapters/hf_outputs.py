@@ -8,7 +8,11 @@ would ask for it, the kernel wrapper hands each captured probability block back 
 its weights, and the model's own recording (``_can_record_outputs``, its output classes, its
 nesting) places them. :class:`OutputLayout` reads the placement from the output (by tensor
 identity), records it in ``record.metadata["hf_outputs"]`` for ``as_hf_outputs()``, and hands the
-user the output they asked for: the same object without the attention fields it added.
+user the output they asked for: the same object without the attention fields it added, or, for a
+call that asked for a tuple (``return_dict=False``), ``ModelOutput.to_tuple()`` of it (the call runs
+with ``return_dict=True`` so that the fields have names). In training mode, weights the model returns
+after its dropout are replaced by the probabilities before it (:mod:`.dropout_probe`; the caller
+installs the dropout wrapper).
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import re
 import torch
 
 from .base import Target
+from .dropout_probe import Probe
 from .hooks import remove_hooks
 
 LAYOUT_KEY = "hf_outputs"
@@ -104,11 +109,15 @@ def tensor_key(tensor: torch.Tensor) -> tuple:
 
 def asks_output_attentions(model) -> bool:
     """Whether ``model.forward`` takes ``output_attentions`` (by name or through ``**kwargs``)."""
+    return _takes(model, "output_attentions")
+
+
+def _takes(model, name: str) -> bool:
     try:
         params = inspect.signature(type(model).forward).parameters
     except (TypeError, ValueError):
         return False
-    return "output_attentions" in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
+    return name in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
 
 
 class OutputLayout:
@@ -133,8 +142,10 @@ class OutputLayout:
         self.by_field: dict[tuple, Target] = {}
         self.handles: list = []
         self.asking = False  # this pass was asked for attentions by us (the kernel hands weights back)
-        self._depth = 0
-        self._added: list[bool] = []
+        self._calls: list[tuple[bool, bool]] = []  # (attentions added, tuple wanted) per open model call
+        self._probe = Probe(limit=None)  # training mode: the dropout inputs outside the hooked modules
+        self._attached = False
+        self._takes_return_dict = _takes(model, "return_dict")
         self._known: dict[tuple, tuple] = {}
         self.layout: dict[str, list[tuple]] = {}
         self.shapes: dict[tuple, list[int]] = {}  # layer key -> the two axes a 5-D field keeps merged in dim 1
@@ -147,9 +158,16 @@ class OutputLayout:
         self._flags_before = {id(m): m.__dict__.get(_INSTALLED_FLAG) for m in self.model.modules()}
         self.handles.append(self.model.register_forward_pre_hook(self._before, with_kwargs=True))
         self.handles.append(self.model.register_forward_hook(self._after))
+        self._attached = True
 
     def detach(self) -> None:
         errors = remove_hooks(self.handles)
+        self._probe.__exit__()
+        self._calls.clear()
+        self.asking = False
+        if not self._attached:
+            return
+        self._attached = False
         for module in self.model.modules():
             before = self._hooks_before.get(id(module), set())
             for key in [k for k in module._forward_hooks if k not in before]:
@@ -168,28 +186,43 @@ class OutputLayout:
             self._known[tensor_key(tensor)] = (call.target.stack, call.target.kind, call.index)
 
     def _before(self, module, args, kwargs):
-        add = (not kwargs.get("output_attentions") and kwargs.get("return_dict", True) is not False
-               and getattr(self.model.config, "return_dict", True) is not False)
-        self._added.append(add)
+        config = getattr(self.model, "config", None)
+        asked = kwargs.get("return_dict")
+        wants_tuple = self._takes_return_dict and (
+            asked is False or (asked is None and getattr(config, "return_dict", True) is False))
+        add = not kwargs.get("output_attentions")
+        if not self._calls and self.model.training:
+            self._probe.__enter__()
+        self._calls.append((add, wants_tuple))
         self.asking = self.asking or add
+        changes = {}
         if add:
-            kwargs = {**kwargs, "output_attentions": True}
-            return args, kwargs
-        return None
+            changes["output_attentions"] = True
+        if wants_tuple:
+            changes["return_dict"] = True
+        return (args, {**kwargs, **changes}) if changes else None
 
     def _after(self, module, args, output):
-        added = self._added.pop() if self._added else False
-        if not self._added:
+        added, wants_tuple = self._calls.pop() if self._calls else (False, False)
+        before_dropout: list = []
+        if not self._calls:
             self.asking = False
+            self._probe.__exit__()
+            before_dropout, self._probe.seen = self._probe.seen, []
+        fields = attention_fields(output)
         layout: dict[str, list[tuple]] = {}
-        for path, tensors in attention_fields(output).items():
+        for path, tensors in fields.items():
+            kept = before_dropout if module.training and len(fields) == 1 else []
+            if len(kept) != len(tensors) or not all(
+                    isinstance(t, torch.Tensor) and k.shape == t.shape for k, t in zip(kept, tensors)):
+                kept = []
             keys = []
             for position, tensor in enumerate(tensors):
                 if not isinstance(tensor, torch.Tensor):
                     continue
                 key = self._known.get(tensor_key(tensor))
                 if key is None:
-                    key = self._adopt(path, position, tensor)
+                    key = self._adopt(path, position, kept[position] if kept else tensor)
                 if key is not None:
                     keys.append(key)
             if keys:
@@ -197,7 +230,10 @@ class OutputLayout:
         if layout:
             self.layout = layout
         self._known.clear()
-        return without_attentions(output) if added else None
+        if not (added or wants_tuple):
+            return None
+        result = without_attentions(output) if added else output
+        return result.to_tuple() if wants_tuple and hasattr(result, "to_tuple") else result
 
     def _finish(self, segment, record) -> None:
         if not self.layout:

@@ -20,18 +20,21 @@ from ..errors import CaptureError
 from .base import Adapter, Target
 from .hf_kernel import TargetHandler, is_hf_model, owner_inputs
 from .hf_legacy import LegacyOutputs, legacy_targets
+from .dropout_probe import watch_dropout
 from .hf_outputs import OutputLayout, asks_output_attentions
 from .hooks import remove_hooks
+from .scope import attribute_patch, first_active, item_patch, original_value
 from .sdpa_intercept import SdpaInterception, calls_sdpa_directly, direct_sdpa_targets
 from .source import forward_mentions
 
 KERNELS = {"sdpa": "sdpa", "flex_attention": "flex"}
 _ROUTING_MARKERS = ("ALL_ATTENTION_FUNCTIONS", "attention_interface", "get_interface")
 
-# module (the one an attention function receives) -> handler of the capture watching it
-_HANDLERS: dict[int, TargetHandler] = {}
-# implementation name -> [original function, number of captures using the wrapper]
-_WRAPPED: dict[str, list] = {}
+# module (the one an attention function receives) -> handlers of the captures watching it (one per
+# capture; each capture is active in its own thread or task, see attn_plugins.adapters.scope)
+_HANDLERS: dict[int, list[TargetHandler]] = {}
+# implementation name -> the shared wrapper patch of AttentionInterface's entry
+_WRAPPED: dict[str, object] = {}
 _LOCK = threading.RLock()
 
 
@@ -149,6 +152,17 @@ def _routes_through_interface(module) -> bool:
 
 
 def _impl_of(target: Target) -> str | None:
+    """The module's attention implementation (as the user set it, even while a capture in another
+    thread has switched the module to an eager copy of its config)."""
+    config = getattr(target.module, "config", None)
+    if config is not None:
+        config = original_value(target.module, "config", config)
+    config = config or getattr(target.owner, "config", None)
+    return original_value(config, "_attn_implementation_internal", getattr(config, "_attn_implementation", None))
+
+
+def _current_impl(target: Target) -> str | None:
+    """The implementation the module runs now (its eager copy while :meth:`_switch_only` holds it)."""
     config = getattr(target.module, "config", None) or getattr(target.owner, "config", None)
     return getattr(config, "_attn_implementation", None)
 
@@ -157,11 +171,13 @@ def _impl_of(target: Target) -> str | None:
 # the wrapper around ALL_ATTENTION_FUNCTIONS entries
 # ---------------------------------------------------------------------------------------------
 def _make_wrapper(impl: str, original):
+    """The kernel wrapper: closes over ``original``, so it keeps working after it was uninstalled."""
     signature = inspect.signature(original)
     kernel = _kernel_for(impl)
 
     def attn_plugins_capture_wrapper(module, query, key, value, attention_mask, *args, **kwargs):
-        handler = _HANDLERS.get(id(module))
+        handlers = _HANDLERS.get(id(module))
+        handler = first_active(handlers) if handlers else None  # the capture of this thread/task, if any
         if handler is not None and handler.layout is not None and handler.layout.asking:
             kwargs.pop("output_attentions", None)  # asked by the capture, not by the user: no kernel warning
         output = original(module, query, key, value, attention_mask, *args, **kwargs)
@@ -180,32 +196,24 @@ def _make_wrapper(impl: str, original):
     return attn_plugins_capture_wrapper
 
 
-def _install_wrapper(impl: str) -> None:
+def _install_wrapper(impl: str, session):
+    """Share the wrapper of AttentionInterface's ``impl`` entry (installed by the first capture)."""
     from transformers.modeling_utils import AttentionInterface
 
+    mapping = AttentionInterface._global_mapping
     with _LOCK:
-        mapping = AttentionInterface._global_mapping
-        if impl in _WRAPPED:
-            _WRAPPED[impl][1] += 1
-            return
         if impl not in mapping:
             raise CaptureError(f"attention implementation {impl!r} is not registered in transformers' AttentionInterface")
-        original = mapping[impl]
-        mapping[impl] = _make_wrapper(impl, original)
-        _WRAPPED[impl] = [original, 1]
+        patch = item_patch(mapping, impl, session, lambda original, _patch: _make_wrapper(impl, original))
+        _WRAPPED[impl] = patch
+        return patch
 
 
-def _remove_wrapper(impl: str) -> None:
-    from transformers.modeling_utils import AttentionInterface
-
+def _remove_wrapper(patch, session) -> None:
     with _LOCK:
-        entry = _WRAPPED.get(impl)
-        if entry is None:
-            return
-        entry[1] -= 1
-        if entry[1] <= 0:
-            AttentionInterface._global_mapping[impl] = entry[0]
-            del _WRAPPED[impl]
+        patch.release(session)
+        if not patch.users and _WRAPPED.get(patch.key[2]) is patch:
+            del _WRAPPED[patch.key[2]]
 
 
 class HuggingFaceAdapter(Adapter):
@@ -217,13 +225,13 @@ class HuggingFaceAdapter(Adapter):
     def __init__(self, session) -> None:
         super().__init__(session)
         self.handles: list = []
-        self.wrapped: list[str] = []
-        self.handlers: list[int] = []
+        self.wrapped: list = []  # shared patches of AttentionInterface entries
+        self.switched: list = []  # shared patches of configs switched to eager (and of torch's dropout)
+        self.handlers: list[tuple[int, TargetHandler]] = []
         self._found: list = []
         self._legacy = None
         self._intercepted = None
         self._layout = None
-        self._configs: list = []  # (module, its own config) for modules switched to eager alone
 
     @classmethod
     def matches(cls, model) -> bool:
@@ -264,6 +272,7 @@ class HuggingFaceAdapter(Adapter):
             self._legacy.attach()
             return
         targets_with_index = self._found
+        self.switched.append(watch_dropout(session))  # eager weights in training mode: before dropout
         if self._intercepted is not None:
             self._intercepted.attach()
         impls = {}
@@ -282,7 +291,7 @@ class HuggingFaceAdapter(Adapter):
                 "attn_implementation='eager' for the duration of the capture (restored afterwards)"
             )
             self._switch_only([t for t, _ in targets_with_index if impls[t.name] == "switch"])
-            impls = {t.name: _impl_of(t) for t, _ in targets_with_index}
+            impls = {t.name: _current_impl(t) for t, _ in targets_with_index}
         if asks_output_attentions(model):
             self._layout = OutputLayout(session, model, adopted_stack="outputs")
         owners = []
@@ -291,37 +300,43 @@ class HuggingFaceAdapter(Adapter):
             self.handles.append(target.module.register_forward_pre_hook(handler.before))
             self.handles.append(target.module.register_forward_hook(handler.after))
             with _LOCK:
-                for sub in target.module.modules():
-                    if id(sub) in _HANDLERS:
+                for sub in target.module.modules():  # another capture of this module in this thread/task
+                    if first_active(_HANDLERS.get(id(sub), ())) is not None:
                         raise CaptureError(f"module {target.name!r} is already being captured by another capture")
                 for sub in target.module.modules():
-                    _HANDLERS[id(sub)] = handler
-                    self.handlers.append(id(sub))
+                    _HANDLERS.setdefault(id(sub), []).append(handler)
+                    self.handlers.append((id(sub), handler))
             if target.owner not in owners:
                 owners.append(target.owner)
         for owner in owners:
             self.handles.append(owner.register_forward_pre_hook(self._begin_pass(owner), with_kwargs=True))
         for impl in sorted({i for i in impls.values() if _kernel_for(i) is not None}):
-            _install_wrapper(impl)
-            self.wrapped.append(impl)
+            self.wrapped.append(_install_wrapper(impl, session))
         if self._layout is not None:
             self._layout.attach()
 
     def _switch_only(self, targets) -> None:
         """Run only ``targets`` with eager attention: the modules inside them that read a config get a
         copy set to eager, so the rest of the model keeps its kernel and its outputs stay identical
-        (a module that reads no config has no eager variant to switch to)."""
+        (a module that reads no config has no eager variant to switch to). Each module's ``config``
+        goes through a shared patch (:mod:`.scope`): captures in other threads share it, the last one
+        puts the module's own config back."""
         import copy
 
         holders = [m for t in targets for m in t.module.modules() if hasattr(m.__dict__.get("config"), "to_dict")]
         copies: dict[int, object] = {}
-        for module in holders:
-            original = module.__dict__["config"]
+
+        def eager_copy(original, _patch):
             if id(original) not in copies:
                 copies[id(original)] = copy.copy(original)
                 copies[id(original)]._attn_implementation_internal = "eager"
-            self._configs.append((module, original))
-            module.__dict__["config"] = copies[id(original)]
+            return copies[id(original)]
+
+        seen: set[int] = set()
+        for module in holders:
+            if id(module) not in seen:
+                seen.add(id(module))
+                self.switched.append(attribute_patch(module, "config", self.session, eager_copy, instance=True))
 
     def _begin_pass(self, owner):
         session = self.session
@@ -332,19 +347,26 @@ class HuggingFaceAdapter(Adapter):
         return hook
 
     def detach(self) -> None:
-        for module, config in self._configs:
-            module.__dict__["config"] = config
-        self._configs.clear()
+        errors = []
         for extra in (self._legacy, self._intercepted, self._layout):
             if extra is not None:
-                extra.detach()
-        errors = remove_hooks(self.handles)
+                try:
+                    extra.detach()
+                except Exception as exc:  # noqa: BLE001 - the rest is undone all the same
+                    errors.append(exc)
+        errors += remove_hooks(self.handles)
         with _LOCK:
-            for key in self.handlers:
-                _HANDLERS.pop(key, None)
+            for key, handler in self.handlers:
+                handler.release()
+                remaining = [h for h in _HANDLERS.get(key, ()) if h is not handler]
+                if remaining:
+                    _HANDLERS[key] = remaining
+                else:
+                    _HANDLERS.pop(key, None)
         self.handlers.clear()
-        for impl in self.wrapped:
-            _remove_wrapper(impl)
-        self.wrapped.clear()
+        while self.wrapped:
+            _remove_wrapper(self.wrapped.pop(), self.session)
+        while self.switched:  # the eager config copies and torch's dropout wrapper
+            self.switched.pop().release(self.session)
         if errors:
             raise errors[0]

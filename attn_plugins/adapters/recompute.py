@@ -8,6 +8,8 @@ modified, so the model's outputs stay bit-identical.
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 
 # Keyword arguments that attention functions receive but that do not change the probabilities.
@@ -19,6 +21,15 @@ NEUTRAL_KWARGS = frozenset(
         "max_length_k", "target_dtype", "output_hidden_states", "token_type_ids",
     }
 )
+
+
+@contextlib.contextmanager
+def own_precision():
+    """No autograd and no autocast (CPU or CUDA) for a recompute: the probabilities are computed in the
+    dtype the capture chose, whatever ``torch.autocast`` the user's forward runs under (under a
+    bfloat16 autocast the scores would come out in bfloat16 and the float32 mask fill would overflow)."""
+    with torch.no_grad(), torch.autocast("cpu", enabled=False), torch.autocast("cuda", enabled=False):
+        yield
 
 
 class UnsupportedAttentionCall(Exception):

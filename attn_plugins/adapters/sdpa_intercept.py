@@ -16,10 +16,9 @@ import torch
 from .base import Session, Target
 from .hf_kernel import TargetHandler, owner_inputs
 from .hooks import remove_hooks
+from .scope import attribute_patch
 from .source import forward_mentions
 
-_LOCK = threading.RLock()
-_STATE = {"original": None, "users": 0}
 _CURRENT = threading.local()  # the watched module running in this thread (a stack, for nesting)
 
 
@@ -40,32 +39,21 @@ def direct_sdpa_targets(model, stack_of) -> list[Target]:
     return found
 
 
-def _wrapper(query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None, enable_gqa=False,
-             **kwargs):
-    original = _STATE["original"]
-    output = original(query, key, value, attn_mask=attn_mask, dropout_p=dropout_p, is_causal=is_causal,
-                      scale=scale, enable_gqa=enable_gqa, **kwargs)
-    stack = getattr(_CURRENT, "stack", None)
-    if stack:
-        handler = stack[-1]
-        handler.on_sdpa(query, key, attn_mask, is_causal, scale)
-    return output
+def _make_wrapper(original, _patch):
+    """The torch function wrapper: closes over ``original``, so a call that fetched it just before the
+    last capture uninstalled it still works."""
 
+    def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None,
+                                     enable_gqa=False, **kwargs):
+        output = original(query, key, value, attn_mask=attn_mask, dropout_p=dropout_p, is_causal=is_causal,
+                          scale=scale, enable_gqa=enable_gqa, **kwargs)
+        stack = getattr(_CURRENT, "stack", None)  # only hooks of a capture active in this thread push here
+        if stack:
+            stack[-1].on_sdpa(query, key, attn_mask, is_causal, scale)
+        return output
 
-def _install() -> None:
-    with _LOCK:
-        if _STATE["users"] == 0:
-            _STATE["original"] = torch.nn.functional.scaled_dot_product_attention
-            torch.nn.functional.scaled_dot_product_attention = _wrapper
-        _STATE["users"] += 1
-
-
-def _uninstall() -> None:
-    with _LOCK:
-        _STATE["users"] -= 1
-        if _STATE["users"] == 0:
-            torch.nn.functional.scaled_dot_product_attention = _STATE["original"]
-            _STATE["original"] = None
+    scaled_dot_product_attention.__wrapped__ = original
+    return scaled_dot_product_attention
 
 
 class _Handler:
@@ -88,6 +76,7 @@ class _Handler:
         if self.core.seen_kernel_call:
             self.core.after(module, args, output)
         else:
+            self.core.release()
             self.session.warn_once(f"attention module {self.target.name!r} ran without calling "
                                    "scaled_dot_product_attention; this call was not captured")
 
@@ -103,7 +92,8 @@ class SdpaInterception:
         self.session = session
         self.targets = targets
         self.handles: list = []
-        self.installed = False
+        self.handlers: list[_Handler] = []
+        self.patch = None
 
     def attach(self) -> None:
         session = self.session
@@ -117,17 +107,21 @@ class SdpaInterception:
                 with_kwargs=True))
         for target in self.targets:
             handler = _Handler(self.session, target)
+            self.handlers.append(handler)
             self.handles.append(target.module.register_forward_pre_hook(handler.before))
             self.handles.append(target.module.register_forward_hook(handler.after))
-        _install()
-        self.installed = True
+        self.patch = attribute_patch(torch.nn.functional, "scaled_dot_product_attention", session, _make_wrapper)
 
     def detach(self) -> None:
         errors = remove_hooks(self.handles)
-        if self.installed:
-            self.installed = False
-            _uninstall()
-        if getattr(_CURRENT, "stack", None):
-            _CURRENT.stack.clear()
+        if self.patch is not None:
+            self.patch.release(self.session)
+            self.patch = None
+        stack = getattr(_CURRENT, "stack", None)
+        if stack:  # a forward interrupted by an exception: drop this capture's entries (this thread's only)
+            stack[:] = [h for h in stack if h not in self.handlers]
+        for handler in self.handlers:
+            handler.core.release()
+        self.handlers.clear()
         if errors:
             raise errors[0]

@@ -55,14 +55,15 @@ from .hf_kernel import is_hf_model
 from .hf_nested import NestedHuggingFace, hf_roots
 from .hooks import remove_hooks
 from .mha import bind_mha_call, mha_forward, mha_queries_keys, mha_weights, queries_are_keys, seq_len
+from .scope import first_active
 
 _CROSS_MARKERS = ("cross", "encoder_attn", "enc_attn", "encdec", "enc_dec", "src_attn", "context_attn",
                   "memory_attn", "mem_attn", "source_attn")
 _INPUT_KEYS = ("input_ids", "src", "source", "tokens")
 _DECODER_INPUT_KEYS = ("decoder_input_ids", "tgt", "trg", "target", "tgt_in")
 
-# id(module) -> the adapter watching it (one capture per module at a time)
-_WATCHED: dict[int, "TorchAdapter"] = {}
+# id(module) -> the adapters watching it (at most one per thread or task: attn_plugins.adapters.scope)
+_WATCHED: dict[int, list] = {}
 _LOCK = threading.RLock()
 
 
@@ -206,11 +207,12 @@ class TorchAdapter(Adapter):
         with _LOCK:
             for entry in self._entries:
                 for sub in entry.target.module.modules():
-                    if id(sub) in _WATCHED and _WATCHED[id(sub)] is not self:
+                    other = first_active([a for a in _WATCHED.get(id(sub), ()) if a is not self])
+                    if other is not None:
                         raise CaptureError(f"module {entry.target.name!r} is already being captured by another capture")
             for entry in self._entries:
                 for sub in entry.target.module.modules():
-                    _WATCHED[id(sub)] = self
+                    _WATCHED.setdefault(id(sub), []).append(self)
                     self._watched.append(id(sub))
         by_name = dict(model.named_modules())
         layers = []
@@ -246,8 +248,11 @@ class TorchAdapter(Adapter):
         errors = remove_hooks(self.handles)
         with _LOCK:
             for key in self._watched:
-                if _WATCHED.get(key) is self:
-                    del _WATCHED[key]
+                remaining = [a for a in _WATCHED.get(key, ()) if a is not self]
+                if remaining:
+                    _WATCHED[key] = remaining
+                else:
+                    _WATCHED.pop(key, None)
         self._watched.clear()
         for table in (self._pre, self._post, self._calls, self._layer_of, self._layer_ran_mha, self._encoder_len,
                       self._cross_twins):

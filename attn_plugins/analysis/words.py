@@ -245,3 +245,19 @@ def merge_attention(weights: torch.Tensor, query_groups: list[list[int]],
     cols = _membership(key_groups, k, compute, w.device)
     merged = rows @ w @ cols.transpose(0, 1)
     return merged.to(weights.dtype)
+
+
+def label_tokens(tokenizer, record) -> None:
+    """Give ``record`` its token strings (``tokens``/``decoder_tokens``) and each token's word index
+    (optional metadata ``word_ids``/``decoder_word_ids``, so ``words=True`` views work on the record
+    without the tokenizer's offsets), from the ids in ``record.inputs``."""
+    for attr, key, name in (("tokens", "word_ids", "input_ids"), ("decoder_tokens", "decoder_word_ids",
+                                                                  "decoder_input_ids")):
+        ids = record.inputs.get(name)
+        if ids is None:
+            setattr(record, attr, None)
+            continue
+        tokens = [tokenizer.convert_ids_to_tokens(row.tolist()) for row in ids]
+        setattr(record, attr, tokens)
+        if isinstance(ids, torch.Tensor) and ids.dim() == 2:
+            record.metadata[key] = tokenizer_word_ids(tokenizer, ids, tokens)

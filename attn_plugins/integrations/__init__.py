@@ -71,6 +71,14 @@ def _comparison(result, **options):
     return export_comparison(result, **options)
 
 
+def _generation(result, **options):
+    """Generation attribution page: target tokens clickable, their source attributions shaded."""
+    from ..generation.views import export_generation
+
+    return export_generation(result, **options)
+
+
+EXPORTERS.register("generation", _generation)
 EXPORTERS.register("captum", _captum)
 EXPORTERS.register("allennlp", _allennlp)
 EXPORTERS.register("saliency", _saliency)

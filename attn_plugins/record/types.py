@@ -164,7 +164,7 @@ class AttentionRecord:
             if toks:
                 preview = " ".join(toks[0][:24]) + (" ..." if len(toks[0]) > 24 else "")
                 lines.append(f"  {label} (item 0, {len(toks[0])}): {preview}")
-        for key in ("generated", "precision"):
+        for key in ("generated", "precision", "dropout"):
             if key in self.metadata:
                 lines.append(f"  {key}: {self.metadata[key]}")
         return "\n".join(lines)

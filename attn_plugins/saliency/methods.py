@@ -62,8 +62,12 @@ def _quiet_captum():
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=r".*(hooks|non-linear|nonlinear).*")
         warnings.filterwarnings("ignore", category=UserWarning, module=r"captum\..*")
+        warnings.filterwarnings("ignore", message=r"Multiple layers provided")
         warnings.filterwarnings("ignore", message=r"Input Tensor \d+ did not already require gradients")
         yield
+
+
+quiet_captum = _quiet_captum  # public name: generation attribution filters Captum's warnings the same way
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,0 +1,129 @@
+"""Bounds a capture checks before the model runs, so bad input fails with a clear message and not
+deep inside torch (or after minutes of work).
+
+* Length: an input longer than the model's learned absolute positions (BERT's 512) is refused
+  at the capture's forward pre-hook with :func:`check_length`'s message
+  (its length and the limit). Models with relative or rotary positions have no such limit.
+* Selections: ``layers=`` and ``heads=`` lists longer than any model has are refused at once
+  (not sorted, hashed and compared entry by entry).
+* Batch and lengths: the memory guard (:mod:`attn_plugins.budget`) refuses a forward whose
+  attention would exceed its budget, from batch x heads x queries x keys, before it runs.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .errors import InputError
+
+MAX_TOKENS_DEFAULT = 512
+# config attributes that hold the number of absolute positions a model can embed, most common first
+POSITION_ATTRIBUTES = ("max_position_embeddings", "n_positions", "max_positions", "max_sequence_length")
+MAX_SELECTION = 65536  # more layers or heads than any model has: a selection this long is a mistake
+_POSITION_NAMES = ("pos", "wpe")
+_LENGTH_INPUTS = (("input_ids", False), ("inputs_embeds", True), ("decoder_input_ids", False),
+                  ("decoder_inputs_embeds", True))
+
+
+def position_limit(model) -> int | None:
+    """The number of positions ``model`` (or a config) can embed, where its config says
+    (``max_position_embeddings``, ``n_positions``...); ``None`` for models without absolute
+    positions or without a config."""
+    config = getattr(model, "config", model)
+    for attr in POSITION_ATTRIBUTES:
+        value = getattr(config, attr, None)
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            return value
+    return None
+
+
+def token_limit(model, max_tokens: int | None = MAX_TOKENS_DEFAULT) -> int | None:
+    """The smaller of ``max_tokens`` and :func:`position_limit` (``None``: no limit known).
+
+    Args:
+        model: a model or its config.
+        max_tokens: the caller's own limit (``None``: only the model's).
+
+    Returns:
+        The limit in tokens, or ``None``.
+    """
+    positions = position_limit(model)
+    limits = [n for n in (max_tokens, positions) if n is not None]
+    return min(limits) if limits else None
+
+
+def check_length(model, length, max_tokens: int | None = None) -> None:
+    """Refuse an input longer than the model can take (or than ``max_tokens``) with an
+    :class:`InputError` naming its length and the limit; what a capture of text calls before the
+    forward, so an over-long input fails here and not inside the position embedding.
+
+    Args:
+        model: the model (or its config) the input is for.
+        length: the input's length in tokens, or the encoding / ``input_ids`` tensor itself
+            (its last dimension).
+        max_tokens: the caller's own limit (``None``: only the model's).
+    """
+    if not isinstance(length, int):
+        ids = length["input_ids"] if isinstance(length, dict) or hasattr(length, "keys") else length
+        length = int(ids.shape[-1])
+    positions = position_limit(model)
+    limit = token_limit(model, max_tokens)
+    if limit is None or length <= limit:
+        return
+    name = type(model).__name__
+    if positions is not None and limit == positions:
+        raise InputError(f"the input is {length} tokens long, over the limit of {limit} tokens for this model "
+                         f"({name} has {positions} positions): shorten the text")
+    more = f" (up to the model's {positions} positions)" if positions is not None else ""
+    raise InputError(f"the input is {length} tokens long, over the limit of {limit} tokens (max_tokens): shorten "
+                     f"the text or raise max_tokens / --max-tokens{more}")
+
+
+def check_selection(name: str, values: list | None) -> None:
+    """Refuse a ``layers=`` / ``heads=`` selection longer than :data:`MAX_SELECTION` entries."""
+    if values is not None and len(values) > MAX_SELECTION:
+        raise InputError(f"{name}= selects {len(values)} entries; no model has more than {MAX_SELECTION} "
+                         f"{name}: pass the indices you want (or None for all)")
+
+
+def absolute_position_limit(model) -> int | None:
+    """The length limit of a model with learned absolute position embeddings (``None``: no known limit)."""
+    limit = position_limit(model)
+    if limit is None:
+        return None
+    for name, module in model.named_modules():
+        if (isinstance(module, torch.nn.Embedding) and module.num_embeddings in (limit, limit + 2)
+                and any(part in name.rsplit(".", 1)[-1].lower() for part in _POSITION_NAMES)):
+            return limit
+    return None
+
+
+def check_forward_inputs(model, limit: int | None, args: tuple, kwargs: dict) -> None:
+    """Refuse a forward whose input (or decoder input) is longer than the model's absolute positions.
+
+    Args:
+        model: the captured model.
+        limit: :func:`absolute_position_limit` of the model (``None``: nothing to check).
+        args: the forward's positional arguments (the first may be the token ids).
+        kwargs: its keyword arguments.
+    """
+    if limit is None:
+        return
+    for name, embeds in _LENGTH_INPUTS:
+        value = kwargs.get(name)
+        if value is None and name == "input_ids" and args and isinstance(args[0], torch.Tensor) \
+                and not args[0].is_floating_point():
+            value = args[0]
+        if isinstance(value, torch.Tensor) and value.dim() >= (3 if embeds else 2):
+            past = _past_length(kwargs)
+            check_length(model, int(value.shape[1]) + past)
+
+
+def _past_length(kwargs: dict) -> int:
+    cache = kwargs.get("past_key_values")
+    if cache is None:
+        return 0
+    try:
+        return int(cache.get_seq_length()) if hasattr(cache, "get_seq_length") else int(cache[0][0].shape[-2])
+    except Exception:  # noqa: BLE001 - an unknown cache layout: nothing to add
+        return 0
