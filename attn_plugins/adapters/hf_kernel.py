@@ -15,6 +15,7 @@ import torch
 from ..errors import CaptureError
 from .base import Session, Target
 from .dropout_probe import Probe
+from .hf_outputs import is_probability
 from .recompute import NEUTRAL_KWARGS, UnsupportedAttentionCall, attention_probs, own_precision
 
 _INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids")
@@ -43,56 +44,81 @@ class TargetHandler:
         output_index: where the module's output tuple holds its weights (eager models).
     """
 
-    def __init__(self, session: Session, target: Target, output_index: int) -> None:
+    def __init__(self, session: Session, target: Target, output_index: int, layout=None) -> None:
         self.session = session
         self.target = target
         self.output_index = output_index
+        self.layout = layout  # hf_outputs.OutputLayout: notes where the model puts each block
         self.seen_kernel_call = False
+        self.call = None
+        self.pending: list[tuple] = []
         self.probe = Probe()  # training mode: the probabilities before the module's dropout
 
     # forward pre-hook of the target module
     def before(self, module, args) -> None:
         self.seen_kernel_call = False
+        self.call = None
+        self.pending = []
         if module.training:
             self.probe.__enter__()
 
     def release(self) -> None:
         """Forget a probe left open by a forward that raised (its forward hook never ran)."""
         self.probe.__exit__()
+        self.call = None
+        self.pending = []
 
-    # forward hook of the target module: eager models (or any call the wrapper did not see)
+    # forward hook of the target module: emits the block the module returns (a container module
+    # that runs several attention blocks returns the last one's weights), or reads eager weights
     def after(self, module, args, output) -> None:
         self.probe.__exit__()
-        if self.seen_kernel_call:
-            return
-        weights = None
+        returned = None
         if isinstance(output, (tuple, list)) and len(output) > abs(self.output_index):
-            weights = output[self.output_index]
-            if isinstance(weights, torch.Tensor) and module.training:
-                weights = self.probe.first(weights)  # the same thing the recompute paths store
-        if not isinstance(weights, torch.Tensor) or weights.dim() != 4:
+            returned = output[self.output_index]
+        if self.seen_kernel_call:
+            if self.call is None or not self.pending:
+                return
+            chosen = next((p for p in self.pending if p[0] is returned), self.pending[-1])
+            probs, query, key = chosen
+            kept = self.session.keep_queries_keys
+            self.session.emit(self.call, probs, queries=query if kept else None, keys=key if kept else None,
+                              heads_selected=True)
+            if self.layout is not None:
+                self.layout.note(probs, self.call)
+            self.pending = []
+            return
+        placed = returned  # the tensor the model's output holds (after dropout in training mode)
+        if isinstance(returned, torch.Tensor) and module.training:
+            returned = self.probe.first(returned)  # the same thing the recompute paths store
+        if not isinstance(returned, torch.Tensor) or returned.dim() != 4 or not is_probability(returned):
             self.session.warn_once(
-                f"attention module {self.target.name!r} returned no attention weights and made no call through "
-                "transformers' AttentionInterface; this layer was not captured"
+                f"attention module {self.target.name!r} returned no attention probabilities and made no call "
+                "through transformers' AttentionInterface; this layer was not captured"
             )
             return
-        call = self.session.begin_call(self.target, weights.shape[2], weights.shape[3])
+        call = self.session.begin_call(self.target, returned.shape[2], returned.shape[3])
         if call is not None:
-            self.session.emit(call, weights.detach())
+            self.session.emit(call, returned.detach())
+            if self.layout is not None:
+                self.layout.note(placed, call)
 
-    def on_kernel_call(self, module, query, key, value, attention_mask, kwargs, kernel) -> None:
-        """A call of the attention function (``kernel``: "sdpa", "flex", "flash" or "unknown")."""
-        if self.seen_kernel_call:  # one capture per module call
-            return
-        self.seen_kernel_call = True
-        call = self.session.begin_call(self.target, query.shape[2], key.shape[2], num_heads=query.shape[1])
-        if call is None:
-            return
+    def on_kernel_call(self, module, query, key, value, attention_mask, kwargs, kernel):
+        """A call of the attention function (``kernel``: "sdpa", "flex", "flash" or "unknown").
+
+        Returns the recomputed probabilities when the model is being asked for its attentions by
+        the capture (they are handed back to the module as its weights), else ``None``.
+        """
+        if not self.seen_kernel_call:  # the first kernel call of this module call counts the layer
+            self.seen_kernel_call = True
+            self.call = self.session.begin_call(self.target, query.shape[2], key.shape[2], num_heads=query.shape[1])
+        if self.call is None:
+            return None
         with own_precision():
-            probs = self._probs(module, query, key, value, attention_mask, kwargs, kernel, call.heads)
-        kept = self.session.keep_queries_keys
-        self.session.emit(call, probs, queries=query.detach() if kept else None, keys=key.detach() if kept else None,
-                          heads_selected=True)
+            probs = self._probs(module, query, key, value, attention_mask, kwargs, kernel, self.call.heads)
+        self.pending.append((probs, query.detach(), key.detach()))
+        # handed back only with every head: a module may reshape its weights by its head count
+        handing_back = self.layout is not None and self.layout.asking and self.call.heads is None
+        return probs if handing_back else None
 
     def _probs(self, module, query, key, value, attention_mask, kwargs, kernel, heads):
         unknown = {k for k, v in kwargs.items() if k not in NEUTRAL_KWARGS and v is not None}

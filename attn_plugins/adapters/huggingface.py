@@ -5,7 +5,10 @@ rules transformers uses for ``output_attentions``), which give every module its 
 cross) and its owning submodel (encoder, decoder, ...). While a capture is active the entries of
 ``ALL_ATTENTION_FUNCTIONS`` that the model uses are wrapped: the original kernel still computes
 the output, and for captured modules the probabilities are recomputed beside it. Eager models
-already return their weights; those are read from the module's output.
+already return their weights; those are read from the module's output. The model is asked for
+its attentions meanwhile and the recomputed blocks are handed back to the modules as their
+weights, so that the model's own recording places them (:mod:`.hf_outputs`): ``as_hf_outputs()``
+then has the model's own keys and nesting. Modules that must run eager are switched alone.
 """
 
 from __future__ import annotations
@@ -14,11 +17,11 @@ import inspect
 import threading
 
 from ..errors import CaptureError
-from ..model_state import attn_configs
 from .base import Adapter, Target
 from .hf_kernel import TargetHandler, is_hf_model, owner_inputs
 from .hf_legacy import LegacyOutputs, legacy_targets
 from .dropout_probe import watch_dropout
+from .hf_outputs import OutputLayout, asks_output_attentions
 from .hooks import remove_hooks
 from .scope import attribute_patch, first_active, item_patch, original_value
 from .sdpa_intercept import SdpaInterception, calls_sdpa_directly, direct_sdpa_targets
@@ -88,6 +91,8 @@ def find_targets(model) -> list[tuple[Target, int]]:
             if spec.layer_name is not None and "." + spec.layer_name.strip(".") + "." not in "." + name + ".":
                 continue
             kind = "cross" if key == "cross_attentions" else "self"
+            if any(t.module is module for t, _ in found):
+                continue  # one module matching two specs (merged self+cross attention): captured once
             found.append((Target(name=name, stack=None, kind=kind, owner=owner, module=module), spec.index))
 
     visit(model, "", model, _specs(model))
@@ -148,9 +153,18 @@ def _routes_through_interface(module) -> bool:
 
 def _impl_of(target: Target) -> str | None:
     """The module's attention implementation (as the user set it, even while a capture in another
-    thread has switched it to eager)."""
-    config = getattr(target.module, "config", None) or getattr(target.owner, "config", None)
+    thread has switched the module to an eager copy of its config)."""
+    config = getattr(target.module, "config", None)
+    if config is not None:
+        config = original_value(target.module, "config", config)
+    config = config or getattr(target.owner, "config", None)
     return original_value(config, "_attn_implementation_internal", getattr(config, "_attn_implementation", None))
+
+
+def _current_impl(target: Target) -> str | None:
+    """The implementation the module runs now (its eager copy while :meth:`_switch_only` holds it)."""
+    config = getattr(target.module, "config", None) or getattr(target.owner, "config", None)
+    return getattr(config, "_attn_implementation", None)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -162,16 +176,20 @@ def _make_wrapper(impl: str, original):
     kernel = _kernel_for(impl)
 
     def attn_plugins_capture_wrapper(module, query, key, value, attention_mask, *args, **kwargs):
-        output = original(module, query, key, value, attention_mask, *args, **kwargs)
         handlers = _HANDLERS.get(id(module))
         handler = first_active(handlers) if handlers else None  # the capture of this thread/task, if any
+        if handler is not None and handler.layout is not None and handler.layout.asking:
+            kwargs.pop("output_attentions", None)  # asked by the capture, not by the user: no kernel warning
+        output = original(module, query, key, value, attention_mask, *args, **kwargs)
         if handler is not None:
             if args:  # rare positional extras: name them with the original's signature
                 bound = signature.bind(module, query, key, value, attention_mask, *args, **kwargs)
                 kwargs = {k: v for k, v in bound.arguments.items()
                           if k not in ("module", "query", "key", "value", "attention_mask")}
                 kwargs.update(kwargs.pop("kwargs", {}) or {})
-            handler.on_kernel_call(module, query, key, value, attention_mask, kwargs, kernel)
+            weights = handler.on_kernel_call(module, query, key, value, attention_mask, kwargs, kernel)
+            if weights is not None and isinstance(output, tuple) and len(output) == 2 and output[1] is None:
+                output = (output[0], weights)  # the model's own recording places it (hf_outputs)
         return output
 
     attn_plugins_capture_wrapper.__wrapped__ = original
@@ -213,6 +231,7 @@ class HuggingFaceAdapter(Adapter):
         self._found: list = []
         self._legacy = None
         self._intercepted = None
+        self._layout = None
 
     @classmethod
     def matches(cls, model) -> bool:
@@ -245,7 +264,7 @@ class HuggingFaceAdapter(Adapter):
         session = self.session
         if self._legacy is not None:
             impl = getattr(model.config, "_attn_implementation", None)
-            if impl not in (None, "eager") and hasattr(self._legacy, "by_field"):  # asks output_attentions
+            if impl not in (None, "eager") and isinstance(self._legacy, LegacyOutputs):  # asks output_attentions
                 session.warn_once(
                     f"{type(model).__name__} does not use transformers' AttentionInterface; it is asked for "
                     f"output_attentions=True during the capture, which may run its eager attention instead of {impl!r}"
@@ -271,13 +290,13 @@ class HuggingFaceAdapter(Adapter):
                 "transformers' AttentionInterface or use an implementation attn-plugins cannot mirror; they run with "
                 "attn_implementation='eager' for the duration of the capture (restored afterwards)"
             )
-            for config in attn_configs(model):
-                self.switched.append(attribute_patch(config, "_attn_implementation_internal", session,
-                                                     lambda original, patch: "eager"))
-            impls = {t.name: "eager" for t, _ in targets_with_index}
+            self._switch_only([t for t, _ in targets_with_index if impls[t.name] == "switch"])
+            impls = {t.name: _current_impl(t) for t, _ in targets_with_index}
+        if asks_output_attentions(model):
+            self._layout = OutputLayout(session, model, adopted_stack="outputs")
         owners = []
         for target, output_index in targets_with_index:
-            handler = TargetHandler(session, target, output_index)
+            handler = TargetHandler(session, target, output_index, self._layout)
             self.handles.append(target.module.register_forward_pre_hook(handler.before))
             self.handles.append(target.module.register_forward_hook(handler.after))
             with _LOCK:
@@ -293,6 +312,31 @@ class HuggingFaceAdapter(Adapter):
             self.handles.append(owner.register_forward_pre_hook(self._begin_pass(owner), with_kwargs=True))
         for impl in sorted({i for i in impls.values() if _kernel_for(i) is not None}):
             self.wrapped.append(_install_wrapper(impl, session))
+        if self._layout is not None:
+            self._layout.attach()
+
+    def _switch_only(self, targets) -> None:
+        """Run only ``targets`` with eager attention: the modules inside them that read a config get a
+        copy set to eager, so the rest of the model keeps its kernel and its outputs stay identical
+        (a module that reads no config has no eager variant to switch to). Each module's ``config``
+        goes through a shared patch (:mod:`.scope`): captures in other threads share it, the last one
+        puts the module's own config back."""
+        import copy
+
+        holders = [m for t in targets for m in t.module.modules() if hasattr(m.__dict__.get("config"), "to_dict")]
+        copies: dict[int, object] = {}
+
+        def eager_copy(original, _patch):
+            if id(original) not in copies:
+                copies[id(original)] = copy.copy(original)
+                copies[id(original)]._attn_implementation_internal = "eager"
+            return copies[id(original)]
+
+        seen: set[int] = set()
+        for module in holders:
+            if id(module) not in seen:
+                seen.add(id(module))
+                self.switched.append(attribute_patch(module, "config", self.session, eager_copy, instance=True))
 
     def _begin_pass(self, owner):
         session = self.session
@@ -303,10 +347,14 @@ class HuggingFaceAdapter(Adapter):
         return hook
 
     def detach(self) -> None:
-        for extra in (self._legacy, self._intercepted):
+        errors = []
+        for extra in (self._legacy, self._intercepted, self._layout):
             if extra is not None:
-                extra.detach()
-        errors = remove_hooks(self.handles)
+                try:
+                    extra.detach()
+                except Exception as exc:  # noqa: BLE001 - the rest is undone all the same
+                    errors.append(exc)
+        errors += remove_hooks(self.handles)
         with _LOCK:
             for key, handler in self.handlers:
                 handler.release()
@@ -318,7 +366,7 @@ class HuggingFaceAdapter(Adapter):
         self.handlers.clear()
         while self.wrapped:
             _remove_wrapper(self.wrapped.pop(), self.session)
-        while self.switched:
+        while self.switched:  # the eager config copies and torch's dropout wrapper
             self.switched.pop().release(self.session)
         if errors:
             raise errors[0]

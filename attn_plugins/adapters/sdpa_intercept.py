@@ -65,7 +65,7 @@ class _Handler:
         self.core = TargetHandler(session, target, output_index=1)
 
     def before(self, module, args) -> None:
-        self.core.seen_kernel_call = False
+        self.core.before(module, args)
         if not hasattr(_CURRENT, "stack"):
             _CURRENT.stack = []
         _CURRENT.stack.append(self)
@@ -73,7 +73,10 @@ class _Handler:
     def after(self, module, args, output) -> None:
         if getattr(_CURRENT, "stack", None) and _CURRENT.stack[-1] is self:
             _CURRENT.stack.pop()
-        if not self.core.seen_kernel_call:
+        if self.core.seen_kernel_call:
+            self.core.after(module, args, output)
+        else:
+            self.core.release()
             self.session.warn_once(f"attention module {self.target.name!r} ran without calling "
                                    "scaled_dot_product_attention; this call was not captured")
 
@@ -117,6 +120,8 @@ class SdpaInterception:
         stack = getattr(_CURRENT, "stack", None)
         if stack:  # a forward interrupted by an exception: drop this capture's entries (this thread's only)
             stack[:] = [h for h in stack if h not in self.handlers]
+        for handler in self.handlers:
+            handler.core.release()
         self.handlers.clear()
         if errors:
             raise errors[0]

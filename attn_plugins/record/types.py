@@ -100,21 +100,39 @@ class AttentionRecord:
         raise IndexError(f"no captured {kind}-attention layer {index}; captured layers: {have}")
 
     def as_hf_outputs(self) -> dict[str, tuple[torch.Tensor, ...]]:
-        """The captured weights with the keys, order and layout of ``output_attentions=True``.
+        """The captured weights with the keys, order, nesting and layout of ``output_attentions=True``.
 
-        Only captured layers (and heads) are present: with a layer or head selection the tuples are
-        shorter than eager's.
+        A transformers capture records where the model itself puts each matrix
+        (``metadata["hf_outputs"]``): composite models come back nested as the model nests them
+        (``{"attentions": ..., "image_outputs": {"attentions": ...}}``, CLIP's
+        ``text_model_output``/``vision_model_output``), with the keys of the model's output class.
+        Other records use the stacks (``attentions``, ``encoder_attentions``, ...). Only captured
+        layers (and heads) are present: with a layer or head selection the tuples are shorter than eager's.
         """
+        classic = self._classic_outputs()
+        layout = self.metadata.get("hf_outputs")
+        if not (isinstance(layout, dict) and layout):
+            return {key: tuple(l.weights for l in group) for key, group in classic.items()}
+        # the model's own output layout, read during the capture (composite models, nested outputs)
+        shapes = self.metadata.get("hf_output_shapes") or {}
+        flat = {path: tuple(_shaped(self.layers[i].weights, axes)
+                            for i, axes in zip(positions, shapes.get(path) or [None] * len(positions)))
+                for path, positions in layout.items() if positions}
+        placed = {i for positions in layout.values() for i in positions}
+        encoder = classic.get("encoder_attentions")  # generate() runs the encoder outside the model's forward
+        if encoder and "encoder_attentions" not in flat and not any(l is self.layers[i] for l in encoder for i in placed):
+            flat["encoder_attentions"] = tuple(l.weights for l in encoder)
+        return _nest(flat)
+
+    def _classic_outputs(self) -> dict[str, list[LayerAttention]]:
         if self.is_encoder_decoder:
-            return {
-                "encoder_attentions": tuple(l.weights for l in self.select("encoder", "self")),
-                "decoder_attentions": tuple(l.weights for l in self.select("decoder", "self")),
-                "cross_attentions": tuple(l.weights for l in self.select("decoder", "cross")),
-            }
-        out = {"attentions": tuple(l.weights for l in self.select(None, "self"))}
+            return {"encoder_attentions": self.select("encoder", "self"),
+                    "decoder_attentions": self.select("decoder", "self"),
+                    "cross_attentions": self.select("decoder", "cross")}
+        out = {"attentions": self.select(None, "self")}
         cross = self.select(None, "cross")
         if cross:
-            out["cross_attentions"] = tuple(l.weights for l in cross)
+            out["cross_attentions"] = cross
         return out
 
     @property
@@ -226,3 +244,20 @@ class AttentionRecord:
             model_class=meta.get("model_class", ""), model_name=meta.get("model_name", ""),
             attn_implementation=meta.get("attn_implementation"), metadata=meta.get("metadata") or {},
         )
+
+
+def _shaped(weights: torch.Tensor, axes) -> torch.Tensor:
+    """A 5-D field kept as ``[batch, a*b, q, k]`` back in the model's ``[batch, a, b, q, k]``."""
+    return weights.unflatten(1, tuple(axes)) if axes and weights.shape[1] == axes[0] * axes[1] else weights
+
+
+def _nest(flat: dict[str, tuple]) -> dict:
+    """``{"a.attentions": x}`` -> ``{"a": {"attentions": x}}``: the nesting of the model's outputs."""
+    out: dict = {}
+    for path, value in flat.items():
+        *parents, leaf = path.split(".")
+        node = out
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    return out

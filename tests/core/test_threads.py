@@ -394,3 +394,60 @@ def test_another_threads_forward_only_passes_through_gates(name):
     assert seen and set(seen) <= allowed, sorted(set(seen) - allowed)
     calls = sum(1 for _ in model.modules())
     assert len(seen) <= 4 * calls  # a few checks per module call at most
+
+
+# ----- modules switched to eager alone: their config copies are shared patches ---------------------------
+def test_modules_switched_to_eager_get_their_own_config_back_after_threads_and_errors():
+    import copy
+
+    import transformers as tf
+    from transformers import AttentionInterface
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    AttentionInterface.register("attn_plugins_test_unknown", sdpa_attention_forward)  # a kernel we cannot mirror
+    try:
+        torch.manual_seed(0)
+        config = tf.BertConfig(hidden_size=32, num_attention_heads=4, num_hidden_layers=2, intermediate_size=37,
+                               vocab_size=99)
+        model = tf.BertModel._from_config(copy.deepcopy(config), attn_implementation="attn_plugins_test_unknown").eval()
+        eager = tf.BertModel._from_config(copy.deepcopy(config), attn_implementation="eager").eval()
+        eager.load_state_dict(model.state_dict())
+        own = {name: m.__dict__["config"] for name, m in model.named_modules() if "config" in m.__dict__}
+        ids = torch.randint(3, 99, (2, 7), generator=torch.Generator().manual_seed(0))
+        with torch.no_grad():
+            reference = eager(ids, output_attentions=True).attentions
+            plain = model(ids).last_hidden_state
+        records, errors = {}, []
+        barrier = threading.Barrier(2, timeout=WAIT)
+
+        def run(key):
+            try:
+                with torch.no_grad(), ap.capture(model) as cap:
+                    barrier.wait()
+                    output = model(ids).last_hidden_state
+                    switched = {n for n, m in model.named_modules() if "config" in m.__dict__
+                                and m.__dict__["config"] is not own[n]}
+                    barrier.wait()
+                records[key] = (cap.record, output, switched)
+            except Exception as exc:  # noqa: BLE001 - reported below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=run, args=(k,)) for k in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(WAIT * 3)
+        assert not errors, errors
+        for record, output, switched in records.values():
+            assert switched and all(n.endswith("attention.self") for n in switched)  # only the attention modules
+            assert torch.allclose(output, plain, atol=1e-6)
+            assert max_diff(reference, [layer.weights for layer in record.layers]) <= 1e-6
+        assert all(m.__dict__["config"] is own[n] for n, m in model.named_modules() if "config" in m.__dict__)
+        with pytest.raises(RuntimeError, match="user error"):
+            with torch.no_grad(), ap.capture(model):
+                model(ids)
+                raise RuntimeError("user error")
+        assert all(m.__dict__["config"] is own[n] for n, m in model.named_modules() if "config" in m.__dict__)
+        assert hooks_left(model) == []
+    finally:
+        AttentionInterface._global_mapping.pop("attn_plugins_test_unknown", None)

@@ -8,7 +8,7 @@ TEXT_DECODER = ("llama", "mistral", "gemma2", "gemma3_text", "qwen2", "qwen3", "
                 "gpt2", "gpt_neox", "opt", "bloom", "falcon", "gpt_oss", "deepseek_v3", "mixtral", "cohere2", "olmo2",
                 "starcoder2", "lfm2", "jetmoe", "granitemoe", "xlnet", "minimax")
 ENCODER = ("bert", "roberta", "albert", "distilbert", "deberta", "deberta-v2", "modernbert", "mpnet", "electra",
-           "convbert", "squeezebert", "nystromformer", "canine", "funnel", "flava")
+           "convbert", "ernie", "nystromformer", "canine", "funnel", "flava")
 ENCODER_DECODER = ("t5", "bart", "mbart", "marian", "pegasus", "m2m_100", "longt5", "switch_transformers", "umt5",
                    "t5gemma", "fsmt", "led", "prophetnet")
 VISION = ("vit", "deit", "beit", "data2vec-vision", "dinov2", "swinv2", "segformer", "vitdet", "vit_mae", "dpt",
