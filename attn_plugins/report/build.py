@@ -12,7 +12,7 @@ import traceback
 from .. import loading
 from ..errors import InputError, ReportError
 from ..inputs import MAX_TOKENS_DEFAULT
-from . import explanations, generation, heads, overview
+from . import explanations, faithfulness, generation, heads, overview
 from .context import PLOT_DIR, ReportContext
 from .inputs import report_texts
 from .markup import Section, SectionUnavailable, esc
@@ -31,6 +31,7 @@ SECTIONS = (
     ("generation", "Attention over generation steps"),
     ("saliency", "Saliency"),
     ("comparison", "Saliency methods compared"),
+    ("faithfulness", "Faithfulness of the saliency methods"),
 )
 
 # section id -> the module whose ``section_<id>(ctx)`` builds it (looked up when the section runs)
@@ -39,6 +40,7 @@ SECTION_MODULES = {
     "heatmaps": heads, "statistics": heads, "clustering": heads,
     "generation": generation,
     "saliency": explanations, "comparison": explanations,
+    "faithfulness": faithfulness,
 }
 
 
