@@ -189,6 +189,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .corpus.command import add_parser as add_corpus_parser
 
     add_corpus_parser(sub)
+    from .faithfulness.command import add_parser as add_faithfulness_parser
+
+    add_faithfulness_parser(sub)
     return parser
 
 

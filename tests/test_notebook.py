@@ -100,6 +100,10 @@ def test_the_tour_notebook_runs_and_shows_its_views(tmp_path):
         assert 'class="attn-plugins-bertviz" data-view="head"' in head
         assert 'class="attn-plugins-bertviz" data-view="model"' in model
         assert 'src="http' not in head and "<script" in head
+    faith = cell_with("ap.evaluate(clf")
+    assert "comp" in stream_text(faith) and "rollout" in stream_text(faith) and outputs(faith, mime="image/png")
+    heads = cell_with("ap.ablate(clf")
+    assert "most important heads" in stream_text(heads) and outputs(heads, mime="image/png")
     if HAS_SALIENCY:
         saliency = "".join(outputs(cell_with("ap.explain("), mime="text/html"))
         captum = "".join(outputs(cell_with('explained.results, "captum"'), mime="text/html"))

@@ -87,20 +87,42 @@ class FaithfulnessResult:
             raise InputError(f"no {curve} curves were computed for {method!r}")
         return grid, np.mean(curves, axis=0)
 
-    def table(self, digits: int = 3) -> str:
-        """A plain-text table: one row per method, ``mean [low, high]`` per metric."""
+    def columns(self) -> list[tuple[str, str, bool | None]]:
+        """The computed metrics as ``(name, column title, higher is better)`` in table order
+        (``randomization_rho`` has no better direction: a faithful method's rho falls)."""
         summary = self.summary()
-        columns = [m for m in [*METRICS, "randomization_rho"] if any(m in s for s in summary.values())]
         titles = {**{k: v[0] for k, v in METRICS.items()}, "randomization_rho": "rand rho"}
+        return [(m, titles[m], METRICS[m][1] if m in METRICS else None)
+                for m in [*METRICS, "randomization_rho"] if any(m in s for s in summary.values())]
+
+    def table(self, digits: int = 3, *, markdown: bool = False) -> str:
+        """A plain-text (or Markdown) table: one row per method, ``mean [low, high]`` per metric."""
+        summary, columns = self.summary(), self.columns()
         cell = lambda s: "-" if s is None or s["n"] == 0 else (  # noqa: E731
             f"{s['mean']:.{digits}f} [{s['low']:.{digits}f}, {s['high']:.{digits}f}]")
-        rows = [["method"] + [titles[c] for c in columns]]
-        rows += [[method] + [cell(summary[method].get(c)) for c in columns] for method in summary]
+        rows = [["method"] + [c[1] for c in columns]]
+        rows += [[method] + [cell(summary[method].get(c[0])) for c in columns] for method in summary]
+        arrows = ", ".join(f"{title} {'higher' if up else 'lower'}" for _, title, up in columns if up is not None)
+        note = f"(better: {arrows}; {self.confidence:.0%} bootstrap intervals over instances)"
+        if markdown:
+            lines = ["| " + " | ".join(r) + " |" for r in rows]
+            return "\n".join(lines[:1] + ["|" + "---|" * len(rows[0])] + lines[1:] + ["", note])
         widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
         lines = ["  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip() for r in rows]
-        arrows = ", ".join(f"{titles[c]} {'higher' if METRICS.get(c, ('', False))[1] else 'lower'}"
-                           for c in columns if c in METRICS)
-        return "\n".join(lines + [f"(better: {arrows}; {self.confidence:.0%} bootstrap intervals over instances)"])
+        return "\n".join(lines + [note])
+
+    def save_csv(self, path) -> Path:
+        """The summary as CSV: one row per (method, metric) with ``mean, low, high, n``."""
+        import csv
+
+        path = Path(path)
+        with open(path, "w", encoding="utf-8", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["method", "metric", "mean", "low", "high", "n"])
+            for method, stats in self.summary().items():
+                for metric, s in stats.items():
+                    writer.writerow([method, metric, s["mean"], s["low"], s["high"], s["n"]])
+        return path
 
     def to_dict(self) -> dict[str, Any]:
         return {"format_version": FORMAT_VERSION, "instances": _clean(self.instances), "settings": _clean(self.settings),

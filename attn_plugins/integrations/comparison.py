@@ -112,12 +112,14 @@ class ComparisonExport(HtmlExport):
 def export_comparison(obj, *, methods=None, k: int = 3, absolute: bool = True, skip_special: bool = True,
                       top_k: int | None = None, merge_words=False, plot: str | None = "png",
                       max_instances: int | None = 50, title: str = "Saliency methods compared",
-                      **options) -> ComparisonExport:
+                      faithfulness=None, **options) -> ComparisonExport:
     """A comparison page for ``{method: [results]}`` (or a record: its attention methods).
 
     ``k``: the top-k of the overlap metric (and the outlined tokens unless ``top_k``). ``plot``:
     ``"png"`` (default), ``"svg"`` or ``None``. ``max_instances``: how many instances get their own
-    rows on the page (all of them count in the averages).
+    rows on the page (all of them count in the averages). ``faithfulness``: a
+    :class:`~attn_plugins.faithfulness.FaithfulnessResult` (``ap.evaluate``) shown as a table
+    after the agreement: agreement says whether methods concur, faithfulness whether they are right.
     """
     table = as_method_table(obj, methods=methods, merge_words=merge_words, **options)
     if not table:
@@ -163,5 +165,9 @@ def export_comparison(obj, *, methods=None, k: int = 3, absolute: bool = True, s
             parts.append(f'<div class="ap-plot">{image}</div>')
         else:
             parts.append(f'<img class="ap-plot" alt="agreement between methods" src="{image}">')
+    if faithfulness is not None:
+        from ..faithfulness.html import faithfulness_table_html
+
+        parts.append(f"<h3>Faithfulness</h3>{faithfulness_table_html(faithfulness)}")
     parts.append("</div>")
     return ComparisonExport("\n".join(parts), CSS, agree, table, title=f"attn-plugins: {title}")

@@ -12,7 +12,7 @@ from ._base import contextual, finish, new_figure
 @contextual
 def similarity_plot(attn, *, method: str = "average", measure: str = "distance", item=None, stack=ANY,
                     kind: str = "self", cmap: str = "viridis_r", max_labels: int = 24, title: str | None = None,
-                    path=None):
+                    importance=None, path=None):
     """The head-distance matrix reordered by hierarchical clustering, with the dendrogram above.
 
     At most ``max_labels`` heads are labelled on each axis (every second or third head of a big
@@ -21,7 +21,9 @@ def similarity_plot(attn, *, method: str = "average", measure: str = "distance",
     ``attn`` is a record/tensor (distances from
     :func:`~attn_plugins.analysis.head_similarity.head_distances`) or a ready
     :class:`~attn_plugins.analysis.head_similarity.PairwiseMatrix` (a layer similarity matrix works too).
-    Similar heads form dark blocks along the diagonal.
+    Similar heads form dark blocks along the diagonal. ``importance``: one value per head in the
+    matrix's order (e.g. ``HeadImportance.matrix()`` flattened without NaN), drawn as a strip under the
+    dendrogram, so clusters of heads that matter stand out.
     """
     from scipy.cluster.hierarchy import dendrogram
 
@@ -33,11 +35,22 @@ def similarity_plot(attn, *, method: str = "average", measure: str = "distance",
     labels = [matrix.labels[i] for i in order]
     n = len(labels)
     side = min(7.5, max(3.0, 0.09 * n + 2.2))
-    fig = new_figure(side + 0.8, side + 0.9)
-    grid = fig.add_gridspec(2, 2, height_ratios=[1, 4.5], width_ratios=[4.5, 0.18])
+    fig = new_figure(side + 0.8, side + 0.9 + (0.3 if importance is not None else 0))
+    strip = importance is not None
+    grid = fig.add_gridspec(2 + strip, 2, height_ratios=[1] + [0.22] * strip + [4.5], width_ratios=[4.5, 0.18])
     ax_tree = fig.add_subplot(grid[0, 0])
-    ax = fig.add_subplot(grid[1, 0])
-    ax_bar = fig.add_subplot(grid[1, 1])
+    ax = fig.add_subplot(grid[1 + strip, 0])
+    ax_bar = fig.add_subplot(grid[1 + strip, 1])
+    if strip:
+        scores = np.asarray(importance, dtype=float).reshape(-1)
+        if scores.size != n:
+            raise ValueError(f"importance has {scores.size} values for {n} heads")
+        ax_imp = fig.add_subplot(grid[1, 0])
+        shown = ax_imp.imshow(scores[order][None, :], cmap="magma", aspect="auto", interpolation="nearest")
+        ax_imp.set_xticks([])
+        ax_imp.set_yticks([0])
+        ax_imp.set_yticklabels(["importance"], fontsize=6)
+        fig.colorbar(shown, cax=fig.add_subplot(grid[1, 1])).ax.tick_params(labelsize=5)
     if n >= 2:
         dendrogram(clusters.linkage, ax=ax_tree, no_labels=True, color_threshold=0, above_threshold_color="#444444",
                    link_color_func=lambda _k: "#444444")

@@ -12,7 +12,7 @@ import traceback
 from .. import loading
 from ..errors import InputError, ReportError
 from ..inputs import MAX_TOKENS_DEFAULT
-from . import explanations, generation, heads, overview, vision
+from . import explanations, faithfulness, generation, heads, importance, overview, vision
 from .context import FIGURE_FORMATS, PLOT_DIR, ReportContext
 from .inputs import report_texts
 from .markup import Section, SectionUnavailable, esc
@@ -32,6 +32,8 @@ SECTIONS = (
     ("captioning", "Captioning: where each generated token looks"),
     ("saliency", "Saliency"),
     ("comparison", "Saliency methods compared"),
+    ("faithfulness", "Faithfulness of the saliency methods"),
+    ("head_importance", "Head importance"),
 )
 
 # section id -> the module whose ``section_<id>(ctx)`` builds it (looked up when the section runs)
@@ -40,6 +42,7 @@ SECTION_MODULES = {
     "heatmaps": heads, "statistics": heads, "clustering": heads,
     "generation": generation, "captioning": vision,
     "saliency": explanations, "comparison": explanations,
+    "faithfulness": faithfulness, "head_importance": importance,
 }
 
 

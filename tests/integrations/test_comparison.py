@@ -65,3 +65,27 @@ def test_mismatched_inputs_are_refused():
         ap.export({"a": [a]}, "comparison")
     with pytest.raises(ValueError, match="different numbers"):
         ap.export({"a": [a, a], "b": [a]}, "comparison")
+
+
+def test_faithfulness_table_in_browser(tmp_path, browser):  # noqa: F811
+    from tests.saliency.helpers import classifier
+
+    model, tok = classifier()
+    result = ap.evaluate(model, tok, saliencies=fixture_table(), metrics=["comprehensiveness", "sufficiency", "loo"])
+    ap.export(fixture_table(), "comparison", faithfulness=result, path=tmp_path / "f.html")
+    page = browser.open(tmp_path / "f.html")
+    assert page.console_errors() == [] and page.network_requests() == []
+    assert page.count("table.ap-faith tr") == 1 + 4
+    headers = page.js("return [...document.querySelectorAll('table.ap-faith th')].map(t => t.textContent.trim())")
+    assert headers == ["method", "comp ↑", "suff ↓", "LOO tau ↑"]
+    summary = result.summary()
+    for row in range(4):
+        method = page.js(f"return document.querySelectorAll('table.ap-faith tr')[{row + 1}].cells[0].textContent")
+        shown = page.js(f"return [...document.querySelectorAll('table.ap-faith tr')[{row + 1}].cells]"
+                        ".slice(1).map(c => c.textContent)")
+        for text, metric in zip(shown, ["comprehensiveness", "sufficiency", "loo_tau"]):
+            s = summary[method][metric]
+            assert text == f"{s['mean']:.3f} [{s['low']:.3f}, {s['high']:.3f}]"
+    best = page.js("return document.querySelector('td[data-metric=comprehensiveness] b').closest('tr').cells[0]"
+                   ".textContent")
+    assert best == max(summary, key=lambda m: summary[m]["comprehensiveness"]["mean"])
