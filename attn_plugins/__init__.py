@@ -101,8 +101,8 @@ def compare(obj: "Any", text: "Any" = None, tokenizer: "Any" = None, methods: "A
     return _compare(obj, text, tokenizer, methods, **options)
 
 
-def evaluate(model, tokenizer, texts=None, methods=("attention", "rollout", "saliency", "integrated_gradients"),
-             **options):
+def evaluate(model: "Any", tokenizer: "Any", texts: "Any" = None,
+             methods: "Any" = ("attention", "rollout", "saliency", "integrated_gradients"), **options: "Any") -> "Any":
     """Faithfulness (comprehensiveness, sufficiency, deletion/insertion, leave-one-out tau, plausibility,
     randomization check) of saliency methods; see :func:`attn_plugins.faithfulness.evaluate`."""
     from .faithfulness import evaluate as _evaluate
@@ -110,7 +110,8 @@ def evaluate(model, tokenizer, texts=None, methods=("attention", "rollout", "sal
     return _evaluate(model, tokenizer, texts, methods, **options)
 
 
-def explain_generation(model, tokenizer, source, target=None, methods=("attention", "integrated_gradients"), **options):
+def explain_generation(model: "Any", tokenizer: "Any", source: "Any", target: "Any" = None,
+                       methods: "Any" = ("attention", "integrated_gradients"), **options: "Any") -> "Any":
     """Attribution of every generated token to the source and the target prefix; see
     :func:`attn_plugins.generation.explain_generation`."""
     from .generation import explain_generation as _explain_generation

@@ -111,7 +111,7 @@ class capture:  # noqa: N801 - used as a function-like context manager
         self._records: list[AttentionRecord] | None = None
         self._warned: set[str] = set()
         self._entered = False
-        self._token = None
+        self._token: Any = None
         self._failure: BaseException | None = None
         self._position_limit: int | None = None
         self._training = False  # a captured module ran in training mode
@@ -326,7 +326,7 @@ class capture:  # noqa: N801 - used as a function-like context manager
                 deactivate(self, token)
 
     def _wrap_generate(self) -> None:
-        if getattr(self.model, "generate", None) is not None:  # one wrapper shared by the model's captures
+        if getattr(self.model, "generate", None) is not None and self._state is not None:  # shared by its captures
             self._state.patch(self.model, "generate", generate_wrapper(self.model), instance=True)
 
     def run_generate(self, original: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:

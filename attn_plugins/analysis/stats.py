@@ -285,7 +285,7 @@ def head_stats(attn: Any, *, item: int | None = None, attention_mask: torch.Tens
     return result
 
 
-def uniform_baseline(record, **options) -> HeadStats:
+def uniform_baseline(record: Any, **options: Any) -> HeadStats:
     """The statistics a uniform head would have on the same rows: every query spreads its attention
     evenly over the keys it can reach (the keys any head of its layer attends to at all, so padding
     and causal masks are honoured). A share of 0.11 over 9 tokens is what uniform attention gives;

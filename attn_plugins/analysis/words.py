@@ -154,7 +154,7 @@ def groups_from_markers(tokens: Sequence[str], special: Sequence[bool] | None = 
     return groups
 
 
-def tokenizer_word_ids(tokenizer, ids, tokens: Sequence[Sequence[str]]) -> list[list[int | None]]:
+def tokenizer_word_ids(tokenizer: Any, ids: torch.Tensor, tokens: Sequence[Sequence[str]]) -> list[list[int | None]]:
     """Per batch row, the word index of each token (``None`` for special tokens), as a fast
     tokenizer's ``encoding.word_ids()`` gives them, worked out from what a capture has: the ids and
     their token strings (:func:`groups_from_markers`; ``tokenizer.all_special_ids`` mark special tokens).
@@ -248,7 +248,7 @@ def merge_attention(weights: torch.Tensor, query_groups: list[list[int]],
     return merged.to(weights.dtype)
 
 
-def label_tokens(tokenizer, record) -> None:
+def label_tokens(tokenizer: Any, record: Any) -> None:
     """Give ``record`` its token strings (``tokens``/``decoder_tokens``) and each token's word index
     (optional metadata ``word_ids``/``decoder_word_ids``, so ``words=True`` views work on the record
     without the tokenizer's offsets), from the ids in ``record.inputs``."""

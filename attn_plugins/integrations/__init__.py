@@ -83,7 +83,7 @@ def _comparison(result: Any, **options: Any) -> Any:
     return export_comparison(result, **options)
 
 
-def _generation(result, **options):
+def _generation(result: Any, **options: Any) -> Any:
     """Generation attribution page: target tokens clickable, their source attributions shaded."""
     from ..generation.views import export_generation
 

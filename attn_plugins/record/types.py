@@ -246,14 +246,14 @@ class AttentionRecord:
         )
 
 
-def _shaped(weights: torch.Tensor, axes) -> torch.Tensor:
+def _shaped(weights: torch.Tensor, axes: Any) -> torch.Tensor:
     """A 5-D field kept as ``[batch, a*b, q, k]`` back in the model's ``[batch, a, b, q, k]``."""
-    return weights.unflatten(1, tuple(axes)) if axes and weights.shape[1] == axes[0] * axes[1] else weights
+    return torch.unflatten(weights, 1, tuple(axes)) if axes and weights.shape[1] == axes[0] * axes[1] else weights
 
 
-def _nest(flat: dict[str, tuple]) -> dict:
+def _nest(flat: dict[str, Any]) -> dict[str, Any]:
     """``{"a.attentions": x}`` -> ``{"a": {"attentions": x}}``: the nesting of the model's outputs."""
-    out: dict = {}
+    out: dict[str, Any] = {}
     for path, value in flat.items():
         *parents, leaf = path.split(".")
         node = out
