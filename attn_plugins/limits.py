@@ -112,6 +112,14 @@ def check_forward_inputs(model, limit: int | None, args: tuple, kwargs: dict) ->
     """
     if limit is None:
         return
+    positions = kwargs.get("position_ids")
+    if isinstance(positions, torch.Tensor) and positions.numel():
+        # the caller chose the positions itself (e.g. modulo the limit for a long input): they are what
+        # the position embedding is indexed with, so they, not the length, must fit
+        highest = int(positions.max())
+        if highest >= limit:
+            check_length(model, highest + 1)
+        return
     for name, embeds in _LENGTH_INPUTS:
         value = kwargs.get(name)
         if value is None and name == "input_ids" and args and isinstance(args[0], torch.Tensor) \

@@ -268,6 +268,23 @@ def test_input_longer_than_the_models_positions_is_refused_before_the_forward():
     assert hooks_left(model) == []
 
 
+def test_explicit_position_ids_decide_what_must_fit():
+    """A long input whose caller gives positions within the table (e.g. modulo the limit) runs, and its
+    record equals eager attention; positions past the table are refused before the forward."""
+    model, eager, _ = _pair("bert")
+    limit = model.config.max_position_embeddings
+    ids = torch.randint(3, 99, (1, limit + 8))
+    positions = torch.arange(ids.shape[1])[None, :] % limit
+    with torch.no_grad(), ap.capture(model) as cap:
+        out = model(input_ids=ids, position_ids=positions)
+        with pytest.raises(InputError, match=rf"{limit + 1} tokens long.*{limit}"):
+            model(input_ids=ids[:, : limit + 1], position_ids=torch.arange(limit + 1)[None, :])
+    with torch.no_grad():
+        reference = eager.eval()(input_ids=ids, position_ids=positions, output_attentions=True)
+    assert (reference.last_hidden_state - out.last_hidden_state).abs().max() <= 1e-5
+    assert max_diff(reference.attentions, [l.weights for l in cap.record.layers]) <= 1e-5
+
+
 def test_rotary_models_have_no_position_limit():
     model, _ = build("llama")  # max_position_embeddings=64, but rotary positions: longer inputs run
     ids = torch.randint(3, 99, (1, model.config.max_position_embeddings + 6))
