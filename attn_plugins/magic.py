@@ -24,7 +24,7 @@ import shlex
 
 from .integrations.html_page import escape
 from .loading import unpack_model
-from .notebook import VIEWS, figure_png, heatmap, show  # noqa: F401 - heatmap is re-exported
+from .notebook import VIEWS, figure_png, show
 
 MAGIC_VIEWS = VIEWS  # the views of ap.show()
 
@@ -218,4 +218,4 @@ def load_ipython_extension(ipython) -> None:
         png.for_type_by_name("matplotlib.figure", "Figure", figure_png)
 
 
-__all__ = ["FigureView", "compare", "explain", "heatmap", "load_ipython_extension", "record_for", "show"]
+__all__ = ["attention_magic", "load_ipython_extension"]
