@@ -215,7 +215,7 @@ def load_ipython_extension(ipython) -> None:
     try:
         png.lookup_by_type("matplotlib.figure.Figure")
     except KeyError:
-        png.for_type_by_name("matplotlib.figure", "Figure", figure_png)
+        png.for_type_by_name("matplotlib.figure", "Figure", figure_png)  # before any figure is drawn
 
 
 __all__ = ["attention_magic", "load_ipython_extension"]

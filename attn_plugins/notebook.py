@@ -44,13 +44,9 @@ class FigureView:
         self.dpi = dpi
 
     def _repr_png_(self) -> bytes:
-        from .plots._base import style
+        from .plots.canvas import png_bytes
 
-        buffer = io.BytesIO()
-        with style():
-            self.figure.savefig(buffer, format="png", dpi=self.dpi, bbox_inches="tight", pad_inches=0.05,
-                                facecolor="white")
-        return buffer.getvalue()
+        return png_bytes(self.figure, self.dpi)
 
     def save(self, path: str | os.PathLike[str]) -> str:
         from .plots import save
@@ -83,7 +79,9 @@ def carry_scripts_again() -> None:
 
 def figure_png(figure: Any) -> bytes:
     """PNG bytes of a matplotlib figure, as a notebook shows it (the IPython extension's formatter)."""
-    return FigureView(figure)._repr_png_()
+    from .plots.canvas import png_bytes
+
+    return png_bytes(figure)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -21,7 +21,9 @@ pytest.importorskip("ipykernel")
 pytest.importorskip("matplotlib")
 
 ROOT = Path(__file__).resolve().parents[1]
-TOUR = ROOT / "examples" / "attention_tour.ipynb"
+EXAMPLES = ROOT / "examples"
+TOUR = EXAMPLES / "attention_tour.ipynb"
+GENERATION = EXAMPLES / "generation_attribution.ipynb"
 HAS_BERTVIZ = importlib.util.find_spec("bertviz") is not None and "bertviz" in ap.integrations.EXPORTERS.names()
 HAS_SALIENCY = (importlib.util.find_spec("attn_plugins.saliency") is not None
                 and importlib.util.find_spec("captum") is not None
@@ -72,10 +74,17 @@ def code_cells(nb) -> list:
 # ---------------------------------------------------------------------------------------------
 # the example notebook
 # ---------------------------------------------------------------------------------------------
-def test_the_tour_notebook_runs_and_shows_its_views(tmp_path):
-    nb = nbformat.read(TOUR, as_version=4)
+def run_as_opened(monkeypatch, path: Path):
+    """Run an example as a user opens it (``jupyter lab examples/X.ipynb``: the kernel starts in
+    examples/) with nothing on PYTHONPATH, as in a clean clone: the notebook finds fixtures/ itself."""
+    monkeypatch.delenv("PYTHONPATH", raising=False)
+    nb = nbformat.read(path, as_version=4)
     assert all(not c.get("outputs") for c in code_cells(nb)), "commit the notebook without outputs"
-    execute(nb, tmp_path)
+    return execute(nb, EXAMPLES)
+
+
+def test_the_tour_notebook_runs_and_shows_its_views(monkeypatch):
+    nb = run_as_opened(monkeypatch, TOUR)
     cells = code_cells(nb)
     assert not [o for c in cells for o in outputs(c, "error")]
     for cell in cells:
@@ -111,6 +120,25 @@ def test_the_tour_notebook_runs_and_shows_its_views(tmp_path):
         assert "ap-sal" in saliency and "guitar" in saliency
         assert "Word Importance" in captum  # Captum's own visualize_text table
         assert "ap-cmp" in comparison and "Kendall" in comparison
+
+
+def test_the_generation_notebook_runs_and_scores_alignment(monkeypatch):
+    import re
+
+    nb = run_as_opened(monkeypatch, GENERATION)
+    cells = code_cells(nb)
+    assert not [o for c in cells for o in outputs(c, "error")]
+    assert all("Traceback" not in stream_text(c) for c in cells)
+    scores = stream_text(next(c for c in cells if "evaluate(res, gold" in c.source))
+    aer = dict(re.findall(r"^(\S+)\s+AER (\d\.\d{3})", scores, flags=re.M))
+    assert {"attention(layer=1)", "rollout", "integrated_gradients(n_steps=16)", "feature_ablation"} <= set(aer), scores
+    assert all(0.0 <= float(v) <= 1.0 for v in aer.values())
+    assert float(aer["attention(layer=1)"]) < 0.5  # the trained fixture's cross-attention aligns
+    gold = re.search(r"^gold:\s+(.+)$", scores, flags=re.M).group(1).split()
+    assert gold and all(re.fullmatch(r"\d+-\d+", link) for link in gold)
+    check_png(outputs(next(c for c in cells if "heatmap(res" in c.source), mime="image/png")[0])
+    page = "".join(outputs(next(c for c in cells if 'ap.export(res, "generation")' in c.source), mime="text/html"))
+    assert "<script" in page and 'src="http' not in page
 
 
 # ---------------------------------------------------------------------------------------------

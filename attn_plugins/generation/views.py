@@ -24,9 +24,9 @@ def heatmap(result, method: str | None = None, *, include_prefix: bool = False, 
     Returns:
         The matplotlib ``Figure``.
     """
-    from matplotlib.figure import Figure
     from matplotlib.patches import Rectangle
 
+    from ..plots.canvas import new_figure, save
     from ..plots.heatmaps import draw_matrix
 
     method = method or result.methods[0]
@@ -35,7 +35,7 @@ def heatmap(result, method: str | None = None, *, include_prefix: bool = False, 
     matrix = result.normalized(method, include_prefix=include_prefix)
     columns = list(result.source_tokens) + (list(result.prefix_tokens) if include_prefix else [])
     q, k = matrix.shape
-    fig = Figure(figsize=(min(10.0, max(3.0, 0.3 * k + 1.8)), min(10.0, max(2.4, 0.3 * q + 1.2))), dpi=110)
+    fig = new_figure(min(10.0, max(3.0, 0.3 * k + 1.8)), min(10.0, max(2.4, 0.3 * q + 1.2)), dpi=110, layout=None)
     ax = fig.add_subplot(1, 1, 1)
     image = draw_matrix(ax, matrix, query_labels=list(result.target_tokens), key_labels=columns, cmap="Greys",
                         annotate=annotate, xlabel="source" + (" | target prefix" if include_prefix else ""),
@@ -46,7 +46,7 @@ def heatmap(result, method: str | None = None, *, include_prefix: bool = False, 
     ax.set_title(f"{method}", loc="left")
     fig.tight_layout()
     if path is not None:
-        fig.savefig(path)
+        save(fig, path)  # atomic, format by extension
     return fig
 
 

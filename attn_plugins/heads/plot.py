@@ -4,18 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import import_optional
 from .pruning import PruningCurve
 
 
 def figure(width: float, height: float, columns: int):
     """A Figure on its own Agg canvas (no pyplot, matplotlib's backend untouched) and its axes."""
-    import_optional("matplotlib", "plotting")
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
+    from ..plots.canvas import new_figure
 
-    fig = Figure(figsize=(width, height), layout="constrained")
-    FigureCanvasAgg(fig)
+    fig = new_figure(width, height)
     return fig, fig.subplots(1, columns, squeeze=False)[0]
 
 

@@ -25,7 +25,7 @@ _EXPORTS = {
     "caption_gif": ".vision",
     "caption_maps": ".vision",
     "whisper_cross_attention": ".speech",
-    "save": "._base",
+    "save": ".canvas",
 }
 
 __all__ = sorted(_EXPORTS)

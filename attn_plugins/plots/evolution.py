@@ -12,7 +12,7 @@ import torch
 
 from ..analysis.evolution import CheckpointEvolution, GenerationEvolution, checkpoint_evolution, generation_evolution
 from ..record import AttentionRecord
-from ._base import (colour_scale, contextual, display_label, finish, new_figure, set_token_ticks, small_multiple_ticks,
+from .canvas import (colour_scale, contextual, display_label, finish, new_figure, set_token_ticks, small_multiple_ticks,
                     style)
 from .heatmaps import draw_matrix
 

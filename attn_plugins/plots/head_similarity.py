@@ -6,7 +6,7 @@ import numpy as np
 
 from ..analysis.blocks import ANY
 from ..analysis.head_similarity import PairwiseMatrix, cluster, head_distances, layer_similarity
-from ._base import contextual, finish, new_figure
+from .canvas import contextual, finish, new_figure
 
 
 @contextual

@@ -9,7 +9,7 @@ import torch
 
 from ..analysis.blocks import ANY
 from ..analysis.stats import STAT_TITLES, HeadStats, head_stats
-from ._base import annotate_cells, contextual, finish, new_figure
+from .canvas import annotate_cells, contextual, finish, new_figure
 
 _CMAPS = {"entropy": "viridis", "normalized_entropy": "viridis", "distance": "cividis"}
 

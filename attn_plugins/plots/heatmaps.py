@@ -8,7 +8,7 @@ import torch
 
 from ..analysis.blocks import ANY, View, record_view, select_layers, views
 from ..record import AttentionRecord
-from ._base import (annotate_cells, colour_scale, contextual, finish, new_figure, pick_cross_layer, readable,
+from .canvas import (annotate_cells, colour_scale, contextual, finish, new_figure, pick_cross_layer, readable,
                     set_token_ticks, small_multiple_ticks)
 
 
@@ -56,7 +56,7 @@ def _crop(v: View, matrix: torch.Tensor, crop_padding: bool):
 def draw_matrix(ax, matrix, *, query_labels=None, key_labels=None, cmap="Blues", vmin=0.0, vmax=None,
                 annotate=None, max_labels=64, xlabel="key (attended to)", ylabel="query (attending)"):
     """Draw an attention matrix on ``ax``; returns the image (for a colorbar). ``vmax`` defaults to 1
-    (weights are probabilities; see :func:`~attn_plugins.plots._base.colour_scale`)."""
+    (weights are probabilities; see :func:`~attn_plugins.plots.canvas.colour_scale`)."""
     data = torch.as_tensor(matrix, dtype=torch.float64).numpy()
     q, k = data.shape
     if vmax is None:

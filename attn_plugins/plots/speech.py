@@ -7,7 +7,7 @@ import torch
 
 from ..analysis.blocks import record_view
 from ..record import AttentionRecord
-from ._base import colour_scale, contextual, display_label, finish, new_figure, pick_cross_layer, readable
+from .canvas import colour_scale, contextual, display_label, finish, new_figure, pick_cross_layer, readable
 
 # Whisper: log-mel frames every 10 ms; the encoder's strided convolution halves them (20 ms).
 MEL_HOP_SECONDS = 0.01

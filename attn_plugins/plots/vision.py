@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from ..record import AttentionRecord
-from ._base import contextual, display_label, finish, new_figure
+from .canvas import contextual, display_label, finish, new_figure
 
 
 def _image_array(image) -> np.ndarray | None:
@@ -289,7 +289,7 @@ def caption_gif(record: AttentionRecord, image, path, *, tokens=None, item: int 
     """
     from matplotlib.animation import PillowWriter
 
-    from ._base import style
+    from .canvas import style
 
     path = str(path)
     if not path.lower().endswith(".gif"):

@@ -160,7 +160,7 @@ class ReportContext:
         ``.pdf``) are written only in the formats asked for (``figures=``), since saving each
         figure at print quality was most of the report's time."""
         from ..plots import save
-        from ..plots._base import style
+        from ..plots.canvas import style
 
         links = []
         for fmt in self.figures:

@@ -203,7 +203,7 @@ def layers_figure(record, item: int, stack):
     """Small multiples: each layer's mean of heads for one input, on one colour scale."""
     from ..analysis.blocks import record_view, select_layers
     from ..analysis.tokens import readable_token
-    from ..plots._base import colour_scale, new_figure, style
+    from ..plots.canvas import colour_scale, new_figure, style
     from ..plots.heatmaps import draw_matrix
 
     layers = select_layers(record, None, stack, "self")

@@ -11,7 +11,7 @@ import torch
 pytest.importorskip("matplotlib")
 
 from attn_plugins import plots  # noqa: E402
-from attn_plugins.plots._base import LABEL_CHARS, MAX_INCHES, new_figure  # noqa: E402
+from attn_plugins.plots.canvas import LABEL_CHARS, MAX_INCHES, new_figure  # noqa: E402
 from attn_plugins.record import AttentionRecord, LayerAttention  # noqa: E402
 
 

@@ -7,7 +7,11 @@ from __future__ import annotations
 import math
 import os
 
+import io
+import sys
+
 from ..atomic import atomic_path
+from ..errors import import_optional
 
 FORMATS = {".png": "png", ".svg": "svg", ".pdf": "pdf"}
 
@@ -36,10 +40,7 @@ PAPER_RC = {
 
 
 def _require_matplotlib():
-    try:
-        import matplotlib  # noqa: F401
-    except ImportError as exc:  # pragma: no cover - matplotlib is in the plots extra
-        raise ImportError("plots need matplotlib: pip install 'attn-plugins[plots]'") from exc
+    import_optional("matplotlib", "plots")  # the plots extra
 
 
 def style():
@@ -69,7 +70,32 @@ def new_figure(width: float, height: float, **kwargs):
     width, height = (min(max(float(v), 0.5), MAX_INCHES) for v in (width, height))
     fig = Figure(figsize=(width, height), **kwargs)
     FigureCanvasAgg(fig)
+    show_figures_as_png()
     return fig
+
+
+def png_bytes(figure, dpi: int = 110) -> bytes:
+    """PNG bytes of a figure as a notebook shows it: the paper style, white background, tight box."""
+    buffer = io.BytesIO()
+    with style():
+        figure.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight", pad_inches=0.05, facecolor="white")
+    return buffer.getvalue()
+
+
+def show_figures_as_png() -> None:
+    """Inside an IPython kernel, let matplotlib Figures display as PNG: our figures never touch pyplot,
+    so without this a notebook that has not imported pyplot shows ``<Figure size ...>`` as text.
+    A formatter the user (or matplotlib's inline backend) registered is left in place."""
+    ipython = sys.modules.get("IPython")
+    shell = ipython.get_ipython() if ipython is not None and hasattr(ipython, "get_ipython") else None
+    formatters = getattr(getattr(shell, "display_formatter", None), "formatters", None)
+    if not formatters or "image/png" not in formatters:
+        return
+    png = formatters["image/png"]
+    try:
+        png.lookup_by_type("matplotlib.figure.Figure")
+    except KeyError:
+        png.for_type_by_name("matplotlib.figure", "Figure", png_bytes)
 
 
 SCALES = ("fixed", "relative")
