@@ -143,6 +143,8 @@ def explain_generation(model, tokenizer, source, target=None, methods=("attentio
         result.source_tokens = convert(source_ids[0])
         result.target_tokens = convert(teacher.targets)
         result.prefix_tokens = convert(teacher.prefix_ids[0])
+        special = set(getattr(tokenizer, "all_special_ids", []) or [])
+        result.info["source_special"] = [int(i) in special for i in source_ids[0]]
     result.info["generated"] = target is None
     return result
 

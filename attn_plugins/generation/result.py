@@ -9,12 +9,15 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
 from ..errors import RecordFormatError
+
+if TYPE_CHECKING:
+    from ..saliency.result import TokenSaliency
 
 META_KEY = "attn_plugins.sequence_attribution"
 FORMAT_VERSION = 1
@@ -71,6 +74,35 @@ class SequenceAttribution:
             values = np.concatenate([values, np.abs(self.prefix[method])], axis=1)
         sums = values.sum(axis=1, keepdims=True)
         return np.divide(values, sums, out=np.zeros_like(values), where=sums > 0)
+
+    def families(self) -> dict[str, str]:
+        """``{method label: "attention" | "gradient" | "perturbation"}`` (from the registry; ``"gradient"``
+        for a label the registry does not know, as in the saliency agreement)."""
+        from .methods import GENERATION_METHODS
+
+        recorded = self.info.get("methods", {})
+        out = {}
+        for label in self.methods:
+            name = recorded[label][0] if label in recorded else label
+            try:
+                out[label] = str(GENERATION_METHODS.get(name).family)
+            except (KeyError, LookupError, AttributeError):
+                out[label] = "gradient"
+        return out
+
+    def method_table(self) -> dict[str, list[list[TokenSaliency]]]:
+        """``{method: [[TokenSaliency]]}`` with one instance per target step (its source row), the input
+        of the comparison page and of :func:`~attn_plugins.saliency.agreement.agreement`: agreement per
+        step, averaged over the steps. Special source tokens (when the tokenizer named them) are marked."""
+        from ..saliency.result import TokenSaliency
+
+        special = self.info.get("source_special")
+        text = " ".join(self.source_tokens)
+        return {m: [[TokenSaliency(tokens=list(self.source_tokens), scores=self.source[m][t], method=m,
+                                   target=self.target_ids[t] if t < len(self.target_ids) else None,
+                                   target_label=self.target_tokens[t], position=t, text=text,
+                                   special=list(special) if special is not None else None)]
+                    for t in range(len(self))] for m in self.methods}
 
     def __repr__(self) -> str:
         return (f"SequenceAttribution({len(self.target_tokens)} target x {len(self.source_tokens)} source tokens, "

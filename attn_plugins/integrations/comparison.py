@@ -113,7 +113,8 @@ def export_comparison(obj, *, methods=None, k: int = 3, absolute: bool = True, s
                       top_k: int | None = None, merge_words=False, plot: str | None = "png",
                       max_instances: int | None = 50, title: str = "Saliency methods compared",
                       faithfulness=None, **options) -> ComparisonExport:
-    """A comparison page for ``{method: [results]}`` (or a record: its attention methods).
+    """A comparison page for ``{method: [results]}`` (or a record: its attention methods; or a
+    :class:`~attn_plugins.generation.SequenceAttribution`: one instance per target step).
 
     ``k``: the top-k of the overlap metric (and the outlined tokens unless ``top_k``). ``plot``:
     ``"png"`` (default), ``"svg"`` or ``None``. ``max_instances``: how many instances get their own
@@ -121,12 +122,17 @@ def export_comparison(obj, *, methods=None, k: int = 3, absolute: bool = True, s
     :class:`~attn_plugins.faithfulness.FaithfulnessResult` (``ap.evaluate``) shown as a table
     after the agreement: agreement says whether methods concur, faithfulness whether they are right.
     """
+    families = None
+    if type(obj).__name__ == "SequenceAttribution" and hasattr(obj, "method_table"):
+        # generation attribution: one instance per target step (its source row), agreement per step and averaged
+        families = obj.families()
+        obj = {m: v for m, v in obj.method_table().items() if methods is None or m in methods}
     table = as_method_table(obj, methods=methods, merge_words=merge_words, **options)
     if not table:
         raise ValueError("nothing to compare: no methods given")
     if len(table) < 2:
         raise ValueError(f"a comparison needs at least two methods, got {list(table)}")
-    agree = agreement(table, k=k, absolute=absolute, skip_special=skip_special)
+    agree = agreement(table, k=k, absolute=absolute, skip_special=skip_special, families=families)
     names = list(table)
     shown = top_k if top_k is not None else k
     parts = ['<div class="ap-sal ap-cmp">', f"<h2 style=\"font-size:17px\">{escape(title)}</h2>",

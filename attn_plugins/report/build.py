@@ -29,6 +29,7 @@ SECTIONS = (
     ("clustering", "Head similarity and clustering"),
     ("diagnostics", "Diagnostics"),
     ("generation", "Attention over generation steps"),
+    ("generation_attribution", "Generation attribution: what each generated token rests on"),
     ("captioning", "Captioning: where each generated token looks"),
     ("saliency", "Saliency"),
     ("comparison", "Saliency methods compared"),
@@ -40,7 +41,7 @@ SECTIONS = (
 SECTION_MODULES = {
     "summary": overview, "bertviz": overview, "diagnostics": overview,
     "heatmaps": heads, "statistics": heads, "clustering": heads,
-    "generation": generation, "captioning": vision,
+    "generation": generation, "generation_attribution": generation, "captioning": vision,
     "saliency": explanations, "comparison": explanations,
     "faithfulness": faithfulness, "head_importance": importance,
 }

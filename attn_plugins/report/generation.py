@@ -55,3 +55,53 @@ def section_generation(ctx) -> str:
     parts.append(ctx.figure("generation", generation_plot(evo), "Attention over generation steps."))
     parts.append(f"<pre>{esc(str(evo))}</pre>")
     return "".join(parts)
+
+
+ATTRIBUTION_STEPS = 6  # generated tokens attributed (every gradient method costs one batched backward per step set)
+
+
+def section_generation_attribution(ctx) -> str:
+    """What each generated token rests on: :func:`~attn_plugins.generation.explain_generation` on input 1
+    (or the report's image), an alignment heatmap per method (target rows, source columns), the page where
+    each generated token is clickable, and the agreement of the methods per step and averaged."""
+    from ..generation import explain_generation
+    from ..generation.views import export_generation, heatmap
+    from ..integrations import export
+    from .markup import available
+    from .vision import is_captioner
+
+    model = ctx.model
+    can = getattr(model, "can_generate", None)
+    if not (callable(can) and can()):
+        raise SectionUnavailable(f"{type(model).__name__} does not generate text, so there are no generated tokens "
+                                 "to attribute (pass a causal or seq2seq language model).")
+    if is_captioner(model):
+        if ctx.caption is None:
+            raise SectionUnavailable("Captioning models are attributed over an image: give one (image=).")
+        source, what = ctx.caption[1], "the image (attribution summed per patch)"
+    else:
+        source, what = ctx.texts[0], "input 1"
+    methods: list = ["attention", "rollout"]
+    if available("captum"):
+        methods += ["input_x_gradient", ("integrated_gradients", {"n_steps": 16}), "feature_ablation"]
+    pad = getattr(ctx.tokenizer, "pad_token_id", None)
+    if pad is None:
+        pad = getattr(ctx.tokenizer, "eos_token_id", None)
+    steps = {"max_new_tokens": ATTRIBUTION_STEPS, "min_new_tokens": ATTRIBUTION_STEPS, "do_sample": False}
+    if pad is not None:
+        steps["pad_token_id"] = pad
+    result = explain_generation(model, ctx.tokenizer, source, methods=methods, generate_kwargs=steps, progress=False)
+    parts = [f'<p class="ap-lead">The model generated {len(result)} tokens from {esc(what)} (greedy); for each '
+             "generated token (rows), the share of each source token (columns) in its attribution, by attention "
+             "(last layer, mean of heads; rollout) and, with Captum, by gradients and occlusion. Boxed: the source "
+             "token each method aligns the generated token with (its largest share).</p>"]
+    for i, method in enumerate(result.methods):
+        parts.append(ctx.figure(f"generation_attribution_{i}", heatmap(result, method),
+                                f"Alignment by {method}: generated tokens (rows) over source tokens (columns)."))
+    page = export_generation(result, element_id="ap-generation-attribution")
+    parts.append('<h3>Click a generated token</h3><div class="ap-view" data-view="generation-attribution">'
+                 f"{page._repr_html_()}</div>")
+    if len(result.methods) >= 2:
+        comparison = export(result, "comparison", title="Do the methods agree on each generated token?", plot=None)
+        parts.append(f'<div class="ap-view" data-view="generation-comparison">{comparison._repr_html_()}</div>')
+    return "".join(parts)
