@@ -89,10 +89,10 @@ def main(argv: list[str] | None = None) -> None:
     print("|---|---|---|---|---|")
     for name in ("marian", "gpt2"):
         model = build(name)
-        naive = best_of(repeats, lambda: [forward_backward(model, source, target[: t + 1]) for t in range(n)])
+        naive = best_of(repeats, lambda m=model: [forward_backward(m, source, target[: t + 1]) for t in range(n)])
         for entry in METHODS:
-            seconds = best_of(repeats, lambda: explain_generation(model, None, source, target, methods=[entry],
-                                                                  progress=False))
+            seconds = best_of(repeats, lambda m=model, e=entry: explain_generation(m, None, source, target,
+                                                                                   methods=[e], progress=False))
             points = entry[1]["n_steps"] if isinstance(entry, tuple) else 1
             reference = naive * points
             print(f"| {name} | {label(entry)} | {seconds * 1e3:.1f} | {reference * 1e3:.1f}"

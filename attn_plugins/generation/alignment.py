@@ -10,15 +10,23 @@ token whose row-normalised |score| is at least the threshold).
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ..errors import InputError
 
+if TYPE_CHECKING:
+    from .result import SequenceAttribution
+
 _PAIR = re.compile(r"^(\d+)([-?])(\d+)$")
 
+Links = set[tuple[int, int]]
+Gold = str | tuple[Links, Links]
 
-def parse_pharaoh(text: str, n_source: int | None = None, n_target: int | None = None):
+
+def parse_pharaoh(text: str, n_source: int | None = None, n_target: int | None = None) -> tuple[Links, Links]:
     """``(sure, possible)`` sets of ``(source, target)`` pairs from a Pharaoh line; ``possible`` holds
     the sure links too. Positions beyond ``n_source``/``n_target`` (when given) are refused.
 
@@ -31,7 +39,8 @@ def parse_pharaoh(text: str, n_source: int | None = None, n_target: int | None =
     """
     if not isinstance(text, str):
         raise InputError(f"a Pharaoh alignment is a string of 'i-j' pairs, got {type(text).__name__}")
-    sure, possible = set(), set()
+    sure: Links = set()
+    possible: Links = set()
     for item in text.split():
         match = _PAIR.match(item)
         if match is None:
@@ -45,12 +54,13 @@ def parse_pharaoh(text: str, n_source: int | None = None, n_target: int | None =
     return sure, possible | sure
 
 
-def to_pharaoh(links) -> str:
+def to_pharaoh(links: Links) -> str:
     """``"i-j ..."`` for a set of ``(source, target)`` pairs, sorted by target then source."""
     return " ".join(f"{i}-{j}" for i, j in sorted(links, key=lambda p: (p[1], p[0])))
 
 
-def induced_alignment(matrix, how="argmax", *, source_mask=None, target_mask=None) -> set[tuple[int, int]]:
+def induced_alignment(matrix: Any, how: str | float = "argmax", *, source_mask: Sequence[bool] | None = None,
+                      target_mask: Sequence[bool] | None = None) -> Links:
     """The links a ``[target, source]`` score matrix induces.
 
     Args:
@@ -65,7 +75,7 @@ def induced_alignment(matrix, how="argmax", *, source_mask=None, target_mask=Non
     if source_mask is not None:
         values = values * np.asarray(source_mask, dtype=bool)[None, :]
     rows = range(values.shape[0]) if target_mask is None else [j for j, keep in enumerate(target_mask) if keep]
-    links = set()
+    links: Links = set()
     if how == "argmax":
         for j in rows:
             if values[j].max() > 0:
@@ -80,7 +90,7 @@ def induced_alignment(matrix, how="argmax", *, source_mask=None, target_mask=Non
     return links
 
 
-def alignment_scores(predicted, sure, possible=None) -> dict[str, float]:
+def alignment_scores(predicted: set[Any], sure: set[Any], possible: set[Any] | None = None) -> dict[str, float]:
     """``{"aer", "precision", "recall"}`` of ``predicted`` links against gold ``sure``/``possible`` links
     (``possible`` defaults to ``sure``): precision ``|A & P| / |A|``, recall ``|A & S| / |S|``,
     AER ``1 - (|A & S| + |A & P|) / (|A| + |S|)``."""
@@ -93,7 +103,9 @@ def alignment_scores(predicted, sure, possible=None) -> dict[str, float]:
             "precision": a_p / len(predicted) if predicted else 0.0, "recall": a_s / len(sure)}
 
 
-def evaluate(results, gold, methods=None, how="argmax", *, source_mask=None, target_mask=None) -> dict:
+def evaluate(results: SequenceAttribution | Sequence[SequenceAttribution], gold: Gold | Sequence[Gold],
+             methods: Sequence[str] | None = None, how: str | float = "argmax", *, source_mask: Any = None,
+             target_mask: Any = None) -> dict[str, dict[str, float]]:
     """Corpus-level AER, precision and recall of each method's induced alignments (links pooled over sentences).
 
     Args:
@@ -108,17 +120,23 @@ def evaluate(results, gold, methods=None, how="argmax", *, source_mask=None, tar
         ``{method: {"aer", "precision", "recall"}}``.
     """
     if not isinstance(results, (list, tuple)):  # one sentence: its gold and masks are not lists of them
-        results, gold = [results], [gold]
+        items: list[SequenceAttribution] = [results]  # type: ignore[list-item]
+        golds: list[Gold] = [gold]  # type: ignore[list-item]
         source_mask = None if source_mask is None else [source_mask]
         target_mask = None if target_mask is None else [target_mask]
-    if len(results) != len(gold):
-        raise InputError(f"{len(results)} results but {len(gold)} gold alignments")
-    methods = methods or results[0].methods
-    out = {}
+    else:
+        items, golds = list(results), list(gold)  # type: ignore[arg-type]
+    if len(items) != len(golds):
+        raise InputError(f"{len(items)} results but {len(golds)} gold alignments")
+    methods = methods or items[0].methods
+    out: dict[str, dict[str, float]] = {}
     for method in methods:
-        predicted, sure, possible = set(), set(), set()
-        for k, (result, g) in enumerate(zip(results, gold)):
-            s, p = parse_pharaoh(g, len(result.source_tokens), len(result.target_tokens)) if isinstance(g, str) else g
+        predicted: set[tuple[int, int, int]] = set()
+        sure: set[tuple[int, int, int]] = set()
+        possible: set[tuple[int, int, int]] = set()
+        for k, (result, g) in enumerate(zip(items, golds, strict=True)):
+            pair = parse_pharaoh(g, len(result.source_tokens), len(result.target_tokens)) if isinstance(g, str) else g
+            s, p = pair
             sm = source_mask[k] if source_mask is not None else None
             tm = target_mask[k] if target_mask is not None else None
             predicted |= {(k, i, j) for i, j in induced_alignment(result.source[method], how, source_mask=sm,

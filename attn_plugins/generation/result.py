@@ -73,20 +73,21 @@ class SequenceAttribution:
         if include_prefix:
             values = np.concatenate([values, np.abs(self.prefix[method])], axis=1)
         sums = values.sum(axis=1, keepdims=True)
-        return np.divide(values, sums, out=np.zeros_like(values), where=sums > 0)
+        out: np.ndarray = np.divide(values, sums, out=np.zeros_like(values), where=sums > 0)
+        return out
 
     def families(self) -> dict[str, str]:
         """``{method label: "attention" | "gradient" | "perturbation"}`` (from the registry; ``"gradient"``
         for a label the registry does not know, as in the saliency agreement)."""
-        from .methods import GENERATION_METHODS
+        from .methods import family_of
 
         recorded = self.info.get("methods", {})
         out = {}
         for label in self.methods:
             name = recorded[label][0] if label in recorded else label
             try:
-                out[label] = str(GENERATION_METHODS.get(name).family)
-            except (KeyError, LookupError, AttributeError):
+                out[label] = family_of(name)
+            except KeyError:
                 out[label] = "gradient"
         return out
 
@@ -109,7 +110,7 @@ class SequenceAttribution:
                 f"methods {self.methods})")
 
     # ----- files -------------------------------------------------------------------------------------
-    def save(self, path: str | os.PathLike) -> str:
+    def save(self, path: str | os.PathLike[str]) -> str:
         """Write one safetensors file (atomically) with the JSON metadata in its header; returns the path."""
         from ..record.shards import save_tensors
 
@@ -129,7 +130,7 @@ class SequenceAttribution:
         return save_tensors(path, tensors, metadata={META_KEY: json.dumps(meta)})
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> SequenceAttribution:
+    def load(cls, path: str | os.PathLike[str]) -> SequenceAttribution:
         """Read a file written by :meth:`save`; damaged or foreign files raise
         :class:`~attn_plugins.errors.RecordFormatError`."""
         from safetensors import SafetensorError, safe_open
@@ -159,7 +160,7 @@ class SequenceAttribution:
             raise RecordFormatError(f"{path!r} is not a readable sequence attribution: {exc}") from None
 
 
-def _jsonable(value):
+def _jsonable(value: Any) -> Any:
     if isinstance(value, dict):
         return {str(k): _jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):

@@ -11,10 +11,13 @@ scales, positions and masks are exactly those of ``model(input_ids=...)``.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterator
+from typing import Any
 
 import torch
 
 from ..errors import InputError
+from ..saliency.methods import reduce_embedding
 
 ENCODER_DECODER, DECODER_ONLY = "encoder-decoder", "decoder-only"
 
@@ -22,7 +25,8 @@ ENCODER_DECODER, DECODER_ONLY = "encoder-decoder", "decoder-only"
 def logits_at(logits: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
     """``[N, L, V]`` logits -> ``[N, V]``: row ``i`` read at ``positions[i]``."""
     index = positions.to(logits.device).long().view(-1, 1, 1).expand(-1, 1, logits.shape[-1])
-    return logits.gather(1, index).squeeze(1)
+    out: torch.Tensor = logits.gather(1, index).squeeze(1)
+    return out
 
 
 class EmbeddingSwap(torch.nn.Module):
@@ -37,7 +41,8 @@ class EmbeddingSwap(torch.nn.Module):
         self.embedding = embedding
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
-        return self.embedding(ids)
+        out: torch.Tensor = self.embedding(ids)
+        return out
 
 
 class TeacherForced:
@@ -58,10 +63,11 @@ class TeacherForced:
         whose logits predict step ``t``; ``prefix_ids``: the decoder inputs that are not source.
     """
 
-    def __init__(self, model, source_ids: torch.Tensor, sequence: torch.Tensor, kind: str | None = None) -> None:
+    def __init__(self, model: Any, source_ids: torch.Tensor, sequence: torch.Tensor, kind: str | None = None) -> None:
         self.model = model
         if kind is None:
-            kind = ENCODER_DECODER if getattr(getattr(model, "config", None), "is_encoder_decoder", False) else DECODER_ONLY
+            encoder_decoder = getattr(getattr(model, "config", None), "is_encoder_decoder", False)
+            kind = ENCODER_DECODER if encoder_decoder else DECODER_ONLY
         self.kind = kind
         self.source_ids = source_ids
         if sequence.dim() != 2 or sequence.shape[0] != 1:
@@ -84,9 +90,9 @@ class TeacherForced:
         self.sequence = sequence
         self.device = next(model.parameters()).device
         self._src_module, self._tgt_module = self._embedding_modules()
-        self.source_layer = EmbeddingSwap(self._src_module)
+        self.source_layer = EmbeddingSwap(self._src_module) if self._src_module is not None else None
         self.target_layer = EmbeddingSwap(self._tgt_module)
-        self._swap: tuple | None = None
+        self._swap: tuple[torch.Tensor, torch.Tensor] | None = None
         self._calls = 0
         self._source_done = False
 
@@ -95,7 +101,8 @@ class TeacherForced:
         return int(self.targets.shape[0])
 
     # ----- the model's embedding modules ------------------------------------------------------------
-    def _embedding_modules(self):
+    def _embedding_modules(self) -> tuple[torch.nn.Module | None, torch.nn.Module]:
+        """The word-embedding module of the source side (``None``: the source is not token ids) and of the decoder."""
         if self.kind == ENCODER_DECODER:
             return self.model.get_encoder().get_input_embeddings(), self.model.get_decoder().get_input_embeddings()
         table = self.model.get_input_embeddings()
@@ -103,12 +110,35 @@ class TeacherForced:
 
     def embeddings(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The word embeddings ``([1, S, d], [1, P, d])`` of the source and the target prefix."""
+        if self.source_layer is None:
+            raise InputError("this problem's source is not token ids: override embeddings()")
         with torch.no_grad():
             return (self.source_layer(self.source_ids.to(self.device)).detach(),
                     self.target_layer(self.prefix_ids.to(self.device)).detach())
 
+    # ----- how source attributions become one score per source position (overridden for features) -----
+    def source_labels(self) -> list[str]:
+        """One label per source position (token ids as text; a tokenizer's tokens replace them)."""
+        return [str(int(i)) for i in self.source_ids[0]]
+
+    def pool(self, attr: tuple[torch.Tensor, ...], reduce: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(source [n, S], prefix [n, P])`` from Captum's attributions of the inputs (float64)."""
+        return reduce_embedding(attr[0], reduce).double(), reduce_embedding(attr[1], reduce).double()
+
+    def ablation_masks(self, inputs: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Captum feature masks: one feature per source token, then one per prefix token."""
+        src, prefix = inputs
+        n, s, d = src.shape
+        p = prefix.shape[1]
+        return (torch.arange(s, device=src.device).view(1, s, 1).expand(n, s, d),
+                (torch.arange(p, device=src.device) + s).view(1, p, 1).expand(n, p, prefix.shape[2]))
+
+    def ablation_values(self, attr: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, torch.Tensor]:
+        """One value per feature of :meth:`ablation_masks` (every element of a feature holds it)."""
+        return attr[0][..., 0].double(), attr[1][..., 0].double()
+
     @contextlib.contextmanager
-    def swapping(self):
+    def swapping(self) -> Iterator[TeacherForced]:
         """While inside, :meth:`forward` may hand its embeddings to the model (hooks removed on exit).
 
         With one embedding module for both sides, its first call in a forward is the source's. The
@@ -116,7 +146,7 @@ class TeacherForced:
         that embeds one token ``[n]`` at a time).
         """
 
-        def hook(module, args, output):
+        def hook(module: torch.nn.Module, args: Any, output: torch.Tensor) -> torch.Tensor:
             if self._swap is None:
                 return output
             src, tgt = self._swap
@@ -130,8 +160,9 @@ class TeacherForced:
             self._calls += 1
             return (tgt[:, step] if output.dim() == 2 else tgt).to(output.dtype)
 
-        handles = [self._src_module.register_forward_hook(hook)]
-        if self._tgt_module is not self._src_module:
+        modules = [self._tgt_module] if self._src_module is None else [self._src_module]
+        handles = [m.register_forward_hook(hook) for m in modules]
+        if self._src_module is not None and self._tgt_module is not self._src_module:
             handles.append(self._tgt_module.register_forward_hook(hook))
         try:
             yield self
@@ -140,13 +171,16 @@ class TeacherForced:
                 h.remove()
             self._swap = None
 
-    def _call(self, n: int):
+    def _call(self, n: int) -> torch.Tensor:
         src = self.source_ids.to(self.device).expand(n, -1)
         dec = self.decoder_inputs.to(self.device).expand(n, -1)
         mask = torch.ones_like(src)
         if self.kind == ENCODER_DECODER:
-            return self.model(input_ids=src, attention_mask=mask, decoder_input_ids=dec, use_cache=False).logits
-        return self.model(input_ids=dec, attention_mask=torch.ones_like(dec), use_cache=False).logits
+            out = self.model(input_ids=src, attention_mask=mask, decoder_input_ids=dec, use_cache=False)
+        else:
+            out = self.model(input_ids=dec, attention_mask=torch.ones_like(dec), use_cache=False)
+        logits: torch.Tensor = out.logits
+        return logits
 
     def forward(self, src_embeds: torch.Tensor, prefix_embeds: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
         """``[N, V]`` logits: row ``i`` is the model's output at ``positions[i]`` given row ``i``'s
@@ -160,6 +194,8 @@ class TeacherForced:
 
     def ids_forward(self, src_ids: torch.Tensor, prefix_ids: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
         """:meth:`forward` from ids, through :attr:`source_layer`/:attr:`target_layer` (for layer methods)."""
+        if self.source_layer is None:
+            raise InputError("layer methods need a token-id source; this source is not token ids")
         return self.forward(self.source_layer(src_ids), self.target_layer(prefix_ids), positions)
 
     def logits(self) -> torch.Tensor:
@@ -167,7 +203,7 @@ class TeacherForced:
         with torch.no_grad():
             return logits_at(self._call(1).expand(self.n_steps, -1, -1), self.positions)
 
-    def plain_forward(self):
+    def plain_forward(self) -> torch.Tensor:
         """The teacher-forced forward with the model's own inputs (what a capture records)."""
         with torch.no_grad():
             return self._call(1)

@@ -5,13 +5,23 @@ target token is clickable and shows its source (and prefix) attributions.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 import numpy as np
 
 from ..integrations.html_page import HtmlExport, escape, safe_json
 from ..integrations.saliency_html import shade
 
+if TYPE_CHECKING:
+    import os
 
-def heatmap(result, method: str | None = None, *, include_prefix: bool = False, annotate=None, path=None):
+    from matplotlib.figure import Figure
+
+    from .result import SequenceAttribution
+
+
+def heatmap(result: SequenceAttribution, method: str | None = None, *, include_prefix: bool = False,
+            annotate: Any = None, path: str | os.PathLike[str] | None = None) -> Figure:
     """Target tokens (rows) x source tokens (columns) for one method, rows normalised (|values| sum 1),
     the peak of each row boxed as in the cross-attention alignment plot.
 
@@ -35,7 +45,8 @@ def heatmap(result, method: str | None = None, *, include_prefix: bool = False, 
     matrix = result.normalized(method, include_prefix=include_prefix)
     columns = list(result.source_tokens) + (list(result.prefix_tokens) if include_prefix else [])
     q, k = matrix.shape
-    fig = new_figure(min(10.0, max(3.0, 0.3 * k + 1.8)), min(10.0, max(2.4, 0.3 * q + 1.2)), dpi=110, layout=None)
+    width, height = min(10.0, max(3.0, 0.3 * k + 1.8)), min(10.0, max(2.4, 0.3 * q + 1.2))
+    fig: Figure = new_figure(width, height, dpi=110, layout=None)
     ax = fig.add_subplot(1, 1, 1)
     image = draw_matrix(ax, matrix, query_labels=list(result.target_tokens), key_labels=columns, cmap="Greys",
                         annotate=annotate, xlabel="source" + (" | target prefix" if include_prefix else ""),
@@ -52,17 +63,22 @@ def heatmap(result, method: str | None = None, *, include_prefix: bool = False, 
 
 _SCRIPT = """
 <script>(function(){
-var root=document.getElementById(%(id)s), data=JSON.parse(root.querySelector('script[type="application/json"]').textContent);
-function show(m,t){root.querySelectorAll('.gen-t').forEach(function(b){b.classList.toggle('gen-on',+b.dataset.t===t);});
- root.querySelectorAll('.gen-s').forEach(function(s){var v=data.shades[m][t][+s.dataset.s];s.style.background=v[0];s.title=v[1];});}
+var root=document.getElementById(%(id)s),
+ data=JSON.parse(root.querySelector('script[type="application/json"]').textContent);
+function show(m,t){
+ root.querySelectorAll('.gen-t').forEach(function(b){b.classList.toggle('gen-on',+b.dataset.t===t);});
+ root.querySelectorAll('.gen-s').forEach(function(s){
+  var v=data.shades[m][t][+s.dataset.s];s.style.background=v[0];s.title=v[1];});}
 var sel=root.querySelector('select');
-root.querySelectorAll('.gen-t').forEach(function(b){b.addEventListener('click',function(){show(sel.value,+b.dataset.t);});});
+root.querySelectorAll('.gen-t').forEach(function(b){
+ b.addEventListener('click',function(){show(sel.value,+b.dataset.t);});});
 sel.addEventListener('change',function(){var on=root.querySelector('.gen-on');show(sel.value,on?+on.dataset.t:0);});
 show(sel.value,0);})();</script>
 """
 
 
-def export_generation(result, *, element_id: str = "attn-generation", include_prefix: bool = True) -> HtmlExport:
+def export_generation(result: SequenceAttribution, *, element_id: str = "attn-generation",
+                      include_prefix: bool = True) -> HtmlExport:
     """The generation saliency page: a method selector, the target tokens as buttons, and the source
     (and prefix) tokens shaded by the clicked target token's attribution; values on hover.
 
@@ -80,13 +96,13 @@ def export_generation(result, *, element_id: str = "attn-generation", include_pr
         raw = np.concatenate([result.source[method], result.prefix[method]], axis=1) if include_prefix else \
             result.source[method]
         norm = result.normalized(method, include_prefix=include_prefix)
-        shades[method] = [[[shade(n / row.max() if row.max() > 0 else 0.0), f"{v:.4g}"] for n, v in zip(row, vals)]
-                          for row, vals in zip(norm, raw)]
+        shades[method] = [[[shade(n / row.max() if row.max() > 0 else 0.0), f"{v:.4g}"]
+                           for n, v in zip(row, vals, strict=True)] for row, vals in zip(norm, raw, strict=True)]
     options = "".join(f"<option value=\"{escape(m)}\">{escape(m)}</option>" for m in result.methods)
     targets = "".join(
         f"<button class=\"gen-t\" data-t=\"{i}\" title=\"p={p:.3g}\">{escape(tok)}</button> "
         for i, (tok, p) in enumerate(zip(result.target_tokens, result.step_scores.get(
-            "probability", np.full(len(result), np.nan)))))
+            "probability", np.full(len(result), np.nan)), strict=True)))
     sources = "".join(f"<span class=\"gen-s\" data-s=\"{j}\">{escape(tok)}</span> " for j, tok in
                       enumerate(columns[: len(result.source_tokens)]))
     prefix = "".join(f"<span class=\"gen-s\" data-s=\"{len(result.source_tokens) + j}\">{escape(tok)}</span> "

@@ -32,7 +32,7 @@ def test_cross_attention_rows_are_the_captured_weights(arch):
     assert np.array_equal(result.source["attention(head=1,layer=0)"], cross[0].weights[0, 1].double().numpy())
     assert np.array_equal(result.prefix["attention(head=1,layer=0)"], self_[0].weights[0, 1].double().numpy())
     assert np.array_equal(result.source["attention(layer=-1)"], cross[-1].weights[0].double().mean(0).numpy())
-    mean = torch.stack([l.weights[0].double().mean(0) for l in cross]).mean(0).numpy()
+    mean = torch.stack([x.weights[0].double().mean(0) for x in cross]).mean(0).numpy()
     assert np.array_equal(result.source["attention(layer=mean)"], mean)
     # the independent reference: transformers' eager attention with output_attentions=True
     model.set_attn_implementation("eager")
@@ -45,7 +45,8 @@ def test_cross_attention_rows_are_the_captured_weights(arch):
 @pytest.mark.parametrize("arch", ["gpt2", "llama"])
 def test_decoder_only_rows_split_at_the_prompt(arch):
     model = tiny(arch)
-    result = explain_generation(model, None, SOURCE, TARGET, methods=[("attention", {"layer": 1, "head": 2}), "rollout"],
+    result = explain_generation(model, None, SOURCE, TARGET,
+                                methods=[("attention", {"layer": 1, "head": 2}), "rollout"],
                                 progress=False)
     full = torch.tensor([SOURCE + TARGET[:-1]])
     with ap.capture(model) as cap:
