@@ -64,3 +64,17 @@ def test_report_has_a_generation_attribution_section(tmp_path, minilm_path):
     assert body.count('data-plot="generation_attribution_') == len(methods)
     assert body.count('class="gen-t"') == 6 and all(f'value="{m}"' in body for m in methods)
     assert 'data-view="generation-comparison"' in body
+
+
+def test_report_attributes_a_caption_over_image_patches(tmp_path, minilm_tokenizer):
+    from attn_plugins.report import build_report
+
+    from .models import captioner
+
+    model, pixels = captioner("gpt2")
+    path = build_report(model, minilm_tokenizer, image=pixels, out_dir=tmp_path, sections=["generation_attribution"],
+                        progress=False)
+    html = open(path, encoding="utf-8").read()
+    body = re.search(r'<section id="generation_attribution".*?</section>', html, re.S).group(0)
+    assert 'data-status="ok"' in body, body[:3000]
+    assert "summed per patch" in body and "patch 3,3" in body and body.count('class="gen-t"') == 6
