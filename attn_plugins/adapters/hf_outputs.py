@@ -329,20 +329,25 @@ class OutputLayout:
             record.metadata[NESTING_KEY] = kept
 
     def _adopt(self, path: str, position: int, weights: torch.Tensor):
+        if not is_probability(weights) or weights.dim() < 2:
+            # not attention weights (scores, a linear mixer's state, a vision tower's attention output):
+            # said, and left out of as_hf_outputs() (nothing there to mirror)
+            self.session.warn_once(
+                f"{type(self.model).__name__} returns {path}[{position}] as {list(weights.shape)} values that are not "
+                "attention probabilities (outside [0, 1]: scores, another mixer's state or an attention output); "
+                "they were not captured")
+            return None
         axes = None
         if weights.dim() in (3, 5):
             # [batch, a, b, query, key] (Hiera: heads x mask units; ProphetNet: n-gram x heads) is kept as
             # [batch, a*b, query, key]; [n, query, key] (GroupViT's grouping [batch, groups, patches],
-            # Grounding DINO's fusion [batch*heads, image, text]) as [n, 1, query, key]: as_hf_outputs()
-            # restores the model's shape
+            # Grounding DINO's fusion [batch*heads, image, text], SLANet's additive [batch, 1, positions])
+            # as [n, 1, query, key]: as_hf_outputs() restores the model's shape
             axes = list(weights.shape)
             weights = weights.flatten(1, 2) if weights.dim() == 5 else weights.unsqueeze(1)
         elif weights.dim() != 4:
-            return self._refuse(path, position, f"{weights.dim()}-D tensors (shape {list(weights.shape)}), "
-                                                "not [batch, heads, query, key]")
-        if not is_probability(weights):
-            return self._refuse(path, position, "values outside [0, 1] (scores or another mixer's state, "
-                                                "not attention probabilities)")
+            return self._refuse(path, position, f"{weights.dim()}-D probabilities (shape {list(weights.shape)}), "
+                                                "which the record cannot hold as [batch, heads, query, key]")
         owner = self._owner if self._owner is not None else self.model
         target = self.by_field.get((path, position, id(owner)))
         if target is None:
