@@ -136,3 +136,21 @@ def test_a_field_the_record_cannot_hold_is_refused_by_name():
     assert len(cap.record.layers) == 2  # the hooked layers are kept
     with pytest.raises(CaptureError, match=r"attentions\[0\].*6-D"):
         cap.record.as_hf_outputs()
+
+
+def test_slanet_additive_attention_is_named_and_its_steps_mirror_eager():
+    """SLANet's decoder attends with a GRU cell's additive (tanh-scored) attention, one [batch, 1, positions]
+    block per decoding step: not a layer of per-head softmax attention, said by name, and the model's
+    ``head_attentions`` field comes back as eager returns it."""
+    torch.manual_seed(0)
+    model = transformers.SLANetForTableRecognition(transformers.SLANetConfig(hidden_size=32, max_text_length=6)).eval()
+    pixels = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        expected = model(pixel_values=pixels, output_attentions=True)
+        with pytest.warns(UserWarning, match="SLANetAttentionGRUCell.*additive"):
+            with ap.capture(model) as cap:
+                inside = model(pixel_values=pixels)
+    assert list(inside.keys()) == ["last_hidden_state"]
+    got = cap.record.as_hf_outputs()
+    assert list(got) == ["head_attentions"] and expected.head_attentions[0].shape == (2, 1, 4)
+    _assert_same(expected.head_attentions, got["head_attentions"])
