@@ -154,3 +154,44 @@ def test_slanet_additive_attention_is_named_and_its_steps_mirror_eager():
     got = cap.record.as_hf_outputs()
     assert list(got) == ["head_attentions"] and expected.head_attentions[0].shape == (2, 1, 4)
     _assert_same(expected.head_attentions, got["head_attentions"])
+
+
+def test_nemotron_streaming_chunked_attention_matches_the_modules_own_eager_code():
+    """The streaming encoder's chunked-limited mask reaches its attention as a bool mask under sdpa. Its
+    eager twin is no reference here: transformers hands eager a float mask, which the module's
+    ``attention_mask.logical_not()`` turns into "mask everything" (NaN weights). So each captured layer
+    is checked against the module's own eager path run on the very inputs the sdpa pass gave it."""
+    config = transformers.NemotronAsrStreamingEncoderConfig(
+        hidden_size=32, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=4, intermediate_size=64,
+        subsampling_conv_channels=16, conv_kernel_size=3, sliding_window=5)
+    torch.manual_seed(0)
+    model = transformers.NemotronAsrStreamingEncoder(config).eval()
+    assert model.config._attn_implementation == "sdpa"
+    calls = []
+    modules = [m for m in model.modules() if type(m).__name__ == "NemotronAsrStreamingEncoderAttention"]
+    handles = [m.register_forward_pre_hook(lambda m, a, k: calls.append((m, a, dict(k))), with_kwargs=True)
+               for m in modules]
+    features = torch.randn(2, 96, 80)
+    mask = torch.ones(2, 96, dtype=torch.long)
+    mask[1, 64:] = 0
+    try:
+        with torch.no_grad(), ap.capture(model) as cap:
+            model(input_features=features, attention_mask=mask)
+    finally:
+        for handle in handles:
+            handle.remove()
+    got = cap.record.as_hf_outputs()["attentions"]
+    assert len(got) == len(calls) == 2
+    for (module, args, kwargs), weights in zip(calls, got, strict=True):
+        assert kwargs["attention_mask"].dtype == torch.bool and not kwargs["attention_mask"].all()
+        own = module.config
+        module.config = copy.copy(own)
+        module.config._attn_implementation_internal = "eager"
+        try:
+            with torch.no_grad():
+                _, expected = module(*args, **kwargs)
+        finally:
+            module.config = own
+        rows = kwargs["attention_mask"].any(-1, keepdim=True)  # fully masked (padding) rows are NaN in eager
+        diff = (expected - weights).abs().masked_fill(~rows, 0).nan_to_num(0.0)
+        assert diff.max().item() <= 1e-5
