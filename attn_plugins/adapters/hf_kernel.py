@@ -17,6 +17,7 @@ from .base import Session, Target
 from .dropout_probe import Probe
 from .hf_outputs import is_probability
 from .recompute import NEUTRAL_KWARGS, UnsupportedAttentionCall, attention_probs, own_precision
+from .source import forward_mentions
 
 _INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids")
 
@@ -33,6 +34,15 @@ def owner_inputs(args, kwargs) -> dict:
     if "input_ids" not in inputs and args and isinstance(args[0], torch.Tensor) and not args[0].is_floating_point():
         inputs["input_ids"] = args[0]
     return {k: v.detach() for k, v in inputs.items()}
+
+
+def head_count(module) -> int | None:
+    """The head count an attention module declares (``num_attention_heads``, ``num_heads``, ...)."""
+    for name in ("num_attention_heads", "num_heads", "n_heads", "n_head"):
+        value = getattr(module, name, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return None
 
 
 class TargetHandler:
@@ -90,17 +100,31 @@ class TargetHandler:
         placed = returned  # the tensor the model's output holds (after dropout in training mode)
         if isinstance(returned, torch.Tensor) and module.training:
             returned = self.probe.first(returned)  # the same thing the recompute paths store
+        merged = None
+        if isinstance(returned, torch.Tensor) and returned.dim() == 3:
+            heads = head_count(module)  # SAM-style eager attention returns [batch*heads, q, k]
+            if heads and returned.shape[0] % heads == 0:
+                merged, returned = list(returned.shape), returned.unflatten(0, (-1, heads))
         if not isinstance(returned, torch.Tensor) or returned.dim() != 4 or not is_probability(returned):
-            self.session.warn_once(
-                f"attention module {self.target.name!r} returned no attention probabilities and made no call "
-                "through transformers' AttentionInterface; this layer was not captured"
-            )
+            self.session.warn_once(self._not_captured(returned))
             return
         call = self.session.begin_call(self.target, returned.shape[2], returned.shape[3])
         if call is not None:
             self.session.emit(call, returned.detach())
             if self.layout is not None:
-                self.layout.note(placed, call)
+                self.layout.note(placed, call, shape=merged)
+
+    def _not_captured(self, returned) -> str:
+        name = f"attention module {self.target.name!r} ({type(self.target.module).__name__})"
+        if isinstance(returned, torch.Tensor) and returned.dim() == 3 and is_probability(returned):
+            what = ("additive (tanh-scored, single-head) attention" if forward_mentions(
+                type(self.target.module).forward, ("tanh(",)) else "attention without a head axis")
+            return (f"{name} computes {what}: its weights {list(returned.shape)} are not [batch, heads, query, "
+                    "key] and it makes no call through transformers' AttentionInterface, so it is not captured as "
+                    "a layer; where the model returns them in its output, the capture keeps that field in the "
+                    "model's own shape (as_hf_outputs())")
+        return (f"{name} returned no attention probabilities and made no call through transformers' "
+                "AttentionInterface; this layer was not captured")
 
     def on_kernel_call(self, module, query, key, value, attention_mask, kwargs, kernel):
         """A call of the attention function (``kernel``: "sdpa", "flex", "flash" or "unknown").

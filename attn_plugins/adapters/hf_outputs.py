@@ -17,8 +17,10 @@ installs the dropout wrapper).
 
 from __future__ import annotations
 
+import ast
 import inspect
 import re
+import textwrap
 
 import torch
 
@@ -28,6 +30,9 @@ from .hooks import remove_hooks
 
 LAYOUT_KEY = "hf_outputs"
 SHAPES_KEY = "hf_output_shapes"
+NESTING_KEY = "hf_output_nesting"
+REFUSED_KEY = "hf_outputs_refused"
+MERGED_HEADS_KEY = "hf_merged_heads"  # layers the model returns as [batch*heads, q, k] (SAM's sdpa twin)
 _INSTALLED_FLAG = "_output_capturing_hooks_installed"  # transformers.utils.output_capturing
 _RECORDING_HOOK = "output_capturing_hook"
 _SUFFIX = "attentions"
@@ -49,12 +54,27 @@ def attention_fields(output, prefix: str = "") -> dict[str, list]:
     return found
 
 
+def _field(output, path: str):
+    for part in path.split("."):
+        output = output[part]
+    return output
+
+
 def _flatten(value) -> list:
     if isinstance(value, torch.Tensor) or value is None:
         return [value]
     if isinstance(value, (tuple, list)):
         return [t for v in value for t in _flatten(v)]
     return []
+
+
+def nesting(value):
+    """The tuple structure of an attention field: ``None`` for a flat tuple of tensors, else the
+    length of each inner tuple (Grounding DINO's ``(fused_vision, fused_text, text, deformable)``
+    per layer, BridgeTower's ``(text, image)`` pairs; 0 for a bare tensor), as deep as the model nests them."""
+    if not isinstance(value, (tuple, list)) or all(not isinstance(v, (tuple, list)) for v in value):
+        return None
+    return [(nesting(v) or len(v)) if isinstance(v, (tuple, list)) else 0 for v in value]
 
 
 def without_attentions(output):
@@ -112,6 +132,47 @@ def asks_output_attentions(model) -> bool:
     return _takes(model, "output_attentions")
 
 
+def acts_on_output_attentions(model) -> bool:
+    """Whether ``model.forward`` can act on ``output_attentions``: it takes it by name, or through
+    ``**kwargs`` that its body (or a decorator around it) reads. A forward that drops its
+    ``**kwargs`` unread (BridgeTower) returns its attention fields whether asked or not: the capture
+    must not ask it, or it would hand the output back without fields the model returns anyway."""
+    try:
+        params = inspect.signature(type(model).forward).parameters
+    except (TypeError, ValueError):
+        return False
+    if "output_attentions" in params:
+        return True
+    var_kw = next((p.name for p in params.values() if p.kind is p.VAR_KEYWORD), None)
+    return var_kw is not None and _reads_kwargs(type(model).forward, var_kw)
+
+
+def _reads_kwargs(forward, name: str) -> bool:
+    """Whether ``forward`` (or a wrapper around it) uses its ``**name`` (True when unsure)."""
+    function = forward
+    while hasattr(function, "__wrapped__"):  # decorators: capture_outputs reads output_attentions itself
+        if _code_mentions(getattr(function, "__code__", None), "output_attentions"):
+            return True
+        function = function.__wrapped__
+    try:
+        tree = ast.parse(textwrap.dedent(inspect.getsource(function)))
+    except (OSError, TypeError, SyntaxError):
+        return True
+    body = tree.body[0]
+    if not isinstance(body, (ast.FunctionDef, ast.AsyncFunctionDef)):
+        return True
+    return any(isinstance(node, ast.Name) and node.id == name for stmt in body.body for node in ast.walk(stmt))
+
+
+def _code_mentions(code, word: str) -> bool:
+    if code is None:
+        return False
+    try:
+        return word in inspect.getsource(code)
+    except (OSError, TypeError):
+        return True
+
+
 def _takes(model, name: str) -> bool:
     try:
         params = inspect.signature(type(model).forward).parameters
@@ -146,9 +207,14 @@ class OutputLayout:
         self._probe = Probe(limit=None)  # training mode: the dropout inputs outside the hooked modules
         self._attached = False
         self._takes_return_dict = _takes(model, "return_dict")
+        self._may_ask = acts_on_output_attentions(model)
         self._known: dict[tuple, tuple] = {}
+        self._owner = None  # the owner of a block hooked in the current call
         self.layout: dict[str, list[tuple]] = {}
-        self.shapes: dict[tuple, list[int]] = {}  # layer key -> the two axes a 5-D field keeps merged in dim 1
+        self.shapes: dict[tuple, list[int]] = {}  # layer key -> the shape the model returned (3-D, 5-D fields)
+        self.nesting: dict[str, list] = {}  # field -> its tuple structure, when not flat
+        self.refused: dict[str, str] = {}  # field -> why an entry of it could not be captured
+        self._refusing: dict[str, str] = {}
 
     def attach(self) -> None:
         # transformers installs its recording hooks the first time attentions are asked for and
@@ -180,17 +246,22 @@ class OutputLayout:
         if errors:
             raise errors[0]
 
-    def note(self, tensor, call) -> None:
-        """A captured block (the tensor the module returned or was handed) and its layer."""
+    def note(self, tensor, call, shape: list[int] | None = None) -> None:
+        """A captured block (the tensor the module returned or was handed) and its layer; ``shape``:
+        the model's shape of it when the layer holds it otherwise (``[batch*heads, q, k]``)."""
         if isinstance(tensor, torch.Tensor):
-            self._known[tensor_key(tensor)] = (call.target.stack, call.target.kind, call.index)
+            key = (call.target.stack, call.target.kind, call.index)
+            self._known[tensor_key(tensor)] = key
+            self._owner = call.target.owner  # adopted entries of this call join its record
+            if shape:
+                self.shapes[key] = list(shape)
 
     def _before(self, module, args, kwargs):
         config = getattr(self.model, "config", None)
         asked = kwargs.get("return_dict")
         wants_tuple = self._takes_return_dict and (
             asked is False or (asked is None and getattr(config, "return_dict", True) is False))
-        add = not kwargs.get("output_attentions")
+        add = self._may_ask and not kwargs.get("output_attentions")
         if not self._calls and self.model.training:
             self._probe.__enter__()
         self._calls.append((add, wants_tuple))
@@ -211,6 +282,7 @@ class OutputLayout:
             before_dropout, self._probe.seen = self._probe.seen, []
         fields = attention_fields(output)
         layout: dict[str, list[tuple]] = {}
+        self._refusing = {}
         for path, tensors in fields.items():
             kept = before_dropout if module.training and len(fields) == 1 else []
             if len(kept) != len(tensors) or not all(
@@ -227,15 +299,21 @@ class OutputLayout:
                     keys.append(key)
             if keys:
                 layout[path] = keys
-        if layout:
-            self.layout = layout
+            shape = nesting(_field(output, path))
+            if shape is not None and len(keys) == len(tensors):
+                self.nesting[path] = shape
+        if layout or self._refusing:
+            self.layout, self.refused = layout, self._refusing
         self._known.clear()
+        self._owner = None
         if not (added or wants_tuple):
             return None
         result = without_attentions(output) if added else output
         return result.to_tuple() if wants_tuple and hasattr(result, "to_tuple") else result
 
     def _finish(self, segment, record) -> None:
+        if self.refused:
+            record.metadata[REFUSED_KEY] = dict(self.refused)
         if not self.layout:
             return
         where = {(l.stack, l.kind, l.index): i for i, l in enumerate(record.layers)}
@@ -245,31 +323,39 @@ class OutputLayout:
         shapes = {path: axes for path, axes in shapes.items() if any(axes)}
         if shapes:
             record.metadata[SHAPES_KEY] = shapes
+        kept = {path: shape for path, shape in self.nesting.items()
+                if len(record.metadata[LAYOUT_KEY].get(path, ())) == len(self.layout[path])}
+        if kept:
+            record.metadata[NESTING_KEY] = kept
 
     def _adopt(self, path: str, position: int, weights: torch.Tensor):
+        if not is_probability(weights) or weights.dim() < 2:
+            # not attention weights (scores, a linear mixer's state, a vision tower's attention output):
+            # said, and left out of as_hf_outputs() (nothing there to mirror)
+            self.session.warn_once(
+                f"{type(self.model).__name__} returns {path}[{position}] as {list(weights.shape)} values that are not "
+                "attention probabilities (outside [0, 1]: scores, another mixer's state or an attention output); "
+                "they were not captured")
+            return None
         axes = None
-        if weights.dim() == 5:
-            # [batch, a, b, query, key] (Hiera: heads x mask units; ProphetNet: n-gram x heads): kept as
-            # [batch, a*b, query, key]; as_hf_outputs() restores the model's shape
-            axes = list(weights.shape[1:3])
-            weights = weights.flatten(1, 2)
+        if weights.dim() in (3, 5):
+            # [batch, a, b, query, key] (Hiera: heads x mask units; ProphetNet: n-gram x heads) is kept as
+            # [batch, a*b, query, key]; [n, query, key] (GroupViT's grouping [batch, groups, patches],
+            # Grounding DINO's fusion [batch*heads, image, text], SLANet's additive [batch, 1, positions])
+            # as [n, 1, query, key]: as_hf_outputs() restores the model's shape
+            axes = list(weights.shape)
+            weights = weights.flatten(1, 2) if weights.dim() == 5 else weights.unsqueeze(1)
         elif weights.dim() != 4:
-            self.session.warn_once(
-                f"{type(self.model).__name__} returns {path} as {weights.dim()}-D tensors "
-                f"(shape {list(weights.shape)}), not [batch, heads, query, key]; they were not captured")
-            return None
-        if not is_probability(weights):
-            self.session.warn_once(
-                f"{type(self.model).__name__} returns values outside [0, 1] in {path}[{position}] (scores or "
-                "another mixer's state, not attention probabilities); they were not captured")
-            return None
-        target = self.by_field.get((path, position))
+            return self._refuse(path, position, f"{weights.dim()}-D probabilities (shape {list(weights.shape)}), "
+                                                "which the record cannot hold as [batch, heads, query, key]")
+        owner = self._owner if self._owner is not None else self.model
+        target = self.by_field.get((path, position, id(owner)))
         if target is None:
             stack, kind = field_stack(path, self.encoder_decoder)
             if self.adopted_stack:
                 stack = f"{self.adopted_stack}.{stack}" if stack else self.adopted_stack
-            target = Target(name=f"{path}[{position}]", stack=stack, kind=kind, owner=self.model, module=self.model)
-            self.by_field[(path, position)] = target
+            target = Target(name=f"{path}[{position}]", stack=stack, kind=kind, owner=owner, module=self.model)
+            self.by_field[(path, position, id(owner))] = target
         call = self.session.begin_call(target, weights.shape[-2], weights.shape[-1])
         if call is None:
             return None
@@ -278,3 +364,10 @@ class OutputLayout:
         if axes:
             self.shapes[key] = axes
         return key
+
+    def _refuse(self, path: str, position: int, why: str) -> None:
+        """An entry the record cannot hold: said now, and ``as_hf_outputs()`` refuses the field."""
+        reason = f"{type(self.model).__name__} returns {path}[{position}] as {why}; it was not captured"
+        self.session.warn_once(reason)
+        self._refusing.setdefault(path, reason)
+        return None

@@ -15,6 +15,7 @@ import torch
 
 from .base import Session, Target
 from .hf_kernel import TargetHandler, owner_inputs
+from .hf_outputs import MERGED_HEADS_KEY
 from .hooks import remove_hooks
 from .scope import attribute_patch
 from .source import forward_mentions
@@ -23,7 +24,11 @@ _CURRENT = threading.local()  # the watched module running in this thread (a sta
 
 
 def calls_sdpa_directly(module: torch.nn.Module) -> bool:
-    return forward_mentions(type(module).forward, ("scaled_dot_product_attention(",))
+    return _calls_sdpa(type(module).forward)
+
+
+def _calls_sdpa(forward) -> bool:
+    return forward_mentions(forward, ("scaled_dot_product_attention(",))
 
 
 def direct_sdpa_targets(model, stack_of) -> list[Target]:
@@ -37,6 +42,23 @@ def direct_sdpa_targets(model, stack_of) -> list[Target]:
         kind = "cross" if any(part in name for part in ("cross", "encoder_attn")) else "self"
         found.append(Target(name=name, stack=stack_of(module), kind=kind, owner=model, module=module))
     return found
+
+
+def merges_batch_and_heads(module: torch.nn.Module) -> bool:
+    """Whether the module's eager twin (the base class whose forward computes the weights itself)
+    returns them as ``[batch*heads, q, k]``, as SAM's windowed vision attention does: read from its
+    own code, which folds the heads into the batch before the matmul."""
+    for cls in type(module).__mro__[1:]:
+        forward = cls.__dict__.get("forward")
+        if forward is None:
+            continue
+        if _calls_sdpa(forward):
+            continue
+        return forward_mentions(forward, _MERGED_MARKERS)
+    return False
+
+
+_MERGED_MARKERS = ("batch_size * self.num_attention_heads", "batch_size * self.num_heads")
 
 
 def _make_wrapper(original, _patch):
@@ -63,6 +85,7 @@ class _Handler:
         self.target = target
         self.session = session
         self.core = TargetHandler(session, target, output_index=1)
+        self.merged = merges_batch_and_heads(target.module)
 
     def before(self, module, args) -> None:
         self.core.before(module, args)
@@ -83,6 +106,13 @@ class _Handler:
     def on_sdpa(self, query, key, attn_mask, is_causal, scale) -> None:
         self.core.on_kernel_call(self.target.module, query.detach(), key.detach(), None, attn_mask,
                                  {"scaling": scale, "is_causal": bool(is_causal)}, "sdpa")
+
+
+def _note_merged(record, names: list[str]) -> None:
+    """Layers whose eager twin returns ``[batch*heads, q, k]``: ``as_hf_outputs()`` gives that shape."""
+    held = [layer.name for layer in record.layers if layer.name in names]
+    if held:
+        record.metadata[MERGED_HEADS_KEY] = held
 
 
 class SdpaInterception:
@@ -111,6 +141,9 @@ class SdpaInterception:
             self.handles.append(target.module.register_forward_pre_hook(handler.before))
             self.handles.append(target.module.register_forward_hook(handler.after))
         self.patch = attribute_patch(torch.nn.functional, "scaled_dot_product_attention", session, _make_wrapper)
+        merged = [h.target.name for h in self.handlers if h.merged]
+        if merged:
+            session.add_finisher(lambda segment, record: _note_merged(record, merged))
 
     def detach(self) -> None:
         errors = remove_hooks(self.handles)

@@ -9,6 +9,7 @@ format and its validation live in :mod:`.format`. Loading never executes code.
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field
 from typing import Any
@@ -108,16 +109,33 @@ class AttentionRecord:
         ``text_model_output``/``vision_model_output``), with the keys of the model's output class.
         Other records use the stacks (``attentions``, ``encoder_attentions``, ...). Only captured
         layers (and heads) are present: with a layer or head selection the tuples are shorter than eager's.
+        Fields the model returns as 3-D or 5-D tensors come back in its shape, fields it nests as
+        tuples of tuples in its nesting.
+
+        Raises:
+            CaptureError: the model returned attention entries the capture could not hold (the
+                message names them); the captured layers are still in :attr:`layers`.
         """
+        refused = self.metadata.get("hf_outputs_refused")
+        if refused:
+            from ..errors import CaptureError
+
+            raise CaptureError("as_hf_outputs() cannot mirror the model's output: " + "; ".join(refused.values())
+                               + " (the captured layers are in record.layers)")
         classic = self._classic_outputs()
         layout = self.metadata.get("hf_outputs")
         if not (isinstance(layout, dict) and layout):
-            return {key: tuple(l.weights for l in group) for key, group in classic.items()}
+            merged = set(self.metadata.get("hf_merged_heads") or ())  # SAM's eager [windows*heads, q, k]
+            return {key: tuple(layer.weights.flatten(0, 1) if layer.name in merged and layer.heads is None
+                               else layer.weights for layer in group) for key, group in classic.items()}
         # the model's own output layout, read during the capture (composite models, nested outputs)
         shapes = self.metadata.get("hf_output_shapes") or {}
         flat = {path: tuple(_shaped(self.layers[i].weights, axes)
                             for i, axes in zip(positions, shapes.get(path) or [None] * len(positions)))
                 for path, positions in layout.items() if positions}
+        for path, shape in (self.metadata.get("hf_output_nesting") or {}).items():
+            if path in flat:
+                flat[path] = _regroup(list(flat[path]), shape)
         placed = {i for positions in layout.values() for i in positions}
         encoder = classic.get("encoder_attentions")  # generate() runs the encoder outside the model's forward
         if encoder and "encoder_attentions" not in flat and not any(l is self.layers[i] for l in encoder for i in placed):
@@ -247,8 +265,26 @@ class AttentionRecord:
 
 
 def _shaped(weights: torch.Tensor, axes: Any) -> torch.Tensor:
-    """A 5-D field kept as ``[batch, a*b, q, k]`` back in the model's ``[batch, a, b, q, k]``."""
-    return torch.unflatten(weights, 1, tuple(axes)) if axes and weights.shape[1] == axes[0] * axes[1] else weights
+    """A field entry back in the model's shape: ``axes`` is the shape it returned (a 3-D
+    ``[n, q, k]`` kept as ``[n, 1, q, k]``, a 5-D one kept as ``[batch, a*b, q, k]``), or, in
+    records written before, the two axes a 5-D entry merged. A head selection keeps the 4-D block."""
+    if not axes:
+        return weights
+    if len(axes) == 2:
+        return torch.unflatten(weights, 1, tuple(axes)) if weights.shape[1] == axes[0] * axes[1] else weights
+    return weights.reshape(tuple(axes)) if weights.numel() == math.prod(axes) else weights
+
+
+def _regroup(flat: list, shape: list) -> tuple:
+    """A flat tuple back in the model's tuple-of-tuples nesting (``shape`` from the capture: a
+    tuple's length, 0 for a bare entry, a list for a deeper tuple)."""
+    out = []
+    for part in shape:
+        if isinstance(part, list):
+            out.append(_regroup(flat, part))
+        else:
+            out.append(tuple(flat.pop(0) for _ in range(part)) if part else flat.pop(0))
+    return tuple(out)
 
 
 def _nest(flat: dict[str, Any]) -> dict[str, Any]:
