@@ -40,5 +40,9 @@ __all__ = [
 
 
 def method_names() -> list[str]:
-    """The registered method names."""
+    """The registered saliency method names.
+
+    Returns:
+        The names of :data:`METHODS`, sorted (built-in and third-party entry points).
+    """
     return METHODS.names()

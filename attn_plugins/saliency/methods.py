@@ -14,52 +14,85 @@ from __future__ import annotations
 
 import contextlib
 import warnings
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import torch
 
-from ..registry import Registry
 from ..errors import import_optional as optional
+from ..registry import Registry
+from .problem import Problem
+
+if TYPE_CHECKING:
+    from ..record import AttentionRecord, LayerAttention
 
 METHODS = Registry("saliency method", "attn_plugins.saliency_methods")
 
+Extras = list[dict[str, Any]]
+"""Per-item extra information of a method's result (e.g. Captum's convergence ``delta``)."""
+MethodResult = tuple[torch.Tensor, Extras]
+"""What a method returns: ``[batch, n]`` scores and one extras dict per item."""
+Method = TypeVar("Method", bound=Callable[..., MethodResult])
 
-def method(name: str, family: str, description: str):
-    def add(fn: Any):
-        fn.family = family
-        fn.description = description
-        fn.method_name = name
+
+def method(name: str, family: str, description: str) -> Callable[[Method], Method]:
+    """Decorator that registers a saliency method in :data:`METHODS`.
+
+    Args:
+        name: the name callers pass as ``method=``.
+        family: ``"attention"`` (reads a record) or ``"gradient"`` (needs the model).
+        description: one line shown in method listings.
+
+    Returns:
+        A decorator that tags the function with ``family``, ``description`` and ``method_name``,
+        registers it, and returns it unchanged.
+    """
+
+    def add(fn: Method) -> Method:
+        tagged: Any = fn
+        tagged.family = family
+        tagged.description = description
+        tagged.method_name = name
         METHODS.register(name, fn)
         return fn
 
     return add
 
 
-def _captum():
+def _captum() -> Any:
     return optional("captum.attr", "gradient saliency")
 
 
 def reduce_embedding(attributions: torch.Tensor, how: str = "sum") -> torch.Tensor:
-    """``[b, n, d]`` -> ``[b, n]``."""
+    """``[b, n, d]`` -> ``[b, n]``: one score per token from its embedding dimensions.
+
+    Args:
+        attributions: per-dimension attributions ``[b, n, d]``.
+        how: ``"sum"`` (the Captum tutorials' choice), ``"mean"`` or ``"l2"`` (the norm).
+
+    Returns:
+        The ``[b, n]`` scores.
+    """
     if how == "sum":
         return attributions.sum(dim=-1)
     if how == "mean":
         return attributions.mean(dim=-1)
     if how == "l2":
-        return attributions.norm(dim=-1)
+        norm: torch.Tensor = attributions.norm(dim=-1)
+        return norm
     raise ValueError(f"reduce must be 'sum', 'mean' or 'l2', got {how!r}")
 
 
-def _no_extras(problem: Any) -> list[dict]:
+def _no_extras(problem: Problem) -> Extras:
     return [{} for _ in range(problem.batch_size)]
 
 
-def _deltas(delta: Any) -> list[dict]:
+def _deltas(delta: Any) -> Extras:
     return [{"delta": float(v)} for v in delta.detach().reshape(-1).tolist()]
 
 
 @contextlib.contextmanager
-def _quiet_captum():
+def _quiet_captum() -> Iterator[None]:
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=r".*(hooks|non-linear|nonlinear).*")
         warnings.filterwarnings("ignore", category=UserWarning, module=r"captum\..*")
@@ -75,36 +108,36 @@ quiet_captum = _quiet_captum  # public name: generation attribution filters Capt
 # gradient methods (Captum)
 # ---------------------------------------------------------------------------------------------
 @method("saliency", "gradient", "Captum Saliency: |d target / d embedding| (Simonyan et al. 2014)")
-def saliency(problem: Any, *, reduce: str = "sum", abs: bool = True):  # noqa: A002 - Captum's name
+def saliency(problem: Problem, *, reduce: str = "sum", abs: bool = True) -> MethodResult:  # noqa: A002 - Captum's name
     Saliency = _captum().Saliency
 
     with _quiet_captum():
         attr = Saliency(problem.embed_forward).attribute(
-            problem.embeds, target=problem.targets, additional_forward_args=problem.args, abs=abs)
+            problem.embeddings(), target=problem.targets, additional_forward_args=problem.args, abs=abs)
     return reduce_embedding(attr, reduce), _no_extras(problem)
 
 
 @method("input_x_gradient", "gradient", "Captum InputXGradient: embedding x gradient")
-def input_x_gradient(problem: Any, *, reduce: str = "sum"):
+def input_x_gradient(problem: Problem, *, reduce: str = "sum") -> MethodResult:
     InputXGradient = _captum().InputXGradient
 
     with _quiet_captum():
         attr = InputXGradient(problem.embed_forward).attribute(
-            problem.embeds, target=problem.targets, additional_forward_args=problem.args)
+            problem.embeddings(), target=problem.targets, additional_forward_args=problem.args)
     return reduce_embedding(attr, reduce), _no_extras(problem)
 
 
 @method("integrated_gradients", "gradient",
         "Captum IntegratedGradients over the word embeddings (baseline: zero embeddings)")
-def integrated_gradients(problem: Any, *, n_steps: int = 50, integration: str = "gausslegendre",
+def integrated_gradients(problem: Problem, *, n_steps: int = 50, integration: str = "gausslegendre",
                          baseline: str = "zeros",
-                         internal_batch_size: int | None = None, reduce: str = "sum"):
+                         internal_batch_size: int | None = None, reduce: str = "sum") -> MethodResult:
     """``integration`` is Captum's ``method`` (``"gausslegendre"``, ``"riemann_left"``, ...);
     ``baseline``: ``"zeros"`` (default), ``"pad"``, ``"mask"``, a float or a tensor."""
     IntegratedGradients = _captum().IntegratedGradients
 
     attr, delta = IntegratedGradients(problem.embed_forward).attribute(
-        problem.embeds, baselines=problem.baseline_embeds(baseline), target=problem.targets,
+        problem.embeddings(), baselines=problem.baseline_embeds(baseline), target=problem.targets,
         additional_forward_args=problem.args, n_steps=n_steps, method=integration,
         internal_batch_size=internal_batch_size, return_convergence_delta=True)
     return reduce_embedding(attr, reduce), _deltas(delta)
@@ -112,9 +145,9 @@ def integrated_gradients(problem: Any, *, n_steps: int = 50, integration: str = 
 
 @method("layer_integrated_gradients", "gradient",
         "Captum LayerIntegratedGradients on the embedding layer (baseline: [PAD] for every non-special token)")
-def layer_integrated_gradients(problem: Any, *, n_steps: int = 50, integration: str = "gausslegendre",
+def layer_integrated_gradients(problem: Problem, *, n_steps: int = 50, integration: str = "gausslegendre",
                                baseline: str = "pad",
-                               internal_batch_size: int | None = None, reduce: str = "sum"):
+                               internal_batch_size: int | None = None, reduce: str = "sum") -> MethodResult:
     """``integration`` is Captum's ``method``; ``baseline``: ``"pad"`` (default: every non-special
     real token replaced by [PAD]), ``"mask"`` or ``"zeros"`` (id 0 everywhere)."""
     LayerIntegratedGradients = _captum().LayerIntegratedGradients
@@ -133,9 +166,9 @@ def layer_integrated_gradients(problem: Any, *, n_steps: int = 50, integration: 
 
 @method("smoothgrad", "gradient",
         "Captum NoiseTunnel(Saliency), SmoothGrad (Smilkov et al. 2017), seeded so runs agree")
-def smoothgrad(problem: Any, *, nt_samples: int = 10, noise_level: float = 0.01, stdevs: float | None = None,
+def smoothgrad(problem: Problem, *, nt_samples: int = 10, noise_level: float = 0.01, stdevs: float | None = None,
                seed: int = 0, base: str = "saliency", nt_type: str = "smoothgrad", reduce: str = "sum",
-               nt_samples_batch_size: int | None = None):
+               nt_samples_batch_size: int | None = None) -> MethodResult:
     """``stdevs`` defaults to ``noise_level * (max - min)`` of the batch's embeddings, with
     AllenNLP's SmoothGradient defaults (``noise_level=0.01``, 10 samples); the image-domain
     10-20 % of Smilkov et al. drowns word embeddings in noise.
@@ -149,42 +182,46 @@ def smoothgrad(problem: Any, *, nt_samples: int = 10, noise_level: float = 0.01,
     bases = {"saliency": Saliency, "input_x_gradient": InputXGradient}
     if base not in bases:
         raise ValueError(f"base must be one of {sorted(bases)}, got {base!r}")
+    embeds = problem.embeddings()
     if stdevs is None:
-        stdevs = float(noise_level) * float(problem.embeds.max() - problem.embeds.min())
-    devices = [problem.embeds.device.index] if problem.embeds.is_cuda else []
+        stdevs = float(noise_level) * float(embeds.max() - embeds.min())
+    devices = [embeds.device.index] if embeds.is_cuda else []
     with torch.random.fork_rng(devices=devices), _quiet_captum():
         torch.manual_seed(seed)
         attr = NoiseTunnel(bases[base](problem.embed_forward)).attribute(
-            problem.embeds, nt_type=nt_type, nt_samples=nt_samples, stdevs=stdevs, target=problem.targets,
+            embeds, nt_type=nt_type, nt_samples=nt_samples, stdevs=stdevs, target=problem.targets,
             additional_forward_args=problem.args, nt_samples_batch_size=nt_samples_batch_size)
     extras = [{"stdevs": stdevs, "seed": seed} for _ in range(problem.batch_size)]
     return reduce_embedding(attr, reduce), extras
 
 
 @method("deeplift", "gradient", "Captum DeepLift (rescale rule on supported non-linearities), zero-embedding baseline")
-def deeplift(problem: Any, *, baseline: str = "zeros", reduce: str = "sum"):
+def deeplift(problem: Problem, *, baseline: str = "zeros", reduce: str = "sum") -> MethodResult:
     DeepLift = _captum().DeepLift
 
     from .problem import ForwardModule
 
+    if problem.model is None or problem.embed_forward is None:
+        raise ValueError("deeplift needs a model: use an Explainer")
     module = ForwardModule(problem.model, problem.embed_forward)
     with _quiet_captum():
         attr, delta = DeepLift(module).attribute(
-            problem.embeds, baselines=problem.baseline_embeds(baseline), target=problem.targets,
+            problem.embeddings(), baselines=problem.baseline_embeds(baseline), target=problem.targets,
             additional_forward_args=problem.args, return_convergence_delta=True)
     return reduce_embedding(attr, reduce), _deltas(delta)
 
 
 @method("feature_ablation", "gradient",
         "Captum FeatureAblation: change of the target when one token's embedding is replaced by the baseline")
-def feature_ablation(problem: Any, *, baseline: str = "zeros", perturbations_per_eval: int = 1):
+def feature_ablation(problem: Problem, *, baseline: str = "zeros", perturbations_per_eval: int = 1) -> MethodResult:
     FeatureAblation = _captum().FeatureAblation
 
-    b, n, d = problem.embeds.shape
-    mask = torch.arange(n, device=problem.embeds.device).view(1, n, 1).expand(b, n, d)
+    embeds = problem.embeddings()
+    b, n, d = embeds.shape
+    mask = torch.arange(n, device=embeds.device).view(1, n, 1).expand(b, n, d)
     with torch.no_grad(), _quiet_captum():
         attr = FeatureAblation(problem.embed_forward).attribute(
-            problem.embeds, baselines=problem.baseline_embeds(baseline), target=problem.targets,
+            problem.embeddings(), baselines=problem.baseline_embeds(baseline), target=problem.targets,
             additional_forward_args=problem.args, feature_mask=mask,
             perturbations_per_eval=perturbations_per_eval)
     # every dimension of a token carries the token's ablation effect: read one
@@ -195,7 +232,8 @@ def feature_ablation(problem: Any, *, baseline: str = "zeros", perturbations_per
 # attention methods
 # ---------------------------------------------------------------------------------------------
 def _real(mask_row: torch.Tensor) -> list[int]:
-    return torch.nonzero(mask_row).flatten().tolist()
+    real: list[int] = torch.nonzero(mask_row).flatten().tolist()
+    return real
 
 
 def _row(matrix: torch.Tensor, query: int | None, real: list[int]) -> torch.Tensor:
@@ -206,14 +244,14 @@ def _row(matrix: torch.Tensor, query: int | None, real: list[int]) -> torch.Tens
     return matrix[query]
 
 
-def _self_layers(record: AttentionRecord):
+def _self_layers(record: AttentionRecord) -> list[LayerAttention]:
     from ..analysis.rollout import self_layers as select
 
     return select(record, ...)
 
 
 @method("attention", "attention", "raw attention of the query row (one layer or the mean of layers; heads averaged)")
-def attention(problem: Any, *, layer: Any = -1, head: Any = None):
+def attention(problem: Problem, *, layer: Any = -1, head: Any = None) -> MethodResult:
     from ..analysis.rollout import raw_attention
 
     record = problem.record()
@@ -228,7 +266,7 @@ def attention(problem: Any, *, layer: Any = -1, head: Any = None):
 
 
 @method("rollout", "attention", "attention rollout (Abnar & Zuidema 2020): row of the query token")
-def rollout(problem: Any, *, head_fusion: str = "mean", add_residual: bool = True, start_layer: int = 0):
+def rollout(problem: Problem, *, head_fusion: str = "mean", add_residual: bool = True, start_layer: int = 0) -> MethodResult:
     from ..analysis.rollout import rollout as roll
 
     with warnings.catch_warnings():
@@ -241,8 +279,8 @@ def rollout(problem: Any, *, head_fusion: str = "mean", add_residual: bool = Tru
 
 
 @method("flow", "attention", "attention flow (Abnar & Zuidema 2020): max flow from the query token to each input")
-def flow(problem: Any, *, head_fusion: str = "mean", add_residual: bool = True, normalize: bool = True,
-         backend: str = "scipy", scale: int | None = None):
+def flow(problem: Problem, *, head_fusion: str = "mean", add_residual: bool = True, normalize: bool = True,
+         backend: str = "scipy", scale: int | None = None) -> MethodResult:
     from ..analysis.flow import DEFAULT_SCALE, flow_matrices
 
     with warnings.catch_warnings():
@@ -263,7 +301,7 @@ def flow(problem: Any, *, head_fusion: str = "mean", add_residual: bool = True, 
 
 @method("grad_attention", "attention",
         "gradient-weighted attention: attention x d target / d attention, positive part, heads averaged")
-def grad_attention(problem: Any, *, aggregate: str = "mean", positive: bool = True, layer: int = -1):
+def grad_attention(problem: Problem, *, aggregate: str = "mean", positive: bool = True, layer: int = -1) -> MethodResult:
     """``aggregate``: ``"rollout"`` (Chefer et al. 2021: ``R = I``, ``R += Abar @ R`` layer by layer),
     ``"mean"`` (mean over layers of ``Abar``) or ``"layer"`` (``Abar`` of ``layer``); then the query row.
     ``Abar = mean_heads(A * dA)``, clamped at 0 when ``positive``.
@@ -295,7 +333,7 @@ def grad_attention(problem: Any, *, aggregate: str = "mean", positive: bool = Tr
     return out, _no_extras(problem)
 
 
-def _item_record(record: AttentionRecord, b: int):
+def _item_record(record: AttentionRecord, b: int) -> AttentionRecord:
     """A view of one batch item of a record (weights and inputs sliced; nothing copied)."""
     from dataclasses import replace
 
@@ -313,4 +351,12 @@ GRADIENT_FAMILY = "gradient"
 
 
 def family_of(name: str) -> str:
-    return getattr(METHODS.get(name), "family", "gradient")
+    """The family of a registered method.
+
+    Args:
+        name: a name of :data:`METHODS`.
+
+    Returns:
+        ``"attention"`` or ``"gradient"`` (a third-party method without ``family`` counts as gradient).
+    """
+    return str(getattr(METHODS.get(name), "family", "gradient"))
