@@ -34,6 +34,7 @@ from allennlp.interpret.saliency_interpreters.saliency_interpreter import Salien
 from allennlp.predictors.predictor import Predictor  # noqa: E402
 
 import attn_plugins  # noqa: E402
+
 from ..record import AttentionRecord  # noqa: E402
 
 __all__ = ["AttentionPredictor", "AttentionSaliencyInterpreter", "attention_json", "with_attention"]

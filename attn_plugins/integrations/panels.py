@@ -51,7 +51,8 @@ class Panel:
         return max(len(self.left), len(self.right))
 
 
-def _item_tokens(tokens: Sequence[Sequence[Any] | None] | None, item: int, n: int, ids: torch.Tensor | None) -> list[str]:
+def _item_tokens(tokens: Sequence[Sequence[Any] | None] | None, item: int, n: int,
+                 ids: torch.Tensor | None) -> list[str]:
     row = tokens[item] if tokens is not None and len(tokens) > item else None
     if row is not None:
         return [str(t) for t in row]

@@ -276,8 +276,9 @@ def _check_gif(path: str | os.PathLike[str]) -> str:
     return path
 
 
-def animate_generation(attn: Any, path: str | os.PathLike[str], layer: int | str = -1, head: int | str | None = "mean", *,
-                       item: int = 0, kind: str = "self", fps: float = 2.0, dpi: int = 120) -> Figure:
+def animate_generation(attn: Any, path: str | os.PathLike[str], layer: int | str = -1,
+                       head: int | str | None = "mean", *, item: int = 0, kind: str = "self", fps: float = 2.0,
+                       dpi: int = 120) -> Figure:
     """An animated GIF (matplotlib's PillowWriter): one frame per generation step, the current
     token's attention over the keys.
 

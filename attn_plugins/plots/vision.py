@@ -19,6 +19,9 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
     from matplotlib.image import AxesImage
 
+Grid = int | tuple[int, int] | None
+"""A patch grid: ``rows`` (square) or ``(rows, cols)``; ``None`` finds a square grid by itself."""
+
 
 def _image_array(image: Any) -> np.ndarray | None:
     """An ``[H, W, C]`` float array in [0, 1] from a PIL image, an array or a (normalised) tensor."""
@@ -43,7 +46,7 @@ def _image_array(image: Any) -> np.ndarray | None:
     return clipped
 
 
-def patch_grid(num_tokens: int, grid: int | tuple[int, int] | None = None,
+def patch_grid(num_tokens: int, grid: Grid = None,
                num_prefix_tokens: int | None = None) -> tuple[int, int, int]:
     """How many leading non-patch tokens ([CLS], distillation, registers) precede a patch grid.
 
@@ -71,7 +74,7 @@ def patch_grid(num_tokens: int, grid: int | tuple[int, int] | None = None,
     raise ValueError(f"cannot lay {num_tokens} tokens on a square patch grid; pass grid=(rows, cols)")
 
 
-def rollout_map(record: AttentionRecord, *, item: int = 0, query: int | str = "cls", grid: int | tuple[int, int] | None = None,
+def rollout_map(record: AttentionRecord, *, item: int = 0, query: int | str = "cls", grid: Grid = None,
                 num_prefix_tokens: int | None = None, head_fusion: str = "mean", start_layer: int = 0,
                 stack: Any = ...) -> tuple[torch.Tensor, int]:
     """The rollout of one token over the image patches, normalised to sum 1.
@@ -112,7 +115,7 @@ def rollout_map(record: AttentionRecord, *, item: int = 0, query: int | str = "c
 
 @contextual
 def vit_rollout(record: AttentionRecord, image: Any = None, *, item: int = 0, query: int | str = "cls",
-                grid: int | tuple[int, int] | None = None, num_prefix_tokens: int | None = None, head_fusion: str = "mean",
+                grid: Grid = None, num_prefix_tokens: int | None = None, head_fusion: str = "mean",
                 start_layer: int = 0, alpha: float = 0.55, cmap: str = "inferno", show_grid: bool = True,
                 title: str | None = None, path: str | os.PathLike[str] | None = None) -> Figure:
     """Attention rollout (Abnar & Zuidema 2020) of a vision transformer, laid over the image: the
@@ -217,7 +220,7 @@ def label_patch_grid(ax: Axes, rows: int, cols: int, width: float, height: float
 
 
 def caption_maps(record: AttentionRecord, *, item: int = 0, layer: int | str = "mean", head: int | str = "mean",
-                 grid: int | tuple[int, int] | None = None, num_prefix_tokens: int | None = None) -> dict[str, Any]:
+                 grid: Grid = None, num_prefix_tokens: int | None = None) -> dict[str, Any]:
     """Each generated token's cross-attention over the image, from a captioning record
     (a ``VisionEncoderDecoderModel.generate()`` capture, or any record whose cross-attention keys
     are a ViT's tokens).
@@ -279,7 +282,7 @@ def _step_labels(record: AttentionRecord, item: int, steps: int, tokens: Sequenc
 
 
 def _caption_inputs(record: AttentionRecord, image: Any, tokens: Sequence[Any] | None, item: int, layer: int | str,
-                    head: int | str, grid: int | tuple[int, int] | None, num_prefix_tokens: int | None,
+                    head: int | str, grid: Grid, num_prefix_tokens: int | None,
                     max_steps: int) -> tuple[dict[str, Any], np.ndarray, list[str], np.ndarray | None, float]:
     """What both caption figures draw: the maps, their first ``max_steps`` patch maps as an array,
     the token labels, the image array and the shared top of the colour scale."""
@@ -312,7 +315,7 @@ def _prefix_note(maps: dict[str, Any], t: int) -> str:
 
 @contextual
 def caption_attention(record: AttentionRecord, image: Any = None, *, tokens: Sequence[Any] | None = None,
-                      item: int = 0, layer: int | str = "mean", head: int | str = "mean", grid: int | tuple[int, int] | None = None,
+                      item: int = 0, layer: int | str = "mean", head: int | str = "mean", grid: Grid = None,
                       num_prefix_tokens: int | None = None, columns: int = 4, cmap: str = "inferno",
                       alpha: float = 0.6, show_grid: bool = True, max_steps: int = 32, title: str | None = None,
                       path: str | os.PathLike[str] | None = None) -> Figure:
@@ -372,8 +375,9 @@ def caption_attention(record: AttentionRecord, image: Any = None, *, tokens: Seq
     return finish(fig, path)
 
 
-def caption_gif(record: AttentionRecord, image: Any, path: str | os.PathLike[str], *, tokens: Sequence[Any] | None = None,
-                item: int = 0, layer: int | str = "mean", head: int | str = "mean", grid: int | tuple[int, int] | None = None,
+def caption_gif(record: AttentionRecord, image: Any, path: str | os.PathLike[str], *,
+                tokens: Sequence[Any] | None = None, item: int = 0, layer: int | str = "mean",
+                head: int | str = "mean", grid: Grid = None,
                 num_prefix_tokens: int | None = None, cmap: str = "inferno", alpha: float = 0.6,
                 fps: float = 1.25, dpi: int = 100, max_steps: int = 64) -> Figure:
     """An animated GIF (matplotlib's PillowWriter, as :func:`attn_plugins.plots.animate_generation`),

@@ -22,8 +22,9 @@ Every method returns :class:`TokenSaliency` results; :func:`merge_words` merges 
 """
 
 from . import allennlp_smoothgrad  # noqa: F401  (registers "smoothgrad_allennlp")
-from .explainer import Explainer, attention_saliency
+from .explainer import Explainer
 from .methods import METHODS, family_of
+from .record_saliency import attention_saliency
 from .result import TokenSaliency, merge_words
 from .sentence_similarity import SimilarityExplainer
 

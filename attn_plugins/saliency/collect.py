@@ -39,7 +39,7 @@ def as_instances(obj: Any, *, method: str | None = None, query: Any = 0, merge_w
         The instances.
     """
     if _is_record(obj):
-        from .explainer import attention_saliency
+        from .record_saliency import attention_saliency
 
         obj = attention_saliency(obj, method or "rollout", query=query, **options)
     elif isinstance(obj, Mapping):
@@ -79,7 +79,7 @@ def as_method_table(obj: Any, *, methods: Any = None, query: Any = 0, merge_word
         The table; every method covers the same instances with the same tokens.
     """
     if _is_record(obj):
-        from .explainer import attention_saliency
+        from .record_saliency import attention_saliency
 
         names = list(methods or ("attention", "rollout", "flow"))
         table = {name: as_instances(attention_saliency(obj, name, query=query, **options.get(name, {})))

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
@@ -31,9 +31,6 @@ from ..model_state import evaluation_mode
 from .methods import METHODS, Extras
 from .problem import OUTPUTS, TASKS, Problem, detect_task, logits_of, transform_output
 from .result import TokenSaliency
-
-if TYPE_CHECKING:
-    from ..record import AttentionRecord
 
 Texts = str | Sequence[str] | Sequence[tuple[str, str]]
 """What an explainer explains: one text, a list of texts or a list of ``(text_a, text_b)`` pairs."""
@@ -467,46 +464,3 @@ class Explainer:
         for name in methods:
             out[name] = self.explain(texts, name, progress=progress, **common, **options.get(name, {}))
         return out
-
-
-def attention_saliency(record: AttentionRecord, method: str = "rollout", *, query: Any = 0,
-                       **options: Any) -> list[TokenSaliency]:
-    """Attention-based saliency straight from a record (no model needed).
-
-    Args:
-        record: a captured record.
-        method: ``"attention"``, ``"rollout"`` or ``"flow"``.
-        query: the row read: an int among the real tokens, ``"cls"`` or ``"last"`` (or a list per item).
-        **options: passed to the method (e.g. ``head_fusion=``).
-
-    Returns:
-        One result per batch item.
-    """
-    from ..analysis.rollout import resolve_query
-
-    fn = METHODS.get(method)
-    if getattr(fn, "family", None) != "attention" or method == "grad_attention":
-        raise ValueError(f"{method!r} needs a model: use an Explainer (record-only methods: attention, rollout, flow)")
-    if not record.layers:
-        raise ValueError("the record holds no attention")
-    n = record.layers[0].weights.shape[-1]
-    batch = record.batch_size
-    ids = record.inputs.get("input_ids")
-    mask = record.attention_mask
-    if mask is None or mask.dim() != 2:
-        mask = torch.ones(batch, n, dtype=torch.long)
-    mask = mask[:, :n].cpu()
-    specs = query if isinstance(query, (list, tuple)) else [query] * batch
-    queries = [resolve_query(q, n, mask[b]) for b, q in enumerate(specs)]
-    problem = Problem(model=None, embedding_layer=None,
-                      input_ids=ids[:, :n].cpu() if ids is not None else torch.zeros(batch, n, dtype=torch.long),
-                      attention_mask=mask, embeds=None, args=(), embed_forward=None, ids_forward=None,
-                      targets=None, queries=queries, _record=record)
-    scores, extras = fn(problem, **options)
-    out = []
-    for b in range(batch):
-        real = torch.nonzero(mask[b]).flatten().tolist()
-        tokens = [record.tokens[b][i] for i in real] if record.tokens else [str(i) for i in real]
-        out.append(TokenSaliency(tokens=tokens, scores=scores[b, real].numpy(), method=method,
-                                 query=real.index(queries[b]), info={**options, **(extras[b] if extras else {})}))
-    return out

@@ -266,7 +266,8 @@ def attention(problem: Problem, *, layer: Any = -1, head: Any = None) -> MethodR
 
 
 @method("rollout", "attention", "attention rollout (Abnar & Zuidema 2020): row of the query token")
-def rollout(problem: Problem, *, head_fusion: str = "mean", add_residual: bool = True, start_layer: int = 0) -> MethodResult:
+def rollout(problem: Problem, *, head_fusion: str = "mean", add_residual: bool = True,
+            start_layer: int = 0) -> MethodResult:
     from ..analysis.rollout import rollout as roll
 
     with warnings.catch_warnings():
@@ -301,7 +302,8 @@ def flow(problem: Problem, *, head_fusion: str = "mean", add_residual: bool = Tr
 
 @method("grad_attention", "attention",
         "gradient-weighted attention: attention x d target / d attention, positive part, heads averaged")
-def grad_attention(problem: Problem, *, aggregate: str = "mean", positive: bool = True, layer: int = -1) -> MethodResult:
+def grad_attention(problem: Problem, *, aggregate: str = "mean", positive: bool = True,
+                   layer: int = -1) -> MethodResult:
     """``aggregate``: ``"rollout"`` (Chefer et al. 2021: ``R = I``, ``R += Abar @ R`` layer by layer),
     ``"mean"`` (mean over layers of ``Abar``) or ``"layer"`` (``Abar`` of ``layer``); then the query row.
     ``Abar = mean_heads(A * dA)``, clamped at 0 when ``positive``.
