@@ -109,6 +109,16 @@ quiet_captum = _quiet_captum  # public name: generation attribution filters Capt
 # ---------------------------------------------------------------------------------------------
 @method("saliency", "gradient", "Captum Saliency: |d target / d embedding| (Simonyan et al. 2014)")
 def saliency(problem: Problem, *, reduce: str = "sum", abs: bool = True) -> MethodResult:  # noqa: A002 - Captum's name
+    """Captum's ``Saliency``: the gradient of the target w.r.t. the word embeddings.
+
+    Args:
+        problem: the batch to explain (built by an explainer).
+        reduce: how the embedding dimension is reduced (``"sum"``, ``"mean"``, ``"l2"``).
+        abs: take the gradient's absolute value first (Captum's option).
+
+    Returns:
+        ``([batch, n] scores, extras)``; extras are empty dicts.
+    """
     Saliency = _captum().Saliency
 
     with _quiet_captum():
@@ -119,6 +129,15 @@ def saliency(problem: Problem, *, reduce: str = "sum", abs: bool = True) -> Meth
 
 @method("input_x_gradient", "gradient", "Captum InputXGradient: embedding x gradient")
 def input_x_gradient(problem: Problem, *, reduce: str = "sum") -> MethodResult:
+    """Captum's ``InputXGradient``: the word embeddings times their gradient.
+
+    Args:
+        problem: the batch to explain (built by an explainer).
+        reduce: how the embedding dimension is reduced (``"sum"``, ``"mean"``, ``"l2"``).
+
+    Returns:
+        ``([batch, n] scores, extras)``; extras are empty dicts.
+    """
     InputXGradient = _captum().InputXGradient
 
     with _quiet_captum():
@@ -130,10 +149,21 @@ def input_x_gradient(problem: Problem, *, reduce: str = "sum") -> MethodResult:
 @method("integrated_gradients", "gradient",
         "Captum IntegratedGradients over the word embeddings (baseline: zero embeddings)")
 def integrated_gradients(problem: Problem, *, n_steps: int = 50, integration: str = "gausslegendre",
-                         baseline: str = "zeros",
+                         baseline: str | float | torch.Tensor = "zeros",
                          internal_batch_size: int | None = None, reduce: str = "sum") -> MethodResult:
-    """``integration`` is Captum's ``method`` (``"gausslegendre"``, ``"riemann_left"``, ...);
-    ``baseline``: ``"zeros"`` (default), ``"pad"``, ``"mask"``, a float or a tensor."""
+    """Captum's ``IntegratedGradients`` over the word embeddings.
+
+    Args:
+        problem: the batch to explain (built by an explainer).
+        n_steps: integration steps.
+        integration: Captum's ``method`` (``"gausslegendre"``, ``"riemann_left"``, ...).
+        baseline: ``"zeros"`` (default), ``"pad"``, ``"mask"``, a float or a tensor.
+        internal_batch_size: Captum's batch size for the scaled inputs (None: all at once).
+        reduce: how the embedding dimension is reduced (``"sum"``, ``"mean"``, ``"l2"``).
+
+    Returns:
+        ``([batch, n] scores, extras)``; extras hold Captum's convergence ``delta``.
+    """
     IntegratedGradients = _captum().IntegratedGradients
 
     attr, delta = IntegratedGradients(problem.embed_forward).attribute(
@@ -148,8 +178,20 @@ def integrated_gradients(problem: Problem, *, n_steps: int = 50, integration: st
 def layer_integrated_gradients(problem: Problem, *, n_steps: int = 50, integration: str = "gausslegendre",
                                baseline: str = "pad",
                                internal_batch_size: int | None = None, reduce: str = "sum") -> MethodResult:
-    """``integration`` is Captum's ``method``; ``baseline``: ``"pad"`` (default: every non-special
-    real token replaced by [PAD]), ``"mask"`` or ``"zeros"`` (id 0 everywhere)."""
+    """Captum's ``LayerIntegratedGradients`` on the embedding layer, from reference input ids.
+
+    Args:
+        problem: the batch to explain (built by an explainer).
+        n_steps: integration steps.
+        integration: Captum's ``method``.
+        baseline: ``"pad"`` (default: every non-special real token replaced by [PAD]), ``"mask"``
+            or ``"zeros"`` (id 0 everywhere).
+        internal_batch_size: Captum's batch size for the scaled inputs.
+        reduce: how the embedding dimension is reduced (``"sum"``, ``"mean"``, ``"l2"``).
+
+    Returns:
+        ``([batch, n] scores, extras)``; extras hold Captum's convergence ``delta``.
+    """
     LayerIntegratedGradients = _captum().LayerIntegratedGradients
 
     if baseline in ("pad", "mask"):
@@ -176,6 +218,20 @@ def smoothgrad(problem: Problem, *, nt_samples: int = 10, noise_level: float = 0
     The noise is drawn from torch's global generator seeded with ``seed`` inside ``fork_rng``, so
     two calls with the same seed agree and the caller's random state is left untouched (AllenNLP's
     SmoothGradient is unseeded, allennlp#3442).
+
+    Args:
+        problem: the batch to explain (built by an explainer).
+        nt_samples: noisy samples averaged.
+        noise_level: the noise scale relative to ``max - min`` of the embeddings.
+        stdevs: an absolute noise scale (overrides ``noise_level``).
+        seed: seeds the noise.
+        base: the attribution smoothed: ``"saliency"`` or ``"input_x_gradient"``.
+        nt_type: Captum's ``nt_type`` (``"smoothgrad"``, ``"smoothgrad_sq"``, ``"vargrad"``).
+        reduce: how the embedding dimension is reduced (``"sum"``, ``"mean"``, ``"l2"``).
+        nt_samples_batch_size: Captum's batch size for the noisy samples.
+
+    Returns:
+        ``([batch, n] scores, extras)``; extras hold the noise scale and seed.
     """
     InputXGradient, NoiseTunnel, Saliency = _captum().InputXGradient, _captum().NoiseTunnel, _captum().Saliency
 
@@ -196,7 +252,17 @@ def smoothgrad(problem: Problem, *, nt_samples: int = 10, noise_level: float = 0
 
 
 @method("deeplift", "gradient", "Captum DeepLift (rescale rule on supported non-linearities), zero-embedding baseline")
-def deeplift(problem: Problem, *, baseline: str = "zeros", reduce: str = "sum") -> MethodResult:
+def deeplift(problem: Problem, *, baseline: str | float | torch.Tensor = "zeros", reduce: str = "sum") -> MethodResult:
+    """Captum's ``DeepLift`` (rescale rule) through the problem's forward function.
+
+    Args:
+        problem: the batch to explain (built by an explainer).
+        baseline: ``"zeros"`` (default), ``"pad"``, ``"mask"``, a float or a tensor.
+        reduce: how the embedding dimension is reduced (``"sum"``, ``"mean"``, ``"l2"``).
+
+    Returns:
+        ``([batch, n] scores, extras)``; extras hold Captum's convergence ``delta``.
+    """
     DeepLift = _captum().DeepLift
 
     from .problem import ForwardModule
@@ -213,7 +279,19 @@ def deeplift(problem: Problem, *, baseline: str = "zeros", reduce: str = "sum") 
 
 @method("feature_ablation", "gradient",
         "Captum FeatureAblation: change of the target when one token's embedding is replaced by the baseline")
-def feature_ablation(problem: Problem, *, baseline: str = "zeros", perturbations_per_eval: int = 1) -> MethodResult:
+def feature_ablation(problem: Problem, *, baseline: str | float | torch.Tensor = "zeros",
+                     perturbations_per_eval: int = 1) -> MethodResult:
+    """Captum's ``FeatureAblation``, one token (its whole embedding) at a time.
+
+    Args:
+        problem: the batch to explain (built by an explainer).
+        baseline: what a token's embedding is replaced by: ``"zeros"``, ``"pad"``, ``"mask"``,
+            a float or a tensor.
+        perturbations_per_eval: ablations run in one forward pass.
+
+    Returns:
+        ``([batch, n] scores, extras)``; extras are empty dicts.
+    """
     FeatureAblation = _captum().FeatureAblation
 
     embeds = problem.embeddings()
@@ -252,6 +330,16 @@ def _self_layers(record: AttentionRecord) -> list[LayerAttention]:
 
 @method("attention", "attention", "raw attention of the query row (one layer or the mean of layers; heads averaged)")
 def attention(problem: Problem, *, layer: Any = -1, head: Any = None) -> MethodResult:
+    """Raw attention of the query row (``None`` query: the mean of the real rows).
+
+    Args:
+        problem: the batch to explain (built by an explainer).
+        layer: a layer, ``"mean"`` or a list of layers (as :func:`~attn_plugins.analysis.rollout.raw_attention`).
+        head: a head, or None for the mean of the heads.
+
+    Returns:
+        ``([batch, n] scores, extras)``; extras name the layer and head.
+    """
     from ..analysis.rollout import raw_attention
 
     record = problem.record()
@@ -268,6 +356,17 @@ def attention(problem: Problem, *, layer: Any = -1, head: Any = None) -> MethodR
 @method("rollout", "attention", "attention rollout (Abnar & Zuidema 2020): row of the query token")
 def rollout(problem: Problem, *, head_fusion: str = "mean", add_residual: bool = True,
             start_layer: int = 0) -> MethodResult:
+    """Attention rollout (Abnar & Zuidema 2020): the query token's row of the rolled-out matrix.
+
+    Args:
+        problem: the batch to explain (built by an explainer).
+        head_fusion: ``"mean"``, ``"max"`` or ``"min"`` over heads.
+        add_residual: add the identity for the residual connection (and renormalise).
+        start_layer: the first layer rolled out.
+
+    Returns:
+        ``([batch, n] scores, extras)``; extras are empty dicts.
+    """
     from ..analysis.rollout import rollout as roll
 
     with warnings.catch_warnings():
@@ -282,6 +381,19 @@ def rollout(problem: Problem, *, head_fusion: str = "mean", add_residual: bool =
 @method("flow", "attention", "attention flow (Abnar & Zuidema 2020): max flow from the query token to each input")
 def flow(problem: Problem, *, head_fusion: str = "mean", add_residual: bool = True, normalize: bool = True,
          backend: str = "scipy", scale: int | None = None) -> MethodResult:
+    """Attention flow (Abnar & Zuidema 2020): max flow from the query token to each input.
+
+    Args:
+        problem: the batch to explain (built by an explainer).
+        head_fusion: ``"mean"``, ``"max"`` or ``"min"`` over heads.
+        add_residual: add the identity for the residual connection.
+        normalize: scale each row's flows to sum 1.
+        backend: the max-flow solver (``"scipy"`` or ``"networkx"``).
+        scale: integer capacity scale for SciPy's solver (default: the analysis module's).
+
+    Returns:
+        ``([batch, n] scores, extras)``; extras are empty dicts.
+    """
     from ..analysis.flow import DEFAULT_SCALE, flow_matrices
 
     with warnings.catch_warnings():
@@ -307,6 +419,15 @@ def grad_attention(problem: Problem, *, aggregate: str = "mean", positive: bool 
     """``aggregate``: ``"rollout"`` (Chefer et al. 2021: ``R = I``, ``R += Abar @ R`` layer by layer),
     ``"mean"`` (mean over layers of ``Abar``) or ``"layer"`` (``Abar`` of ``layer``); then the query row.
     ``Abar = mean_heads(A * dA)``, clamped at 0 when ``positive``.
+
+    Args:
+        problem: the batch to explain (built by an explainer).
+        aggregate: ``"rollout"``, ``"mean"`` or ``"layer"``.
+        positive: clamp ``A * dA`` at 0.
+        layer: the layer for ``aggregate="layer"``.
+
+    Returns:
+        ``([batch, n] scores, extras)``; extras are empty dicts.
     """
     if problem.attention_function is None:
         raise ValueError("grad_attention needs a model: use an Explainer")
