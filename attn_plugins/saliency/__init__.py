@@ -21,7 +21,10 @@ group ``attn_plugins.saliency_methods``):
 Every method returns :class:`TokenSaliency` results; :func:`merge_words` merges word pieces.
 """
 
-from . import allennlp_smoothgrad  # noqa: F401  (registers "smoothgrad_allennlp")
+from . import (
+    allennlp_smoothgrad,  # noqa: F401  (registers "smoothgrad_allennlp")
+    attention_methods,  # noqa: F401  (registers "attention", "rollout", "flow", "grad_attention")
+)
 from .explainer import Explainer
 from .methods import METHODS, family_of
 from .record_saliency import attention_saliency
