@@ -28,10 +28,16 @@ _LENGTH_INPUTS = (("input_ids", False), ("inputs_embeds", True), ("decoder_input
                   ("decoder_inputs_embeds", True))
 
 
-def position_limit(model) -> int | None:
-    """The number of positions ``model`` (or a config) can embed, where its config says
-    (``max_position_embeddings``, ``n_positions``...); ``None`` for models without absolute
-    positions or without a config."""
+def position_limit(model: Any) -> int | None:
+    """The number of positions ``model`` (or a config) can embed, where its config says.
+
+    Args:
+        model: a model with a ``config``, or a config.
+
+    Returns:
+        The first positive ``max_position_embeddings``, ``n_positions``... of the config; ``None``
+        for models without absolute positions or without a config.
+    """
     config = getattr(model, "config", model)
     for attr in POSITION_ATTRIBUTES:
         value = getattr(config, attr, None)
@@ -40,7 +46,7 @@ def position_limit(model) -> int | None:
     return None
 
 
-def token_limit(model, max_tokens: int | None = MAX_TOKENS_DEFAULT) -> int | None:
+def token_limit(model: Any, max_tokens: int | None = MAX_TOKENS_DEFAULT) -> int | None:
     """The smaller of ``max_tokens`` and :func:`position_limit` (``None``: no limit known).
 
     Args:
@@ -55,7 +61,7 @@ def token_limit(model, max_tokens: int | None = MAX_TOKENS_DEFAULT) -> int | Non
     return min(limits) if limits else None
 
 
-def check_length(model, length, max_tokens: int | None = None) -> None:
+def check_length(model: Any, length: Any, max_tokens: int | None = None) -> None:
     """Refuse an input longer than the model can take (or than ``max_tokens``) with an
     :class:`InputError` naming its length and the limit; what a capture of text calls before the
     forward, so an over-long input fails here and not inside the position embedding.
@@ -82,15 +88,28 @@ def check_length(model, length, max_tokens: int | None = None) -> None:
                      f"the text or raise max_tokens / --max-tokens{more}")
 
 
-def check_selection(name: str, values: list | None) -> None:
-    """Refuse a ``layers=`` / ``heads=`` selection longer than :data:`MAX_SELECTION` entries."""
+def check_selection(name: str, values: Sequence[Any] | None) -> None:
+    """Refuse a ``layers=`` / ``heads=`` selection longer than :data:`MAX_SELECTION` entries.
+
+    Args:
+        name: ``"layers"`` or ``"heads"`` (named in the message).
+        values: the selection (``None``: all, always accepted).
+    """
     if values is not None and len(values) > MAX_SELECTION:
         raise InputError(f"{name}= selects {len(values)} entries; no model has more than {MAX_SELECTION} "
                          f"{name}: pass the indices you want (or None for all)")
 
 
-def absolute_position_limit(model) -> int | None:
-    """The length limit of a model with learned absolute position embeddings (``None``: no known limit)."""
+def absolute_position_limit(model: torch.nn.Module) -> int | None:
+    """The length limit of a model with learned absolute position embeddings.
+
+    Args:
+        model: the model; its config gives the limit, and an ``nn.Embedding`` named like a position
+            table (``pos``, ``wpe``) of that size confirms the positions are absolute.
+
+    Returns:
+        The limit in tokens, or ``None`` (no known limit: relative or rotary positions).
+    """
     limit = position_limit(model)
     if limit is None:
         return None
@@ -101,7 +120,7 @@ def absolute_position_limit(model) -> int | None:
     return None
 
 
-def check_forward_inputs(model, limit: int | None, args: tuple, kwargs: dict) -> None:
+def check_forward_inputs(model: Any, limit: int | None, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
     """Refuse a forward whose input (or decoder input) is longer than the model's absolute positions.
 
     Args:
@@ -130,7 +149,7 @@ def check_forward_inputs(model, limit: int | None, args: tuple, kwargs: dict) ->
             check_length(model, int(value.shape[1]) + past)
 
 
-def _past_length(kwargs: dict) -> int:
+def _past_length(kwargs: dict[str, Any]) -> int:
     cache = kwargs.get("past_key_values")
     if cache is None:
         return 0
@@ -141,7 +160,15 @@ def _past_length(kwargs: dict) -> int:
 
 
 def check_indices(name: str, values: Any) -> list[int | str] | None:
-    """``layers=`` / ``heads=`` of a capture as a list (``None``: all), or a clear TypeError/ValueError."""
+    """``layers=`` / ``heads=`` of a capture as a list, or a clear TypeError/ValueError.
+
+    Args:
+        name: ``"layers"`` (indices or module paths) or ``"heads"`` (indices).
+        values: one index or path, a sequence, set, range or tensor of them, or ``None``.
+
+    Returns:
+        The entries as a list (tensor entries as Python ints); ``None`` for all.
+    """
     if values is None:
         return None
     if isinstance(values, (int, str)):

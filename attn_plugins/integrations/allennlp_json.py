@@ -31,15 +31,25 @@ from __future__ import annotations
 import json
 import math
 import os
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
-from ..saliency.collect import as_instances
-from .html_page import escape, write_text
+from ..atomic import write_text
+from ..saliency.collect import Instance, as_instances
+from .html_page import escape
 
 
-def normalize_l1(scores) -> list[float]:
-    """AllenNLP's normalisation: ``[abs(e) / L1(e) for e in scores]`` (zeros stay zeros)."""
+def normalize_l1(scores: Sequence[float] | np.ndarray) -> list[float]:
+    """AllenNLP's normalisation: ``[abs(e) / L1(e) for e in scores]`` (zeros stay zeros).
+
+    Args:
+        scores: one score per token.
+
+    Returns:
+        The normalised scores (all zeros when the norm is 0 or not finite).
+    """
     values = np.asarray(scores, dtype=np.float64)
     norm = float(np.linalg.norm(values, ord=1))
     if norm == 0 or not math.isfinite(norm):
@@ -47,7 +57,15 @@ def normalize_l1(scores) -> list[float]:
     return [math.fabs(float(v)) / norm for v in values]
 
 
-def allennlp_dict(instances) -> dict:
+def allennlp_dict(instances: list[Instance]) -> dict[str, dict[str, list[float]]]:
+    """The AllenNLP Interpret dict of some instances.
+
+    Args:
+        instances: each a list of fields, in the order the model embeds them.
+
+    Returns:
+        ``{"instance_1": {"grad_input_1": [...], ...}, ...}`` (see the module docstring).
+    """
     out = {}
     for i, fields in enumerate(instances):
         grads = {}
@@ -58,29 +76,62 @@ def allennlp_dict(instances) -> dict:
 
 
 class AllenNLPExport:
-    """``data``: the AllenNLP Interpret dict; ``save(path)`` writes it as JSON."""
+    """The AllenNLP Interpret dict (``data``); ``save(path)`` writes it as JSON.
 
-    def __init__(self, data: dict, instances) -> None:
+    Args:
+        data: the dict :func:`allennlp_dict` made.
+        instances: the saliency results it was made from.
+    """
+
+    def __init__(self, data: dict[str, dict[str, list[float]]], instances: list[Instance]) -> None:
         self.data = data
         self.instances = instances
 
     def to_json(self, indent: int | None = None) -> str:
+        """The dict as JSON text.
+
+        Args:
+            indent: ``json.dumps``'s indent (None: one line).
+
+        Returns:
+            The JSON text.
+        """
         return json.dumps(self.data, indent=indent)
 
-    def save(self, path: str | os.PathLike) -> str:
+    def save(self, path: str | os.PathLike[str]) -> str:
+        """Write :meth:`to_json` to ``path`` (atomically).
+
+        Args:
+            path: the ``.json`` file.
+
+        Returns:
+            The path written.
+        """
         return write_text(path, self.to_json())
 
     def _repr_html_(self) -> str:
         return f"<pre>{escape(self.to_json(indent=2))}</pre>"
 
-    def __getitem__(self, key):
+    def __getitem__(self, key: str) -> dict[str, list[float]]:
         return self.data[key]
 
     def __repr__(self) -> str:
         return f"AllenNLPExport({len(self.data)} instances)"
 
 
-def export_allennlp(obj, *, method: str | None = None, query=0, merge_words=False, **options) -> AllenNLPExport:
-    """Saliency results (or a record, with ``method=``) as AllenNLP Interpret JSON."""
+def export_allennlp(obj: Any, *, method: str | None = None, query: Any = 0, merge_words: bool | str = False,
+                    **options: Any) -> AllenNLPExport:
+    """Saliency results (or a record, with ``method=``) as AllenNLP Interpret JSON.
+
+    Args:
+        obj: saliency results (see :mod:`attn_plugins.saliency.collect`) or a record.
+        method: the method to pick from a ``{method: list}`` table, or to run on a record.
+        query: the attention row, for a record.
+        merge_words: ``True``/``"sum"``/``"mean"``/``"max"`` merges word pieces into words.
+        **options: passed to the attention method, for a record.
+
+    Returns:
+        The export (``data``, ``to_json()``, ``save(path)``).
+    """
     instances = as_instances(obj, method=method, query=query, merge_words=merge_words, **options)
     return AllenNLPExport(allennlp_dict(instances), instances)

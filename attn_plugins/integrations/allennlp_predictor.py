@@ -28,12 +28,14 @@ install_allennlp_compat()
 
 import torch  # noqa: E402
 from allennlp.common.util import JsonDict, sanitize  # noqa: E402
-from allennlp.data import Instance  # noqa: E402
-from allennlp.data.fields import TextField  # noqa: E402
-from allennlp.interpret.saliency_interpreters import SaliencyInterpreter  # noqa: E402
-from allennlp.predictors import Predictor  # noqa: E402
+from allennlp.data.fields.text_field import TextField  # noqa: E402
+from allennlp.data.instance import Instance  # noqa: E402
+from allennlp.interpret.saliency_interpreters.saliency_interpreter import SaliencyInterpreter  # noqa: E402
+from allennlp.predictors.predictor import Predictor  # noqa: E402
 
 import attn_plugins  # noqa: E402
+
+from ..record import AttentionRecord  # noqa: E402
 
 __all__ = ["AttentionPredictor", "AttentionSaliencyInterpreter", "attention_json", "with_attention"]
 
@@ -48,13 +50,22 @@ def _strip_row_tokens(tokens: list[str] | None, length: int) -> list[str] | None
     return None if tokens is None else list(tokens[:length])
 
 
-def attention_json(record, instances: list[Instance] | None = None, outputs: list[dict] | None = None,
-                   decimals: int | None = 6) -> list[dict]:
+def attention_json(record: AttentionRecord, instances: list[Instance] | None = None,
+                   outputs: list[dict[str, Any]] | None = None, decimals: int | None = 6) -> list[dict[str, Any]]:
     """One JSON-able ``{"layers": [...], "tokens": ..., ...}`` per batch item of ``record``.
 
     Padding is removed per item (the key length of its source field; decoder rows end after the
     first ``@end@``). Each layer has ``name``, ``stack``, ``kind``, ``index``, ``heads`` (model head
     indices), ``weights`` (``[head][query][key]``), ``query_tokens`` and ``key_tokens``.
+
+    Args:
+        record: the record of one batch.
+        instances: the batch's AllenNLP instances (their first text field gives the source tokens).
+        outputs: the predictor's outputs (accepted for symmetry with the predictor; not read).
+        decimals: round the weights (``None``: full precision).
+
+    Returns:
+        One dict per batch item.
     """
     out = []
     batch = record.batch_size
@@ -62,7 +73,7 @@ def attention_json(record, instances: list[Instance] | None = None, outputs: lis
     for b in range(batch):
         instance = instances[b] if instances else None
         fields = _text_fields(instance) if instance is not None else []
-        source_tokens = [t.text for t in fields[0][1].tokens] if fields else None
+        source_tokens: list[str] | None = [str(t.text) for t in fields[0][1].tokens] if fields else None
         if mask is not None and mask.dim() == 2:
             source_len = int(mask[b].sum())
         elif source_tokens is not None:
@@ -71,7 +82,7 @@ def attention_json(record, instances: list[Instance] | None = None, outputs: lis
             source_len = None
         record_tokens = record.tokens[b] if record.tokens else None
         if source_tokens is None or (source_len is not None and len(source_tokens) != source_len):
-            source_tokens = _strip_row_tokens(record_tokens, source_len or 0) if record_tokens else source_tokens
+            source_tokens = _strip_row_tokens(list(record_tokens), source_len or 0) if record_tokens else source_tokens
         decoder_tokens = record.decoder_tokens[b] if record.decoder_tokens else None
         decoder_len = None
         if decoder_tokens is not None:
@@ -110,15 +121,21 @@ def attention_json(record, instances: list[Instance] | None = None, outputs: lis
 class AttentionPredictor(Predictor):
     """Runs another predictor and adds the model's captured attention to every prediction.
 
-    ``inner``: a ``Predictor`` instance, or a registered predictor name (default: the model's
-    ``default_predictor``). ``layers``/``heads`` select what is captured (as in ``capture()``);
-    ``decimals`` rounds the weights in the JSON (``None`` keeps full precision).
+    Args:
+        model: the AllenNLP model.
+        dataset_reader: its dataset reader.
+        frozen: put the model in eval mode (AllenNLP's ``Predictor`` argument).
+        inner: a ``Predictor`` instance, or a registered predictor name (default: the model's
+            ``default_predictor``).
+        layers: what is captured, as in ``capture()``.
+        heads: the heads captured, as in ``capture()``.
+        decimals: rounds the weights in the JSON (``None`` keeps full precision).
     """
 
-    def __init__(self, model, dataset_reader, frozen: bool = True, inner: str | Predictor | None = None,
-                 layers=None, heads=None, decimals: int | None = 6) -> None:
+    def __init__(self, model: Any, dataset_reader: Any, frozen: bool = True, inner: str | Predictor | None = None,
+                 layers: Any = None, heads: Any = None, decimals: int | None = 6) -> None:
         if isinstance(inner, Predictor):
-            self.inner = inner
+            self.inner: Predictor = inner
         else:
             name = inner or getattr(model, "default_predictor", None)
             if name is None or name == PREDICTOR_NAME:
@@ -163,7 +180,8 @@ class AttentionPredictor(Predictor):
         items = attention_json(records[-1], instances, outputs, self.decimals)
         for output, item in zip(outputs, items):
             output["attention"] = item
-        return sanitize(outputs)
+        sanitized: list[JsonDict] = sanitize(outputs)
+        return sanitized
 
     def dump_line(self, outputs: JsonDict) -> str:
         return self.inner.dump_line(outputs)
@@ -172,8 +190,16 @@ class AttentionPredictor(Predictor):
 Predictor.register(PREDICTOR_NAME)(AttentionPredictor)
 
 
-def with_attention(predictor: Predictor, **options) -> AttentionPredictor:
-    """Wrap an existing AllenNLP ``Predictor``: its predictions gain an ``"attention"`` entry."""
+def with_attention(predictor: Predictor, **options: Any) -> AttentionPredictor:
+    """Wrap an existing AllenNLP ``Predictor``: its predictions gain an ``"attention"`` entry.
+
+    Args:
+        predictor: the predictor to wrap (its model and dataset reader are reused).
+        **options: :class:`AttentionPredictor` options (``layers``, ``heads``, ``decimals``).
+
+    Returns:
+        The wrapping predictor.
+    """
     return AttentionPredictor(predictor._model, predictor._dataset_reader, frozen=False, inner=predictor, **options)
 
 
@@ -183,13 +209,19 @@ def with_attention(predictor: Predictor, **options) -> AttentionPredictor:
 class AttentionSaliencyInterpreter(SaliencyInterpreter):
     """Attention-based token saliency through AllenNLP's interpret API.
 
-    ``method``: ``"attention"`` (raw attention of the ``query`` row, ``layer``/``head`` as in
-    :func:`attn_plugins.analysis.rollout.raw_attention`), ``"rollout"`` or ``"flow"``.
+    The class attribute ``method`` is ``"attention"`` (raw attention of the ``query`` row,
+    ``layer``/``head`` as in :func:`attn_plugins.analysis.rollout.raw_attention`), ``"rollout"`` or
+    ``"flow"`` (the registered subclasses).
+
+    Args:
+        predictor: the AllenNLP predictor (or an :class:`AttentionPredictor`).
+        query: the attention row read: an int among the real tokens, ``"cls"`` or ``"last"``.
+        **options: passed to the saliency method (``layer=``, ``head=``, ``head_fusion=`` ...).
     """
 
     method = "attention"
 
-    def __init__(self, predictor: Predictor, query: int | str = 0, **options) -> None:
+    def __init__(self, predictor: Predictor, query: int | str = 0, **options: Any) -> None:
         super().__init__(predictor)
         self.query = query
         self.options = options
@@ -197,14 +229,23 @@ class AttentionSaliencyInterpreter(SaliencyInterpreter):
     def _instances(self, inputs: JsonDict) -> list[Instance]:
         predictor = self.predictor.inner if isinstance(self.predictor, AttentionPredictor) else self.predictor
         try:
-            return predictor.json_to_labeled_instances(inputs)
+            labeled: list[Instance] = predictor.json_to_labeled_instances(inputs)
+            return labeled
         except (NotImplementedError, RuntimeError, KeyError, AttributeError):  # "implement this method ..."
             return [predictor._json_to_instance(inputs)]
 
     def saliency_interpret_from_json(self, inputs: JsonDict) -> JsonDict:
+        """AllenNLP's interpreter API: attention saliency of each labelled instance of ``inputs``.
+
+        Args:
+            inputs: the predictor's JSON input.
+
+        Returns:
+            ``{"instance_1": {"grad_input_1": [...]}, ...}``, scores L1-normalised.
+        """
         model = self.predictor._model
         reader = self.predictor._dataset_reader
-        results = {}
+        results: dict[str, Any] = {}
         for idx, instance in enumerate(self._instances(inputs)):
             reader.apply_token_indexers(instance)
             with attn_plugins.capture(model) as cap:
@@ -214,9 +255,10 @@ class AttentionSaliencyInterpreter(SaliencyInterpreter):
             total = scores.abs().sum()
             normalised = (scores.abs() / total if total > 0 else scores).tolist()
             results[f"instance_{idx + 1}"] = {"grad_input_1": normalised}
-        return sanitize(results)
+        sanitized: JsonDict = sanitize(results)
+        return sanitized
 
-    def _scores(self, record) -> torch.Tensor:
+    def _scores(self, record: AttentionRecord) -> torch.Tensor:
         mask = record.inputs.get("attention_mask")
         if record.select(None, "self") or record.select("encoder", "self"):
             from ..saliency import attention_saliency
@@ -231,7 +273,7 @@ class AttentionSaliencyInterpreter(SaliencyInterpreter):
         steps = w.shape[0]
         if record.decoder_tokens and "@end@" in record.decoder_tokens[0]:
             steps = record.decoder_tokens[0].index("@end@") + 1
-        scores = w[:steps].mean(dim=0)
+        scores: torch.Tensor = w[:steps].mean(dim=0)
         if mask is not None and mask.dim() == 2:
             scores = scores[: int(mask[0].sum())]
         return scores

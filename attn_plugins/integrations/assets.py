@@ -93,7 +93,8 @@ def load(name: str) -> str:
 def manifest() -> dict[str, dict[str, str]]:
     """The vendored files' manifest (npm package, licence, SHA-256 of each file), or ``{}``."""
     try:
-        return json.loads((asset_dir() / "manifest.json").read_text(encoding="utf-8"))
+        found: dict[str, dict[str, str]] = json.loads((asset_dir() / "manifest.json").read_text(encoding="utf-8"))
+        return found
     except (OSError, ValueError):
         return {}
 

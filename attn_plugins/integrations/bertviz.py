@@ -24,7 +24,8 @@ import math
 import os
 import re
 import uuid
-from typing import Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -32,6 +33,10 @@ from . import assets
 from .html_page import HtmlExport, escape, safe_json, script_text
 from .notebook_output import carries_scripts, fallback_html, view_script
 from .panels import FONT, Panel, caption, panels, prettify
+
+if TYPE_CHECKING:
+    from ..record import AttentionRecord
+    from .longview import LongViewExport
 
 VIEWS = ("head", "model", "neuron", "long")
 LONG_THRESHOLD = 256
@@ -43,10 +48,11 @@ _NEURON_PAIR_KEYS = {"aa": ("a", "a"), "bb": ("b", "b"), "ab": ("a", "b"), "ba":
 # ---------------------------------------------------------------------------------------------
 # stock BertViz's Python API
 # ---------------------------------------------------------------------------------------------
-def bertviz_inputs(record, *, item: int = 0, view: str = "head", stack: str | None = None, include_layers=None,
-                   include_heads=None, trim_padding: bool = True, words: bool = False, offsets=None,
-                   text: str | None = None, decoder_offsets=None, decoder_text: str | None = None,
-                   sentence_b_start: int | str | None = "auto") -> dict:
+def bertviz_inputs(record: AttentionRecord, *, item: int = 0, view: str = "head", stack: str | None = None,
+                   include_layers: int | Sequence[int] | None = None,
+                   include_heads: int | Sequence[int] | None = None, trim_padding: bool = True,
+                   words: bool = False, offsets: Any = None, text: str | None = None, decoder_offsets: Any = None,
+                   decoder_text: str | None = None, sentence_b_start: int | str | None = "auto") -> dict[str, Any]:
     """Keyword arguments for stock ``bertviz.head_view`` / ``bertviz.model_view``.
 
     Gives exactly what BertViz expects: per-layer ``[1, heads, q, k]`` tensors indexed by layer
@@ -56,6 +62,25 @@ def bertviz_inputs(record, *, item: int = 0, view: str = "head", stack: str | No
     (``include_heads``) name the captured ones, so BertViz labels them with the model's numbers.
 
         bertviz.head_view(**bertviz_inputs(record), html_action="return")
+
+    Args:
+        record: the record.
+        item: the batch item.
+        view: ``"head"`` or ``"model"``.
+        stack: ``"encoder"``, ``"decoder"`` or ``"cross"`` for encoder-decoder records; for composite
+            models the stack to show.
+        include_layers: the model's layer numbers to include.
+        include_heads: the model's head numbers to include.
+        trim_padding: leave out padding positions.
+        words: merge word pieces into words.
+        offsets: the tokenizer's ``offset_mapping`` (encoder side).
+        text: the encoder side's text.
+        decoder_offsets: the decoder side's offsets.
+        decoder_text: the decoder side's text.
+        sentence_b_start: where sentence B starts, ``"auto"`` or ``None``.
+
+    Returns:
+        The keyword arguments of ``bertviz.head_view`` / ``bertviz.model_view``.
     """
     if view not in ("head", "model"):
         raise ValueError(f"view must be 'head' or 'model' for stock BertViz, got {view!r}")
@@ -68,16 +93,17 @@ def bertviz_inputs(record, *, item: int = 0, view: str = "head", stack: str | No
     layers = list(found[0].layers)
 
     def as_list(p: Panel) -> tuple[torch.Tensor, ...]:
+        attn = _stacked(p)
         full_heads = p.heads
         if view == "model" and p.heads != list(range(len(p.heads))):
             full_heads = list(range(max(p.heads) + 1))
         n_layers = max(layers) + 1
-        shape = (1, len(full_heads), p.attn.shape[2], p.attn.shape[3])
+        shape = (1, len(full_heads), attn.shape[2], attn.shape[3])
         out = []
         for index in range(n_layers):
             t = torch.zeros(shape)
             if index in p.layers:
-                src = p.attn[p.layers.index(index)]
+                src = attn[p.layers.index(index)]
                 for pos, h in enumerate(p.heads):
                     t[0, full_heads.index(h)] = src[pos]
             out.append(t)
@@ -90,7 +116,8 @@ def bertviz_inputs(record, *, item: int = 0, view: str = "head", stack: str | No
         args["include_heads"] = list(found[0].heads)
     if record.is_encoder_decoder or [p.kind for p in found] == ["cross"]:
         for p in found:
-            key = {"Encoder": "encoder_attention", "Decoder": "decoder_attention", "Cross": "cross_attention"}[p.name]
+            key = {"Encoder": "encoder_attention", "Decoder": "decoder_attention",
+                   "Cross": "cross_attention"}[p.name or ""]
             args[key] = as_list(p)
             if p.name == "Encoder":
                 args["encoder_tokens"] = p.left
@@ -121,9 +148,21 @@ def _bertviz_dir() -> str:
     return list(spec.submodule_search_locations)[0]
 
 
+def _stacked(p: Panel) -> torch.Tensor:
+    """``p.attn`` as one ``[layers, heads, q, k]`` tensor (a list of layers is stacked)."""
+    return p.attn if isinstance(p.attn, torch.Tensor) else torch.stack(p.attn)
+
+
 def bertviz_script(view: str) -> str:
     """BertViz's own view script for ``view`` from the installed package, made to run offline:
-    its ``require.config`` (CDN paths) removed and its parameters read from a local variable."""
+    its ``require.config`` (CDN paths) removed and its parameters read from a local variable.
+
+    Args:
+        view: ``"head"``, ``"model"`` or ``"neuron"``.
+
+    Returns:
+        The script's text.
+    """
     path = os.path.join(_bertviz_dir(), f"{view}_view.js")
     if not os.path.isfile(path):
         raise ImportError(f"the installed bertviz package has no {view}_view.js")
@@ -161,7 +200,7 @@ class _Arrays:
         self.texts.append(_array_text(t, self.decimals))
         return f"@@array-{self.nonce}-{len(self.texts) - 1}@@"
 
-    def dumps(self, params: dict) -> str:
+    def dumps(self, params: dict[str, Any]) -> str:
         text = safe_json(params)
         return re.sub(f'"@@array-{self.nonce}-(\\d+)@@"', lambda m: self.texts[int(m.group(1))], text)
 
@@ -192,7 +231,8 @@ class BertVizExport(HtmlExport):
     the id of its root element and the parameters it hands BertViz's script (numeric arrays appear
     there as placeholders; the page holds their values)."""
 
-    def __init__(self, body: str, title: str, view: str, params: dict, root_id: str, light_body: str | None = None) -> None:
+    def __init__(self, body: str, title: str, view: str, params: dict[str, Any], root_id: str,
+                 light_body: str | None = None) -> None:
         super().__init__(body, title=title)
         self.view = view
         self.params = params
@@ -219,7 +259,7 @@ def _page(view: str, run: str, vis_html: str, root_id: str, caption: str, shared
             f'</div>\n<script type="text/javascript">\n(function () {{\n{script_text(script)}\n}})();\n</script>\n')
 
 
-def _export(view: str, params: dict, arrays: _Arrays, vis_html: str, root_id: str, caption: str,
+def _export(view: str, params: dict[str, Any], arrays: _Arrays, vis_html: str, root_id: str, caption: str,
             title: str) -> BertVizExport:
     """The export: the page with the scripts inlined, and the notebook's lighter twin."""
     run = "var __attnPluginsParams = " + arrays.dumps(params) + ";\n" + bertviz_script(view)
@@ -235,24 +275,26 @@ def _select_html(names: list[str | None], element_id: str = "filter") -> str:
     return f'Attention: <select id="{element_id}">{options}</select>'
 
 
-def _attn_entries(found: list[Panel], arrays: _Arrays) -> list[dict]:
-    entries = []
+def _attn_entries(found: list[Panel], arrays: _Arrays) -> list[dict[str, Any]]:
+    entries: list[dict[str, Any]] = []
     for p in found:
+        attn = _stacked(p)
         b = p.sentence_b_start if len(found) == 1 else None
-        entries.append({"name": p.name, "attn": arrays.add(p.attn), "left_text": p.left, "right_text": p.right})
+        entries.append({"name": p.name, "attn": arrays.add(attn), "left_text": p.left, "right_text": p.right})
         if b is not None:
             entries[0]["name"] = "All"
             a_, b_ = slice(0, b), slice(b, len(p.left))
             for rows, cols in ((a_, a_), (b_, b_), (a_, b_), (b_, a_)):
-                entries.append({"name": None, "attn": arrays.add(p.attn[:, :, rows, cols]),
+                entries.append({"name": None, "attn": arrays.add(attn[:, :, rows, cols]),
                                 "left_text": p.left[rows], "right_text": p.right[cols]})
             for entry, name in zip(entries, PAIR_NAMES):
                 entry["name"] = name
     return entries
 
 
-def _head_or_model(record, found: list[Panel], view: str, item: int, layer, heads, display_mode: str,
-                   prettify_tokens: bool, decimals, notes: list[str]) -> BertVizExport:
+def _head_or_model(record: AttentionRecord, found: list[Panel], view: str, item: int, layer: int | None,
+                   heads: int | Sequence[int] | None, display_mode: str, prettify_tokens: bool,
+                   decimals: int | None, notes: list[str]) -> BertVizExport:
     layer_sets = {tuple(p.layers) for p in found}
     head_sets = {tuple(p.heads) for p in found}
     if len(layer_sets) > 1 or len(head_sets) > 1:
@@ -270,14 +312,15 @@ def _head_or_model(record, found: list[Panel], view: str, item: int, layer, head
     if view == "head":
         if layer is not None and layer not in layers:
             raise ValueError(f"layer {layer} is not among the layers shown: {layers}")
+        shown: list[int] | None = None
         if heads is not None:
-            heads = [heads] if isinstance(heads, int) else list(heads)
-            absent = [h for h in heads if h not in head_ids]
+            wanted = [heads] if isinstance(heads, int) else list(heads)
+            absent = [h for h in wanted if h not in head_ids]
             if absent:
                 raise ValueError(f"heads {absent} are not among the heads shown: {head_ids}")
-            heads = [head_ids.index(h) for h in heads]
-        params = {"attention": entries, "default_filter": "0", "root_div_id": root_id, "layer": layer,
-                  "heads": heads, "include_layers": layers}
+            shown = [head_ids.index(h) for h in wanted]
+        params: dict[str, Any] = {"attention": entries, "default_filter": "0", "root_div_id": root_id,
+                                  "layer": layer, "heads": shown, "include_layers": layers}
         vis_html = (f'<div id="{root_id}" style="{FONT}"><span style="user-select:none">'
                     f'Layer: <select id="layer"></select> {select}</span><div id="vis"></div></div>')
     else:
@@ -292,7 +335,16 @@ def _head_or_model(record, found: list[Panel], view: str, item: int, layer, head
 def fit_logit_scale(queries: torch.Tensor, keys: torch.Tensor, attn: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Per head, the factor ``s`` with ``attn = softmax(s * q.k + c_row)``, and the largest error of
     that fit in log-probability (small when the scores are plain scaled dot products; large when a
-    position bias, ALiBi or soft-capping enters the scores). Shapes ``[H, q, d]``, ``[H, k, d]``, ``[H, q, k]``."""
+    position bias, ALiBi or soft-capping enters the scores).
+
+    Args:
+        queries: ``[H, q, d]``.
+        keys: ``[H, k, d]``.
+        attn: ``[H, q, k]`` weights.
+
+    Returns:
+        ``(scale [H], largest log-probability error [H])``.
+    """
     q, k, a = queries.double(), keys.double(), attn.double()
     dots = q @ k.transpose(-1, -2)
     valid = (a > 1e-30) & torch.isfinite(a)
@@ -307,23 +359,27 @@ def fit_logit_scale(queries: torch.Tensor, keys: torch.Tensor, attn: torch.Tenso
     return scale, resid
 
 
-def _neuron(record, found: list[Panel], item: int, layer, head, display_mode: str, prettify_tokens: bool,
-            decimals, notes: list[str]) -> BertVizExport:
+def _neuron(record: AttentionRecord, found: list[Panel], item: int, layer: int | None, head: int | None,
+            display_mode: str, prettify_tokens: bool, decimals: int | None, notes: list[str]) -> BertVizExport:
     if len(found) != 1:
         raise ValueError("the neuron view draws one attention block: pass stack='encoder', 'decoder' or 'cross'")
     p = found[0]
+    attn = _stacked(p)
+    if p.queries is None or p.keys is None:
+        raise ValueError("the neuron view needs the panel's queries and keys (panels(..., queries_keys=True))")
+    p_queries, p_keys = p.queries, p.keys
     layers, head_ids = p.layers, p.heads
     layer_pos = 0 if layer is None else _position(layer, layers, "layer")
     head_pos = 0 if head is None else _position(head, head_ids, "head")
-    d = p.queries.shape[-1]
-    queries = p.queries.clone()
+    d = p_queries.shape[-1]
+    queries = p_queries.clone()
     inexact = []
     for li in range(len(layers)):
-        scale, resid = fit_logit_scale(p.queries[li], p.keys[li], p.attn[li])
+        scale, resid = fit_logit_scale(p_queries[li], p_keys[li], attn[li])
         for hi in range(len(head_ids)):
             if resid[hi] < 1e-2:
                 # BertViz divides q.k by sqrt(d); scale q so its dot products are the model's scores
-                queries[li, hi] = (p.queries[li, hi].double() * float(scale[hi]) * math.sqrt(d)).float()
+                queries[li, hi] = (p_queries[li, hi].double() * float(scale[hi]) * math.sqrt(d)).float()
             else:
                 inexact.append(f"{layers[li]}/{head_ids[hi]}")
     if inexact:
@@ -331,17 +387,17 @@ def _neuron(record, found: list[Panel], item: int, layer, head, display_mode: st
                          "position terms to q·k, so the q·k column is the plain scaled dot product; softmax "
                          "column and lines are the recorded weights"]
     left, right = (prettify(p.left), prettify(p.right)) if prettify_tokens else (p.left, p.right)
-    causal = p.kind == "self" and bool(torch.all(torch.triu(p.attn, diagonal=1 + p.attn.shape[-1] - p.attn.shape[-2]) == 0))
+    causal = p.kind == "self" and bool(torch.all(torch.triu(attn, diagonal=1 + attn.shape[-1] - attn.shape[-2]) == 0))
     arrays = _Arrays(decimals)
-    attention = {"all": {"attn": arrays.add(p.attn), "left_text": left, "right_text": right,
-                         "queries": arrays.add(queries), "keys": arrays.add(p.keys)}}
+    attention = {"all": {"attn": arrays.add(attn), "left_text": left, "right_text": right,
+                         "queries": arrays.add(queries), "keys": arrays.add(p_keys)}}
     b = p.sentence_b_start
     if b is not None:
         parts = {"a": slice(0, b), "b": slice(b, len(p.left))}
         for key, (rows, cols) in _NEURON_PAIR_KEYS.items():
             r, c = parts[rows], parts[cols]
-            attention[key] = {"attn": arrays.add(p.attn[:, :, r, c]), "left_text": left[r], "right_text": right[c],
-                              "queries": arrays.add(queries[:, :, r]), "keys": arrays.add(p.keys[:, :, c])}
+            attention[key] = {"attn": arrays.add(attn[:, :, r, c]), "left_text": left[r], "right_text": right[c],
+                              "queries": arrays.add(queries[:, :, r]), "keys": arrays.add(p_keys[:, :, c])}
     root_id = f"bertviz-{uuid.uuid4().hex}"
     params = {"attention": attention, "default_filter": "all", "root_div_id": root_id, "bidirectional": not causal,
               "display_mode": display_mode, "layer": layer_pos, "head": head_pos,
@@ -362,39 +418,52 @@ def _neuron(record, found: list[Panel], item: int, layer, head, display_mode: st
                    caption(record, item, [f"neuron view {label}".strip()] + notes), "attn-plugins: BertViz neuron view")
 
 
-def _position(value, labels: list[int], what: str) -> int:
+def _position(value: int, labels: list[int], what: str) -> int:
     if value not in labels:
         raise ValueError(f"{what} {value} is not among the {what}s shown: {labels}")
     return labels.index(value)
 
 
-def export_bertviz(record, view: str = "head", *, item: int = 0, layer: int | None = None, heads=None,
-                   head: int | None = None, include_layers=None, include_heads=None, display_mode: str = "dark",
+def export_bertviz(record: AttentionRecord, view: str = "head", *, item: int = 0, layer: int | None = None,
+                   heads: int | Sequence[int] | None = None, head: int | None = None,
+                   include_layers: int | Sequence[int] | None = None,
+                   include_heads: int | Sequence[int] | None = None, display_mode: str = "dark",
                    prettify_tokens: bool = True, sentence_b_start: int | str | None = "auto",
-                   stack: str | None = None, trim_padding: bool = True, words: bool = False, offsets=None,
-                   text: str | None = None, decoder_offsets=None, decoder_text: str | None = None,
+                   stack: str | None = None, trim_padding: bool = True, words: bool = False, offsets: Any = None,
+                   text: str | None = None, decoder_offsets: Any = None, decoder_text: str | None = None,
                    decimals: int | None = None, long: bool | str = "auto", long_threshold: int = LONG_THRESHOLD,
-                   **long_options):
+                   **long_options: Any) -> BertVizExport | LongViewExport:
     """The ``"bertviz"`` exporter: an offline BertViz view of ``record``.
 
     Args:
+        record: the record.
         view: ``"head"``, ``"model"``, ``"neuron"`` (needs ``capture(..., keep_queries_keys=True)``)
             or ``"long"`` (the canvas view for long inputs).
         item: which batch item to show.
-        layer, heads: initially selected layer and heads (head view); ``layer``/``head`` for the neuron view.
-        include_layers, include_heads: the layers and heads to include (model numbering).
+        layer: initially selected layer (head and neuron views).
+        heads: initially selected heads (head view).
+        head: initially selected head (neuron view).
+        include_layers: the layers to include (model numbering).
+        include_heads: the heads to include (model numbering).
         display_mode: ``"dark"`` or ``"light"`` (model and neuron views).
         prettify_tokens: replace ``Ġ``/``▁`` by spaces as BertViz does.
         sentence_b_start: token position where sentence B starts, ``"auto"`` (from ``token_type_ids``) or None.
         stack: for encoder-decoder records ``"encoder"``, ``"decoder"`` or ``"cross"`` (default: all three,
             neuron view: ``"encoder"``); for composite models the stack to show.
         trim_padding: leave out padding positions of the item.
-        words, offsets, text, decoder_offsets, decoder_text: merge word pieces into words
-            (:mod:`attn_plugins.analysis.words`).
+        words: merge word pieces into words (:mod:`attn_plugins.analysis.words`).
+        offsets: the tokenizer's ``offset_mapping`` (encoder side), for ``words``.
+        text: the encoder side's text, for word labels.
+        decoder_offsets: the decoder side's offsets.
+        decoder_text: the decoder side's text.
         decimals: round weights to this many decimals (smaller pages); default: exact.
         long: ``"auto"`` switches to the long view above ``long_threshold`` tokens; ``True`` forces it,
             ``False`` never switches.
-        long_options: options of :func:`attn_plugins.integrations.longview.longview`.
+        long_threshold: the token count above which ``long="auto"`` switches.
+        **long_options: options of :func:`attn_plugins.integrations.longview.longview`.
+
+    Returns:
+        The page (``save(path)``, notebook display); the long view's export for long inputs.
     """
     if view not in VIEWS:
         raise ValueError(f"unknown BertViz view {view!r}; choose one of {', '.join(VIEWS)}")
@@ -423,7 +492,7 @@ def export_bertviz(record, view: str = "head", *, item: int = 0, layer: int | No
     if long_options:
         raise TypeError(f"unexpected options {sorted(long_options)} for the {view} view")
     for p in found:
-        p.attn = torch.stack(p.attn)
+        p.attn = _stacked(p)
     if view == "neuron":
         if heads is not None and head is None:
             head = heads if isinstance(heads, int) else list(heads)[0]

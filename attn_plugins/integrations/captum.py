@@ -17,27 +17,31 @@ from __future__ import annotations
 import math
 import os
 import threading
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 import numpy as np
 
+from ..atomic import write_text
 from ..saliency.collect import as_instances
+from ..saliency.result import TokenSaliency
 from . import html_page
 
 _LABEL = "-"
 
 
-def _viz():
+def _viz() -> Any:
     from ..errors import import_optional as optional
 
     return optional("captum.attr", "the captum exporter").visualization
 
 
-def _text(value, escape: bool) -> str:
+def _text(value: object, escape: bool) -> str:
     text = _LABEL if value is None else str(value)
     return html_page.escape(text) if escape else text
 
 
-def _record(sal, *, normalize: str, escape: bool):
+def _record(sal: TokenSaliency, *, normalize: str, escape: bool) -> Any:
     import torch
     viz = _viz()
     if normalize == "max":
@@ -70,12 +74,19 @@ def _record(sal, *, normalize: str, escape: bool):
 _DISPLAY_LOCK = threading.Lock()
 
 
-def captum_table_html(records, legend: bool = True) -> str:
+def captum_table_html(records: Sequence[Any], legend: bool = True) -> str:
     """The HTML that ``captum.attr.visualization.visualize_text`` builds, without displaying it.
 
     With IPython installed, Captum's own function builds it (its ``display`` call is silenced for
     the duration); without IPython (which ``visualize_text`` requires), a similar table is built
     from Captum's cell-formatting functions.
+
+    Args:
+        records: Captum ``VisualizationDataRecord`` s.
+        legend: include Captum's colour legend.
+
+    Returns:
+        The table's HTML.
     """
     viz = _viz()
     if getattr(viz, "HAS_IPYTHON", False) and hasattr(viz, "display"):
@@ -83,7 +94,7 @@ def captum_table_html(records, legend: bool = True) -> str:
             original = viz.display
             viz.display = lambda *args, **kwargs: None
             try:
-                return viz.visualize_text(records, legend=legend).data
+                return str(viz.visualize_text(records, legend=legend).data)
             finally:
                 viz.display = original
     # Without IPython, Captum's visualize_text cannot run: a table of our own, with Captum's own
@@ -106,39 +117,77 @@ def captum_table_html(records, legend: bool = True) -> str:
 
 
 class CaptumExport:
-    """``records``: one ``VisualizationDataRecord`` per instance field; displays like ``visualize_text``."""
+    """Captum visualisation records; displays like ``visualize_text``.
 
-    def __init__(self, records, results, legend: bool = True) -> None:
+    Args:
+        records: one Captum ``VisualizationDataRecord`` per instance field.
+        results: the saliency results they were made from, in the same order.
+        legend: show Captum's colour legend.
+    """
+
+    def __init__(self, records: list[Any], results: list[TokenSaliency], legend: bool = True) -> None:
         self.records = records
         self.results = results
         self.legend = legend
 
-    def render(self):
-        """Call Captum's ``visualize_text`` on the records (displays in a notebook; returns its HTML)."""
+    def render(self) -> Any:
+        """Call Captum's ``visualize_text`` on the records.
+
+        Returns:
+            Captum's IPython ``HTML`` object (displayed in a notebook).
+        """
         return _viz().visualize_text(self.records, legend=self.legend)
 
     def _repr_html_(self) -> str:
         return captum_table_html(self.records, self.legend)
 
     def document(self) -> str:
+        """The standalone page.
+
+        Returns:
+            The HTML document holding the table.
+        """
         return html_page.HtmlExport(self._repr_html_(), "attn-plugins: Captum view").document()
 
-    def save(self, path: str | os.PathLike) -> str:
-        return html_page.write_text(path, self.document())
+    def save(self, path: str | os.PathLike[str]) -> str:
+        """Write :meth:`document` to ``path`` (atomically).
+
+        Args:
+            path: the ``.html`` file.
+
+        Returns:
+            The path written.
+        """
+        return write_text(path, self.document())
 
     def __len__(self) -> int:
         return len(self.records)
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[Any]:
         return iter(self.records)
 
     def __repr__(self) -> str:
         return f"CaptumExport({len(self.records)} VisualizationDataRecords)"
 
 
-def export_captum(obj, *, method: str | None = None, query=0, normalize: str = "max", escape: bool = True,
-                  legend: bool = True, merge_words=False, **options) -> CaptumExport:
-    """Saliency results (or a record, with ``method=``) as Captum visualisation records."""
+def export_captum(obj: Any, *, method: str | None = None, query: Any = 0, normalize: str = "max",
+                  escape: bool = True, legend: bool = True, merge_words: bool | str = False,
+                  **options: Any) -> CaptumExport:
+    """Saliency results (or a record, with ``method=``) as Captum visualisation records.
+
+    Args:
+        obj: saliency results (see :mod:`attn_plugins.saliency.collect`) or a record.
+        method: the method to pick from a ``{method: list}`` table, or to run on a record.
+        query: the attention row, for a record.
+        normalize: ``"max"`` (scale into [-1, 1], sign kept) or ``"none"``.
+        escape: HTML-escape tokens and labels (Captum writes them into its HTML unescaped).
+        legend: show Captum's colour legend.
+        merge_words: ``True``/``"sum"``/``"mean"``/``"max"`` merges word pieces into words.
+        **options: passed to the attention method, for a record.
+
+    Returns:
+        The export (``records``, ``save(path)``, notebook display).
+    """
     instances = as_instances(obj, method=method, query=query, merge_words=merge_words, **options)
     results = [field for fields in instances for field in fields]
     records = [_record(sal, normalize=normalize, escape=escape) for sal in results]

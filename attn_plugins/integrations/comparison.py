@@ -16,9 +16,10 @@ from __future__ import annotations
 import base64
 import io
 import math
+from typing import Any
 
 from ..saliency.agreement import LABELS, METRICS, Agreement, agreement
-from ..saliency.collect import as_method_table
+from ..saliency.collect import Instance, as_method_table
 from .html_page import HtmlExport, escape
 from .saliency_html import CSS as SALIENCY_CSS
 from .saliency_html import token_row
@@ -37,7 +38,7 @@ CSS = SALIENCY_CSS + """
 """
 
 
-def _fmt(value: float) -> str:
+def _fmt(value: float | None) -> str:
     return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.3f}"
 
 
@@ -57,7 +58,15 @@ def _pairs_table(agree: Agreement, unit: int | None) -> str:
 
 
 def agreement_plot(agree: Agreement, fmt: str = "png") -> str:
-    """The averaged metric matrices as heatmaps: a data URI (``png``) or inline SVG text (``svg``)."""
+    """The averaged metric matrices as heatmaps.
+
+    Args:
+        agree: the agreement of the methods.
+        fmt: ``"png"`` or ``"svg"``.
+
+    Returns:
+        A ``data:`` URI of the PNG, or the inline SVG text.
+    """
     from ..errors import import_optional as optional
 
     Figure = optional("matplotlib.figure", "the comparison plot").Figure  # noqa: N806 - a class
@@ -95,32 +104,62 @@ def agreement_plot(agree: Agreement, fmt: str = "png") -> str:
 
 
 class ComparisonExport(HtmlExport):
-    """The comparison page; ``agreement`` holds the numbers, ``table`` the results compared."""
+    """The comparison page; ``agreement`` holds the numbers, ``table`` the results compared.
 
-    def __init__(self, body: str, head: str, agreement: Agreement, table: dict, title: str) -> None:
+    Args:
+        body: the page's HTML.
+        head: its CSS.
+        agreement: the agreement of the methods.
+        table: ``{method: [instance]}``, the results compared.
+        title: the page title.
+    """
+
+    def __init__(self, body: str, head: str, agreement: Agreement, table: dict[str, list[Instance]],
+                 title: str) -> None:
         super().__init__(body, title=title, head=head)
         self.agreement = agreement
         self.table = table
 
     def summary(self) -> str:
+        """The agreement's text summary.
+
+        Returns:
+            :meth:`Agreement.summary <attn_plugins.saliency.agreement.Agreement.summary>`.
+        """
         return self.agreement.summary()
 
     def __repr__(self) -> str:
         return (f"ComparisonExport({len(self.agreement.methods)} methods, {len(self.agreement.units)} instances)")
 
 
-def export_comparison(obj, *, methods=None, k: int = 3, absolute: bool = True, skip_special: bool = True,
-                      top_k: int | None = None, merge_words=False, plot: str | None = "png",
-                      max_instances: int | None = 50, title: str = "Saliency methods compared",
-                      faithfulness=None, **options) -> ComparisonExport:
+def export_comparison(obj: Any, *, methods: Any = None, k: int = 3, absolute: bool = True,
+                      skip_special: bool = True, top_k: int | None = None, merge_words: bool | str = False,
+                      plot: str | None = "png", max_instances: int | None = 50,
+                      title: str = "Saliency methods compared", faithfulness: Any = None,
+                      **options: Any) -> ComparisonExport:
     """A comparison page for ``{method: [results]}`` (or a record: its attention methods; or a
     :class:`~attn_plugins.generation.SequenceAttribution`: one instance per target step).
 
-    ``k``: the top-k of the overlap metric (and the outlined tokens unless ``top_k``). ``plot``:
-    ``"png"`` (default), ``"svg"`` or ``None``. ``max_instances``: how many instances get their own
-    rows on the page (all of them count in the averages). ``faithfulness``: a
-    :class:`~attn_plugins.faithfulness.FaithfulnessResult` (``ap.evaluate``) shown as a table
-    after the agreement: agreement says whether methods concur, faithfulness whether they are right.
+    Args:
+        obj: ``{method: [results]}`` (``Explainer.compare``), a list of results, a record, or a
+            ``SequenceAttribution`` (agreement per target step and averaged).
+        methods: the methods to show (for a record: to compute).
+        k: the top-k of the overlap metric (and the outlined tokens unless ``top_k``).
+        absolute: compare magnitudes (else signed scores).
+        skip_special: leave special tokens out of the agreement.
+        top_k: how many tokens are outlined (default ``k``).
+        merge_words: ``True``/``"sum"``/``"mean"``/``"max"`` merges word pieces into words.
+        plot: ``"png"`` (default), ``"svg"`` or ``None``.
+        max_instances: how many instances get their own rows on the page (all of them count in the
+            averages).
+        title: the page's heading.
+        faithfulness: a :class:`~attn_plugins.faithfulness.FaithfulnessResult` (``ap.evaluate``)
+            shown as a table after the agreement: agreement says whether methods concur,
+            faithfulness whether they are right.
+        **options: per-method options, for a record.
+
+    Returns:
+        The page, with ``agreement`` and ``table``.
     """
     families = None
     if type(obj).__name__ == "SequenceAttribution" and hasattr(obj, "method_table"):

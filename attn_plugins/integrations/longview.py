@@ -31,6 +31,8 @@ import math
 import os
 import uuid
 import zlib
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -38,6 +40,9 @@ import torch
 from .html_page import HtmlExport, safe_json
 from .notebook_output import fallback_html, hide_fallback_js
 from .panels import Panel, caption, panels, prettify
+
+if TYPE_CHECKING:
+    from ..record import AttentionRecord
 
 STATIC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "static")
 QUANT_LEVELS = 65535
@@ -53,6 +58,14 @@ def _static(name: str, mtime: float) -> str:
 
 
 def static_file(name: str) -> str:
+    """A file of the package's ``static/`` folder (read once per modification time).
+
+    Args:
+        name: the file name, e.g. ``"longview.js"``.
+
+    Returns:
+        The file's text.
+    """
     path = os.path.join(STATIC, name)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"attn-plugins is missing its package data file {path!r}; reinstall attn-plugins")
@@ -64,7 +77,7 @@ class LongViewExport(HtmlExport):
 
     view = "long"
 
-    def __init__(self, body: str, title: str, root_id: str, stats: dict) -> None:
+    def __init__(self, body: str, title: str, root_id: str, stats: dict[str, Any]) -> None:
         super().__init__(body, title=title)
         self.root_id = root_id
         self.stats = stats
@@ -74,7 +87,7 @@ class LongViewExport(HtmlExport):
                 f"{len(self.body)} characters)")
 
 
-def _groups(attn_blocks) -> list[torch.Tensor]:
+def _groups(attn_blocks: Sequence[torch.Tensor]) -> list[torch.Tensor]:
     """The blocks as float32 CPU stacks ``[n, q, k]`` (a 2-D block is a stack of one)."""
     groups = []
     for w in attn_blocks:
@@ -105,7 +118,16 @@ def _row_sums(groups: list[torch.Tensor]) -> list[torch.Tensor]:
 def deflate(data: bytes, level: int = 1, chunk: int = 1 << 21) -> bytes:
     """``zlib.compress(data, level)`` in parallel: chunks deflated on threads (zlib lets go of the
     GIL), each ended by a sync flush so their concatenation is one valid deflate stream, wrapped in
-    the zlib header and Adler-32 trailer the page's ``DecompressionStream("deflate")`` reads."""
+    the zlib header and Adler-32 trailer the page's ``DecompressionStream("deflate")`` reads.
+
+    Args:
+        data: the bytes to compress.
+        level: the zlib level.
+        chunk: bytes per thread's piece (data up to this size is compressed in one call).
+
+    Returns:
+        A zlib stream (what ``zlib.decompress`` reads).
+    """
     if len(data) <= chunk:
         return zlib.compress(data, level)
     from concurrent.futures import ThreadPoolExecutor
@@ -163,16 +185,24 @@ def _sparse(w: torch.Tensor, tau: float) -> tuple[torch.Tensor, torch.Tensor, to
 
 
 def encode(attn_blocks: list[torch.Tensor], *, budget_bytes: int = 8_000_000, min_weight: float = 1e-4,
-           seed: int = 0) -> tuple[bytes, list[dict], dict]:
+           seed: int = 0) -> tuple[bytes, list[dict[str, int]], dict[str, Any]]:
     """Encode ``[q, k]`` weight blocks sparsely (see the module docstring).
 
     Every weight at or above one threshold is kept (the threshold is ``min_weight``, raised so
     that the blocks take about ``budget_bytes``), and each row's largest weight is always kept.
     A ``[n, q, k]`` tensor in ``attn_blocks`` stands for its ``n`` blocks and is encoded in one
     pass (the fast way: pass each layer's heads as one stack).
-    Returns the bytes (uncompressed, little-endian 16-bit fields), one ``{"counts", "cols",
-    "vals", "entries"}`` dict of byte offsets per block, and statistics (entries kept, the
-    threshold, the share of each row's attention the stored entries hold).
+
+    Args:
+        attn_blocks: ``[q, k]`` blocks or ``[n, q, k]`` stacks of blocks.
+        budget_bytes: about how many bytes the stored weights may take.
+        min_weight: the lowest threshold.
+        seed: seeds the sample the threshold is estimated from.
+
+    Returns:
+        The bytes (uncompressed, little-endian 16-bit fields), one ``{"counts", "cols", "vals",
+        "entries"}`` dict of byte offsets per block, and statistics (entries kept, the threshold,
+        the share of each row's attention the stored entries hold).
     """
     groups = _groups(attn_blocks)
     row_sums = _row_sums(groups)
@@ -194,7 +224,7 @@ def encode(attn_blocks: list[torch.Tensor], *, budget_bytes: int = 8_000_000, mi
         sparse = trimmed
     sizes = [w.shape[0] * w.shape[1] + 2 * int(v.numel()) for w, (_, _, v, _) in zip(groups, sparse)]
     out = np.empty(sum(sizes), dtype="<u2")
-    offsets: list[dict] = []
+    offsets: list[dict[str, int]] = []
     position = 0
     share_min, share_sum, share_rows = 1.0, 0.0, 0
     for w, row_sum, (r, c, v, _) in zip(groups, row_sums, sparse):
@@ -230,11 +260,30 @@ def encode(attn_blocks: list[torch.Tensor], *, budget_bytes: int = 8_000_000, mi
     return out.tobytes(), offsets, stats
 
 
-def longview_from_panels(record, found: list[Panel], *, item: int = 0, layer: int | None = None, heads=None,
-                         prettify_tokens: bool = True, notes: list[str] | None = None, budget_mb: float = 8.0,
-                         min_weight: float = 1e-4, compress: bool = True,
-                         size: int = 720, title: str = "attn-plugins: long-input attention view") -> LongViewExport:
-    """The long view of panels made by :func:`attn_plugins.integrations.panels.panels`."""
+def longview_from_panels(record: AttentionRecord, found: list[Panel], *, item: int = 0, layer: int | None = None,
+                         heads: int | Sequence[int] | None = None, prettify_tokens: bool = True,
+                         notes: list[str] | None = None, budget_mb: float = 8.0, min_weight: float = 1e-4,
+                         compress: bool = True, size: int = 720,
+                         title: str = "attn-plugins: long-input attention view") -> LongViewExport:
+    """The long view of panels made by :func:`attn_plugins.integrations.panels.panels`.
+
+    Args:
+        record: the record the panels come from (for the caption).
+        found: the panels (``stacked=False`` avoids a copy of long inputs' weights).
+        item: the batch item shown (for the caption).
+        layer: the initially selected layer (model numbering).
+        heads: the initially selected heads (default: all).
+        prettify_tokens: replace ``Ġ``/``▁`` by spaces.
+        notes: extra notes for the caption.
+        budget_mb: size of the stored weights before compression, in MB.
+        min_weight: the smallest weight worth storing.
+        compress: deflate the stored weights.
+        size: the canvas side in CSS pixels.
+        title: the page title.
+
+    Returns:
+        The page.
+    """
     # one stack per panel and layer: its heads are encoded in one pass
     blocks = [p.attn[li] for p in found for li in range(len(p.layers))]
     data, offsets, stats = encode(blocks, budget_bytes=int(budget_mb * 1_000_000), min_weight=min_weight)
@@ -244,7 +293,7 @@ def longview_from_panels(record, found: list[Panel], *, item: int = 0, layer: in
     data = np.frombuffer(data, dtype=np.uint8).reshape(-1, 2).T.tobytes()
     if compress:
         data = deflate(data, COMPRESS_LEVEL)
-    meta_panels = []
+    meta_panels: list[dict[str, Any]] = []
     cursor = 0
     for p in found:
         per_layer = []
@@ -291,14 +340,35 @@ def longview_from_panels(record, found: list[Panel], *, item: int = 0, layer: in
     return LongViewExport(body, title, root_id, stats)
 
 
-def longview(record, *, item: int = 0, stack: str | None = None, include_layers=None, include_heads=None,
-             layer: int | None = None, heads=None, trim_padding: bool = True, words: bool = False, offsets=None,
-             text: str | None = None, decoder_offsets=None, decoder_text: str | None = None,
-             prettify_tokens: bool = True, **options) -> LongViewExport:
-    """The long-input canvas view of ``record`` (options as for the ``"bertviz"`` exporter, plus
-    ``budget_mb`` (size of the stored weights before compression, default 8), ``min_weight``
-    (smallest weight worth storing, default 1e-4), ``compress`` and ``size`` (canvas side in CSS
-    pixels, default 720)."""
+def longview(record: AttentionRecord, *, item: int = 0, stack: str | None = None,
+             include_layers: int | Sequence[int] | None = None, include_heads: int | Sequence[int] | None = None,
+             layer: int | None = None, heads: int | Sequence[int] | None = None, trim_padding: bool = True,
+             words: bool = False, offsets: Any = None, text: str | None = None, decoder_offsets: Any = None,
+             decoder_text: str | None = None, prettify_tokens: bool = True, **options: Any) -> LongViewExport:
+    """The long-input canvas view of ``record``.
+
+    Args:
+        record: the record.
+        item: the batch item.
+        stack: as for the ``"bertviz"`` exporter.
+        include_layers: the layers to include (model numbering).
+        include_heads: the heads to include (model numbering).
+        layer: the initially selected layer.
+        heads: the initially selected heads.
+        trim_padding: leave out padding positions.
+        words: merge word pieces into words.
+        offsets: the tokenizer's ``offset_mapping`` (encoder side).
+        text: the encoder side's text.
+        decoder_offsets: the decoder side's offsets.
+        decoder_text: the decoder side's text.
+        prettify_tokens: replace ``Ġ``/``▁`` by spaces.
+        **options: ``budget_mb`` (size of the stored weights before compression, default 8),
+            ``min_weight`` (smallest weight worth storing, default 1e-4), ``compress`` and ``size``
+            (canvas side in CSS pixels, default 720), as :func:`longview_from_panels`.
+
+    Returns:
+        The page.
+    """
     found = panels(record, item=item, stack=stack, include_layers=include_layers, include_heads=include_heads,
                    trim_padding=trim_padding, words=words, offsets=offsets, text=text,
                    decoder_offsets=decoder_offsets, decoder_text=decoder_text, sentence_b_start=None, stacked=False)

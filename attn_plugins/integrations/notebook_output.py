@@ -24,6 +24,7 @@ show a view again. Saved pages (``save()``) and the report always inline everyth
 from __future__ import annotations
 
 import hashlib
+from typing import Any
 
 from .html_page import escape, safe_json
 
@@ -33,25 +34,45 @@ UNTRUSTED_NOTE = ("This attention view needs its script, which did not run: the 
                   "(opened from disk, shared or executed elsewhere), so Jupyter left out the view's scripts and "
                   "styles. Run this cell, or trust the notebook (File > Trust Notebook, or "
                   "`jupyter trust NOTEBOOK.ipynb`) and reopen it.")
-_STATE = {"owner": None}
+_STATE: dict[str, str | None] = {"owner": None}
 
 
 def fallback_html(element_id: str, what: str, picture: str = "") -> str:
-    """A note shown where the view's script did not run (``picture``: static HTML shown with it)."""
+    """A note shown where the view's script did not run.
+
+    Args:
+        element_id: the note's element id (the view's script removes it).
+        what: the view's name, in bold.
+        picture: static HTML shown with the note.
+
+    Returns:
+        The note's HTML.
+    """
     return (f'<div id="{escape(element_id)}" class="attn-plugins-fallback" style="border:1px solid #d0a000;'
             'background:#fff8e0;color:#333;padding:6px 10px;margin:4px 0;font:13px sans-serif">'
             f'<b>{escape(what)}</b>: {escape(UNTRUSTED_NOTE)}{picture}</div>\n')
 
 
 def hide_fallback_js(element_id: str) -> str:
-    """JavaScript that removes the fallback note (the first thing a view's script does)."""
+    """JavaScript that removes the fallback note (the first thing a view's script does).
+
+    Args:
+        element_id: the note's element id.
+
+    Returns:
+        The script text.
+    """
     return (f"(function () {{ var n = document.getElementById({safe_json(element_id)}); "
             "if (n && n.parentNode) { n.parentNode.removeChild(n); } })();\n")
 
 
 def current_cell() -> str | None:
-    """The id of the notebook cell being run (the front end's cell id, else a hash of its source),
-    or None outside a kernel."""
+    """The id of the notebook cell being run.
+
+    Returns:
+        ``"id:"`` and the front end's cell id, else ``"src:"`` and a hash of the cell's source;
+        None outside a kernel.
+    """
     try:
         from IPython import get_ipython
     except ImportError:
@@ -60,7 +81,7 @@ def current_cell() -> str | None:
     if shell is None:
         return None
     kernel = getattr(shell, "kernel", None)
-    parent = {}
+    parent: Any = {}
     if kernel is not None:
         try:
             parent = kernel.get_parent() if hasattr(kernel, "get_parent") else getattr(kernel, "_parent_header", {})
@@ -75,12 +96,15 @@ def current_cell() -> str | None:
         source = history[-1] if history else None
     if source is None:
         return None
-    return "src:" + hashlib.sha256(source.encode("utf-8", "replace")).hexdigest()
+    return "src:" + hashlib.sha256(str(source).encode("utf-8", "replace")).hexdigest()
 
 
 def carries_scripts() -> bool:
-    """Whether the view being displayed now must carry the shared scripts (see the module docstring);
-    outside a kernel always."""
+    """Whether the view being displayed now must carry the shared scripts (see the module docstring).
+
+    Returns:
+        True for the first view of the kernel and views of the same cell; always outside a kernel.
+    """
     cell = current_cell()
     if cell is None:
         return True
@@ -100,7 +124,17 @@ def view_script(run_body: str, libs: str | None, fallback_id: str, root_id: str)
     ``require``/``requirejs``/``define`` from the loader it is given) with a fresh private loader.
 
     ``libs``: the loader's source (require.js, jQuery, d3 as :func:`assets.amd_prelude` gives
-    them) to define on ``window`` first; None to use the one an earlier output defined."""
+    them) to define on ``window`` first; None to use the one an earlier output defined.
+
+    Args:
+        run_body: the view's own script.
+        libs: the loader's source, or None.
+        fallback_id: the fallback note's element id.
+        root_id: the view's root element id (where a missing-scripts message goes).
+
+    Returns:
+        The script text.
+    """
     run = ("function __attnPluginsRun(__libs) {\nvar require = __libs.require, requirejs = __libs.requirejs, "
            f"define = __libs.define;\n{run_body}\n}}\n")
     start = hide_fallback_js(fallback_id) + run

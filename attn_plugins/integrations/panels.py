@@ -10,12 +10,16 @@ and :func:`prettify` are the caption line and the token clean-up both views shar
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from .html_page import escape
+
+if TYPE_CHECKING:
+    from ..record import AttentionRecord
 
 FONT = "font-family:'Helvetica Neue', Helvetica, Arial, sans-serif;"
 
@@ -24,7 +28,8 @@ FONT = "font-family:'Helvetica Neue', Helvetica, Arial, sans-serif;"
 class Panel:
     """One attention block as BertViz draws it: ``attn`` is ``[layers, heads, query, key]``.
 
-    ``left`` labels the query (attending) side, ``right`` the key (attended-to) side.
+    ``left`` labels the query (attending) side, ``right`` the key (attended-to) side. ``attn`` is a
+    list of per-layer ``[heads, query, key]`` tensors when :func:`panels` ran with ``stacked=False``.
     """
 
     name: str | None
@@ -32,7 +37,7 @@ class Panel:
     kind: str
     layers: list[int]
     heads: list[int]
-    attn: torch.Tensor
+    attn: torch.Tensor | list[torch.Tensor]
     left: list[str]
     right: list[str]
     queries: torch.Tensor | None = None  # [layers, heads, query, dim]
@@ -42,12 +47,15 @@ class Panel:
 
     @property
     def length(self) -> int:
+        """The longer side's token count."""
         return max(len(self.left), len(self.right))
 
 
-def _item_tokens(tokens, item: int, n: int, ids: torch.Tensor | None) -> list[str]:
-    if tokens is not None and len(tokens) > item and tokens[item] is not None:
-        return [str(t) for t in tokens[item]]
+def _item_tokens(tokens: Sequence[Sequence[Any] | None] | None, item: int, n: int,
+                 ids: torch.Tensor | None) -> list[str]:
+    row = tokens[item] if tokens is not None and len(tokens) > item else None
+    if row is not None:
+        return [str(t) for t in row]
     if ids is not None and ids.dim() == 2 and ids.shape[0] > item:
         return [str(int(i)) for i in ids[item].tolist()]
     return [str(i) for i in range(n)]
@@ -65,7 +73,7 @@ def _as_groups(kept: list[int], words: list[list[int]] | None) -> list[list[int]
     return out
 
 
-def _labels(groups: list[list[int]], tokens: list[str], offsets, text) -> list[str]:
+def _labels(groups: list[list[int]], tokens: list[str], offsets: Any, text: str | None) -> list[str]:
     if all(len(g) == 1 for g in groups) and offsets is None:
         return [tokens[g[0]] if g[0] < len(tokens) else str(g[0]) for g in groups]
     from ..analysis.words import word_labels
@@ -88,14 +96,14 @@ def _rows(x: torch.Tensor, groups: list[list[int]]) -> torch.Tensor:
     return x.index_select(-2, torch.tensor([g[0] for g in groups], dtype=torch.long))
 
 
-def _mask_positions(record, name: str, item: int, n: int) -> list[int] | None:
+def _mask_positions(record: AttentionRecord, name: str, item: int, n: int) -> list[int] | None:
     mask = record.inputs.get(name)
     if not isinstance(mask, torch.Tensor) or mask.dim() != 2 or mask.shape[0] <= item or mask.shape[1] != n:
         return None
     return [i for i, v in enumerate(mask[item].tolist()) if v]
 
 
-def _groups_of(record, stack):
+def _groups_of(record: AttentionRecord, stack: str | None) -> list[tuple[str | None, str, str | None]]:
     """The (stack, kind, BertViz name) groups a record holds, in BertViz's order."""
     if record.is_encoder_decoder:
         order = [("encoder", "self", "Encoder"), ("decoder", "self", "Decoder"), ("decoder", "cross", "Cross")]
@@ -105,7 +113,7 @@ def _groups_of(record, stack):
                 raise ValueError(f"stack must be 'encoder', 'decoder' or 'cross' for an encoder-decoder record, "
                                  f"got {stack!r}")
             order = [order[choice[stack]]]
-        found = [(s, k, n) for s, k, n in order if record.select(s, k)]
+        found: list[tuple[str | None, str, str | None]] = [(s, k, n) for s, k, n in order if record.select(s, k)]
         if not found:
             raise ValueError(f"the record holds no {stack or 'attention'} layers")
         return found
@@ -127,9 +135,10 @@ def _groups_of(record, stack):
     return found
 
 
-def panels(record, *, item: int = 0, stack: str | None = None, include_layers=None, include_heads=None,
-           trim_padding: bool = True, words: bool = False, offsets=None, text: str | None = None,
-           decoder_offsets=None, decoder_text: str | None = None, queries_keys: bool = False,
+def panels(record: AttentionRecord, *, item: int = 0, stack: str | None = None,
+           include_layers: int | Sequence[int] | None = None, include_heads: int | Sequence[int] | None = None,
+           trim_padding: bool = True, words: bool = False, offsets: Any = None, text: str | None = None,
+           decoder_offsets: Any = None, decoder_text: str | None = None, queries_keys: bool = False,
            sentence_b_start: int | str | None = "auto", stacked: bool = True) -> list[Panel]:
     """The record's attention for batch item ``item`` as BertViz panels (see :class:`Panel`).
 
@@ -140,6 +149,26 @@ def panels(record, *, item: int = 0, stack: str | None = None, include_layers=No
     (:mod:`attn_plugins.analysis.words`). ``sentence_b_start``: the token position where sentence B
     starts (``"auto"``: from ``token_type_ids``). ``stacked=False`` leaves ``Panel.attn`` a list of
     per-layer ``[heads, q, k]`` tensors (no copy of long inputs' weights when nothing is trimmed).
+
+    Args:
+        record: the record.
+        item: the batch item.
+        stack: ``"encoder"``, ``"decoder"`` or ``"cross"`` for encoder-decoder records; for composite
+            models the stack to show (default: the only one).
+        include_layers: the model's layer numbers to include (default: all captured).
+        include_heads: the model's head numbers to include (default: all captured).
+        trim_padding: leave out padding positions.
+        words: merge word pieces into words.
+        offsets: the tokenizer's ``offset_mapping`` (item or batch) for the encoder side.
+        text: the encoder side's text (word labels from it).
+        decoder_offsets: the same for the decoder side.
+        decoder_text: the decoder side's text.
+        queries_keys: fill ``Panel.queries``/``keys`` (the neuron view; needs a record that holds them).
+        sentence_b_start: where sentence B starts, ``"auto"`` (``token_type_ids``) or ``None``.
+        stacked: ``attn`` as one tensor (else a list per layer).
+
+    Returns:
+        One panel per attention block, in BertViz's order (encoder, decoder, cross).
     """
     if not record.layers:
         raise ValueError("the record holds no attention layers")
@@ -161,6 +190,7 @@ def panels(record, *, item: int = 0, stack: str | None = None, include_layers=No
         heads = layers[0].head_indices
         if any(layer.head_indices != heads for layer in layers):
             raise ValueError("the selected layers hold different heads; choose layers with include_layers=")
+        positions: list[int] | None = None
         if include_heads is not None:
             wanted = [int(h) for h in ([include_heads] if isinstance(include_heads, int) else include_heads)]
             absent = [h for h in wanted if h not in heads]
@@ -168,16 +198,12 @@ def panels(record, *, item: int = 0, stack: str | None = None, include_layers=No
                 raise ValueError(f"heads {absent} were not captured; captured heads: {heads}")
             positions = [heads.index(h) for h in wanted]
             heads = wanted
-        else:
-            positions = None
         shapes = {tuple(layer.weights.shape[2:]) for layer in layers}
         if len(shapes) != 1:
             raise ValueError(f"the selected layers have different query/key lengths {sorted(shapes)}")
         q_len, k_len = shapes.pop()
 
-        def pick(t: torch.Tensor | None) -> torch.Tensor | None:
-            if t is None:
-                return None
+        def pick(t: torch.Tensor) -> torch.Tensor:
             t = t[item].detach().to("cpu", torch.float32)
             return t if positions is None else t[positions]
 
@@ -187,7 +213,7 @@ def panels(record, *, item: int = 0, stack: str | None = None, include_layers=No
         enc_side = stack_name != "decoder"
         q_source = "decoder" if stack_name == "decoder" or kind == "cross" else "encoder"
         k_source = "encoder" if kind == "cross" else q_source
-        side = {
+        side: dict[str, tuple[Any, Any, str, Any, str | None]] = {
             "encoder": (record.tokens, record.inputs.get("input_ids"), "attention_mask", offsets, text),
             "decoder": (record.decoder_tokens, record.inputs.get("decoder_input_ids"), "decoder_attention_mask",
                         decoder_offsets, decoder_text),
@@ -202,7 +228,7 @@ def panels(record, *, item: int = 0, stack: str | None = None, include_layers=No
                 side["decoder"] = (record.decoder_tokens, record.inputs.get("decoder_input_ids"),
                                    "decoder_attention_mask", decoder_offsets, decoder_text)
 
-        def tokens_for(source: str, n: int) -> tuple[list[str], list[int], Any, Any]:
+        def tokens_for(source: str, n: int) -> tuple[list[str], list[int], Any, str | None]:
             toks, ids, mask_name, offs, txt = side[source]
             toks = _item_tokens(toks, item, n, ids)
             if offs is not None and hasattr(offs, "keys") and "offset_mapping" in offs:
@@ -238,14 +264,15 @@ def panels(record, *, item: int = 0, stack: str | None = None, include_layers=No
                 raise ValueError(f"cross-attention has {q_len} query positions but item {item} has "
                                  f"{len(q_tokens)} decoder tokens")
 
-        q_words = k_words = None
+        q_words: list[list[int]] | None = None
+        k_words: list[list[int]] | None = None
         if words:
             from ..analysis.words import word_groups
 
             if _has_pair(record, item):
                 k_text = q_text = None  # offsets of a sentence pair point into two texts
 
-            def groups_for(source: str, offs, txt, toks: list[str]) -> list[list[int]]:
+            def groups_for(source: str, offs: Any, txt: str | None, toks: list[str]) -> list[list[int]]:
                 if offs is not None:
                     return word_groups(offs, txt, tokens=toks)
                 return _stored_word_groups(record, source, item, toks)
@@ -257,7 +284,7 @@ def panels(record, *, item: int = 0, stack: str | None = None, include_layers=No
         k_groups = _as_groups(k_kept, k_words)
         if not (q_groups == [[i] for i in range(q_len)] and k_groups == [[i] for i in range(k_len)]):
             per_layer = [_merge(t, q_groups, k_groups) for t in per_layer]
-        attn = torch.stack(per_layer) if stacked else per_layer
+        attn: torch.Tensor | list[torch.Tensor] = torch.stack(per_layer) if stacked else per_layer
         left = _labels(q_groups, q_tokens, q_offs if words else None, q_text)
         right = _labels(k_groups, k_tokens, k_offs if words else None, k_text)
         panel = Panel(name=name, stack=stack_name, kind=kind, layers=[layer.index for layer in layers],
@@ -272,8 +299,8 @@ def panels(record, *, item: int = 0, stack: str | None = None, include_layers=No
                     f"the neuron view needs queries and keys, which this record does not hold (layers {missing}); "
                     "capture with attn_plugins.capture(model, tokenizer, keep_queries_keys=True) on a model whose "
                     "attention runs through transformers' attention functions (sdpa, the default)")
-            qs = torch.stack([pick(layer.queries) for layer in layers])
-            ks = torch.stack([pick(layer.keys) for layer in layers])
+            qs = torch.stack([pick(layer.queries) for layer in layers if layer.queries is not None])
+            ks = torch.stack([pick(layer.keys) for layer in layers if layer.keys is not None])
             panel.queries = _rows(qs, q_groups)
             panel.keys = _rows(ks, k_groups)
         if kind == "self" and stack_name != "decoder":
@@ -282,7 +309,7 @@ def panels(record, *, item: int = 0, stack: str | None = None, include_layers=No
     return out
 
 
-def _stored_word_groups(record, source: str, item: int, tokens: list[str]) -> list[list[int]]:
+def _stored_word_groups(record: AttentionRecord, source: str, item: int, tokens: list[str]) -> list[list[int]]:
     """Word groups without offsets: the word ids the capture stored (``record.metadata["word_ids"]``,
     from the tokenizer), else the token strings' ``##``/``Ġ``/``▁`` markers."""
     from ..analysis.words import groups_from_markers, groups_from_word_ids
@@ -299,12 +326,13 @@ def _stored_word_groups(record, source: str, item: int, tokens: list[str]) -> li
     return groups_from_markers(tokens)
 
 
-def _has_pair(record, item: int) -> bool:
+def _has_pair(record: AttentionRecord, item: int) -> bool:
     types = record.inputs.get("token_type_ids")
     return isinstance(types, torch.Tensor) and types.dim() == 2 and types.shape[0] > item and bool(types[item].any())
 
 
-def _sentence_b(record, item, value, groups, square) -> int | None:
+def _sentence_b(record: AttentionRecord, item: int, value: int | str | None, groups: list[list[int]],
+                square: bool) -> int | None:
     if value is None or not square:
         return None
     if value == "auto":
@@ -328,12 +356,28 @@ def _sentence_b(record, item, value, groups, square) -> int | None:
 
 
 def prettify(tokens: list[str]) -> list[str]:
-    """Tokens as BertViz shows them: ``Ġ``/``▁`` word markers as spaces, ``</w>`` dropped."""
+    """Tokens as BertViz shows them: ``Ġ``/``▁`` word markers as spaces, ``</w>`` dropped.
+
+    Args:
+        tokens: token strings.
+
+    Returns:
+        The cleaned tokens.
+    """
     return [t.replace("Ġ", " ").replace("▁", " ").replace("</w>", "") for t in tokens]
 
 
-def caption(record, item: int, extra: list[str]) -> str:
-    """The grey line above a view: model class, batch item and notes (escaped)."""
+def caption(record: AttentionRecord, item: int, extra: list[str]) -> str:
+    """The grey line above a view: model class, batch item and notes (escaped).
+
+    Args:
+        record: the record shown.
+        item: the batch item shown.
+        extra: notes appended to the line.
+
+    Returns:
+        The caption's HTML.
+    """
     parts = [record.model_class or "model"]
     if record.batch_size > 1:
         parts.append(f"item {item} of {record.batch_size}")

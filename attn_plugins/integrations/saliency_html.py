@@ -11,10 +11,12 @@ the page needs no network, and its small script only toggles classes on elements
 from __future__ import annotations
 
 import itertools
+from typing import Any
 
 import numpy as np
 
-from ..saliency.collect import as_instances
+from ..saliency.collect import Instance, as_instances
+from ..saliency.result import TokenSaliency
 from .html_page import HtmlExport, escape
 from .notebook_output import fallback_html, hide_fallback_js
 
@@ -68,7 +70,15 @@ SCRIPT = """
 
 def shade(value: float, signed_value: float | None = None) -> str:
     """Background colour of a normalised score in [0, 1]: transparent at 0, deep blue at 1 (red
-    when ``signed_value`` is negative and the view is signed)."""
+    when ``signed_value`` is negative and the view is signed).
+
+    Args:
+        value: the score relative to the largest, in [0, 1].
+        signed_value: the raw score, whose sign picks the colour (None: always blue).
+
+    Returns:
+        A CSS ``rgba(...)`` colour.
+    """
     value = float(value)
     if not np.isfinite(value) or value <= 0:
         return "rgba(0, 0, 0, 0)"
@@ -79,7 +89,15 @@ def shade(value: float, signed_value: float | None = None) -> str:
 
 
 def ranks(values: np.ndarray, skip: list[bool] | None = None) -> list[int]:
-    """Rank of each position by value (0 = largest); zero scores and skipped positions get -1."""
+    """Rank of each position by value (0 = largest); zero scores and skipped positions get -1.
+
+    Args:
+        values: one score per position.
+        skip: positions left out of the ranking (special tokens).
+
+    Returns:
+        One rank per position.
+    """
     order = np.argsort(-values, kind="stable")
     out = [-1] * len(values)
     rank = 0
@@ -91,18 +109,33 @@ def ranks(values: np.ndarray, skip: list[bool] | None = None) -> list[int]:
     return out
 
 
-def is_signed(sal) -> bool:
+def is_signed(sal: TokenSaliency) -> bool:
     """Whether a result carries a sign worth showing: any negative score (integrated gradients,
-    input x gradient, DeepLift, feature ablation); attention-based scores never are."""
+    input x gradient, DeepLift, feature ablation); attention-based scores never are.
+
+    Args:
+        sal: one result.
+
+    Returns:
+        True when a finite score is negative.
+    """
     scores = np.asarray(sal.scores, dtype=float)
     return bool(np.any(scores[np.isfinite(scores)] < 0))
 
 
-def token_row(sal, *, top_k: int, signed: bool | None = None, skip_special_in_top: bool = True) -> str:
+def token_row(sal: TokenSaliency, *, top_k: int, signed: bool | None = None, skip_special_in_top: bool = True) -> str:
     """One method's tokens as shaded spans (the building block of this view and the comparison).
 
-    ``signed``: ``None`` (default) shows the sign of signed results (:func:`is_signed`: red negative,
-    blue positive), ``True`` always, ``False`` shades magnitudes only."""
+    Args:
+        sal: one result.
+        top_k: how many of the top tokens are outlined.
+        signed: ``None`` (default) shows the sign of signed results (:func:`is_signed`: red
+            negative, blue positive), ``True`` always, ``False`` shades magnitudes only.
+        skip_special_in_top: special tokens are never outlined.
+
+    Returns:
+        The row's HTML (tokens escaped).
+    """
     if signed is None:
         signed = is_signed(sal)
     norm = sal.normalized("l1", absolute=True)
@@ -130,7 +163,7 @@ def token_row(sal, *, top_k: int, signed: bool | None = None, skip_special_in_to
     return f'<div class="ap-toks">{"".join(spans)}</div>'
 
 
-def _describe(sal) -> str:
+def _describe(sal: TokenSaliency) -> str:
     parts = [f"<b>{escape(sal.method)}</b>"]
     if sal.field and sal.field != "tokens":
         parts.append(f"field {escape(sal.field)}")
@@ -146,9 +179,19 @@ def _describe(sal) -> str:
     return " &middot; ".join(parts)
 
 
-def render(instances_by_method: dict[str, list], *, top_k: int = 3, signed: bool | None = None,
+def render(instances_by_method: dict[str, list[Instance]], *, top_k: int = 3, signed: bool | None = None,
            title: str = "Saliency") -> tuple[str, str]:
-    """(body, head) of the view for ``{method: [instance]}`` (``signed``: see :func:`token_row`)."""
+    """The saliency view of a method table.
+
+    Args:
+        instances_by_method: ``{method: [instance]}``, each instance a list of fields.
+        top_k: how many top tokens are outlined at first (a slider changes it).
+        signed: see :func:`token_row`.
+        title: the view's heading.
+
+    Returns:
+        ``(body, head)``: the view's HTML and the CSS it needs.
+    """
     view_id = f"ap-sal-{next(_IDS)}"
     names = list(instances_by_method)
     count = len(instances_by_method[names[0]]) if names else 0
@@ -187,12 +230,26 @@ def render(instances_by_method: dict[str, list], *, top_k: int = 3, signed: bool
     return body, CSS
 
 
-def export_saliency(obj, *, method: str | None = None, query=0, top_k: int = 3, signed: bool | None = None,
-                    merge_words=False, title: str = "Saliency", **options) -> HtmlExport:
+def export_saliency(obj: Any, *, method: str | None = None, query: Any = 0, top_k: int = 3,
+                    signed: bool | None = None, merge_words: bool | str = False, title: str = "Saliency",
+                    **options: Any) -> HtmlExport:
     """A page of shaded tokens for saliency results (a list, ``{method: list}``, or a record).
 
-    ``signed``: ``None`` (default) shows signed methods' negative scores in red and positive in blue;
-    ``False`` shades magnitudes only; ``True`` always colours by sign."""
+    Args:
+        obj: saliency results (see :mod:`attn_plugins.saliency.collect`) or a record.
+        method: the method to pick from a ``{method: list}`` table (None: all of them), or to run
+            on a record.
+        query: the attention row, for a record.
+        top_k: how many top tokens are outlined at first.
+        signed: ``None`` (default) shows signed methods' negative scores in red and positive in
+            blue; ``False`` shades magnitudes only; ``True`` always colours by sign.
+        merge_words: ``True``/``"sum"``/``"mean"``/``"max"`` merges word pieces into words.
+        title: the page's heading.
+        **options: passed to the attention method, for a record.
+
+    Returns:
+        The page (``save(path)``, notebook display).
+    """
     from collections.abc import Mapping
 
     if isinstance(obj, Mapping) and method is None:

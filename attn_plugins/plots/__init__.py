@@ -8,6 +8,8 @@ in a notebook a returned figure displays itself. Needs the ``plots`` extra (matp
 
 from __future__ import annotations
 
+from typing import Any
+
 _EXPORTS = {
     "heatmap": ".heatmaps",
     "head_grid": ".heatmaps",
@@ -31,7 +33,7 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str):
+def __getattr__(name: str) -> Any:
     # Lazy: `import attn_plugins.plots` must not import matplotlib until a plot is drawn.
     if name in _EXPORTS:
         import importlib
@@ -41,5 +43,5 @@ def __getattr__(name: str):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def __dir__():
+def __dir__() -> list[str]:
     return sorted(list(globals()) + __all__)

@@ -4,20 +4,33 @@ readable token labels."""
 
 from __future__ import annotations
 
+import io
 import math
 import os
-
-import io
 import sys
+from collections.abc import Callable, Iterable, Sequence
+from contextlib import AbstractContextManager
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 from ..atomic import atomic_path
 from ..errors import import_optional
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+    from matplotlib.image import AxesImage
+    from matplotlib.typing import RcKeyType
+
+    from ..record import LayerAttention
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 FORMATS = {".png": "png", ".svg": "svg", ".pdf": "pdf"}
 
 # Small fonts sized for a column of a two-column paper; TrueType (42) fonts in PDF/PS, which
 # publishers require (no Type 3 fonts); text kept as paths in SVG so it looks the same everywhere.
-PAPER_RC = {
+PAPER_RC: dict[RcKeyType, Any] = {
     "font.size": 8,
     "axes.titlesize": 9,
     "axes.labelsize": 8,
@@ -39,12 +52,16 @@ PAPER_RC = {
 }
 
 
-def _require_matplotlib():
+def _require_matplotlib() -> None:
     import_optional("matplotlib", "plots")  # the plots extra
 
 
-def style():
-    """A context manager with the paper style (fonts, line widths, font embedding)."""
+def style() -> AbstractContextManager[None]:
+    """The paper style (fonts, line widths, font embedding) as a context manager.
+
+    Returns:
+        ``matplotlib.rc_context`` with :data:`PAPER_RC`.
+    """
     _require_matplotlib()
     import matplotlib
 
@@ -59,9 +76,17 @@ MAX_INCHES = 40.0
 LABEL_CHARS = 24
 
 
-def new_figure(width: float, height: float, **kwargs):
-    """A Figure drawn on its own Agg canvas (no pyplot, no global backend change), at most
-    ``MAX_INCHES`` on each side."""
+def new_figure(width: float, height: float, **kwargs: Any) -> Figure:
+    """A Figure drawn on its own Agg canvas (no pyplot, no global backend change).
+
+    Args:
+        width: width in inches (clamped to 0.5 .. ``MAX_INCHES``).
+        height: height in inches (clamped the same way).
+        **kwargs: passed to ``matplotlib.figure.Figure`` (``layout`` defaults to ``"constrained"``).
+
+    Returns:
+        The new figure.
+    """
     _require_matplotlib()
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -74,8 +99,16 @@ def new_figure(width: float, height: float, **kwargs):
     return fig
 
 
-def png_bytes(figure, dpi: int = 110) -> bytes:
-    """PNG bytes of a figure as a notebook shows it: the paper style, white background, tight box."""
+def png_bytes(figure: Figure, dpi: int = 110) -> bytes:
+    """PNG bytes of a figure as a notebook shows it: the paper style, white background, tight box.
+
+    Args:
+        figure: the figure.
+        dpi: resolution.
+
+    Returns:
+        The PNG file's bytes.
+    """
     buffer = io.BytesIO()
     with style():
         figure.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight", pad_inches=0.05, facecolor="white")
@@ -101,7 +134,7 @@ def show_figures_as_png() -> None:
 SCALES = ("fixed", "relative")
 
 
-def colour_scale(matrices, scale: str = "fixed", vmax: float | None = None,
+def colour_scale(matrices: Iterable[Any], scale: str = "fixed", vmax: float | None = None,
                  what: str = "attention weight") -> tuple[float, str]:
     """The top of an attention figure's colour scale and the colorbar label that states it.
 
@@ -136,7 +169,15 @@ def colour_scale(matrices, scale: str = "fixed", vmax: float | None = None,
     return top, f"{what} (relative scale: 0 to {top:.3g}, the largest shown)"
 
 
-def check_path(path) -> str:
+def check_path(path: str | os.PathLike[str]) -> str:
+    """``path`` as a string, refused unless its extension names a format we save.
+
+    Args:
+        path: a ``.png``, ``.svg`` or ``.pdf`` file name.
+
+    Returns:
+        The path as a string.
+    """
     path = os.fspath(path)
     ext = os.path.splitext(path)[1].lower()
     if ext not in FORMATS:
@@ -144,8 +185,16 @@ def check_path(path) -> str:
     return path
 
 
-def save(fig, path) -> str:
-    """Save ``fig`` in the format its extension names (PNG at 300 dpi, SVG, PDF)."""
+def save(fig: Figure, path: str | os.PathLike[str]) -> str:
+    """Save ``fig`` in the format its extension names (PNG at 300 dpi, SVG, PDF), atomically.
+
+    Args:
+        fig: the figure.
+        path: a ``.png``, ``.svg`` or ``.pdf`` file name.
+
+    Returns:
+        The path written, as a string.
+    """
     path = check_path(path)
     with style(), atomic_path(path) as tmp:
         # "tight" on top of the constrained layout: nothing (long titles, outside legends) is ever cut off
@@ -154,7 +203,7 @@ def save(fig, path) -> str:
     return path
 
 
-def _metadata(path: str) -> dict:
+def _metadata(path: str) -> dict[str, Any]:
     ext = os.path.splitext(path)[1].lower()
     if ext == ".png":
         return {"Software": "attn-plugins"}
@@ -163,27 +212,59 @@ def _metadata(path: str) -> dict:
     return {"Creator": "attn-plugins", "Date": None}
 
 
-def finish(fig, path=None):
-    """Save when a path is given; return the figure either way."""
+def finish(fig: Figure, path: str | os.PathLike[str] | None = None) -> Figure:
+    """Save when a path is given; return the figure either way.
+
+    Args:
+        fig: the figure.
+        path: where to save it (``None``: not saved).
+
+    Returns:
+        ``fig``.
+    """
     if path is not None:
         save(fig, path)
     return fig
 
 
-def display_label(text) -> str:
-    """``text`` cut to ``LABEL_CHARS`` characters for a figure (an ellipsis marks the cut)."""
+def display_label(text: object) -> str:
+    """``text`` cut to ``LABEL_CHARS`` characters for a figure (an ellipsis marks the cut).
+
+    Args:
+        text: a label (converted with ``str``).
+
+    Returns:
+        The label, at most ``LABEL_CHARS`` characters long.
+    """
     text = str(text)
     return text if len(text) <= LABEL_CHARS else text[: LABEL_CHARS - 1] + "\u2026"
 
 
-def readable(tokens) -> list[str]:
+def readable(tokens: Iterable[str]) -> list[str]:
+    """Tokens as figure labels: word-piece markers made readable, then cut by :func:`display_label`.
+
+    Args:
+        tokens: the record's tokens.
+
+    Returns:
+        One label per token.
+    """
     from ..analysis.tokens import readable_token
 
     return [display_label(readable_token(t)) for t in tokens]
 
 
-def set_token_ticks(ax, axis: str, labels: list[str] | None, *, max_labels: int = 64, rotate: bool = True) -> None:
-    """Token tick labels, thinned to at most ``max_labels`` so long sequences stay legible."""
+def set_token_ticks(ax: Axes, axis: str, labels: Sequence[str] | None, *, max_labels: int = 64,
+                    rotate: bool = True) -> None:
+    """Token tick labels, thinned to at most ``max_labels`` so long sequences stay legible.
+
+    Args:
+        ax: the axes.
+        axis: ``"x"`` or ``"y"``.
+        labels: one label per position (``None`` or empty: ticks left alone).
+        max_labels: the most labels shown.
+        rotate: x labels vertical (they are tokens, often long).
+    """
     set_ticks = ax.set_xticks if axis == "x" else ax.set_yticks
     if not labels:
         return
@@ -198,9 +279,17 @@ def set_token_ticks(ax, axis: str, labels: list[str] | None, *, max_labels: int 
         ax.set_yticklabels(names)
 
 
-def annotate_cells(ax, image, data, fmt, fontsize: float) -> None:
+def annotate_cells(ax: Axes, image: AxesImage, data: Any, fmt: Callable[[Any], str], fontsize: float) -> None:
     """Write each finite value of ``data`` in its cell, black on light colours and white on dark
-    ones (read from the image's own colormap, so any colormap stays legible)."""
+    ones (read from the image's own colormap, so any colormap stays legible).
+
+    Args:
+        ax: the axes the image is drawn on.
+        image: the ``imshow`` image (its colormap and norm pick the text colour).
+        data: the 2-D array shown.
+        fmt: value -> text.
+        fontsize: text size in points.
+    """
     for i in range(data.shape[0]):
         for j in range(data.shape[1]):
             value = data[i, j]
@@ -212,8 +301,13 @@ def annotate_cells(ax, image, data, fmt, fontsize: float) -> None:
                     color="black" if light else "white")
 
 
-def small_multiple_ticks(ax, labelled: bool) -> None:
-    """Ticks of one panel in a grid of small heatmaps: none, or small ones."""
+def small_multiple_ticks(ax: Axes, labelled: bool) -> None:
+    """Ticks of one panel in a grid of small heatmaps: none, or small ones.
+
+    Args:
+        ax: the panel.
+        labelled: keep small ticks (else none).
+    """
     if labelled:
         ax.tick_params(labelsize=5, length=1.5)
     else:
@@ -221,20 +315,35 @@ def small_multiple_ticks(ax, labelled: bool) -> None:
         ax.set_yticks([])
 
 
-def contextual(func):
-    """Run a plot function inside the paper style."""
+def contextual(func: Callable[P, R]) -> Callable[P, R]:
+    """Run a plot function inside the paper style.
+
+    Args:
+        func: a plot function.
+
+    Returns:
+        ``func`` wrapped so that it runs inside :func:`style`.
+    """
     import functools
 
     @functools.wraps(func)
-    def wrapper(*args, **kwargs):
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         with style():
             return func(*args, **kwargs)
 
     return wrapper
 
 
-def pick_cross_layer(layers: list, layer) -> tuple[list, int]:
-    """The captured cross-attention layer(s) numbered ``layer`` (negative counts from the last), and its index."""
+def pick_cross_layer(layers: list[LayerAttention], layer: int) -> tuple[list[LayerAttention], int]:
+    """The captured cross-attention layer(s) numbered ``layer``, and its index.
+
+    Args:
+        layers: the record's cross-attention layers.
+        layer: a layer index (negative counts from the last).
+
+    Returns:
+        ``(the layers with that index, the index)``.
+    """
     n = max(l.index for l in layers) + 1
     index = layer % n if isinstance(layer, int) and layer < 0 else layer
     chosen = [l for l in layers if l.index == index]

@@ -6,6 +6,8 @@ from __future__ import annotations
 import math
 import os
 import warnings
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -16,12 +18,17 @@ from .canvas import (colour_scale, contextual, display_label, finish, new_figure
                     style)
 from .heatmaps import draw_matrix
 
+if TYPE_CHECKING:
+    from matplotlib.animation import PillowWriter
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
 PROMPT_COLOR = "#4c72b0"
 GENERATED_COLOR = "#dd8452"
 CURRENT_COLOR = "#c44e52"
 
 
-def _generation(attn, layer, item, kind) -> GenerationEvolution:
+def _generation(attn: Any, layer: int | str, item: int, kind: str) -> GenerationEvolution:
     if isinstance(attn, GenerationEvolution):
         return attn
     if not isinstance(attn, AttentionRecord):
@@ -29,11 +36,19 @@ def _generation(attn, layer, item, kind) -> GenerationEvolution:
     return generation_evolution(attn, item=item, kind=kind)
 
 
-def _row(evo: GenerationEvolution, layer, head) -> tuple[np.ndarray, str]:
+def _key_mask(evo: GenerationEvolution) -> torch.Tensor:
+    if evo.key_mask is None:
+        raise ValueError("the GenerationEvolution has no key_mask: build it with generation_evolution()")
+    return evo.key_mask
+
+
+def _row(evo: GenerationEvolution, layer: int | str, head: int | str | None) -> tuple[np.ndarray, str]:
     li = evo.layer_labels.index(layer) if isinstance(layer, str) else (layer % len(evo.layer_labels))
     if head in ("mean", None):
         h = len(evo.heads[li])
         return evo.weights[:, li, :h].mean(dim=1).numpy(), f"{evo.layer_labels[li]}, mean of heads"
+    if isinstance(head, str):
+        raise ValueError(f"head must be a head index or 'mean', got {head!r}")
     return evo.head(li, head).numpy(), f"{evo.layer_labels[li]} head {head}"
 
 
@@ -43,17 +58,18 @@ def _pick_steps(steps: int, max_panels: int) -> list[int]:
     return sorted({int(round(x)) for x in np.linspace(0, steps - 1, max_panels)})
 
 
-def _draw_step(ax, evo: GenerationEvolution, row: np.ndarray, t: int, ymax: float, label_keys: bool) -> None:
-    kv = int(evo.key_mask.numel())
+def _draw_step(ax: Axes, evo: GenerationEvolution, row: np.ndarray, t: int, ymax: float, label_keys: bool) -> None:
+    key_mask = _key_mask(evo)
+    kv = int(key_mask.numel())
     if evo.kind == "self":
         current = kv - (evo.prompt_length + evo.steps - 1) + evo.prompt_length - 1 + t
         prompt_end = kv - (evo.prompt_length + evo.steps - 1) + evo.prompt_length
         shown = current + 1
     else:
-        current, prompt_end, shown = None, None, kv
+        current, prompt_end, shown = None, 0, kv
     xs = np.arange(shown)
     values = row[t, :shown]
-    real = evo.key_mask[:shown].numpy()
+    real = key_mask[:shown].numpy()
     colors = []
     for j in range(shown):
         if evo.kind != "self":
@@ -76,12 +92,28 @@ def _draw_step(ax, evo: GenerationEvolution, row: np.ndarray, t: int, ymax: floa
 
 
 @contextual
-def generation_plot(attn, layer=-1, head="mean", *, item: int = 0, kind: str = "self", max_panels: int = 12,
-                    ncols: int = 4, title: str | None = None, path=None):
+def generation_plot(attn: Any, layer: int | str = -1, head: int | str | None = "mean", *, item: int = 0,
+                    kind: str = "self", max_panels: int = 12, ncols: int = 4, title: str | None = None,
+                    path: str | os.PathLike[str] | None = None) -> Figure:
     """Small multiples, one panel per generation step: the attention of the token being processed
     over the keys seen so far (prompt in blue, generated tokens in orange, the current token
-    outlined in red). ``kind="cross"`` shows an encoder-decoder's attention over the source (or
-    audio frames). ``attn`` is a record captured around ``generate()`` or a GenerationEvolution."""
+    outlined in red).
+
+    Args:
+        attn: a record captured around ``generate()`` or a ``GenerationEvolution``.
+        layer: a layer position (negative counts from the last) or a layer label.
+        head: a head index or ``"mean"``.
+        item: the batch item.
+        kind: ``"self"``, or ``"cross"`` for an encoder-decoder's attention over the source (or
+            audio frames).
+        max_panels: the most steps shown (evenly spaced when there are more).
+        ncols: panels per row.
+        title: the title.
+        path: save to this .png, .svg or .pdf file as well.
+
+    Returns:
+        The Figure.
+    """
     evo = _generation(attn, layer, item, kind)
     row, what = _row(evo, layer, head)
     steps = _pick_steps(evo.steps, max_panels)
@@ -91,7 +123,7 @@ def generation_plot(attn, layer=-1, head="mean", *, item: int = 0, kind: str = "
     fig = new_figure(1.9 * ncols + 0.3, 1.45 * nrows + 0.55)
     axes = fig.subplots(nrows, ncols, squeeze=False, sharey=True)
     ymax = float(np.nanmax(row)) * 1.08 if row.size and np.nanmax(row) > 0 else 1.0
-    kv = int(evo.key_mask.numel())
+    kv = int(_key_mask(evo).numel())
     label_keys = kv <= 24
     for idx, ax in enumerate(axes.flat):
         if idx >= n:
@@ -110,18 +142,35 @@ def generation_plot(attn, layer=-1, head="mean", *, item: int = 0, kind: str = "
     return finish(fig, path)
 
 
-def _checkpoints(attn, labels) -> CheckpointEvolution:
+def _checkpoints(attn: Any, labels: list[str] | None) -> CheckpointEvolution:
     if isinstance(attn, CheckpointEvolution):
         return attn
     return checkpoint_evolution(list(attn), labels)
 
 
 @contextual
-def checkpoint_plot(attn, layer=0, head=0, *, labels=None, item: int = 0, ncols: int = 4, cmap: str = "Blues",
-                    scale: str = "fixed", title: str | None = None, path=None):
+def checkpoint_plot(attn: Any, layer: int | str = 0, head: int = 0, *, labels: list[str] | None = None,
+                    item: int = 0, ncols: int = 4, cmap: str = "Blues", scale: str = "fixed",
+                    title: str | None = None, path: str | os.PathLike[str] | None = None) -> Figure:
     """Small multiples, one heatmap per training checkpoint of one head (shared colour scale),
     each titled with how far the head moved since the previous checkpoint (mean Jensen-Shannon
-    distance). ``attn`` is a list of records (same inputs) or a CheckpointEvolution."""
+    distance).
+
+    Args:
+        attn: a list of records (same inputs, one per checkpoint) or a ``CheckpointEvolution``.
+        layer: a layer position (negative counts from the last) or a layer label.
+        head: the head.
+        labels: one name per checkpoint (default: numbered).
+        item: the batch item.
+        ncols: panels per row.
+        cmap: a matplotlib colormap name.
+        scale: ``"fixed"`` (0..1) or ``"relative"``.
+        title: the title.
+        path: save to this .png, .svg or .pdf file as well.
+
+    Returns:
+        The Figure.
+    """
     evo = _checkpoints(attn, labels)
     li = evo.layer_labels.index(layer) if isinstance(layer, str) else layer % len(evo.layer_labels)
     maps = evo.maps(li, head, item=item)
@@ -146,6 +195,7 @@ def checkpoint_plot(attn, layer=0, head=0, *, labels=None, item: int = 0, ncols:
         extra = "" if idx == 0 or drift != drift else f"\nmoved {drift:.3f}"
         ax.set_title(f"{display_label(evo.labels[idx])}{extra}", fontsize=7, pad=2)
         small_multiple_ticks(ax, labelled)
+    assert image is not None  # one panel per checkpoint, at least one
     bar = fig.colorbar(image, ax=axes.ravel().tolist(), fraction=0.025, pad=0.02, shrink=0.9)
     bar.set_label(scale_label)
     bar.outline.set_linewidth(0.5)
@@ -154,10 +204,23 @@ def checkpoint_plot(attn, layer=0, head=0, *, labels=None, item: int = 0, ncols:
 
 
 @contextual
-def checkpoint_stats_plot(attn, stats=("entropy", "drift"), *, labels=None, layer=None, title: str | None = None,
-                          path=None):
-    """Lines across checkpoints: one per head (thin) and the mean (thick), for each statistic
-    (``drift``: distance moved since the previous checkpoint; any ``HeadStats`` field)."""
+def checkpoint_stats_plot(attn: Any, stats: str | Sequence[str] = ("entropy", "drift"), *,
+                          labels: list[str] | None = None, layer: int | str | None = None,
+                          title: str | None = None, path: str | os.PathLike[str] | None = None) -> Figure:
+    """Lines across checkpoints: one per head (thin) and the mean (thick), for each statistic.
+
+    Args:
+        attn: a list of records (same inputs, one per checkpoint) or a ``CheckpointEvolution``.
+        stats: ``"drift"`` (distance moved since the previous checkpoint), ``"drift_from_final"``
+            or any ``HeadStats`` field.
+        labels: one name per checkpoint.
+        layer: restrict to one layer (position or label; ``None``: all layers).
+        title: the title.
+        path: save to this .png, .svg or .pdf file as well.
+
+    Returns:
+        The Figure.
+    """
     from ..analysis.stats import STAT_TITLES
 
     evo = _checkpoints(attn, labels)
@@ -194,7 +257,7 @@ def checkpoint_stats_plot(attn, stats=("entropy", "drift"), *, labels=None, laye
 # ---------------------------------------------------------------------------------------------
 # animations
 # ---------------------------------------------------------------------------------------------
-def _writer(fps: float):
+def _writer(fps: float) -> PillowWriter:
     try:
         import PIL  # noqa: F401
     except ImportError as exc:
@@ -202,10 +265,10 @@ def _writer(fps: float):
                           "without it") from exc
     from matplotlib.animation import PillowWriter
 
-    return PillowWriter(fps=fps)
+    return PillowWriter(fps=fps)  # type: ignore[arg-type]  # the stub says int; fractional rates (1.5) work
 
 
-def _check_gif(path) -> str:
+def _check_gif(path: str | os.PathLike[str]) -> str:
     path = os.fspath(path)
     if not path.lower().endswith(".gif"):
         raise ValueError(f"an animation is written as a .gif file, got {path!r}")
@@ -213,32 +276,65 @@ def _check_gif(path) -> str:
     return path
 
 
-def animate_generation(attn, path, layer=-1, head="mean", *, item: int = 0, kind: str = "self", fps: float = 2.0,
-                       dpi: int = 120):
+def animate_generation(attn: Any, path: str | os.PathLike[str], layer: int | str = -1,
+                       head: int | str | None = "mean", *, item: int = 0, kind: str = "self", fps: float = 2.0,
+                       dpi: int = 120) -> Figure:
     """An animated GIF (matplotlib's PillowWriter): one frame per generation step, the current
-    token's attention over the keys. Returns the Figure (showing the last frame)."""
+    token's attention over the keys.
+
+    Args:
+        attn: a record captured around ``generate()`` or a ``GenerationEvolution``.
+        path: the ``.gif`` file to write.
+        layer: a layer position (negative counts from the last) or a layer label.
+        head: a head index or ``"mean"``.
+        item: the batch item.
+        kind: ``"self"`` or ``"cross"``.
+        fps: frames per second.
+        dpi: resolution of the frames.
+
+    Returns:
+        The Figure (showing the last frame).
+    """
     path = _check_gif(path)
     with style():
         evo = _generation(attn, layer, item, kind)
         row, what = _row(evo, layer, head)
-        fig = new_figure(max(3.2, 0.22 * int(evo.key_mask.numel()) + 1.2), 2.4)
+        kv = int(_key_mask(evo).numel())
+        fig = new_figure(max(3.2, 0.22 * kv + 1.2), 2.4)
         ax = fig.add_subplot(1, 1, 1)
         ymax = float(np.nanmax(row)) * 1.08 if row.size and np.nanmax(row) > 0 else 1.0
         writer = _writer(fps)
         with writer.saving(fig, path, dpi=dpi):
             for t in range(evo.steps):
                 ax.clear()
-                _draw_step(ax, evo, row, t, ymax, int(evo.key_mask.numel()) <= 32)
+                _draw_step(ax, evo, row, t, ymax, kv <= 32)
                 ax.set_ylabel("attention")
                 fig.suptitle(f"{what}: step {t + 1} of {evo.steps}")
                 writer.grab_frame(facecolor="white")
     return fig
 
 
-def animate_checkpoints(attn, path, layer=0, head=0, *, labels=None, item: int = 0, fps: float = 1.5, dpi: int = 120,
-                        cmap: str = "Blues", scale: str = "fixed"):
-    """An animated GIF: one frame per checkpoint, one head's heatmap on one colour scale (0..1, or
-    ``scale="relative"``: 0 to the largest weight of any frame, stated on the colorbar)."""
+def animate_checkpoints(attn: Any, path: str | os.PathLike[str], layer: int | str = 0, head: int = 0, *,
+                        labels: list[str] | None = None, item: int = 0, fps: float = 1.5, dpi: int = 120,
+                        cmap: str = "Blues", scale: str = "fixed") -> Figure:
+    """An animated GIF: one frame per checkpoint, one head's heatmap on one colour scale.
+
+    Args:
+        attn: a list of records (same inputs, one per checkpoint) or a ``CheckpointEvolution``.
+        path: the ``.gif`` file to write.
+        layer: a layer position (negative counts from the last) or a layer label.
+        head: the head.
+        labels: one name per checkpoint.
+        item: the batch item.
+        fps: frames per second.
+        dpi: resolution of the frames.
+        cmap: a matplotlib colormap name.
+        scale: ``"fixed"`` (0..1) or ``"relative"`` (0 to the largest weight of any frame, stated
+            on the colorbar).
+
+    Returns:
+        The Figure (showing the last frame).
+    """
     path = _check_gif(path)
     with style():
         evo = _checkpoints(attn, labels)

@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
+import os
+from typing import TYPE_CHECKING, Any
+
 import numpy as np
 
 from ..analysis.blocks import ANY
 from ..analysis.head_similarity import PairwiseMatrix, cluster, head_distances, layer_similarity
 from .canvas import contextual, finish, new_figure
 
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
 
 @contextual
-def similarity_plot(attn, *, method: str = "average", measure: str = "distance", item=None, stack=ANY,
-                    kind: str = "self", cmap: str = "viridis_r", max_labels: int = 24, title: str | None = None,
-                    importance=None, path=None):
+def similarity_plot(attn: Any, *, method: str = "average", measure: str = "distance", item: int | None = None,
+                    stack: Any = ANY, kind: str = "self", cmap: str = "viridis_r", max_labels: int = 24,
+                    title: str | None = None, importance: Any = None,
+                    path: str | os.PathLike[str] | None = None) -> Figure:
     """The head-distance matrix reordered by hierarchical clustering, with the dendrogram above.
 
     At most ``max_labels`` heads are labelled on each axis (every second or third head of a big
@@ -24,6 +31,22 @@ def similarity_plot(attn, *, method: str = "average", measure: str = "distance",
     Similar heads form dark blocks along the diagonal. ``importance``: one value per head in the
     matrix's order (e.g. ``HeadImportance.matrix()`` flattened without NaN), drawn as a strip under the
     dendrogram, so clusters of heads that matter stand out.
+
+    Args:
+        attn: a record or tensor, or a ready ``PairwiseMatrix``.
+        method: the linkage method of the clustering (SciPy's names: ``"average"``, ``"ward"``...).
+        measure: the head distance of ``head_distances`` (``"distance"``, ``"js"``...).
+        item: one batch item (``None``: all items).
+        stack: the stack of a record's layers.
+        kind: ``"self"`` or ``"cross"``.
+        cmap: a matplotlib colormap for distances.
+        max_labels: the most labelled heads per axis.
+        title: the title (default: names the linkage).
+        importance: one value per head, in the matrix's order (drawn as a strip).
+        path: save to this .png, .svg or .pdf file as well.
+
+    Returns:
+        The Figure.
     """
     from scipy.cluster.hierarchy import dendrogram
 
@@ -80,9 +103,23 @@ def _short(measure: str) -> str:
 
 
 @contextual
-def layer_similarity_plot(attn, *, method: str = "js", item=None, stack=ANY, kind: str = "self",
-                          title: str | None = None, path=None):
-    """Layer-to-layer similarity of the head-averaged attention, values written in the cells."""
+def layer_similarity_plot(attn: Any, *, method: str = "js", item: int | None = None, stack: Any = ANY,
+                          kind: str = "self", title: str | None = None,
+                          path: str | os.PathLike[str] | None = None) -> Figure:
+    """Layer-to-layer similarity of the head-averaged attention, values written in the cells.
+
+    Args:
+        attn: a record or tensor, or a ready ``PairwiseMatrix``.
+        method: the similarity of ``layer_similarity`` (``"js"``, ...).
+        item: one batch item (``None``: all items).
+        stack: the stack of a record's layers.
+        kind: ``"self"`` or ``"cross"``.
+        title: the title.
+        path: save to this .png, .svg or .pdf file as well.
+
+    Returns:
+        The Figure.
+    """
     matrix = attn if isinstance(attn, PairwiseMatrix) else layer_similarity(attn, method=method, item=item,
                                                                              stack=stack, kind=kind)
     data = matrix.values.numpy()

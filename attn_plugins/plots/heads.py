@@ -4,6 +4,9 @@ per-layer scatter of Clark et al. (2019, figure 4)."""
 from __future__ import annotations
 
 import math
+import os
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -11,25 +14,41 @@ from ..analysis.blocks import ANY
 from ..analysis.stats import STAT_TITLES, HeadStats, head_stats
 from .canvas import annotate_cells, contextual, finish, new_figure
 
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
 _CMAPS = {"entropy": "viridis", "normalized_entropy": "viridis", "distance": "cividis"}
 
 
-def _stats(attn, item, stack, kind) -> HeadStats:
+def _stats(attn: Any, item: int | None, stack: Any, kind: str) -> HeadStats:
     if isinstance(attn, HeadStats):
         return attn
     return head_stats(attn, item=item, stack=stack, kind=kind)
 
 
 @contextual
-def head_stats_plot(attn, stats=("entropy", "distance"), *, style: str = "matrix", item=None, stack=ANY,
-                    kind: str = "self", annotate=None, title: str | None = None, path=None):
+def head_stats_plot(attn: Any, stats: str | Sequence[str] = ("entropy", "distance"), *, style: str = "matrix",
+                    item: int | None = None, stack: Any = ANY, kind: str = "self", annotate: bool | None = None,
+                    title: str | None = None, path: str | os.PathLike[str] | None = None) -> Figure:
     """Statistics by layer and head, one panel per statistic.
 
-    ``attn`` is a record, a tensor or a :class:`~attn_plugins.analysis.stats.HeadStats`; ``stats``
-    names fields of it (``entropy``, ``normalized_entropy``, ``distance``, ``special``,
-    ``previous``, ``next``, ``self`` or a token group). ``style="matrix"``: a layers x heads
-    heatmap (values written in the cells for small models); ``style="scatter"``: one dot per head
-    at each layer, the layer mean as a line, and for entropy the uniform-attention baseline.
+    Args:
+        attn: a record, a tensor or a :class:`~attn_plugins.analysis.stats.HeadStats`.
+        stats: fields of it (``entropy``, ``normalized_entropy``, ``distance``, ``special``,
+            ``previous``, ``next``, ``self`` or a token group).
+        style: ``"matrix"``: a layers x heads heatmap (values written in the cells for small
+            models); ``"scatter"``: one dot per head at each layer, the layer mean as a line, and
+            for entropy the uniform-attention baseline.
+        item: one batch item (``None``: all items).
+        stack: the stack of a record's layers.
+        kind: ``"self"`` or ``"cross"``.
+        annotate: write the values in the cells of a matrix (default: up to 16 x 16).
+        title: the figure's title.
+        path: save to this .png, .svg or .pdf file as well.
+
+    Returns:
+        The Figure.
     """
     hs = _stats(attn, item, stack, kind)
     if isinstance(stats, str):
@@ -58,7 +77,8 @@ def head_stats_plot(attn, stats=("entropy", "distance"), *, style: str = "matrix
     return finish(fig, path)
 
 
-def _matrix_panel(fig, ax, values, hs, name, label, annotate) -> None:
+def _matrix_panel(fig: Figure, ax: Axes, values: torch.Tensor, hs: HeadStats, name: str, label: str,
+                  annotate: bool | None) -> None:
     data = values.numpy()
     finite = data[data == data]
     vmin = float(finite.min()) if finite.size else 0.0
@@ -84,7 +104,7 @@ def _matrix_panel(fig, ax, values, hs, name, label, annotate) -> None:
     bar.outline.set_linewidth(0.5)
 
 
-def _scatter_panel(ax, values, hs, name, label) -> None:
+def _scatter_panel(ax: Axes, values: torch.Tensor, hs: HeadStats, name: str, label: str) -> None:
     n_layers, n_heads = values.shape
     offsets = torch.linspace(-0.25, 0.25, n_heads) if n_heads > 1 else torch.zeros(1)
     for li in range(n_layers):

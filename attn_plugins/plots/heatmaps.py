@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import math
+import os
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -11,8 +14,17 @@ from ..record import AttentionRecord
 from .canvas import (annotate_cells, colour_scale, contextual, finish, new_figure, pick_cross_layer, readable,
                     set_token_ticks, small_multiple_ticks)
 
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+    from matplotlib.image import AxesImage
 
-def _view(attn, layer, item, stack, kind, attention_mask=None, tokens=None) -> View:
+Head = int | str | None
+"""A head index, ``"mean"`` (average of the heads) or ``"max"``; ``None`` means ``"mean"``."""
+
+
+def _view(attn: Any, layer: int | None, item: int, stack: Any, kind: str,
+          attention_mask: torch.Tensor | None = None, tokens: Sequence[str] | None = None) -> View:
     """One layer's view of one item (padding kept; cropped by the callers)."""
     if isinstance(attn, AttentionRecord):
         chosen = select_layers(attn, [layer] if layer is not None else None, stack, kind)
@@ -31,18 +43,19 @@ def _view(attn, layer, item, stack, kind, attention_mask=None, tokens=None) -> V
     return v
 
 
-def _head_matrix(v: View, head) -> tuple[torch.Tensor, str]:
+def _head_matrix(v: View, head: Head) -> tuple[torch.Tensor, str]:
     w = v.weights[0]  # [h, q, k]
     if head in ("mean", None):
         return w.mean(dim=0), "mean of heads"
     if head == "max":
         return w.amax(dim=0), "max over heads"
-    if head not in v.heads:
+    if isinstance(head, str) or head not in v.heads:
         raise IndexError(f"head {head} is not in {v.label or 'the attention'}; heads: {v.heads}")
     return w[v.heads.index(head)], f"head {head}"
 
 
-def _crop(v: View, matrix: torch.Tensor, crop_padding: bool):
+def _crop(v: View, matrix: torch.Tensor,
+          crop_padding: bool) -> tuple[torch.Tensor, list[str] | None, list[str] | None]:
     qmask, kmask = v.query_mask[0], v.key_mask[0]
     qt = v.query_tokens[0] if v.query_tokens else None
     kt = v.key_tokens[0] if v.key_tokens else None
@@ -53,10 +66,29 @@ def _crop(v: View, matrix: torch.Tensor, crop_padding: bool):
     return matrix, (readable(qt) if qt else None), (readable(kt) if kt else None)
 
 
-def draw_matrix(ax, matrix, *, query_labels=None, key_labels=None, cmap="Blues", vmin=0.0, vmax=None,
-                annotate=None, max_labels=64, xlabel="key (attended to)", ylabel="query (attending)"):
-    """Draw an attention matrix on ``ax``; returns the image (for a colorbar). ``vmax`` defaults to 1
-    (weights are probabilities; see :func:`~attn_plugins.plots.canvas.colour_scale`)."""
+def draw_matrix(ax: Axes, matrix: Any, *, query_labels: Sequence[str] | None = None,
+                key_labels: Sequence[str] | None = None, cmap: str = "Blues", vmin: float = 0.0,
+                vmax: float | None = None, annotate: bool | None = None, max_labels: int = 64,
+                xlabel: str = "key (attended to)", ylabel: str = "query (attending)") -> AxesImage:
+    """Draw an attention matrix on ``ax``.
+
+    Args:
+        ax: the axes.
+        matrix: a ``[q, k]`` tensor or array.
+        query_labels: row labels.
+        key_labels: column labels.
+        cmap: a matplotlib colormap name.
+        vmin: bottom of the colour scale.
+        vmax: top of the colour scale; defaults to 1 (weights are probabilities; see
+            :func:`~attn_plugins.plots.canvas.colour_scale`).
+        annotate: write the values in the cells (default: for matrices up to 12 x 12).
+        max_labels: the most tick labels per axis.
+        xlabel: the x axis title.
+        ylabel: the y axis title.
+
+    Returns:
+        The image (for a colorbar).
+    """
     data = torch.as_tensor(matrix, dtype=torch.float64).numpy()
     q, k = data.shape
     if vmax is None:
@@ -76,18 +108,38 @@ def draw_matrix(ax, matrix, *, query_labels=None, key_labels=None, cmap="Blues",
 
 
 @contextual
-def heatmap(attn, layer: int | None = 0, head=0, *, item: int = 0, stack=ANY, kind: str = "self", tokens=None,
-            attention_mask=None, crop_padding: bool = True, annotate=None, cmap: str = "Blues", vmax=None,
-            scale: str = "fixed", title: str | None = None, size=None, path=None):
+def heatmap(attn: Any, layer: int | None = 0, head: Head = 0, *, item: int = 0, stack: Any = ANY,
+            kind: str = "self", tokens: Sequence[str] | None = None, attention_mask: torch.Tensor | None = None,
+            crop_padding: bool = True, annotate: bool | None = None, cmap: str = "Blues",
+            vmax: float | None = None, scale: str = "fixed", title: str | None = None,
+            size: tuple[float, float] | None = None, path: str | os.PathLike[str] | None = None) -> Figure:
     """Heatmap of one head (``head="mean"`` averages the heads) with token labels and a colorbar.
 
     The colour scale is fixed at 0..1 (``scale="relative"``: 0 to the largest weight shown, stated
-    on the colorbar; ``vmax=`` sets the top).
+    on the colorbar; ``vmax=`` sets the top). Padded rows and columns are cropped.
 
-    ``attn`` is a record (``layer`` picks the captured layer, ``stack``/``kind`` the group), a
-    :class:`~attn_plugins.record.LayerAttention` or a tensor ``[batch, heads, q, k]``/``[heads,
-    q, k]``/``[q, k]``. Padded rows and columns are cropped. Returns the Figure; saves to ``path``
-    (.png, .svg or .pdf) when given.
+    Args:
+        attn: a record (``layer`` picks the captured layer, ``stack``/``kind`` the group), a
+            :class:`~attn_plugins.record.LayerAttention` or a tensor ``[batch, heads, q, k]``/``[heads,
+            q, k]``/``[q, k]``.
+        layer: the layer (``None``: the last one of the group).
+        head: a head index, ``"mean"`` or ``"max"``.
+        item: the batch item.
+        stack: the stack of a record's layer (encoder, decoder, ...).
+        kind: ``"self"`` or ``"cross"``.
+        tokens: labels overriding the record's tokens.
+        attention_mask: ``[batch, k]`` mask for a tensor (padding cropped).
+        crop_padding: drop padded rows and columns.
+        annotate: write the weights in the cells (default: small matrices).
+        cmap: a matplotlib colormap name.
+        vmax: the top of the colour scale.
+        scale: ``"fixed"`` (0..1) or ``"relative"``.
+        title: the title (default: the layer and head).
+        size: ``(width, height)`` in inches (default: from the matrix size).
+        path: save to this .png, .svg or .pdf file as well.
+
+    Returns:
+        The Figure.
     """
     v = _view(attn, layer, item, stack, kind, attention_mask, tokens)
     matrix, what = _head_matrix(v, head)
@@ -108,16 +160,36 @@ def heatmap(attn, layer: int | None = 0, head=0, *, item: int = 0, stack=ANY, ki
 
 
 @contextual
-def head_grid(attn, layer: int | None = 0, *, item: int = 0, stack=ANY, kind: str = "self", heads=None, ncols=None,
-              tokens=None, attention_mask=None, crop_padding: bool = True, shared_scale: bool = True,
-              scale: str = "fixed", cmap: str = "Blues", max_labels: int = 20, title: str | None = None, path=None):
+def head_grid(attn: Any, layer: int | None = 0, *, item: int = 0, stack: Any = ANY, kind: str = "self",
+              heads: Sequence[int] | None = None, ncols: int | None = None, tokens: Sequence[str] | None = None,
+              attention_mask: torch.Tensor | None = None, crop_padding: bool = True, shared_scale: bool = True,
+              scale: str = "fixed", cmap: str = "Blues", max_labels: int = 20, title: str | None = None,
+              path: str | os.PathLike[str] | None = None) -> Figure:
     """Every head of one layer in a grid, on one colour scale with one colorbar.
 
     The scale is fixed at 0..1; ``scale="relative"`` runs it to the largest weight in the grid
     (``shared_scale=False``: each panel to its own largest weight), and the colorbar says so.
 
-    Token labels are drawn on the outer panels when the sequence has at most ``max_labels``
-    tokens. ``heads`` restricts the grid to some heads.
+    Args:
+        attn: a record, a :class:`~attn_plugins.record.LayerAttention` or a tensor (as for :func:`heatmap`).
+        layer: the layer (``None``: the last one of the group).
+        item: the batch item.
+        stack: the stack of a record's layer.
+        kind: ``"self"`` or ``"cross"``.
+        heads: restrict the grid to these heads.
+        ncols: panels per row (default: 4, or 6 above 16 heads).
+        tokens: labels overriding the record's tokens.
+        attention_mask: ``[batch, k]`` mask for a tensor.
+        crop_padding: drop padded rows and columns.
+        shared_scale: with ``scale="relative"``, one scale for all panels.
+        scale: ``"fixed"`` (0..1) or ``"relative"``.
+        cmap: a matplotlib colormap name.
+        max_labels: token labels are drawn on the outer panels up to this many tokens.
+        title: the title.
+        path: save to this .png, .svg or .pdf file as well.
+
+    Returns:
+        The Figure.
     """
     v = _view(attn, layer, item, stack, kind, attention_mask, tokens)
     chosen = list(v.heads) if heads is None else list(heads)
@@ -154,6 +226,7 @@ def head_grid(attn, layer: int | None = 0, *, item: int = 0, stack=ANY, kind: st
             ax.tick_params(labelbottom=False)
         if labelled and c != 0:
             ax.tick_params(labelleft=False)
+    assert image is not None  # at least one head was drawn (mats[0] above)
     bar = fig.colorbar(image, ax=axes.ravel().tolist(), fraction=0.025, pad=0.02, shrink=0.9)
     bar.set_label(label)
     bar.outline.set_linewidth(0.5)
@@ -165,15 +238,34 @@ def head_grid(attn, layer: int | None = 0, *, item: int = 0, stack=ANY, kind: st
 
 
 @contextual
-def alignment(record: AttentionRecord, layer: int | str = -1, head="mean", *, item: int = 0, stack=ANY,
-              source_tokens=None, target_tokens=None, mark_peaks: bool = True, cmap: str = "Greys",
-              annotate=None, scale: str = "fixed", title: str | None = None, path=None):
+def alignment(record: AttentionRecord, layer: int | str = -1, head: Head = "mean", *, item: int = 0,
+              stack: Any = ANY, source_tokens: Sequence[str] | None = None,
+              target_tokens: Sequence[str] | None = None, mark_peaks: bool = True, cmap: str = "Greys",
+              annotate: bool | None = None, scale: str = "fixed", title: str | None = None,
+              path: str | os.PathLike[str] | None = None) -> Figure:
     """The seq2seq alignment matrix: decoder cross-attention, target tokens (rows) x source
     tokens (columns), the classic view of attention in translation models (Bahdanau et al.).
 
-    ``layer`` is a cross-attention layer index or ``"mean"`` (all layers averaged); ``head`` a head
-    or ``"mean"``. The most attended source token of each target token is marked with a dot.
-    The colour scale is fixed at 0..1 unless ``scale="relative"`` (stated on the colorbar).
+    The most attended source token of each target token is marked with a box. The colour scale is
+    fixed at 0..1 unless ``scale="relative"`` (stated on the colorbar).
+
+    Args:
+        record: a record of an encoder-decoder model.
+        layer: a cross-attention layer index or ``"mean"`` (all layers averaged).
+        head: a head, ``"mean"`` or ``"max"``.
+        item: the batch item.
+        stack: restrict to the cross-attention layers of this stack.
+        source_tokens: column labels overriding the record's.
+        target_tokens: row labels overriding the record's.
+        mark_peaks: box the most attended source token of each row.
+        cmap: a matplotlib colormap name.
+        annotate: write the weights in the cells (default: small matrices).
+        scale: ``"fixed"`` (0..1) or ``"relative"``.
+        title: the title.
+        path: save to this .png, .svg or .pdf file as well.
+
+    Returns:
+        The Figure.
     """
     if not isinstance(record, AttentionRecord):
         raise TypeError("alignment() needs an AttentionRecord of an encoder-decoder model")
@@ -188,6 +280,8 @@ def alignment(record: AttentionRecord, layer: int | str = -1, head="mean", *, it
         mats = [_head_matrix(v, head)[0] for v in vs]
         matrix = torch.stack(mats).mean(dim=0)
         where = "all cross-attention layers"
+    elif isinstance(layer, str):
+        raise ValueError(f"layer must be a cross-attention layer index or 'mean', got {layer!r}")
     else:
         hit, _ = pick_cross_layer(layers, layer)
         base = record_view(record, hit[0]).select_item(item)

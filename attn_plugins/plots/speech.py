@@ -2,49 +2,62 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
 import numpy as np
 import torch
 
-from ..analysis.blocks import record_view
+from ..analysis.blocks import View, record_view
 from ..record import AttentionRecord
 from .canvas import colour_scale, contextual, display_label, finish, new_figure, pick_cross_layer, readable
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 # Whisper: log-mel frames every 10 ms; the encoder's strided convolution halves them (20 ms).
 MEL_HOP_SECONDS = 0.01
 ENCODER_FRAME_SECONDS = 0.02
 
 
-def _cross_matrix(record: AttentionRecord, layer, head, item) -> tuple[torch.Tensor, str, object]:
+def _cross_matrix(record: AttentionRecord, layer: int | str, head: int | str | None,
+                  item: int) -> tuple[torch.Tensor, str, View]:
     layers = sorted((l for l in record.layers if l.kind == "cross"), key=lambda l: l.index)
     if not layers:
         raise ValueError("the record has no cross-attention: capture a Whisper (or other encoder-decoder) model "
                          "during generate() or a teacher-forced forward")
     if layer == "mean":
         chosen, where = layers, "all layers"
+    elif isinstance(layer, str):
+        raise ValueError(f"layer must be a cross-attention layer index or 'mean', got {layer!r}")
     else:
         chosen, idx = pick_cross_layer(layers, layer)
         where = f"layer {idx}"
-    mats, view = [], None
+    mats: list[torch.Tensor] = []
+    view: View | None = None
     for l in chosen:
         view = record_view(record, l).select_item(item)
         w = view.weights[0]
         if head in ("mean", None):
             mats.append(w.mean(dim=0))
         else:
-            if head not in view.heads:
+            if isinstance(head, str) or head not in view.heads:
                 raise IndexError(f"head {head} was not captured; heads: {view.heads}")
             mats.append(w[view.heads.index(head)])
+    assert view is not None  # chosen holds at least one layer
     matrix = torch.stack(mats).mean(dim=0)[view.query_mask[0]]
     what = "mean of heads" if head in ("mean", None) else f"head {head}"
     return matrix, f"{where}, {what}", view
 
 
 @contextual
-def whisper_cross_attention(record: AttentionRecord, *, layer="mean", head="mean", item: int = 0, features=None,
-                            tokens=None, frame_seconds: float = ENCODER_FRAME_SECONDS,
+def whisper_cross_attention(record: AttentionRecord, *, layer: int | str = "mean", head: int | str | None = "mean",
+                            item: int = 0, features: Any = None, tokens: Sequence[str] | None = None,
+                            frame_seconds: float = ENCODER_FRAME_SECONDS,
                             mel_hop_seconds: float = MEL_HOP_SECONDS, max_seconds: float | None = None,
                             mark_peaks: bool = True, cmap: str = "magma", scale: str = "relative",
-                            title: str | None = None, path=None):
+                            title: str | None = None, path: str | os.PathLike[str] | None = None) -> Figure:
     """Cross-attention of each decoded token over the audio, on a time axis in seconds.
 
     Spread over ~1,500 audio frames, each weight is small, so this plot's scale is relative by
@@ -54,6 +67,25 @@ def whisper_cross_attention(record: AttentionRecord, *, layer="mean", head="mean
     spectrogram is drawn above on the same time axis. Each row is a decoded token; the most
     attended frame of each token is marked, which traces the word-level alignment Whisper's own
     timestamps are built from. ``max_seconds`` crops the (30 s padded) window to the real audio.
+
+    Args:
+        record: a record of a Whisper forward or ``generate()`` call.
+        layer: a cross-attention layer index or ``"mean"`` (all layers averaged).
+        head: a head index or ``"mean"``.
+        item: the batch item.
+        features: the log-mel ``input_features`` (``[n_mels, frames]`` or batched), drawn above.
+        tokens: row labels (default: the record's decoder tokens).
+        frame_seconds: seconds per encoder frame (Whisper: 0.02).
+        mel_hop_seconds: seconds per log-mel frame (Whisper: 0.01).
+        max_seconds: crop the time axis to the real audio.
+        mark_peaks: mark the most attended frame of each token.
+        cmap: a matplotlib colormap name.
+        scale: ``"relative"`` (default) or ``"fixed"`` (0..1).
+        title: the title.
+        path: save to this .png, .svg or .pdf file as well.
+
+    Returns:
+        The Figure.
     """
     matrix, what, view = _cross_matrix(record, layer, head, item)
     if tokens is None:

@@ -21,9 +21,13 @@ group ``attn_plugins.saliency_methods``):
 Every method returns :class:`TokenSaliency` results; :func:`merge_words` merges word pieces.
 """
 
-from . import allennlp_smoothgrad  # noqa: F401  (registers "smoothgrad_allennlp")
-from .explainer import Explainer, attention_saliency
+from . import (
+    allennlp_smoothgrad,  # noqa: F401  (registers "smoothgrad_allennlp")
+    attention_methods,  # noqa: F401  (registers "attention", "rollout", "flow", "grad_attention")
+)
+from .explainer import Explainer
 from .methods import METHODS, family_of
+from .record_saliency import attention_saliency
 from .result import TokenSaliency, merge_words
 from .sentence_similarity import SimilarityExplainer
 
@@ -40,5 +44,9 @@ __all__ = [
 
 
 def method_names() -> list[str]:
-    """The registered method names."""
+    """The registered saliency method names.
+
+    Returns:
+        The names of :data:`METHODS`, sorted (built-in and third-party entry points).
+    """
     return METHODS.names()

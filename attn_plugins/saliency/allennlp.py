@@ -43,7 +43,7 @@ from typing import Any
 
 import torch
 
-from .methods import METHODS
+from .methods import METHODS, Extras
 from .problem import OUTPUTS, Problem, transform_output
 from .result import TokenSaliency
 
@@ -54,8 +54,18 @@ SUPPORTED = ("saliency", "input_x_gradient", "integrated_gradients", "smoothgrad
 def allennlp_simple_gradient(problem: Problem, lengths: list[int]) -> torch.Tensor:
     """AllenNLP 2.10.1's ``SimpleGradient`` numbers, reproduced exactly for comparison with its outputs:
     each token's gradient dotted with its field's *first* token embedding (see the module docstring).
-    Prefer ``"input_x_gradient"`` (the per-token product) for analysis."""
-    embeds = problem.embeds.detach().clone().requires_grad_()
+    Prefer ``"input_x_gradient"`` (the per-token product) for analysis.
+
+    Args:
+        problem: a one-instance problem built by :meth:`AllenNLPExplainer.problem`.
+        lengths: the token count of each embedded field, in embedding order.
+
+    Returns:
+        ``[1, sum(lengths)]`` scores.
+    """
+    if problem.embed_forward is None or problem.targets is None:
+        raise ValueError("simple_gradient needs a model and a target")
+    embeds = problem.embeddings().detach().clone().requires_grad_()
     value = problem.embed_forward(embeds, *problem.args)[0, problem.targets[0]]
     (grad,) = torch.autograd.grad(value, embeds)
     parts, start = [], 0
@@ -66,7 +76,7 @@ def allennlp_simple_gradient(problem: Problem, lengths: list[int]) -> torch.Tens
     return torch.cat(parts, dim=1)
 
 
-def _flatten(value: Any, path: Any = ()):
+def _flatten(value: Any, path: tuple[str, ...] = ()) -> list[tuple[tuple[str, ...], Any]]:
     """Tensor leaves of a nested tensor dict as ``[(path, tensor)]``; other leaves are kept aside."""
     if isinstance(value, dict):
         out = []
@@ -76,7 +86,7 @@ def _flatten(value: Any, path: Any = ()):
     return [(path, value)]
 
 
-def _unflatten(leaves: Any):
+def _unflatten(leaves: list[tuple[tuple[str, ...], Any]]) -> dict[str, Any]:
     root: dict[str, Any] = {}
     for path, value in leaves:
         node = root
@@ -87,7 +97,15 @@ def _unflatten(leaves: Any):
 
 
 class AllenNLPExplainer:
-    """Gradient saliency (Captum) of an AllenNLP ``Predictor``'s labelled instances."""
+    """Gradient saliency (Captum) of an AllenNLP ``Predictor``'s labelled instances.
+
+    Args:
+        predictor: an AllenNLP ``Predictor`` (its ``_model`` is explained).
+        output: what is differentiated: ``"loss"`` (AllenNLP's choice), ``"logit"``, ``"prob"``
+            or ``"log_prob"``.
+        label_key: the instance field holding the label.
+        logits_key: the model output's key holding the logits.
+    """
 
     def __init__(self, predictor: Any, *, output: str = "loss", label_key: str = "label",
                  logits_key: str = "logits") -> None:
@@ -100,19 +118,29 @@ class AllenNLPExplainer:
         self.logits_key = logits_key
 
     # ----- instances -----------------------------------------------------------------------------
-    def labeled_instances(self, inputs: dict) -> list:
-        return self.predictor.json_to_labeled_instances(inputs)
+    def labeled_instances(self, inputs: dict[str, Any]) -> list[Any]:
+        """The instances AllenNLP's interpreters explain (the model's own prediction as the label).
 
-    def _tensors(self, instance: Any) -> dict:
-        from allennlp.data import Batch
+        Args:
+            inputs: the predictor's JSON input, e.g. ``{"sentence": "a fine film"}``.
+
+        Returns:
+            The predictor's ``json_to_labeled_instances(inputs)``.
+        """
+        instances: list[Any] = self.predictor.json_to_labeled_instances(inputs)
+        return instances
+
+    def _tensors(self, instance: Any) -> dict[str, Any]:
+        from allennlp.data.batch import Batch
         from allennlp.nn import util
 
         batch = Batch([instance])
         batch.index_instances(self.model.vocab)
         device = getattr(self.predictor, "cuda_device", -1)
-        return util.move_to_device(batch.as_tensor_dict(), device)
+        tensors: dict[str, Any] = util.move_to_device(batch.as_tensor_dict(), device)
+        return tensors
 
-    def _embedding_layer(self):
+    def _embedding_layer(self) -> Any:
         """The layer AllenNLP's interpreters use (``predictor.get_interpretable_layer()``)."""
         get = getattr(self.predictor, "get_interpretable_layer", None)
         if get is not None:
@@ -122,8 +150,16 @@ class AllenNLPExplainer:
         return util.find_embedding_layer(self.model)
 
     # ----- the problem ---------------------------------------------------------------------------
-    def problem(self, instance: Any) -> tuple[Problem, list[int], dict]:
-        """A :class:`Problem` over the concatenated embeddings of every embedded field."""
+    def problem(self, instance: Any) -> tuple[Problem, list[int], dict[str, Any]]:
+        """A :class:`Problem` over the concatenated embeddings of every embedded field.
+
+        Args:
+            instance: one labelled AllenNLP ``Instance``.
+
+        Returns:
+            The problem, the token count of each embedded field (embedding order), and the
+            prediction info (``prediction``, ``probability``, ``target_probability``).
+        """
         layer = self._embedding_layer()
         tensors = self._tensors(instance)
         leaves = _flatten(tensors)
@@ -149,11 +185,11 @@ class AllenNLPExplainer:
         output = self.output
         model = self.model
 
-        def embed_forward(embeds: Any, *args: Any):
+        def embed_forward(embeds: Any, *args: Any) -> torch.Tensor:
             state = {"call": 0}
             offsets = [sum(lengths[:k]) for k in range(len(lengths))]
 
-            def replace(module: Any, inputs: Any, out: Any):
+            def replace(module: Any, inputs: Any, out: Any) -> Any:
                 k = state["call"]
                 state["call"] += 1
                 if k < len(lengths):
@@ -167,7 +203,7 @@ class AllenNLPExplainer:
                 hook.remove()
             return transform_output(result[self.logits_key], output)
 
-        def ids_forward(*_: Any):
+        def ids_forward(*_: Any) -> torch.Tensor:
             raise ValueError("layer methods are not available for AllenNLP models; use integrated_gradients")
 
         n = embeds.shape[1]
@@ -184,7 +220,16 @@ class AllenNLPExplainer:
 
     # ----- public ----------------------------------------------------------------------------------
     def explain_instance(self, instance: Any, method: str = "input_x_gradient", **options: Any) -> list[TokenSaliency]:
-        """One :class:`TokenSaliency` per embedded field, in the order the model embeds them."""
+        """Saliency of one labelled instance.
+
+        Args:
+            instance: one labelled AllenNLP ``Instance``.
+            method: a name of ``SUPPORTED``.
+            **options: passed to the method (e.g. ``n_steps=``).
+
+        Returns:
+            One :class:`TokenSaliency` per embedded field, in the order the model embeds them.
+        """
         if method not in SUPPORTED:
             raise ValueError(f"{method!r} is not available for AllenNLP models here; choose from {SUPPORTED} "
                              "(attention methods: the predictor add-on's interpreters)")
@@ -192,6 +237,7 @@ class AllenNLPExplainer:
         self.model.eval()
         try:
             problem, lengths, info = self.problem(instance)
+            extras: Extras
             if method == "simple_gradient":
                 scores, extras = allennlp_simple_gradient(problem, lengths), []
             elif method == "smoothgrad_allennlp":  # AllenNLP draws noise per embedding call (field)
@@ -207,7 +253,7 @@ class AllenNLPExplainer:
         label_name = lambda i: vocab.get_token_from_index(i, namespace="labels")  # noqa: E731
         out, offset = [], 0
         for (name, tokens), length in zip(fields, lengths):
-            target = problem.targets[0]
+            target = problem.targets[0] if problem.targets is not None else None
             out.append(TokenSaliency(
                 tokens=tokens, scores=scores[offset : offset + length].numpy(), method=method, target=target,
                 target_label=_safe(label_name, target), prediction=info["prediction"],
@@ -218,19 +264,28 @@ class AllenNLPExplainer:
             offset += length
         return out
 
-    def explain_json(self, inputs: dict, method: str = "input_x_gradient", **options: Any) -> list[list[TokenSaliency]]:
-        """Every labelled instance of ``inputs`` (as AllenNLP's interpreters see them): a list of
-        instances, each a list of fields (the input of the ``"allennlp"`` exporter)."""
+    def explain_json(self, inputs: dict[str, Any], method: str = "input_x_gradient",
+                     **options: Any) -> list[list[TokenSaliency]]:
+        """Every labelled instance of ``inputs``, as AllenNLP's interpreters see them.
+
+        Args:
+            inputs: the predictor's JSON input.
+            method: a name of ``SUPPORTED``.
+            **options: passed to the method.
+
+        Returns:
+            A list of instances, each a list of fields (the input of the ``"allennlp"`` exporter).
+        """
         return [self.explain_instance(instance, method, **options) for instance in self.labeled_instances(inputs)]
 
     @staticmethod
     def _field_tokens(instance: Any, lengths: list[int]) -> list[tuple[str, list[str]]]:
         """(field name, tokens) of each embedding call: text fields in instance order, matched by length."""
-        from allennlp.data.fields import TextField
+        from allennlp.data.fields.text_field import TextField
 
-        text_fields = [(name, [t.text for t in field.tokens]) for name, field in instance.fields.items()
+        text_fields = [(str(name), [str(t.text) for t in field.tokens]) for name, field in instance.fields.items()
                        if isinstance(field, TextField)]
-        out = []
+        out: list[tuple[str, list[str]]] = []
         for k, length in enumerate(lengths):
             match = next((f for f in text_fields if len(f[1]) == length), None)
             if match is not None:
@@ -241,8 +296,8 @@ class AllenNLPExplainer:
         return out
 
 
-def _safe(fn: Any, value: Any):
+def _safe(fn: Any, value: Any) -> str:
     try:
-        return fn(value)
+        return str(fn(value))
     except Exception:  # noqa: BLE001 - a label namespace the model does not have
         return str(value)

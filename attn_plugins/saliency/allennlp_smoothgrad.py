@@ -20,22 +20,27 @@ output is invariant to adding a constant to its input), which is why the abs-ins
 from __future__ import annotations
 
 import contextlib
+from typing import Any
 
 import torch
 
-from .methods import method
+from .methods import MethodResult, method
+from .problem import Problem
 
 
-def _item_args(args: tuple, b: int, batch: int) -> tuple:
+def _item_args(args: tuple[Any, ...], b: int, batch: int) -> tuple[Any, ...]:
     return tuple(a[b : b + 1] if isinstance(a, torch.Tensor) and a.dim() and a.shape[0] == batch else a
                  for a in args)
 
 
 @method("smoothgrad_allennlp", "gradient",
         "AllenNLP's SmoothGradient formula: |sum_d mean signed gradient| with per-instance noise scale")
-def smoothgrad_allennlp(problem, *, stdev: float = 0.01, num_samples: int = 10, seed: int | None = 0,
-                        field_lengths: list[int] | None = None):
-    """Args:
+def smoothgrad_allennlp(problem: Problem, *, stdev: float = 0.01, num_samples: int = 10, seed: int | None = 0,
+                        field_lengths: list[int] | None = None) -> MethodResult:
+    """AllenNLP's SmoothGradient: the mean signed gradient over noisy copies of the embeddings.
+
+    Args:
+        problem: the batch to explain (a model-backed problem).
         stdev: the noise scale relative to ``max - min`` of each field's embeddings (AllenNLP: 0.01).
         num_samples: noisy samples averaged (AllenNLP: 10).
         seed: seeds torch's global generator inside ``fork_rng`` (the caller's state is kept);
@@ -46,11 +51,13 @@ def smoothgrad_allennlp(problem, *, stdev: float = 0.01, num_samples: int = 10, 
     Returns:
         ``(scores [batch, tokens], extras)``: the signed sum over the embedding dimension of the mean gradient.
     """
-    embeds = problem.embeds.detach()
+    if problem.embed_forward is None:
+        raise ValueError("smoothgrad_allennlp needs a model: use an Explainer")
+    embeds = problem.embeddings().detach()
     batch = embeds.shape[0]
     out = torch.zeros(embeds.shape[:2], dtype=embeds.dtype, device=embeds.device)
     devices = [embeds.device.index] if embeds.is_cuda else []
-    context = torch.random.fork_rng(devices=devices) if seed is not None else contextlib.nullcontext()
+    context: Any = torch.random.fork_rng(devices=devices) if seed is not None else contextlib.nullcontext()
     with context, torch.enable_grad():
         if seed is not None:
             torch.manual_seed(seed)
@@ -71,7 +78,8 @@ def smoothgrad_allennlp(problem, *, stdev: float = 0.01, num_samples: int = 10, 
                     noisy[:, positions] = part + torch.randn(part.shape, device=part.device) * stdev * scale
                 noisy.requires_grad_()
                 value = problem.embed_forward(noisy, *args)
-                value = value[0, problem.targets[b]] if value.dim() == 2 else value[0]
+                value = value[0, problem.targets[b]] if value.dim() == 2 and problem.targets is not None \
+                    else value[0]
                 (grad,) = torch.autograd.grad(value, noisy)
                 total += grad
             out[b] = (total / num_samples)[0].sum(-1)

@@ -24,11 +24,22 @@ def _is_record(obj: Any) -> bool:
     return type(obj).__name__ == "AttentionRecord" and hasattr(obj, "layers")
 
 
-def as_instances(obj: Any, *, method: str | None = None, query: int = 0, merge_words: bool = False,
+def as_instances(obj: Any, *, method: str | None = None, query: Any = 0, merge_words: bool | str = False,
                  **options: Any) -> list[Instance]:
-    """A list of instances, each a list of fields (one :class:`TokenSaliency` per field)."""
+    """A list of instances, each a list of fields (one :class:`TokenSaliency` per field).
+
+    Args:
+        obj: what an exporter was given (see the module docstring).
+        method: the method of a ``{method: list}`` table, or of attention saliency from a record.
+        query: the attention row, for a record (an int among the real tokens, ``"cls"``, ``"last"``).
+        merge_words: ``True``/``"sum"``/``"mean"``/``"max"`` merges word pieces into words.
+        **options: passed to the attention method, for a record.
+
+    Returns:
+        The instances.
+    """
     if _is_record(obj):
-        from .explainer import attention_saliency
+        from .record_saliency import attention_saliency
 
         obj = attention_saliency(obj, method or "rollout", query=query, **options)
     elif isinstance(obj, Mapping):
@@ -53,11 +64,22 @@ def as_instances(obj: Any, *, method: str | None = None, query: int = 0, merge_w
     return instances
 
 
-def as_method_table(obj: Any, *, methods: Any = None, query: int = 0, merge_words: bool = False,
+def as_method_table(obj: Any, *, methods: Any = None, query: Any = 0, merge_words: bool | str = False,
                     **options: Any) -> dict[str, list[Instance]]:
-    """``{method: [instance]}`` with the same instances (and tokens) under every method."""
+    """``{method: [instance]}`` with the same instances (and tokens) under every method.
+
+    Args:
+        obj: a ``{method: list}`` table, a list of results, or a record.
+        methods: the methods to keep (for a record: to compute; default attention, rollout, flow).
+        query: the attention row, for a record.
+        merge_words: ``True``/``"sum"``/``"mean"``/``"max"`` merges word pieces into words.
+        **options: per-method options ``{method: {option: value}}``, for a record.
+
+    Returns:
+        The table; every method covers the same instances with the same tokens.
+    """
     if _is_record(obj):
-        from .explainer import attention_saliency
+        from .record_saliency import attention_saliency
 
         names = list(methods or ("attention", "rollout", "flow"))
         table = {name: as_instances(attention_saliency(obj, name, query=query, **options.get(name, {})))

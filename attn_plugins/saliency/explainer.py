@@ -28,15 +28,26 @@ import numpy as np
 import torch
 
 from ..model_state import evaluation_mode
-from .methods import METHODS
+from .methods import METHODS, Extras
 from .problem import OUTPUTS, TASKS, Problem, detect_task, logits_of, transform_output
 from .result import TokenSaliency
 
 Texts = str | Sequence[str] | Sequence[tuple[str, str]]
+"""What an explainer explains: one text, a list of texts or a list of ``(text_a, text_b)`` pairs."""
 
 
-def progress_bar(show: bool | None, total: int, desc: str, threshold: int):
-    """A tqdm bar (``show=None``: only for work larger than ``threshold``) or a no-op."""
+def progress_bar(show: bool | None, total: int, desc: str, threshold: int) -> Any:
+    """A tqdm bar (``show=None``: only for work larger than ``threshold``) or a disabled one.
+
+    Args:
+        show: ``True`` forces the bar, ``False`` hides it, ``None`` shows it above ``threshold``.
+        total: the number of items the bar counts.
+        desc: the bar's label.
+        threshold: the work size up to which ``show=None`` stays quiet.
+
+    Returns:
+        A ``tqdm`` bar (call ``update`` and ``close``).
+    """
     from tqdm.auto import tqdm
 
     disable = (show is False) or (show is None and total <= threshold)
@@ -44,9 +55,20 @@ def progress_bar(show: bool | None, total: int, desc: str, threshold: int):
 
 
 class Explainer:
-    """Explains one model's predictions with any method of ``attn_plugins.saliency.METHODS``."""
+    """Explains one model's predictions with any method of ``attn_plugins.saliency.METHODS``.
 
-    def __init__(self, model: torch.nn.Module, tokenizer=None, *, task: str | None = None,
+    Args:
+        model: a transformers model (or any module whose forward takes ``input_ids``/``inputs_embeds``).
+        tokenizer: its tokenizer (needed to explain text; a fast one adds offsets and word ids).
+        task: the head type (see the module docs); read from the class name when omitted.
+        head: ``callable(model_outputs) -> [b, C] or [b]`` scores, for ``task="custom"``.
+        output: what is differentiated: ``"logit"``, ``"prob"``, ``"log_prob"`` or ``"loss"``.
+        embedding_layer: the word-embedding module (default: ``model.get_input_embeddings()``).
+        max_length: truncation length of the tokenizer (None: no truncation).
+        labels: class index -> name (default: the config's ``id2label`` for classification heads).
+    """
+
+    def __init__(self, model: torch.nn.Module, tokenizer: Any = None, *, task: str | None = None,
                  head: Callable[[Any], torch.Tensor] | None = None, output: str = "logit",
                  embedding_layer: torch.nn.Module | None = None, max_length: int | None = 512,
                  labels: dict[int, str] | None = None) -> None:
@@ -64,19 +86,20 @@ class Explainer:
             raise ValueError(f"output must be one of {OUTPUTS}, got {output!r}")
         self.head = head
         self.output = output
-        self.embedding_layer = embedding_layer or model.get_input_embeddings()
+        getter: Any = model  # a transformers model: get_input_embeddings is not on nn.Module
+        self.embedding_layer: torch.nn.Module = embedding_layer or getter.get_input_embeddings()
         self.max_length = max_length
         config = getattr(model, "config", None)
-        self.labels = labels or ({int(k): v for k, v in getattr(config, "id2label", {}).items()}
+        self.labels: dict[int, str] = labels or ({int(k): v for k, v in getattr(config, "id2label", {}).items()}
                                  if self.task in ("sequence-classification", "token-classification") else {})
-        self._eager = None
+        self._eager: torch.nn.Module | None = None
 
     # ----- inputs --------------------------------------------------------------------------------
-    def _encode(self, texts: list) -> tuple[dict[str, torch.Tensor], Any]:
+    def _encode(self, texts: list[Any]) -> tuple[Any, bool]:
         if self.tokenizer is None:
             raise ValueError("an Explainer needs a tokenizer to explain text (or pass encodings)")
         pairs = bool(texts) and isinstance(texts[0], (tuple, list))
-        kwargs = dict(return_tensors="pt", padding=True, truncation=self.max_length is not None,
+        kwargs: dict[str, Any] = dict(return_tensors="pt", padding=True, truncation=self.max_length is not None,
                       max_length=self.max_length, return_special_tokens_mask=True)
         if getattr(self.tokenizer, "is_fast", False):
             kwargs["return_offsets_mapping"] = True
@@ -88,9 +111,10 @@ class Explainer:
             enc = self.tokenizer(list(texts), **kwargs)
         return enc, pairs
 
-    def _model_inputs(self, enc) -> dict[str, torch.Tensor]:
-        device = self.embedding_layer.weight.device if hasattr(self.embedding_layer, "weight") else None
-        keep = {}
+    def _model_inputs(self, enc: Any) -> dict[str, torch.Tensor]:
+        weight = getattr(self.embedding_layer, "weight", None)
+        device = weight.device if weight is not None else None
+        keep: dict[str, torch.Tensor] = {}
         for name in ("input_ids", "attention_mask", "token_type_ids"):
             if name in enc and enc[name] is not None:
                 keep[name] = enc[name].to(device) if device is not None else enc[name]
@@ -99,7 +123,7 @@ class Explainer:
         return keep
 
     # ----- targets ---------------------------------------------------------------------------------
-    def _positions(self, inputs, position) -> list[int] | None:
+    def _positions(self, inputs: dict[str, torch.Tensor], position: Any) -> list[int] | None:
         ids, mask = inputs["input_ids"], inputs["attention_mask"]
         batch = ids.shape[0]
         if self.task == "sequence-classification" or (self.task == "custom" and position is None):
@@ -125,7 +149,7 @@ class Explainer:
             raise ValueError(f"{len(specs)} positions for {batch} inputs")
         return [resolve_query(p, ids.shape[1], mask[b]) for b, p in enumerate(specs)]
 
-    def _scores(self, outputs, positions: torch.Tensor | None) -> torch.Tensor:
+    def _scores(self, outputs: Any, positions: torch.Tensor | None) -> torch.Tensor:
         if self.head is not None:
             scores = self.head(outputs)
         else:
@@ -138,7 +162,7 @@ class Explainer:
             return transform_output(scores, self.output)
         return scores
 
-    def _resolve_targets(self, target, logits: torch.Tensor) -> list[int] | None:
+    def _resolve_targets(self, target: Any, logits: torch.Tensor) -> list[int] | None:
         if logits.dim() == 1:
             return None
         batch = logits.shape[0]
@@ -175,29 +199,41 @@ class Explainer:
         if target is None:
             return None
         if self.task in ("masked-lm", "causal-lm") and self.tokenizer is not None:
-            return self.tokenizer.convert_ids_to_tokens([target])[0]
+            return str(self.tokenizer.convert_ids_to_tokens([target])[0])
         return self.labels.get(target, str(target))
 
     # ----- problems ------------------------------------------------------------------------------
-    def problem(self, inputs: dict[str, torch.Tensor], *, target="predicted", position=None, query=None,
-                queries: list[int] | None = None) -> tuple[Problem, dict]:
-        """A :class:`Problem` for one batch of model inputs, plus prediction info per item."""
+    def problem(self, inputs: dict[str, torch.Tensor], *, target: Any = "predicted", position: Any = None,
+                query: Any = None, queries: list[int] | None = None) -> tuple[Problem, dict[str, Any]]:
+        """A :class:`Problem` for one batch of model inputs, plus prediction info per item.
+
+        Args:
+            inputs: model inputs (``input_ids``, ``attention_mask``, optionally ``token_type_ids``).
+            target: a class, label, token or ``"predicted"`` (or a list per item).
+            position: the token whose prediction is explained (token classification, LMs).
+            query: the attention row that attention methods read (int, ``"cls"``, ``"last"``).
+            queries: resolved query indices, overriding ``query``.
+
+        Returns:
+            The problem, and a dict of lists per item: ``prediction``, ``probability``,
+            ``target_probability`` (and ``value`` for scalar heads), ``positions``.
+        """
         model = self.model
         positions = self._positions(inputs, position)
         pos_tensor = torch.tensor(positions, device=inputs["input_ids"].device) if positions is not None else None
         extra_names = [n for n in ("attention_mask", "token_type_ids") if n in inputs]
         args = tuple(inputs[n] for n in extra_names) + ((pos_tensor,) if pos_tensor is not None else ())
 
-        def split(rest):
+        def split(rest: tuple[Any, ...]) -> tuple[dict[str, Any], torch.Tensor | None]:
             kw = dict(zip(extra_names, rest[: len(extra_names)]))
             pos = rest[len(extra_names)] if pos_tensor is not None else None
             return kw, pos
 
-        def embed_forward(embeds, *rest):
+        def embed_forward(embeds: torch.Tensor, *rest: Any) -> torch.Tensor:
             kw, pos = split(rest)
             return self._scores(model(inputs_embeds=embeds, **kw), pos)
 
-        def ids_forward(ids, *rest):
+        def ids_forward(ids: torch.Tensor, *rest: Any) -> torch.Tensor:
             kw, pos = split(rest)
             return self._scores(model(input_ids=ids, **kw), pos)
 
@@ -213,14 +249,14 @@ class Explainer:
         special_ids = set(getattr(tok, "all_special_ids", []) or []) if tok is not None else set()
         pad_id = getattr(tok, "pad_token_id", None) if tok is not None else None
 
-        def capture_record():
+        def capture_record() -> Any:
             from ..capturing import capture
 
             with torch.no_grad(), capture(model, tok) as cap:
                 model(**inputs)
             return cap.record
 
-        def attention_gradients():
+        def attention_gradients() -> list[tuple[torch.Tensor, torch.Tensor]]:
             return self._attention_gradients(inputs, pos_tensor, targets)
 
         problem = Problem(
@@ -233,14 +269,15 @@ class Explainer:
         info["positions"] = positions
         return problem, info
 
-    def _scores_for_prediction(self, inputs, pos_tensor):
+    def _scores_for_prediction(self, inputs: dict[str, torch.Tensor],
+                               pos_tensor: torch.Tensor | None) -> torch.Tensor:
         output, self.output = self.output, "logit"
         try:
             return self._scores(self.model(**inputs), pos_tensor)
         finally:
             self.output = output
 
-    def _prediction_info(self, logits: torch.Tensor, targets) -> dict:
+    def _prediction_info(self, logits: torch.Tensor, targets: list[int] | None) -> dict[str, Any]:
         if logits.dim() == 1:
             return {"prediction": [None] * len(logits), "probability": [None] * len(logits),
                     "target_probability": [None] * len(logits), "value": logits.tolist()}
@@ -249,10 +286,10 @@ class Explainer:
         return {
             "prediction": pred.tolist(),
             "probability": probs.max(dim=-1).values.tolist(),
-            "target_probability": [float(probs[b, t]) for b, t in enumerate(targets)],
+            "target_probability": [float(probs[b, t]) for b, t in enumerate(targets or [])],
         }
 
-    def _queries(self, inputs, positions, query) -> list[int]:
+    def _queries(self, inputs: dict[str, torch.Tensor], positions: list[int] | None, query: Any) -> list[int]:
         from ..analysis.rollout import resolve_query
 
         mask = inputs["attention_mask"]
@@ -264,20 +301,23 @@ class Explainer:
         specs = query if isinstance(query, (list, tuple)) else [query] * batch
         return [resolve_query(q, n, mask[b]) for b, q in enumerate(specs)]
 
-    def eager_model(self):
+    def eager_model(self) -> torch.nn.Module:
         """The model with eager attention (its attention weights are part of the autograd graph).
 
-        The model itself when it already runs eager attention, otherwise a deep copy (made once)."""
+        Returns:
+            The model itself when it already runs eager attention, otherwise a deep copy (made once).
+        """
         config = getattr(self.model, "config", None)
         if config is not None and getattr(config, "_attn_implementation", "eager") == "eager":
             return self.model
         if self._eager is None:
-            eager = copy.deepcopy(self.model)
+            eager: Any = copy.deepcopy(self.model)
             eager.set_attn_implementation("eager")
             self._eager = eager.eval()
         return self._eager
 
-    def _attention_gradients(self, inputs, pos_tensor, targets):
+    def _attention_gradients(self, inputs: dict[str, torch.Tensor], pos_tensor: torch.Tensor | None,
+                             targets: list[int] | None) -> list[tuple[torch.Tensor, torch.Tensor]]:
         model = self.eager_model()
         with evaluation_mode(model), torch.enable_grad():
             outputs = model(**inputs, output_attentions=True)
@@ -292,22 +332,35 @@ class Explainer:
         return [(a.detach(), g.detach()) for a, g in zip(attentions, grads)]
 
     # ----- public ---------------------------------------------------------------------------------
-    def explain(self, texts: Texts | dict, method: str = "integrated_gradients", *, target="predicted",
-                position=None, query=None, batch_size: int = 8, merge_words: str | bool = False,
-                true_labels: Sequence | None = None, progress: bool | None = None,
-                **options) -> list[TokenSaliency]:
+    def explain(self, texts: Texts | dict[str, Any], method: str = "integrated_gradients", *,
+                target: Any = "predicted", position: Any = None, query: Any = None, batch_size: int = 8,
+                merge_words: str | bool = False, true_labels: Sequence[Any] | None = None,
+                progress: bool | None = None, **options: Any) -> list[TokenSaliency]:
         """One :class:`TokenSaliency` per input (real tokens only, padding dropped).
 
-        ``texts``: a string, a list of strings, a list of ``(text_a, text_b)`` pairs, or a dict of
-        model inputs (``input_ids`` etc.). ``options`` go to the method (e.g. ``n_steps=``).
-        ``merge_words``: ``True``/``"sum"``/``"mean"``/``"max"`` merges word pieces into words.
-        A progress bar shows for work over more than one batch (``progress=False`` hides it,
-        ``True`` forces it).
+        Args:
+            texts: a string, a list of strings, a list of ``(text_a, text_b)`` pairs, or a dict of
+                model inputs (``input_ids`` etc., explained as one batch).
+            method: a name of ``METHODS``.
+            target: a class index or label, a token (LMs), ``"predicted"``, or a list per input.
+            position: the token whose prediction is explained (or a list per input).
+            query: the attention row attention methods read (int, ``"cls"``, ``"last"``, or a list).
+            batch_size: inputs per forward pass.
+            merge_words: ``True``/``"sum"``/``"mean"``/``"max"`` merges word pieces into words.
+            true_labels: gold labels, one per input, stored on the results.
+            progress: a progress bar shows for work over more than one batch; ``False`` hides it,
+                ``True`` forces it.
+            **options: passed to the method (e.g. ``n_steps=``).
+
+        Returns:
+            One result per input, in input order.
         """
         fn = METHODS.get(method)
+        batches: list[tuple[Any, list[Any] | None, int | None]]
         if isinstance(texts, dict) or hasattr(texts, "keys"):  # encodings: one batch, as given
-            batches = [(texts, None, None)]
-            total = int(texts["input_ids"].shape[0])
+            encodings: Any = texts
+            batches = [(encodings, None, None)]
+            total = int(encodings["input_ids"].shape[0])
         else:
             items = [texts] if isinstance(texts, str) or (isinstance(texts, tuple) and len(texts) == 2
                                                           and all(isinstance(t, str) for t in texts)) else list(texts)
@@ -318,13 +371,14 @@ class Explainer:
         try:
             for enc, chunk, start in batches:
                 if enc is None:
-                    enc, _ = self._encode(chunk)
+                    enc, _ = self._encode(chunk or [])
                 inputs = self._model_inputs(enc)
-                chunk_targets = target[start : start + len(chunk)] if isinstance(target, (list, tuple)) \
+                size = len(chunk) if chunk is not None else 0
+                chunk_targets = target[start : start + size] if isinstance(target, (list, tuple)) \
                     and start is not None else target
-                chunk_positions = position[start : start + len(chunk)] if isinstance(position, (list, tuple)) \
+                chunk_positions = position[start : start + size] if isinstance(position, (list, tuple)) \
                     and start is not None else position
-                chunk_queries = query[start : start + len(chunk)] if isinstance(query, (list, tuple)) \
+                chunk_queries = query[start : start + size] if isinstance(query, (list, tuple)) \
                     and start is not None else query
                 with evaluation_mode(self.model):
                     problem, info = self.problem(inputs, target=chunk_targets, position=chunk_positions,
@@ -340,7 +394,9 @@ class Explainer:
             results = [r.to_words(how) for r in results]
         return results
 
-    def _results(self, method, enc, chunk, problem, info, scores, extras, options, true_labels, start):
+    def _results(self, method: str, enc: Any, chunk: list[Any] | None, problem: Problem, info: dict[str, Any],
+                 scores: torch.Tensor, extras: Extras, options: dict[str, Any],
+                 true_labels: Sequence[Any] | None, start: int) -> list[TokenSaliency]:
         out = []
         ids = problem.input_ids.cpu()
         mask = problem.attention_mask.cpu()
@@ -349,12 +405,15 @@ class Explainer:
             real = torch.nonzero(mask[b]).flatten().tolist()
             tokens = self.tokenizer.convert_ids_to_tokens(ids[b, real].tolist()) if self.tokenizer is not None \
                 else [str(i) for i in ids[b, real].tolist()]
-            word_ids = offsets = special = None
+            word_ids: list[int | None] | None = None
+            offsets: list[tuple[int, int]] | None = None
+            special: list[bool] | None = None
             if hasattr(enc, "word_ids") and getattr(enc, "is_fast", False):
                 all_ids = enc.word_ids(b)
                 word_ids = [all_ids[i] for i in real]
             if "offset_mapping" in enc:
-                offsets = [tuple(int(v) for v in enc["offset_mapping"][b, i].tolist()) for i in real]
+                pairs = [enc["offset_mapping"][b, i].tolist() for i in real]
+                offsets = [(int(lo), int(hi)) for lo, hi in pairs]
             if "special_tokens_mask" in enc:
                 special = [bool(enc["special_tokens_mask"][b, i]) for i in real]
             text = None
@@ -367,7 +426,7 @@ class Explainer:
             positions = info.get("positions")
             position = real.index(positions[b]) if positions is not None else None
             query = real.index(problem.queries[b]) if problem.queries[b] in real else None
-            extra = dict(options)
+            extra: dict[str, Any] = dict(options)
             extra.update(extras[b] if extras else {})
             if info.get("value") is not None:
                 extra["value"] = info["value"][b]
@@ -386,48 +445,22 @@ class Explainer:
 
     def compare(self, texts: Texts, methods: Sequence[str] = ("attention", "rollout", "flow", "saliency",
                                                              "integrated_gradients"),
-                *, options: dict[str, dict] | None = None, progress: bool | None = None,
-                **common) -> dict[str, list[TokenSaliency]]:
-        """Every method on the same inputs: ``{method: [TokenSaliency per input]}`` (the input of the
-        ``"comparison"`` exporter)."""
+                *, options: dict[str, dict[str, Any]] | None = None, progress: bool | None = None,
+                **common: Any) -> dict[str, list[TokenSaliency]]:
+        """Every method on the same inputs (the input of the ``"comparison"`` exporter).
+
+        Args:
+            texts: as for :meth:`explain`.
+            methods: names of ``METHODS``.
+            options: per-method options, ``{method: {option: value}}``.
+            progress: as for :meth:`explain`.
+            **common: passed to every :meth:`explain` call (``target=``, ``merge_words=``, ...).
+
+        Returns:
+            ``{method: [TokenSaliency per input]}``.
+        """
         options = options or {}
         out = {}
         for name in methods:
             out[name] = self.explain(texts, name, progress=progress, **common, **options.get(name, {}))
         return out
-
-
-def attention_saliency(record, method: str = "rollout", *, query=0, **options) -> list[TokenSaliency]:
-    """Attention-based saliency straight from a record (no model needed): one result per item.
-
-    ``method`` is ``"attention"``, ``"rollout"`` or ``"flow"``; ``query`` an int among the real
-    tokens, ``"cls"`` or ``"last"`` (or a list per item).
-    """
-    from ..analysis.rollout import resolve_query
-
-    fn = METHODS.get(method)
-    if getattr(fn, "family", None) != "attention" or method == "grad_attention":
-        raise ValueError(f"{method!r} needs a model: use an Explainer (record-only methods: attention, rollout, flow)")
-    if not record.layers:
-        raise ValueError("the record holds no attention")
-    n = record.layers[0].weights.shape[-1]
-    batch = record.batch_size
-    ids = record.inputs.get("input_ids")
-    mask = record.attention_mask
-    if mask is None or mask.dim() != 2:
-        mask = torch.ones(batch, n, dtype=torch.long)
-    mask = mask[:, :n].cpu()
-    specs = query if isinstance(query, (list, tuple)) else [query] * batch
-    queries = [resolve_query(q, n, mask[b]) for b, q in enumerate(specs)]
-    problem = Problem(model=None, embedding_layer=None,
-                      input_ids=ids[:, :n].cpu() if ids is not None else torch.zeros(batch, n, dtype=torch.long),
-                      attention_mask=mask, embeds=None, args=(), embed_forward=None, ids_forward=None,
-                      targets=None, queries=queries, _record=record)
-    scores, extras = fn(problem, **options)
-    out = []
-    for b in range(batch):
-        real = torch.nonzero(mask[b]).flatten().tolist()
-        tokens = [record.tokens[b][i] for i in real] if record.tokens else [str(i) for i in real]
-        out.append(TokenSaliency(tokens=tokens, scores=scores[b, real].numpy(), method=method,
-                                 query=real.index(queries[b]), info={**options, **(extras[b] if extras else {})}))
-    return out

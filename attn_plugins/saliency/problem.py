@@ -82,17 +82,18 @@ class Problem:
 
     ``embed_forward(embeds, *args)`` and ``ids_forward(input_ids, *args)`` return ``[b, C]``
     scores (Captum picks ``targets``) or ``[b]`` (then ``targets`` is None). ``args`` are tensors
-    whose first dimension is the batch.
+    whose first dimension is the batch. A problem built from a record alone (attention methods) has
+    no model: ``model``, ``embedding_layer``, ``embeds`` and the forward functions are None.
     """
 
-    model: torch.nn.Module
-    embedding_layer: torch.nn.Module
+    model: torch.nn.Module | None
+    embedding_layer: torch.nn.Module | None
     input_ids: torch.Tensor
     attention_mask: torch.Tensor
-    embeds: torch.Tensor
+    embeds: torch.Tensor | None
     args: tuple[Any, ...]
-    embed_forward: Callable[..., torch.Tensor]
-    ids_forward: Callable[..., torch.Tensor]
+    embed_forward: Callable[..., torch.Tensor] | None
+    ids_forward: Callable[..., torch.Tensor] | None
     targets: list[int] | None
     queries: list[int]
     special_ids: set[int] = field(default_factory=set)
@@ -105,6 +106,16 @@ class Problem:
     @property
     def batch_size(self) -> int:
         return int(self.input_ids.shape[0])
+
+    def embeddings(self) -> torch.Tensor:
+        """The word-embedding output that gradient methods differentiate.
+
+        Returns:
+            ``embeds``; a record-only problem has none and raises ``ValueError``.
+        """
+        if self.embeds is None:
+            raise ValueError("this problem has no model (record only): gradient methods need an Explainer")
+        return self.embeds
 
     def record(self) -> Any:
         """The attention record of this batch (captured once, on first use)."""
@@ -134,12 +145,15 @@ class Problem:
     def baseline_embeds(self, kind: Any) -> torch.Tensor:
         """Baseline in embedding space: ``"zeros"`` (AllenNLP's and Captum's default), ``"pad"``,
         ``"mask"`` or an explicit tensor/float."""
+        embeds = self.embeddings()
         if isinstance(kind, torch.Tensor):
-            return kind.to(self.embeds)
+            return kind.to(embeds)
         if isinstance(kind, (int, float)) and not isinstance(kind, bool):
-            return torch.full_like(self.embeds, float(kind))
+            return torch.full_like(embeds, float(kind))
         if kind in (None, "zeros", "zero"):
-            return torch.zeros_like(self.embeds)
+            return torch.zeros_like(embeds)
+        if self.embedding_layer is None:
+            raise ValueError("this problem has no embedding layer to embed baseline ids with")
         with torch.no_grad():
             embedded: torch.Tensor = self.embedding_layer(self.baseline_ids(kind)).detach()
             return embedded

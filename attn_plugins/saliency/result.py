@@ -64,6 +64,13 @@ class TokenSaliency:
         (largest magnitude 1, keeps the sign when ``absolute=False``) or ``"none"``.
 
         All-zero scores stay zero (never divided into ones).
+
+        Args:
+            how: ``"l1"``, ``"max"`` or ``"none"``.
+            absolute: take magnitudes first.
+
+        Returns:
+            The scaled scores (a new array).
         """
         values = np.abs(self.scores) if absolute else self.scores.copy()
         if how == "none":
@@ -80,7 +87,16 @@ class TokenSaliency:
         return normalized
 
     def top_k(self, k: int, absolute: bool = True, skip_special: bool = False) -> list[int]:
-        """Positions of the ``k`` highest scores (by magnitude unless ``absolute=False``), best first."""
+        """Positions of the ``k`` highest scores, best first.
+
+        Args:
+            k: how many positions.
+            absolute: rank by magnitude (else by signed value).
+            skip_special: leave special tokens out.
+
+        Returns:
+            Token positions.
+        """
         values = np.abs(self.scores) if absolute else self.scores
         order = [int(i) for i in np.argsort(-values, kind="stable")]
         if skip_special and self.special is not None:
@@ -88,17 +104,38 @@ class TokenSaliency:
         return order[: max(0, int(k))]
 
     def to_words(self, how: str = "sum", keep_special: bool = True) -> TokenSaliency:
-        """Word pieces merged into words (see :func:`merge_words`)."""
+        """Word pieces merged into words (see :func:`merge_words`).
+
+        Args:
+            how: how a word's piece scores combine (``"sum"``, ``"mean"``, ``"max"``, ...).
+            keep_special: keep special tokens as words of their own.
+
+        Returns:
+            A new result, one score per word.
+        """
         return merge_words(self, how=how, keep_special=keep_special)
 
     def without_special(self) -> TokenSaliency:
-        """The same result without special tokens ([CLS], [SEP], <s>, ...)."""
+        """The same result without special tokens ([CLS], [SEP], <s>, ...).
+
+        Returns:
+            A new result (or this one when no token is marked special).
+        """
         if self.special is None:
             return self
         keep = [i for i, s in enumerate(self.special) if not s]
         return self.subset(keep)
 
     def subset(self, positions: list[int]) -> TokenSaliency:
+        """The result restricted to some token positions.
+
+        Args:
+            positions: the positions kept, in the order given.
+
+        Returns:
+            A new result (tokens, scores and per-token fields picked; ``info`` copied).
+        """
+
         def pick(seq: list[Any] | None) -> list[Any] | None:
             return None if seq is None else [seq[i] for i in positions]
 
@@ -107,7 +144,11 @@ class TokenSaliency:
                        info=dict(self.info))
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict (scores as a list of floats)."""
+        """The result as a JSON-ready dict.
+
+        Returns:
+            Every field, scores as a list of floats and ``info`` made JSON-safe.
+        """
         out = {k: getattr(self, k) for k in self.__dataclass_fields__}
         out["scores"] = [float(v) for v in self.scores]
         if self.offsets is not None:
@@ -118,6 +159,14 @@ class TokenSaliency:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TokenSaliency:
+        """A result from :meth:`to_dict`'s output (unknown keys ignored).
+
+        Args:
+            data: the dict.
+
+        Returns:
+            The result.
+        """
         data = dict(data)
         if data.get("offsets") is not None:
             data["offsets"] = [tuple(o) for o in data["offsets"]]
@@ -165,6 +214,14 @@ def merge_words(sal: TokenSaliency, how: str = "sum", keep_special: bool = True)
     Word boundaries come from the fast tokenizer's ``word_ids`` when the result has them, otherwise
     from ``##``/``Ġ``/``▁`` markers. Word text is cut from the original text by the offsets when
     known. Attention and L1-normalised scores stay comparable under ``"sum"``.
+
+    Args:
+        sal: a token-level result.
+        how: ``"sum"``, ``"mean"``, ``"max"``, ``"absmax"`` or ``"first"``.
+        keep_special: keep special tokens as words of their own (else drop them).
+
+    Returns:
+        A new result, one score per word.
     """
     if how not in MERGES:
         raise ValueError(f"how must be one of {MERGES}, got {how!r}")
