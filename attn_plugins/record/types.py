@@ -275,7 +275,7 @@ def _shaped(weights: torch.Tensor, axes: Any) -> torch.Tensor:
     return weights.reshape(tuple(axes)) if weights.numel() == math.prod(axes) else weights
 
 
-def _regroup(flat: list, shape: list) -> tuple:
+def _regroup(flat: list[Any], shape: list[Any]) -> tuple[Any, ...]:
     """A flat tuple back in the model's tuple-of-tuples nesting (``shape`` from the capture: a
     tuple's length, 0 for a bare entry, a list for a deeper tuple)."""
     out = []
