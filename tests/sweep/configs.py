@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import copy
 
+from .recipes import apply_config_fixes
+
 VOCAB = 256
 HEADS, HEAD_DIM = 4, 8
 WIDTH = HEADS * HEAD_DIM
@@ -286,6 +288,9 @@ def _fit_multimodal(tree: dict) -> None:
                 params["mrope_section"] = [1, 1, HEAD_DIM // 2 - 2]
     if not isinstance(vision, dict):
         return
+    for key in ("out_hidden_size", "text_hidden_size"):  # the vision tower's output feeds the text model
+        if _is_int(vision.get(key)) and vision[key] > WIDTH:
+            vision[key] = WIDTH
     for _, node in _nodes(tree):
         size, patch = node.get("image_size"), node.get("patch_size")
         if _is_int(size) and _is_int(patch) and size > 448 and node is not tree:
@@ -343,6 +348,7 @@ def tiny_config(model_type: str):
         _fix_rope_sections(node)
         _fix_backbone(node)
     _fit_multimodal(tree)
+    apply_config_fixes(model_type, tree)
     special = _move_token_ids(tree)
     tree.pop("transformers_version", None)
     config = type(base)(**{k: v for k, v in tree.items() if k != "model_type"})

@@ -16,6 +16,8 @@ import re
 
 import torch
 
+from .recipes import INPUT_RECIPES
+
 BATCH, TEXT_LEN, PAD = 2, 10, 3
 IMAGE_TOKEN_KEYS = ("image_token_id", "image_token_index", "image_token")
 AUDIO_TOKEN_KEYS = ("audio_token_id", "audio_token_index")
@@ -104,11 +106,20 @@ def _grid_pixels(config, generator):
     return pixels, grid, side * side // (merge * merge)
 
 
+def _frames(config) -> int | None:
+    """Frames per clip of a video model (``num_frames`` on the config or its vision config)."""
+    for node in (config, _vision_config(config)):
+        frames = getattr(node, "num_frames", None)
+        if isinstance(frames, int) and frames > 0:
+            return frames
+    return None
+
+
 def _audio(model, config, params, generator) -> list[dict]:
     audio = getattr(config, "audio_config", None) or getattr(config, "encoder_config", None) or config
     out = []
     if "input_features" in params:
-        bins = (getattr(audio, "num_mel_bins", None) or getattr(audio, "feature_size", None)
+        bins = (getattr(audio, "feature_projection_input_dim", None) or getattr(audio, "num_mel_bins", None) or getattr(audio, "feature_size", None)
                 or getattr(audio, "input_feat_per_channel", None) or 80)
         bins *= getattr(audio, "input_channels", 1) or 1
         source = getattr(audio, "max_source_positions", None)
@@ -146,11 +157,37 @@ def feature_count(error: Exception) -> int | None:
     return int(match.group(1)) if match else None
 
 
+class Kit:
+    """The generic pieces a per-type recipe (:mod:`tests.sweep.recipes`) builds its inputs from."""
+
+    def __init__(self, model, special: set[int], generator: torch.Generator, count_hint: dict) -> None:
+        self.config, self.special, self.g, self.hint = model.config, special, generator, count_hint
+        self.left = _left_padded(model, _params(model))
+        self.batch, self.length = BATCH, TEXT_LEN
+
+    def text(self) -> dict:
+        """Two token rows of ``length`` ids, the second padded (left for decoders)."""
+        return {"input_ids": _ids(self.config, self.special, self.length, self.g),
+                "attention_mask": _mask(self.length, self.left)}
+
+    def placeholders(self, token: int, count: int, kind: str = "image") -> dict:
+        """Text rows holding ``count`` copies of the placeholder ``token`` each (or the count the model asked for)."""
+        count = self.hint.get(kind, count)
+        return _with_placeholders(self.config, self.special, 6, token, count, self.g, self.left)
+
+    def pixels(self) -> torch.Tensor:
+        """Images at the (vision) config's size."""
+        return _pixels(self.config, self.g)
+
+
 def candidates(model, special: set[int], count_hint: dict | None = None):
     """Plausible inputs for ``model``, most specific first (see the module docstring)."""
     config = model.config
     params = _params(model)
     g = torch.Generator().manual_seed(1)
+    recipe = INPUT_RECIPES.get(getattr(config, "model_type", None))
+    if recipe is not None:
+        return recipe(config, Kit(model, special, g, count_hint or {}))
     left = _left_padded(model, params)
     image_token = _attr(config, IMAGE_TOKEN_KEYS)
     audio_token = _attr(config, AUDIO_TOKEN_KEYS)
@@ -209,6 +246,12 @@ def candidates(model, special: set[int], count_hint: dict | None = None):
         if text is not None:
             out.append(("text+image", {**text, **pixels}))
         out.append(("image", pixels))
+        frames = _frames(config)
+        if frames:  # video models: [batch, frames, channels, height, width]
+            video = pixels["pixel_values"][:, None].repeat(1, frames, 1, 1, 1)
+            if text is not None:
+                out.append(("text+video", {**text, **pixels, "pixel_values": video}))
+            out.append(("video", {**pixels, "pixel_values": video}))
     for audio in _audio(model, config, params, g):
         if decoder is not None:
             audio = {**audio, **decoder}

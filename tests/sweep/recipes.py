@@ -1,0 +1,174 @@
+"""Per-type settings for the model types that the generic sweep builder cannot guess.
+
+Most types build and run from their default config and generic inputs (see :mod:`tests.sweep.configs`
+and :mod:`tests.sweep.inputs`). The rest need what their processors or model testers supply: a
+setting the generic shrink gets wrong (a hybrid model whose kept layers hold no attention layer, a
+width that must divide by six), or an input beyond text/pixels/audio (layout boxes, language ids,
+Q-Former text, time series). ``CONFIG_FIXES`` holds the former as dotted-path overrides applied to
+the shrunk config tree; ``INPUT_RECIPES`` the latter as functions of ``(config, kit)`` returning
+``[(label, inputs)]``, where ``kit`` makes the generic pieces (:class:`tests.sweep.inputs.Kit`).
+Values follow each model's processor defaults and its tester in transformers'
+``tests/models/<type>/test_modeling_<type>.py``.
+"""
+
+from __future__ import annotations
+
+import torch
+
+IMAGE_TOKEN = 250  # a free id inside the shrunk vocabulary for models whose config leaves it unset
+
+CONFIG_FIXES: dict[str, dict] = {
+    # hybrids: the generic shrink keeps two layers; at least one of them must be an attention layer
+    "bamba": {"attn_layer_indices": [1]},
+    "granitemoehybrid": {"layer_types": ["linear_attention", "attention"]},
+    "recurrent_gemma": {"block_types": ["recurrent", "attention"]},
+    "nemotron_h": {"n_groups": 2},
+    "zamba2": {"n_mamba_heads": 4, "mamba_headdim": 16, "attention_hidden_size": 64, "num_query_groups": 4,
+               "adapter_rank": 8},
+    "deepseek_v2": {"num_experts_per_tok": 2},
+    # LiLT splits the width into six box embeddings: a width divisible by 6 and by the 4 heads
+    "lilt": {"hidden_size": 48},
+    # BROS: hidden/4 split over 8 box coordinates into sinusoids of even size
+    "bros": {"hidden_size": 64, "dim_bbox_sinusoid_emb_2d": 16, "dim_bbox_sinusoid_emb_1d": 2,
+             "dim_bbox_projection": 16},
+    # pixel shuffles need a patch grid divisible by the shuffle factor
+    "smolvlm": {"vision_config.image_size": 128},
+    "idefics3": {"vision_config.image_size": 128},
+    "aya_vision": {"vision_config.image_size": 112},
+    # LLaVA-NeXT family: one tile size (the base image's), so one tile plus the base image
+    "llava_next": {"vision_config.image_size": 112, "image_grid_pinpoints": [[112, 112]]},
+    "llava_next_video": {"vision_config.image_size": 112, "image_grid_pinpoints": [[112, 112]]},
+    "llava_onevision": {"vision_config.image_size": 112, "image_grid_pinpoints": [[112, 112]]},
+    # BLIP-2 family: the image placeholders the Q-Former outputs replace
+    "blip-2": {"image_token_index": IMAGE_TOKEN, "num_query_tokens": 8},
+    "instructblip": {"image_token_index": IMAGE_TOKEN, "num_query_tokens": 8},
+    "instructblipvideo": {"video_token_index": IMAGE_TOKEN, "num_query_tokens": 8},
+    # video models: few frames of small images
+    "videomae": {"num_frames": 4, "image_size": 64},
+    "vivit": {"num_frames": 4, "image_size": 64, "tubelet_size": [2, 16, 16]},
+    "timesformer": {"num_frames": 2, "image_size": 64},
+    "xclip": {"vision_config.num_frames": 2, "vision_config.image_size": 64, "prompt_layers": 2},
+    # audio models: short spectrograms
+    "audio-spectrogram-transformer": {"max_length": 128},
+    "kyutai_speech_to_text": {"num_codebooks": 2, "codebook_vocab_size": 16},
+}
+
+
+def apply_config_fixes(model_type: str, tree: dict) -> None:
+    """Write ``CONFIG_FIXES[model_type]`` into the config dict ``tree`` (dotted paths reach sub-configs)."""
+    for path, value in CONFIG_FIXES.get(model_type, {}).items():
+        node = tree
+        *parents, key = path.split(".")
+        for parent in parents:
+            node = node.setdefault(parent, {})
+        node[key] = value
+
+
+def _boxes(kit, corners: int = 4, scale: int = 1000) -> torch.Tensor:
+    """Layout boxes ``[x0, y0, x1, y1]`` with x0 <= x1 and y0 <= y1, one per token."""
+    low = torch.randint(0, scale // 2, (kit.batch, kit.length, 2), generator=kit.g)
+    high = low + torch.randint(1, scale // 2, (kit.batch, kit.length, 2), generator=kit.g)
+    return torch.cat([low, high], -1) if corners == 4 else torch.cat([low, high, low, high], -1)
+
+
+def _layout(config, kit):
+    return [("text+layout", {**kit.text(), "bbox": _boxes(kit)})]
+
+
+def _bros(config, kit):
+    return [("text+layout", {**kit.text(), "bbox": _boxes(kit).float() / 1000})]
+
+
+def _xmod(config, kit):
+    return [("text", {**kit.text(), "lang_ids": torch.zeros(kit.batch, dtype=torch.long)})]
+
+
+def _lxmert(config, kit):
+    boxes = 5
+    feats = torch.randn(kit.batch, boxes, config.visual_feat_dim, generator=kit.g)
+    pos = torch.rand(kit.batch, boxes, config.visual_pos_dim, generator=kit.g)
+    return [("text+image", {**kit.text(), "visual_feats": feats, "visual_pos": pos})]
+
+
+def _blip2(config, kit):
+    batch = kit.placeholders(config.image_token_index, config.num_query_tokens)
+    return [("vlm", {**batch, "pixel_values": kit.pixels()})]
+
+
+def _instructblip(config, kit):
+    batch = kit.placeholders(config.image_token_index, config.num_query_tokens)
+    qformer = kit.text()
+    return [("vlm", {**batch, "pixel_values": kit.pixels(), "qformer_input_ids": qformer["input_ids"],
+                     "qformer_attention_mask": qformer["attention_mask"]})]
+
+
+def _instructblipvideo(config, kit):
+    frames = 4  # the model's own comment: "video has frames=4 always"
+    batch = kit.placeholders(config.video_token_index, config.num_query_tokens * frames)
+    qformer = kit.text()
+    pixels = kit.pixels()[:, None].repeat(1, frames, 1, 1, 1)
+    return [("vlm", {**batch, "pixel_values": pixels, "qformer_input_ids": qformer["input_ids"],
+                     "qformer_attention_mask": qformer["attention_mask"]})]
+
+
+def _patchtst(config, kit):
+    values = torch.randn(kit.batch, config.context_length, config.num_input_channels, generator=kit.g)
+    return [("time-series", {"past_values": values})]
+
+
+def _timesfm(config, kit):
+    length = 2 * config.patch_length
+    values = torch.randn(kit.batch, length, generator=kit.g)
+    padding = torch.zeros(kit.batch, length, dtype=torch.long)
+    return [("time-series", {"past_values": values, "past_values_padding": padding,
+                             "freq": torch.zeros(kit.batch, 1, dtype=torch.long)})]
+
+
+def _ast(config, kit):
+    return [("audio", {"input_values": torch.randn(kit.batch, config.max_length, config.num_mel_bins,
+                                                   generator=kit.g)})]
+
+
+def _speecht5(config, kit):
+    """The bare SpeechT5Model has no pre-nets: its inputs are hidden states for encoder and decoder."""
+    width = config.hidden_size
+    return [("audio", {"input_values": torch.randn(kit.batch, 12, width, generator=kit.g),
+                       "decoder_input_values": torch.randn(kit.batch, 7, width, generator=kit.g)})]
+
+
+def _kyutai(config, kit):
+    """Text plus ``num_codebooks`` audio codes per step: ids ``[batch, length, 1 + codebooks]``."""
+    text = kit.text()
+    codes = torch.randint(0, config.codebook_vocab_size - 1, (kit.batch, kit.length, config.num_codebooks),
+                          generator=kit.g)
+    ids = torch.cat([text["input_ids"][..., None], codes], -1)
+    return [("audio-lm", {"input_ids": ids, "attention_mask": text["attention_mask"]})]
+
+
+def _anyres(config, kit):
+    """LLaVA-NeXT: ``[batch, tiles + 1, C, H, W]`` with each image's original size."""
+    pixels = kit.pixels()
+    size = list(pixels.shape[-2:])
+    batch = kit.placeholders(config.image_token_id, 1)
+    return [("vlm", {**batch, "pixel_values": pixels[:, None].repeat(1, 2, 1, 1, 1),
+                     "image_sizes": torch.tensor([size] * kit.batch)})]
+
+
+INPUT_RECIPES = {
+    "llava_next": _anyres,
+    "llava_next_video": _anyres,
+    "llava_onevision": _anyres,
+    "lilt": _layout,
+    "bros": _bros,
+    "xmod": _xmod,
+    "lxmert": _lxmert,
+    "blip-2": _blip2,
+    "instructblip": _instructblip,
+    "instructblipvideo": _instructblipvideo,
+    "patchtst": _patchtst,
+    "patchtsmixer": _patchtst,
+    "timesfm": _timesfm,
+    "audio-spectrogram-transformer": _ast,
+    "speecht5": _speecht5,
+    "kyutai_speech_to_text": _kyutai,
+}
