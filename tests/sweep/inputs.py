@@ -16,7 +16,7 @@ import re
 
 import torch
 
-from .recipes import INPUT_RECIPES
+from .recipes import IMAGE_TOKEN, INPUT_RECIPES
 
 BATCH, TEXT_LEN, PAD = 2, 10, 3
 IMAGE_TOKEN_KEYS = ("image_token_id", "image_token_index", "image_token")
@@ -161,7 +161,8 @@ class Kit:
     """The generic pieces a per-type recipe (:mod:`tests.sweep.recipes`) builds its inputs from."""
 
     def __init__(self, model, special: set[int], generator: torch.Generator, count_hint: dict) -> None:
-        self.config, self.special, self.g, self.hint = model.config, special, generator, count_hint
+        self.config, self.g, self.hint = model.config, generator, count_hint
+        self.special = special | {IMAGE_TOKEN}  # recipes may use it as a placeholder
         self.left = _left_padded(model, _params(model))
         self.batch, self.length = BATCH, TEXT_LEN
 

@@ -35,6 +35,14 @@ CONFIG_FIXES: dict[str, dict] = {
     "smolvlm": {"vision_config.image_size": 128},
     "idefics3": {"vision_config.image_size": 128},
     "aya_vision": {"vision_config.image_size": 112},
+    "mllama": {"vision_config.image_size": 56, "vision_config.intermediate_layers_indices": [0, 1]},
+    "llama4": {"vision_config.image_size": 56, "vision_config.vision_output_dim": 32,
+               "vision_config.projector_input_dim": 32, "vision_config.projector_output_dim": 32,
+               "text_config.intermediate_size_mlp": 64, "text_config.moe_layers": [0, 1]},
+    # NaFlex (SigLIP-2) towers: 8 x 8 patches
+    "siglip2": {"vision_config.num_patches": 64},
+    "siglip2_vision_model": {"num_patches": 64},
+    "lfm2_vl": {"vision_config.num_patches": 64},
     # LLaVA-NeXT family: one tile size (the base image's), so one tile plus the base image
     "llava_next": {"vision_config.image_size": 112, "image_grid_pinpoints": [[112, 112]]},
     "llava_next_video": {"vision_config.image_size": 112, "image_grid_pinpoints": [[112, 112]]},
@@ -62,6 +70,9 @@ def apply_config_fixes(model_type: str, tree: dict) -> None:
         for parent in parents:
             node = node.setdefault(parent, {})
         node[key] = value
+    if model_type == "mllama":  # the vision output concatenates the last and the intermediate layers
+        vision = tree["vision_config"]
+        vision["vision_output_dim"] = vision["hidden_size"] * (len(vision["intermediate_layers_indices"]) + 1)
 
 
 def _boxes(kit, corners: int = 4, scale: int = 1000) -> torch.Tensor:
@@ -154,7 +165,65 @@ def _anyres(config, kit):
                      "image_sizes": torch.tensor([size] * kit.batch)})]
 
 
+def _mllama(config, kit):
+    """Mllama: ``[batch, images, tiles, C, H, W]``, one tile used (aspect ratio id 1 = [1, 1])."""
+    tiles = config.vision_config.max_num_tiles
+    pixels = kit.pixels()[:, None, None].repeat(1, 1, tiles, 1, 1, 1)
+    batch = kit.placeholders(config.image_token_index, 1)
+    length = batch["input_ids"].shape[1]
+    tile_mask = torch.zeros(kit.batch, 1, tiles, dtype=torch.long)
+    tile_mask[..., 0] = 1
+    cross = tile_mask[:, None].repeat(1, length, 1, 1)
+    return [("vlm", {**batch, "pixel_values": pixels, "aspect_ratio_ids": torch.ones(kit.batch, 1, dtype=torch.long),
+                     "aspect_ratio_mask": tile_mask, "cross_attention_mask": cross})]
+
+
+def _fuyu(config, kit):
+    """Fuyu: the image as flattened patches ``[batch, patches, patch * patch * C]``, one token each."""
+    patches = 4
+    width = config.patch_size * config.patch_size * config.num_channels
+    batch = kit.placeholders(config.image_token_id, patches)
+    return [("vlm", {**batch, "pixel_values": torch.randn(kit.batch, patches, width, generator=kit.g)})]
+
+
+def _naflex(vision, kit):
+    """SigLIP-2 NaFlex patches: ``pixel_values [batch, patches, C*P*P]``, a patch mask and the grid shape."""
+    side = int(vision.num_patches ** 0.5)
+    width = vision.num_channels * vision.patch_size ** 2
+    return {"pixel_values": torch.randn(kit.batch, side * side, width, generator=kit.g),
+            "pixel_attention_mask": torch.ones(kit.batch, side * side, dtype=torch.long),
+            "spatial_shapes": torch.tensor([[side, side]] * kit.batch)}
+
+
+def _siglip2(config, kit):
+    return [("text+image", {**kit.text(), **_naflex(config.vision_config, kit)})]
+
+
+def _siglip2_vision(config, kit):
+    return [("image", _naflex(config, kit))]
+
+
+def _lfm2_vl(config, kit):
+    side = int(config.vision_config.num_patches ** 0.5) // config.downsample_factor
+    batch = kit.placeholders(config.image_token_id, side * side)
+    return [("vlm", {**batch, **_naflex(config.vision_config, kit)})]
+
+
+def _kosmos2(config, kit):
+    """Kosmos-2: ``latent_query_num`` image positions at the start of the text, marked by a mask."""
+    count = config.latent_query_num
+    batch = kit.placeholders(IMAGE_TOKEN, count)
+    marks = (batch["input_ids"] == IMAGE_TOKEN).long()
+    return [("vlm", {**batch, "pixel_values": kit.pixels(), "image_embeds_position_mask": marks})]
+
+
 INPUT_RECIPES = {
+    "fuyu": _fuyu,
+    "siglip2": _siglip2,
+    "siglip2_vision_model": _siglip2_vision,
+    "lfm2_vl": _lfm2_vl,
+    "kosmos-2": _kosmos2,
+    "mllama": _mllama,
     "llava_next": _anyres,
     "llava_next_video": _anyres,
     "llava_onevision": _anyres,
