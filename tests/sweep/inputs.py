@@ -43,7 +43,8 @@ def _vision_config(config):
                 "encoder_config", "encoder"):
         sub = getattr(config, key, None)
         if sub is not None and hasattr(sub, "to_dict"):
-            return sub
+            inner = getattr(sub, "vision_config", None)  # T5Gemma 2: the tower sits in the encoder config
+            return inner if inner is not None and hasattr(inner, "to_dict") else sub
     return config
 
 

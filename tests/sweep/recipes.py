@@ -38,7 +38,27 @@ CONFIG_FIXES: dict[str, dict] = {
     "mllama": {"vision_config.image_size": 56, "vision_config.intermediate_layers_indices": [0, 1]},
     "llama4": {"vision_config.image_size": 56, "vision_config.vision_output_dim": 32,
                "vision_config.projector_input_dim": 32, "vision_config.projector_output_dim": 32,
+               "vision_config.intermediate_size": 128,
                "text_config.intermediate_size_mlp": 64, "text_config.moe_layers": [0, 1]},
+    # SAM: the prompt encoder's embedding grid follows the (shrunk) image size
+    "sam": {"prompt_encoder_config.image_embedding_size": 16, "prompt_encoder_config.hidden_size": 32,
+            "vision_config.num_pos_feats": 16},
+    "sam_hq": {"prompt_encoder_config.image_embedding_size": 16, "prompt_encoder_config.hidden_size": 32,
+            "vision_config.num_pos_feats": 16},
+    # DPT-style depth heads reassemble four backbone stages: four layers, small images
+    "depth_anything": {"backbone_config.num_hidden_layers": 4, "backbone_config.out_indices": [1, 2, 3, 4],
+                       "backbone_config.out_features": ["stage1", "stage2", "stage3", "stage4"],
+                       "backbone_config.image_size": 56},
+    "prompt_depth_anything": {"backbone_config.num_hidden_layers": 4, "backbone_config.out_indices": [1, 2, 3, 4],
+                              "backbone_config.out_features": ["stage1", "stage2", "stage3", "stage4"],
+                              "backbone_config.image_size": 56},
+    # CLAP's audio tower is a two-stage Swin: width doubles once from the patch embedding
+    "clap": {"audio_config.patch_embeds_hidden_size": 16, "audio_config.hidden_size": 32,
+             "audio_config.num_attention_heads": [2, 2]},
+    "vision-text-dual-encoder": {"vision_config.pooler_output_size": 32},
+    "seggpt": {"image_size": [128, 64]},
+    # T5Gemma 2 keeps its vision tower inside the encoder config
+    "t5gemma2": {"encoder.vision_config.image_size": 128, "encoder.mm_tokens_per_image": 16},
     # NaFlex (SigLIP-2) towers: 8 x 8 patches
     "siglip2": {"vision_config.num_patches": 64},
     "siglip2_vision_model": {"num_patches": 64},
@@ -217,7 +237,58 @@ def _kosmos2(config, kit):
     return [("vlm", {**batch, "pixel_values": kit.pixels(), "image_embeds_position_mask": marks})]
 
 
+def _clap(config, kit):
+    """CLAP: text plus a log-mel spectrogram ``[batch, 1, frames, mel bins]``."""
+    mels = torch.randn(kit.batch, 1, 256, config.audio_config.num_mel_bins, generator=kit.g)
+    return [("text+audio", {**kit.text(), "input_features": mels,
+                            "is_longer": torch.zeros(kit.batch, 1, dtype=torch.bool)})]
+
+
+def _seggpt(config, kit):
+    """SegGPT: the image, a prompt image and the prompt's mask, all at the config's image size."""
+    height, width = config.image_size[0] // 2, config.image_size[1]  # image and prompt are stacked in height
+    images = [torch.randn(kit.batch, config.num_channels, height, width, generator=kit.g) for _ in range(3)]
+    return [("image", dict(zip(("pixel_values", "prompt_pixel_values", "prompt_masks"), images)))]
+
+
+def _pix2struct(config, kit):
+    """Pix2Struct: flattened patches ``[row, col, patch...]`` (1-based positions) plus decoder ids."""
+    vision = config.vision_config
+    rows, cols = 4, 4
+    width = vision.patch_embed_hidden_size + 2
+    patches = torch.randn(kit.batch, rows * cols, width, generator=kit.g)
+    patches[..., 0] = torch.arange(rows).repeat_interleave(cols) + 1
+    patches[..., 1] = torch.arange(cols).repeat(rows) + 1
+    mask = torch.ones(kit.batch, rows * cols, dtype=torch.long)
+    mask[1, -4:] = 0
+    patches[1, -4:] = 0
+    text = kit.text()
+    return [("image+text", {"flattened_patches": patches, "attention_mask": mask,
+                            "decoder_input_ids": text["input_ids"], "decoder_attention_mask": text["attention_mask"]})]
+
+
+def _udop(config, kit):
+    """UDOP: text with normalised boxes in [0, 1], the page image, decoder ids."""
+    text = kit.text()
+    decoder = kit.text()
+    return [("text+image", {**text, "bbox": _boxes(kit).float() / 1000, "pixel_values": kit.pixels(),
+                            "decoder_input_ids": decoder["input_ids"][:, :7]})]
+
+
+def _dia(config, kit):
+    """Dia: text ids for the encoder, ``num_channels`` audio codes per decoder step."""
+    decoder = config.decoder_config
+    codes = torch.randint(0, min(decoder.vocab_size, 256) - 3, (kit.batch, 7, decoder.num_channels),
+                          generator=kit.g)
+    return [("text", {**kit.text(), "decoder_input_ids": codes})]
+
+
 INPUT_RECIPES = {
+    "clap": _clap,
+    "seggpt": _seggpt,
+    "pix2struct": _pix2struct,
+    "udop": _udop,
+    "dia": _dia,
     "fuyu": _fuyu,
     "siglip2": _siglip2,
     "siglip2_vision_model": _siglip2_vision,
