@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import copy
 
-from .recipes import apply_config_fixes
+from .recipes import SUB_CONFIGS, apply_config_fixes
 
 VOCAB = 256
 HEADS, HEAD_DIM = 4, 8
@@ -242,7 +242,7 @@ def _fix_layer_refs(node: dict) -> None:
         low = key.lower()
         if not ("layer" in low or "index" in low or "indexes" in low) or key.endswith("layers"):
             continue
-        if "token" in low or "period" in low or "offset" in low:
+        if "token" in low or "period" in low or "offset" in low or "size" in low or "vocab" in low:
             continue
         if _is_int(value) and value >= depth:
             node[key] = depth - 1
@@ -335,6 +335,8 @@ def tiny_config(model_type: str):
 
     base = tf.AutoConfig.for_model(model_type)
     tree = copy.deepcopy(base.to_dict())
+    for key, sub_type in SUB_CONFIGS.get(model_type, {}).items():  # towers the default config leaves out
+        tree[key] = tf.AutoConfig.for_model(sub_type).to_dict()
     widths: dict[int, int] = {}
     ffns: dict[int, int] = {}
     nodes = list(_nodes(tree))

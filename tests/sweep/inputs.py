@@ -209,6 +209,9 @@ def candidates(model, special: set[int], count_hint: dict | None = None):
         if "image_sizes" in params:
             sizes = torch.tensor([list(pixels.shape[-2:])] * BATCH)
             out.append(("vlm", {**batch, "pixel_values": pixels, "image_sizes": sizes}))
+        if getattr(config, "is_encoder_decoder", False) and "decoder_input_ids" in params:  # T5Gemma 2
+            for _, inputs in out:
+                inputs["decoder_input_ids"] = _ids(config, special, 7, g)
         if "mm_token_type_ids" in params:
             for _, inputs in out:
                 inputs["mm_token_type_ids"] = (inputs["input_ids"] == image_token).long()

@@ -17,6 +17,9 @@ import torch
 
 IMAGE_TOKEN = 250  # a free id inside the shrunk vocabulary for models whose config leaves it unset
 
+# towers a default config leaves out (Gemma 4 defaults to text only): key -> model type of its default config
+SUB_CONFIGS = {"gemma4": {"vision_config": "gemma4_vision"}}
+
 CONFIG_FIXES: dict[str, dict] = {
     # hybrids: the generic shrink keeps two layers; at least one of them must be an attention layer
     "bamba": {"attn_layer_indices": [1]},
@@ -283,7 +286,31 @@ def _dia(config, kit):
     return [("text", {**kit.text(), "decoder_input_ids": codes})]
 
 
+def _gemma4_patches(vision, kit, side: int = 6):
+    """Gemma 4 vision: patches ``[batch, side*side, C*P*P]`` and their (x, y) positions."""
+    width = 3 * vision.patch_size ** 2
+    pixels = torch.rand(kit.batch, side * side, width, generator=kit.g)
+    positions = torch.stack([torch.arange(side).repeat(side), torch.arange(side).repeat_interleave(side)], -1)
+    return pixels, positions[None].repeat(kit.batch, 1, 1)
+
+
+def _gemma4_vision(config, kit):
+    pixels, positions = _gemma4_patches(config, kit)
+    return [("image", {"pixel_values": pixels, "pixel_position_ids": positions})]
+
+
+def _gemma4(config, kit):
+    vision = config.vision_config
+    pixels, positions = _gemma4_patches(vision, kit)
+    tokens = positions.shape[1] // vision.pooling_kernel_size ** 2
+    batch = kit.placeholders(config.image_token_id, tokens)
+    batch["mm_token_type_ids"] = (batch["input_ids"] == config.image_token_id).long()
+    return [("vlm", {**batch, "pixel_values": pixels, "image_position_ids": positions})]
+
+
 INPUT_RECIPES = {
+    "gemma4": _gemma4,
+    "gemma4_vision": _gemma4_vision,
     "clap": _clap,
     "seggpt": _seggpt,
     "pix2struct": _pix2struct,
