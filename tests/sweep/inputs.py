@@ -129,7 +129,9 @@ def _audio(model, config, params, generator) -> list[dict]:
             shape = (BATCH, bins, frames) if layout == "bft" else (BATCH, frames, bins)
             out.append({"input_features": torch.randn(*shape, generator=generator)})
     if "input_values" in params:
-        out.append({"input_values": torch.randn(BATCH, 8000, generator=generator)})
+        wave = torch.randn(BATCH, 8000, generator=generator)
+        out.append({"input_values": wave})
+        out.append({"input_values": wave[:, None]})  # codecs: [batch, channels=1, samples]
     return out
 
 

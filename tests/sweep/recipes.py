@@ -29,6 +29,11 @@ CONFIG_FIXES: dict[str, dict] = {
     "zamba2": {"n_mamba_heads": 4, "mamba_headdim": 16, "attention_hidden_size": 64, "num_query_groups": 4,
                "adapter_rank": 8},
     "deepseek_v2": {"num_experts_per_tok": 2},
+    # text halves of GLM-4V-style models: multimodal rope sections for a head of 8
+    "glm4v_text": {"rope_parameters.mrope_section": [1, 1, 2]},
+    "glm4v_moe_text": {"rope_parameters.mrope_section": [0, 1, 1]},
+    "glm_image_text": {"rope_parameters.mrope_section": [1, 1, 2]},
+    "glm_ocr_text": {"rope_parameters.mrope_section": [1, 1, 2]},
     # LiLT splits the width into six box embeddings: a width divisible by 6 and by the 4 heads
     "lilt": {"hidden_size": 48},
     # BROS: hidden/4 split over 8 box coordinates into sinusoids of even size
@@ -55,6 +60,17 @@ CONFIG_FIXES: dict[str, dict] = {
     "prompt_depth_anything": {"backbone_config.num_hidden_layers": 4, "backbone_config.out_indices": [1, 2, 3, 4],
                               "backbone_config.out_features": ["stage1", "stage2", "stage3", "stage4"],
                               "backbone_config.image_size": 56},
+    "zoedepth": {"backbone_config.num_hidden_layers": 4, "backbone_config.out_indices": [1, 2, 3, 4],
+                       "backbone_config.out_features": ["stage1", "stage2", "stage3", "stage4"],
+                       "backbone_config.image_size": 64},
+    "vipllava": {"vision_feature_layers": [-2, -1], "vision_config.image_size": 112},
+    # ViTMatte: image plus trimap (4 channels) into a ViTDet backbone whose width the head follows
+    "vitmatte": {"hidden_size": 32, "backbone_config.num_channels": 4},
+    # RT-DETR family: a narrow ResNet backbone whose stage widths the hybrid encoder takes in
+    "rt_detr": {"backbone_config.hidden_sizes": [16, 32, 64, 128], "backbone_config.embedding_size": 16,
+                "encoder_in_channels": [32, 64, 128], "decoder_in_channels": [32, 32, 32], "num_queries": 30},
+    "rt_detr_v2": {"backbone_config.hidden_sizes": [16, 32, 64, 128], "backbone_config.embedding_size": 16,
+                "encoder_in_channels": [32, 64, 128], "decoder_in_channels": [32, 32, 32], "num_queries": 30},
     # CLAP's audio tower is a two-stage Swin: width doubles once from the patch embedding
     "clap": {"audio_config.patch_embeds_hidden_size": 16, "audio_config.hidden_size": 32,
              "audio_config.num_attention_heads": [2, 2]},
@@ -308,7 +324,19 @@ def _gemma4(config, kit):
     return [("vlm", {**batch, "pixel_values": pixels, "image_position_ids": positions})]
 
 
+def _paddleocr_vl(config, kit):
+    """PaddleOCR-VL: patches ``[patches, C, P, P]`` with ``image_grid_thw``; merged 2 x 2 into tokens."""
+    vision = config.vision_config
+    side, merge = 4, vision.spatial_merge_size
+    pixels = torch.randn(kit.batch * side * side, vision.num_channels, vision.patch_size, vision.patch_size,
+                         generator=kit.g)
+    batch = kit.placeholders(config.image_token_id, side * side // merge ** 2)
+    batch["mm_token_type_ids"] = (batch["input_ids"] == config.image_token_id).long()
+    return [("vlm-grid", {**batch, "pixel_values": pixels, "image_grid_thw": torch.tensor([[1, side, side]] * kit.batch)})]
+
+
 INPUT_RECIPES = {
+    "paddleocr_vl": _paddleocr_vl,
     "gemma4": _gemma4,
     "gemma4_vision": _gemma4_vision,
     "clap": _clap,
