@@ -50,6 +50,9 @@ def _vision_config(config):
 
 def _image_hw(config) -> tuple[int, int]:
     size = getattr(config, "image_size", None)
+    backbone = getattr(config, "backbone_config", None)
+    if size is None and backbone is not None:  # SAM 2: the size sits on the Hiera backbone
+        return _image_hw(backbone)
     if size is None:
         size = getattr(config, "img_size", None) or getattr(config, "input_size", None) or 224
     if isinstance(size, dict):
@@ -120,7 +123,8 @@ def _audio(model, config, params, generator) -> list[dict]:
     audio = getattr(config, "audio_config", None) or getattr(config, "encoder_config", None) or config
     out = []
     if "input_features" in params:
-        bins = (getattr(audio, "feature_projection_input_dim", None) or getattr(audio, "num_mel_bins", None) or getattr(audio, "feature_size", None)
+        bins = (getattr(audio, "feature_projection_input_dim", None)  # wav2vec2-bert: stacked frames
+                or getattr(audio, "num_mel_bins", None) or getattr(audio, "feature_size", None)
                 or getattr(audio, "input_feat_per_channel", None) or 80)
         bins *= getattr(audio, "input_channels", 1) or 1
         source = getattr(audio, "max_source_positions", None)

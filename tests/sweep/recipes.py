@@ -20,6 +20,14 @@ IMAGE_TOKEN = 250  # a free id inside the shrunk vocabulary for models whose con
 # towers a default config leaves out (Gemma 4 defaults to text only): key -> model type of its default config
 SUB_CONFIGS = {"gemma4": {"vision_config": "gemma4_vision"}}
 
+def _prefixed(prefix: str, fixes: dict) -> dict:
+    return {prefix + key: value for key, value in fixes.items()}
+
+
+_HIERA = {"hidden_size": 16, "image_size": [256, 256], "embed_dim_per_stage": [16, 32, 64, 128],
+          "blocks_per_stage": [2, 2, 2, 2], "global_attention_blocks": [3, 5, 7], "window_size_per_stage": [8, 4, 4, 4]}
+_SAM2_VISION = {"backbone_channel_list": [128, 64, 32, 16], "backbone_feature_sizes": [[64, 64], [32, 32], [16, 16]]}
+
 CONFIG_FIXES: dict[str, dict] = {
     # hybrids: the generic shrink keeps two layers; at least one of them must be an attention layer
     "bamba": {"attn_layer_indices": [1]},
@@ -53,6 +61,11 @@ CONFIG_FIXES: dict[str, dict] = {
             "vision_config.num_pos_feats": 16},
     "sam_hq": {"prompt_encoder_config.image_embedding_size": 16, "prompt_encoder_config.hidden_size": 32,
             "vision_config.num_pos_feats": 16},
+    # SAM 2: a narrow four-stage Hiera (two blocks per stage) on 256-pixel images
+    "sam2_hiera_det_model": _HIERA,
+    "sam2_vision_model": {**_prefixed("backbone_config.", _HIERA), **_SAM2_VISION},
+    "sam2": {**_prefixed("vision_config.backbone_config.", _HIERA), **_prefixed("vision_config.", _SAM2_VISION),
+             "prompt_encoder_config.hidden_size": 32, "prompt_encoder_config.image_size": 256},
     # DPT-style depth heads reassemble four backbone stages: four layers, small images
     "depth_anything": {"backbone_config.num_hidden_layers": 4, "backbone_config.out_indices": [1, 2, 3, 4],
                        "backbone_config.out_features": ["stage1", "stage2", "stage3", "stage4"],
@@ -267,7 +280,7 @@ def _seggpt(config, kit):
     """SegGPT: the image, a prompt image and the prompt's mask, all at the config's image size."""
     height, width = config.image_size[0] // 2, config.image_size[1]  # image and prompt are stacked in height
     images = [torch.randn(kit.batch, config.num_channels, height, width, generator=kit.g) for _ in range(3)]
-    return [("image", dict(zip(("pixel_values", "prompt_pixel_values", "prompt_masks"), images)))]
+    return [("image", dict(zip(("pixel_values", "prompt_pixel_values", "prompt_masks"), images, strict=True)))]
 
 
 def _pix2struct(config, kit):
@@ -332,7 +345,8 @@ def _paddleocr_vl(config, kit):
                          generator=kit.g)
     batch = kit.placeholders(config.image_token_id, side * side // merge ** 2)
     batch["mm_token_type_ids"] = (batch["input_ids"] == config.image_token_id).long()
-    return [("vlm-grid", {**batch, "pixel_values": pixels, "image_grid_thw": torch.tensor([[1, side, side]] * kit.batch)})]
+    grid = torch.tensor([[1, side, side]] * kit.batch)
+    return [("vlm-grid", {**batch, "pixel_values": pixels, "image_grid_thw": grid})]
 
 
 INPUT_RECIPES = {
