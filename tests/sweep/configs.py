@@ -87,6 +87,8 @@ def _shrink_node(node: dict, widths: dict, ffns: dict) -> None:
                 node[key] = HEAD_DIM
         if _is_int(node.get("rotary_dim")) and node["rotary_dim"] > HEAD_DIM // 2:
             node["rotary_dim"] = HEAD_DIM // 2
+        if _is_int(node.get("qk_nope_head_dim")) and _is_int(node.get("qk_rope_head_dim")):  # MLA
+            node["qk_head_dim"] = node["qk_nope_head_dim"] + node["qk_rope_head_dim"]
     if isinstance(node.get("num_heads"), list) and _is_int(node.get("embed_dim")) and node["embed_dim"] > WIDTH:
         # hierarchical vision models (Swin family): the width doubles per stage, two heads per stage
         widths[node["embed_dim"]] = WIDTH
@@ -106,6 +108,10 @@ def _shrink_node(node: dict, widths: dict, ffns: dict) -> None:
     for key in TOPK_NAMES:
         if _is_int(node.get(key)) and node[key] > 2:
             node[key] = 2
+    if _is_int(node.get("n_group")) and node["n_group"] > 2 and _first(node, EXPERT_NAMES):  # grouped routing
+        node["n_group"] = 2
+        if _is_int(node.get("topk_group")):
+            node["topk_group"] = min(node["topk_group"], 2)
     _shrink_depth(node)
     _shrink_ssm(node)
     for key in list(node):
@@ -242,7 +248,7 @@ def _fix_layer_refs(node: dict) -> None:
         low = key.lower()
         if not ("layer" in low or "index" in low or "indexes" in low) or key.endswith("layers"):
             continue
-        if "token" in low or "period" in low or "offset" in low or "size" in low or "vocab" in low:
+        if any(part in low for part in ("token", "period", "offset", "size", "vocab", "dim", "head", "topk")):
             continue
         if _is_int(value) and value >= depth:
             node[key] = depth - 1
