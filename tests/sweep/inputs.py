@@ -49,7 +49,7 @@ def _vision_config(config):
 
 
 def _image_hw(config) -> tuple[int, int]:
-    size = getattr(config, "image_size", None)
+    size = getattr(config, "image_size", None) or getattr(config, "crop_size", None)
     backbone = getattr(config, "backbone_config", None)
     if size is None and backbone is not None:  # SAM 2: the size sits on the Hiera backbone
         return _image_hw(backbone)
@@ -113,7 +113,7 @@ def _grid_pixels(config, generator):
 def _frames(config) -> int | None:
     """Frames per clip of a video model (``num_frames`` on the config or its vision config)."""
     for node in (config, _vision_config(config)):
-        frames = getattr(node, "num_frames", None)
+        frames = getattr(node, "num_frames", None) or getattr(node, "frames_per_clip", None)
         if isinstance(frames, int) and frames > 0:
             return frames
     return None
@@ -131,7 +131,10 @@ def _audio(model, config, params, generator) -> list[dict]:
         frames = 2 * source if isinstance(source, int) and source <= 3000 else 64
         for layout in ("bft", "btf") if source else ("btf", "bft"):
             shape = (BATCH, bins, frames) if layout == "bft" else (BATCH, frames, bins)
-            out.append({"input_features": torch.randn(*shape, generator=generator)})
+            feats = {"input_features": torch.randn(*shape, generator=generator)}
+            if "input_features_mask" in params:  # Qwen3-ASR, FunASR: which frames are real
+                feats["input_features_mask"] = torch.ones(BATCH, frames, dtype=torch.long)
+            out.append(feats)
     if "input_values" in params:
         wave = torch.randn(BATCH, 8000, generator=generator)
         out.append({"input_values": wave})
@@ -201,7 +204,8 @@ def candidates(model, special: set[int], count_hint: dict | None = None):
     audio_token = _attr(config, AUDIO_TOKEN_KEYS)
     count_hint = count_hint or {}
     out = []
-    if "input_ids" in params and image_token is not None and "pixel_values" in params:
+    has_tower = getattr(config, "vision_config", True) is not None  # EmbeddingGemma 2: text-only by default
+    if "input_ids" in params and image_token is not None and "pixel_values" in params and has_tower:
         if "image_grid_thw" in params:
             pixels, grid, per_image = _grid_pixels(config, g)
             batch = _with_placeholders(config, special, 6, image_token, count_hint.get("image", per_image), g, left)
@@ -210,8 +214,7 @@ def candidates(model, special: set[int], count_hint: dict | None = None):
         batch = _with_placeholders(config, special, 6, image_token, guess, g, left)
         pixels = _pixels(config, g)
         out.append(("vlm", {**batch, "pixel_values": pixels}))
-        if "pixel_attention_mask" in params or "image_attention_mask" in params:  # idefics: [batch, images, ...]
-            out.append(("vlm", {**batch, "pixel_values": pixels[:, None]}))
+        out.append(("vlm", {**batch, "pixel_values": pixels[:, None]}))  # idefics-style: [batch, images, ...]
         if "image_sizes" in params:
             sizes = torch.tensor([list(pixels.shape[-2:])] * BATCH)
             out.append(("vlm", {**batch, "pixel_values": pixels, "image_sizes": sizes}))
@@ -222,7 +225,8 @@ def candidates(model, special: set[int], count_hint: dict | None = None):
             for _, inputs in out:
                 inputs["mm_token_type_ids"] = (inputs["input_ids"] == image_token).long()
         return out  # a vision-language model is tested with images, never text only
-    if "input_ids" in params and audio_token is not None and {"input_features", "input_values"} & params:
+    has_audio = getattr(config, "audio_config", True) is not None
+    if "input_ids" in params and audio_token is not None and {"input_features", "input_values"} & params and has_audio:
         for audio in _audio(model, config, params, g):
             batch = _with_placeholders(config, special, 6, audio_token, count_hint.get("audio", 1), g, left)
             mask_key = "feature_attention_mask" if "feature_attention_mask" in params else None
@@ -263,6 +267,9 @@ def candidates(model, special: set[int], count_hint: dict | None = None):
             if text is not None:
                 out.append(("text+video", {**text, **pixels, "pixel_values": video}))
             out.append(("video", {**pixels, "pixel_values": video}))
+    if "pixel_values_videos" in params and image_token is None:  # V-JEPA 2, VideoPrism (and its CLIP)
+        clip = _pixels(config, g)[:, None].repeat(1, _frames(config) or 2, 1, 1, 1)
+        out.append(("text+video" if text else "video", {**(text or {}), "pixel_values_videos": clip}))
     for audio in _audio(model, config, params, g):
         if decoder is not None:
             audio = {**audio, **decoder}

@@ -42,6 +42,12 @@ CONFIG_FIXES: dict[str, dict] = {
     "glm4v_moe_text": {"rope_parameters.mrope_section": [0, 1, 1]},
     "glm_image_text": {"rope_parameters.mrope_section": [1, 1, 2]},
     "glm_ocr_text": {"rope_parameters.mrope_section": [1, 1, 2]},
+    "glm4v_moe": {"text_config.rope_parameters.mrope_section": [0, 1, 1]},
+    # video towers: few frames of small images
+    "vjepa2": {"frames_per_clip": 4, "crop_size": 64},
+    "videoprism_vision_model": {"num_frames": 2, "image_size": 64},
+    "videoprism": {"vision_config.num_frames": 2, "vision_config.image_size": 64},
+    "ultravbert": {"vision_config.image_size": 128},
     # LiLT splits the width into six box embeddings: a width divisible by 6 and by the 4 heads
     "lilt": {"hidden_size": 48},
     # BROS: hidden/4 split over 8 box coordinates into sinusoids of even size
@@ -349,7 +355,31 @@ def _paddleocr_vl(config, kit):
     return [("vlm-grid", {**batch, "pixel_values": pixels, "image_grid_thw": grid})]
 
 
+def _oneformer(config, kit):
+    """OneFormer: the image plus the task prompt ("the task is semantic") as token ids."""
+    task = torch.randint(3, 200, (kit.batch, config.task_seq_len), generator=kit.g)
+    return [("image", {"pixel_values": kit.pixels(), "task_inputs": task})]
+
+
+def _idefics(config, kit):
+    """IDEFICS (v1): ``[batch, images, C, H, W]`` and which text tokens see which image."""
+    batch = kit.placeholders(config.image_token_index if hasattr(config, "image_token_index") else IMAGE_TOKEN, 1)
+    length = batch["input_ids"].shape[1]
+    return [("vlm", {**batch, "pixel_values": kit.pixels()[:, None],
+                     "image_attention_mask": torch.ones(kit.batch, length, 1, dtype=torch.long)})]
+
+
+def _qwen3_asr_encoder(config, kit):
+    """Qwen3-ASR's encoder: log-mel ``[batch, mel bins, frames]``, frames a multiple of ``2 * n_window``."""
+    frames = 2 * config.n_window
+    return [("audio", {"input_features": torch.randn(kit.batch, config.num_mel_bins, frames, generator=kit.g),
+                       "input_features_mask": torch.ones(kit.batch, frames, dtype=torch.long)})]
+
+
 INPUT_RECIPES = {
+    "qwen3_asr_encoder": _qwen3_asr_encoder,
+    "oneformer": _oneformer,
+    "idefics": _idefics,
     "paddleocr_vl": _paddleocr_vl,
     "gemma4": _gemma4,
     "gemma4_vision": _gemma4_vision,
