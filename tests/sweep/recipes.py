@@ -376,7 +376,36 @@ def _qwen3_asr_encoder(config, kit):
                        "input_features_mask": torch.ones(kit.batch, frames, dtype=torch.long)})]
 
 
+def _decision_transformer(config, kit):
+    """Decision Transformer: states, actions, returns-to-go and timesteps of a short trajectory."""
+    steps = 6
+    mask = torch.ones(kit.batch, steps, dtype=torch.long)
+    mask[1, :2] = 0
+    return [("trajectory", {
+        "states": torch.randn(kit.batch, steps, config.state_dim, generator=kit.g),
+        "actions": torch.randn(kit.batch, steps, config.act_dim, generator=kit.g),
+        "returns_to_go": torch.randn(kit.batch, steps, 1, generator=kit.g),
+        "timesteps": torch.arange(steps)[None].repeat(kit.batch, 1), "attention_mask": mask})]
+
+
+def _granite_docling(config, kit):
+    """Granite-Docling: tiles ``[batch, tiles, C, H, W]`` with a mask of the real tiles."""
+    batch = kit.placeholders(config.image_token_id, 1)
+    return [("vlm", {**batch, "pixel_values": kit.pixels()[:, None],
+                     "pixel_attention_mask": torch.ones(kit.batch, 1, dtype=torch.bool)})]
+
+
+def _keypoint_pair(config, kit):
+    """SuperGlue / LightGlue: a pair of images per example ``[batch, 2, C, H, W]``."""
+    pixels = torch.rand(kit.batch, 2, 3, 64, 64, generator=kit.g)
+    return [("image", {"pixel_values": pixels})]
+
+
 INPUT_RECIPES = {
+    "decision_transformer": _decision_transformer,
+    "granite_docling": _granite_docling,
+    "superglue": _keypoint_pair,
+    "lightglue": _keypoint_pair,
     "qwen3_asr_encoder": _qwen3_asr_encoder,
     "oneformer": _oneformer,
     "idefics": _idefics,
