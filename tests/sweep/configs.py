@@ -69,6 +69,11 @@ def _shrink_node(node: dict, widths: dict, ffns: dict) -> None:
     hidden_keys = [k for k in HIDDEN_NAMES if _is_int(node.get(k)) and node[k] > WIDTH]
     if heads_key is not None and not isinstance(node.get("depths"), list):
         heads = node[heads_key]
+        if "head_dim" in node and node["head_dim"] is None:  # None means "hidden / heads" to some, a crash to others
+            node["head_dim"] = HEAD_DIM
+        for key in KV_NAMES[:1]:
+            if key in node and node[key] is None:
+                node[key] = HEADS
         for key in HEAD_NAMES:
             if _is_int(node.get(key)) and node[key] > HEADS:
                 node[key] = HEADS
@@ -149,7 +154,8 @@ def _per_layer_keys(node: dict, depth: int) -> list[str]:
         if isinstance(value, list) and len(value) == depth and all(
                 v is None or isinstance(v, (str, bool, int, float, list)) for v in value):
             keys.append(key)
-        elif isinstance(value, str) and len(value) == depth and ("pattern" in key or "type" in key):
+        elif isinstance(value, str) and len(value) == depth and ("pattern" in key or "type" in key) and len(
+                set(value)) <= 3:  # a per-layer pattern ("MMA*"), not a word such as "block_sparse"
             keys.append(key)
     return keys
 

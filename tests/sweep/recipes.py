@@ -33,10 +33,13 @@ CONFIG_FIXES: dict[str, dict] = {
     "bamba": {"attn_layer_indices": [1]},
     "granitemoehybrid": {"layer_types": ["linear_attention", "attention"]},
     "recurrent_gemma": {"block_types": ["recurrent", "attention"]},
+    "lfm2_moe": {"layer_types": ["conv", "full_attention"]},
     "nemotron_h": {"n_groups": 2},
     "zamba2": {"n_mamba_heads": 4, "mamba_headdim": 16, "attention_hidden_size": 64, "num_query_groups": 4,
                "adapter_rank": 8},
     "deepseek_v2": {"num_experts_per_tok": 2},
+    "dots1": {"n_routed_experts": 4, "num_experts_per_tok": 2, "n_shared_experts": 1},
+    "esm": {"vocab_size": 33, "mask_token_id": 32, "pad_token_id": 1},
     # text halves of GLM-4V-style models: multimodal rope sections for a head of 8
     "glm4v_text": {"rope_parameters.mrope_section": [1, 1, 2]},
     "glm4v_moe_text": {"rope_parameters.mrope_section": [0, 1, 1]},
