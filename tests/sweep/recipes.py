@@ -26,6 +26,8 @@ def _prefixed(prefix: str, fixes: dict) -> dict:
 
 _HIERA = {"hidden_size": 16, "image_size": [256, 256], "embed_dim_per_stage": [16, 32, 64, 128],
           "blocks_per_stage": [2, 2, 2, 2], "global_attention_blocks": [3, 5, 7], "window_size_per_stage": [8, 4, 4, 4]}
+_FORECAST = {"prediction_length": 8, "context_length": 8, "lags_sequence": [1, 2, 3], "num_time_features": 1,
+             "feature_size": 6}  # 3 lags + 1 time feature + 2 scale features
 _SAM2_VISION = {"backbone_channel_list": [128, 64, 32, 16], "backbone_feature_sizes": [[64, 64], [32, 32], [16, 16]]}
 
 CONFIG_FIXES: dict[str, dict] = {
@@ -108,6 +110,9 @@ CONFIG_FIXES: dict[str, dict] = {
     "llava_next": {"vision_config.image_size": 112, "image_grid_pinpoints": [[112, 112]]},
     "llava_next_video": {"vision_config.image_size": 112, "image_grid_pinpoints": [[112, 112]]},
     "llava_onevision": {"vision_config.image_size": 112, "image_grid_pinpoints": [[112, 112]]},
+    # probabilistic forecasters: a short window, a few lags, one time feature
+    "time_series_transformer": _FORECAST,
+    "informer": _FORECAST,
     # BLIP-2 family: the image placeholders the Q-Former outputs replace
     "blip-2": {"image_token_index": IMAGE_TOKEN, "num_query_tokens": 8},
     "instructblip": {"image_token_index": IMAGE_TOKEN, "num_query_tokens": 8},
@@ -404,7 +409,21 @@ def _keypoint_pair(config, kit):
     return [("image", {"pixel_values": pixels})]
 
 
+def _forecaster(config, kit):
+    """Time Series Transformer family: history (context + largest lag), its time features, the future."""
+    history = config.context_length + max(config.lags_sequence)
+    future = config.prediction_length
+    return [("time-series", {
+        "past_values": torch.randn(kit.batch, history, generator=kit.g),
+        "past_time_features": torch.randn(kit.batch, history, config.num_time_features, generator=kit.g),
+        "past_observed_mask": torch.ones(kit.batch, history),
+        "future_values": torch.randn(kit.batch, future, generator=kit.g),
+        "future_time_features": torch.randn(kit.batch, future, config.num_time_features, generator=kit.g)})]
+
+
 INPUT_RECIPES = {
+    "time_series_transformer": _forecaster,
+    "informer": _forecaster,
     "decision_transformer": _decision_transformer,
     "granite_docling": _granite_docling,
     "superglue": _keypoint_pair,
