@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import copy
 
-from .recipes import SUB_CONFIGS, apply_config_fixes
+from .config_fixes import SUB_CONFIGS, apply_config_fixes
 
 VOCAB = 256
 HEADS, HEAD_DIM = 4, 8

@@ -16,7 +16,8 @@ import re
 
 import torch
 
-from .recipes import IMAGE_TOKEN, INPUT_RECIPES
+from .config_fixes import IMAGE_TOKEN
+from .input_recipes import INPUT_RECIPES
 
 BATCH, TEXT_LEN, PAD = 2, 10, 3
 IMAGE_TOKEN_KEYS = ("image_token_id", "image_token_index", "image_token")
@@ -168,7 +169,7 @@ def feature_count(error: Exception) -> int | None:
 
 
 class Kit:
-    """The generic pieces a per-type recipe (:mod:`tests.sweep.recipes`) builds its inputs from."""
+    """The generic pieces a per-type recipe (:mod:`tests.sweep.input_recipes`) builds its inputs from."""
 
     def __init__(self, model, special: set[int], generator: torch.Generator, count_hint: dict) -> None:
         self.config, self.g, self.hint = model.config, generator, count_hint
