@@ -111,6 +111,21 @@ def _grid_pixels(config, generator):
     return pixels, grid, side * side // (merge * merge)
 
 
+def _grid_layouts(config, generator) -> list[tuple[torch.Tensor, torch.Tensor, int]]:
+    """The grid patches as processors lay them out: flat with the temporal patch, then one frame per
+    patch (flat ``[patches, C*P*P]`` and ``[patches, C, P, P]``: ERNIE-4.5-VL, Kimi-K2.5, Cosmos)."""
+    pixels, grid, per_image = _grid_pixels(config, generator)
+    vision = _vision_config(config)
+    patch = getattr(vision, "patch_size", 14)
+    temporal = getattr(vision, "temporal_patch_size", 2) or 1
+    layouts = [(pixels, grid, per_image)]
+    if temporal > 1 or pixels.shape[1] % (patch * patch) == 0:
+        single = pixels[:, : pixels.shape[1] // temporal]
+        layouts.append((single, grid, per_image))
+        layouts.append((single.reshape(single.shape[0], -1, patch, patch), grid, per_image))
+    return layouts
+
+
 def _frames(config) -> int | None:
     """Frames per clip of a video model (``num_frames`` on the config or its vision config)."""
     for node in (config, _vision_config(config)):
@@ -208,9 +223,10 @@ def candidates(model, special: set[int], count_hint: dict | None = None):
     has_tower = getattr(config, "vision_config", True) is not None  # EmbeddingGemma 2: text-only by default
     if "input_ids" in params and image_token is not None and "pixel_values" in params and has_tower:
         if "image_grid_thw" in params:
-            pixels, grid, per_image = _grid_pixels(config, g)
-            batch = _with_placeholders(config, special, 6, image_token, count_hint.get("image", per_image), g, left)
-            out.append(("vlm-grid", {**batch, "pixel_values": pixels, "image_grid_thw": grid}))
+            for pixels, grid, per_image in _grid_layouts(config, g):
+                count = count_hint.get("image", per_image)
+                batch = _with_placeholders(config, special, 6, image_token, count, g, left)
+                out.append(("vlm-grid", {**batch, "pixel_values": pixels, "image_grid_thw": grid}))
         guess = count_hint.get("image") or _attr(config, COUNT_HINTS) or 1
         batch = _with_placeholders(config, special, 6, image_token, guess, g, left)
         pixels = _pixels(config, g)
@@ -255,8 +271,8 @@ def candidates(model, special: set[int], count_hint: dict | None = None):
     grid_key = next((k for k in ("image_grid_thw", "grid_thw") if k in params), None)
     pixel_key = "pixel_values" if "pixel_values" in params else "hidden_states" if "hidden_states" in params else None
     if grid_key and pixel_key and "input_ids" not in params:
-        pixels, grid, _ = _grid_pixels(config, g)
-        out.append(("image-grid", {pixel_key: pixels, grid_key: grid}))
+        for pixels, grid, _ in _grid_layouts(config, g):
+            out.append(("image-grid", {pixel_key: pixels, grid_key: grid}))
     if "pixel_values" in params:
         pixels = {"pixel_values": _pixels(config, g), **(decoder or {})}
         if text is not None:
