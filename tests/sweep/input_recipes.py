@@ -294,7 +294,16 @@ def _forecaster(config, kit):
         "future_time_features": torch.randn(kit.batch, future, config.num_time_features, generator=kit.g)})]
 
 
+def _deepseek_vl_hybrid(config, kit):
+    """DeepSeek-VL hybrid: a SigLIP view and a high-resolution SAM view of each image."""
+    size = config.high_res_vision_config.image_size
+    high = torch.randn(kit.batch, 3, size, size, generator=kit.g)
+    batch = kit.placeholders(config.image_token_id, 1)
+    return [("vlm", {**batch, "pixel_values": kit.pixels(), "high_res_pixel_values": high})]
+
+
 INPUT_RECIPES = {
+    "deepseek_vl_hybrid": _deepseek_vl_hybrid,
     "time_series_transformer": _forecaster,
     "informer": _forecaster,
     "decision_transformer": _decision_transformer,
