@@ -38,7 +38,7 @@ CONFIG_FIXES: dict[str, dict] = {
     "deepseek_v2": {"num_experts_per_tok": 2},
     "falcon_h1": {"mamba_d_ssm": 64},
     # Aria's projector maps a patch count to a query count: 490 px / 14 = 35 x 35 = 1225 patches
-    "aria": {"vision_config.image_size": 490},
+    "aria": {"vision_config.image_size": 490, "vision_config.patch_size": 14},
     "dots1": {"n_routed_experts": 4, "num_experts_per_tok": 2, "n_shared_experts": 1},
     "esm": {"vocab_size": 33, "mask_token_id": 32, "pad_token_id": 1},
     # text halves of GLM-4V-style models: multimodal rope sections for a head of 8
