@@ -24,6 +24,9 @@ _HIERA = {"hidden_size": 16, "image_size": [256, 256], "embed_dim_per_stage": [1
           "blocks_per_stage": [2, 2, 2, 2], "global_attention_blocks": [3, 5, 7], "window_size_per_stage": [8, 4, 4, 4]}
 _FORECAST = {"prediction_length": 8, "context_length": 8, "lags_sequence": [1, 2, 3], "num_time_features": 1,
              "feature_size": 6}  # 3 lags + 1 time feature + 2 scale features
+_SWIN4 = {"backbone_config.num_layers": 4, "backbone_config.depths": [2, 2, 2, 2],
+          "backbone_config.num_heads": [2, 2, 2, 2], "backbone_config.out_indices": [2, 3, 4],
+          "backbone_config.out_features": ["stage2", "stage3", "stage4"]}
 _SAM2_VISION = {"backbone_channel_list": [128, 64, 32, 16], "backbone_feature_sizes": [[64, 64], [32, 32], [16, 16]]}
 
 CONFIG_FIXES: dict[str, dict] = {
@@ -76,6 +79,9 @@ CONFIG_FIXES: dict[str, dict] = {
     "sam2_vision_model": {**_prefixed("backbone_config.", _HIERA), **_SAM2_VISION},
     "sam2": {**_prefixed("vision_config.backbone_config.", _HIERA), **_prefixed("vision_config.", _SAM2_VISION),
              "prompt_encoder_config.hidden_size": 32, "prompt_encoder_config.image_size": 256},
+    # Grounding DINO fuses four Swin stages (feature levels): keep the four stages, two blocks each
+    "grounding-dino": _SWIN4,
+    "mm-grounding-dino": _SWIN4,
     # DPT-style depth heads reassemble four backbone stages: four layers, small images
     "depth_anything": {"backbone_config.num_hidden_layers": 4, "backbone_config.out_indices": [1, 2, 3, 4],
                        "backbone_config.out_features": ["stage1", "stage2", "stage3", "stage4"],
