@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import copy
 
+from .config_fixes import SUB_CONFIGS, apply_config_fixes
+
 VOCAB = 256
 HEADS, HEAD_DIM = 4, 8
 WIDTH = HEADS * HEAD_DIM
@@ -67,6 +69,11 @@ def _shrink_node(node: dict, widths: dict, ffns: dict) -> None:
     hidden_keys = [k for k in HIDDEN_NAMES if _is_int(node.get(k)) and node[k] > WIDTH]
     if heads_key is not None and not isinstance(node.get("depths"), list):
         heads = node[heads_key]
+        if "head_dim" in node and node["head_dim"] is None:  # None means "hidden / heads" to some, a crash to others
+            node["head_dim"] = HEAD_DIM
+        for key in KV_NAMES[:1]:
+            if key in node and node[key] is None:
+                node[key] = HEADS
         for key in HEAD_NAMES:
             if _is_int(node.get(key)) and node[key] > HEADS:
                 node[key] = HEADS
@@ -85,6 +92,8 @@ def _shrink_node(node: dict, widths: dict, ffns: dict) -> None:
                 node[key] = HEAD_DIM
         if _is_int(node.get("rotary_dim")) and node["rotary_dim"] > HEAD_DIM // 2:
             node["rotary_dim"] = HEAD_DIM // 2
+        if _is_int(node.get("qk_nope_head_dim")) and _is_int(node.get("qk_rope_head_dim")):  # MLA
+            node["qk_head_dim"] = node["qk_nope_head_dim"] + node["qk_rope_head_dim"]
     if isinstance(node.get("num_heads"), list) and _is_int(node.get("embed_dim")) and node["embed_dim"] > WIDTH:
         # hierarchical vision models (Swin family): the width doubles per stage, two heads per stage
         widths[node["embed_dim"]] = WIDTH
@@ -104,6 +113,10 @@ def _shrink_node(node: dict, widths: dict, ffns: dict) -> None:
     for key in TOPK_NAMES:
         if _is_int(node.get(key)) and node[key] > 2:
             node[key] = 2
+    if _is_int(node.get("n_group")) and node["n_group"] > 2 and _first(node, EXPERT_NAMES):  # grouped routing
+        node["n_group"] = 2
+        if _is_int(node.get("topk_group")):
+            node["topk_group"] = min(node["topk_group"], 2)
     _shrink_depth(node)
     _shrink_ssm(node)
     for key in list(node):
@@ -141,7 +154,8 @@ def _per_layer_keys(node: dict, depth: int) -> list[str]:
         if isinstance(value, list) and len(value) == depth and all(
                 v is None or isinstance(v, (str, bool, int, float, list)) for v in value):
             keys.append(key)
-        elif isinstance(value, str) and len(value) == depth and ("pattern" in key or "type" in key):
+        elif isinstance(value, str) and len(value) == depth and ("pattern" in key or "type" in key) and len(
+                set(value)) <= 3:  # a per-layer pattern ("MMA*"), not a word such as "block_sparse"
             keys.append(key)
     return keys
 
@@ -240,7 +254,7 @@ def _fix_layer_refs(node: dict) -> None:
         low = key.lower()
         if not ("layer" in low or "index" in low or "indexes" in low) or key.endswith("layers"):
             continue
-        if "token" in low or "period" in low or "offset" in low:
+        if any(part in low for part in ("token", "period", "offset", "size", "vocab", "dim", "head", "topk")):
             continue
         if _is_int(value) and value >= depth:
             node[key] = depth - 1
@@ -286,6 +300,9 @@ def _fit_multimodal(tree: dict) -> None:
                 params["mrope_section"] = [1, 1, HEAD_DIM // 2 - 2]
     if not isinstance(vision, dict):
         return
+    for key in ("out_hidden_size", "text_hidden_size"):  # the vision tower's output feeds the text model
+        if _is_int(vision.get(key)) and vision[key] > WIDTH:
+            vision[key] = WIDTH
     for _, node in _nodes(tree):
         size, patch = node.get("image_size"), node.get("patch_size")
         if _is_int(size) and _is_int(patch) and size > 448 and node is not tree:
@@ -330,6 +347,8 @@ def tiny_config(model_type: str):
 
     base = tf.AutoConfig.for_model(model_type)
     tree = copy.deepcopy(base.to_dict())
+    for key, sub_type in SUB_CONFIGS.get(model_type, {}).items():  # towers the default config leaves out
+        tree[key] = tf.AutoConfig.for_model(sub_type).to_dict()
     widths: dict[int, int] = {}
     ffns: dict[int, int] = {}
     nodes = list(_nodes(tree))
@@ -343,6 +362,7 @@ def tiny_config(model_type: str):
         _fix_rope_sections(node)
         _fix_backbone(node)
     _fit_multimodal(tree)
+    apply_config_fixes(model_type, tree)
     special = _move_token_ids(tree)
     tree.pop("transformers_version", None)
     config = type(base)(**{k: v for k, v in tree.items() if k != "model_type"})

@@ -21,7 +21,8 @@ _BY_MAPPING = (
                  "TABLE_QUESTION_ANSWERING")),
 )
 _BY_INPUTS = {"vlm": "vision-language", "vlm-grid": "vision-language", "audio-lm": "speech", "audio": "speech",
-              "image": "vision", "image-grid": "vision"}
+              "image": "vision", "image-grid": "vision", "video": "vision", "text+audio": "dual encoder",
+              "text+video": "dual encoder", "text+layout": "encoder"}
 
 
 def family(model_type: str, inputs_label: str | None = None) -> str:

@@ -16,6 +16,9 @@ import re
 
 import torch
 
+from .config_fixes import IMAGE_TOKEN
+from .input_recipes import INPUT_RECIPES
+
 BATCH, TEXT_LEN, PAD = 2, 10, 3
 IMAGE_TOKEN_KEYS = ("image_token_id", "image_token_index", "image_token")
 AUDIO_TOKEN_KEYS = ("audio_token_id", "audio_token_index")
@@ -41,12 +44,16 @@ def _vision_config(config):
                 "encoder_config", "encoder"):
         sub = getattr(config, key, None)
         if sub is not None and hasattr(sub, "to_dict"):
-            return sub
+            inner = getattr(sub, "vision_config", None)  # T5Gemma 2: the tower sits in the encoder config
+            return inner if inner is not None and hasattr(inner, "to_dict") else sub
     return config
 
 
 def _image_hw(config) -> tuple[int, int]:
-    size = getattr(config, "image_size", None)
+    size = getattr(config, "image_size", None) or getattr(config, "crop_size", None)
+    backbone = getattr(config, "backbone_config", None)
+    if size is None and backbone is not None:  # SAM 2: the size sits on the Hiera backbone
+        return _image_hw(backbone)
     if size is None:
         size = getattr(config, "img_size", None) or getattr(config, "input_size", None) or 224
     if isinstance(size, dict):
@@ -104,20 +111,50 @@ def _grid_pixels(config, generator):
     return pixels, grid, side * side // (merge * merge)
 
 
+def _grid_layouts(config, generator) -> list[tuple[torch.Tensor, torch.Tensor, int]]:
+    """The grid patches as processors lay them out: flat with the temporal patch, then one frame per
+    patch (flat ``[patches, C*P*P]`` and ``[patches, C, P, P]``: ERNIE-4.5-VL, Kimi-K2.5, Cosmos)."""
+    pixels, grid, per_image = _grid_pixels(config, generator)
+    vision = _vision_config(config)
+    patch = getattr(vision, "patch_size", 14)
+    temporal = getattr(vision, "temporal_patch_size", 2) or 1
+    layouts = [(pixels, grid, per_image)]
+    if temporal > 1 or pixels.shape[1] % (patch * patch) == 0:
+        single = pixels[:, : pixels.shape[1] // temporal]
+        layouts.append((single, grid, per_image))
+        layouts.append((single.reshape(single.shape[0], -1, patch, patch), grid, per_image))
+    return layouts
+
+
+def _frames(config) -> int | None:
+    """Frames per clip of a video model (``num_frames`` on the config or its vision config)."""
+    for node in (config, _vision_config(config)):
+        frames = getattr(node, "num_frames", None) or getattr(node, "frames_per_clip", None)
+        if isinstance(frames, int) and frames > 0:
+            return frames
+    return None
+
+
 def _audio(model, config, params, generator) -> list[dict]:
     audio = getattr(config, "audio_config", None) or getattr(config, "encoder_config", None) or config
     out = []
     if "input_features" in params:
-        bins = (getattr(audio, "num_mel_bins", None) or getattr(audio, "feature_size", None)
+        bins = (getattr(audio, "feature_projection_input_dim", None)  # wav2vec2-bert: stacked frames
+                or getattr(audio, "num_mel_bins", None) or getattr(audio, "feature_size", None)
                 or getattr(audio, "input_feat_per_channel", None) or 80)
         bins *= getattr(audio, "input_channels", 1) or 1
         source = getattr(audio, "max_source_positions", None)
         frames = 2 * source if isinstance(source, int) and source <= 3000 else 64
         for layout in ("bft", "btf") if source else ("btf", "bft"):
             shape = (BATCH, bins, frames) if layout == "bft" else (BATCH, frames, bins)
-            out.append({"input_features": torch.randn(*shape, generator=generator)})
+            feats = {"input_features": torch.randn(*shape, generator=generator)}
+            if "input_features_mask" in params:  # Qwen3-ASR, FunASR: which frames are real
+                feats["input_features_mask"] = torch.ones(BATCH, frames, dtype=torch.long)
+            out.append(feats)
     if "input_values" in params:
-        out.append({"input_values": torch.randn(BATCH, 8000, generator=generator)})
+        wave = torch.randn(BATCH, 8000, generator=generator)
+        out.append({"input_values": wave})
+        out.append({"input_values": wave[:, None]})  # codecs: [batch, channels=1, samples]
     return out
 
 
@@ -146,35 +183,67 @@ def feature_count(error: Exception) -> int | None:
     return int(match.group(1)) if match else None
 
 
+class Kit:
+    """The generic pieces a per-type recipe (:mod:`tests.sweep.input_recipes`) builds its inputs from."""
+
+    def __init__(self, model, special: set[int], generator: torch.Generator, count_hint: dict) -> None:
+        self.config, self.g, self.hint = model.config, generator, count_hint
+        self.special = special | {IMAGE_TOKEN}  # recipes may use it as a placeholder
+        self.left = _left_padded(model, _params(model))
+        self.batch, self.length = BATCH, TEXT_LEN
+
+    def text(self) -> dict:
+        """Two token rows of ``length`` ids, the second padded (left for decoders)."""
+        return {"input_ids": _ids(self.config, self.special, self.length, self.g),
+                "attention_mask": _mask(self.length, self.left)}
+
+    def placeholders(self, token: int, count: int, kind: str = "image") -> dict:
+        """Text rows holding ``count`` copies of the placeholder ``token`` each (or the count the model asked for)."""
+        count = self.hint.get(kind, count)
+        return _with_placeholders(self.config, self.special, 6, token, count, self.g, self.left)
+
+    def pixels(self) -> torch.Tensor:
+        """Images at the (vision) config's size."""
+        return _pixels(self.config, self.g)
+
+
 def candidates(model, special: set[int], count_hint: dict | None = None):
     """Plausible inputs for ``model``, most specific first (see the module docstring)."""
     config = model.config
     params = _params(model)
     g = torch.Generator().manual_seed(1)
+    recipe = INPUT_RECIPES.get(getattr(config, "model_type", None))
+    if recipe is not None:
+        return recipe(config, Kit(model, special, g, count_hint or {}))
     left = _left_padded(model, params)
     image_token = _attr(config, IMAGE_TOKEN_KEYS)
     audio_token = _attr(config, AUDIO_TOKEN_KEYS)
     count_hint = count_hint or {}
     out = []
-    if "input_ids" in params and image_token is not None and "pixel_values" in params:
+    has_tower = getattr(config, "vision_config", True) is not None  # EmbeddingGemma 2: text-only by default
+    if "input_ids" in params and image_token is not None and "pixel_values" in params and has_tower:
         if "image_grid_thw" in params:
-            pixels, grid, per_image = _grid_pixels(config, g)
-            batch = _with_placeholders(config, special, 6, image_token, count_hint.get("image", per_image), g, left)
-            out.append(("vlm-grid", {**batch, "pixel_values": pixels, "image_grid_thw": grid}))
+            for pixels, grid, per_image in _grid_layouts(config, g):
+                count = count_hint.get("image", per_image)
+                batch = _with_placeholders(config, special, 6, image_token, count, g, left)
+                out.append(("vlm-grid", {**batch, "pixel_values": pixels, "image_grid_thw": grid}))
         guess = count_hint.get("image") or _attr(config, COUNT_HINTS) or 1
         batch = _with_placeholders(config, special, 6, image_token, guess, g, left)
         pixels = _pixels(config, g)
         out.append(("vlm", {**batch, "pixel_values": pixels}))
-        if "pixel_attention_mask" in params or "image_attention_mask" in params:  # idefics: [batch, images, ...]
-            out.append(("vlm", {**batch, "pixel_values": pixels[:, None]}))
+        out.append(("vlm", {**batch, "pixel_values": pixels[:, None]}))  # idefics-style: [batch, images, ...]
         if "image_sizes" in params:
             sizes = torch.tensor([list(pixels.shape[-2:])] * BATCH)
             out.append(("vlm", {**batch, "pixel_values": pixels, "image_sizes": sizes}))
+        if getattr(config, "is_encoder_decoder", False) and "decoder_input_ids" in params:  # T5Gemma 2
+            for _, inputs in out:
+                inputs["decoder_input_ids"] = _ids(config, special, 7, g)
         if "mm_token_type_ids" in params:
             for _, inputs in out:
                 inputs["mm_token_type_ids"] = (inputs["input_ids"] == image_token).long()
         return out  # a vision-language model is tested with images, never text only
-    if "input_ids" in params and audio_token is not None and {"input_features", "input_values"} & params:
+    has_audio = getattr(config, "audio_config", True) is not None
+    if "input_ids" in params and audio_token is not None and {"input_features", "input_values"} & params and has_audio:
         for audio in _audio(model, config, params, g):
             batch = _with_placeholders(config, special, 6, audio_token, count_hint.get("audio", 1), g, left)
             mask_key = "feature_attention_mask" if "feature_attention_mask" in params else None
@@ -202,13 +271,22 @@ def candidates(model, special: set[int], count_hint: dict | None = None):
     grid_key = next((k for k in ("image_grid_thw", "grid_thw") if k in params), None)
     pixel_key = "pixel_values" if "pixel_values" in params else "hidden_states" if "hidden_states" in params else None
     if grid_key and pixel_key and "input_ids" not in params:
-        pixels, grid, _ = _grid_pixels(config, g)
-        out.append(("image-grid", {pixel_key: pixels, grid_key: grid}))
+        for pixels, grid, _ in _grid_layouts(config, g):
+            out.append(("image-grid", {pixel_key: pixels, grid_key: grid}))
     if "pixel_values" in params:
         pixels = {"pixel_values": _pixels(config, g), **(decoder or {})}
         if text is not None:
             out.append(("text+image", {**text, **pixels}))
         out.append(("image", pixels))
+        frames = _frames(config)
+        if frames:  # video models: [batch, frames, channels, height, width]
+            video = pixels["pixel_values"][:, None].repeat(1, frames, 1, 1, 1)
+            if text is not None:
+                out.append(("text+video", {**text, **pixels, "pixel_values": video}))
+            out.append(("video", {**pixels, "pixel_values": video}))
+    if "pixel_values_videos" in params and image_token is None:  # V-JEPA 2, VideoPrism (and its CLIP)
+        clip = _pixels(config, g)[:, None].repeat(1, _frames(config) or 2, 1, 1, 1)
+        out.append(("text+video" if text else "video", {**(text or {}), "pixel_values_videos": clip}))
     for audio in _audio(model, config, params, g):
         if decoder is not None:
             audio = {**audio, **decoder}
