@@ -17,7 +17,7 @@ import shutil
 
 import torch
 
-from .errors import CaptureError, MemoryBudgetError
+from .errors import MemoryBudgetError
 
 DEFAULT_FRACTION = 0.5
 _UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,

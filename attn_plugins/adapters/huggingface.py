@@ -18,9 +18,9 @@ import threading
 
 from ..errors import CaptureError
 from .base import Adapter, Target
+from .dropout_probe import watch_dropout
 from .hf_kernel import TargetHandler, is_hf_model, owner_inputs
 from .hf_legacy import LegacyOutputs, legacy_targets
-from .dropout_probe import watch_dropout
 from .hf_outputs import OutputLayout, asks_output_attentions
 from .hooks import remove_hooks
 from .scope import attribute_patch, first_active, item_patch, original_value

@@ -75,7 +75,7 @@ class View:
         reachable = (torch.nan_to_num(self.weights, nan=0.0).abs() > 0).any(dim=1)
         return reachable & self.key_mask[:, None, :] & self.query_mask[:, :, None]
 
-    def select_item(self, item: int | None) -> "View":
+    def select_item(self, item: int | None) -> View:
         if item is None:
             return self
         b = self.weights.shape[0]

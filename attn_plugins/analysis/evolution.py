@@ -20,9 +20,9 @@ import torch
 
 from ..record import AttentionRecord
 from .blocks import ANY, record_view, select_layers
-from .tokens import readable_token
 from .divergence import js_divergence_rows
 from .stats import STAT_NAMES, head_stats
+from .tokens import readable_token
 
 
 @dataclass

@@ -33,7 +33,7 @@ class PairwiseMatrix:
     measure: str
     heads: list[tuple[str, int]] | None = None  # (layer label, head index) per row, for head matrices
 
-    def cluster(self, method: str = "average", n_clusters: int | None = None) -> "HeadClusters":
+    def cluster(self, method: str = "average", n_clusters: int | None = None) -> HeadClusters:
         """Hierarchical clustering of this matrix (a distance; a similarity is turned into ``1 - s``)."""
         distances = self.values if "similarity" not in self.measure else 1.0 - self.values
         return cluster(distances, self.labels, method=method, n_clusters=n_clusters)

@@ -244,7 +244,7 @@ def _patch_transformers_adamw() -> None:
 
     transformers = sys.modules["transformers"]
     try:
-        present = "AdamW" in dir(transformers) and getattr(transformers, "AdamW") is not None
+        present = "AdamW" in dir(transformers) and transformers.AdamW is not None
     except (AttributeError, ImportError, RuntimeError):
         present = False
     if not present:

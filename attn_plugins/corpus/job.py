@@ -18,7 +18,6 @@ from dataclasses import asdict, dataclass
 from ..errors import InputError
 from ..inputs import check_length
 from .data import Text
-
 from .errors import CorpusError, need_pyarrow
 
 ATTENTION_BUDGET_BYTES = 1 << 30  # captured float32 attention of one model batch

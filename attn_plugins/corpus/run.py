@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 from ..errors import InputError
 from ..inputs import MAX_TOKENS_DEFAULT, ensure_pad_token, token_limit
 from .data import file_fingerprint, read_texts
-
 from .errors import CorpusError, need_pyarrow
 from .job import (
     CorpusJob,

@@ -13,9 +13,9 @@ calls important change the prediction? And does the method notice when the model
 
 from .evaluate import evaluate
 from .metrics import DEFAULT_BINS, comprehensiveness_sufficiency, deletion_insertion, leave_one_out
-from .plot import curves_plot
 from .perturb import Instance, Scorer, make_instances
 from .plausibility import plausibility, rationale_mask
+from .plot import curves_plot
 from .randomization import cascade_steps, randomization_check
 from .result import FaithfulnessResult, bootstrap_ci
 

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import torch
 
+from ..errors import import_optional
 from ..registry import Registry
 from ..saliency.methods import quiet_captum, reduce_embedding
 from ..saliency.problem import ForwardModule, transform_output
-from ..errors import import_optional
 
 GENERATION_METHODS = Registry("generation attribution method", "attn_plugins.generation_methods")
 

@@ -46,7 +46,7 @@ MAX_TOKENS = 65535
 COMPRESS_LEVEL = 1
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _static(name: str, mtime: float) -> str:
     with open(os.path.join(STATIC, name), encoding="utf-8") as handle:
         return handle.read()

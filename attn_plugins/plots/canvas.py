@@ -4,10 +4,9 @@ readable token labels."""
 
 from __future__ import annotations
 
+import io
 import math
 import os
-
-import io
 import sys
 
 from ..atomic import atomic_path

@@ -8,12 +8,19 @@ import os
 import warnings
 
 import numpy as np
-import torch
 
 from ..analysis.evolution import CheckpointEvolution, GenerationEvolution, checkpoint_evolution, generation_evolution
 from ..record import AttentionRecord
-from .canvas import (colour_scale, contextual, display_label, finish, new_figure, set_token_ticks, small_multiple_ticks,
-                    style)
+from .canvas import (
+    colour_scale,
+    contextual,
+    display_label,
+    finish,
+    new_figure,
+    set_token_ticks,
+    small_multiple_ticks,
+    style,
+)
 from .heatmaps import draw_matrix
 
 PROMPT_COLOR = "#4c72b0"

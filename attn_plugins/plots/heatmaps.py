@@ -8,8 +8,17 @@ import torch
 
 from ..analysis.blocks import ANY, View, record_view, select_layers, views
 from ..record import AttentionRecord
-from .canvas import (annotate_cells, colour_scale, contextual, finish, new_figure, pick_cross_layer, readable,
-                    set_token_ticks, small_multiple_ticks)
+from .canvas import (
+    annotate_cells,
+    colour_scale,
+    contextual,
+    finish,
+    new_figure,
+    pick_cross_layer,
+    readable,
+    set_token_ticks,
+    small_multiple_ticks,
+)
 
 
 def _view(attn, layer, item, stack, kind, attention_mask=None, tokens=None) -> View:

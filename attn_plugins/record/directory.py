@@ -29,8 +29,16 @@ import torch
 from ..atomic import write_text
 from ..errors import RecordFormatError, ShardError
 from . import shards
-from .format import (KINDS, MAX_METADATA_BYTES, RecordParts, is_valid_stack, layer_entry, parse_json, parse_meta,
-                     record_meta)
+from .format import (
+    KINDS,
+    MAX_METADATA_BYTES,
+    RecordParts,
+    is_valid_stack,
+    layer_entry,
+    parse_json,
+    parse_meta,
+    record_meta,
+)
 
 RECORD_JSON = "record.json"
 INPUTS_FILE = "inputs.safetensors"

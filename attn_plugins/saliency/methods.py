@@ -18,8 +18,8 @@ from typing import Any
 
 import torch
 
-from ..registry import Registry
 from ..errors import import_optional as optional
+from ..registry import Registry
 
 METHODS = Registry("saliency method", "attn_plugins.saliency_methods")
 

@@ -330,7 +330,7 @@ def test_adapter_is_chosen_for_plain_models_only():
     assert "torch" in ADAPTERS.names()
     assert adapter_for(nn.Transformer(E, H, 1, 1, 32)) is ADAPTERS.get("torch")
     assert adapter_for(nn.Sequential(nn.Linear(2, 2))) is None
-    assert getattr(ADAPTERS.get("torch"), "priority") == 90
+    assert ADAPTERS.get("torch").priority == 90
 
 
 # --------------------------------------------------------------------------------------------------

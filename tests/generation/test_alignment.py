@@ -7,8 +7,7 @@ import pytest
 
 from attn_plugins.errors import InputError
 from attn_plugins.generation import SequenceAttribution
-from attn_plugins.generation.alignment import (alignment_scores, evaluate, induced_alignment, parse_pharaoh,
-                                                to_pharaoh)
+from attn_plugins.generation.alignment import alignment_scores, evaluate, induced_alignment, parse_pharaoh, to_pharaoh
 
 
 def test_parse_pharaoh_sure_and_possible():

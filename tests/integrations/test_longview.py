@@ -74,7 +74,7 @@ def test_long_is_its_own_exporter():
         ap.export(record, "long", include_layers=[99])
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def long_record():
     """MiniLM on 1,024 tokens of text (position ids modulo 512), layers 0 and 5."""
     tok, model = R.minilm_tokenizer(), R.minilm_model()

@@ -31,7 +31,7 @@ DRAWN = {
 }
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def luong_record():
     from fixtures.luong_seq2seq import model as luong
 
@@ -43,7 +43,7 @@ def luong_record():
     return cap.record
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def gpt2_forward():
     from transformers import GPT2Config, GPT2LMHeadModel
 
@@ -57,7 +57,7 @@ def gpt2_forward():
     return cap.record
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def bart_forward():
     from transformers import BartConfig, BartForConditionalGeneration
 
@@ -74,7 +74,7 @@ def bart_forward():
     return cap.record
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def minilm_subset():
     tok, model = R.minilm_tokenizer(), R.minilm_model()
     enc = tok(["The cat sat on the mat."], return_tensors="pt")
@@ -83,7 +83,7 @@ def minilm_subset():
     return cap.record
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def torch_mha():
     torch.manual_seed(0)
     layer = torch.nn.TransformerEncoderLayer(d_model=16, nhead=2, dim_feedforward=32, batch_first=True)
@@ -151,9 +151,9 @@ def test_cross_only_head_view_has_target_and_source_sides(browser, tmp_path):
     value = page.js(f"return document.querySelector('{root} #attention').children[0].children[2].children[1].__data__")
     assert torch.tensor(value, dtype=torch.float32) == weights[0, 0, 2, 1]
     # stock BertViz gets the same sides
-    from attn_plugins.integrations.bertviz import bertviz_inputs
-
     import bertviz
+
+    from attn_plugins.integrations.bertviz import bertviz_inputs
 
     args = bertviz_inputs(record, item=1)
     assert args["decoder_tokens"] == [f"step {i}" for i in range(steps)]

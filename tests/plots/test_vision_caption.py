@@ -19,8 +19,15 @@ STEPS = 4
 
 
 def captioner(encoder: str):
-    from transformers import (Dinov2WithRegistersConfig, Dinov2WithRegistersModel, GPT2Config, GPT2LMHeadModel,
-                              ViTConfig, ViTModel, VisionEncoderDecoderModel)
+    from transformers import (
+        Dinov2WithRegistersConfig,
+        Dinov2WithRegistersModel,
+        GPT2Config,
+        GPT2LMHeadModel,
+        VisionEncoderDecoderModel,
+        ViTConfig,
+        ViTModel,
+    )
 
     torch.manual_seed(0)
     if encoder == "vit":  # a 32x48 image in 8x8 patches: a 4x6 grid after [CLS]

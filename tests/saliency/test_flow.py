@@ -86,8 +86,9 @@ def test_precision_follows_the_scale():
 
 
 def test_flow_of_padded_record_equals_flow_of_each_item():
-    import attn_plugins as ap
     from transformers import AutoModel, AutoTokenizer
+
+    import attn_plugins as ap
 
     from .helpers import minilm_path
 

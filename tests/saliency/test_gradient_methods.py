@@ -3,8 +3,15 @@
 import numpy as np
 import pytest
 import torch
-from captum.attr import (DeepLift, FeatureAblation, InputXGradient, IntegratedGradients, LayerIntegratedGradients,
-                         NoiseTunnel, Saliency)
+from captum.attr import (
+    DeepLift,
+    FeatureAblation,
+    InputXGradient,
+    IntegratedGradients,
+    LayerIntegratedGradients,
+    NoiseTunnel,
+    Saliency,
+)
 
 from attn_plugins.saliency import METHODS, Explainer
 
@@ -217,7 +224,7 @@ def test_merge_words(setup):
 # ----- other heads: token classification, masked LM, causal LM --------------------------------------
 @pytest.fixture(scope="module")
 def heads():
-    from transformers import (BertForMaskedLM, BertForTokenClassification, GPT2Config, GPT2LMHeadModel)
+    from transformers import BertForMaskedLM, BertForTokenClassification, GPT2Config, GPT2LMHeadModel
     from transformers.utils import logging
 
     from .helpers import minilm_path

@@ -21,8 +21,8 @@ import warnings
 import torch
 
 from .builder import SkipType, build_pair
-from .inputs import candidates, feature_count
 from .families import family
+from .inputs import candidates, feature_count
 
 TOL = 1e-5
 _SKIP_MARKERS = ("pip install", "requires the", "is not installed", "not available", "No module named",

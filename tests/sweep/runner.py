@@ -86,8 +86,8 @@ def run_all(types: list[str], root: str, timeout: float = 120.0, jobs: int = 1, 
             if progress:
                 progress(result)
     else:
-        from concurrent.futures import ThreadPoolExecutor
         import threading
+        from concurrent.futures import ThreadPoolExecutor
 
         local = threading.local()
         started: list[Worker] = []
