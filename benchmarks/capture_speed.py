@@ -454,7 +454,7 @@ def run_case(args, case_name: str) -> dict:
     with tempfile.TemporaryDirectory(prefix="attn-capture-speed-") as workdir, torch.inference_mode():
         columns = columns_for(case, workdir)
         rows = [{"name": c.name, "note": c.note, "times": [], "cpu_times": []} for c in columns]
-        for column, row in zip(columns, rows):
+        for column, row in zip(columns, rows, strict=True):
             reason = skip_reason(case, column, workdir)
             try:
                 for i in range(0 if reason else warmup):
@@ -464,7 +464,7 @@ def run_case(args, case_name: str) -> dict:
                 reason = _refusal(exc)
             if reason:
                 row["skipped"] = reason
-        live = [(c, r) for c, r in zip(columns, rows) if "skipped" not in r]
+        live = [(c, r) for c, r in zip(columns, rows, strict=True) if "skipped" not in r]
         if not args.repeats and round_s * repeats > args.budget:  # slow cases: fewer calls, at least 3
             repeats = max(3, int(args.budget / round_s))
         # round-robin: load from other processes on a shared machine hits every column alike

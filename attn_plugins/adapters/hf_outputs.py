@@ -214,7 +214,7 @@ class OutputLayout:
         for path, tensors in fields.items():
             kept = before_dropout if module.training and len(fields) == 1 else []
             if len(kept) != len(tensors) or not all(
-                    isinstance(t, torch.Tensor) and k.shape == t.shape for k, t in zip(kept, tensors)):
+                    isinstance(t, torch.Tensor) and k.shape == t.shape for k, t in zip(kept, tensors, strict=True)):
                 kept = []
             keys = []
             for position, tensor in enumerate(tensors):

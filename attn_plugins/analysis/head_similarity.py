@@ -68,7 +68,7 @@ class HeadClusters:
         if self.assignments is None:
             raise ValueError("call cluster(..., n_clusters=N) to assign clusters")
         out: dict[int, list[str]] = {}
-        for label, cid in zip(self.labels, self.assignments):
+        for label, cid in zip(self.labels, self.assignments, strict=True):
             out.setdefault(int(cid), []).append(label)
         return out
 
@@ -155,7 +155,7 @@ def layer_similarity(attn: Any, *, method: str = "js", base: float = 2.0, item: 
     for v in vs:
         w = torch.where(v.key_mask[:, None, None, :], v.weights, torch.zeros((), dtype=torch.float64))
         means.append(w.mean(dim=1, keepdim=True))
-    pooled = [type(v)(**{**v.__dict__, "weights": m, "heads": [0]}) for v, m in zip(vs, means)]
+    pooled = [type(v)(**{**v.__dict__, "weights": m, "heads": [0]}) for v, m in zip(vs, means, strict=True)]
     dists, _, _ = _stack_rows(pooled)
     labels = [v.label or f"layer {i}" for i, v in enumerate(vs)]
     if method == "js":

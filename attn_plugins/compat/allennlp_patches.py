@@ -277,7 +277,7 @@ def _special_token_template(tokenizer, pair: bool):
     # special tokens before the first sequence, between the two, and after the last
     parts: list[list[int]] = [[]]
     previous_special = True
-    for token_id, special in zip(enc.ids, enc.special_tokens_mask):
+    for token_id, special in zip(enc.ids, enc.special_tokens_mask, strict=True):
         if special:
             if not previous_special:
                 parts.append([])

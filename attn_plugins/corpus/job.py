@@ -218,7 +218,7 @@ def compute_rows(model, tokenizer, job: CorpusJob, batch: dict,
                             truncation=job.truncate, max_length=job.limit if job.truncate else None)
         check_length(model, encoded, job.limit)
         encoded = encoded.to(model.device)
-        for pos, stats in zip(group, _batch_stats(model, tokenizer, job, encoded)):
+        for pos, stats in zip(group, _batch_stats(model, tokenizer, job, encoded), strict=True):
             per_text[pos] = stats
         if progress is not None:
             progress(len(group))

@@ -52,7 +52,7 @@ def make_instances(saliencies: Sequence[TokenSaliency], tokenizer, targets=None)
                              "metrics perturb single texts (token types of pairs are not rebuilt)")
         ids = [int(i) for i in tokenizer.convert_tokens_to_ids(list(sal.tokens))]
         back = tokenizer.convert_ids_to_tokens(ids)
-        if list(back) != list(sal.tokens) and not all(t == b or t == unk for t, b in zip(sal.tokens, back)):
+        if list(back) != list(sal.tokens) and not all(t == b or t == unk for t, b in zip(sal.tokens, back, strict=True)):
             raise InputError(f"item {n}: its tokens are not the tokenizer's (word-merged results cannot be "
                              "perturbed: evaluate token-level saliency, merge_words=False)")
         target = targets[n] if targets is not None else (sal.target if sal.target is not None else sal.prediction)

@@ -117,7 +117,7 @@ def evaluate(results, gold, methods=None, how="argmax", *, source_mask=None, tar
     out = {}
     for method in methods:
         predicted, sure, possible = set(), set(), set()
-        for k, (result, g) in enumerate(zip(results, gold)):
+        for k, (result, g) in enumerate(zip(results, gold, strict=True)):
             s, p = parse_pharaoh(g, len(result.source_tokens), len(result.target_tokens)) if isinstance(g, str) else g
             sm = source_mask[k] if source_mask is not None else None
             tm = target_mask[k] if target_mask is not None else None

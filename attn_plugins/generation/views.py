@@ -80,13 +80,13 @@ def export_generation(result, *, element_id: str = "attn-generation", include_pr
         raw = np.concatenate([result.source[method], result.prefix[method]], axis=1) if include_prefix else \
             result.source[method]
         norm = result.normalized(method, include_prefix=include_prefix)
-        shades[method] = [[[shade(n / row.max() if row.max() > 0 else 0.0), f"{v:.4g}"] for n, v in zip(row, vals)]
-                          for row, vals in zip(norm, raw)]
+        shades[method] = [[[shade(n / row.max() if row.max() > 0 else 0.0), f"{v:.4g}"] for n, v in zip(row, vals, strict=True)]
+                          for row, vals in zip(norm, raw, strict=True)]
     options = "".join(f"<option value=\"{escape(m)}\">{escape(m)}</option>" for m in result.methods)
     targets = "".join(
         f"<button class=\"gen-t\" data-t=\"{i}\" title=\"p={p:.3g}\">{escape(tok)}</button> "
         for i, (tok, p) in enumerate(zip(result.target_tokens, result.step_scores.get(
-            "probability", np.full(len(result), np.nan)))))
+            "probability", np.full(len(result), np.nan)), strict=True)))
     sources = "".join(f"<span class=\"gen-s\" data-s=\"{j}\">{escape(tok)}</span> " for j, tok in
                       enumerate(columns[: len(result.source_tokens)]))
     prefix = "".join(f"<span class=\"gen-s\" data-s=\"{len(result.source_tokens) + j}\">{escape(tok)}</span> "

@@ -246,7 +246,7 @@ def _attn_entries(found: list[Panel], arrays: _Arrays) -> list[dict]:
             for rows, cols in ((a_, a_), (b_, b_), (a_, b_), (b_, a_)):
                 entries.append({"name": None, "attn": arrays.add(p.attn[:, :, rows, cols]),
                                 "left_text": p.left[rows], "right_text": p.right[cols]})
-            for entry, name in zip(entries, PAIR_NAMES):
+            for entry, name in zip(entries, PAIR_NAMES, strict=True):
                 entry["name"] = name
     return entries
 

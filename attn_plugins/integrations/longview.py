@@ -192,12 +192,12 @@ def encode(attn_blocks: list[torch.Tensor], *, budget_bytes: int = 8_000_000, mi
             keep = (v >= tau) | (c == top[r])
             trimmed.append((r[keep], c[keep], v[keep], top))
         sparse = trimmed
-    sizes = [w.shape[0] * w.shape[1] + 2 * int(v.numel()) for w, (_, _, v, _) in zip(groups, sparse)]
+    sizes = [w.shape[0] * w.shape[1] + 2 * int(v.numel()) for w, (_, _, v, _) in zip(groups, sparse, strict=True)]
     out = np.empty(sum(sizes), dtype="<u2")
     offsets: list[dict] = []
     position = 0
     share_min, share_sum, share_rows = 1.0, 0.0, 0
-    for w, row_sum, (r, c, v, _) in zip(groups, row_sums, sparse):
+    for w, row_sum, (r, c, v, _) in zip(groups, row_sums, sparse, strict=True):
         n, q, _ = w.shape
         counts = torch.bincount(r, minlength=n * q)
         same = torch.zeros_like(r, dtype=torch.bool)

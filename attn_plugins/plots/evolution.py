@@ -67,7 +67,7 @@ def _draw_step(ax, evo: GenerationEvolution, row: np.ndarray, t: int, ymax: floa
             colors.append(PROMPT_COLOR)
         else:
             colors.append(PROMPT_COLOR if j < prompt_end else GENERATED_COLOR)
-    ax.bar(xs[real], values[real], width=0.85, color=[c for c, r in zip(colors, real) if r], linewidth=0)
+    ax.bar(xs[real], values[real], width=0.85, color=[c for c, r in zip(colors, real, strict=True) if r], linewidth=0)
     if current is not None:
         ax.bar([current], [values[current]], width=0.85, color="none", edgecolor=CURRENT_COLOR, linewidth=0.8)
     ax.set_xlim(-0.6, (kv if evo.kind == "self" else shown) - 0.4)
@@ -173,7 +173,7 @@ def checkpoint_stats_plot(attn, stats=("entropy", "drift"), *, labels=None, laye
     fig = new_figure(2.6 * len(stats) + 0.2, 2.2)
     axes = fig.subplots(1, len(stats), squeeze=False)[0]
     xs = np.arange(len(evo.labels))
-    for ax, name in zip(axes, stats):
+    for ax, name in zip(axes, stats, strict=True):
         data = evo.drift if name == "drift" else evo.drift_from_final if name == "drift_from_final" else evo.stats[name]
         if layer is not None:
             li = evo.layer_labels.index(layer) if isinstance(layer, str) else layer

@@ -46,7 +46,7 @@ def head_stats_plot(attn, stats=("entropy", "distance"), *, style: str = "matrix
         width, height = max(2.6, 0.42 * n_layers + 1.2), 2.3
     fig = new_figure(width * len(stats), height)
     axes = fig.subplots(1, len(stats), squeeze=False)[0]
-    for ax, name in zip(axes, stats):
+    for ax, name in zip(axes, stats, strict=True):
         values = hs.get(name)
         label = STAT_TITLES.get(name, f"share to {name}")
         if style == "matrix":

@@ -57,8 +57,8 @@ def _crop(v: View, matrix: torch.Tensor, crop_padding: bool):
     kt = v.key_tokens[0] if v.key_tokens else None
     if crop_padding:
         matrix = matrix[qmask][:, kmask]
-        qt = [t for t, m in zip(qt, qmask) if m] if qt else None
-        kt = [t for t, m in zip(kt, kmask) if m] if kt else None
+        qt = [t for t, m in zip(qt, qmask, strict=True) if m] if qt else None
+        kt = [t for t, m in zip(kt, kmask, strict=True) if m] if kt else None
     return matrix, (readable(qt) if qt else None), (readable(kt) if kt else None)
 
 

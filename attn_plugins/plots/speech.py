@@ -58,7 +58,7 @@ def whisper_cross_attention(record: AttentionRecord, *, layer="mean", head="mean
     matrix, what, view = _cross_matrix(record, layer, head, item)
     if tokens is None:
         if view.query_tokens:
-            tokens = [t for t, m in zip(view.query_tokens[0], view.query_mask[0]) if m]
+            tokens = [t for t, m in zip(view.query_tokens[0], view.query_mask[0], strict=True) if m]
         elif "decoder_input_ids" in record.inputs:
             ids = record.inputs["decoder_input_ids"][item].tolist()
             tokens = [str(i) for i in ids][-matrix.shape[0]:]

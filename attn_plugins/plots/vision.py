@@ -236,7 +236,7 @@ def _overlay(ax, img, heat: np.ndarray, vmax: float, cmap: str, alpha: float, sh
 
 
 def _prefix_note(maps: dict, t: int) -> str:
-    return ", ".join(f"{name} {float(v):.2f}" for name, v in zip(maps["prefix_labels"], maps["prefix"][t]))
+    return ", ".join(f"{name} {float(v):.2f}" for name, v in zip(maps["prefix_labels"], maps["prefix"][t], strict=True))
 
 
 @contextual

@@ -104,7 +104,7 @@ def save_dir(record: Any, directory: str) -> str:
     written: list[str] = []
     try:
         used: set[str] = set()
-        for layer, entry in zip(record.layers, entries):
+        for layer, entry in zip(record.layers, entries, strict=True):
             name = layer_file(layer.stack, layer.kind, layer.index)
             while name in used:  # the same layer called twice outside generation (rare): keep both
                 name = name.replace(".safetensors", "+.safetensors")

@@ -116,7 +116,7 @@ class AttentionRecord:
         # the model's own output layout, read during the capture (composite models, nested outputs)
         shapes = self.metadata.get("hf_output_shapes") or {}
         flat = {path: tuple(_shaped(self.layers[i].weights, axes)
-                            for i, axes in zip(positions, shapes.get(path) or [None] * len(positions)))
+                            for i, axes in zip(positions, shapes.get(path) or [None] * len(positions), strict=False))
                 for path, positions in layout.items() if positions}
         placed = {i for positions in layout.values() for i in positions}
         encoder = classic.get("encoder_attentions")  # generate() runs the encoder outside the model's forward

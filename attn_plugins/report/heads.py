@@ -213,8 +213,8 @@ def layers_figure(record, item: int, stack):
         m = v.weights[0].mean(dim=0)
         qm, km = v.query_mask[0], v.key_mask[0]
         m = m[qm][:, km]
-        qt = [readable_token(t) for t, keep in zip(v.query_tokens[0], qm) if keep] if v.query_tokens else None
-        kt = [readable_token(t) for t, keep in zip(v.key_tokens[0], km) if keep] if v.key_tokens else None
+        qt = [readable_token(t) for t, keep in zip(v.query_tokens[0], qm, strict=True) if keep] if v.query_tokens else None
+        kt = [readable_token(t) for t, keep in zip(v.key_tokens[0], km, strict=True) if keep] if v.key_tokens else None
         mats.append((v.label, m, qt, kt))
     n = len(mats)
     ncols = min(n, 6 if n <= 12 else 8)

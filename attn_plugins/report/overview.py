@@ -53,7 +53,7 @@ def section_summary(ctx) -> str:
     for i, text in enumerate(ctx.texts):
         toks = record.tokens[i] if record.tokens and i < len(record.tokens) else []
         if mask is not None and toks:
-            toks = [t for t, m in zip(toks, mask[i].tolist()) if m]
+            toks = [t for t, m in zip(toks, mask[i].tolist(), strict=False) if m]
         spans = "".join(f'<span class="ap-tok">{esc(t)}</span>' for t in toks)
         inputs.append(f'<li><div class="ap-text">{esc(text)}</div>'
                       f'<div class="ap-toks" title="{len(toks)} tokens">{spans}</div></li>')

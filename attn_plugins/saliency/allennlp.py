@@ -162,7 +162,7 @@ class AllenNLPExplainer:
 
             hook = layer.register_forward_hook(replace)
             try:
-                result = model(**_unflatten(list(zip(names, args)) + fixed))
+                result = model(**_unflatten(list(zip(names, args, strict=False)) + fixed))
             finally:
                 hook.remove()
             return transform_output(result[self.logits_key], output)
@@ -206,7 +206,7 @@ class AllenNLPExplainer:
         vocab = self.model.vocab
         label_name = lambda i: vocab.get_token_from_index(i, namespace="labels")  # noqa: E731
         out, offset = [], 0
-        for (name, tokens), length in zip(fields, lengths):
+        for (name, tokens), length in zip(fields, lengths, strict=True):
             target = problem.targets[0]
             out.append(TokenSaliency(
                 tokens=tokens, scores=scores[offset : offset + length].numpy(), method=method, target=target,

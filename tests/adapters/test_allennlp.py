@@ -193,7 +193,7 @@ def test_pretrained_transformer_embedder_reuses_the_hf_adapter(minilm_path):
     assert len(record.layers) == len(expected) == 6
     assert record.layers[0].name.startswith("embedder.token_embedder_bert.transformer_model.")
     mask4 = enc["attention_mask"].bool()[:, None, :, None]
-    for layer, ref in zip(record.layers, expected):
+    for layer, ref in zip(record.layers, expected, strict=True):
         assert torch.allclose(layer.weights.masked_fill(~mask4, 0), ref.masked_fill(~mask4, 0), atol=1e-5)
     assert torch.equal(record.inputs["input_ids"], enc["input_ids"])
 

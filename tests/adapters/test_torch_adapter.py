@@ -227,7 +227,7 @@ def test_decoder_layer_self_attention_on_its_fast_path():
             out = layer(tgt, memory)
     assert torch.equal(out, expected_out)
     assert [(l.name, l.kind) for l in cap.record.layers] == [("self_attn", "self"), ("multihead_attn", "cross")]
-    for layer_attention, (_, ref) in zip(cap.record.layers, found):
+    for layer_attention, (_, ref) in zip(cap.record.layers, found, strict=True):
         assert torch.equal(layer_attention.weights, ref)
 
 
@@ -263,7 +263,7 @@ def test_encoder_nested_fast_path_exact_and_untouched():
     assert out[1, 4:].abs().sum() == 0 and out[2, 2:].abs().sum() == 0  # the nested fast path did run
     assert len(cap.record.layers) == 2
     rows = ~pad
-    for layer_attention, ref in zip(cap.record.layers, refs):
+    for layer_attention, ref in zip(cap.record.layers, refs, strict=True):
         assert torch.equal(layer_attention.weights, ref * rows[:, None, :, None])
         assert torch.all(layer_attention.weights.transpose(1, 2)[~rows] == 0)  # padded positions do not exist on this path
 
@@ -298,7 +298,7 @@ def test_encoder_slow_path_captured_through_self_attn():
     with ap.capture(model) as cap:
         out = model(x, src_key_padding_mask=pad)
     assert torch.equal(out, expected_out)
-    assert [torch.equal(l.weights, ref) for l, (_, ref) in zip(cap.record.layers, found)] == [True, True]
+    assert [torch.equal(l.weights, ref) for l, (_, ref) in zip(cap.record.layers, found, strict=True)] == [True, True]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -438,7 +438,7 @@ def test_plain_module_around_a_transformers_model():
     assert torch.equal(reference, inside)
     layers = cap.record.layers
     assert [l.name for l in layers] == ["encoder.encoder.layer.0.attention.self", "encoder.encoder.layer.1.attention.self"]
-    for layer, ref in zip(layers, expected):
+    for layer, ref in zip(layers, expected, strict=True):
         assert (layer.weights - ref).abs().max() <= 1e-5
     assert hooks_left(model) == []
 

@@ -22,7 +22,7 @@ def max_diff(reference, captured, query_rows=None) -> float:
     """Largest absolute difference over layers; ``query_rows`` [b, q] bool limits the rows compared."""
     assert len(reference) == len(captured), (len(reference), len(captured))
     worst = 0.0
-    for ref, got in zip(reference, captured):
+    for ref, got in zip(reference, captured, strict=True):
         assert ref.shape == got.shape, (ref.shape, got.shape)
         diff = (ref.float() - got.float()).abs()
         if query_rows is not None:

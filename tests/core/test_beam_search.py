@@ -145,7 +145,7 @@ def test_dict_output_is_what_the_caller_asked_for():
     assert set(inside.keys()) == set(outside.keys())
     for key in ("sequences", "sequences_scores", "beam_indices"):
         assert torch.equal(inside[key], outside[key]), key
-    assert all(torch.equal(a, b) for a, b in zip(inside.scores, outside.scores))
+    assert all(torch.equal(a, b) for a, b in zip(inside.scores, outside.scores, strict=True))
     assert cap.record.metadata["beam_indices"] == outside.beam_indices.tolist()
     _check("bart", cap.record, eager, inputs, inside.sequences, 2, eos)
 
@@ -194,7 +194,7 @@ def test_queries_and_keys_follow_the_beams():
     with torch.no_grad(), ap.capture(model, keep_queries_keys=True) as forced:
         model(input_ids=sequences[:, :-1], attention_mask=mask, position_ids=(mask.cumsum(-1) - 1).clamp(min=0))
     rows = (fed & mask.bool())[:, None, :, None]
-    for got, ref in zip(cap.record.layers, forced.record.layers):
+    for got, ref in zip(cap.record.layers, forced.record.layers, strict=True):
         assert got.queries.shape == ref.queries.shape and got.keys.shape == ref.keys.shape
         assert float(((got.queries - ref.queries) * rows).abs().max()) <= TOL
         assert float(((got.keys - ref.keys) * rows).abs().max()) <= TOL
@@ -219,7 +219,7 @@ def test_streaming_gives_the_same_record(name, returned, tmp_path):
         model.generate(**inputs, **options)
     memory, disk = cap.record, streamed.record
     assert [layer.name for layer in memory.layers] == [layer.name for layer in disk.layers]
-    for a, b in zip(memory.layers, disk.layers):
+    for a, b in zip(memory.layers, disk.layers, strict=True):
         assert torch.equal(a.weights, torch.as_tensor(b.weights)), a.name
     assert all(torch.equal(memory.inputs[k], disk.inputs[k]) for k in memory.inputs)
     assert disk.metadata["beam_rows"] == memory.metadata["beam_rows"]

@@ -101,7 +101,7 @@ def test_bertviz_views_draw_each_returned_sequence(marian, browser, tmp_path, vi
     for item in (lengths.index(min(lengths)), lengths.index(max(lengths))):
         decoder = [str(int(t)) for t in sequences[item, : lengths[item]]]  # the ids fed back (no tokenizer)
         source = [str(int(t)) for t, m in zip(inputs["input_ids"][item // RETURNED],
-                                              inputs["attention_mask"][item // RETURNED]) if m]
+                                              inputs["attention_mask"][item // RETURNED], strict=True) if m]
         path = tmp_path / f"{view}-{item}.html"
         result = ap.export(record, "bertviz", view=view, item=item, path=path)
         root = f"#{result.root_id}"

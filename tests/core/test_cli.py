@@ -75,7 +75,7 @@ def test_streamed_capture_then_info(tmp_path):
                 str(file_record)).returncode == 0
     streamed, saved = ap.AttentionRecord.load(out), ap.AttentionRecord.load(file_record)
     assert streamed.tokens == saved.tokens
-    assert all(a.weights.equal(b.weights) for a, b in zip(streamed.layers, saved.layers))
+    assert all(a.weights.equal(b.weights) for a, b in zip(streamed.layers, saved.layers, strict=True))
     info = _cli("info", str(out))
     assert info.returncode == 0 and "layers [0, 5], 12 heads" in info.stdout
     again = _cli("capture", "--text", "x", "--stream", "--out", str(out))

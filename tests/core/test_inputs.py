@@ -68,7 +68,7 @@ def test_inputs_and_record_equal_the_direct_call(short_bert, minilm_tokenizer):
     with torch.no_grad():
         eager = short_bert(**direct, output_attentions=True).attentions
     assert len(record.layers) == 2
-    for layer, reference in zip(record.layers, eager):
+    for layer, reference in zip(record.layers, eager, strict=True):
         torch.testing.assert_close(layer.weights, reference, rtol=1e-5, atol=1e-6)
 
 

@@ -78,7 +78,7 @@ def test_several_forwards_stream_several_records(minilm, minilm_tokenizer, tmp_p
         for text in texts:
             minilm(**minilm_tokenizer(text, return_tensors="pt"))
     assert sorted(os.listdir(tmp_path / "run")) == ["record-0000", "record-0001"]
-    for record, text in zip(cap.records, texts):
+    for record, text in zip(cap.records, texts, strict=True):
         assert record.tokens == [minilm_tokenizer.convert_ids_to_tokens(minilm_tokenizer(text)["input_ids"])]
     loaded = ap.AttentionRecord.load(tmp_path / "run" / "record-0001")
     assert [l.index for l in loaded.layers] == [0, 5]

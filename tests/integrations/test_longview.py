@@ -42,7 +42,7 @@ def test_encoding_keeps_every_weight_above_the_threshold():
     blocks = [torch.softmax(torch.randn(40, 40) * 3, dim=-1) for _ in range(3)]
     data, offsets, stats = encode(blocks, budget_bytes=10**9, min_weight=1e-3)
     assert stats["threshold"] == pytest.approx(1e-3)
-    for w, got in zip(blocks, decode(data, offsets, 40)):
+    for w, got in zip(blocks, decode(data, offsets, 40), strict=True):
         wanted = {(r, c) for r, c in (w >= 1e-3).nonzero().tolist()}
         wanted |= {(r, int(w[r].argmax())) for r in range(40)}
         assert set(got) == wanted
@@ -53,7 +53,7 @@ def test_encoding_keeps_every_weight_above_the_threshold():
     data, offsets, stats = encode(blocks, budget_bytes=2000, min_weight=1e-4)
     assert stats["threshold"] > 1e-3
     assert 120 <= stats["entries"] <= 2000 // 4 * 1.2
-    for w, got in zip(blocks, decode(data, offsets, 40)):
+    for w, got in zip(blocks, decode(data, offsets, 40), strict=True):
         assert all((r, int(w[r].argmax())) in got for r in range(40))
         assert all(float(w[r, c]) >= stats["threshold"] or c == int(w[r].argmax()) for r, c in got)
     assert 0 < stats["coverage_min"] <= stats["coverage_mean"] <= 1

@@ -219,7 +219,7 @@ def check(model_type: str, stage=lambda name: None) -> dict:
         mine = got[path]
         if len(mine) != len(ref):
             return done("FAIL-ours", "layer-count" + ("-refused-with-message" if refused else ""), f"{path}: {len(mine)}/{len(ref)} layers")
-        for i, (a, b) in enumerate(zip(ref, mine)):
+        for i, (a, b) in enumerate(zip(ref, mine, strict=True)):
             if a.shape != b.shape:
                 return done("FAIL-ours", "shape", f"{path}[{i}]: eager {tuple(a.shape)} ours {tuple(b.shape)}")
             worst = max(worst, _diff(a, b, masks))
