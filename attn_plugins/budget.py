@@ -119,7 +119,7 @@ class Budget:
 
 def describe(parts: list[tuple[int, int, int, int, int]], itemsize: int, dtype: torch.dtype) -> tuple[int, str]:
     """Total bytes of ``(layers, heads, batch, q, k)`` groups and a readable breakdown."""
-    total = sum(l * h * b * q * k for l, h, b, q, k in parts) * itemsize
+    total = sum(n_layers * h * b * q * k for n_layers, h, b, q, k in parts) * itemsize
     name = str(dtype).replace("torch.", "")
-    text = " + ".join(f"{l} layers x {h} heads x batch {b} x {q} x {k}" for l, h, b, q, k in parts)
+    text = " + ".join(f"{n_layers} layers x {h} heads x batch {b} x {q} x {k}" for n_layers, h, b, q, k in parts)
     return total, f"{text} x {itemsize} bytes ({name})"

@@ -238,7 +238,7 @@ class OutputLayout:
     def _finish(self, segment, record) -> None:
         if not self.layout:
             return
-        where = {(l.stack, l.kind, l.index): i for i, l in enumerate(record.layers)}
+        where = {(layer.stack, layer.kind, layer.index): i for i, layer in enumerate(record.layers)}
         record.metadata[LAYOUT_KEY] = {path: [where[k] for k in keys if k in where]
                                        for path, keys in self.layout.items()}
         shapes = {path: [self.shapes.get(k) for k in keys if k in where] for path, keys in self.layout.items()}

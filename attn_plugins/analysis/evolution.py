@@ -207,9 +207,9 @@ def checkpoint_evolution(records: list[AttentionRecord], labels: list[str] | Non
     if len(labels) != len(records):
         raise ValueError(f"{len(labels)} labels for {len(records)} records")
     chosen = [select_layers(r, layers, stack, kind) for r in records]
-    ref_shapes = [tuple(l.weights.shape) for l in chosen[0]]
+    ref_shapes = [tuple(layer.weights.shape) for layer in chosen[0]]
     for label, group in zip(labels, chosen, strict=True):
-        shapes = [tuple(l.weights.shape) for l in group]
+        shapes = [tuple(layer.weights.shape) for layer in group]
         if shapes != ref_shapes:
             raise ValueError(
                 f"{label} has attention shapes {shapes[:2]}... but {labels[0]} has {ref_shapes[:2]}...: capture every "

@@ -40,10 +40,10 @@ class PairwiseMatrix:
 
     def __str__(self) -> str:
         n = len(self.labels)
-        width = max(6, *(len(l) for l in self.labels)) if self.labels else 6
+        width = max(6, *(len(label) for label in self.labels)) if self.labels else 6
         lines = [f"{self.measure} ({n} x {n})"]
         show = min(n, 12)
-        lines.append(" " * (width + 1) + " ".join(f"{l[:6]:>6}" for l in self.labels[:show]))
+        lines.append(" " * (width + 1) + " ".join(f"{label[:6]:>6}" for label in self.labels[:show]))
         for i in range(show):
             cells = " ".join(f"{self.values[i, j].item():6.3f}" for j in range(show))
             lines.append(f"{self.labels[i]:<{width}} " + cells)

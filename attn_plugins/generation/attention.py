@@ -31,9 +31,9 @@ def capture_teacher(teacher):
 def _pick(layers, layer):
     if layer == "mean":
         return layers
-    indices = [l.index for l in layers]
+    indices = [captured.index for captured in layers]
     want = indices[layer] if isinstance(layer, int) and -len(indices) <= layer < 0 else layer
-    hit = [l for l in layers if l.index == want]
+    hit = [captured for captured in layers if captured.index == want]
     if not hit:
         raise IndexError(f"no captured layer {layer!r}; captured layers: {indices}")
     return hit
@@ -88,13 +88,13 @@ def rollout(batch, *, head_fusion: str = "mean", add_residual: bool = True, reco
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         if teacher.kind == ENCODER_DECODER:
-            r_enc = rollout_matrices([l.weights for l in record.select("encoder", "self")], head_fusion=head_fusion,
+            r_enc = rollout_matrices([layer.weights for layer in record.select("encoder", "self")], head_fusion=head_fusion,
                                      add_residual=add_residual)[0].cpu()
-            r_dec = rollout_matrices([l.weights for l in record.select("decoder", "self")], head_fusion=head_fusion,
+            r_dec = rollout_matrices([layer.weights for layer in record.select("decoder", "self")], head_fusion=head_fusion,
                                      add_residual=add_residual)[0].cpu()
             cross = head_rows(cross_layers(record), "mean", torch.arange(r_dec.shape[0]))
             src = r_dec @ cross @ r_enc
             return src[positions], r_dec[positions]
-        full = rollout_matrices([l.weights for l in record.select(None, "self")], head_fusion=head_fusion,
+        full = rollout_matrices([layer.weights for layer in record.select(None, "self")], head_fusion=head_fusion,
                                 add_residual=add_residual)[0].cpu()
     return _split(teacher, full[positions])

@@ -100,7 +100,7 @@ def _scatter_panel(ax, values, hs, name, label) -> None:
                             dtype=torch.float64) for r in hs.uniform_entropy])
         ax.plot(range(n_layers), base.numpy(), color="#d62728", linewidth=0.9, linestyle="--", label="uniform")
     ax.set_xticks(range(n_layers))
-    ax.set_xticklabels(hs.labels, rotation=90 if n_layers > 8 or any(len(l) > 4 for l in hs.labels) else 0)
+    ax.set_xticklabels(hs.labels, rotation=90 if n_layers > 8 or any(len(label) > 4 for label in hs.labels) else 0)
     ax.set_xlabel("layer")
     ax.set_ylabel(label)
     ax.ticklabel_format(axis="y", useOffset=False)  # plain values, no "+2.197" offset above the axis

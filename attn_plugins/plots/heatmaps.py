@@ -186,13 +186,13 @@ def alignment(record: AttentionRecord, layer: int | str = -1, head="mean", *, it
     """
     if not isinstance(record, AttentionRecord):
         raise TypeError("alignment() needs an AttentionRecord of an encoder-decoder model")
-    layers = [l for l in record.layers if l.kind == "cross" and (stack is ANY or l.stack == stack)]
+    layers = [captured for captured in record.layers if captured.kind == "cross" and (stack is ANY or captured.stack == stack)]
     if not layers:
         raise ValueError("the record has no cross-attention: capture an encoder-decoder model (BART, T5, Marian, "
                          "Whisper...) with a forward or generate() call")
-    layers.sort(key=lambda l: l.index)
+    layers.sort(key=lambda captured: captured.index)
     if layer == "mean":
-        vs = [record_view(record, l).select_item(item) for l in layers]
+        vs = [record_view(record, captured).select_item(item) for captured in layers]
         base = vs[0]
         mats = [_head_matrix(v, head)[0] for v in vs]
         matrix = torch.stack(mats).mean(dim=0)

@@ -15,7 +15,7 @@ ENCODER_FRAME_SECONDS = 0.02
 
 
 def _cross_matrix(record: AttentionRecord, layer, head, item) -> tuple[torch.Tensor, str, object]:
-    layers = sorted((l for l in record.layers if l.kind == "cross"), key=lambda l: l.index)
+    layers = sorted((captured for captured in record.layers if captured.kind == "cross"), key=lambda captured: captured.index)
     if not layers:
         raise ValueError("the record has no cross-attention: capture a Whisper (or other encoder-decoder) model "
                          "during generate() or a teacher-forced forward")
@@ -25,8 +25,8 @@ def _cross_matrix(record: AttentionRecord, layer, head, item) -> tuple[torch.Ten
         chosen, idx = pick_cross_layer(layers, layer)
         where = f"layer {idx}"
     mats, view = [], None
-    for l in chosen:
-        view = record_view(record, l).select_item(item)
+    for captured in chosen:
+        view = record_view(record, captured).select_item(item)
         w = view.weights[0]
         if head in ("mean", None):
             mats.append(w.mean(dim=0))
@@ -107,7 +107,7 @@ def whisper_cross_attention(record: AttentionRecord, *, layer="mean", head="mean
     if labels:
         ax.set_yticks(range(q))
         shown = [display_label(label) for label in labels[:q]]
-        ax.set_yticklabels(shown if q <= 48 else [l if i % max(1, q // 48) == 0 else "" for i, l in enumerate(shown)])
+        ax.set_yticklabels(shown if q <= 48 else [label if i % max(1, q // 48) == 0 else "" for i, label in enumerate(shown)])
     fig.suptitle(title if title is not None else f"Whisper cross-attention over the audio\n({what})")
     ax.set_xlabel("time (s)")
     ax.set_ylabel("decoded token")

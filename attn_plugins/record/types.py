@@ -112,7 +112,7 @@ class AttentionRecord:
         classic = self._classic_outputs()
         layout = self.metadata.get("hf_outputs")
         if not (isinstance(layout, dict) and layout):
-            return {key: tuple(l.weights for l in group) for key, group in classic.items()}
+            return {key: tuple(layer.weights for layer in group) for key, group in classic.items()}
         # the model's own output layout, read during the capture (composite models, nested outputs)
         shapes = self.metadata.get("hf_output_shapes") or {}
         flat = {path: tuple(_shaped(self.layers[i].weights, axes)
@@ -120,8 +120,8 @@ class AttentionRecord:
                 for path, positions in layout.items() if positions}
         placed = {i for positions in layout.values() for i in positions}
         encoder = classic.get("encoder_attentions")  # generate() runs the encoder outside the model's forward
-        if encoder and "encoder_attentions" not in flat and not any(l is self.layers[i] for l in encoder for i in placed):
-            flat["encoder_attentions"] = tuple(l.weights for l in encoder)
+        if encoder and "encoder_attentions" not in flat and not any(layer is self.layers[i] for layer in encoder for i in placed):
+            flat["encoder_attentions"] = tuple(layer.weights for layer in encoder)
         return _nest(flat)
 
     def _classic_outputs(self) -> dict[str, list[LayerAttention]]:
@@ -157,7 +157,7 @@ class AttentionRecord:
                 label = f"{stack} {kind}" if stack else kind
                 shapes = "x".join(str(s) for s in first.weights.shape[2:])
                 lines.append(
-                    f"  {label}-attention: layers {[l.index for l in group]}, {head_text}, "
+                    f"  {label}-attention: layers {[layer.index for layer in group]}, {head_text}, "
                     f"query x key {shapes}, {first.weights.dtype}".replace("torch.", "")
                 )
         for label, toks in (("tokens", self.tokens), ("decoder tokens", self.decoder_tokens)):

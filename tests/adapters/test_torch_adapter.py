@@ -208,7 +208,7 @@ def test_nn_transformer_all_three_kinds(batch_first, norm_first):
     assert record.is_encoder_decoder
     groups = {(s, k): record.select(s, k) for s in ("encoder", "decoder") for k in ("self", "cross")}
     assert [len(groups[key]) for key in sorted(groups)] == [3, 3, 0, 2]  # decoder cross, self; encoder
-    assert [l.name for l in groups["decoder", "cross"]] == [f"decoder.layers.{i}.multihead_attn" for i in range(3)]
+    assert [layer.name for layer in groups["decoder", "cross"]] == [f"decoder.layers.{i}.multihead_attn" for i in range(3)]
     by_name = dict(found)
     for layer in record.layers:
         assert torch.equal(layer.weights, by_name[layer.name]), layer.name
@@ -226,7 +226,7 @@ def test_decoder_layer_self_attention_on_its_fast_path():
         with ap.capture(layer) as cap:
             out = layer(tgt, memory)
     assert torch.equal(out, expected_out)
-    assert [(l.name, l.kind) for l in cap.record.layers] == [("self_attn", "self"), ("multihead_attn", "cross")]
+    assert [(layer.name, layer.kind) for layer in cap.record.layers] == [("self_attn", "self"), ("multihead_attn", "cross")]
     for layer_attention, (_, ref) in zip(cap.record.layers, found, strict=True):
         assert torch.equal(layer_attention.weights, ref)
 
@@ -298,7 +298,7 @@ def test_encoder_slow_path_captured_through_self_attn():
     with ap.capture(model) as cap:
         out = model(x, src_key_padding_mask=pad)
     assert torch.equal(out, expected_out)
-    assert [torch.equal(l.weights, ref) for l, (_, ref) in zip(cap.record.layers, found, strict=True)] == [True, True]
+    assert [torch.equal(layer.weights, ref) for layer, (_, ref) in zip(cap.record.layers, found, strict=True)] == [True, True]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -313,7 +313,7 @@ def test_layer_and_head_selection_and_queries_keys():
         model(src, tgt)
     with ap.capture(model, layers=[-1], heads=[1, 3], keep_queries_keys=True) as cap:
         model(src, tgt)
-    got = {(l.stack, l.kind, l.index) for l in cap.record.layers}
+    got = {(layer.stack, layer.kind, layer.index) for layer in cap.record.layers}
     assert got == {("encoder", "self", 2), ("decoder", "self", 1), ("decoder", "cross", 1)}
     for layer in cap.record.layers:
         reference = full.record.layer(layer.index, stack=layer.stack, kind=layer.kind).weights[:, [1, 3]]
@@ -322,7 +322,7 @@ def test_layer_and_head_selection_and_queries_keys():
         torch.testing.assert_close(scores.softmax(-1), layer.weights, rtol=1e-4, atol=1e-5)
     with ap.capture(model, layers=["decoder.layers.0"]) as by_path:
         model(src, tgt)
-    assert sorted(l.name for l in by_path.record.layers) == ["decoder.layers.0.multihead_attn",
+    assert sorted(layer.name for layer in by_path.record.layers) == ["decoder.layers.0.multihead_attn",
                                                             "decoder.layers.0.self_attn"]
 
 
@@ -437,7 +437,7 @@ def test_plain_module_around_a_transformers_model():
         expected = eager(input_ids=ids, attention_mask=mask, output_attentions=True).attentions
     assert torch.equal(reference, inside)
     layers = cap.record.layers
-    assert [l.name for l in layers] == ["encoder.encoder.layer.0.attention.self", "encoder.encoder.layer.1.attention.self"]
+    assert [layer.name for layer in layers] == ["encoder.encoder.layer.0.attention.self", "encoder.encoder.layer.1.attention.self"]
     for layer, ref in zip(layers, expected, strict=True):
         assert (layer.weights - ref).abs().max() <= 1e-5
     assert hooks_left(model) == []

@@ -76,7 +76,7 @@ def test_alignment_draws_each_returned_sequence(marian, layer):
         assert np.isfinite(drawn).all()
         expected = torch.stack([c[item].mean(0) for c in cross]).mean(0)[:length, :source].double().numpy()
         assert np.abs(drawn - expected).max() <= 1e-5, item
-        kept = [l.weights[item].double().mean(0) for l in record.layers if l.kind == "cross"]
+        kept = [layer.weights[item].double().mean(0) for layer in record.layers if layer.kind == "cross"]
         kept = torch.stack(kept[-1:] if layer == -1 else kept).mean(0)
         assert np.array_equal(drawn, kept[:length, :source].numpy()), item  # the record's own row, as stored
         assert float(kept[length:].abs().sum()) == 0  # the rows after its end: zeros, not drawn

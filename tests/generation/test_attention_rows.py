@@ -32,7 +32,7 @@ def test_cross_attention_rows_are_the_captured_weights(arch):
     assert np.array_equal(result.source["attention(head=1,layer=0)"], cross[0].weights[0, 1].double().numpy())
     assert np.array_equal(result.prefix["attention(head=1,layer=0)"], self_[0].weights[0, 1].double().numpy())
     assert np.array_equal(result.source["attention(layer=-1)"], cross[-1].weights[0].double().mean(0).numpy())
-    mean = torch.stack([l.weights[0].double().mean(0) for l in cross]).mean(0).numpy()
+    mean = torch.stack([layer.weights[0].double().mean(0) for layer in cross]).mean(0).numpy()
     assert np.array_equal(result.source["attention(layer=mean)"], mean)
     # the independent reference: transformers' eager attention with output_attentions=True
     model.set_attn_implementation("eager")

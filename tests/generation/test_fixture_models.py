@@ -68,7 +68,7 @@ def test_luong_attention_rows_are_the_captured_alignment():
     with ap.capture(model) as cap:
         with torch.no_grad():
             model(torch.tensor(SOURCE), torch.tensor(SEQUENCE)[:, :-1])
-    rows = torch.cat([l.weights[0].double().mean(0) for l in cap.record.select(..., "cross")]) if len(
+    rows = torch.cat([layer.weights[0].double().mean(0) for layer in cap.record.select(..., "cross")]) if len(
         cap.record.select(..., "cross")) > 1 else cap.record.select(..., "cross")[0].weights[0].double().mean(0)
     assert np.array_equal(result.source["attention"], rows.numpy())
 

@@ -200,7 +200,7 @@ def test_exact_numbers_in_the_page():
     params = json.loads(result.body[start: result.body.index(";\n", start)])
     attn = torch.tensor(params["attention"][0]["attn"], dtype=torch.float32)
     keep = record.inputs["attention_mask"][1].bool().nonzero().squeeze(1)
-    expected = torch.stack([l.weights[1][:, keep][:, :, keep] for l in record.layers])
+    expected = torch.stack([layer.weights[1][:, keep][:, :, keep] for layer in record.layers])
     assert torch.equal(attn, expected)  # 9 significant digits read back as the very same float32
     rounded = ap.export(record, "bertviz", view="head", item=1, decimals=3)
     assert len(rounded.body) < len(result.body)
