@@ -14,12 +14,15 @@ from __future__ import annotations
 
 import contextlib
 import warnings
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from ..errors import import_optional as optional
 from ..registry import Registry
+
+if TYPE_CHECKING:
+    from ..record import AttentionRecord
 
 METHODS = Registry("saliency method", "attn_plugins.saliency_methods")
 
