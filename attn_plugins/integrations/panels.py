@@ -175,7 +175,8 @@ def panels(record, *, item: int = 0, stack: str | None = None, include_layers=No
             raise ValueError(f"the selected layers have different query/key lengths {sorted(shapes)}")
         q_len, k_len = shapes.pop()
 
-        def pick(t: torch.Tensor | None) -> torch.Tensor | None:
+        # positions and side are bound per group (default arguments), not read from the loop later
+        def pick(t: torch.Tensor | None, positions: Any = positions) -> torch.Tensor | None:
             if t is None:
                 return None
             t = t[item].detach().to("cpu", torch.float32)
@@ -202,7 +203,7 @@ def panels(record, *, item: int = 0, stack: str | None = None, include_layers=No
                 side["decoder"] = (record.decoder_tokens, record.inputs.get("decoder_input_ids"),
                                    "decoder_attention_mask", decoder_offsets, decoder_text)
 
-        def tokens_for(source: str, n: int) -> tuple[list[str], list[int], Any, Any]:
+        def tokens_for(source: str, n: int, side: dict = side) -> tuple[list[str], list[int], Any, Any]:
             toks, ids, mask_name, offs, txt = side[source]
             toks = _item_tokens(toks, item, n, ids)
             if offs is not None and hasattr(offs, "keys") and "offset_mapping" in offs:

@@ -158,7 +158,7 @@ def test_layer_file_outside_layers_folder_is_refused(tmp_path, good):
     for value in ["../../etc/passwd", "/etc/passwd", "layers/../../x.safetensors", "inputs.safetensors",
                   "layers/sub/x.safetensors", "layers/.steps.safetensors", "record.json", 5, None]:
         bad = tmp_path / f"b{abs(hash(str(value)))}"
-        _refused(_change_dir(good / "dir", bad, lambda m: m["layers"][0].update(file=value)), "file")
+        _refused(_change_dir(good / "dir", bad, lambda m, value=value: m["layers"][0].update(file=value)), "file")
 
 
 # ----- 2. symlinks out of the record directory ------------------------------------------------------------
@@ -534,14 +534,14 @@ def _leftovers(folder):
 def test_atomic_path_leaves_nothing_on_failure(tmp_path):
     (tmp_path / "keep.txt").write_text("old")
 
-    class Boom(Exception):
+    class BoomError(Exception):
         pass
 
-    with pytest.raises(Boom):
+    with pytest.raises(BoomError):
         with atomic_path(tmp_path / "keep.txt") as tmp:
             with open(tmp, "w") as handle:
                 handle.write("half")
-            raise Boom
+            raise BoomError
     assert (tmp_path / "keep.txt").read_text() == "old" and _leftovers(tmp_path) == []
     with pytest.raises(TypeError):
         write_text(tmp_path / "keep.txt", 12345)  # the serialization itself fails mid-write

@@ -132,7 +132,7 @@ def _serve() -> None:
         if not model_type:
             continue
 
-        def stage(name: str) -> None:
+        def stage(name: str, model_type: str = model_type) -> None:
             out.write(f"STAGE {model_type} {name}\n")
             out.flush()
 
