@@ -15,7 +15,7 @@ from ..inputs import MAX_TOKENS_DEFAULT
 from . import explanations, faithfulness, generation, heads, importance, overview, vision
 from .context import FIGURE_FORMATS, PLOT_DIR, ReportContext
 from .inputs import report_texts
-from .markup import Section, SectionUnavailable, esc
+from .markup import Section, SectionUnavailableError, esc
 from .page import REPORT_FILE, render_page
 
 log = logging.getLogger(__name__)
@@ -53,7 +53,7 @@ def run_section(ctx: ReportContext, sid: str, title: str) -> Section:
     section = Section(sid, title)
     try:
         section.body = getattr(SECTION_MODULES[sid], f"section_{sid}")(ctx)
-    except SectionUnavailable as exc:
+    except SectionUnavailableError as exc:
         section.status, section.note = "unavailable", str(exc)
     except ImportError as exc:
         section.status = "unavailable"

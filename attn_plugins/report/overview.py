@@ -6,7 +6,7 @@ import logging
 import sys
 
 from .context import NEURON_MAX_TOKENS
-from .markup import SectionUnavailable, available, esc, fmt, has_exporter, version
+from .markup import SectionUnavailableError, available, esc, fmt, has_exporter, version
 
 log = logging.getLogger(__name__)
 
@@ -69,10 +69,10 @@ HEAD_VIEWS_MAX = 8  # head views in one report page; past it a note says where t
 def section_bertviz(ctx) -> str:
     """BertViz's head, model and neuron views, drawn offline (the neuron view only for short inputs)."""
     if not has_exporter("bertviz"):
-        raise SectionUnavailable("BertViz views appear here once the \"bertviz\" exporter is available "
+        raise SectionUnavailableError("BertViz views appear here once the \"bertviz\" exporter is available "
                                  "(pip install \"attn-plugins[bertviz]\").")
     if not available("bertviz"):
-        raise SectionUnavailable("BertViz is not installed: pip install \"attn-plugins[bertviz]\".")
+        raise SectionUnavailableError("BertViz is not installed: pip install \"attn-plugins[bertviz]\".")
     from ..integrations import export
 
     record = ctx.record

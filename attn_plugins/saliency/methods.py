@@ -79,20 +79,20 @@ quiet_captum = _quiet_captum  # public name: generation attribution filters Capt
 # ---------------------------------------------------------------------------------------------
 @method("saliency", "gradient", "Captum Saliency: |d target / d embedding| (Simonyan et al. 2014)")
 def saliency(problem: Any, *, reduce: str = "sum", abs: bool = True):  # noqa: A002 - Captum's name
-    Saliency = _captum().Saliency
+    captum_attr = _captum()
 
     with _quiet_captum():
-        attr = Saliency(problem.embed_forward).attribute(
+        attr = captum_attr.Saliency(problem.embed_forward).attribute(
             problem.embeds, target=problem.targets, additional_forward_args=problem.args, abs=abs)
     return reduce_embedding(attr, reduce), _no_extras(problem)
 
 
 @method("input_x_gradient", "gradient", "Captum InputXGradient: embedding x gradient")
 def input_x_gradient(problem: Any, *, reduce: str = "sum"):
-    InputXGradient = _captum().InputXGradient
+    captum_attr = _captum()
 
     with _quiet_captum():
-        attr = InputXGradient(problem.embed_forward).attribute(
+        attr = captum_attr.InputXGradient(problem.embed_forward).attribute(
             problem.embeds, target=problem.targets, additional_forward_args=problem.args)
     return reduce_embedding(attr, reduce), _no_extras(problem)
 
@@ -104,9 +104,9 @@ def integrated_gradients(problem: Any, *, n_steps: int = 50, integration: str = 
                          internal_batch_size: int | None = None, reduce: str = "sum"):
     """``integration`` is Captum's ``method`` (``"gausslegendre"``, ``"riemann_left"``, ...);
     ``baseline``: ``"zeros"`` (default), ``"pad"``, ``"mask"``, a float or a tensor."""
-    IntegratedGradients = _captum().IntegratedGradients
+    captum_attr = _captum()
 
-    attr, delta = IntegratedGradients(problem.embed_forward).attribute(
+    attr, delta = captum_attr.IntegratedGradients(problem.embed_forward).attribute(
         problem.embeds, baselines=problem.baseline_embeds(baseline), target=problem.targets,
         additional_forward_args=problem.args, n_steps=n_steps, method=integration,
         internal_batch_size=internal_batch_size, return_convergence_delta=True)
@@ -120,7 +120,7 @@ def layer_integrated_gradients(problem: Any, *, n_steps: int = 50, integration: 
                                internal_batch_size: int | None = None, reduce: str = "sum"):
     """``integration`` is Captum's ``method``; ``baseline``: ``"pad"`` (default: every non-special
     real token replaced by [PAD]), ``"mask"`` or ``"zeros"`` (id 0 everywhere)."""
-    LayerIntegratedGradients = _captum().LayerIntegratedGradients
+    captum_attr = _captum()
 
     if baseline in ("pad", "mask"):
         baselines = problem.baseline_ids(baseline)
@@ -128,7 +128,7 @@ def layer_integrated_gradients(problem: Any, *, n_steps: int = 50, integration: 
         baselines = torch.zeros_like(problem.input_ids)  # id 0 everywhere
     else:
         raise ValueError(f"baseline for layer_integrated_gradients must be 'pad', 'mask' or 'zeros', got {baseline!r}")
-    attr, delta = LayerIntegratedGradients(problem.ids_forward, problem.embedding_layer).attribute(
+    attr, delta = captum_attr.LayerIntegratedGradients(problem.ids_forward, problem.embedding_layer).attribute(
         problem.input_ids, baselines=baselines, target=problem.targets, additional_forward_args=problem.args,
         n_steps=n_steps, method=integration, internal_batch_size=internal_batch_size, return_convergence_delta=True)
     return reduce_embedding(attr, reduce), _deltas(delta)
@@ -147,9 +147,9 @@ def smoothgrad(problem: Any, *, nt_samples: int = 10, noise_level: float = 0.01,
     two calls with the same seed agree and the caller's random state is left untouched (AllenNLP's
     SmoothGradient is unseeded, allennlp#3442).
     """
-    InputXGradient, NoiseTunnel, Saliency = _captum().InputXGradient, _captum().NoiseTunnel, _captum().Saliency
+    captum_attr = _captum()
 
-    bases = {"saliency": Saliency, "input_x_gradient": InputXGradient}
+    bases = {"saliency": captum_attr.Saliency, "input_x_gradient": captum_attr.InputXGradient}
     if base not in bases:
         raise ValueError(f"base must be one of {sorted(bases)}, got {base!r}")
     if stdevs is None:
@@ -157,7 +157,7 @@ def smoothgrad(problem: Any, *, nt_samples: int = 10, noise_level: float = 0.01,
     devices = [problem.embeds.device.index] if problem.embeds.is_cuda else []
     with torch.random.fork_rng(devices=devices), _quiet_captum():
         torch.manual_seed(seed)
-        attr = NoiseTunnel(bases[base](problem.embed_forward)).attribute(
+        attr = captum_attr.NoiseTunnel(bases[base](problem.embed_forward)).attribute(
             problem.embeds, nt_type=nt_type, nt_samples=nt_samples, stdevs=stdevs, target=problem.targets,
             additional_forward_args=problem.args, nt_samples_batch_size=nt_samples_batch_size)
     extras = [{"stdevs": stdevs, "seed": seed} for _ in range(problem.batch_size)]
@@ -166,13 +166,13 @@ def smoothgrad(problem: Any, *, nt_samples: int = 10, noise_level: float = 0.01,
 
 @method("deeplift", "gradient", "Captum DeepLift (rescale rule on supported non-linearities), zero-embedding baseline")
 def deeplift(problem: Any, *, baseline: str = "zeros", reduce: str = "sum"):
-    DeepLift = _captum().DeepLift
+    captum_attr = _captum()
 
     from .problem import ForwardModule
 
     module = ForwardModule(problem.model, problem.embed_forward)
     with _quiet_captum():
-        attr, delta = DeepLift(module).attribute(
+        attr, delta = captum_attr.DeepLift(module).attribute(
             problem.embeds, baselines=problem.baseline_embeds(baseline), target=problem.targets,
             additional_forward_args=problem.args, return_convergence_delta=True)
     return reduce_embedding(attr, reduce), _deltas(delta)
@@ -181,12 +181,12 @@ def deeplift(problem: Any, *, baseline: str = "zeros", reduce: str = "sum"):
 @method("feature_ablation", "gradient",
         "Captum FeatureAblation: change of the target when one token's embedding is replaced by the baseline")
 def feature_ablation(problem: Any, *, baseline: str = "zeros", perturbations_per_eval: int = 1):
-    FeatureAblation = _captum().FeatureAblation
+    captum_attr = _captum()
 
     b, n, d = problem.embeds.shape
     mask = torch.arange(n, device=problem.embeds.device).view(1, n, 1).expand(b, n, d)
     with torch.no_grad(), _quiet_captum():
-        attr = FeatureAblation(problem.embed_forward).attribute(
+        attr = captum_attr.FeatureAblation(problem.embed_forward).attribute(
             problem.embeds, baselines=problem.baseline_embeds(baseline), target=problem.targets,
             additional_forward_args=problem.args, feature_mask=mask,
             perturbations_per_eval=perturbations_per_eval)

@@ -49,17 +49,18 @@ def hooks_left(model):
 # --------------------------------------------------------------------------------------------------
 # standalone nn.MultiheadAttention
 # --------------------------------------------------------------------------------------------------
+# each builder takes (query length, key length, batch size)
 MASKS = {
-    "none": lambda L, S, B: {},
-    "padding_bool": lambda L, S, B: {"key_padding_mask": padding([S, S - 2, 1][:B], S)},
-    "padding_float": lambda L, S, B: {"key_padding_mask": padding([S, S - 2, 1][:B], S, torch.float)},
-    "attn_bool": lambda L, S, B: {"attn_mask": torch.rand(L, S, generator=torch.Generator().manual_seed(3)) > 0.7},
-    "attn_float": lambda L, S, B: {"attn_mask": torch.randn(L, S, generator=torch.Generator().manual_seed(4))},
-    "attn_3d": lambda L, S, B: {"attn_mask": torch.randn(B * H, L, S, generator=torch.Generator().manual_seed(5))},
-    "causal": lambda L, S, B: {"attn_mask": causal(L), "is_causal": True},
-    "causal_and_padding": lambda L, S, B: {"attn_mask": causal(L), "key_padding_mask": padding([S, S - 2, 2][:B], S)},
-    "float_both": lambda L, S, B: {"attn_mask": causal(L, torch.float),
-                                   "key_padding_mask": padding([S, 3, 2][:B], S, torch.float)},
+    "none": lambda q, k, b: {},
+    "padding_bool": lambda q, k, b: {"key_padding_mask": padding([k, k - 2, 1][:b], k)},
+    "padding_float": lambda q, k, b: {"key_padding_mask": padding([k, k - 2, 1][:b], k, torch.float)},
+    "attn_bool": lambda q, k, b: {"attn_mask": torch.rand(q, k, generator=torch.Generator().manual_seed(3)) > 0.7},
+    "attn_float": lambda q, k, b: {"attn_mask": torch.randn(q, k, generator=torch.Generator().manual_seed(4))},
+    "attn_3d": lambda q, k, b: {"attn_mask": torch.randn(b * H, q, k, generator=torch.Generator().manual_seed(5))},
+    "causal": lambda q, k, b: {"attn_mask": causal(q), "is_causal": True},
+    "causal_and_padding": lambda q, k, b: {"attn_mask": causal(q), "key_padding_mask": padding([k, k - 2, 2][:b], k)},
+    "float_both": lambda q, k, b: {"attn_mask": causal(q, torch.float),
+                                   "key_padding_mask": padding([k, 3, 2][:b], k, torch.float)},
 }
 
 
@@ -68,11 +69,11 @@ MASKS = {
 @pytest.mark.parametrize("mode", ["eval_no_grad", "eval_grad", "train"])
 def test_self_attention_exact_and_output_unchanged(batch_first, mask, mode):
     torch.manual_seed(0)
-    B, L = 3, 6
+    batch, q_len = 3, 6
     mha = nn.MultiheadAttention(E, H, batch_first=batch_first)
     mha.train(mode == "train")
-    x = seq_first(torch.randn(B, L, E), batch_first)
-    kwargs = MASKS[mask](L, L, B)
+    x = seq_first(torch.randn(batch, q_len, E), batch_first)
+    kwargs = MASKS[mask](q_len, q_len, batch)
     context = torch.no_grad() if mode == "eval_no_grad" else torch.enable_grad()
     with context:
         expected_out = mha(x, x, x, need_weights=False, **kwargs)[0]
@@ -89,7 +90,7 @@ def test_self_attention_exact_and_output_unchanged(batch_first, mask, mode):
 @pytest.mark.parametrize("variant", ["kdim_vdim", "bias_kv", "zero_attn", "bias_kv_zero_attn_padding", "no_bias"])
 def test_cross_attention_module_options_exact(batch_first, variant):
     torch.manual_seed(1)
-    B, L, S = 2, 4, 7
+    batch, q_len, k_len = 2, 4, 7
     options = {
         "kdim_vdim": dict(kdim=10, vdim=6),
         "bias_kv": dict(add_bias_kv=True),
@@ -98,10 +99,10 @@ def test_cross_attention_module_options_exact(batch_first, variant):
         "no_bias": dict(bias=False),
     }[variant]
     mha = nn.MultiheadAttention(E, H, batch_first=batch_first, **options).eval()
-    q = seq_first(torch.randn(B, L, E), batch_first)
-    k = seq_first(torch.randn(B, S, options.get("kdim", E)), batch_first)
-    v = seq_first(torch.randn(B, S, options.get("vdim", E)), batch_first)
-    kwargs = {"key_padding_mask": padding([S, 3], S)} if "padding" in variant else {}
+    q = seq_first(torch.randn(batch, q_len, E), batch_first)
+    k = seq_first(torch.randn(batch, k_len, options.get("kdim", E)), batch_first)
+    v = seq_first(torch.randn(batch, k_len, options.get("vdim", E)), batch_first)
+    kwargs = {"key_padding_mask": padding([k_len, 3], k_len)} if "padding" in variant else {}
     expected_out = mha(q, k, v, need_weights=False, **kwargs)[0]
     expected = mha(q, k, v, need_weights=True, average_attn_weights=False, **kwargs)[1]
     with ap.capture(mha) as cap:
@@ -110,7 +111,7 @@ def test_cross_attention_module_options_exact(batch_first, variant):
     (layer,) = cap.record.layers
     assert torch.equal(layer.weights, expected)
     extra = options.get("add_bias_kv", False) + options.get("add_zero_attn", False)
-    assert layer.weights.shape == (B, H, L, S + extra)
+    assert layer.weights.shape == (batch, H, q_len, k_len + extra)
     assert layer.kind == "cross"  # another query than key: cross-attention, whatever the dimensions
 
 
@@ -336,7 +337,7 @@ def test_adapter_is_chosen_for_plain_models_only():
 # --------------------------------------------------------------------------------------------------
 # safety and errors
 # --------------------------------------------------------------------------------------------------
-class Boom(Exception):
+class BoomError(Exception):
     pass
 
 
@@ -347,11 +348,11 @@ def test_everything_restored_when_the_body_raises():
     modes = [m.training for m in model.modules()]
     grads = [p.requires_grad for p in model.parameters()]
     before = global_hooks()
-    with pytest.raises(Boom):
+    with pytest.raises(BoomError):
         with ap.capture(model) as cap:
             model(torch.randn(2, 3, E))
             assert global_hooks() != before
-            raise Boom
+            raise BoomError
     assert global_hooks() == before and hooks_left(model) == []
     assert [m.training for m in model.modules()] == modes
     assert [p.requires_grad for p in model.parameters()] == grads

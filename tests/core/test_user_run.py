@@ -240,14 +240,14 @@ def test_info_prints_the_dropout_note(tmp_path):
 def test_record_of_a_failed_capture_says_why():
     model, inputs = build("bert")
 
-    class Boom(Exception):
+    class BoomError(Exception):
         pass
 
-    with pytest.raises(Boom):
+    with pytest.raises(BoomError):
         with ap.capture(model) as cap:
             model(**inputs)
-            raise Boom("the body broke")
-    with pytest.raises(CaptureError, match=r"the capture failed \(Boom: the body broke\)"):
+            raise BoomError("the body broke")
+    with pytest.raises(CaptureError, match=r"the capture failed \(BoomError: the body broke\)"):
         cap.record
     assert "failed" in repr(cap)
     with pytest.raises(CaptureError, match="has not finished"):

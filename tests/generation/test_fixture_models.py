@@ -11,16 +11,16 @@ captum_attr = pytest.importorskip("captum.attr")
 
 import attn_plugins as ap  # noqa: E402
 from attn_plugins.generation.attribute import attribute  # noqa: E402
-from fixtures.luong_seq2seq import model as M  # noqa: E402
+from fixtures.luong_seq2seq import model as luong  # noqa: E402
 from fixtures.teachers import LuongTeacher, TinyTransformerTeacher  # noqa: E402
 
 SOURCE = [[4, 9, 5, 12]]
-SEQUENCE = [[M.BOS, 12, 5, 9, 4, M.EOS]]
+SEQUENCE = [[luong.BOS, 12, 5, 9, 4, luong.EOS]]
 
 
 def _luong():
     torch.manual_seed(0)
-    return M.LuongSeq2Seq("general").eval().double()
+    return luong.LuongSeq2Seq("general").eval().double()
 
 
 def _step_forward(model, t):
@@ -92,12 +92,12 @@ def test_allennlp_date_teacher_is_the_models_own_teacher_forcing():
     from allennlp.data import Batch
 
     from fixtures.date_seq2seq import build
-    from fixtures.date_seq2seq import data as D
+    from fixtures.date_seq2seq import data as date_data
     from fixtures.teachers import AllenNLPSeq2SeqTeacher
 
     predictor = build.load_predictor(build.archive_path())
     model, reader = predictor._model.eval(), predictor._dataset_reader  # noqa: SLF001 - the fixture's objects
-    source, target = D.make_split(1, 99)[0]
+    source, target = date_data.make_split(1, 99)[0]
     instance = reader.text_to_instance(source, " ".join(target))
     reader.apply_token_indexers(instance)
     batch = Batch([instance])
@@ -110,5 +110,5 @@ def test_allennlp_date_teacher_is_the_models_own_teacher_forcing():
         loss = model(**tensors)["loss"]
     assert abs(-np.log(result.step_scores["probability"]).mean() - float(loss)) < 1e-5
     assert result.source["attention"].shape == (len(target) + 1, len(source))
-    copied = [(j, span[0]) for j, span in enumerate(D.alignment_sources(source, target)) if span and len(span) == 1]
+    copied = [(j, span[0]) for j, span in enumerate(date_data.alignment_sources(source, target)) if span and len(span) == 1]
     assert copied and all(int(np.argmax(result.source["attention"][j])) == i for j, i in copied)

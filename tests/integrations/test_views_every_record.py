@@ -17,7 +17,7 @@ import torch
 import attn_plugins as ap
 
 from .. import _browser
-from . import _bertviz_records as R
+from . import _bertviz_records as bertviz_records
 
 pytest.importorskip("bertviz")
 
@@ -47,7 +47,7 @@ def luong_record():
 def gpt2_forward():
     from transformers import GPT2Config, GPT2LMHeadModel
 
-    tok = R.minilm_tokenizer()
+    tok = bertviz_records.minilm_tokenizer()
     torch.manual_seed(0)
     model = GPT2LMHeadModel(GPT2Config(vocab_size=tok.vocab_size, n_positions=64, n_embd=32, n_layer=2,
                                        n_head=4)).eval()
@@ -61,7 +61,7 @@ def gpt2_forward():
 def bart_forward():
     from transformers import BartConfig, BartForConditionalGeneration
 
-    tok = R.minilm_tokenizer()
+    tok = bertviz_records.minilm_tokenizer()
     torch.manual_seed(0)
     config = BartConfig(vocab_size=tok.vocab_size, d_model=32, encoder_layers=2, decoder_layers=2,
                         encoder_attention_heads=4, decoder_attention_heads=4, encoder_ffn_dim=48,
@@ -76,7 +76,7 @@ def bart_forward():
 
 @functools.cache
 def minilm_subset():
-    tok, model = R.minilm_tokenizer(), R.minilm_model()
+    tok, model = bertviz_records.minilm_tokenizer(), bertviz_records.minilm_model()
     enc = tok(["The cat sat on the mat."], return_tensors="pt")
     with torch.no_grad(), ap.capture(model, tok, layers=[1, 4], heads=[0, 3, 7], keep_queries_keys=True) as cap:
         model(**enc)
@@ -95,11 +95,11 @@ def torch_mha():
 
 
 RECORDS = {
-    "encoder-self": lambda: R.minilm()[0],
+    "encoder-self": lambda: bertviz_records.minilm()[0],
     "decoder-self": gpt2_forward,
     "encoder-decoder": bart_forward,
     "cross-only": luong_record,
-    "generation": R.gpt2,
+    "generation": bertviz_records.gpt2,
     "layer-head-subset": minilm_subset,
     "torch-mha": torch_mha,
 }

@@ -20,7 +20,7 @@ import warnings
 
 import torch
 
-from .builder import SkipType, build_pair
+from .builder import SkipTypeError, build_pair
 from .families import family
 from .inputs import candidates, feature_count
 
@@ -153,7 +153,7 @@ def check(model_type: str, stage=lambda name: None) -> dict:
     stage("build")
     try:
         model, eager, info = build_pair(model_type)
-    except SkipType as exc:
+    except SkipTypeError as exc:
         return done("SKIP", "not-buildable", str(exc))
     except ImportError as exc:
         return done("SKIP", "missing-package", _short(exc))
