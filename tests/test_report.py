@@ -370,7 +370,7 @@ def test_notable_heads_must_beat_uniform_attention():
         ctx = SimpleNamespace(stats=head_stats(record), baseline=uniform_baseline(record))
         found = report_heads.notable_heads(ctx)
         assert [name for _, name, *_ in found if name in ("previous", "next", "self", "special")] == expect
-        for role, name, label, head, value, base in found:
+        for _, name, _, head, value, base in found:
             if name == "previous":
                 # rows with a previous token put all on it; uniform attention would put 1/9 there
                 assert head == 1 and value == pytest.approx(1.0) and base == pytest.approx(1 / n)

@@ -171,7 +171,7 @@ def _array_text(t: torch.Tensor, decimals: int | None) -> str:
     if a.numel() == 0 or a.dim() == 0:
         return json.dumps(a.tolist())
     if decimals is None:
-        words = ["%.9g" % v for v in a.double().reshape(-1).tolist()]
+        words = [f"{v:.9g}" for v in a.double().reshape(-1).tolist()]
     else:
         fmt = "%." + str(int(decimals)) + "f"
         words = [(fmt % v).rstrip("0").rstrip(".") or "0"

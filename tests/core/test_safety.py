@@ -50,7 +50,7 @@ def test_everything_restored_when_the_body_raises(name):
     assert hf_adapter._WRAPPED == mapping_before and not hf_adapter._HANDLERS
     assert torch.nn.functional.scaled_dot_product_attention is sdpa_before
     with pytest.raises(CaptureError, match="not finished|nothing"):
-        cap.record
+        _ = cap.record  # reading it raises
 
 
 def test_nested_capture_on_same_model_is_a_clear_error():

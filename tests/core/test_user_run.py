@@ -248,11 +248,11 @@ def test_record_of_a_failed_capture_says_why():
             model(**inputs)
             raise BoomError("the body broke")
     with pytest.raises(CaptureError, match=r"the capture failed \(BoomError: the body broke\)"):
-        cap.record
+        _ = cap.record  # reading it raises
     assert "failed" in repr(cap)
     with pytest.raises(CaptureError, match="has not finished"):
         with ap.capture(model) as running:
-            running.record
+            _ = running.record  # reading it raises
 
 
 # ----- section 4: bounded input ---------------------------------------------------------------------------
