@@ -260,4 +260,5 @@ def compare(obj: Any, text: Any = None, tokenizer: Any = None, methods: Any = No
     return page
 
 
-__all__ = ["FigureView", "SummaryView", "carry_scripts_again", "compare", "explain", "figure_png", "heatmap", "record_for", "show"]
+__all__ = ["FigureView", "SummaryView", "carry_scripts_again", "compare", "explain", "figure_png", "heatmap",
+           "record_for", "show"]

@@ -245,7 +245,8 @@ def attention_output(index: int | None = None, *, weights=None, kind=None, stack
     if index is not None and weights is not None:
         raise TypeError("give index= or weights=, not both")
     if index is not None and (isinstance(index, bool) or not isinstance(index, int)):
-        raise TypeError(f"index must be an int (the position of the weights in forward's returned tuple), got {index!r}")
+        raise TypeError("index must be an int (the position of the weights in forward's returned tuple), "
+                        f"got {index!r}")
     spec = index if index is not None else (weights if weights is not None else 1)
     _check(spec, kind, stack, layout, steps)
 

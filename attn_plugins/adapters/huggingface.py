@@ -203,7 +203,8 @@ def _install_wrapper(impl: str, session):
     mapping = AttentionInterface._global_mapping
     with _LOCK:
         if impl not in mapping:
-            raise CaptureError(f"attention implementation {impl!r} is not registered in transformers' AttentionInterface")
+            raise CaptureError(f"attention implementation {impl!r} is not registered in transformers' "
+                               "AttentionInterface")
         patch = item_patch(mapping, impl, session, lambda original, _patch: _make_wrapper(impl, original))
         _WRAPPED[impl] = patch
         return patch

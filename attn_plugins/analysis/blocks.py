@@ -198,7 +198,8 @@ def select_layers(record: AttentionRecord, layers: Any = None, stack: Any = ANY,
                   kind: str | None = "self") -> list[LayerAttention]:
     """The record's layers to analyse: ``layers`` (indices, negative from the end, or LayerAttention
     objects) among those of ``stack``/``kind`` (default: every self-attention layer, record order)."""
-    pool = [layer for layer in record.layers if (stack is ANY or layer.stack == stack) and (kind is None or layer.kind == kind)]
+    pool = [layer for layer in record.layers
+            if (stack is ANY or layer.stack == stack) and (kind is None or layer.kind == kind)]
     if not pool:
         have = sorted({(layer.stack, layer.kind) for layer in record.layers}, key=str)
         raise ValueError(f"the record has no {kind or ''} attention layers for stack={stack!r}; it has {have}")

@@ -165,8 +165,10 @@ class CheckpointEvolution:
         record = self.records[0]
         layer_obj = select_layers(record, self.layer_selection, self.stack, self.kind)[0]
         v = record_view(record, layer_obj).select_item(item)
-        qt = [readable_token(t) for t, m in zip(v.query_tokens[0], v.query_mask[0], strict=True) if m] if v.query_tokens else None
-        kt = [readable_token(t) for t, m in zip(v.key_tokens[0], v.key_mask[0], strict=True) if m] if v.key_tokens else None
+        qt = ([readable_token(t) for t, m in zip(v.query_tokens[0], v.query_mask[0], strict=True) if m]
+              if v.query_tokens else None)
+        kt = ([readable_token(t) for t, m in zip(v.key_tokens[0], v.key_mask[0], strict=True) if m]
+              if v.key_tokens else None)
         return qt, kt
 
     def __str__(self) -> str:

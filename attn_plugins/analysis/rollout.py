@@ -129,7 +129,8 @@ def self_layers(record: AttentionRecord, stack: Any, kind: str = "self") -> list
         )
     heads = {tuple(layer.head_indices) for layer in layers}
     if any(layer.heads is not None for layer in layers):
-        warnings.warn(f"the record holds a head selection {sorted(heads)}: heads are fused over those only", stacklevel=3)
+        warnings.warn(f"the record holds a head selection {sorted(heads)}: heads are fused over those only",
+                      stacklevel=3)
     return layers
 
 

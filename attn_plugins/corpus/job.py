@@ -264,7 +264,8 @@ def _batch_stats(model, tokenizer, job: CorpusJob, encoded) -> list[dict]:
         n = int(keep.numel())
         tokens = [record.tokens[item][j] for j in keep.tolist()] if record.tokens else None
         single = AttentionRecord(
-            layers=[LayerAttention(layer.name, layer.stack, layer.kind, layer.index, _cut(layer.weights, item, keep), heads=layer.heads)
+            layers=[LayerAttention(layer.name, layer.stack, layer.kind, layer.index, _cut(layer.weights, item, keep),
+                                   heads=layer.heads)
                     for layer in layers],
             tokens=[tokens] if tokens is not None else None,
             inputs={"attention_mask": torch.ones(1, n, dtype=torch.long)},

@@ -88,7 +88,8 @@ def deletion_insertion(instances: Sequence[Instance], scorer: Scorer, *, replace
         deletion = probs[start : start + n + 1]
         insertion = probs[start + n + 1 : start + 2 * (n + 1)]
         out.append({"deletion": deletion.tolist(), "insertion": insertion.tolist(),
-                    "deletion_auc": float(np.trapezoid(deletion, x)), "insertion_auc": float(np.trapezoid(insertion, x))})
+                    "deletion_auc": float(np.trapezoid(deletion, x)),
+                    "insertion_auc": float(np.trapezoid(insertion, x))})
     return out
 
 

@@ -125,7 +125,8 @@ class FaithfulnessResult:
         return path
 
     def to_dict(self) -> dict[str, Any]:
-        return {"format_version": FORMAT_VERSION, "instances": _clean(self.instances), "settings": _clean(self.settings),
+        return {"format_version": FORMAT_VERSION, "instances": _clean(self.instances),
+                "settings": _clean(self.settings),
                 "randomization": _clean(self.randomization), "summary": _clean(self.summary()),
                 "confidence": self.confidence, "n_boot": self.n_boot, "seed": self.seed}
 

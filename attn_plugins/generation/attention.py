@@ -40,7 +40,8 @@ def _pick(layers, layer):
 
 
 def head_rows(layers, head, positions: torch.Tensor) -> torch.Tensor:
-    """``[T, K]`` float64: rows ``positions`` of the chosen head (or the mean of heads) of each layer, averaged over layers."""
+    """``[T, K]`` float64: rows ``positions`` of the chosen head (or the mean of heads) of each layer,
+    averaged over layers."""
     mats = []
     for layer in layers:
         w = layer.weights[0].double()
@@ -88,9 +89,11 @@ def rollout(batch, *, head_fusion: str = "mean", add_residual: bool = True, reco
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         if teacher.kind == ENCODER_DECODER:
-            r_enc = rollout_matrices([layer.weights for layer in record.select("encoder", "self")], head_fusion=head_fusion,
+            r_enc = rollout_matrices([layer.weights for layer in record.select("encoder", "self")],
+                                     head_fusion=head_fusion,
                                      add_residual=add_residual)[0].cpu()
-            r_dec = rollout_matrices([layer.weights for layer in record.select("decoder", "self")], head_fusion=head_fusion,
+            r_dec = rollout_matrices([layer.weights for layer in record.select("decoder", "self")],
+                                     head_fusion=head_fusion,
                                      add_residual=add_residual)[0].cpu()
             cross = head_rows(cross_layers(record), "mean", torch.arange(r_dec.shape[0]))
             src = r_dec @ cross @ r_enc

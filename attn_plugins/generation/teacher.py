@@ -61,7 +61,8 @@ class TeacherForced:
     def __init__(self, model, source_ids: torch.Tensor, sequence: torch.Tensor, kind: str | None = None) -> None:
         self.model = model
         if kind is None:
-            kind = ENCODER_DECODER if getattr(getattr(model, "config", None), "is_encoder_decoder", False) else DECODER_ONLY
+            encoder_decoder = getattr(getattr(model, "config", None), "is_encoder_decoder", False)
+            kind = ENCODER_DECODER if encoder_decoder else DECODER_ONLY
         self.kind = kind
         self.source_ids = source_ids
         if sequence.dim() != 2 or sequence.shape[0] != 1:

@@ -52,9 +52,11 @@ def heatmap(result, method: str | None = None, *, include_prefix: bool = False, 
 
 _SCRIPT = """
 <script>(function(){
-var root=document.getElementById(%(id)s), data=JSON.parse(root.querySelector('script[type="application/json"]').textContent);
+var root=document.getElementById(%(id)s),
+ data=JSON.parse(root.querySelector('script[type="application/json"]').textContent);
 function show(m,t){root.querySelectorAll('.gen-t').forEach(function(b){b.classList.toggle('gen-on',+b.dataset.t===t);});
- root.querySelectorAll('.gen-s').forEach(function(s){var v=data.shades[m][t][+s.dataset.s];s.style.background=v[0];s.title=v[1];});}
+ root.querySelectorAll('.gen-s').forEach(function(s){
+  var v=data.shades[m][t][+s.dataset.s];s.style.background=v[0];s.title=v[1];});}
 var sel=root.querySelector('select');
 root.querySelectorAll('.gen-t').forEach(function(b){b.addEventListener('click',function(){show(sel.value,+b.dataset.t);});});
 sel.addEventListener('change',function(){var on=root.querySelector('.gen-on');show(sel.value,on?+on.dataset.t:0);});
@@ -80,7 +82,8 @@ def export_generation(result, *, element_id: str = "attn-generation", include_pr
         raw = np.concatenate([result.source[method], result.prefix[method]], axis=1) if include_prefix else \
             result.source[method]
         norm = result.normalized(method, include_prefix=include_prefix)
-        shades[method] = [[[shade(n / row.max() if row.max() > 0 else 0.0), f"{v:.4g}"] for n, v in zip(row, vals, strict=True)]
+        shades[method] = [[[shade(n / row.max() if row.max() > 0 else 0.0), f"{v:.4g}"]
+                           for n, v in zip(row, vals, strict=True)]
                           for row, vals in zip(norm, raw, strict=True)]
     options = "".join(f"<option value=\"{escape(m)}\">{escape(m)}</option>" for m in result.methods)
     targets = "".join(

@@ -121,4 +121,5 @@ def head_importance(model: nn.Module, batches: Iterable, *, loss="model", normal
             values = values / (np.linalg.norm(values) + 1e-20)
         scores[unit.name] = values
     return HeadImportance(scores=scores, order=[u.name for u in chosen], indices=[u.index for u in chosen],
-                          normalized=normalize, batches=count, info={"loss": loss if isinstance(loss, str) else "custom"})
+                          normalized=normalize, batches=count,
+                          info={"loss": loss if isinstance(loss, str) else "custom"})

@@ -134,9 +134,11 @@ def bertviz_script(view: str) -> str:
         js = js.replace("window.bertviz_params", "__attnPluginsParams")
         # label the layer and head menus with the model's numbers (BertViz shows positions)
         js = js.replace("layerSelect.append($(\"<option />\").val(i).text(i));",
-                        "layerSelect.append($(\"<option />\").val(i).text(params.layer_labels ? params.layer_labels[i] : i));")
+                        "layerSelect.append($(\"<option />\").val(i)"
+                        ".text(params.layer_labels ? params.layer_labels[i] : i));")
         js = js.replace("headSelect.append($(\"<option />\").val(i).text(i));",
-                        "headSelect.append($(\"<option />\").val(i).text(params.head_labels ? params.head_labels[i] : i));")
+                        "headSelect.append($(\"<option />\").val(i)"
+                        ".text(params.head_labels ? params.head_labels[i] : i));")
         # BertViz selects the first #vis of the page here; scope it to this view
         js = js.replace('var svg = d3.select("#vis");', "var svg = d3.select(`#${config.rootDivId} #vis`);")
     else:
@@ -192,7 +194,8 @@ class BertVizExport(HtmlExport):
     the id of its root element and the parameters it hands BertViz's script (numeric arrays appear
     there as placeholders; the page holds their values)."""
 
-    def __init__(self, body: str, title: str, view: str, params: dict, root_id: str, light_body: str | None = None) -> None:
+    def __init__(self, body: str, title: str, view: str, params: dict, root_id: str,
+                 light_body: str | None = None) -> None:
         super().__init__(body, title=title)
         self.view = view
         self.params = params
@@ -331,7 +334,8 @@ def _neuron(record, found: list[Panel], item: int, layer, head, display_mode: st
                          "position terms to q·k, so the q·k column is the plain scaled dot product; softmax "
                          "column and lines are the recorded weights"]
     left, right = (prettify(p.left), prettify(p.right)) if prettify_tokens else (p.left, p.right)
-    causal = p.kind == "self" and bool(torch.all(torch.triu(p.attn, diagonal=1 + p.attn.shape[-1] - p.attn.shape[-2]) == 0))
+    causal = p.kind == "self" and bool(torch.all(
+        torch.triu(p.attn, diagonal=1 + p.attn.shape[-1] - p.attn.shape[-2]) == 0))
     arrays = _Arrays(decimals)
     attention = {"all": {"attn": arrays.add(p.attn), "left_text": left, "right_text": right,
                          "queries": arrays.add(queries), "keys": arrays.add(p.keys)}}

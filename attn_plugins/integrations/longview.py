@@ -285,7 +285,8 @@ def longview_from_panels(record, found: list[Panel], *, item: int = 0, layer: in
         f'<script type="application/json" class="apl-meta">{safe_json(meta)}</script>\n'
         f'<script type="application/octet-stream" class="apl-data">{payload}</script>\n'
         "</div>\n"
-        f'<script type="text/javascript">\n(function () {{\n{hide_fallback_js(fallback_id)}{static_file("longview.js")}\n'
+        f'<script type="text/javascript">\n(function () {{\n{hide_fallback_js(fallback_id)}'
+        f'{static_file("longview.js")}\n'
         f"attnPluginsLongView(document.getElementById({safe_json(root_id)}));\n}})();\n</script>\n"
     )
     return LongViewExport(body, title, root_id, stats)

@@ -186,7 +186,8 @@ def alignment(record: AttentionRecord, layer: int | str = -1, head="mean", *, it
     """
     if not isinstance(record, AttentionRecord):
         raise TypeError("alignment() needs an AttentionRecord of an encoder-decoder model")
-    layers = [captured for captured in record.layers if captured.kind == "cross" and (stack is ANY or captured.stack == stack)]
+    layers = [captured for captured in record.layers
+              if captured.kind == "cross" and (stack is ANY or captured.stack == stack)]
     if not layers:
         raise ValueError("the record has no cross-attention: capture an encoder-decoder model (BART, T5, Marian, "
                          "Whisper...) with a forward or generate() call")

@@ -15,7 +15,8 @@ ENCODER_FRAME_SECONDS = 0.02
 
 
 def _cross_matrix(record: AttentionRecord, layer, head, item) -> tuple[torch.Tensor, str, object]:
-    layers = sorted((captured for captured in record.layers if captured.kind == "cross"), key=lambda captured: captured.index)
+    layers = sorted((captured for captured in record.layers if captured.kind == "cross"),
+                    key=lambda captured: captured.index)
     if not layers:
         raise ValueError("the record has no cross-attention: capture a Whisper (or other encoder-decoder) model "
                          "during generate() or a teacher-forced forward")
@@ -107,7 +108,8 @@ def whisper_cross_attention(record: AttentionRecord, *, layer="mean", head="mean
     if labels:
         ax.set_yticks(range(q))
         shown = [display_label(label) for label in labels[:q]]
-        ax.set_yticklabels(shown if q <= 48 else [label if i % max(1, q // 48) == 0 else "" for i, label in enumerate(shown)])
+        ax.set_yticklabels(shown if q <= 48 else
+                           [label if i % max(1, q // 48) == 0 else "" for i, label in enumerate(shown)])
     fig.suptitle(title if title is not None else f"Whisper cross-attention over the audio\n({what})")
     ax.set_xlabel("time (s)")
     ax.set_ylabel("decoded token")

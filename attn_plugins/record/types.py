@@ -120,7 +120,8 @@ class AttentionRecord:
                 for path, positions in layout.items() if positions}
         placed = {i for positions in layout.values() for i in positions}
         encoder = classic.get("encoder_attentions")  # generate() runs the encoder outside the model's forward
-        if encoder and "encoder_attentions" not in flat and not any(layer is self.layers[i] for layer in encoder for i in placed):
+        if encoder and "encoder_attentions" not in flat and not any(layer is self.layers[i]
+                                                                    for layer in encoder for i in placed):
             flat["encoder_attentions"] = tuple(layer.weights for layer in encoder)
         return _nest(flat)
 

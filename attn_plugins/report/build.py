@@ -133,7 +133,8 @@ def build_report(model=None, tokenizer=None, texts=None, out_dir="out", model_di
     if wrong:
         raise ReportError(f"unknown figure formats {wrong}; choose from {', '.join(FIGURE_FORMATS)}")
     out_dir = os.fspath(out_dir)
-    bar = tqdm(total=len(chosen) + 2, desc="report", unit="step", disable=None if progress is None else not progress, file=sys.stderr,
+    bar = tqdm(total=len(chosen) + 2, desc="report", unit="step", disable=None if progress is None else not progress,
+               file=sys.stderr,
                leave=True, dynamic_ncols=True)
     try:
         bar.set_postfix_str("loading the model")

@@ -138,7 +138,8 @@ def section_diagnostics(ctx) -> str:
         heads = ", ".join(f"{f.layer} head {f.head}" for f in group)
         low, high = min(f.value for f in group), max(f.value for f in group)
         values = fmt(low) if low == high else f"{fmt(low)} to {fmt(high)}"
-        example = group[0].reason if len(group) == 1 else f"e.g. {group[0].layer} head {group[0].head}: {group[0].reason}"
+        example = (group[0].reason if len(group) == 1
+                   else f"e.g. {group[0].layer} head {group[0].head}: {group[0].reason}")
         rows.append(f"<tr><td>{esc(problem)}</td><td>{len(group)}</td><td class=\"ap-heads\">{esc(heads)}</td>"
                     f"<td>{values}</td><td>{esc(example)}</td></tr>")
     return (lead + f'<p class="ap-warn-note">{len(findings)} finding(s): {esc(summary)}.</p>'

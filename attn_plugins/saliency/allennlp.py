@@ -142,7 +142,8 @@ class AllenNLPExplainer:
         embeds = torch.cat(seen, dim=1)
         logits = outputs.get(self.logits_key)
         if logits is None:
-            raise ValueError(f"the model's output has no {self.logits_key!r}: pass logits_key= (keys: {sorted(outputs)})")
+            raise ValueError(f"the model's output has no {self.logits_key!r}: pass logits_key= "
+                             f"(keys: {sorted(outputs)})")
         label = tensors.get(self.label_key)
         target = int(label.reshape(-1)[0]) if isinstance(label, torch.Tensor) else int(logits.argmax(-1)[0])
         names = [p for p, _ in tensor_leaves]

@@ -304,8 +304,8 @@ def _item_record(record: AttentionRecord, b: int):
 
     from ..record import LayerAttention
 
-    layers = [LayerAttention(name=layer.name, stack=layer.stack, kind=layer.kind, index=layer.index, weights=layer.weights[b : b + 1],
-                             heads=layer.heads) for layer in record.layers]
+    layers = [LayerAttention(name=layer.name, stack=layer.stack, kind=layer.kind, index=layer.index,
+                             weights=layer.weights[b : b + 1], heads=layer.heads) for layer in record.layers]
     inputs = {k: v[b : b + 1] for k, v in record.inputs.items() if isinstance(v, torch.Tensor) and v.dim() >= 1}
     return replace(record, layers=layers, inputs=inputs,
                    tokens=record.tokens[b : b + 1] if record.tokens else None)
