@@ -52,7 +52,8 @@ def tiny_transformer_items(size: int):
     for _ in range(size):
         src, tgt, align = tiny_transformer.sentence(rng)
         ids = torch.tensor([[tiny_transformer.SRC_INDEX[w] for w in src]])
-        sequence = torch.tensor([[tiny_transformer.BOS] + [tiny_transformer.TGT_INDEX[w] for w in tgt] + [tiny_transformer.EOS]])
+        sequence = torch.tensor([[tiny_transformer.BOS] + [tiny_transformer.TGT_INDEX[w] for w in tgt]
+                                 + [tiny_transformer.EOS]])
         yield (TinyTransformerTeacher(model, ids, sequence), " ".join(f"{i}-{j}" for j, i in enumerate(align)),
                [True] * len(tgt) + [False])
 

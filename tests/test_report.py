@@ -254,7 +254,8 @@ def test_a_model_without_attention(tmp_path, minilm_path):
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(minilm_path)
-    with pytest.raises(report.ReportError, match="cannot capture attention from MambaModel.*needs a model with attention"):
+    with pytest.raises(report.ReportError,
+                       match="cannot capture attention from MambaModel.*needs a model with attention"):
         report.build_report(model, tokenizer, ["hello there"], out_dir=tmp_path / "out", progress=False)
     assert not (tmp_path / "out").exists()
     model.save_pretrained(tmp_path / "mamba")

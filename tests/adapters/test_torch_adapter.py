@@ -209,7 +209,8 @@ def test_nn_transformer_all_three_kinds(batch_first, norm_first):
     assert record.is_encoder_decoder
     groups = {(s, k): record.select(s, k) for s in ("encoder", "decoder") for k in ("self", "cross")}
     assert [len(groups[key]) for key in sorted(groups)] == [3, 3, 0, 2]  # decoder cross, self; encoder
-    assert [layer.name for layer in groups["decoder", "cross"]] == [f"decoder.layers.{i}.multihead_attn" for i in range(3)]
+    assert [layer.name for layer in groups["decoder", "cross"]] == [f"decoder.layers.{i}.multihead_attn"
+                                                                    for i in range(3)]
     by_name = dict(found)
     for layer in record.layers:
         assert torch.equal(layer.weights, by_name[layer.name]), layer.name
@@ -227,7 +228,8 @@ def test_decoder_layer_self_attention_on_its_fast_path():
         with ap.capture(layer) as cap:
             out = layer(tgt, memory)
     assert torch.equal(out, expected_out)
-    assert [(layer.name, layer.kind) for layer in cap.record.layers] == [("self_attn", "self"), ("multihead_attn", "cross")]
+    assert [(layer.name, layer.kind) for layer in cap.record.layers] == [("self_attn", "self"),
+                                                                        ("multihead_attn", "cross")]
     for layer_attention, (_, ref) in zip(cap.record.layers, found, strict=True):
         assert torch.equal(layer_attention.weights, ref)
 
@@ -266,7 +268,8 @@ def test_encoder_nested_fast_path_exact_and_untouched():
     rows = ~pad
     for layer_attention, ref in zip(cap.record.layers, refs, strict=True):
         assert torch.equal(layer_attention.weights, ref * rows[:, None, :, None])
-        assert torch.all(layer_attention.weights.transpose(1, 2)[~rows] == 0)  # padded positions do not exist on this path
+        # padded positions do not exist on this path
+        assert torch.all(layer_attention.weights.transpose(1, 2)[~rows] == 0)
 
 
 @pytest.mark.parametrize("norm_first", [False, True])
@@ -299,7 +302,8 @@ def test_encoder_slow_path_captured_through_self_attn():
     with ap.capture(model) as cap:
         out = model(x, src_key_padding_mask=pad)
     assert torch.equal(out, expected_out)
-    assert [torch.equal(layer.weights, ref) for layer, (_, ref) in zip(cap.record.layers, found, strict=True)] == [True, True]
+    assert [torch.equal(layer.weights, ref)
+            for layer, (_, ref) in zip(cap.record.layers, found, strict=True)] == [True, True]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -438,7 +442,8 @@ def test_plain_module_around_a_transformers_model():
         expected = eager(input_ids=ids, attention_mask=mask, output_attentions=True).attentions
     assert torch.equal(reference, inside)
     layers = cap.record.layers
-    assert [layer.name for layer in layers] == ["encoder.encoder.layer.0.attention.self", "encoder.encoder.layer.1.attention.self"]
+    assert [layer.name for layer in layers] == ["encoder.encoder.layer.0.attention.self",
+                                                "encoder.encoder.layer.1.attention.self"]
     for layer, ref in zip(layers, expected, strict=True):
         assert (layer.weights - ref).abs().max() <= 1e-5
     assert hooks_left(model) == []

@@ -6,7 +6,8 @@ import torch
 def hooks_left(model) -> list[str]:
     """Names of modules that still carry a forward hook or pre-hook."""
     return [name or "<root>" for name, m in model.named_modules()
-            if m._forward_hooks or m._forward_pre_hooks or m._forward_hooks_with_kwargs or m._forward_pre_hooks_with_kwargs]
+            if m._forward_hooks or m._forward_pre_hooks or m._forward_hooks_with_kwargs
+            or m._forward_pre_hooks_with_kwargs]
 
 
 def attn_impls(model) -> list:

@@ -53,15 +53,16 @@ def _pair(name):
 
 
 def _options(eos, num_beams, returned, early_stopping, length_penalty=1.0):
-    return dict(max_new_tokens=NEW, min_new_tokens=3, num_beams=num_beams, num_return_sequences=returned, do_sample=False,
-                early_stopping=early_stopping, length_penalty=length_penalty, eos_token_id=eos)
+    return dict(max_new_tokens=NEW, min_new_tokens=3, num_beams=num_beams, num_return_sequences=returned,
+                do_sample=False, early_stopping=early_stopping, length_penalty=length_penalty, eos_token_id=eos)
 
 
 def _fed_rows(sequences, prompt_len, eos):
     """[S, q] bool: the decoder positions fed back as queries (up to each sequence's EOS, or the end)."""
     generated = sequences[:, prompt_len:]
     hit = torch.isin(generated, torch.tensor(eos))
-    length = torch.where(hit.any(1), hit.int().argmax(1) + 1, torch.full_like(hit[:, 0], generated.shape[1], dtype=torch.long))
+    length = torch.where(hit.any(1), hit.int().argmax(1) + 1,
+                         torch.full_like(hit[:, 0], generated.shape[1], dtype=torch.long))
     steps = torch.arange(sequences.shape[1] - 1)
     return steps[None, :] < (prompt_len + length - 1)[:, None]
 
@@ -81,7 +82,8 @@ def _reference(name, eager, inputs, sequences, returned, eos):
         fed = _fed_rows(sequences, 1, eos)
         out = eager(**repeat, decoder_input_ids=processed, output_attentions=True)
     return {"encoder_attentions": (out.encoder_attentions, None, None),
-            "decoder_attentions": (out.decoder_attentions, fed, fed), "cross_attentions": (out.cross_attentions, fed, fed)}
+            "decoder_attentions": (out.decoder_attentions, fed, fed),
+            "cross_attentions": (out.cross_attentions, fed, fed)}
 
 
 def _check(name, record, eager, inputs, sequences, returned, eos) -> float:

@@ -47,7 +47,8 @@ def _lengths(sequences):
     """Generated tokens of each returned sequence (through its EOS), from the ids alone."""
     generated = sequences[:, 1:]
     hit = torch.isin(generated, torch.tensor(EOS))
-    return torch.where(hit.any(1), hit.int().argmax(1) + 1, torch.full_like(hit[:, 0], generated.shape[1], dtype=torch.long)).tolist()
+    return torch.where(hit.any(1), hit.int().argmax(1) + 1,
+                       torch.full_like(hit[:, 0], generated.shape[1], dtype=torch.long)).tolist()
 
 
 def test_the_record_holds_sequences_that_end_early(marian):
@@ -143,7 +144,8 @@ def test_report_generation_section_decodes_with_the_beams(marian, minilm_tokeniz
 
     tokenizer = minilm_tokenizer  # a real tokenizer: the tiny Marian's config, with its vocabulary
     config = marian[0].config.to_dict()
-    config.update(vocab_size=tokenizer.vocab_size, decoder_vocab_size=tokenizer.vocab_size, pad_token_id=tokenizer.pad_token_id,
+    config.update(vocab_size=tokenizer.vocab_size, decoder_vocab_size=tokenizer.vocab_size,
+                  pad_token_id=tokenizer.pad_token_id,
                   eos_token_id=tokenizer.sep_token_id, decoder_start_token_id=tokenizer.pad_token_id)
     torch.manual_seed(0)
     model = tf.MarianMTModel(tf.MarianConfig(**config)).eval()

@@ -47,7 +47,8 @@ def test_capture_then_info(tmp_path, minilm, minilm_tokenizer):
         (["capture", "--text", "hi", "--layers", "9", "--out", "x.safetensors"], "layer 9 does not exist"),
         (["capture", "--text-file", "/nonexistent.txt", "--out", "x.safetensors"], "cannot read --text-file"),
         (["info", "/nonexistent.safetensors"], "no record file"),
-        (["capture", "--text", "hi there", "--max-bytes", "1KB", "--out", "x.safetensors"], "over the budget of 1.0 KB"),
+        (["capture", "--text", "hi there", "--max-bytes", "1KB", "--out", "x.safetensors"],
+         "over the budget of 1.0 KB"),
         (["capture", "--text", "hi", "--max-bytes", "lots", "--out", "x.safetensors"], "cannot read max_bytes"),
     ],
 )

@@ -258,7 +258,8 @@ def test_deeply_nested_json_everywhere(tmp_path, good):
     nested = "1"
     for _ in range(200):
         nested = "[" + nested + "]"
-    for change in (lambda m: m.update(metadata={"x": json.loads(nested)}), lambda m: m.update(tokens=json.loads(nested))):
+    for change in (lambda m: m.update(metadata={"x": json.loads(nested)}),
+                   lambda m: m.update(tokens=json.loads(nested))):
         _refused(_change_file(good / "one.safetensors", tmp_path / "b.safetensors", change))
         shutil.rmtree(tmp_path / "c", ignore_errors=True)
         _refused(_change_dir(good / "dir", tmp_path / "c", change))
@@ -566,7 +567,8 @@ FULL_DISK = textwrap.dedent("""
     import attn_plugins as ap
     target, kind = sys.argv[1], sys.argv[2]
     g = torch.Generator().manual_seed(0)
-    record = ap.AttentionRecord(layers=[ap.LayerAttention(f"l{i}", None, "self", i, torch.rand(1, 4, 64, 64, generator=g))
+    record = ap.AttentionRecord(layers=[ap.LayerAttention(f"l{i}", None, "self", i,
+                                                          torch.rand(1, 4, 64, 64, generator=g))
                                         for i in range(6)], tokens=[["t"] * 64])
     limit = 100_000  # bytes: each file fits, the whole record does not (a full disk)
     resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))

@@ -62,7 +62,8 @@ def test_streamed_generation_equals_in_memory(name, tmp_path):
     # every shard is a plain safetensors file that safetensors itself reads
     with safe_open(str(directory / "layers" / layer_files[0]), framework="pt") as handle:
         weights = handle.get_tensor("weights")
-    expected = next(layer for layer in memory[0].layers if os.path.basename(_file_of(directory, layer)) == layer_files[0])
+    expected = next(layer for layer in memory[0].layers
+                    if os.path.basename(_file_of(directory, layer)) == layer_files[0])
     assert torch.equal(weights, expected.weights)
 
 

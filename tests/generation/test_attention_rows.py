@@ -45,8 +45,8 @@ def test_cross_attention_rows_are_the_captured_weights(arch):
 @pytest.mark.parametrize("arch", ["gpt2", "llama"])
 def test_decoder_only_rows_split_at_the_prompt(arch):
     model = tiny(arch)
-    result = explain_generation(model, None, SOURCE, TARGET, methods=[("attention", {"layer": 1, "head": 2}), "rollout"],
-                                progress=False)
+    result = explain_generation(model, None, SOURCE, TARGET,
+                                methods=[("attention", {"layer": 1, "head": 2}), "rollout"], progress=False)
     full = torch.tensor([SOURCE + TARGET[:-1]])
     with ap.capture(model) as cap:
         with torch.no_grad():

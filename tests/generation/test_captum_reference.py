@@ -35,7 +35,8 @@ class StepForward(torch.nn.Module):
 
 
 def _embeds(model, result_ids, source_ids):
-    enc = model.get_encoder().get_input_embeddings() if model.config.is_encoder_decoder else model.get_input_embeddings()
+    enc = (model.get_encoder().get_input_embeddings() if model.config.is_encoder_decoder
+           else model.get_input_embeddings())
     dec = model.get_decoder().get_input_embeddings() if model.config.is_encoder_decoder else enc
     with torch.no_grad():
         return enc(torch.tensor([source_ids])), dec(torch.tensor([result_ids]))

@@ -110,5 +110,6 @@ def test_allennlp_date_teacher_is_the_models_own_teacher_forcing():
         loss = model(**tensors)["loss"]
     assert abs(-np.log(result.step_scores["probability"]).mean() - float(loss)) < 1e-5
     assert result.source["attention"].shape == (len(target) + 1, len(source))
-    copied = [(j, span[0]) for j, span in enumerate(date_data.alignment_sources(source, target)) if span and len(span) == 1]
+    copied = [(j, span[0]) for j, span in enumerate(date_data.alignment_sources(source, target))
+              if span and len(span) == 1]
     assert copied and all(int(np.argmax(result.source["attention"][j])) == i for j, i in copied)

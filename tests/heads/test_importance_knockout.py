@@ -174,7 +174,8 @@ def test_pruning_curve_points_equal_reference_with_those_heads_zeroed():
               for h in range(4)}
     assert [scores[p] for p in curve.order] == flat           # least important first
     units = attention_units(reference)
-    for order, values in [(curve.order, curve.by_importance)] + list(zip(curve.random_orders, curve.random, strict=True)):
+    runs = [(curve.order, curve.by_importance)] + list(zip(curve.random_orders, curve.random, strict=True))
+    for order, values in runs:
         assert sorted(order) == sorted((u.index, h) for u in units for h in range(4))
         for k, value in zip(curve.removed, values, strict=True):
             edits = Edits()

@@ -135,7 +135,8 @@ def test_stock_bertviz_encoder_decoder_generate():
 
     record = bertviz_records.bart()
     args = bertviz_inputs(record)
-    assert set(args) >= {"encoder_attention", "decoder_attention", "cross_attention", "encoder_tokens", "decoder_tokens"}
+    assert set(args) >= {"encoder_attention", "decoder_attention", "cross_attention", "encoder_tokens",
+                         "decoder_tokens"}
     assert args["cross_attention"][0].shape == (1, 4, len(args["decoder_tokens"]), len(args["encoder_tokens"]))
     for view in (bertviz.head_view, bertviz.model_view):
         html = _html(view(**args, html_action="return"))

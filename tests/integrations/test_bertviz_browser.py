@@ -62,7 +62,8 @@ def test_head_view_draws_reacts_and_reads_back(browser, pages):
                         f".children[{j}].__data__")
         assert torch.tensor(value, dtype=torch.float32) == layer0[h, i, j]
     # clicking a head's colour square hides its lines
-    opacity = f"return document.querySelector('{root} #attention').children[2].children[1].children[3].getAttribute('stroke-opacity')"
+    opacity = (f"return document.querySelector('{root} #attention').children[2].children[1].children[3]"
+               ".getAttribute('stroke-opacity')")
     before = float(page.js(opacity))
     assert before > 0
     boxes = page.query(f"{root} #vis svg > g:last-of-type rect")
@@ -161,10 +162,12 @@ def test_encoder_decoder_and_generate_pages(browser, pages):
     # head view: encoder first, then cross-attention with decoder tokens left and encoder tokens right
     enc_n, dec_n = len(bart.tokens[0]), len(bart.decoder_tokens[0])
     assert page.count(f"{roots[0]} #attention line") == 4 * enc_n * enc_n
-    page.js(f"var s = document.querySelector('{roots[0]} #filter'); s.value = '2'; s.dispatchEvent(new Event('change'))")
+    page.js(f"var s = document.querySelector('{roots[0]} #filter'); s.value = '2'; "
+            "s.dispatchEvent(new Event('change'))")
     assert page.text(f"{roots[0]} #left text") == bart.decoder_tokens[0]
     assert page.text(f"{roots[0]} #right text") == bart.tokens[0]
-    value = page.js(f"return document.querySelector('{roots[0]} #attention').children[3].children[1].children[2].__data__")
+    value = page.js(f"return document.querySelector('{roots[0]} #attention')"
+                    ".children[3].children[1].children[2].__data__")
     assert torch.tensor(value, dtype=torch.float32) == bart.layer(0, stack="decoder", kind="cross").weights[0, 3, 1, 2]
     assert page.count(f"{roots[1]} .attn_background") == 2 * 4
     assert page.count(f"{roots[2]} #collapsed #leftText text") == dec_n
@@ -178,7 +181,8 @@ def test_encoder_decoder_and_generate_pages(browser, pages):
     assert bertviz_records.HOSTILE in page.text(f"{roots[0]} svg text")
     # the page's own loader knows none of our modules, and no library leaked into the globals
     assert page.js("return typeof window.requirejs === 'function' && !requirejs.defined('d3') && "
-                   "!requirejs.defined('jquery') && typeof window.d3 === 'undefined' && typeof window.$ === 'undefined'")
+                   "!requirejs.defined('jquery') && typeof window.d3 === 'undefined' "
+                   "&& typeof window.$ === 'undefined'")
     assert page.count("img") == 0
     page.screenshot(pages / "notebook.png")
 

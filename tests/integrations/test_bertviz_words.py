@@ -74,7 +74,8 @@ def test_exporter_words_option():
     assert p.left[p.sentence_b_start] == "it"
     assert "merged into words" in result.body
     # without offsets: the word ids the capture kept from the tokenizer give the same words
-    enc = bertviz_records.minilm_tokenizer()([bertviz_records.TEXT_A, "Short one."], [bertviz_records.TEXT_B, "x"], padding=True)
+    enc = bertviz_records.minilm_tokenizer()([bertviz_records.TEXT_A, "Short one."], [bertviz_records.TEXT_B, "x"],
+                                             padding=True)
     for item in (0, 1):
         assert groups_from_word_ids(record.metadata["word_ids"][item]) == groups_from_word_ids(enc.word_ids(item))
     (same,) = panels(record, words=True)

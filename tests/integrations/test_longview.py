@@ -114,7 +114,8 @@ def pixels(page) -> str:
                    ".getImageData(0, 0, c.width, c.height).data; var h = 0, ink = 0, dark = 0;"
                    "for (var i = 0; i < d.length; i += 4) { h = (h * 31 + d[i] + 7 * d[i + 1] + 13 * d[i + 2]) | 0;"
                    " dark += 765 - d[i] - d[i + 1] - d[i + 2];"
-                   " if (d[i] < 250 || d[i + 1] < 250 || d[i + 2] < 250) { ink++; } } return h + ':' + ink + ':' + dark;")
+                   " if (d[i] < 250 || d[i + 1] < 250 || d[i + 2] < 250) { ink++; } }"
+                   " return h + ':' + ink + ':' + dark;")
 
 
 def ink(digest: str) -> int:
@@ -206,7 +207,8 @@ def test_zoom_into_a_token_window_and_hover_values(long_page):
     assert root.get_attribute("data-window") == "0,60,0,60"
     at = page.js("return document.querySelector('.apl-root').attnLongView.cellCenter(30, 30)")
     page.js("var c = document.querySelector('.apl-main');"
-            f"c.dispatchEvent(new WheelEvent('wheel', {{deltaY: -100, clientX: {at['x']}, clientY: {at['y']}, bubbles: true, cancelable: true}}))")
+            f"c.dispatchEvent(new WheelEvent('wheel', {{deltaY: -100, clientX: {at['x']}, clientY: {at['y']}, "
+            "bubbles: true, cancelable: true}))")
     r0, r1, c0, c1 = map(int, root.get_attribute("data-window").split(","))
     assert r1 - r0 == 48 and r0 <= 30 <= r1
     page.click(".apl-reset")

@@ -23,7 +23,8 @@ PREFERRED_MAPPINGS = ("MODEL_MAPPING_NAMES", "MODEL_FOR_CAUSAL_LM_MAPPING_NAMES"
                       "MODEL_FOR_VISION_2_SEQ_MAPPING_NAMES")
 MAX_PARAMS = 40_000_000
 LOGIT_STD = 2.0
-_QK = re.compile(r"(^|\.)(q|k|query|key|q_proj|k_proj|q_lin|k_lin|wq|wk|to_q|to_k|query_proj|key_proj|q_a_proj|q_b_proj|"
+_QK = re.compile(r"(^|\.)(q|k|query|key|q_proj|k_proj|q_lin|k_lin|wq|wk|to_q|to_k|query_proj|key_proj|"
+                 r"q_a_proj|q_b_proj|"
                  r"kv_a_proj_with_mqa|qkv|qkv_proj|c_attn|in_proj|Wqkv|query_key_value|wqkv|qk_proj|k_head|q_head)"
                  r"(\.weight|_weight)$")
 

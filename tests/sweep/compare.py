@@ -211,14 +211,16 @@ def check(model_type: str, stage=lambda name: None) -> dict:
     got = {p: v for p, v in attention_paths(record.as_hf_outputs()).items() if p in wanted or p not in not_weights}
     refused = any("not captured" in m for m in said)
     if sorted(got) != sorted(wanted):
-        return done("FAIL-ours", "keys" + ("-refused-with-message" if refused else ""), f"ours {sorted(got)} eager {sorted(wanted)}",
+        return done("FAIL-ours", "keys" + ("-refused-with-message" if refused else ""),
+                    f"ours {sorted(got)} eager {sorted(wanted)}",
                     layers={k: len(v) for k, v in got.items()}, eager_layers={k: len(v) for k, v in wanted.items()})
     masks = _row_masks(inputs)
     worst = 0.0
     for path, ref in wanted.items():
         mine = got[path]
         if len(mine) != len(ref):
-            return done("FAIL-ours", "layer-count" + ("-refused-with-message" if refused else ""), f"{path}: {len(mine)}/{len(ref)} layers")
+            return done("FAIL-ours", "layer-count" + ("-refused-with-message" if refused else ""),
+                        f"{path}: {len(mine)}/{len(ref)} layers")
         for i, (a, b) in enumerate(zip(ref, mine, strict=True)):
             if a.shape != b.shape:
                 return done("FAIL-ours", "shape", f"{path}[{i}]: eager {tuple(a.shape)} ours {tuple(b.shape)}")
