@@ -50,6 +50,7 @@ EXTRAS["test"] = [
     "selenium>=4.51,<5",
     "jsonschema>=4.18",
     "mypy>=2.4,<3",
+    "ruff>=0.17,<0.18",
     *EXTRAS["docs"],
 ]
 

@@ -2,6 +2,8 @@
 
 import typing as _typing
 
+from . import _version
+from ._version import __version__
 from .adapters.declare import attention_output, register_attention_module, unregister_attention_module
 from .capturing import capture
 from .errors import (
@@ -23,9 +25,6 @@ from .errors import (
 from .heads import ablate, head_importance, knockout, pruning_curve
 from .integrations import export
 from .record import AttentionRecord, LayerAttention
-
-from . import _version
-from ._version import __version__
 
 _version.check_transformers_version()  # an unsupported transformers fails here, naming the supported range
 

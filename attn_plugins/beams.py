@@ -52,7 +52,9 @@ def describe_decoding(model, kwargs: dict) -> dict:
             followed by ``beam_indices`` in this transformers version.
     """
     config = _effective_config(model, kwargs)
-    get = (lambda name, default: default if getattr(config, name, None) is None else getattr(config, name))
+    def get(name, default):
+        return default if getattr(config, name, None) is None else getattr(config, name)
+
     beams = int(get("num_beams", 1))
     groups = int(get("num_beam_groups", 1))
     if groups > 1:

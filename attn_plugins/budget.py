@@ -17,7 +17,7 @@ import shutil
 
 import torch
 
-from .errors import CaptureError, MemoryBudgetError
+from .errors import MemoryBudgetError
 
 DEFAULT_FRACTION = 0.5
 _UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
@@ -119,7 +119,7 @@ class Budget:
 
 def describe(parts: list[tuple[int, int, int, int, int]], itemsize: int, dtype: torch.dtype) -> tuple[int, str]:
     """Total bytes of ``(layers, heads, batch, q, k)`` groups and a readable breakdown."""
-    total = sum(l * h * b * q * k for l, h, b, q, k in parts) * itemsize
+    total = sum(n_layers * h * b * q * k for n_layers, h, b, q, k in parts) * itemsize
     name = str(dtype).replace("torch.", "")
-    text = " + ".join(f"{l} layers x {h} heads x batch {b} x {q} x {k}" for l, h, b, q, k in parts)
+    text = " + ".join(f"{n_layers} layers x {h} heads x batch {b} x {q} x {k}" for n_layers, h, b, q, k in parts)
     return total, f"{text} x {itemsize} bytes ({name})"

@@ -28,7 +28,6 @@ from .adapters.base import Call, Target
 from .adapters.scope import activate, active_sessions, deactivate, gate_new_hooks, hook_snapshot, runs_here
 from .analysis.words import label_tokens
 from .collector import Collector
-
 from .errors import CaptureError, NoAttentionError
 from .estimate import layer_calls
 from .generation_guard import generate_new_tokens, generate_wrapper

@@ -56,7 +56,8 @@ def _figure_formats(text: str) -> tuple[str, ...]:
     chosen = tuple(dict.fromkeys(f.strip().lower().lstrip(".") for f in text.split(",") if f.strip()))
     wrong = [f for f in chosen if f not in FIGURE_FORMATS]
     if wrong or not chosen:
-        raise argparse.ArgumentTypeError(f"expected a comma-separated list of {', '.join(FIGURE_FORMATS)}, got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected a comma-separated list of {', '.join(FIGURE_FORMATS)}, "
+                                         f"got {text!r}")
     return chosen
 
 

@@ -217,7 +217,7 @@ class Collector:
             if self.sink is not None:
                 stream_files.append((layers[-1], file))
         order = {"encoder": 0, None: 1, "decoder": 2}
-        layers.sort(key=lambda l: (order.get(l.stack, 3), str(l.stack), l.kind != "self", l.index))
+        layers.sort(key=lambda layer: (order.get(layer.stack, 3), str(layer.stack), layer.kind != "self", layer.index))
         record = AttentionRecord(layers=layers, inputs=dict(segment.inputs))
         if segment.steps:
             record.metadata["generation_steps"] = segment.steps + 1

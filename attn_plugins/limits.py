@@ -183,6 +183,7 @@ def check_indices(name: str, values: Any) -> list[int | str] | None:
         raise ValueError(f"{name}=[] selects nothing; pass None to capture all {name}")
     for v in values:
         if isinstance(v, bool) or not isinstance(v, (int, str)) or (name == "heads" and not isinstance(v, int)):
-            raise TypeError(f"{name} entries must be integers{' or module paths' if name == 'layers' else ''}, got {v!r}")
+            paths = " or module paths" if name == "layers" else ""
+            raise TypeError(f"{name} entries must be integers{paths}, got {v!r}")
     checked: list[int | str] = values
     return checked

@@ -18,7 +18,6 @@ The ``%%attention`` cell magic is in :mod:`attn_plugins.magic` (``%load_ext attn
 
 from __future__ import annotations
 
-import io
 import os
 from typing import TYPE_CHECKING, Any, TypeGuard
 
@@ -261,4 +260,5 @@ def compare(obj: Any, text: Any = None, tokenizer: Any = None, methods: Any = No
     return page
 
 
-__all__ = ["FigureView", "SummaryView", "carry_scripts_again", "compare", "explain", "figure_png", "heatmap", "record_for", "show"]
+__all__ = ["FigureView", "SummaryView", "carry_scripts_again", "compare", "explain", "figure_png", "heatmap",
+           "record_for", "show"]

@@ -45,24 +45,25 @@ GRADIENT = ["saliency", "input_x_gradient", ("integrated_gradients", {"n_steps":
 
 
 def tiny_transformer_items(size: int):
-    from fixtures.tiny_transformer import model as M
+    from fixtures.tiny_transformer import model as tiny_transformer
     from fixtures.tiny_transformer.train import load_or_train
 
     model, rng = load_or_train().double(), random.Random(1234)
     for _ in range(size):
-        src, tgt, align = M.sentence(rng)
-        ids = torch.tensor([[M.SRC_INDEX[w] for w in src]])
-        sequence = torch.tensor([[M.BOS] + [M.TGT_INDEX[w] for w in tgt] + [M.EOS]])
+        src, tgt, align = tiny_transformer.sentence(rng)
+        ids = torch.tensor([[tiny_transformer.SRC_INDEX[w] for w in src]])
+        sequence = torch.tensor([[tiny_transformer.BOS] + [tiny_transformer.TGT_INDEX[w] for w in tgt]
+                                 + [tiny_transformer.EOS]])
         yield (TinyTransformerTeacher(model, ids, sequence), " ".join(f"{i}-{j}" for j, i in enumerate(align)),
                [True] * len(tgt) + [False])
 
 
 def luong_items(size: int):
-    from fixtures.luong_seq2seq import model as M
+    from fixtures.luong_seq2seq import model as luong
     from fixtures.luong_seq2seq.train import load_or_train
 
     model = load_or_train("general").double()
-    src, lengths, tgt_in, tgt_out = M.batch(size, torch.Generator().manual_seed(1234))
+    src, lengths, tgt_in, tgt_out = luong.batch(size, torch.Generator().manual_seed(1234))
     for b in range(size):
         n = int(lengths[b])
         sequence = torch.cat([tgt_in[b : b + 1, : n + 1], tgt_out[b : b + 1, n : n + 1]], dim=1)
@@ -77,17 +78,17 @@ def date_items(size: int):
     from allennlp.data import Batch
 
     from fixtures.date_seq2seq import build
-    from fixtures.date_seq2seq import data as D
+    from fixtures.date_seq2seq import data as date_data
 
     predictor = build.load_predictor()
     model, reader = predictor._model.eval(), predictor._dataset_reader  # noqa: SLF001 - the fixture's own objects
-    for source, target in D.make_split(size, 4321):
+    for source, target in date_data.make_split(size, 4321):
         instance = reader.text_to_instance(source, " ".join(target))
         reader.apply_token_indexers(instance)
         batch = Batch([instance])
         batch.index_instances(model.vocab)
         tensors = batch.as_tensor_dict()
-        sources = D.alignment_sources(source, target)
+        sources = date_data.alignment_sources(source, target)
         links = [f"{i}{'-' if len(span) == 1 else '?'}{j}" for j, span in enumerate(sources) if span for i in span]
         yield (AllenNLPSeq2SeqTeacher(model, tensors["source_tokens"]["tokens"]["tokens"],
                                       tensors["target_tokens"]["tokens"]["tokens"]),

@@ -370,7 +370,8 @@ def free_bytes(case: Case) -> tuple[int, int]:
 def skip_reason(case: Case, column: Column, workdir: str, margin: float = 0.85) -> str | None:
     device_free, host_free = free_bytes(case)
     if column.disk_bytes > margin * shutil.disk_usage(workdir).free:
-        return f"skipped: needs ~{column.disk_bytes / GB:.1f} GB disk, {shutil.disk_usage(workdir).free / GB:.1f} GB free"
+        free = shutil.disk_usage(workdir).free
+        return f"skipped: needs ~{column.disk_bytes / GB:.1f} GB disk, {free / GB:.1f} GB free"
     if column.device_bytes > margin * device_free:
         where = "GPU" if case.device.type == "cuda" else "RAM"
         return f"skipped: needs ~{column.device_bytes / GB:.1f} GB {where}, {device_free / GB:.1f} GB free"
@@ -454,7 +455,7 @@ def run_case(args, case_name: str) -> dict:
     with tempfile.TemporaryDirectory(prefix="attn-capture-speed-") as workdir, torch.inference_mode():
         columns = columns_for(case, workdir)
         rows = [{"name": c.name, "note": c.note, "times": [], "cpu_times": []} for c in columns]
-        for column, row in zip(columns, rows):
+        for column, row in zip(columns, rows, strict=True):
             reason = skip_reason(case, column, workdir)
             try:
                 for i in range(0 if reason else warmup):
@@ -464,7 +465,7 @@ def run_case(args, case_name: str) -> dict:
                 reason = _refusal(exc)
             if reason:
                 row["skipped"] = reason
-        live = [(c, r) for c, r in zip(columns, rows) if "skipped" not in r]
+        live = [(c, r) for c, r in zip(columns, rows, strict=True) if "skipped" not in r]
         if not args.repeats and round_s * repeats > args.budget:  # slow cases: fewer calls, at least 3
             repeats = max(3, int(args.budget / round_s))
         # round-robin: load from other processes on a shared machine hits every column alike
@@ -605,7 +606,8 @@ def main(argv=None) -> None:
     parser.add_argument("--batch", type=int)
     parser.add_argument("--tokens", type=int)
     parser.add_argument("--layers", type=int, help="keep only this many layers")
-    parser.add_argument("--repeats", type=int, help="timed calls per column, taken round-robin (default: CUDA 10, CPU 5; quick 2)")
+    parser.add_argument("--repeats", type=int,
+                        help="timed calls per column, taken round-robin (default: CUDA 10, CPU 5; quick 2)")
     parser.add_argument("--budget", type=float, default=120.0,
                         help="seconds of timed calls per case before the default repeats are cut (to 3 at least)")
     parser.add_argument("--warmup", type=int, help="untimed, checked calls first (at least 1; default: CUDA 2, CPU 1)")

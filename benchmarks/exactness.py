@@ -33,7 +33,7 @@ def _row(label, model, eager, inputs):
                     if isinstance(reference[k], torch.Tensor))
     worst = 0.0
     for key, got in cap.record.as_hf_outputs().items():
-        for a, b in zip(getattr(expected, key), got):
+        for a, b in zip(getattr(expected, key), got, strict=True):
             worst = max(worst, (a - b).abs().max().item())
     kinds = ", ".join(sorted(cap.record.as_hf_outputs()))
     print(f"| {label} | {model.config._attn_implementation} | {kinds} | {worst:.1e} | {identical} |")

@@ -82,7 +82,7 @@ def main(argv=None) -> int:
     print(f"\n## Head pruning (Michel et al. 2019): held-out accuracy as heads are removed ({took:.0f} s)\n")
     print("| heads removed | fraction | by importance (least first) | random (mean) |")
     print("|---|---|---|---|")
-    for k, f, a, r in zip(curve.removed, curve.fraction, curve.by_importance, curve.random_mean):
+    for k, f, a, r in zip(curve.removed, curve.fraction, curve.by_importance, curve.random_mean, strict=True):
         print(f"| {k} | {f:.2f} | {a:.3f} | {r:.3f} |")
     if args.out:
         payload = {"faithfulness": result.to_dict(), "importance": importance.to_dict(), "pruning": curve.to_dict()}

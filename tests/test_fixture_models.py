@@ -74,7 +74,7 @@ def test_tiny_transformer_translates_and_cross_attention_aligns(transformer):
     # translates, adjective-noun reordering included
     assert result["alignment"] >= 0.9
     record = result["record"]
-    kinds = sorted((l.stack, l.kind, l.index, l.name) for l in record.layers)
+    kinds = sorted((layer.stack, layer.kind, layer.index, layer.name) for layer in record.layers)
     assert kinds == [
         ("decoder", "cross", 0, "decoder.layers.0.cross_attn"), ("decoder", "cross", 1, "decoder.layers.1.cross_attn"),
         ("decoder", "self", 0, "decoder.layers.0.self_attn"), ("decoder", "self", 1, "decoder.layers.1.self_attn"),

@@ -20,7 +20,7 @@ import pytest
 import torch
 
 import attn_plugins as ap
-from attn_plugins import report as R
+from attn_plugins import report
 from attn_plugins.report import heads as report_heads
 
 from . import _browser
@@ -174,7 +174,7 @@ def test_page_in_headless_chromium(built, browser, tmp_path):
     page = browser.open(out / "report.html", wait_for="document.readyState === 'complete'", timeout=60)
     statuses = dict(page.js("return Array.from(document.querySelectorAll('section.ap-section'))"
                             ".map(s => [s.id, s.dataset.status])"))
-    assert list(statuses) == [sid for sid, _ in R.SECTIONS]
+    assert list(statuses) == [sid for sid, _ in report.SECTIONS]
     for sid in ("summary", "heatmaps", "statistics", "clustering", "diagnostics"):
         assert statuses[sid] == "ok", sid
     assert statuses["generation"] == "unavailable"  # MiniLM does not generate
@@ -235,13 +235,13 @@ def test_bad_input_messages(tmp_path, args, message):
 def test_unreadable_and_empty_text_files(tmp_path):
     binary = tmp_path / "latin1.txt"
     binary.write_bytes("caf\xe9 cr\xe8me".encode("latin-1"))
-    with pytest.raises(R.ReportError, match="cannot read text file .*latin1.txt"):
-        R.read_text_file(binary)
+    with pytest.raises(report.ReportError, match="cannot read text file .*latin1.txt"):
+        report.read_text_file(binary)
     blank = tmp_path / "blank.txt"
     blank.write_text("\n  \n")
-    with pytest.raises(R.ReportError, match="holds no text"):
-        R.read_text_file(blank)
-    assert R.read_text_file(R.FIXTURE_SENTENCES) == list(R.DEFAULT_SENTENCES) == R.default_texts()
+    with pytest.raises(report.ReportError, match="holds no text"):
+        report.read_text_file(blank)
+    assert report.read_text_file(report.FIXTURE_SENTENCES) == list(report.DEFAULT_SENTENCES) == report.default_texts()
 
 
 def test_a_model_without_attention(tmp_path, minilm_path):
@@ -254,8 +254,9 @@ def test_a_model_without_attention(tmp_path, minilm_path):
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(minilm_path)
-    with pytest.raises(R.ReportError, match="cannot capture attention from MambaModel.*needs a model with attention"):
-        R.build_report(model, tokenizer, ["hello there"], out_dir=tmp_path / "out", progress=False)
+    with pytest.raises(report.ReportError,
+                       match="cannot capture attention from MambaModel.*needs a model with attention"):
+        report.build_report(model, tokenizer, ["hello there"], out_dir=tmp_path / "out", progress=False)
     assert not (tmp_path / "out").exists()
     model.save_pretrained(tmp_path / "mamba")
     tokenizer.save_pretrained(tmp_path / "mamba")
@@ -272,7 +273,7 @@ def test_a_failing_section_becomes_a_note(tmp_path, minilm, minilm_tokenizer, mo
 
     monkeypatch.setattr(report_heads, "layers_figure", broken)
     with caplog.at_level(logging.WARNING, logger="attn_plugins.report"):
-        path = R.build_report(minilm, minilm_tokenizer, "Short text.", out_dir=tmp_path,
+        path = report.build_report(minilm, minilm_tokenizer, "Short text.", out_dir=tmp_path,
                               sections=["summary", "heatmaps", "diagnostics"], progress=False)
     html = open(path, encoding="utf-8").read()
     sections = dict(re.findall(r'<section id="(\w+)" class="[^"]*" data-status="(\w+)"', html))
@@ -285,9 +286,7 @@ def test_a_failing_section_becomes_a_note(tmp_path, minilm, minilm_tokenizer, mo
 def test_generation_section_on_a_tiny_gpt2(tmp_path, minilm_path):
     """A generative model gets the attention-over-steps plot; an untrained one is flagged as
     near-uniform by the diagnostics."""
-    from transformers import GPT2Config, GPT2LMHeadModel
-
-    from transformers import AutoTokenizer
+    from transformers import AutoTokenizer, GPT2Config, GPT2LMHeadModel
 
     # a GPT-style tokenizer: no pad token, an end-of-text token
     tokenizer = AutoTokenizer.from_pretrained(minilm_path)
@@ -297,13 +296,13 @@ def test_generation_section_on_a_tiny_gpt2(tmp_path, minilm_path):
     config = GPT2Config(vocab_size=tokenizer.vocab_size, n_positions=64, n_embd=32, n_layer=2, n_head=2,
                         bos_token_id=tokenizer.cls_token_id, eos_token_id=tokenizer.sep_token_id)
     model = GPT2LMHeadModel(config).eval()
-    path = R.build_report(model, tokenizer, ["the cat sat on the mat", "a dog"], out_dir=tmp_path,
+    path = report.build_report(model, tokenizer, ["the cat sat on the mat", "a dog"], out_dir=tmp_path,
                           sections=["summary", "generation", "diagnostics"], progress=False, figures=["png"])
     html = open(path, encoding="utf-8").read()
     sections = dict(re.findall(r'<section id="(\w+)" class="[^"]*" data-status="(\w+)"', html))
     assert sections == {"summary": "ok", "generation": "ok", "diagnostics": "ok"}
     check_png((tmp_path / "plots" / "generation.png").read_bytes())
-    assert f"{R.GENERATION_STEPS} step(s)" in html
+    assert f"{report.GENERATION_STEPS} step(s)" in html
     diagnostics = re.search(r'<section id="diagnostics".*?</section>', html, re.S).group(0)
     assert diagnostics.count("<td>uniform</td>") >= 1 and "near-uniform: entropy is" in diagnostics
     assert tokenizer.pad_token is None  # the batch was padded with the end-of-text token, then put back
@@ -318,7 +317,7 @@ FOUR = ["The cat sat on the mat.", "Dogs bark at night.", "She reads a book.", "
 
 def test_report_layers_heads_and_a_head_view_per_input(tmp_path, minilm, minilm_tokenizer, capsys):
     sections = ["summary", "statistics", "diagnostics"] + (["bertviz"] if HAS_BERTVIZ else [])
-    path = R.build_report(minilm, minilm_tokenizer, FOUR, out_dir=tmp_path, sections=sections, layers=[0, -1],
+    path = report.build_report(minilm, minilm_tokenizer, FOUR, out_dir=tmp_path, sections=sections, layers=[0, -1],
                           heads=[0, 2, 5])
     assert "%|" not in capsys.readouterr().err  # progress=None and stderr is not a terminal: no bar
     record = ap.AttentionRecord.load(tmp_path / "record.safetensors")
@@ -327,13 +326,13 @@ def test_report_layers_heads_and_a_head_view_per_input(tmp_path, minilm, minilm_
     html = open(path, encoding="utf-8").read()
     if HAS_BERTVIZ:
         assert len(re.findall(r'class="ap-view" data-view="head"', html)) == 4  # every input, none left out
-    with pytest.raises(R.ReportError, match="layer"):
-        R.build_report(minilm, minilm_tokenizer, FOUR[:1], out_dir=tmp_path / "bad", sections=["summary"],
+    with pytest.raises(report.ReportError, match="layer"):
+        report.build_report(minilm, minilm_tokenizer, FOUR[:1], out_dir=tmp_path / "bad", sections=["summary"],
                        layers=[17], progress=False)
 
 
 def test_progress_bar_only_when_asked_or_on_a_terminal(tmp_path, minilm, minilm_tokenizer, capsys):
-    R.build_report(minilm, minilm_tokenizer, FOUR[:1], out_dir=tmp_path, sections=["summary"], progress=True)
+    report.build_report(minilm, minilm_tokenizer, FOUR[:1], out_dir=tmp_path, sections=["summary"], progress=True)
     assert "%|" in capsys.readouterr().err
 
 
@@ -372,7 +371,7 @@ def test_notable_heads_must_beat_uniform_attention():
         ctx = SimpleNamespace(stats=head_stats(record), baseline=uniform_baseline(record))
         found = report_heads.notable_heads(ctx)
         assert [name for _, name, *_ in found if name in ("previous", "next", "self", "special")] == expect
-        for role, name, label, head, value, base in found:
+        for _, name, _, head, value, base in found:
             if name == "previous":
                 # rows with a previous token put all on it; uniform attention would put 1/9 there
                 assert head == 1 and value == pytest.approx(1.0) and base == pytest.approx(1 / n)
@@ -401,7 +400,7 @@ def test_print_figures_only_when_asked(tmp_path, minilm, minilm_tokenizer):
 
     from attn_plugins.report.context import png_size
 
-    path = R.build_report(minilm, minilm_tokenizer, "Short text.", out_dir=tmp_path / "screen",
+    path = report.build_report(minilm, minilm_tokenizer, "Short text.", out_dir=tmp_path / "screen",
                           sections=["heatmaps"], progress=False)
     html = open(path, encoding="utf-8").read()
     assert not (tmp_path / "screen" / "plots").exists() and 'href="plots/' not in html
@@ -411,7 +410,7 @@ def test_print_figures_only_when_asked(tmp_path, minilm, minilm_tokenizer):
         check_png(data)
         width, _ = png_size(data)
         assert 200 < width < 1400 and f'width="{width}"' in html  # shown one pixel per CSS pixel
-    path = R.build_report(minilm, minilm_tokenizer, "Short text.", out_dir=tmp_path / "print",
+    path = report.build_report(minilm, minilm_tokenizer, "Short text.", out_dir=tmp_path / "print",
                           sections=["heatmaps"], progress=False, figures=("png", "pdf"))
     html = open(path, encoding="utf-8").read()
     written = sorted(p.name for p in (tmp_path / "print" / "plots").iterdir())
@@ -424,4 +423,4 @@ def test_print_figures_only_when_asked(tmp_path, minilm, minilm_tokenizer):
         small = b64.b64decode(shown[name[:-4]])
         assert png_size(big)[0] > 2.5 * png_size(small)[0]  # 300 dpi against 100
     with pytest.raises(ap.errors.ReportError, match="unknown figure formats"):
-        R.build_report(minilm, minilm_tokenizer, "x", out_dir=tmp_path / "bad", figures=["gif"], progress=False)
+        report.build_report(minilm, minilm_tokenizer, "x", out_dir=tmp_path / "bad", figures=["gif"], progress=False)

@@ -320,14 +320,14 @@ class AllenNLPAdapter(Adapter):
         record.metadata["framework"] = "allennlp"
         if info.get("phase"):
             record.metadata["phase"] = info["phase"]
-        names = sorted(n for n in self.unnormalised if any(l.name == n for l in record.layers))
+        names = sorted(n for n in self.unnormalised if any(layer.name == n for layer in record.layers))
         if names:
             record.metadata["unnormalised_layers"] = names
             record.metadata["unnormalised_note"] = (
                 "these layers hold similarity scores, not probabilities: AllenNLP's MatrixAttention (and Attention "
                 "with normalize=False) returns unnormalised scores and never sees a mask"
             )
-        if any(l.stack is None and l.kind == "self" for l in record.layers) or self.hf_adapters:
+        if any(layer.stack is None and layer.kind == "self" for layer in record.layers) or self.hf_adapters:
             record.metadata.setdefault(
                 "precision", "the modules' own weights (Hugging Face parts: as the HF adapter reports)")
         else:
@@ -348,8 +348,8 @@ class AllenNLPAdapter(Adapter):
             ids, _, _ = _ids_and_mask(model, info["target"])
             if ids is not None:
                 decoder_ids = ids[:, 1:]  # row t of the alignment produced target token t + 1
-        if decoder_ids is not None and any(l.stack == "decoder" for l in record.layers):
-            steps = max(l.weights.shape[2] for l in record.layers if l.stack == "decoder")
+        if decoder_ids is not None and any(layer.stack == "decoder" for layer in record.layers):
+            steps = max(layer.weights.shape[2] for layer in record.layers if layer.stack == "decoder")
             decoder_ids = decoder_ids[:, :steps]
             record.inputs["decoder_input_ids"] = decoder_ids.detach()
             record.metadata["decoder_tokens"] = "the token each decoder step produced"

@@ -73,9 +73,9 @@ _DEFAULT_LAYOUTS = {2: "bk", 3: "bqk", 4: "bhqk"}
 _STEPS = ("auto", True, False)
 
 _LOCK = threading.RLock()
-_BY_CLASS: dict[type, "AttentionDeclaration"] = {}
-_BY_NAME: dict[str, "AttentionDeclaration"] = {}
-_BY_INSTANCE: "weakref.WeakKeyDictionary[torch.nn.Module, AttentionDeclaration]" = weakref.WeakKeyDictionary()
+_BY_CLASS: dict[type, AttentionDeclaration] = {}
+_BY_NAME: dict[str, AttentionDeclaration] = {}
+_BY_INSTANCE: weakref.WeakKeyDictionary[torch.nn.Module, AttentionDeclaration] = weakref.WeakKeyDictionary()
 
 
 @dataclass(frozen=True)
@@ -245,7 +245,8 @@ def attention_output(index: int | None = None, *, weights=None, kind=None, stack
     if index is not None and weights is not None:
         raise TypeError("give index= or weights=, not both")
     if index is not None and (isinstance(index, bool) or not isinstance(index, int)):
-        raise TypeError(f"index must be an int (the position of the weights in forward's returned tuple), got {index!r}")
+        raise TypeError("index must be an int (the position of the weights in forward's returned tuple), "
+                        f"got {index!r}")
     spec = index if index is not None else (weights if weights is not None else 1)
     _check(spec, kind, stack, layout, steps)
 

@@ -13,8 +13,8 @@ from __future__ import annotations
 import inspect
 
 import torch
-import torch.nn.functional as F
 from torch import nn
+from torch.nn import functional
 
 
 def slow_path_call(layer: nn.TransformerEncoderLayer, args: tuple, kwargs: dict,
@@ -46,10 +46,10 @@ def slow_path_call(layer: nn.TransformerEncoderLayer, args: tuple, kwargs: dict,
         keep = torch.arange(length, device=src.device)[None, :] < lengths[:, None]
         padding = ~keep
     # as TransformerEncoderLayer.forward hands them to self_attn on its slow path
-    padding = F._canonical_mask(mask=padding, mask_name="src_key_padding_mask",
-                                other_type=F._none_or_dtype(src_mask), other_name="src_mask",
+    padding = functional._canonical_mask(mask=padding, mask_name="src_key_padding_mask",
+                                other_type=functional._none_or_dtype(src_mask), other_name="src_mask",
                                 target_type=src.dtype)
-    src_mask = F._canonical_mask(mask=src_mask, mask_name="src_mask", other_type=None, other_name="",
+    src_mask = functional._canonical_mask(mask=src_mask, mask_name="src_mask", other_type=None, other_name="",
                                  target_type=src.dtype, check_other=False)
     with torch.no_grad():
         x = layer.norm1(src) if layer.norm_first else src

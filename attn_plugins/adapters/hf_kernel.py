@@ -16,7 +16,7 @@ from ..errors import CaptureError
 from .base import Session, Target
 from .dropout_probe import Probe
 from .hf_outputs import is_probability
-from .recompute import NEUTRAL_KWARGS, UnsupportedAttentionCall, attention_probs, own_precision
+from .recompute import NEUTRAL_KWARGS, UnsupportedAttentionCallError, attention_probs, own_precision
 from .source import forward_mentions
 
 _INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids")
@@ -159,7 +159,7 @@ class TargetHandler:
                     sliding_window=kwargs.get("sliding_window"), heads=heads,
                     compute_dtype=self.session.compute_dtype_for(query.dtype), out_dtype=self.session.dtype,
                 )
-            except UnsupportedAttentionCall as exc:
+            except UnsupportedAttentionCallError as exc:
                 reason = str(exc)
         else:
             reason = f"unrecognised arguments {sorted(unknown)}"

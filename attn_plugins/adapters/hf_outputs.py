@@ -286,7 +286,7 @@ class OutputLayout:
         for path, tensors in fields.items():
             kept = before_dropout if module.training and len(fields) == 1 else []
             if len(kept) != len(tensors) or not all(
-                    isinstance(t, torch.Tensor) and k.shape == t.shape for k, t in zip(kept, tensors)):
+                    isinstance(t, torch.Tensor) and k.shape == t.shape for k, t in zip(kept, tensors, strict=True)):
                 kept = []
             keys = []
             for position, tensor in enumerate(tensors):
@@ -316,7 +316,7 @@ class OutputLayout:
             record.metadata[REFUSED_KEY] = dict(self.refused)
         if not self.layout:
             return
-        where = {(l.stack, l.kind, l.index): i for i, l in enumerate(record.layers)}
+        where = {(layer.stack, layer.kind, layer.index): i for i, layer in enumerate(record.layers)}
         record.metadata[LAYOUT_KEY] = {path: [where[k] for k in keys if k in where]
                                        for path, keys in self.layout.items()}
         shapes = {path: [self.shapes.get(k) for k in keys if k in where] for path, keys in self.layout.items()}

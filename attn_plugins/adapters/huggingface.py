@@ -18,9 +18,9 @@ import threading
 
 from ..errors import CaptureError
 from .base import Adapter, Target
+from .dropout_probe import watch_dropout
 from .hf_kernel import TargetHandler, is_hf_model, owner_inputs
 from .hf_legacy import LegacyOutputs, legacy_targets
-from .dropout_probe import watch_dropout
 from .hf_outputs import OutputLayout, asks_output_attentions
 from .hooks import remove_hooks
 from .scope import attribute_patch, first_active, item_patch, original_value
@@ -203,7 +203,8 @@ def _install_wrapper(impl: str, session):
     mapping = AttentionInterface._global_mapping
     with _LOCK:
         if impl not in mapping:
-            raise CaptureError(f"attention implementation {impl!r} is not registered in transformers' AttentionInterface")
+            raise CaptureError(f"attention implementation {impl!r} is not registered in transformers' "
+                               "AttentionInterface")
         patch = item_patch(mapping, impl, session, lambda original, _patch: _make_wrapper(impl, original))
         _WRAPPED[impl] = patch
         return patch

@@ -11,8 +11,8 @@ import contextlib
 import inspect
 
 import torch
-import torch.nn.functional as F
 from torch import nn
+from torch.nn import functional
 
 from ..errors import CaptureError
 
@@ -112,8 +112,8 @@ def mha_queries_keys(module: nn.MultiheadAttention, call: dict) -> tuple[torch.T
         b_q = b_k = None
         if module.in_proj_bias is not None:
             b_q, b_k, _ = module.in_proj_bias.chunk(3)
-        q = F.linear(query, w_q, b_q)
-        k = F.linear(key, w_k, b_k)
+        q = functional.linear(query, w_q, b_q)
+        k = functional.linear(key, w_k, b_k)
         batch = q.shape[0]
         if module.bias_k is not None:
             k = torch.cat([k, module.bias_k.reshape(1, 1, embed).expand(batch, 1, embed)], dim=1)

@@ -32,7 +32,7 @@ def own_precision():
         yield
 
 
-class UnsupportedAttentionCall(Exception):
+class UnsupportedAttentionCallError(Exception):
     """The call carries something this module cannot reproduce exactly; the caller falls back."""
 
 
@@ -42,14 +42,14 @@ def dense_mask_from_blockmask(block_mask, batch: int, heads: int, q_len: int, kv
 
     mask_mod = getattr(block_mask, "mask_mod", None)
     if mask_mod is None:
-        raise UnsupportedAttentionCall("BlockMask without mask_mod")
+        raise UnsupportedAttentionCallError("BlockMask without mask_mod")
     return create_mask(mask_mod, batch, heads, q_len, kv_len, device=device)
 
 
 def _kv_index(num_kv_heads: int, num_query_heads: int, heads: list[int]) -> list[int]:
     """The key/value head each (selected) query head reads: repeat_kv without materialising it."""
     if num_query_heads % num_kv_heads:
-        raise UnsupportedAttentionCall(f"{num_query_heads} query heads over {num_kv_heads} key heads")
+        raise UnsupportedAttentionCallError(f"{num_query_heads} query heads over {num_kv_heads} key heads")
     n_rep = num_query_heads // num_kv_heads
     return [h // n_rep for h in heads]
 

@@ -75,7 +75,7 @@ class View:
         reachable = (torch.nan_to_num(self.weights, nan=0.0).abs() > 0).any(dim=1)
         return reachable & self.key_mask[:, None, :] & self.query_mask[:, :, None]
 
-    def select_item(self, item: int | None) -> "View":
+    def select_item(self, item: int | None) -> View:
         if item is None:
             return self
         b = self.weights.shape[0]
@@ -198,9 +198,10 @@ def select_layers(record: AttentionRecord, layers: Any = None, stack: Any = ANY,
                   kind: str | None = "self") -> list[LayerAttention]:
     """The record's layers to analyse: ``layers`` (indices, negative from the end, or LayerAttention
     objects) among those of ``stack``/``kind`` (default: every self-attention layer, record order)."""
-    pool = [l for l in record.layers if (stack is ANY or l.stack == stack) and (kind is None or l.kind == kind)]
+    pool = [layer for layer in record.layers
+            if (stack is ANY or layer.stack == stack) and (kind is None or layer.kind == kind)]
     if not pool:
-        have = sorted({(l.stack, l.kind) for l in record.layers}, key=str)
+        have = sorted({(layer.stack, layer.kind) for layer in record.layers}, key=str)
         raise ValueError(f"the record has no {kind or ''} attention layers for stack={stack!r}; it has {have}")
     if layers is None:
         return pool
@@ -211,13 +212,13 @@ def select_layers(record: AttentionRecord, layers: Any = None, stack: Any = ANY,
         if isinstance(sel, LayerAttention):
             chosen.append(sel)
             continue
-        if len({l.stack for l in pool}) > 1:
+        if len({layer.stack for layer in pool}) > 1:
             raise ValueError("layer indices are ambiguous in an encoder-decoder record: "
                              "pass stack='encoder' or 'decoder'")
-        indices = [l.index for l in pool]
+        indices = [layer.index for layer in pool]
         n = max(indices) + 1
         target = sel % n if -n <= sel < 0 else sel
-        hit = [l for l in pool if l.index == target]
+        hit = [layer for layer in pool if layer.index == target]
         if not hit:
             raise IndexError(f"no captured {kind}-attention layer {sel}; captured layers: {sorted(indices)}")
         chosen.append(hit[0])

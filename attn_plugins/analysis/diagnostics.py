@@ -46,7 +46,7 @@ class Finding:
 class Findings(list[Finding]):
     """A list of :class:`Finding` that prints one line each (or says that all is well)."""
 
-    def of(self, problem: str) -> "Findings":
+    def of(self, problem: str) -> Findings:
         return Findings(f for f in self if f.problem == problem)
 
     def heads(self, problem: str | None = None) -> list[tuple[str, int]]:

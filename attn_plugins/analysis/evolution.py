@@ -20,9 +20,9 @@ import torch
 
 from ..record import AttentionRecord
 from .blocks import ANY, record_view, select_layers
-from .tokens import readable_token
 from .divergence import js_divergence_rows
 from .stats import STAT_NAMES, head_stats
+from .tokens import readable_token
 
 
 @dataclass
@@ -165,8 +165,10 @@ class CheckpointEvolution:
         record = self.records[0]
         layer_obj = select_layers(record, self.layer_selection, self.stack, self.kind)[0]
         v = record_view(record, layer_obj).select_item(item)
-        qt = [readable_token(t) for t, m in zip(v.query_tokens[0], v.query_mask[0]) if m] if v.query_tokens else None
-        kt = [readable_token(t) for t, m in zip(v.key_tokens[0], v.key_mask[0]) if m] if v.key_tokens else None
+        qt = ([readable_token(t) for t, m in zip(v.query_tokens[0], v.query_mask[0], strict=True) if m]
+              if v.query_tokens else None)
+        kt = ([readable_token(t) for t, m in zip(v.key_tokens[0], v.key_mask[0], strict=True) if m]
+              if v.key_tokens else None)
         return qt, kt
 
     def __str__(self) -> str:
@@ -207,9 +209,9 @@ def checkpoint_evolution(records: list[AttentionRecord], labels: list[str] | Non
     if len(labels) != len(records):
         raise ValueError(f"{len(labels)} labels for {len(records)} records")
     chosen = [select_layers(r, layers, stack, kind) for r in records]
-    ref_shapes = [tuple(l.weights.shape) for l in chosen[0]]
-    for label, group in zip(labels, chosen):
-        shapes = [tuple(l.weights.shape) for l in group]
+    ref_shapes = [tuple(layer.weights.shape) for layer in chosen[0]]
+    for label, group in zip(labels, chosen, strict=True):
+        shapes = [tuple(layer.weights.shape) for layer in group]
         if shapes != ref_shapes:
             raise ValueError(
                 f"{label} has attention shapes {shapes[:2]}... but {labels[0]} has {ref_shapes[:2]}...: capture every "
@@ -218,7 +220,7 @@ def checkpoint_evolution(records: list[AttentionRecord], labels: list[str] | Non
     per = [head_stats(r, layers=layers, stack=stack, kind=kind) for r in records]
     names = list(STAT_NAMES) + list(per[0].groups)
     stats = {name: torch.stack([p.get(name) for p in per]) for name in names}
-    rows = [_head_rows(r, g) for r, g in zip(records, chosen)]
+    rows = [_head_rows(r, g) for r, g in zip(records, chosen, strict=True)]
 
     def distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         if a.shape[2] == 0:

@@ -110,7 +110,7 @@ class _NetworkxGraph:
         graph = nx.DiGraph()
         graph.add_nodes_from(range((self.num_layers + 1) * self.n))
         graph.add_weighted_edges_from(
-            ((int(r), int(c), float(w)) for r, c, w in zip(rows, cols, caps) if w > 0), weight="capacity"
+            ((int(r), int(c), float(w)) for r, c, w in zip(rows, cols, caps, strict=True) if w > 0), weight="capacity"
         )
         self.graph = graph
 

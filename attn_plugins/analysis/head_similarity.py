@@ -33,17 +33,17 @@ class PairwiseMatrix:
     measure: str
     heads: list[tuple[str, int]] | None = None  # (layer label, head index) per row, for head matrices
 
-    def cluster(self, method: str = "average", n_clusters: int | None = None) -> "HeadClusters":
+    def cluster(self, method: str = "average", n_clusters: int | None = None) -> HeadClusters:
         """Hierarchical clustering of this matrix (a distance; a similarity is turned into ``1 - s``)."""
         distances = self.values if "similarity" not in self.measure else 1.0 - self.values
         return cluster(distances, self.labels, method=method, n_clusters=n_clusters)
 
     def __str__(self) -> str:
         n = len(self.labels)
-        width = max(6, *(len(l) for l in self.labels)) if self.labels else 6
+        width = max(6, *(len(label) for label in self.labels)) if self.labels else 6
         lines = [f"{self.measure} ({n} x {n})"]
         show = min(n, 12)
-        lines.append(" " * (width + 1) + " ".join(f"{l[:6]:>6}" for l in self.labels[:show]))
+        lines.append(" " * (width + 1) + " ".join(f"{label[:6]:>6}" for label in self.labels[:show]))
         for i in range(show):
             cells = " ".join(f"{self.values[i, j].item():6.3f}" for j in range(show))
             lines.append(f"{self.labels[i]:<{width}} " + cells)
@@ -68,7 +68,7 @@ class HeadClusters:
         if self.assignments is None:
             raise ValueError("call cluster(..., n_clusters=N) to assign clusters")
         out: dict[int, list[str]] = {}
-        for label, cid in zip(self.labels, self.assignments):
+        for label, cid in zip(self.labels, self.assignments, strict=True):
             out.setdefault(int(cid), []).append(label)
         return out
 
@@ -155,7 +155,7 @@ def layer_similarity(attn: Any, *, method: str = "js", base: float = 2.0, item: 
     for v in vs:
         w = torch.where(v.key_mask[:, None, None, :], v.weights, torch.zeros((), dtype=torch.float64))
         means.append(w.mean(dim=1, keepdim=True))
-    pooled = [type(v)(**{**v.__dict__, "weights": m, "heads": [0]}) for v, m in zip(vs, means)]
+    pooled = [type(v)(**{**v.__dict__, "weights": m, "heads": [0]}) for v, m in zip(vs, means, strict=True)]
     dists, _, _ = _stack_rows(pooled)
     labels = [v.label or f"layer {i}" for i, v in enumerate(vs)]
     if method == "js":

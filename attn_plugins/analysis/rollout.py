@@ -119,7 +119,7 @@ def self_layers(record: AttentionRecord, stack: Any, kind: str = "self") -> list
         stack = "encoder"
     layers = record.select(stack, kind)
     if not layers:
-        have = sorted({(l.stack, l.kind) for l in record.layers}, key=str)
+        have = sorted({(layer.stack, layer.kind) for layer in record.layers}, key=str)
         raise ValueError(f"the record has no {kind}-attention layers for stack {stack!r}; it has {have}")
     indices = [layer.index for layer in layers]
     if indices != list(range(indices[0], indices[0] + len(indices))) or indices[0] != 0:
@@ -129,7 +129,8 @@ def self_layers(record: AttentionRecord, stack: Any, kind: str = "self") -> list
         )
     heads = {tuple(layer.head_indices) for layer in layers}
     if any(layer.heads is not None for layer in layers):
-        warnings.warn(f"the record holds a head selection {sorted(heads)}: heads are fused over those only", stacklevel=3)
+        warnings.warn(f"the record holds a head selection {sorted(heads)}: heads are fused over those only",
+                      stacklevel=3)
     return layers
 
 

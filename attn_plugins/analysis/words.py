@@ -173,7 +173,7 @@ def tokenizer_word_ids(tokenizer: Any, ids: torch.Tensor, tokens: Sequence[Seque
     special_ids = set(int(i) for i in (getattr(tokenizer, "all_special_ids", None) or []))
     rows = ids.tolist() if hasattr(ids, "tolist") else [list(r) for r in ids]
     out: list[list[int | None]] = []
-    for row, toks in zip(rows, tokens):
+    for row, toks in zip(rows, tokens, strict=True):
         special = [int(i) in special_ids for i in row]
         word_ids: list[int | None] = [None] * len(row)
         word = 0

@@ -244,7 +244,7 @@ def _patch_transformers_adamw() -> None:
 
     transformers = sys.modules["transformers"]
     try:
-        present = "AdamW" in dir(transformers) and getattr(transformers, "AdamW") is not None
+        present = "AdamW" in dir(transformers) and transformers.AdamW is not None
     except (AttributeError, ImportError, RuntimeError):
         present = False
     if not present:
@@ -277,7 +277,7 @@ def _special_token_template(tokenizer, pair: bool):
     # special tokens before the first sequence, between the two, and after the last
     parts: list[list[int]] = [[]]
     previous_special = True
-    for token_id, special in zip(enc.ids, enc.special_tokens_mask):
+    for token_id, special in zip(enc.ids, enc.special_tokens_mask, strict=True):
         if special:
             if not previous_special:
                 parts.append([])
@@ -326,11 +326,11 @@ def _patch_tokenizers() -> None:
     _mark("tokenizer_encode_plus")
 
     try:
-        from transformers.tokenization_utils_tokenizers import TokenizersBackend as fast
+        from transformers.tokenization_utils_tokenizers import TokenizersBackend as FastTokenizer
     except ImportError:  # pragma: no cover - older layouts
-        from transformers import PreTrainedTokenizerFast as fast
-    if not hasattr(fast, "build_inputs_with_special_tokens"):
-        fast.build_inputs_with_special_tokens = _build_inputs_with_special_tokens
+        from transformers import PreTrainedTokenizerFast as FastTokenizer
+    if not hasattr(FastTokenizer, "build_inputs_with_special_tokens"):
+        FastTokenizer.build_inputs_with_special_tokens = _build_inputs_with_special_tokens
     _mark("tokenizer_build_inputs_with_special_tokens")
 
     import transformers
@@ -513,7 +513,7 @@ def _patch_reduce_on_plateau(module) -> None:
         return
     base = cls.__mro__[1]
 
-    def __init__(self, optimizer, mode: str = "min", factor: float = 0.1, patience: int = 10,
+    def init(self, optimizer, mode: str = "min", factor: float = 0.1, patience: int = 10,
                  verbose: bool = False, threshold_mode: str = "rel", threshold: float = 1e-4, cooldown: int = 0,
                  min_lr=0, eps: float = 1e-8) -> None:
         lr_scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
@@ -522,9 +522,10 @@ def _patch_reduce_on_plateau(module) -> None:
         )
         base.__init__(self, lr_scheduler)
 
-    __init__.__signature__ = inspect.signature(cls.__init__)  # allennlp's FromParams reads the signature
-    __init__.__doc__ = cls.__init__.__doc__
-    cls.__init__ = __init__
+    init.__signature__ = inspect.signature(cls.__init__)  # allennlp's FromParams reads the signature
+    init.__doc__ = cls.__init__.__doc__
+    init.__name__ = "__init__"  # named as the method it replaces
+    cls.__init__ = init
     _mark("reduce_on_plateau_verbose")
 
 

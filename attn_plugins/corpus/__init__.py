@@ -20,7 +20,6 @@ Needs pyarrow (``pip install "attn-plugins[corpus]"``); the Ray engine needs Ray
 from __future__ import annotations
 
 from ..registry import Registry
-
 from .errors import CorpusError
 
 ENGINES = Registry("corpus engine", "attn_plugins.corpus_engines")

@@ -44,6 +44,7 @@ def run_command(args) -> int:
     result = run_corpus(args.data, args.out, args.model, engine=args.engine, batch_size=args.batch_size,
                         chunk_size=args.chunk_size, max_tokens=args.max_tokens, truncate=args.truncate,
                         layers=args.layers, heads=args.heads, text_field=args.text_field, overwrite=args.overwrite,
-                        progress=False if args.quiet else (True if args.progress else None), workers=args.workers, address=args.address)
+                        progress=False if args.quiet else (True if args.progress else None), workers=args.workers,
+                        address=args.address)
     print(result.message())
     return 0

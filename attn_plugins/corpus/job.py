@@ -18,7 +18,6 @@ from dataclasses import asdict, dataclass
 from ..errors import InputError
 from ..inputs import check_length
 from .data import Text
-
 from .errors import CorpusError, need_pyarrow
 
 ATTENTION_BUDGET_BYTES = 1 << 30  # captured float32 attention of one model batch
@@ -219,7 +218,7 @@ def compute_rows(model, tokenizer, job: CorpusJob, batch: dict,
                             truncation=job.truncate, max_length=job.limit if job.truncate else None)
         check_length(model, encoded, job.limit)
         encoded = encoded.to(model.device)
-        for pos, stats in zip(group, _batch_stats(model, tokenizer, job, encoded)):
+        for pos, stats in zip(group, _batch_stats(model, tokenizer, job, encoded), strict=True):
             per_text[pos] = stats
         if progress is not None:
             progress(len(group))
@@ -265,8 +264,9 @@ def _batch_stats(model, tokenizer, job: CorpusJob, encoded) -> list[dict]:
         n = int(keep.numel())
         tokens = [record.tokens[item][j] for j in keep.tolist()] if record.tokens else None
         single = AttentionRecord(
-            layers=[LayerAttention(l.name, l.stack, l.kind, l.index, _cut(l.weights, item, keep), heads=l.heads)
-                    for l in layers],
+            layers=[LayerAttention(layer.name, layer.stack, layer.kind, layer.index, _cut(layer.weights, item, keep),
+                                   heads=layer.heads)
+                    for layer in layers],
             tokens=[tokens] if tokens is not None else None,
             inputs={"attention_mask": torch.ones(1, n, dtype=torch.long)},
         )

@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 from ..errors import InputError
 from ..inputs import MAX_TOKENS_DEFAULT, ensure_pad_token, token_limit
 from .data import file_fingerprint, read_texts
-
 from .errors import CorpusError, need_pyarrow
 from .job import (
     CorpusJob,
@@ -106,7 +105,7 @@ def _model_config(model) -> tuple:
 def _check_lengths(tokenizer, texts, limit: int, truncate: bool) -> tuple[list[int], list[bool]]:
     """(tokens each text gives the model, whether it is cut); over-long texts are refused unless ``truncate``."""
     used, full = token_lengths(tokenizer, [t.text for t in texts], limit, truncate)
-    over = [(t.line, n) for t, n in zip(texts, full) if n > limit]
+    over = [(t.line, n) for t, n in zip(texts, full, strict=True) if n > limit]
     if over and not truncate:
         shown = ", ".join(f"line {line + 1} ({n} tokens)" for line, n in over[:SHOWN_LINES])
         more = f" and {len(over) - SHOWN_LINES} more" if len(over) > SHOWN_LINES else ""

@@ -193,7 +193,7 @@ class CorpusStore:
             columns[f"{name}_mean"], columns[f"{name}_token_mean"] = [], []
         for key in sorted(totals, key=lambda k: (k[0] or "", k[1], k[2], k[3])):
             sums = totals[key]
-            for name, value in zip(SUMMARY_KEYS, key):
+            for name, value in zip(SUMMARY_KEYS, key, strict=True):
                 columns[name].append(value)
             columns["n_texts"].append(int(sums["n"]))
             columns["n_tokens"].append(int(sums["tokens"]))

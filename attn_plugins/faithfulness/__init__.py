@@ -13,12 +13,13 @@ calls important change the prediction? And does the method notice when the model
 
 from .evaluate import evaluate
 from .metrics import DEFAULT_BINS, comprehensiveness_sufficiency, deletion_insertion, leave_one_out
-from .plot import curves_plot
 from .perturb import Instance, Scorer, make_instances
 from .plausibility import plausibility, rationale_mask
+from .plot import curves_plot
 from .randomization import cascade_steps, randomization_check
 from .result import FaithfulnessResult, bootstrap_ci
 
 __all__ = ["DEFAULT_BINS", "FaithfulnessResult", "Instance", "Scorer", "bootstrap_ci", "cascade_steps",
-           "comprehensiveness_sufficiency", "curves_plot", "deletion_insertion", "evaluate", "leave_one_out", "make_instances",
+           "comprehensiveness_sufficiency", "curves_plot", "deletion_insertion", "evaluate", "leave_one_out",
+           "make_instances",
            "plausibility", "randomization_check", "rationale_mask"]

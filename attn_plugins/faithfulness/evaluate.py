@@ -80,7 +80,7 @@ def evaluate(model, tokenizer, texts: str | Sequence[str] | None = None, methods
     for method, sals in results.items():
         instances = make_instances(sals, tokenizer)
         rows = [{"index": i, "text": s.text, "target": inst.target, "prediction": s.prediction,
-                 "n_tokens": len(inst.candidates)} for i, (s, inst) in enumerate(zip(sals, instances))]
+                 "n_tokens": len(inst.candidates)} for i, (s, inst) in enumerate(zip(sals, instances, strict=True))]
         parts = []
         if {"comprehensiveness", "sufficiency"} & set(metrics):
             parts.append(comprehensiveness_sufficiency(instances, scorer, replacement=replacement, bins=bins,
@@ -90,12 +90,12 @@ def evaluate(model, tokenizer, texts: str | Sequence[str] | None = None, methods
         if "loo" in metrics:
             parts.append(leave_one_out(instances, scorer, replacement=replacement))
         for part in parts:
-            for row, values in zip(rows, part):
+            for row, values in zip(rows, part, strict=True):
                 row.update(values)
         if rationales is not None:
             if len(rationales) != len(sals):
                 raise InputError(f"{len(rationales)} rationales for {len(sals)} inputs")
-            for row, sal, rationale in zip(rows, sals, rationales):
+            for row, sal, rationale in zip(rows, sals, rationales, strict=True):
                 row.update(plausibility(sal, rationale_mask(sal, rationale), only_positive=only_positive))
         instances_out[method] = rows
     randomized = None

@@ -88,7 +88,8 @@ def deletion_insertion(instances: Sequence[Instance], scorer: Scorer, *, replace
         deletion = probs[start : start + n + 1]
         insertion = probs[start + n + 1 : start + 2 * (n + 1)]
         out.append({"deletion": deletion.tolist(), "insertion": insertion.tolist(),
-                    "deletion_auc": float(np.trapezoid(deletion, x)), "insertion_auc": float(np.trapezoid(insertion, x))})
+                    "deletion_auc": float(np.trapezoid(deletion, x)),
+                    "insertion_auc": float(np.trapezoid(insertion, x))})
     return out
 
 
@@ -105,7 +106,7 @@ def leave_one_out(instances: Sequence[Instance], scorer: Scorer, *, replacement:
         targets.extend([inst.target] * (1 + len(inst.candidates)))
     probs = scorer.probabilities(sequences, targets)
     out = []
-    for inst, (start, n) in zip(instances, layout):
+    for inst, (start, n) in zip(instances, layout, strict=True):
         drops = probs[start] - probs[start + 1 : start + 1 + n]
         tau = float(kendalltau(drops, inst.scores).statistic) if n >= 2 else float("nan")
         out.append({"loo": drops.tolist(), "loo_tau": tau})

@@ -52,7 +52,8 @@ def make_instances(saliencies: Sequence[TokenSaliency], tokenizer, targets=None)
                              "metrics perturb single texts (token types of pairs are not rebuilt)")
         ids = [int(i) for i in tokenizer.convert_tokens_to_ids(list(sal.tokens))]
         back = tokenizer.convert_ids_to_tokens(ids)
-        if list(back) != list(sal.tokens) and not all(t == b or t == unk for t, b in zip(sal.tokens, back)):
+        if list(back) != list(sal.tokens) and not all(t == b or t == unk
+                                                      for t, b in zip(sal.tokens, back, strict=True)):
             raise InputError(f"item {n}: its tokens are not the tokenizer's (word-merged results cannot be "
                              "perturbed: evaluate token-level saliency, merge_words=False)")
         target = targets[n] if targets is not None else (sal.target if sal.target is not None else sal.prediction)
@@ -116,9 +117,11 @@ class Scorer:
                     ids[row, : len(seq)] = torch.tensor(list(seq), dtype=torch.long)
                     mask[row, : len(seq)] = 1
                 with torch.no_grad():
-                    logits = getattr(self.model(input_ids=ids.to(device), attention_mask=mask.to(device)), "logits", None)
+                    logits = getattr(self.model(input_ids=ids.to(device), attention_mask=mask.to(device)),
+                                     "logits", None)
                 if logits is None or logits.dim() != 2:
-                    raise InputError("faithfulness metrics need a sequence classifier (outputs.logits [batch, classes])")
+                    raise InputError("faithfulness metrics need a sequence classifier "
+                                     "(outputs.logits [batch, classes])")
                 probs = torch.softmax(logits.double(), dim=-1).cpu().numpy()
                 tgt = np.asarray(targets[start : start + self.batch_size])
                 out[start : start + len(chunk)] = probs[np.arange(len(chunk)), tgt]

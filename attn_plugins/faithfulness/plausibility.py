@@ -49,7 +49,7 @@ def rationale_mask(saliency: TokenSaliency, rationale) -> np.ndarray:
         spans.extend(found)
     special = saliency.special or [False] * len(saliency.tokens)
     return np.array([not s and e > b and any(b >= lo and e <= hi for lo, hi in spans)
-                     for (b, e), s in zip(saliency.offsets, special)], dtype=bool)
+                     for (b, e), s in zip(saliency.offsets, special, strict=True)], dtype=bool)
 
 
 def plausibility(saliency: TokenSaliency, mask: Sequence[bool], *, k: int | None = None,

@@ -29,7 +29,7 @@ def curves_plot(result: FaithfulnessResult, methods: Sequence[str] | None = None
         raise InputError(f"no results for {unknown}; methods: {result.methods}")
     fig, axes = figure(7.0, 2.8, 2)
     for ax, curve, title in zip(axes, ("deletion", "insertion"), ("Deletion (lower is better)",
-                                                                  "Insertion (higher is better)")):
+                                                                  "Insertion (higher is better)"), strict=True):
         for method in methods:
             grid, mean = result.mean_curve(method, curve, points)
             ax.plot(grid, mean, label=method)

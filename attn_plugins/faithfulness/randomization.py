@@ -102,5 +102,5 @@ def randomization_check(model: nn.Module, tokenizer, texts: Sequence[str], metho
             again = randomized.explain(list(texts), method, target=targets[method], batch_size=batch_size,
                                        progress=False, **method_options.get(method, {}))
             out[method]["steps"].append(name)
-            out[method]["correlation"].append([_rho(a, b) for a, b in zip(originals[method], again)])
+            out[method]["correlation"].append([_rho(a, b) for a, b in zip(originals[method], again, strict=True)])
     return out

@@ -108,7 +108,7 @@ class FaithfulnessResult:
             lines = ["| " + " | ".join(r) + " |" for r in rows]
             return "\n".join(lines[:1] + ["|" + "---|" * len(rows[0])] + lines[1:] + ["", note])
         widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-        lines = ["  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip() for r in rows]
+        lines = ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip() for r in rows]
         return "\n".join(lines + [note])
 
     def save_csv(self, path) -> Path:
@@ -125,7 +125,8 @@ class FaithfulnessResult:
         return path
 
     def to_dict(self) -> dict[str, Any]:
-        return {"format_version": FORMAT_VERSION, "instances": _clean(self.instances), "settings": _clean(self.settings),
+        return {"format_version": FORMAT_VERSION, "instances": _clean(self.instances),
+                "settings": _clean(self.settings),
                 "randomization": _clean(self.randomization), "summary": _clean(self.summary()),
                 "confidence": self.confidence, "n_boot": self.n_boot, "seed": self.seed}
 

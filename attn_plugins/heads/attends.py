@@ -61,7 +61,7 @@ def importance_stats_plot(importance: HeadImportance, stats, names: Sequence[str
     y = np.array([r["importance"] for r in rows])
     colour = np.array([layers[r["layer"]] for r in rows])
     fig, axes = figure(3.0 * len(names), 2.8, len(names))
-    for ax, name in zip(axes, names):
+    for ax, name in zip(axes, names, strict=True):
         x = np.array([r[name] for r in rows])
         ok = np.isfinite(x) & np.isfinite(y)
         points = ax.scatter(x[ok], y[ok], c=colour[ok], cmap="viridis", s=14, vmin=0, vmax=max(1, len(layers) - 1))

@@ -38,7 +38,7 @@ class HeadImportance:
 
     def ranking(self, ascending: bool = True) -> list[tuple[int, int]]:
         """``(unit index, head)`` pairs from least (``ascending``) or most important; ties keep model order."""
-        pairs = [(i, h, float(v)) for name, i in zip(self.order, self.indices)
+        pairs = [(i, h, float(v)) for name, i in zip(self.order, self.indices, strict=True)
                  for h, v in enumerate(self.scores[name])]
         ranked = sorted(range(len(pairs)), key=lambda j: pairs[j][2] if ascending else -pairs[j][2])
         return [(pairs[j][0], pairs[j][1]) for j in ranked]
@@ -105,7 +105,7 @@ def head_importance(model: nn.Module, batches: Iterable, *, loss="model", normal
             for batch in batches:
                 value = loss_of(call_model(model, batch), batch)
                 grads = torch.autograd.grad(value, list(gates.values()), allow_unused=True)
-                for i, grad in zip(gates, grads):
+                for i, grad in zip(gates, grads, strict=True):
                     if grad is not None:
                         totals[i] += grad.detach().abs().double().cpu()
                 count += 1
@@ -121,4 +121,5 @@ def head_importance(model: nn.Module, batches: Iterable, *, loss="model", normal
             values = values / (np.linalg.norm(values) + 1e-20)
         scores[unit.name] = values
     return HeadImportance(scores=scores, order=[u.name for u in chosen], indices=[u.index for u in chosen],
-                          normalized=normalize, batches=count, info={"loss": loss if isinstance(loss, str) else "custom"})
+                          normalized=normalize, batches=count,
+                          info={"loss": loss if isinstance(loss, str) else "custom"})

@@ -12,8 +12,8 @@ builds one (with the causal triangle the kernel would have applied). Softmax the
 query row over its remaining keys, exactly as an eager model with those scores at ``-inf``.
 Positions index the padded sequence the kernel sees. transformers keeps no ``"eager"`` entry in the
 interface (each file passes its own function as the default), so for an eager model the wrapper is
-added under ``"eager"`` for the duration and calls the calling module's own file's function. A query row left with no key is undefined
-(every kernel returns something different), so leave each query at least one key.
+added under ``"eager"`` for the duration and calls the calling module's own file's function. A query row
+left with no key is undefined (every kernel returns something different), so leave each query at least one key.
 """
 
 from __future__ import annotations

@@ -178,7 +178,7 @@ class AttentionPredictor(Predictor):
                 o["attention"] = None
             return outputs
         items = attention_json(records[-1], instances, outputs, self.decimals)
-        for output, item in zip(outputs, items):
+        for output, item in zip(outputs, items, strict=True):
             output["attention"] = item
         sanitized: list[JsonDict] = sanitize(outputs)
         return sanitized

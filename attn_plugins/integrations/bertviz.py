@@ -173,9 +173,11 @@ def bertviz_script(view: str) -> str:
         js = js.replace("window.bertviz_params", "__attnPluginsParams")
         # label the layer and head menus with the model's numbers (BertViz shows positions)
         js = js.replace("layerSelect.append($(\"<option />\").val(i).text(i));",
-                        "layerSelect.append($(\"<option />\").val(i).text(params.layer_labels ? params.layer_labels[i] : i));")
+                        "layerSelect.append($(\"<option />\").val(i)"
+                        ".text(params.layer_labels ? params.layer_labels[i] : i));")
         js = js.replace("headSelect.append($(\"<option />\").val(i).text(i));",
-                        "headSelect.append($(\"<option />\").val(i).text(params.head_labels ? params.head_labels[i] : i));")
+                        "headSelect.append($(\"<option />\").val(i)"
+                        ".text(params.head_labels ? params.head_labels[i] : i));")
         # BertViz selects the first #vis of the page here; scope it to this view
         js = js.replace('var svg = d3.select("#vis");', "var svg = d3.select(`#${config.rootDivId} #vis`);")
     else:
@@ -210,7 +212,7 @@ def _array_text(t: torch.Tensor, decimals: int | None) -> str:
     if a.numel() == 0 or a.dim() == 0:
         return json.dumps(a.tolist())
     if decimals is None:
-        words = ["%.9g" % v for v in a.double().reshape(-1).tolist()]
+        words = [f"{v:.9g}" for v in a.double().reshape(-1).tolist()]
     else:
         fmt = "%." + str(int(decimals)) + "f"
         words = [(fmt % v).rstrip("0").rstrip(".") or "0"
@@ -287,7 +289,7 @@ def _attn_entries(found: list[Panel], arrays: _Arrays) -> list[dict[str, Any]]:
             for rows, cols in ((a_, a_), (b_, b_), (a_, b_), (b_, a_)):
                 entries.append({"name": None, "attn": arrays.add(attn[:, :, rows, cols]),
                                 "left_text": p.left[rows], "right_text": p.right[cols]})
-            for entry, name in zip(entries, PAIR_NAMES):
+            for entry, name in zip(entries, PAIR_NAMES, strict=True):
                 entry["name"] = name
     return entries
 

@@ -30,7 +30,8 @@ CSS = SALIENCY_CSS + """
 .ap-cmp table.ap-rows td { padding: 2px 8px; vertical-align: middle; }
 .ap-cmp table.ap-rows td.ap-name { font-size: 12px; color: #444; white-space: nowrap; text-align: right; }
 .ap-cmp table.ap-metrics { border-collapse: collapse; font-size: 12px; margin: 4px 0 14px; }
-.ap-cmp table.ap-metrics th, .ap-cmp table.ap-metrics td { border: 1px solid #ddd; padding: 2px 6px; text-align: right; }
+.ap-cmp table.ap-metrics th, .ap-cmp table.ap-metrics td {
+  border: 1px solid #ddd; padding: 2px 6px; text-align: right; }
 .ap-cmp table.ap-metrics th { background: #f4f4f4; }
 .ap-cmp details { margin: 2px 0 12px; }
 .ap-cmp img.ap-plot { max-width: 100%; }

@@ -51,7 +51,7 @@ MAX_TOKENS = 65535
 COMPRESS_LEVEL = 1
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _static(name: str, mtime: float) -> str:
     with open(os.path.join(STATIC, name), encoding="utf-8") as handle:
         return handle.read()
@@ -222,12 +222,12 @@ def encode(attn_blocks: list[torch.Tensor], *, budget_bytes: int = 8_000_000, mi
             keep = (v >= tau) | (c == top[r])
             trimmed.append((r[keep], c[keep], v[keep], top))
         sparse = trimmed
-    sizes = [w.shape[0] * w.shape[1] + 2 * int(v.numel()) for w, (_, _, v, _) in zip(groups, sparse)]
+    sizes = [w.shape[0] * w.shape[1] + 2 * int(v.numel()) for w, (_, _, v, _) in zip(groups, sparse, strict=True)]
     out = np.empty(sum(sizes), dtype="<u2")
     offsets: list[dict[str, int]] = []
     position = 0
     share_min, share_sum, share_rows = 1.0, 0.0, 0
-    for w, row_sum, (r, c, v, _) in zip(groups, row_sums, sparse):
+    for w, row_sum, (r, c, v, _) in zip(groups, row_sums, sparse, strict=True):
         n, q, _ = w.shape
         counts = torch.bincount(r, minlength=n * q)
         same = torch.zeros_like(r, dtype=torch.bool)
@@ -334,7 +334,8 @@ def longview_from_panels(record: AttentionRecord, found: list[Panel], *, item: i
         f'<script type="application/json" class="apl-meta">{safe_json(meta)}</script>\n'
         f'<script type="application/octet-stream" class="apl-data">{payload}</script>\n'
         "</div>\n"
-        f'<script type="text/javascript">\n(function () {{\n{hide_fallback_js(fallback_id)}{static_file("longview.js")}\n'
+        f'<script type="text/javascript">\n(function () {{\n{hide_fallback_js(fallback_id)}'
+        f'{static_file("longview.js")}\n'
         f"attnPluginsLongView(document.getElementById({safe_json(root_id)}));\n}})();\n</script>\n"
     )
     return LongViewExport(body, title, root_id, stats)

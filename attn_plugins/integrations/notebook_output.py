@@ -152,4 +152,5 @@ def view_script(run_body: str, libs: str | None, fallback_id: str, root_id: str)
             f"  setTimeout(function () {{ var root = document.getElementById({safe_json(root_id)}); "
             "if (__done || !root) { return; } var p = document.createElement('p'); "
             "p.className = 'attn-plugins-missing-scripts'; p.style.color = '#a00'; "
-            f"p.textContent = {safe_json('This ' + 'view could not draw: ' + note)}; root.appendChild(p); }}, 8000);\n}}\n")
+            f"p.textContent = {safe_json('This ' + 'view could not draw: ' + note)}; "
+            "root.appendChild(p); }, 8000);\n}\n")

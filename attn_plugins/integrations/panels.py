@@ -203,7 +203,7 @@ def panels(record: AttentionRecord, *, item: int = 0, stack: str | None = None,
             raise ValueError(f"the selected layers have different query/key lengths {sorted(shapes)}")
         q_len, k_len = shapes.pop()
 
-        def pick(t: torch.Tensor) -> torch.Tensor:
+        def pick(t: torch.Tensor, positions: list[int] | None = positions) -> torch.Tensor:
             t = t[item].detach().to("cpu", torch.float32)
             return t if positions is None else t[positions]
 
@@ -228,7 +228,8 @@ def panels(record: AttentionRecord, *, item: int = 0, stack: str | None = None,
                 side["decoder"] = (record.decoder_tokens, record.inputs.get("decoder_input_ids"),
                                    "decoder_attention_mask", decoder_offsets, decoder_text)
 
-        def tokens_for(source: str, n: int) -> tuple[list[str], list[int], Any, str | None]:
+        def tokens_for(source: str, n: int, side: dict[str, tuple[Any, Any, str, Any, str | None]] = side
+                       ) -> tuple[list[str], list[int], Any, str | None]:
             toks, ids, mask_name, offs, txt = side[source]
             toks = _item_tokens(toks, item, n, ids)
             if offs is not None and hasattr(offs, "keys") and "offset_mapping" in offs:

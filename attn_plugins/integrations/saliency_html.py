@@ -198,7 +198,8 @@ def render(instances_by_method: dict[str, list[Instance]], *, top_k: int = 3, si
     any_signed = signed is True or (signed is None and any(
         is_signed(sal) for instances in instances_by_method.values() for inst in instances for sal in inst))
     blocks = [f'<div class="ap-sal" id="{view_id}">', f"<h2 style=\"font-size:17px\">{escape(title)}</h2>",
-              '<div class="ap-legend">shade: share of the total absolute score, relative to the largest (special tokens aside) '
+              '<div class="ap-legend">shade: share of the total absolute score, relative to the largest '
+              '(special tokens aside) '
               '<span class="ap-swatch" style="background: rgba(31,119,180,0.15)"></span>'
               '<span class="ap-swatch" style="background: rgba(31,119,180,0.5)"></span>'
               '<span class="ap-swatch" style="background: rgba(31,119,180,1)"></span>'

@@ -344,9 +344,9 @@ def pick_cross_layer(layers: list[LayerAttention], layer: int) -> tuple[list[Lay
     Returns:
         ``(the layers with that index, the index)``.
     """
-    n = max(l.index for l in layers) + 1
+    n = max(captured.index for captured in layers) + 1
     index = layer % n if isinstance(layer, int) and layer < 0 else layer
-    chosen = [l for l in layers if l.index == index]
+    chosen = [captured for captured in layers if captured.index == index]
     if not chosen:
-        raise IndexError(f"no cross-attention layer {layer}; captured: {[l.index for l in layers]}")
+        raise IndexError(f"no cross-attention layer {layer}; captured: {[captured.index for captured in layers]}")
     return chosen, index

@@ -10,15 +10,23 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 from ..analysis.evolution import CheckpointEvolution, GenerationEvolution, checkpoint_evolution, generation_evolution
 from ..record import AttentionRecord
-from .canvas import (colour_scale, contextual, display_label, finish, new_figure, set_token_ticks, small_multiple_ticks,
-                    style)
+from .canvas import (
+    colour_scale,
+    contextual,
+    display_label,
+    finish,
+    new_figure,
+    set_token_ticks,
+    small_multiple_ticks,
+    style,
+)
 from .heatmaps import draw_matrix
 
 if TYPE_CHECKING:
+    import torch
     from matplotlib.animation import PillowWriter
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
@@ -76,7 +84,7 @@ def _draw_step(ax: Axes, evo: GenerationEvolution, row: np.ndarray, t: int, ymax
             colors.append(PROMPT_COLOR)
         else:
             colors.append(PROMPT_COLOR if j < prompt_end else GENERATED_COLOR)
-    ax.bar(xs[real], values[real], width=0.85, color=[c for c, r in zip(colors, real) if r], linewidth=0)
+    ax.bar(xs[real], values[real], width=0.85, color=[c for c, r in zip(colors, real, strict=True) if r], linewidth=0)
     if current is not None:
         ax.bar([current], [values[current]], width=0.85, color="none", edgecolor=CURRENT_COLOR, linewidth=0.8)
     ax.set_xlim(-0.6, (kv if evo.kind == "self" else shown) - 0.4)
@@ -229,7 +237,7 @@ def checkpoint_stats_plot(attn: Any, stats: str | Sequence[str] = ("entropy", "d
     fig = new_figure(2.6 * len(stats) + 0.2, 2.2)
     axes = fig.subplots(1, len(stats), squeeze=False)[0]
     xs = np.arange(len(evo.labels))
-    for ax, name in zip(axes, stats):
+    for ax, name in zip(axes, stats, strict=True):
         data = evo.drift if name == "drift" else evo.drift_from_final if name == "drift_from_final" else evo.stats[name]
         if layer is not None:
             li = evo.layer_labels.index(layer) if isinstance(layer, str) else layer

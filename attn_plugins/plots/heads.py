@@ -65,7 +65,7 @@ def head_stats_plot(attn: Any, stats: str | Sequence[str] = ("entropy", "distanc
         width, height = max(2.6, 0.42 * n_layers + 1.2), 2.3
     fig = new_figure(width * len(stats), height)
     axes = fig.subplots(1, len(stats), squeeze=False)[0]
-    for ax, name in zip(axes, stats):
+    for ax, name in zip(axes, stats, strict=True):
         values = hs.get(name)
         label = STAT_TITLES.get(name, f"share to {name}")
         if style == "matrix":
@@ -120,7 +120,7 @@ def _scatter_panel(ax: Axes, values: torch.Tensor, hs: HeadStats, name: str, lab
                             dtype=torch.float64) for r in hs.uniform_entropy])
         ax.plot(range(n_layers), base.numpy(), color="#d62728", linewidth=0.9, linestyle="--", label="uniform")
     ax.set_xticks(range(n_layers))
-    ax.set_xticklabels(hs.labels, rotation=90 if n_layers > 8 or any(len(l) > 4 for l in hs.labels) else 0)
+    ax.set_xticklabels(hs.labels, rotation=90 if n_layers > 8 or any(len(label) > 4 for label in hs.labels) else 0)
     ax.set_xlabel("layer")
     ax.set_ylabel(label)
     ax.ticklabel_format(axis="y", useOffset=False)  # plain values, no "+2.197" offset above the axis

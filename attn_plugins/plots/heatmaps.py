@@ -11,8 +11,17 @@ import torch
 
 from ..analysis.blocks import ANY, View, record_view, select_layers, views
 from ..record import AttentionRecord
-from .canvas import (annotate_cells, colour_scale, contextual, finish, new_figure, pick_cross_layer, readable,
-                    set_token_ticks, small_multiple_ticks)
+from .canvas import (
+    annotate_cells,
+    colour_scale,
+    contextual,
+    finish,
+    new_figure,
+    pick_cross_layer,
+    readable,
+    set_token_ticks,
+    small_multiple_ticks,
+)
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -61,8 +70,8 @@ def _crop(v: View, matrix: torch.Tensor,
     kt = v.key_tokens[0] if v.key_tokens else None
     if crop_padding:
         matrix = matrix[qmask][:, kmask]
-        qt = [t for t, m in zip(qt, qmask) if m] if qt else None
-        kt = [t for t, m in zip(kt, kmask) if m] if kt else None
+        qt = [t for t, m in zip(qt, qmask, strict=True) if m] if qt else None
+        kt = [t for t, m in zip(kt, kmask, strict=True) if m] if kt else None
     return matrix, (readable(qt) if qt else None), (readable(kt) if kt else None)
 
 
@@ -269,13 +278,14 @@ def alignment(record: AttentionRecord, layer: int | str = -1, head: Head = "mean
     """
     if not isinstance(record, AttentionRecord):
         raise TypeError("alignment() needs an AttentionRecord of an encoder-decoder model")
-    layers = [l for l in record.layers if l.kind == "cross" and (stack is ANY or l.stack == stack)]
+    layers = [captured for captured in record.layers
+              if captured.kind == "cross" and (stack is ANY or captured.stack == stack)]
     if not layers:
         raise ValueError("the record has no cross-attention: capture an encoder-decoder model (BART, T5, Marian, "
                          "Whisper...) with a forward or generate() call")
-    layers.sort(key=lambda l: l.index)
+    layers.sort(key=lambda captured: captured.index)
     if layer == "mean":
-        vs = [record_view(record, l).select_item(item) for l in layers]
+        vs = [record_view(record, captured).select_item(item) for captured in layers]
         base = vs[0]
         mats = [_head_matrix(v, head)[0] for v in vs]
         matrix = torch.stack(mats).mean(dim=0)

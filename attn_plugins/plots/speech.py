@@ -23,7 +23,7 @@ ENCODER_FRAME_SECONDS = 0.02
 
 def _cross_matrix(record: AttentionRecord, layer: int | str, head: int | str | None,
                   item: int) -> tuple[torch.Tensor, str, View]:
-    layers = sorted((l for l in record.layers if l.kind == "cross"), key=lambda l: l.index)
+    layers = sorted((lay for lay in record.layers if lay.kind == "cross"), key=lambda lay: lay.index)
     if not layers:
         raise ValueError("the record has no cross-attention: capture a Whisper (or other encoder-decoder) model "
                          "during generate() or a teacher-forced forward")
@@ -36,8 +36,8 @@ def _cross_matrix(record: AttentionRecord, layer: int | str, head: int | str | N
         where = f"layer {idx}"
     mats: list[torch.Tensor] = []
     view: View | None = None
-    for l in chosen:
-        view = record_view(record, l).select_item(item)
+    for captured in chosen:
+        view = record_view(record, captured).select_item(item)
         w = view.weights[0]
         if head in ("mean", None):
             mats.append(w.mean(dim=0))
@@ -90,7 +90,7 @@ def whisper_cross_attention(record: AttentionRecord, *, layer: int | str = "mean
     matrix, what, view = _cross_matrix(record, layer, head, item)
     if tokens is None:
         if view.query_tokens:
-            tokens = [t for t, m in zip(view.query_tokens[0], view.query_mask[0]) if m]
+            tokens = [t for t, m in zip(view.query_tokens[0], view.query_mask[0], strict=True) if m]
         elif "decoder_input_ids" in record.inputs:
             ids = record.inputs["decoder_input_ids"][item].tolist()
             tokens = [str(i) for i in ids][-matrix.shape[0]:]
@@ -139,7 +139,8 @@ def whisper_cross_attention(record: AttentionRecord, *, layer: int | str = "mean
     if labels:
         ax.set_yticks(range(q))
         shown = [display_label(label) for label in labels[:q]]
-        ax.set_yticklabels(shown if q <= 48 else [l if i % max(1, q // 48) == 0 else "" for i, l in enumerate(shown)])
+        ax.set_yticklabels(shown if q <= 48 else
+                           [label if i % max(1, q // 48) == 0 else "" for i, label in enumerate(shown)])
     fig.suptitle(title if title is not None else f"Whisper cross-attention over the audio\n({what})")
     ax.set_xlabel("time (s)")
     ax.set_ylabel("decoded token")

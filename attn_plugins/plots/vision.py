@@ -310,7 +310,7 @@ def _overlay(ax: Axes, img: np.ndarray | None, heat: np.ndarray, vmax: float, cm
 
 
 def _prefix_note(maps: dict[str, Any], t: int) -> str:
-    return ", ".join(f"{name} {float(v):.2f}" for name, v in zip(maps["prefix_labels"], maps["prefix"][t]))
+    return ", ".join(f"{name} {float(v):.2f}" for name, v in zip(maps["prefix_labels"], maps["prefix"][t], strict=True))
 
 
 @contextual

@@ -29,8 +29,16 @@ import torch
 from ..atomic import write_text
 from ..errors import RecordFormatError, ShardError
 from . import shards
-from .format import (KINDS, MAX_METADATA_BYTES, RecordParts, is_valid_stack, layer_entry, parse_json, parse_meta,
-                     record_meta)
+from .format import (
+    KINDS,
+    MAX_METADATA_BYTES,
+    RecordParts,
+    is_valid_stack,
+    layer_entry,
+    parse_json,
+    parse_meta,
+    record_meta,
+)
 
 RECORD_JSON = "record.json"
 INPUTS_FILE = "inputs.safetensors"
@@ -96,7 +104,7 @@ def save_dir(record: Any, directory: str) -> str:
     written: list[str] = []
     try:
         used: set[str] = set()
-        for layer, entry in zip(record.layers, entries):
+        for layer, entry in zip(record.layers, entries, strict=True):
             name = layer_file(layer.stack, layer.kind, layer.index)
             while name in used:  # the same layer called twice outside generation (rare): keep both
                 name = name.replace(".safetensors", "+.safetensors")

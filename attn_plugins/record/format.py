@@ -32,7 +32,8 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any, Callable, NamedTuple, NoReturn
+from collections.abc import Callable
+from typing import Any, NamedTuple, NoReturn
 
 import torch
 
@@ -74,7 +75,8 @@ class RecordParts(NamedTuple):
 
 def is_valid_stack(stack: Any) -> bool:
     """Whether ``stack`` is a stack name a record may hold (``None`` or a dotted name)."""
-    return stack is None or (isinstance(stack, str) and len(stack) <= 256 and STACK_PATTERN.fullmatch(stack) is not None)
+    return stack is None or (isinstance(stack, str) and len(stack) <= 256
+                             and STACK_PATTERN.fullmatch(stack) is not None)
 
 
 # ----- writing ---------------------------------------------------------------------------------------

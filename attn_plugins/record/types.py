@@ -131,15 +131,16 @@ class AttentionRecord:
         # the model's own output layout, read during the capture (composite models, nested outputs)
         shapes = self.metadata.get("hf_output_shapes") or {}
         flat = {path: tuple(_shaped(self.layers[i].weights, axes)
-                            for i, axes in zip(positions, shapes.get(path) or [None] * len(positions)))
+                            for i, axes in zip(positions, shapes.get(path) or [None] * len(positions), strict=False))
                 for path, positions in layout.items() if positions}
         for path, shape in (self.metadata.get("hf_output_nesting") or {}).items():
             if path in flat:
                 flat[path] = _regroup(list(flat[path]), shape)
         placed = {i for positions in layout.values() for i in positions}
         encoder = classic.get("encoder_attentions")  # generate() runs the encoder outside the model's forward
-        if encoder and "encoder_attentions" not in flat and not any(l is self.layers[i] for l in encoder for i in placed):
-            flat["encoder_attentions"] = tuple(l.weights for l in encoder)
+        if encoder and "encoder_attentions" not in flat and not any(layer is self.layers[i]
+                                                                    for layer in encoder for i in placed):
+            flat["encoder_attentions"] = tuple(layer.weights for layer in encoder)
         return _nest(flat)
 
     def _classic_outputs(self) -> dict[str, list[LayerAttention]]:
@@ -175,7 +176,7 @@ class AttentionRecord:
                 label = f"{stack} {kind}" if stack else kind
                 shapes = "x".join(str(s) for s in first.weights.shape[2:])
                 lines.append(
-                    f"  {label}-attention: layers {[l.index for l in group]}, {head_text}, "
+                    f"  {label}-attention: layers {[layer.index for layer in group]}, {head_text}, "
                     f"query x key {shapes}, {first.weights.dtype}".replace("torch.", "")
                 )
         for label, toks in (("tokens", self.tokens), ("decoder tokens", self.decoder_tokens)):

@@ -15,7 +15,7 @@ from ..inputs import MAX_TOKENS_DEFAULT
 from . import explanations, faithfulness, generation, heads, importance, overview, vision
 from .context import FIGURE_FORMATS, PLOT_DIR, ReportContext
 from .inputs import report_texts
-from .markup import Section, SectionUnavailable, esc
+from .markup import Section, SectionUnavailableError, esc
 from .page import REPORT_FILE, render_page
 
 log = logging.getLogger(__name__)
@@ -54,7 +54,7 @@ def run_section(ctx: ReportContext, sid: str, title: str) -> Section:
     section = Section(sid, title)
     try:
         section.body = getattr(SECTION_MODULES[sid], f"section_{sid}")(ctx)
-    except SectionUnavailable as exc:
+    except SectionUnavailableError as exc:
         section.status, section.note = "unavailable", str(exc)
     except ImportError as exc:
         section.status = "unavailable"
@@ -134,7 +134,8 @@ def build_report(model=None, tokenizer=None, texts=None, out_dir="out", model_di
     if wrong:
         raise ReportError(f"unknown figure formats {wrong}; choose from {', '.join(FIGURE_FORMATS)}")
     out_dir = os.fspath(out_dir)
-    bar = tqdm(total=len(chosen) + 2, desc="report", unit="step", disable=None if progress is None else not progress, file=sys.stderr,
+    bar = tqdm(total=len(chosen) + 2, desc="report", unit="step", disable=None if progress is None else not progress,
+               file=sys.stderr,
                leave=True, dynamic_ncols=True)
     try:
         bar.set_postfix_str("loading the model")

@@ -119,7 +119,8 @@ class ReportContext:
 
     @functools.cached_property
     def baseline(self):
-        """What uniform attention would score on the same rows (:func:`~attn_plugins.analysis.stats.uniform_baseline`)."""
+        """What uniform attention would score on the same rows
+        (:func:`~attn_plugins.analysis.stats.uniform_baseline`)."""
         from ..analysis.stats import uniform_baseline
 
         return uniform_baseline(self.record, stack=self.stack)

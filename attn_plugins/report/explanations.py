@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 
 from .. import inputs
-from .markup import SectionUnavailable, available, esc, has_exporter
+from .markup import SectionUnavailableError, available, esc, has_exporter
 
 log = logging.getLogger(__name__)
 
@@ -23,7 +23,7 @@ def saliency_table(ctx) -> tuple[dict, str]:
 
 def _compute(ctx) -> tuple[dict, str]:
     if not (available("attn_plugins.saliency") and has_exporter("saliency")):
-        raise SectionUnavailable("Saliency appears here once attn-plugins' saliency part is installed.")
+        raise SectionUnavailableError("Saliency appears here once attn-plugins' saliency part is installed.")
     from ..saliency import Explainer, SimilarityExplainer, attention_saliency, method_names
     from ..saliency.problem import detect_task
 
@@ -90,12 +90,12 @@ def section_saliency(ctx) -> str:
 def section_comparison(ctx) -> str:
     """How far the saliency methods agree (rank correlations, top-k overlap, divergence)."""
     if not has_exporter("comparison") or not available("attn_plugins.integrations.comparison"):
-        raise SectionUnavailable("The comparison of saliency methods appears here once its exporter is installed.")
+        raise SectionUnavailableError("The comparison of saliency methods appears here once its exporter is installed.")
     from ..integrations import export
 
     table, what = saliency_table(ctx)
     if len(table) < 2:
-        raise SectionUnavailable("Only one saliency method is available, so there is nothing to compare.")
+        raise SectionUnavailableError("Only one saliency method is available, so there is nothing to compare.")
     page = export(table, "comparison", title="Do the methods agree?")
     lead = ('<p class="ap-lead">Agreement of every pair of methods on the same inputs (Kendall tau, Spearman '
             'rho, top-3 overlap, Jensen-Shannon divergence), the analysis of "Attention is not Explanation" '

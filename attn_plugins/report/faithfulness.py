@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from .. import inputs
 from .explanations import saliency_table
-from .markup import SectionUnavailable, available, esc
+from .markup import SectionUnavailableError, available, esc
 
 
 def section_faithfulness(ctx) -> str:
@@ -15,10 +15,10 @@ def section_faithfulness(ctx) -> str:
 
     task = detect_task(ctx.model)
     if task != "sequence-classification":
-        raise SectionUnavailable("Faithfulness is measured for sequence classifiers (removing tokens and watching "
+        raise SectionUnavailableError("Faithfulness is measured for sequence classifiers (removing tokens and watching "
                                  f"the predicted class's probability); this model is a {esc(task)} model.")
     if not available("attn_plugins.faithfulness"):
-        raise SectionUnavailable("Faithfulness appears here once attn-plugins' faithfulness part is installed.")
+        raise SectionUnavailableError("Faithfulness appears here once attn-plugins' faithfulness part is installed.")
     from ..faithfulness import curves_plot, evaluate
     from ..faithfulness.html import faithfulness_table_html
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .. import inputs
-from .markup import SectionUnavailable, esc
+from .markup import SectionUnavailableError, esc
 
 GENERATION_STEPS = 8
 
@@ -34,7 +34,7 @@ def section_generation(ctx) -> str:
     model = ctx.model
     can = getattr(model, "can_generate", None)
     if not (callable(can) and can()):
-        raise SectionUnavailable(f"{type(model).__name__} does not generate text, so there is no attention over "
+        raise SectionUnavailableError(f"{type(model).__name__} does not generate text, so there is no attention over "
                                  "generation steps to show (pass a causal or seq2seq language model).")
     enc = inputs.model_inputs(model, ctx.tokenizer, ctx.texts[0], ctx.max_tokens)
     pad = getattr(ctx.tokenizer, "pad_token_id", None)
@@ -73,11 +73,11 @@ def section_generation_attribution(ctx) -> str:
     model = ctx.model
     can = getattr(model, "can_generate", None)
     if not (callable(can) and can()):
-        raise SectionUnavailable(f"{type(model).__name__} does not generate text, so there are no generated tokens "
-                                 "to attribute (pass a causal or seq2seq language model).")
+        raise SectionUnavailableError(f"{type(model).__name__} does not generate text, so there are no generated "
+                                      "tokens to attribute (pass a causal or seq2seq language model).")
     if is_captioner(model):
         if ctx.caption is None:
-            raise SectionUnavailable("Captioning models are attributed over an image: give one (image=).")
+            raise SectionUnavailableError("Captioning models are attributed over an image: give one (image=).")
         source, what = ctx.caption[1], "the image (attribution summed per patch)"
     else:
         source, what = ctx.texts[0], "input 1"

@@ -157,7 +157,9 @@ def section_clustering(ctx) -> str:
              'heads\' attention rows over the real tokens of all inputs (Clark et al. 2019), ordered by '
              'hierarchical clustering (average linkage). Dark blocks on the diagonal are families of heads '
              'that attend the same way.</p>']
-    parts.append(ctx.figure("head_similarity", similarity_plot(d), "Head-distance matrix with its dendrogram (a large model has every few heads labelled; the tables below list every cluster's heads)."))
+    parts.append(ctx.figure("head_similarity", similarity_plot(d),
+                            "Head-distance matrix with its dendrogram (a large model has every few heads labelled; "
+                            "the tables below list every cluster's heads)."))
     if len(ctx.self_layers) > 1:
         parts.append(ctx.figure("layer_similarity", layer_similarity_plot(ctx.record, stack=ctx.stack),
                                 "Layer-to-layer similarity of the head-averaged attention (1 - mean "
@@ -213,8 +215,9 @@ def layers_figure(record, item: int, stack):
         m = v.weights[0].mean(dim=0)
         qm, km = v.query_mask[0], v.key_mask[0]
         m = m[qm][:, km]
-        qt = [readable_token(t) for t, keep in zip(v.query_tokens[0], qm) if keep] if v.query_tokens else None
-        kt = [readable_token(t) for t, keep in zip(v.key_tokens[0], km) if keep] if v.key_tokens else None
+        qt = ([readable_token(t) for t, keep in zip(v.query_tokens[0], qm, strict=True) if keep]
+              if v.query_tokens else None)
+        kt = [readable_token(t) for t, keep in zip(v.key_tokens[0], km, strict=True) if keep] if v.key_tokens else None
         mats.append((v.label, m, qt, kt))
     n = len(mats)
     ncols = min(n, 6 if n <= 12 else 8)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .markup import SectionUnavailable, esc, fmt
+from .markup import SectionUnavailableError, esc, fmt
 
 TOP = 8  # heads listed in the table
 
@@ -17,7 +17,7 @@ def section_head_importance(ctx) -> str:
 
     task = detect_task(ctx.model)
     if task != "sequence-classification":
-        raise SectionUnavailable("Head importance is shown for sequence classifiers (the gradient of the loss "
+        raise SectionUnavailableError("Head importance is shown for sequence classifiers (the gradient of the loss "
                                  f"against the model's own prediction); this model is a {esc(task)} model.")
     from ..errors import InputError
     from ..heads import head_importance, importance_rows, importance_stats_plot
@@ -28,7 +28,7 @@ def section_head_importance(ctx) -> str:
     try:
         rows = importance_rows(importance, ctx.stats)
     except InputError as exc:
-        raise SectionUnavailable(f"Head importance needs every layer and head captured: {esc(exc)}") from None
+        raise SectionUnavailableError(f"Head importance needs every layer and head captured: {esc(exc)}") from None
     flat = importance.matrix()
     flat = flat[~np.isnan(flat)]
     parts = ['<p class="ap-lead">How much each head matters to the prediction: Michel et al.\'s (2019) importance, '

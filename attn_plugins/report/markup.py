@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from ..integrations.html_page import escape
 
 
-class SectionUnavailable(Exception):
+class SectionUnavailableError(Exception):
     """A section whose part is not installed, or that does not apply to this model (not an error)."""
 
 

@@ -6,7 +6,7 @@ import logging
 import sys
 
 from .context import NEURON_MAX_TOKENS
-from .markup import SectionUnavailable, available, esc, fmt, has_exporter, version
+from .markup import SectionUnavailableError, available, esc, fmt, has_exporter, version
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +53,7 @@ def section_summary(ctx) -> str:
     for i, text in enumerate(ctx.texts):
         toks = record.tokens[i] if record.tokens and i < len(record.tokens) else []
         if mask is not None and toks:
-            toks = [t for t, m in zip(toks, mask[i].tolist()) if m]
+            toks = [t for t, m in zip(toks, mask[i].tolist(), strict=False) if m]
         spans = "".join(f'<span class="ap-tok">{esc(t)}</span>' for t in toks)
         inputs.append(f'<li><div class="ap-text">{esc(text)}</div>'
                       f'<div class="ap-toks" title="{len(toks)} tokens">{spans}</div></li>')
@@ -69,10 +69,10 @@ HEAD_VIEWS_MAX = 8  # head views in one report page; past it a note says where t
 def section_bertviz(ctx) -> str:
     """BertViz's head, model and neuron views, drawn offline (the neuron view only for short inputs)."""
     if not has_exporter("bertviz"):
-        raise SectionUnavailable("BertViz views appear here once the \"bertviz\" exporter is available "
+        raise SectionUnavailableError("BertViz views appear here once the \"bertviz\" exporter is available "
                                  "(pip install \"attn-plugins[bertviz]\").")
     if not available("bertviz"):
-        raise SectionUnavailable("BertViz is not installed: pip install \"attn-plugins[bertviz]\".")
+        raise SectionUnavailableError("BertViz is not installed: pip install \"attn-plugins[bertviz]\".")
     from ..integrations import export
 
     record = ctx.record
@@ -138,7 +138,8 @@ def section_diagnostics(ctx) -> str:
         heads = ", ".join(f"{f.layer} head {f.head}" for f in group)
         low, high = min(f.value for f in group), max(f.value for f in group)
         values = fmt(low) if low == high else f"{fmt(low)} to {fmt(high)}"
-        example = group[0].reason if len(group) == 1 else f"e.g. {group[0].layer} head {group[0].head}: {group[0].reason}"
+        example = (group[0].reason if len(group) == 1
+                   else f"e.g. {group[0].layer} head {group[0].head}: {group[0].reason}")
         rows.append(f"<tr><td>{esc(problem)}</td><td>{len(group)}</td><td class=\"ap-heads\">{esc(heads)}</td>"
                     f"<td>{values}</td><td>{esc(example)}</td></tr>")
     return (lead + f'<p class="ap-warn-note">{len(findings)} finding(s): {esc(summary)}.</p>'

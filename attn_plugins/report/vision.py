@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 
-from .markup import SectionUnavailable, esc
+from .markup import SectionUnavailableError, esc
 
 CAPTION_STEPS = 12
 GIF_FILE = "caption_attention.gif"
@@ -33,7 +33,8 @@ def pixel_values(image, model):
 
     source = getattr(model.config, "_name_or_path", None) or getattr(model, "name_or_path", None)
     if not source:
-        raise SectionUnavailable("give the image as pixel_values (a tensor): the model has no saved image processor")
+        raise SectionUnavailableError("give the image as pixel_values (a tensor): the model has no saved image "
+                                      "processor")
     return AutoImageProcessor.from_pretrained(source)(images=image, return_tensors="pt")["pixel_values"]
 
 
@@ -71,8 +72,8 @@ def section_captioning(ctx) -> str:
     """Each generated token's cross-attention over the image, as small multiples and a GIF; the
     encoder's rollout with its patch grid labelled."""
     if ctx.image is None or not is_captioner(ctx.model):
-        raise SectionUnavailable("Captioning: give a VisionEncoderDecoder model and an image (image=) to see where "
-                                 "each generated token looks in the image.")
+        raise SectionUnavailableError("Captioning: give a VisionEncoderDecoder model and an image (image=) to see "
+                                      "where each generated token looks in the image.")
     from ..plots import caption_attention, caption_gif, vit_rollout
     from ..plots.vision import caption_maps
 

@@ -178,7 +178,8 @@ class AllenNLPExplainer:
         embeds = torch.cat(seen, dim=1)
         logits = outputs.get(self.logits_key)
         if logits is None:
-            raise ValueError(f"the model's output has no {self.logits_key!r}: pass logits_key= (keys: {sorted(outputs)})")
+            raise ValueError(f"the model's output has no {self.logits_key!r}: pass logits_key= "
+                             f"(keys: {sorted(outputs)})")
         label = tensors.get(self.label_key)
         target = int(label.reshape(-1)[0]) if isinstance(label, torch.Tensor) else int(logits.argmax(-1)[0])
         names = [p for p, _ in tensor_leaves]
@@ -198,7 +199,7 @@ class AllenNLPExplainer:
 
             hook = layer.register_forward_hook(replace)
             try:
-                result = model(**_unflatten(list(zip(names, args)) + fixed))
+                result = model(**_unflatten(list(zip(names, args, strict=False)) + fixed))
             finally:
                 hook.remove()
             return transform_output(result[self.logits_key], output)
@@ -252,7 +253,7 @@ class AllenNLPExplainer:
         vocab = self.model.vocab
         label_name = lambda i: vocab.get_token_from_index(i, namespace="labels")  # noqa: E731
         out, offset = [], 0
-        for (name, tokens), length in zip(fields, lengths):
+        for (name, tokens), length in zip(fields, lengths, strict=True):
             target = problem.targets[0] if problem.targets is not None else None
             out.append(TokenSaliency(
                 tokens=tokens, scores=scores[offset : offset + length].numpy(), method=method, target=target,

@@ -64,7 +64,7 @@ def smoothgrad_allennlp(problem: Problem, *, stdev: float = 0.01, num_samples: i
         for b in range(batch):
             if field_lengths is not None:
                 starts = [sum(field_lengths[:k]) for k in range(len(field_lengths))]
-                fields = [list(range(s, s + n)) for s, n in zip(starts, field_lengths)]
+                fields = [list(range(s, s + n)) for s, n in zip(starts, field_lengths, strict=True)]
             else:
                 fields = [torch.nonzero(problem.attention_mask[b]).flatten().tolist()]
             item = embeds[b : b + 1]

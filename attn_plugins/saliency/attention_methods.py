@@ -114,8 +114,8 @@ def flow(problem: Problem, *, head_fusion: str = "mean", add_residual: bool = Tr
     for b, q in enumerate(problem.queries):
         real = _real(problem.attention_mask[b])
         index = torch.tensor(real)
-        weights = [l.weights[b : b + 1].index_select(-1, index.to(l.weights.device))
-                   .index_select(-2, index.to(l.weights.device)) for l in layers]
+        weights = [layer.weights[b : b + 1].index_select(-1, index.to(layer.weights.device))
+                   .index_select(-2, index.to(layer.weights.device)) for layer in layers]
         full = flow_matrices(weights, query=real.index(q) if q is not None else None, head_fusion=head_fusion,
                              add_residual=add_residual, normalize=normalize, backend=backend,
                              scale=scale or DEFAULT_SCALE)[0]
@@ -173,8 +173,8 @@ def _item_record(record: AttentionRecord, b: int) -> AttentionRecord:
 
     from ..record import LayerAttention
 
-    layers = [LayerAttention(name=l.name, stack=l.stack, kind=l.kind, index=l.index, weights=l.weights[b : b + 1],
-                             heads=l.heads) for l in record.layers]
+    layers = [LayerAttention(name=layer.name, stack=layer.stack, kind=layer.kind, index=layer.index,
+                             weights=layer.weights[b : b + 1], heads=layer.heads) for layer in record.layers]
     inputs = {k: v[b : b + 1] for k, v in record.inputs.items() if isinstance(v, torch.Tensor) and v.dim() >= 1}
     return replace(record, layers=layers, inputs=inputs,
                    tokens=record.tokens[b : b + 1] if record.tokens else None)

@@ -91,7 +91,7 @@ def as_method_table(obj: Any, *, methods: Any = None, query: Any = 0, merge_word
     else:
         instances = as_instances(obj)
         table = {}
-        for index, fields in enumerate(instances):
+        for fields in instances:
             name = fields[0].method
             table.setdefault(name, []).append(fields)
     if merge_words:

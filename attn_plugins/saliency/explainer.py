@@ -225,7 +225,7 @@ class Explainer:
         args = tuple(inputs[n] for n in extra_names) + ((pos_tensor,) if pos_tensor is not None else ())
 
         def split(rest: tuple[Any, ...]) -> tuple[dict[str, Any], torch.Tensor | None]:
-            kw = dict(zip(extra_names, rest[: len(extra_names)]))
+            kw = dict(zip(extra_names, rest[: len(extra_names)], strict=False))
             pos = rest[len(extra_names)] if pos_tensor is not None else None
             return kw, pos
 
@@ -329,7 +329,7 @@ class Explainer:
                 scores = scores[torch.arange(scores.shape[0], device=scores.device),
                                 torch.tensor(targets, device=scores.device)]
             grads = torch.autograd.grad(scores.sum(), list(attentions))
-        return [(a.detach(), g.detach()) for a, g in zip(attentions, grads)]
+        return [(a.detach(), g.detach()) for a, g in zip(attentions, grads, strict=True)]
 
     # ----- public ---------------------------------------------------------------------------------
     def explain(self, texts: Texts | dict[str, Any], method: str = "integrated_gradients", *,

@@ -118,10 +118,10 @@ def saliency(problem: Problem, *, reduce: str = "sum", abs: bool = True) -> Meth
     Returns:
         ``([batch, n] scores, extras)``; extras are empty dicts.
     """
-    Saliency = _captum().Saliency
+    captum_attr = _captum()
 
     with _quiet_captum():
-        attr = Saliency(problem.embed_forward).attribute(
+        attr = captum_attr.Saliency(problem.embed_forward).attribute(
             problem.embeddings(), target=problem.targets, additional_forward_args=problem.args, abs=abs)
     return reduce_embedding(attr, reduce), no_extras(problem)
 
@@ -137,10 +137,10 @@ def input_x_gradient(problem: Problem, *, reduce: str = "sum") -> MethodResult:
     Returns:
         ``([batch, n] scores, extras)``; extras are empty dicts.
     """
-    InputXGradient = _captum().InputXGradient
+    captum_attr = _captum()
 
     with _quiet_captum():
-        attr = InputXGradient(problem.embed_forward).attribute(
+        attr = captum_attr.InputXGradient(problem.embed_forward).attribute(
             problem.embeddings(), target=problem.targets, additional_forward_args=problem.args)
     return reduce_embedding(attr, reduce), no_extras(problem)
 
@@ -163,9 +163,9 @@ def integrated_gradients(problem: Problem, *, n_steps: int = 50, integration: st
     Returns:
         ``([batch, n] scores, extras)``; extras hold Captum's convergence ``delta``.
     """
-    IntegratedGradients = _captum().IntegratedGradients
+    captum_attr = _captum()
 
-    attr, delta = IntegratedGradients(problem.embed_forward).attribute(
+    attr, delta = captum_attr.IntegratedGradients(problem.embed_forward).attribute(
         problem.embeddings(), baselines=problem.baseline_embeds(baseline), target=problem.targets,
         additional_forward_args=problem.args, n_steps=n_steps, method=integration,
         internal_batch_size=internal_batch_size, return_convergence_delta=True)
@@ -191,7 +191,7 @@ def layer_integrated_gradients(problem: Problem, *, n_steps: int = 50, integrati
     Returns:
         ``([batch, n] scores, extras)``; extras hold Captum's convergence ``delta``.
     """
-    LayerIntegratedGradients = _captum().LayerIntegratedGradients
+    captum_attr = _captum()
 
     if baseline in ("pad", "mask"):
         baselines = problem.baseline_ids(baseline)
@@ -199,7 +199,7 @@ def layer_integrated_gradients(problem: Problem, *, n_steps: int = 50, integrati
         baselines = torch.zeros_like(problem.input_ids)  # id 0 everywhere
     else:
         raise ValueError(f"baseline for layer_integrated_gradients must be 'pad', 'mask' or 'zeros', got {baseline!r}")
-    attr, delta = LayerIntegratedGradients(problem.ids_forward, problem.embedding_layer).attribute(
+    attr, delta = captum_attr.LayerIntegratedGradients(problem.ids_forward, problem.embedding_layer).attribute(
         problem.input_ids, baselines=baselines, target=problem.targets, additional_forward_args=problem.args,
         n_steps=n_steps, method=integration, internal_batch_size=internal_batch_size, return_convergence_delta=True)
     return reduce_embedding(attr, reduce), _deltas(delta)
@@ -232,9 +232,9 @@ def smoothgrad(problem: Problem, *, nt_samples: int = 10, noise_level: float = 0
     Returns:
         ``([batch, n] scores, extras)``; extras hold the noise scale and seed.
     """
-    InputXGradient, NoiseTunnel, Saliency = _captum().InputXGradient, _captum().NoiseTunnel, _captum().Saliency
+    captum_attr = _captum()
 
-    bases = {"saliency": Saliency, "input_x_gradient": InputXGradient}
+    bases = {"saliency": captum_attr.Saliency, "input_x_gradient": captum_attr.InputXGradient}
     if base not in bases:
         raise ValueError(f"base must be one of {sorted(bases)}, got {base!r}")
     embeds = problem.embeddings()
@@ -243,7 +243,7 @@ def smoothgrad(problem: Problem, *, nt_samples: int = 10, noise_level: float = 0
     devices = [embeds.device.index] if embeds.is_cuda else []
     with torch.random.fork_rng(devices=devices), _quiet_captum():
         torch.manual_seed(seed)
-        attr = NoiseTunnel(bases[base](problem.embed_forward)).attribute(
+        attr = captum_attr.NoiseTunnel(bases[base](problem.embed_forward)).attribute(
             embeds, nt_type=nt_type, nt_samples=nt_samples, stdevs=stdevs, target=problem.targets,
             additional_forward_args=problem.args, nt_samples_batch_size=nt_samples_batch_size)
     extras = [{"stdevs": stdevs, "seed": seed} for _ in range(problem.batch_size)]
@@ -262,7 +262,7 @@ def deeplift(problem: Problem, *, baseline: str | float | torch.Tensor = "zeros"
     Returns:
         ``([batch, n] scores, extras)``; extras hold Captum's convergence ``delta``.
     """
-    DeepLift = _captum().DeepLift
+    captum_attr = _captum()
 
     from .problem import ForwardModule
 
@@ -270,7 +270,7 @@ def deeplift(problem: Problem, *, baseline: str | float | torch.Tensor = "zeros"
         raise ValueError("deeplift needs a model: use an Explainer")
     module = ForwardModule(problem.model, problem.embed_forward)
     with _quiet_captum():
-        attr, delta = DeepLift(module).attribute(
+        attr, delta = captum_attr.DeepLift(module).attribute(
             problem.embeddings(), baselines=problem.baseline_embeds(baseline), target=problem.targets,
             additional_forward_args=problem.args, return_convergence_delta=True)
     return reduce_embedding(attr, reduce), _deltas(delta)
@@ -291,13 +291,13 @@ def feature_ablation(problem: Problem, *, baseline: str | float | torch.Tensor =
     Returns:
         ``([batch, n] scores, extras)``; extras are empty dicts.
     """
-    FeatureAblation = _captum().FeatureAblation
+    captum_attr = _captum()
 
     embeds = problem.embeddings()
     b, n, d = embeds.shape
     mask = torch.arange(n, device=embeds.device).view(1, n, 1).expand(b, n, d)
     with torch.no_grad(), _quiet_captum():
-        attr = FeatureAblation(problem.embed_forward).attribute(
+        attr = captum_attr.FeatureAblation(problem.embed_forward).attribute(
             problem.embeddings(), baselines=problem.baseline_embeds(baseline), target=problem.targets,
             additional_forward_args=problem.args, feature_mask=mask,
             perturbations_per_eval=perturbations_per_eval)

@@ -72,11 +72,11 @@ class SimilarityExplainer:
             return torch.nn.functional.cosine_similarity(pooled, fixed, dim=-1)
 
         def embed_forward(embeds: Any, *rest: Any):
-            kw = dict(zip(names, rest[: len(names)]))
+            kw = dict(zip(names, rest[: len(names)], strict=False))
             return score(model(inputs_embeds=embeds, **kw), kw["attention_mask"], rest[len(names)])
 
         def ids_forward(ids: Any, *rest: Any):
-            kw = dict(zip(names, rest[: len(names)]))
+            kw = dict(zip(names, rest[: len(names)], strict=False))
             return score(model(input_ids=ids, **kw), kw["attention_mask"], rest[len(names)])
 
         from ..analysis.rollout import resolve_query
@@ -98,7 +98,7 @@ class SimilarityExplainer:
                 outputs = eager(**inputs, output_attentions=True)
                 value = score(outputs, inputs["attention_mask"], other)
                 grads = torch.autograd.grad(value.sum(), list(outputs.attentions))
-            return [(a.detach(), g.detach()) for a, g in zip(outputs.attentions, grads)]
+            return [(a.detach(), g.detach()) for a, g in zip(outputs.attentions, grads, strict=True)]
 
         tok = self.tokenizer
         return Problem(

@@ -10,8 +10,8 @@ pytest.importorskip("allennlp")
 
 from allennlp.data import Vocabulary  # noqa: E402
 from allennlp.models import Model  # noqa: E402
-from allennlp.modules import attention as A  # noqa: E402
-from allennlp.modules import matrix_attention as MA  # noqa: E402
+from allennlp.modules import attention as allennlp_attention  # noqa: E402
+from allennlp.modules import matrix_attention as allennlp_matrix_attention  # noqa: E402
 from allennlp.modules.transformer import SelfAttention, T5Attention  # noqa: E402
 
 import attn_plugins  # noqa: E402
@@ -22,12 +22,12 @@ D = 8
 
 def _attentions():
     return {
-        "additive": A.AdditiveAttention(D, D),
-        "dot": A.DotProductAttention(),
-        "bilinear": A.BilinearAttention(D, D),
-        "cosine": A.CosineAttention(),
-        "linear": A.LinearAttention(D, D, combination="x,y"),
-        "scaled": A.ScaledDotProductAttention(D),
+        "additive": allennlp_attention.AdditiveAttention(D, D),
+        "dot": allennlp_attention.DotProductAttention(),
+        "bilinear": allennlp_attention.BilinearAttention(D, D),
+        "cosine": allennlp_attention.CosineAttention(),
+        "linear": allennlp_attention.LinearAttention(D, D, combination="x,y"),
+        "scaled": allennlp_attention.ScaledDotProductAttention(D),
     }
 
 
@@ -91,7 +91,7 @@ def test_every_attention_class_is_captured_exactly_over_all_decoding_steps():
 
 
 def test_unnormalised_attention_is_labelled():
-    model = Steps(Vocabulary(), {"dot": A.DotProductAttention(normalize=False)}).eval()
+    model = Steps(Vocabulary(), {"dot": allennlp_attention.DotProductAttention(normalize=False)}).eval()
     source, mask = _batch()
     with torch.no_grad(), attn_plugins.capture(model) as cap:
         model(source, mask)
@@ -101,8 +101,8 @@ def test_unnormalised_attention_is_labelled():
 class Matrix(Model):
     def __init__(self, vocab):
         super().__init__(vocab)
-        self.cross = MA.BilinearMatrixAttention(D, D)
-        self.self_scores = MA.DotProductMatrixAttention()
+        self.cross = allennlp_matrix_attention.BilinearMatrixAttention(D, D)
+        self.self_scores = allennlp_matrix_attention.DotProductMatrixAttention()
 
     def forward(self, a, b):
         return {"cross": self.cross(a, b), "self": self.self_scores(a, a)}
@@ -193,7 +193,7 @@ def test_pretrained_transformer_embedder_reuses_the_hf_adapter(minilm_path):
     assert len(record.layers) == len(expected) == 6
     assert record.layers[0].name.startswith("embedder.token_embedder_bert.transformer_model.")
     mask4 = enc["attention_mask"].bool()[:, None, :, None]
-    for layer, ref in zip(record.layers, expected):
+    for layer, ref in zip(record.layers, expected, strict=True):
         assert torch.allclose(layer.weights.masked_fill(~mask4, 0), ref.masked_fill(~mask4, 0), atol=1e-5)
     assert torch.equal(record.inputs["input_ids"], enc["input_ids"])
 

@@ -173,7 +173,7 @@ def test_streamed_decoder_steps_equal_the_in_memory_records(date_predictor, tmp_
         with attn_plugins.capture(model, stream_to=tmp_path / "run") as streamed:
             model(**tensors)
     assert len(streamed.records) == len(in_memory.records) == 2
-    for a, b in zip(in_memory.records, streamed.records):
+    for a, b in zip(in_memory.records, streamed.records, strict=True):
         _same(a, b)
     assert sorted(os.listdir(tmp_path / "run")) == ["record-0000", "record-0001"]
     # every decoding step was a block of its own; the layer file holds them merged

@@ -173,7 +173,7 @@ def test_instance_declaration_overrides_class_and_subclasses_inherit():
     with ap.capture(model) as cap:
         model["a"](torch.randn(2, 8), torch.randn(2, 4, 8))
         model["b"](torch.randn(2, 8), torch.randn(2, 4, 8))
-    assert {(l.name, l.kind) for r in cap.records for l in r.layers} == {("a.attention", "self"),
+    assert {(layer.name, layer.kind) for r in cap.records for layer in r.layers} == {("a.attention", "self"),
                                                                         ("b.attention", "cross")}
 
 
@@ -240,7 +240,7 @@ def test_repeated_calls_are_layers_or_steps(steps, query_len, expect):
     model = Shared(SelfAttention())
     with ap.capture(model) as cap:
         model(torch.randn(2, query_len, 8))
-    assert [(l.index, tuple(l.weights.shape)) for l in cap.record.layers] == expect
+    assert [(layer.index, tuple(layer.weights.shape)) for layer in cap.record.layers] == expect
 
 
 def test_kind_and_stack_from_paths_callables_and_nesting():
@@ -264,14 +264,14 @@ def test_kind_and_stack_from_paths_callables_and_nesting():
     model = Model()
     with ap.capture(model) as cap:
         model(torch.randn(1, 3, 8))
-    got = sorted((l.name, l.stack, l.kind) for l in cap.record.layers)
+    got = sorted((layer.name, layer.stack, layer.kind) for layer in cap.record.layers)
     assert got == [("decoder.0.cross_attn", "decoder", "cross"), ("decoder.0.self_attn", "decoder", "self"),
                    ("encoder.0.cross_attn", "encoder", "cross"), ("encoder.0.self_attn", "encoder", "self")]
     register_attention_module(SelfAttention, weights=1, kind=lambda m: "self", stack=lambda m: None)
     with ap.capture(model) as cap:
         model(torch.randn(1, 3, 8))
-    assert {(l.stack, l.kind) for l in cap.record.layers} == {(None, "self")}
-    assert [l.index for l in cap.record.layers] == [0, 1, 2, 3]
+    assert {(layer.stack, layer.kind) for layer in cap.record.layers} == {(None, "self")}
+    assert [layer.index for layer in cap.record.layers] == [0, 1, 2, 3]
 
 
 def test_nested_declared_and_mha_inside_a_declared_module_are_not_double_counted():
@@ -289,7 +289,7 @@ def test_nested_declared_and_mha_inside_a_declared_module_are_not_double_counted
     model = Outer()
     with ap.capture(model) as cap:
         model(torch.randn(1, 3, 8))
-    assert [l.name for l in cap.record.layers] == [""]
+    assert [layer.name for layer in cap.record.layers] == [""]
 
 
 def test_declared_kind_for_a_torch_mha():

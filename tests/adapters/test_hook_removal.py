@@ -18,7 +18,7 @@ from attn_plugins.adapters import ADAPTERS
 BUILTIN = ("huggingface", "allennlp", "torch")
 
 
-class Boom(Exception):
+class BoomError(Exception):
     pass
 
 
@@ -31,7 +31,7 @@ class Raiser(nn.Module):
 
     def forward(self, *args, **kwargs):
         assert self.ran, "no attention module ran before the failure"
-        raise Boom
+        raise BoomError
 
 
 def _ran_hook(ran: list):
@@ -130,7 +130,7 @@ def test_no_hook_left_when_the_forward_raises_midway(name):
     model, run, probes = BUILDERS[name](ran)
     try:
         hooks_before, state_before = _module_hooks(model), _global_state()
-        with pytest.raises(Boom):
+        with pytest.raises(BoomError):
             with torch.no_grad(), ap.capture(model, adapter=name):
                 run()
         assert ran, "the forward failed before any attention module ran"
@@ -139,7 +139,7 @@ def test_no_hook_left_when_the_forward_raises_midway(name):
         if name == "allennlp":
             assert "search" not in vars(model.beam)  # the wrapped BeamSearch.search is gone again
         ran.clear()
-        with pytest.raises(Boom):  # and the model runs as before: the same failure, no capture
+        with pytest.raises(BoomError):  # and the model runs as before: the same failure, no capture
             run()
         assert ran
     finally:

@@ -49,17 +49,18 @@ def hooks_left(model):
 # --------------------------------------------------------------------------------------------------
 # standalone nn.MultiheadAttention
 # --------------------------------------------------------------------------------------------------
+# each builder takes (query length, key length, batch size)
 MASKS = {
-    "none": lambda L, S, B: {},
-    "padding_bool": lambda L, S, B: {"key_padding_mask": padding([S, S - 2, 1][:B], S)},
-    "padding_float": lambda L, S, B: {"key_padding_mask": padding([S, S - 2, 1][:B], S, torch.float)},
-    "attn_bool": lambda L, S, B: {"attn_mask": torch.rand(L, S, generator=torch.Generator().manual_seed(3)) > 0.7},
-    "attn_float": lambda L, S, B: {"attn_mask": torch.randn(L, S, generator=torch.Generator().manual_seed(4))},
-    "attn_3d": lambda L, S, B: {"attn_mask": torch.randn(B * H, L, S, generator=torch.Generator().manual_seed(5))},
-    "causal": lambda L, S, B: {"attn_mask": causal(L), "is_causal": True},
-    "causal_and_padding": lambda L, S, B: {"attn_mask": causal(L), "key_padding_mask": padding([S, S - 2, 2][:B], S)},
-    "float_both": lambda L, S, B: {"attn_mask": causal(L, torch.float),
-                                   "key_padding_mask": padding([S, 3, 2][:B], S, torch.float)},
+    "none": lambda q, k, b: {},
+    "padding_bool": lambda q, k, b: {"key_padding_mask": padding([k, k - 2, 1][:b], k)},
+    "padding_float": lambda q, k, b: {"key_padding_mask": padding([k, k - 2, 1][:b], k, torch.float)},
+    "attn_bool": lambda q, k, b: {"attn_mask": torch.rand(q, k, generator=torch.Generator().manual_seed(3)) > 0.7},
+    "attn_float": lambda q, k, b: {"attn_mask": torch.randn(q, k, generator=torch.Generator().manual_seed(4))},
+    "attn_3d": lambda q, k, b: {"attn_mask": torch.randn(b * H, q, k, generator=torch.Generator().manual_seed(5))},
+    "causal": lambda q, k, b: {"attn_mask": causal(q), "is_causal": True},
+    "causal_and_padding": lambda q, k, b: {"attn_mask": causal(q), "key_padding_mask": padding([k, k - 2, 2][:b], k)},
+    "float_both": lambda q, k, b: {"attn_mask": causal(q, torch.float),
+                                   "key_padding_mask": padding([k, 3, 2][:b], k, torch.float)},
 }
 
 
@@ -68,11 +69,11 @@ MASKS = {
 @pytest.mark.parametrize("mode", ["eval_no_grad", "eval_grad", "train"])
 def test_self_attention_exact_and_output_unchanged(batch_first, mask, mode):
     torch.manual_seed(0)
-    B, L = 3, 6
+    batch, q_len = 3, 6
     mha = nn.MultiheadAttention(E, H, batch_first=batch_first)
     mha.train(mode == "train")
-    x = seq_first(torch.randn(B, L, E), batch_first)
-    kwargs = MASKS[mask](L, L, B)
+    x = seq_first(torch.randn(batch, q_len, E), batch_first)
+    kwargs = MASKS[mask](q_len, q_len, batch)
     context = torch.no_grad() if mode == "eval_no_grad" else torch.enable_grad()
     with context:
         expected_out = mha(x, x, x, need_weights=False, **kwargs)[0]
@@ -89,7 +90,7 @@ def test_self_attention_exact_and_output_unchanged(batch_first, mask, mode):
 @pytest.mark.parametrize("variant", ["kdim_vdim", "bias_kv", "zero_attn", "bias_kv_zero_attn_padding", "no_bias"])
 def test_cross_attention_module_options_exact(batch_first, variant):
     torch.manual_seed(1)
-    B, L, S = 2, 4, 7
+    batch, q_len, k_len = 2, 4, 7
     options = {
         "kdim_vdim": dict(kdim=10, vdim=6),
         "bias_kv": dict(add_bias_kv=True),
@@ -98,10 +99,10 @@ def test_cross_attention_module_options_exact(batch_first, variant):
         "no_bias": dict(bias=False),
     }[variant]
     mha = nn.MultiheadAttention(E, H, batch_first=batch_first, **options).eval()
-    q = seq_first(torch.randn(B, L, E), batch_first)
-    k = seq_first(torch.randn(B, S, options.get("kdim", E)), batch_first)
-    v = seq_first(torch.randn(B, S, options.get("vdim", E)), batch_first)
-    kwargs = {"key_padding_mask": padding([S, 3], S)} if "padding" in variant else {}
+    q = seq_first(torch.randn(batch, q_len, E), batch_first)
+    k = seq_first(torch.randn(batch, k_len, options.get("kdim", E)), batch_first)
+    v = seq_first(torch.randn(batch, k_len, options.get("vdim", E)), batch_first)
+    kwargs = {"key_padding_mask": padding([k_len, 3], k_len)} if "padding" in variant else {}
     expected_out = mha(q, k, v, need_weights=False, **kwargs)[0]
     expected = mha(q, k, v, need_weights=True, average_attn_weights=False, **kwargs)[1]
     with ap.capture(mha) as cap:
@@ -110,7 +111,7 @@ def test_cross_attention_module_options_exact(batch_first, variant):
     (layer,) = cap.record.layers
     assert torch.equal(layer.weights, expected)
     extra = options.get("add_bias_kv", False) + options.get("add_zero_attn", False)
-    assert layer.weights.shape == (B, H, L, S + extra)
+    assert layer.weights.shape == (batch, H, q_len, k_len + extra)
     assert layer.kind == "cross"  # another query than key: cross-attention, whatever the dimensions
 
 
@@ -208,7 +209,8 @@ def test_nn_transformer_all_three_kinds(batch_first, norm_first):
     assert record.is_encoder_decoder
     groups = {(s, k): record.select(s, k) for s in ("encoder", "decoder") for k in ("self", "cross")}
     assert [len(groups[key]) for key in sorted(groups)] == [3, 3, 0, 2]  # decoder cross, self; encoder
-    assert [l.name for l in groups["decoder", "cross"]] == [f"decoder.layers.{i}.multihead_attn" for i in range(3)]
+    assert [layer.name for layer in groups["decoder", "cross"]] == [f"decoder.layers.{i}.multihead_attn"
+                                                                    for i in range(3)]
     by_name = dict(found)
     for layer in record.layers:
         assert torch.equal(layer.weights, by_name[layer.name]), layer.name
@@ -226,8 +228,9 @@ def test_decoder_layer_self_attention_on_its_fast_path():
         with ap.capture(layer) as cap:
             out = layer(tgt, memory)
     assert torch.equal(out, expected_out)
-    assert [(l.name, l.kind) for l in cap.record.layers] == [("self_attn", "self"), ("multihead_attn", "cross")]
-    for layer_attention, (_, ref) in zip(cap.record.layers, found):
+    assert [(layer.name, layer.kind) for layer in cap.record.layers] == [("self_attn", "self"),
+                                                                        ("multihead_attn", "cross")]
+    for layer_attention, (_, ref) in zip(cap.record.layers, found, strict=True):
         assert torch.equal(layer_attention.weights, ref)
 
 
@@ -263,9 +266,10 @@ def test_encoder_nested_fast_path_exact_and_untouched():
     assert out[1, 4:].abs().sum() == 0 and out[2, 2:].abs().sum() == 0  # the nested fast path did run
     assert len(cap.record.layers) == 2
     rows = ~pad
-    for layer_attention, ref in zip(cap.record.layers, refs):
+    for layer_attention, ref in zip(cap.record.layers, refs, strict=True):
         assert torch.equal(layer_attention.weights, ref * rows[:, None, :, None])
-        assert torch.all(layer_attention.weights.transpose(1, 2)[~rows] == 0)  # padded positions do not exist on this path
+        # padded positions do not exist on this path
+        assert torch.all(layer_attention.weights.transpose(1, 2)[~rows] == 0)
 
 
 @pytest.mark.parametrize("norm_first", [False, True])
@@ -298,7 +302,8 @@ def test_encoder_slow_path_captured_through_self_attn():
     with ap.capture(model) as cap:
         out = model(x, src_key_padding_mask=pad)
     assert torch.equal(out, expected_out)
-    assert [torch.equal(l.weights, ref) for l, (_, ref) in zip(cap.record.layers, found)] == [True, True]
+    assert [torch.equal(layer.weights, ref)
+            for layer, (_, ref) in zip(cap.record.layers, found, strict=True)] == [True, True]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -313,7 +318,7 @@ def test_layer_and_head_selection_and_queries_keys():
         model(src, tgt)
     with ap.capture(model, layers=[-1], heads=[1, 3], keep_queries_keys=True) as cap:
         model(src, tgt)
-    got = {(l.stack, l.kind, l.index) for l in cap.record.layers}
+    got = {(layer.stack, layer.kind, layer.index) for layer in cap.record.layers}
     assert got == {("encoder", "self", 2), ("decoder", "self", 1), ("decoder", "cross", 1)}
     for layer in cap.record.layers:
         reference = full.record.layer(layer.index, stack=layer.stack, kind=layer.kind).weights[:, [1, 3]]
@@ -322,7 +327,7 @@ def test_layer_and_head_selection_and_queries_keys():
         torch.testing.assert_close(scores.softmax(-1), layer.weights, rtol=1e-4, atol=1e-5)
     with ap.capture(model, layers=["decoder.layers.0"]) as by_path:
         model(src, tgt)
-    assert sorted(l.name for l in by_path.record.layers) == ["decoder.layers.0.multihead_attn",
+    assert sorted(layer.name for layer in by_path.record.layers) == ["decoder.layers.0.multihead_attn",
                                                             "decoder.layers.0.self_attn"]
 
 
@@ -330,13 +335,13 @@ def test_adapter_is_chosen_for_plain_models_only():
     assert "torch" in ADAPTERS.names()
     assert adapter_for(nn.Transformer(E, H, 1, 1, 32)) is ADAPTERS.get("torch")
     assert adapter_for(nn.Sequential(nn.Linear(2, 2))) is None
-    assert getattr(ADAPTERS.get("torch"), "priority") == 90
+    assert ADAPTERS.get("torch").priority == 90
 
 
 # --------------------------------------------------------------------------------------------------
 # safety and errors
 # --------------------------------------------------------------------------------------------------
-class Boom(Exception):
+class BoomError(Exception):
     pass
 
 
@@ -347,18 +352,18 @@ def test_everything_restored_when_the_body_raises():
     modes = [m.training for m in model.modules()]
     grads = [p.requires_grad for p in model.parameters()]
     before = global_hooks()
-    with pytest.raises(Boom):
+    with pytest.raises(BoomError):
         with ap.capture(model) as cap:
             model(torch.randn(2, 3, E))
             assert global_hooks() != before
-            raise Boom
+            raise BoomError
     assert global_hooks() == before and hooks_left(model) == []
     assert [m.training for m in model.modules()] == modes
     assert [p.requires_grad for p in model.parameters()] == grads
     assert not torch_adapter._WATCHED
     assert all(layer.self_attn.dropout == 0.1 for layer in model.layers)
     with pytest.raises(CaptureError):
-        cap.record
+        _ = cap.record  # reading it raises
 
 
 def test_restored_when_the_model_raises_inside_attention():
@@ -437,8 +442,9 @@ def test_plain_module_around_a_transformers_model():
         expected = eager(input_ids=ids, attention_mask=mask, output_attentions=True).attentions
     assert torch.equal(reference, inside)
     layers = cap.record.layers
-    assert [l.name for l in layers] == ["encoder.encoder.layer.0.attention.self", "encoder.encoder.layer.1.attention.self"]
-    for layer, ref in zip(layers, expected):
+    assert [layer.name for layer in layers] == ["encoder.encoder.layer.0.attention.self",
+                                                "encoder.encoder.layer.1.attention.self"]
+    for layer, ref in zip(layers, expected, strict=True):
         assert (layer.weights - ref).abs().max() <= 1e-5
     assert hooks_left(model) == []
 

@@ -67,8 +67,9 @@ def minilm_record(model, tokenizer):
 
 def gpt2_generate_record():
     """A tiny random GPT-2 (from a config) generating 5 tokens for a left-padded batch of two prompts."""
-    import attn_plugins as ap
     from transformers import GPT2Config, GPT2LMHeadModel
+
+    import attn_plugins as ap
 
     def build():
         torch.manual_seed(0)
@@ -87,8 +88,9 @@ def gpt2_generate_record():
 
 def gpt2_checkpoint_records():
     """The same inputs through a tiny GPT-2 at three "checkpoints" (weights nudged in between)."""
-    import attn_plugins as ap
     from transformers import GPT2Config, GPT2LMHeadModel
+
+    import attn_plugins as ap
 
     def build():
         torch.manual_seed(1)
@@ -111,8 +113,9 @@ def gpt2_checkpoint_records():
 
 def vit_record():
     """A tiny random ViT (from a config) on a 32x32 gradient image: 4x4 patches + [CLS]."""
-    import attn_plugins as ap
     from transformers import ViTConfig, ViTModel
+
+    import attn_plugins as ap
 
     def build():
         torch.manual_seed(0)
@@ -129,8 +132,9 @@ def vit_record():
 
 def whisper_records():
     """A tiny random Whisper (from a WhisperConfig): a generate() record and a teacher-forced one."""
-    import attn_plugins as ap
     from transformers import WhisperConfig, WhisperForConditionalGeneration
+
+    import attn_plugins as ap
 
     def build():
         torch.manual_seed(0)
@@ -152,8 +156,9 @@ def whisper_records():
 
 def bart_record():
     """A tiny random BART (from a config), teacher-forced, with source and target tokens."""
-    import attn_plugins as ap
     from transformers import BartConfig, BartForConditionalGeneration
+
+    import attn_plugins as ap
 
     def build():
         torch.manual_seed(0)

@@ -7,7 +7,7 @@ import torch
 
 from attn_plugins.analysis import stats
 
-from .fixtures import A, A_TOKENS, B1, BATCH, BATCH_MASK, record_of
+from .fixtures import A_TOKENS, B1, BATCH, BATCH_MASK, A, record_of
 
 LN2 = math.log(2)
 LN3 = math.log(3)

@@ -95,7 +95,8 @@ def test_reduce_on_plateau_accepts_verbose():
 
     optimizer = torch.optim.SGD(torch.nn.Linear(2, 2).parameters(), lr=1.0)
     scheduler = LearningRateScheduler.from_params(
-        optimizer=optimizer, params=Params({"type": "reduce_on_plateau", "verbose": True, "patience": 0, "factor": 0.5}))
+        optimizer=optimizer,
+        params=Params({"type": "reduce_on_plateau", "verbose": True, "patience": 0, "factor": 0.5}))
     scheduler.step(1.0)
     scheduler.step(2.0)
     assert optimizer.param_groups[0]["lr"] == 0.5

@@ -42,7 +42,7 @@ def test_capture_matches_eager_and_keeps_outputs(name):
     assert hooks_left(model) == []
     assert attn_impls(model) == impls_before
     # the default: weights kept in float32 on the model's device
-    assert all(l.weights.dtype == torch.float32 and l.weights.device.type == "cpu" for l in record.layers)
+    assert all(layer.weights.dtype == torch.float32 and layer.weights.device.type == "cpu" for layer in record.layers)
 
 
 @pytest.mark.parametrize("model_type", OTHER)
@@ -83,7 +83,7 @@ def test_real_minilm_padded_batch(minilm, minilm_tokenizer, minilm_path):
     assert record.tokens[1][:4] == ["[CLS]", "short", "one", "[SEP]"]
     assert record.tokens[1][4:] == ["[PAD]"] * (enc.input_ids.shape[1] - 4)
     assert torch.equal(record.attention_mask, enc.attention_mask)
-    assert [l.name for l in record.layers][0] == "encoder.layer.0.attention.self"
+    assert [layer.name for layer in record.layers][0] == "encoder.layer.0.attention.self"
     assert hooks_left(minilm) == []
 
 

@@ -53,15 +53,16 @@ def _pair(name):
 
 
 def _options(eos, num_beams, returned, early_stopping, length_penalty=1.0):
-    return dict(max_new_tokens=NEW, min_new_tokens=3, num_beams=num_beams, num_return_sequences=returned, do_sample=False,
-                early_stopping=early_stopping, length_penalty=length_penalty, eos_token_id=eos)
+    return dict(max_new_tokens=NEW, min_new_tokens=3, num_beams=num_beams, num_return_sequences=returned,
+                do_sample=False, early_stopping=early_stopping, length_penalty=length_penalty, eos_token_id=eos)
 
 
 def _fed_rows(sequences, prompt_len, eos):
     """[S, q] bool: the decoder positions fed back as queries (up to each sequence's EOS, or the end)."""
     generated = sequences[:, prompt_len:]
     hit = torch.isin(generated, torch.tensor(eos))
-    length = torch.where(hit.any(1), hit.int().argmax(1) + 1, torch.full_like(hit[:, 0], generated.shape[1], dtype=torch.long))
+    length = torch.where(hit.any(1), hit.int().argmax(1) + 1,
+                         torch.full_like(hit[:, 0], generated.shape[1], dtype=torch.long))
     steps = torch.arange(sequences.shape[1] - 1)
     return steps[None, :] < (prompt_len + length - 1)[:, None]
 
@@ -81,7 +82,8 @@ def _reference(name, eager, inputs, sequences, returned, eos):
         fed = _fed_rows(sequences, 1, eos)
         out = eager(**repeat, decoder_input_ids=processed, output_attentions=True)
     return {"encoder_attentions": (out.encoder_attentions, None, None),
-            "decoder_attentions": (out.decoder_attentions, fed, fed), "cross_attentions": (out.cross_attentions, fed, fed)}
+            "decoder_attentions": (out.decoder_attentions, fed, fed),
+            "cross_attentions": (out.cross_attentions, fed, fed)}
 
 
 def _check(name, record, eager, inputs, sequences, returned, eos) -> float:
@@ -145,7 +147,7 @@ def test_dict_output_is_what_the_caller_asked_for():
     assert set(inside.keys()) == set(outside.keys())
     for key in ("sequences", "sequences_scores", "beam_indices"):
         assert torch.equal(inside[key], outside[key]), key
-    assert all(torch.equal(a, b) for a, b in zip(inside.scores, outside.scores))
+    assert all(torch.equal(a, b) for a, b in zip(inside.scores, outside.scores, strict=True))
     assert cap.record.metadata["beam_indices"] == outside.beam_indices.tolist()
     _check("bart", cap.record, eager, inputs, inside.sequences, 2, eos)
 
@@ -194,7 +196,7 @@ def test_queries_and_keys_follow_the_beams():
     with torch.no_grad(), ap.capture(model, keep_queries_keys=True) as forced:
         model(input_ids=sequences[:, :-1], attention_mask=mask, position_ids=(mask.cumsum(-1) - 1).clamp(min=0))
     rows = (fed & mask.bool())[:, None, :, None]
-    for got, ref in zip(cap.record.layers, forced.record.layers):
+    for got, ref in zip(cap.record.layers, forced.record.layers, strict=True):
         assert got.queries.shape == ref.queries.shape and got.keys.shape == ref.keys.shape
         assert float(((got.queries - ref.queries) * rows).abs().max()) <= TOL
         assert float(((got.keys - ref.keys) * rows).abs().max()) <= TOL
@@ -219,7 +221,7 @@ def test_streaming_gives_the_same_record(name, returned, tmp_path):
         model.generate(**inputs, **options)
     memory, disk = cap.record, streamed.record
     assert [layer.name for layer in memory.layers] == [layer.name for layer in disk.layers]
-    for a, b in zip(memory.layers, disk.layers):
+    for a, b in zip(memory.layers, disk.layers, strict=True):
         assert torch.equal(a.weights, torch.as_tensor(b.weights)), a.name
     assert all(torch.equal(memory.inputs[k], disk.inputs[k]) for k in memory.inputs)
     assert disk.metadata["beam_rows"] == memory.metadata["beam_rows"]

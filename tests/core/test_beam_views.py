@@ -47,7 +47,8 @@ def _lengths(sequences):
     """Generated tokens of each returned sequence (through its EOS), from the ids alone."""
     generated = sequences[:, 1:]
     hit = torch.isin(generated, torch.tensor(EOS))
-    return torch.where(hit.any(1), hit.int().argmax(1) + 1, torch.full_like(hit[:, 0], generated.shape[1], dtype=torch.long)).tolist()
+    return torch.where(hit.any(1), hit.int().argmax(1) + 1,
+                       torch.full_like(hit[:, 0], generated.shape[1], dtype=torch.long)).tolist()
 
 
 def test_the_record_holds_sequences_that_end_early(marian):
@@ -76,7 +77,7 @@ def test_alignment_draws_each_returned_sequence(marian, layer):
         assert np.isfinite(drawn).all()
         expected = torch.stack([c[item].mean(0) for c in cross]).mean(0)[:length, :source].double().numpy()
         assert np.abs(drawn - expected).max() <= 1e-5, item
-        kept = [l.weights[item].double().mean(0) for l in record.layers if l.kind == "cross"]
+        kept = [layer.weights[item].double().mean(0) for layer in record.layers if layer.kind == "cross"]
         kept = torch.stack(kept[-1:] if layer == -1 else kept).mean(0)
         assert np.array_equal(drawn, kept[:length, :source].numpy()), item  # the record's own row, as stored
         assert float(kept[length:].abs().sum()) == 0  # the rows after its end: zeros, not drawn
@@ -101,7 +102,7 @@ def test_bertviz_views_draw_each_returned_sequence(marian, browser, tmp_path, vi
     for item in (lengths.index(min(lengths)), lengths.index(max(lengths))):
         decoder = [str(int(t)) for t in sequences[item, : lengths[item]]]  # the ids fed back (no tokenizer)
         source = [str(int(t)) for t, m in zip(inputs["input_ids"][item // RETURNED],
-                                              inputs["attention_mask"][item // RETURNED]) if m]
+                                              inputs["attention_mask"][item // RETURNED], strict=True) if m]
         path = tmp_path / f"{view}-{item}.html"
         result = ap.export(record, "bertviz", view=view, item=item, path=path)
         root = f"#{result.root_id}"
@@ -143,7 +144,8 @@ def test_report_generation_section_decodes_with_the_beams(marian, minilm_tokeniz
 
     tokenizer = minilm_tokenizer  # a real tokenizer: the tiny Marian's config, with its vocabulary
     config = marian[0].config.to_dict()
-    config.update(vocab_size=tokenizer.vocab_size, decoder_vocab_size=tokenizer.vocab_size, pad_token_id=tokenizer.pad_token_id,
+    config.update(vocab_size=tokenizer.vocab_size, decoder_vocab_size=tokenizer.vocab_size,
+                  pad_token_id=tokenizer.pad_token_id,
                   eos_token_id=tokenizer.sep_token_id, decoder_start_token_id=tokenizer.pad_token_id)
     torch.manual_seed(0)
     model = tf.MarianMTModel(tf.MarianConfig(**config)).eval()

@@ -47,7 +47,8 @@ def test_capture_then_info(tmp_path, minilm, minilm_tokenizer):
         (["capture", "--text", "hi", "--layers", "9", "--out", "x.safetensors"], "layer 9 does not exist"),
         (["capture", "--text-file", "/nonexistent.txt", "--out", "x.safetensors"], "cannot read --text-file"),
         (["info", "/nonexistent.safetensors"], "no record file"),
-        (["capture", "--text", "hi there", "--max-bytes", "1KB", "--out", "x.safetensors"], "over the budget of 1.0 KB"),
+        (["capture", "--text", "hi there", "--max-bytes", "1KB", "--out", "x.safetensors"],
+         "over the budget of 1.0 KB"),
         (["capture", "--text", "hi", "--max-bytes", "lots", "--out", "x.safetensors"], "cannot read max_bytes"),
     ],
 )
@@ -75,7 +76,7 @@ def test_streamed_capture_then_info(tmp_path):
                 str(file_record)).returncode == 0
     streamed, saved = ap.AttentionRecord.load(out), ap.AttentionRecord.load(file_record)
     assert streamed.tokens == saved.tokens
-    assert all(a.weights.equal(b.weights) for a, b in zip(streamed.layers, saved.layers))
+    assert all(a.weights.equal(b.weights) for a, b in zip(streamed.layers, saved.layers, strict=True))
     info = _cli("info", str(out))
     assert info.returncode == 0 and "layers [0, 5], 12 heads" in info.stdout
     again = _cli("capture", "--text", "x", "--stream", "--out", str(out))

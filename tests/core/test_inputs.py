@@ -4,6 +4,8 @@ pad token is borrowed and given back, and the inputs equal the tokenizer's own."
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 
@@ -65,10 +67,15 @@ def test_inputs_and_record_equal_the_direct_call(short_bert, minilm_tokenizer):
     enc = inputs.model_inputs(short_bert, minilm_tokenizer, texts)
     assert set(enc) == set(direct) and all(torch.equal(enc[k], direct[k]) for k in direct)
     record = inputs.capture_texts(short_bert, minilm_tokenizer, texts)
+    # the reference: an eager copy with the same weights (the sdpa model returns no attentions)
+    from transformers import AutoModel
+
+    reference_model = AutoModel.from_config(copy.deepcopy(short_bert.config), attn_implementation="eager").eval()
+    reference_model.load_state_dict(short_bert.state_dict())
     with torch.no_grad():
-        eager = short_bert(**direct, output_attentions=True).attentions
+        eager = reference_model(**direct, output_attentions=True).attentions
     assert len(record.layers) == 2
-    for layer, reference in zip(record.layers, eager):
+    for layer, reference in zip(record.layers, eager, strict=True):
         torch.testing.assert_close(layer.weights, reference, rtol=1e-5, atol=1e-6)
 
 

@@ -39,7 +39,7 @@ def test_exact_estimate_is_the_record_size():
     model, inputs = build("bert")
     with torch.no_grad(), ap.capture(model) as cap:
         model(**inputs)
-    size = sum(l.weights.numel() * l.weights.element_size() for l in cap.record.layers)
+    size = sum(layer.weights.numel() * layer.weights.element_size() for layer in cap.record.layers)
     with torch.no_grad(), ap.capture(model, max_bytes=size) as cap:  # exactly enough
         model(**inputs)
     with pytest.raises(MemoryBudgetError), torch.no_grad(), ap.capture(model, max_bytes=size - 1):
@@ -50,7 +50,7 @@ def test_selection_and_dtype_cut_the_estimate():
     model, inputs = build("bert")
     with torch.no_grad(), ap.capture(model) as cap:
         model(**inputs)
-    full = sum(l.weights.numel() * 4 for l in cap.record.layers)
+    full = sum(layer.weights.numel() * 4 for layer in cap.record.layers)
     with torch.no_grad(), ap.capture(model, layers=[0], heads=[1], dtype=torch.float16,
                                      max_bytes=full // 16) as cap:
         model(**inputs)
@@ -64,7 +64,7 @@ def test_generate_counts_every_step():
     model, inputs = build("gpt2")
     with torch.no_grad(), ap.capture(model) as cap:
         model.generate(**inputs, max_new_tokens=6, do_sample=False)
-    final = sum(l.weights.numel() * l.weights.element_size() for l in cap.record.layers)
+    final = sum(layer.weights.numel() * layer.weights.element_size() for layer in cap.record.layers)
     prompt_only = final * (inputs["input_ids"].shape[1] / cap.record.layers[0].weights.shape[2]) ** 2
     # enough for the prompt's forward, not for the whole generation: refused before generating
     with pytest.raises(MemoryBudgetError, match="this generate\\(\\) call") as info, torch.no_grad(), \
@@ -79,7 +79,7 @@ def test_encoder_decoder_estimate_covers_cross_attention():
     model, inputs = build("bart")
     with torch.no_grad(), ap.capture(model) as cap:
         model(**inputs)
-    size = sum(l.weights.numel() * l.weights.element_size() for l in cap.record.layers)
+    size = sum(layer.weights.numel() * layer.weights.element_size() for layer in cap.record.layers)
     with pytest.raises(MemoryBudgetError) as info, torch.no_grad(), ap.capture(model, max_bytes=size - 1):
         model(**inputs)
     assert format_bytes(size) in str(info.value)
@@ -104,7 +104,7 @@ def test_default_budget_is_half_of_free_memory():
     budget = Budget.for_capture(None, torch.device("cpu"), None)
     assert budget.limit > 0 and "half of the" in budget.source
     with open("/proc/meminfo") as handle:
-        available = next(int(l.split()[1]) * 1024 for l in handle if l.startswith("MemAvailable"))
+        available = next(int(line.split()[1]) * 1024 for line in handle if line.startswith("MemAvailable"))
     assert abs(budget.limit - available / 2) < 0.1 * available
 
 

@@ -27,7 +27,7 @@ def bart_record():
 
 def _same(a, b):
     assert len(a.layers) == len(b.layers)
-    for x, y in zip(a.layers, b.layers):
+    for x, y in zip(a.layers, b.layers, strict=True):
         assert (x.name, x.stack, x.kind, x.index, x.heads) == (y.name, y.stack, y.kind, y.index, y.heads)
         assert x.weights.dtype == y.weights.dtype and torch.equal(x.weights, y.weights)
         for extra in ("queries", "keys"):

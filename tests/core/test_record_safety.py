@@ -158,7 +158,7 @@ def test_layer_file_outside_layers_folder_is_refused(tmp_path, good):
     for value in ["../../etc/passwd", "/etc/passwd", "layers/../../x.safetensors", "inputs.safetensors",
                   "layers/sub/x.safetensors", "layers/.steps.safetensors", "record.json", 5, None]:
         bad = tmp_path / f"b{abs(hash(str(value)))}"
-        _refused(_change_dir(good / "dir", bad, lambda m: m["layers"][0].update(file=value)), "file")
+        _refused(_change_dir(good / "dir", bad, lambda m, value=value: m["layers"][0].update(file=value)), "file")
 
 
 # ----- 2. symlinks out of the record directory ------------------------------------------------------------
@@ -258,7 +258,8 @@ def test_deeply_nested_json_everywhere(tmp_path, good):
     nested = "1"
     for _ in range(200):
         nested = "[" + nested + "]"
-    for change in (lambda m: m.update(metadata={"x": json.loads(nested)}), lambda m: m.update(tokens=json.loads(nested))):
+    for change in (lambda m: m.update(metadata={"x": json.loads(nested)}),
+                   lambda m: m.update(tokens=json.loads(nested))):
         _refused(_change_file(good / "one.safetensors", tmp_path / "b.safetensors", change))
         shutil.rmtree(tmp_path / "c", ignore_errors=True)
         _refused(_change_dir(good / "dir", tmp_path / "c", change))
@@ -534,14 +535,14 @@ def _leftovers(folder):
 def test_atomic_path_leaves_nothing_on_failure(tmp_path):
     (tmp_path / "keep.txt").write_text("old")
 
-    class Boom(Exception):
+    class BoomError(Exception):
         pass
 
-    with pytest.raises(Boom):
+    with pytest.raises(BoomError):
         with atomic_path(tmp_path / "keep.txt") as tmp:
             with open(tmp, "w") as handle:
                 handle.write("half")
-            raise Boom
+            raise BoomError
     assert (tmp_path / "keep.txt").read_text() == "old" and _leftovers(tmp_path) == []
     with pytest.raises(TypeError):
         write_text(tmp_path / "keep.txt", 12345)  # the serialization itself fails mid-write
@@ -566,7 +567,8 @@ FULL_DISK = textwrap.dedent("""
     import attn_plugins as ap
     target, kind = sys.argv[1], sys.argv[2]
     g = torch.Generator().manual_seed(0)
-    record = ap.AttentionRecord(layers=[ap.LayerAttention(f"l{i}", None, "self", i, torch.rand(1, 4, 64, 64, generator=g))
+    record = ap.AttentionRecord(layers=[ap.LayerAttention(f"l{i}", None, "self", i,
+                                                          torch.rand(1, 4, 64, 64, generator=g))
                                         for i in range(6)], tokens=[["t"] * 64])
     limit = 100_000  # bytes: each file fits, the whole record does not (a full disk)
     resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))

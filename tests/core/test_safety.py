@@ -13,7 +13,7 @@ from fixtures.tiny_models import build
 from .helpers import attn_impls, hooks_left, max_diff
 
 
-class Boom(Exception):
+class BoomError(Exception):
     pass
 
 
@@ -38,10 +38,10 @@ def test_everything_restored_when_the_body_raises(name):
 
     functions_before = dict(AttentionInterface._global_mapping)
     sdpa_before = torch.nn.functional.scaled_dot_product_attention
-    with pytest.raises(Boom):
+    with pytest.raises(BoomError):
         with ap.capture(model) as cap:
             model(**inputs)
-            raise Boom
+            raise BoomError
     assert hooks_left(model) == []
     assert attn_impls(model) == impls
     assert [m.training for m in model.modules()] == modes
@@ -50,7 +50,7 @@ def test_everything_restored_when_the_body_raises(name):
     assert hf_adapter._WRAPPED == mapping_before and not hf_adapter._HANDLERS
     assert torch.nn.functional.scaled_dot_product_attention is sdpa_before
     with pytest.raises(CaptureError, match="not finished|nothing"):
-        cap.record
+        _ = cap.record  # reading it raises
 
 
 def test_nested_capture_on_same_model_is_a_clear_error():

@@ -48,7 +48,7 @@ def test_negative_index_and_module_path(bert_pair):
     model, inputs, expected = bert_pair
     with torch.no_grad(), ap.capture(model, layers=[-1, "encoder.layer.0"]) as cap:
         model(**inputs)
-    assert [l.index for l in cap.record.layers] == [0, 1]
+    assert [layer.index for layer in cap.record.layers] == [0, 1]
     assert max_diff(expected, cap.record.as_hf_outputs()["attentions"]) <= 1e-5
 
 
@@ -56,7 +56,7 @@ def test_dtype_and_device(bert_pair):
     model, inputs, expected = bert_pair
     with torch.no_grad(), ap.capture(model, dtype=torch.float16, device="cpu") as cap:
         model(**inputs)
-    assert all(l.weights.dtype == torch.float16 for l in cap.record.layers)
+    assert all(layer.weights.dtype == torch.float16 for layer in cap.record.layers)
     assert max_diff(expected, cap.record.as_hf_outputs()["attentions"]) <= 1e-3
     assert cap.record.metadata["stored_dtype"] == "float16"
 
@@ -65,7 +65,7 @@ def test_encoder_decoder_selection_applies_per_stack():
     model, inputs = build("bart")
     with torch.no_grad(), ap.capture(model, layers=[0]) as cap:
         model(**inputs)
-    got = {(l.stack, l.kind, l.index) for l in cap.record.layers}
+    got = {(layer.stack, layer.kind, layer.index) for layer in cap.record.layers}
     assert got == {("encoder", "self", 0), ("decoder", "self", 0), ("decoder", "cross", 0)}
 
 
@@ -112,11 +112,11 @@ def test_record_before_the_block_ends():
     with ap.capture(model) as cap:
         model(**inputs)
         with pytest.raises(ap.CaptureError, match="has not finished"):
-            cap.record
+            _ = cap.record  # reading it raises
     with ap.capture(model) as cap:
         pass
     with pytest.raises(ap.CaptureError, match="nothing was captured"):
-        cap.record
+        _ = cap.record  # reading it raises
 
 
 def test_keep_queries_keys_for_gqa():

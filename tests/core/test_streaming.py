@@ -62,7 +62,8 @@ def test_streamed_generation_equals_in_memory(name, tmp_path):
     # every shard is a plain safetensors file that safetensors itself reads
     with safe_open(str(directory / "layers" / layer_files[0]), framework="pt") as handle:
         weights = handle.get_tensor("weights")
-    expected = next(l for l in memory[0].layers if os.path.basename(_file_of(directory, l)) == layer_files[0])
+    expected = next(layer for layer in memory[0].layers
+                    if os.path.basename(_file_of(directory, layer)) == layer_files[0])
     assert torch.equal(weights, expected.weights)
 
 
@@ -78,10 +79,10 @@ def test_several_forwards_stream_several_records(minilm, minilm_tokenizer, tmp_p
         for text in texts:
             minilm(**minilm_tokenizer(text, return_tensors="pt"))
     assert sorted(os.listdir(tmp_path / "run")) == ["record-0000", "record-0001"]
-    for record, text in zip(cap.records, texts):
+    for record, text in zip(cap.records, texts, strict=True):
         assert record.tokens == [minilm_tokenizer.convert_ids_to_tokens(minilm_tokenizer(text)["input_ids"])]
     loaded = ap.AttentionRecord.load(tmp_path / "run" / "record-0001")
-    assert [l.index for l in loaded.layers] == [0, 5]
+    assert [layer.index for layer in loaded.layers] == [0, 5]
     with torch.no_grad(), ap.capture(minilm, minilm_tokenizer, layers=[0, -1]) as cap2:
         minilm(**minilm_tokenizer(texts[1], return_tensors="pt"))
     _same(cap2.record, loaded)
@@ -129,7 +130,7 @@ def test_sharded_save_round_trip_and_lazy_single_file(tmp_path):
     record.save(tmp_path / "one.safetensors")
     lazy = ap.AttentionRecord.load(tmp_path / "one.safetensors", lazy=True)
     _same(record, lazy)
-    assert all(_is_mapped(l.weights, tmp_path) for l in lazy.layers)
+    assert all(_is_mapped(layer.weights, tmp_path) for layer in lazy.layers)
     # a lazily opened record saves again (to either layout) and writing into it never changes the file
     lazy.save(tmp_path / "again.safetensors")
     _same(record, ap.AttentionRecord.load(tmp_path / "again.safetensors"))
@@ -177,7 +178,7 @@ def test_lazy_load_reads_only_what_is_touched(tmp_path):
     record = ap.AttentionRecord(layers=[
         ap.LayerAttention(name=f"layer{i}", stack=None, kind="self", index=i,
                           weights=torch.rand(3, heads, length, length)) for i in range(4)])
-    size = sum(l.weights.numel() * 4 for l in record.layers)
+    size = sum(layer.weights.numel() * 4 for layer in record.layers)
     assert size > 380e6
     record.save(tmp_path / "big", sharded=True)
     expected = record.layers[3].weights[2, 5, 700].clone()

@@ -151,7 +151,7 @@ def test_other_threads_are_neither_recorded_nor_guarded(name):
         errors, outputs = [], {}
         b_started = threading.Event()
 
-        def thread_b():
+        def thread_b(b_started=b_started, outputs=outputs):  # this round's event and dict
             b_started.set()
             with torch.no_grad():
                 outputs["b"] = first_tensor(model(**inputs_b))
@@ -199,14 +199,19 @@ def test_two_captures_of_one_model_in_two_threads_are_each_exact(name):
         errors, caps = [], {}
         a_may_exit, b_entered, b_done = threading.Event(), threading.Event(), threading.Event()
 
-        def thread_a():
+        def thread_a(caps=caps, a_may_exit=a_may_exit):  # this round's dict and event
             with torch.no_grad(), ap.capture(model) as cap:
                 caps["a"] = cap
                 model(**inputs["a"])  # stops after layer 0 until B has run
                 assert a_may_exit.wait(WAIT)
                 model(**inputs["a"])
 
-        def thread_b():
+        a = _run(thread_a, errors)
+        reached, go = pause.arm(a)
+        a_done = threading.Event()
+
+        def thread_b(caps=caps, order=order, reached=reached, go=go, a_done=a_done, b_entered=b_entered,
+                     b_done=b_done):  # this round's events
             assert reached.wait(WAIT)  # A is mid-forward, inside its capture
             with torch.no_grad(), ap.capture(model) as cap:
                 caps["b"] = cap
@@ -218,9 +223,7 @@ def test_two_captures_of_one_model_in_two_threads_are_each_exact(name):
                 model(**inputs["b"])
             b_done.set()
 
-        a, b = _run(thread_a, errors), _run(thread_b, errors)
-        reached, go = pause.arm(a)
-        a_done = threading.Event()
+        b = _run(thread_b, errors)
         a.start()
         b.start()
         if order == 0:
@@ -258,7 +261,7 @@ def test_uninstall_while_another_thread_is_inside_the_kernel_wrapper(name, wrapp
     for round_ in range(ROUNDS):
         reached, go, errors, outputs = threading.Event(), threading.Event(), [], {}
 
-        def tracer(frame, event, arg):
+        def tracer(frame, event, arg, reached=reached, go=go):  # this round's events
             code = frame.f_code
             if event == "call" and code.co_name == wrapper and "attn_plugins" in code.co_filename \
                     and not reached.is_set():
@@ -266,7 +269,7 @@ def test_uninstall_while_another_thread_is_inside_the_kernel_wrapper(name, wrapp
                 assert go.wait(WAIT)
             return None
 
-        def thread_b():
+        def thread_b(tracer=tracer, outputs=outputs):  # this round's tracer and dict
             sys.settrace(tracer)
             try:
                 with torch.no_grad():
@@ -328,7 +331,7 @@ def test_generate_in_another_thread_is_not_recorded_nor_guarded():
         inside = threading.Event()
         done = threading.Event()
 
-        def thread_a():
+        def thread_a(outputs=outputs, inside=inside, done=done):  # this round's dict and events
             with torch.no_grad(), ap.capture(model, max_bytes=1000) as cap:
                 outputs["cap"] = cap
                 inside.set()
@@ -336,7 +339,7 @@ def test_generate_in_another_thread_is_not_recorded_nor_guarded():
                 with pytest.raises(MemoryBudgetError):  # A's own generate is guarded
                     model.generate(ids, max_new_tokens=50, do_sample=False)
 
-        def thread_b():
+        def thread_b(outputs=outputs, inside=inside, done=done):  # this round's dict and events
             assert inside.wait(WAIT)
             with torch.no_grad():
                 outputs["b"] = model.generate(ids, max_new_tokens=3, do_sample=False)
@@ -350,7 +353,7 @@ def test_generate_in_another_thread_is_not_recorded_nor_guarded():
         assert not errors, errors
         assert torch.equal(outputs["b"], plain)
         with pytest.raises(CaptureError, match="nothing was captured"):
-            outputs["cap"].record
+            _ = outputs["cap"].record  # reading it raises
         _no_leftovers(model)
 
 

@@ -42,7 +42,7 @@ def test_autocast_bfloat16_with_a_padded_batch(name):
     assert record.metadata["compute_dtype"] == ["float32"]
     rows = inputs["attention_mask"].bool()
     # the model's queries and keys are bfloat16 under autocast: the reference softmax ran in bfloat16
-    assert max_diff(reference, [l.weights for l in record.layers], rows) <= 2e-2
+    assert max_diff(reference, [layer.weights for layer in record.layers], rows) <= 2e-2
     for layer in record.layers:
         assert layer.weights.dtype == torch.float32
         sums = layer.weights.sum(-1)[rows[:, None, :].expand(-1, layer.weights.shape[1], -1)]
@@ -67,7 +67,7 @@ def test_gradient_checkpointing_backward_adds_no_layers(reentrant):
     with torch.no_grad():
         reference = eager.eval()(**inputs, output_attentions=True).attentions
     rows = inputs["attention_mask"].bool()
-    assert max_diff(reference, [l.weights for l in record.layers], rows) <= 1e-5
+    assert max_diff(reference, [layer.weights for layer in record.layers], rows) <= 1e-5
     assert hooks_left(model) == own_hooks
 
 
@@ -101,7 +101,7 @@ def test_return_dict_false_gives_the_users_tuple_and_a_full_record(name, how):
     assert isinstance(inside, tuple) and len(inside) == len(plain)
     assert torch.equal(inside[0], plain[0])
     assert len(cap.record.layers) == 2
-    assert max_diff(reference, [l.weights for l in cap.record.layers]) == 0.0
+    assert max_diff(reference, [layer.weights for layer in cap.record.layers]) == 0.0
 
 
 # ----- (d) restore exactly what the capture changed --------------------------------------------------------
@@ -240,19 +240,19 @@ def test_info_prints_the_dropout_note(tmp_path):
 def test_record_of_a_failed_capture_says_why():
     model, inputs = build("bert")
 
-    class Boom(Exception):
+    class BoomError(Exception):
         pass
 
-    with pytest.raises(Boom):
+    with pytest.raises(BoomError):
         with ap.capture(model) as cap:
             model(**inputs)
-            raise Boom("the body broke")
-    with pytest.raises(CaptureError, match=r"the capture failed \(Boom: the body broke\)"):
-        cap.record
+            raise BoomError("the body broke")
+    with pytest.raises(CaptureError, match=r"the capture failed \(BoomError: the body broke\)"):
+        _ = cap.record  # reading it raises
     assert "failed" in repr(cap)
     with pytest.raises(CaptureError, match="has not finished"):
         with ap.capture(model) as running:
-            running.record
+            _ = running.record  # reading it raises
 
 
 # ----- section 4: bounded input ---------------------------------------------------------------------------
@@ -282,7 +282,7 @@ def test_explicit_position_ids_decide_what_must_fit():
     with torch.no_grad():
         reference = eager.eval()(input_ids=ids, position_ids=positions, output_attentions=True)
     assert (reference.last_hidden_state - out.last_hidden_state).abs().max() <= 1e-5
-    assert max_diff(reference.attentions, [l.weights for l in cap.record.layers]) <= 1e-5
+    assert max_diff(reference.attentions, [layer.weights for layer in cap.record.layers]) <= 1e-5
 
 
 def test_rotary_models_have_no_position_limit():

@@ -89,7 +89,7 @@ def test_rows_are_head_stats_of_each_text_captured_alone(tmp_path, minilm, minil
     summary = read_summary(tmp_path / "out")
     assert summary.num_rows == 72 and set(summary["n_texts"].to_pylist()) == {6}
     layer, head, tokens = (np.asarray(rows[c]) for c in ("layer", "head", "n_tokens"))
-    for i, (li, hi) in enumerate(zip(summary["layer"].to_pylist(), summary["head"].to_pylist())):
+    for i, (li, hi) in enumerate(zip(summary["layer"].to_pylist(), summary["head"].to_pylist(), strict=True)):
         pick = (layer == li) & (head == hi)
         assert summary["n_tokens"][i].as_py() == tokens[pick].sum()
         for name in stat_columns():

@@ -39,7 +39,7 @@ def test_rationale_fixture_is_the_held_out_split_and_maps_onto_tokens():
     assert [r["text"] for r in rows] == texts and [r["label"] for r in rows] == [LABELS[y] for y in labels]
     model, tok = classifier()
     sals = Explainer(model, tok).explain(texts, "attention", progress=False)
-    for row, sal in zip(rows, sals):
+    for row, sal in zip(rows, sals, strict=True):
         mask = rationale_mask(sal, row["rationale"])
         assert 1 <= mask.sum() <= len(sal) - 3, row
 

@@ -79,7 +79,7 @@ def test_aopc_equals_ferret(ferret, explained, removal, bins):
         ours = comprehensiveness_sufficiency(make_instances(sals, tok), Scorer(model, tok),
                                              replacement=None if removal == "delete" else tok.mask_token_id,
                                              bins=thresholds)
-        for sal, row in zip(sals, ours):
+        for sal, row in zip(sals, ours, strict=True):
             explanation = ferret.expl.Explanation(sal.text, sal.tokens, sal.scores, method, sal.target)
             if not row["bin_sizes"]:
                 continue     # no bin left: ferret returns its placeholder (0 / 1), we return NaN
@@ -96,7 +96,7 @@ def test_leave_one_out_tau_equals_ferret(ferret, explained):
     evaluator = ferret.faith.TauLOO_Evaluation(model, tok)
     for method, sals in results.items():
         ours = leave_one_out(make_instances(sals, tok), Scorer(model, tok), replacement=None)
-        for sal, row in zip(sals, ours):
+        for sal, row in zip(sals, ours, strict=True):
             explanation = ferret.expl.Explanation(sal.text, sal.tokens, sal.scores, method, sal.target)
             theirs = evaluator.compute_evaluation(explanation, target=sal.target).score
             assert abs(row["loo_tau"] - theirs) < 1e-6, (method, sal.text)
@@ -107,7 +107,7 @@ def test_auprc_equals_ferret(ferret, explained):
     evaluator = ferret.plaus.AUPRC_PlausibilityEvaluation(model, tok)
     words = [["clever"], ["moving", "charming"], ["excellent"], ["boring"], ["not", "watch"]]
     for method, sals in results.items():
-        for sal, rationale in zip(sals, words):
+        for sal, rationale in zip(sals, words, strict=True):
             mask = rationale_mask(sal, rationale)
             explanation = ferret.expl.ExplanationWithRationale(sal.text, sal.tokens, sal.scores, method, sal.target,
                                                                mask.astype(int))

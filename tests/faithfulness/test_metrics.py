@@ -75,7 +75,8 @@ def test_deletion_insertion_by_hand(setup):
     np.testing.assert_allclose(row["deletion"], deletion, atol=1e-12)
     np.testing.assert_allclose(row["insertion"], insertion, atol=1e-12)
     trap = lambda y: sum((y[i] + y[i + 1]) / 2 * 0.25 for i in range(4))  # noqa: E731
-    assert row["deletion_auc"] == pytest.approx(trap(deletion)) and row["insertion_auc"] == pytest.approx(trap(insertion))
+    assert row["deletion_auc"] == pytest.approx(trap(deletion))
+    assert row["insertion_auc"] == pytest.approx(trap(insertion))
 
 
 def test_leave_one_out_by_hand(setup):
@@ -105,7 +106,7 @@ def test_one_forward_per_batch_and_specials_kept(setup, minilm_tokenizer):
             assert (ids[:, 0] == tok.cls_token_id).all()
             assert all(ids[b, lengths[b] - 1] == tok.sep_token_id for b in range(ids.shape[0]))
         single = deletion_insertion(instances, Scorer(model, tok, batch_size=1), replacement=replacement)
-        for a, b in zip(rows, single):
+        for a, b in zip(rows, single, strict=True):
             np.testing.assert_allclose(a["deletion"], b["deletion"], atol=1e-12)
 
 
@@ -130,7 +131,7 @@ def test_rationale_words_cover_every_word_piece(minilm_tokenizer):
                         offsets=[tuple(o) for o in enc["offset_mapping"]],
                         special=[bool(s) for s in enc["special_tokens_mask"]])
     mask = rationale_mask(sal, ["unforgettable"])
-    marked = [t for t, m in zip(tokens, mask) if m]
+    marked = [t for t, m in zip(tokens, mask, strict=True) if m]
     assert len(marked) >= 2 and "".join(t.lstrip("#") for t in marked) == "unforgettable"
     with pytest.raises(InputError, match="not in"):
         rationale_mask(sal, ["boring"])

@@ -4,7 +4,7 @@ import re
 
 import pytest
 
-import attn_plugins.report as R
+from attn_plugins import report
 from attn_plugins.faithfulness import evaluate
 from tests.saliency.helpers import classifier
 
@@ -21,7 +21,7 @@ def browser():
 
 def test_faithfulness_section_draws_its_numbers(tmp_path, browser):
     model, tok = classifier()
-    path = R.build_report(model, tok, TEXTS, out_dir=tmp_path, sections=["summary", "saliency", "faithfulness"],
+    path = report.build_report(model, tok, TEXTS, out_dir=tmp_path, sections=["summary", "saliency", "faithfulness"],
                           progress=False)
     html = open(path, encoding="utf-8").read()
     statuses = dict(re.findall(r'<section id="(\w+)" class="[^"]*" data-status="(\w+)"', html))
@@ -47,7 +47,7 @@ def test_faithfulness_section_draws_its_numbers(tmp_path, browser):
 
 
 def test_a_model_that_is_not_a_classifier_gets_a_note(tmp_path, minilm, minilm_tokenizer):
-    path = R.build_report(minilm, minilm_tokenizer, TEXTS[:1], out_dir=tmp_path, sections=["faithfulness"],
+    path = report.build_report(minilm, minilm_tokenizer, TEXTS[:1], out_dir=tmp_path, sections=["faithfulness"],
                           progress=False)
     html = open(path, encoding="utf-8").read()
     assert re.search(r'<section id="faithfulness" class="[^"]*" data-status="unavailable"', html)

@@ -117,7 +117,8 @@ def test_plain_multihead_attention(grad):
         expected = _mha_reference(mha, x, [0, 2])
         after = mha(x, x, x)[0]
     assert (ablated - expected).abs().max() < 1e-5 and (ablated - plain).abs().max() > 1e-3
-    assert mha.out_proj.weight is weight and type(mha.out_proj) is torch.nn.modules.linear.NonDynamicallyQuantizableLinear
+    assert mha.out_proj.weight is weight
+    assert type(mha.out_proj) is torch.nn.modules.linear.NonDynamicallyQuantizableLinear
     torch.testing.assert_close(after, plain, atol=0, rtol=0)
 
 

@@ -55,10 +55,10 @@ def test_rows_and_plot_put_importance_beside_the_statistics(minilm_tokenizer):
 
 
 def test_report_section_for_a_classifier(tmp_path, minilm_tokenizer):
-    import attn_plugins.report as R
+    from attn_plugins import report
 
     model = tiny(minilm_tokenizer)
-    path = R.build_report(model, minilm_tokenizer, TEXTS, out_dir=tmp_path, sections=["head_importance"],
+    path = report.build_report(model, minilm_tokenizer, TEXTS, out_dir=tmp_path, sections=["head_importance"],
                           progress=False)
     html = open(path, encoding="utf-8").read()
     assert re.search(r'<section id="head_importance" class="[^"]*" data-status="ok"', html), html[-3000:]

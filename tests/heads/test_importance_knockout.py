@@ -79,7 +79,7 @@ def test_importance_equals_finite_differences_of_gated_reference(name):
     for unit in units:
         got = raw.scores[unit.name]
         assert max(got) > 1e-7                        # gradients do flow to the gates
-        assert max(abs(a - b) for a, b in zip(got, expected[unit.name])) < 1e-5 * max(got)
+        assert max(abs(a - b) for a, b in zip(got, expected[unit.name], strict=True)) < 1e-5 * max(got)
     normed = ap.head_importance(model, batches, loss=loss)
     for unit in units:
         v = raw.scores[unit.name]
@@ -170,13 +170,14 @@ def test_pruning_curve_points_equal_reference_with_those_heads_zeroed():
     importance = ap.head_importance(model, batches)
     assert curve.order == importance.ranking()
     flat = sorted(v for name in importance.order for v in importance.scores[name])
-    scores = {(i, h): importance.scores[name][h] for name, i in zip(importance.order, importance.indices)
+    scores = {(i, h): importance.scores[name][h] for name, i in zip(importance.order, importance.indices, strict=True)
               for h in range(4)}
     assert [scores[p] for p in curve.order] == flat           # least important first
     units = attention_units(reference)
-    for order, values in [(curve.order, curve.by_importance)] + list(zip(curve.random_orders, curve.random)):
+    runs = [(curve.order, curve.by_importance)] + list(zip(curve.random_orders, curve.random, strict=True))
+    for order, values in runs:
         assert sorted(order) == sorted((u.index, h) for u in units for h in range(4))
-        for k, value in zip(curve.removed, values):
+        for k, value in zip(curve.removed, values, strict=True):
             edits = Edits()
             for unit, head in order[:k]:
                 edits.zero.setdefault(id(units[unit].core), []).append(head)

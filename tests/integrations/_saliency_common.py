@@ -20,7 +20,7 @@ def hostile_results(method: str = "saliency") -> list[TokenSaliency]:
                           true_label="<u>t</u>", text="<script>alert(5)</script>")]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def fixture_table():
     """{method: results} for three fixture sentences (attention and gradient methods)."""
     from attn_plugins.saliency import Explainer

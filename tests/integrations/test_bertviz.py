@@ -17,7 +17,7 @@ from attn_plugins.integrations.bertviz import bertviz_inputs, fit_logit_scale
 from attn_plugins.integrations.html_page import safe_json
 from attn_plugins.integrations.panels import panels
 
-from . import _bertviz_records as R
+from . import _bertviz_records as bertviz_records
 
 pytest.importorskip("bertviz")
 
@@ -34,7 +34,7 @@ def test_registered_without_importing_bertviz():
 
 
 def test_unknown_view_and_item_errors():
-    record, _ = R.minilm()
+    record, _ = bertviz_records.minilm()
     with pytest.raises(ValueError, match="head, model, neuron, long"):
         ap.export(record, "bertviz", view="attention")
     with pytest.raises(IndexError, match="batch of 2"):
@@ -44,7 +44,7 @@ def test_unknown_view_and_item_errors():
 
 
 def test_panels_equal_the_record_and_trim_padding():
-    record, _ = R.minilm()
+    record, _ = bertviz_records.minilm()
     (p0,) = panels(record, item=0)
     assert p0.layers == list(range(6)) and p0.heads == list(range(12))
     assert p0.left == record.tokens[0] and p0.right == record.tokens[0]
@@ -65,7 +65,7 @@ def test_panels_equal_the_record_and_trim_padding():
 
 
 def test_layer_and_head_selection():
-    record, _ = R.minilm()
+    record, _ = bertviz_records.minilm()
     (p,) = panels(record, include_layers=[4, 1], include_heads=[7, 2])
     assert p.layers == [4, 1] and p.heads == [7, 2]
     assert torch.equal(p.attn[0, 1], record.layer(4).weights[0, 2])
@@ -76,7 +76,7 @@ def test_layer_and_head_selection():
 
 
 def test_encoder_decoder_sides():
-    record = R.bart()
+    record = bertviz_records.bart()
     enc, dec, cross = panels(record)
     assert [p.name for p in (enc, dec, cross)] == ["Encoder", "Decoder", "Cross"]
     assert enc.left == enc.right == record.tokens[0]
@@ -98,7 +98,7 @@ def _html(result) -> str:
 def test_stock_bertviz_self_attention_pair_and_padding():
     import bertviz
 
-    record, _ = R.minilm()
+    record, _ = bertviz_records.minilm()
     args = bertviz_inputs(record)
     assert len(args["attention"]) == 6 and args["attention"][0].shape == (1, 12, 25, 25)
     assert args["sentence_b_start"] == int(record.inputs["token_type_ids"][0].nonzero()[0])
@@ -116,7 +116,7 @@ def test_stock_bertviz_self_attention_pair_and_padding():
 def test_stock_bertviz_partial_capture_keeps_model_numbers():
     import bertviz
 
-    tok, model = R.minilm_tokenizer(), R.minilm_model()
+    tok, model = bertviz_records.minilm_tokenizer(), bertviz_records.minilm_model()
     enc = tok("Layers and heads keep their numbers.", return_tensors="pt")
     with torch.no_grad(), ap.capture(model, tok, layers=[1, 3], heads=[0, 5]) as cap:
         model(**enc)
@@ -133,9 +133,10 @@ def test_stock_bertviz_partial_capture_keeps_model_numbers():
 def test_stock_bertviz_encoder_decoder_generate():
     import bertviz
 
-    record = R.bart()
+    record = bertviz_records.bart()
     args = bertviz_inputs(record)
-    assert set(args) >= {"encoder_attention", "decoder_attention", "cross_attention", "encoder_tokens", "decoder_tokens"}
+    assert set(args) >= {"encoder_attention", "decoder_attention", "cross_attention", "encoder_tokens",
+                         "decoder_tokens"}
     assert args["cross_attention"][0].shape == (1, 4, len(args["decoder_tokens"]), len(args["encoder_tokens"]))
     for view in (bertviz.head_view, bertviz.model_view):
         html = _html(view(**args, html_action="return"))
@@ -145,7 +146,7 @@ def test_stock_bertviz_encoder_decoder_generate():
 def test_stock_bertviz_decoder_only_generate():
     import bertviz
 
-    record = R.gpt2()
+    record = bertviz_records.gpt2()
     for item in (0, 1):  # item 1 is left-padded
         args = bertviz_inputs(record, item=item)
         n = int(record.inputs["attention_mask"][item].sum())
@@ -157,14 +158,14 @@ def test_stock_bertviz_decoder_only_generate():
 
 
 def test_pages_are_offline_and_safe_as_text(tmp_path):
-    record = R.hostile_minilm()
+    record = bertviz_records.hostile_minilm()
     for view in ("head", "model", "neuron"):
         path = tmp_path / f"{view}.html"
         result = ap.export(record, "bertviz", view=view, include_layers=[0, 1], path=path)
         text = path.read_text(encoding="utf-8")
         assert result.view == view
         assert "cdnjs" not in text and "<script src" not in text.lower()
-        assert R.HOSTILE not in text  # the token only appears escaped inside the JSON
+        assert bertviz_records.HOSTILE not in text  # the token only appears escaped inside the JSON
         assert "\\u003c/script\\u003e\\u003cimg src=x onerror=alert(1)\\u003e" in text
         # one script element per view, ended once: no token or library text closes it early
         assert text.count('<script type="text/javascript">') == 1 and text.lower().count("</script") == 1
@@ -172,14 +173,14 @@ def test_pages_are_offline_and_safe_as_text(tmp_path):
 
 
 def test_safe_json_round_trips_hostile_text():
-    value = {"tokens": [R.HOSTILE, R.QUOTES, "\u2028line", "<!--", "]]>"]}
+    value = {"tokens": [bertviz_records.HOSTILE, bertviz_records.QUOTES, "\u2028line", "<!--", "]]>"]}
     text = safe_json(value)
     assert "<" not in text and ">" not in text and "&" not in text and "\u2028" not in text
     assert json.loads(text) == value
 
 
 def test_missing_assets_say_how_to_fetch_them(tmp_path, monkeypatch):
-    record, _ = R.minilm()
+    record, _ = bertviz_records.minilm()
     monkeypatch.setenv("ATTN_PLUGINS_ASSETS_DIR", str(tmp_path))
     assert sorted(assets.missing()) == sorted(assets.LIBRARIES)
     with pytest.raises(assets.AssetsMissingError, match="fetch_js_assets.sh"):
@@ -194,20 +195,20 @@ def test_assets_come_from_the_fetch_script():
 
 
 def test_exact_numbers_in_the_page():
-    record, _ = R.minilm()
+    record, _ = bertviz_records.minilm()
     result = ap.export(record, "bertviz", view="head", item=1, sentence_b_start=None)
     start = result.body.index("var __attnPluginsParams = ") + len("var __attnPluginsParams = ")
     params = json.loads(result.body[start: result.body.index(";\n", start)])
     attn = torch.tensor(params["attention"][0]["attn"], dtype=torch.float32)
     keep = record.inputs["attention_mask"][1].bool().nonzero().squeeze(1)
-    expected = torch.stack([l.weights[1][:, keep][:, :, keep] for l in record.layers])
+    expected = torch.stack([layer.weights[1][:, keep][:, :, keep] for layer in record.layers])
     assert torch.equal(attn, expected)  # 9 significant digits read back as the very same float32
     rounded = ap.export(record, "bertviz", view="head", item=1, decimals=3)
     assert len(rounded.body) < len(result.body)
 
 
 def test_neuron_view_needs_queries_and_keys():
-    tok, model = R.minilm_tokenizer(), R.minilm_model()
+    tok, model = bertviz_records.minilm_tokenizer(), bertviz_records.minilm_model()
     with torch.no_grad(), ap.capture(model, tok) as cap:
         model(**tok("no queries kept", return_tensors="pt"))
     with pytest.raises(ValueError, match="keep_queries_keys=True"):
@@ -215,7 +216,7 @@ def test_neuron_view_needs_queries_and_keys():
 
 
 def test_logit_scale_fit_recovers_the_model_scaling():
-    record, _ = R.minilm()
+    record, _ = bertviz_records.minilm()
     layer = record.layers[2]
     d = layer.queries.shape[-1]
     scale, resid = fit_logit_scale(layer.queries[0], layer.keys[0], layer.weights[0])
@@ -231,7 +232,7 @@ def test_logit_scale_fit_recovers_the_model_scaling():
 
 
 def test_long_inputs_switch_to_the_canvas_view():
-    record, _ = R.minilm()
+    record, _ = bertviz_records.minilm()
     result = ap.export(record, "bertviz", view="head", long_threshold=10)
     assert result.view == "long" and "apl-root" in result.body
     forced = ap.export(record, "bertviz", view="head", long=False, long_threshold=10)

@@ -11,7 +11,7 @@ import torch
 import attn_plugins as ap
 
 from .. import _browser
-from . import _bertviz_records as R
+from . import _bertviz_records as bertviz_records
 
 pytest.importorskip("bertviz")
 
@@ -36,8 +36,8 @@ def assert_clean(page, hostile: bool = True):
     assert page.count("img") == 0
     if hostile:
         texts = page.text("svg text")
-        assert R.HOSTILE in texts
-        assert R.QUOTES in texts
+        assert bertviz_records.HOSTILE in texts
+        assert bertviz_records.QUOTES in texts
 
 
 def root_of(result) -> str:
@@ -45,7 +45,7 @@ def root_of(result) -> str:
 
 
 def test_head_view_draws_reacts_and_reads_back(browser, pages):
-    record = R.hostile_minilm()
+    record = bertviz_records.hostile_minilm()
     result = ap.export(record, "bertviz", view="head", path=pages / "head.html")
     n = len(record.tokens[0])
     root = root_of(result)
@@ -62,7 +62,8 @@ def test_head_view_draws_reacts_and_reads_back(browser, pages):
                         f".children[{j}].__data__")
         assert torch.tensor(value, dtype=torch.float32) == layer0[h, i, j]
     # clicking a head's colour square hides its lines
-    opacity = f"return document.querySelector('{root} #attention').children[2].children[1].children[3].getAttribute('stroke-opacity')"
+    opacity = (f"return document.querySelector('{root} #attention').children[2].children[1].children[3]"
+               ".getAttribute('stroke-opacity')")
     before = float(page.js(opacity))
     assert before > 0
     boxes = page.query(f"{root} #vis svg > g:last-of-type rect")
@@ -84,7 +85,7 @@ def test_head_view_draws_reacts_and_reads_back(browser, pages):
 
 
 def test_model_view_draws_the_selected_layers_and_heads(browser, pages):
-    record = R.hostile_minilm()
+    record = bertviz_records.hostile_minilm()
     result = ap.export(record, "bertviz", view="model", include_layers=[1, 4], include_heads=[0, 3, 7],
                        display_mode="light", sentence_b_start=None, path=pages / "model.html")
     n = len(record.tokens[0])
@@ -113,7 +114,7 @@ def _softmax(values):
 
 
 def test_neuron_view_from_captured_queries_and_keys(browser, pages):
-    record = R.hostile_minilm()
+    record = bertviz_records.hostile_minilm()
     result = ap.export(record, "bertviz", view="neuron", layer=3, head=5, sentence_b_start=None,
                        path=pages / "neuron.html")
     root = root_of(result)
@@ -141,7 +142,7 @@ def test_neuron_view_from_captured_queries_and_keys(browser, pages):
 
 
 def test_encoder_decoder_and_generate_pages(browser, pages):
-    bart, gpt2 = R.bart(), R.gpt2()
+    bart, gpt2 = bertviz_records.bart(), bertviz_records.gpt2()
     head = ap.export(bart, "bertviz", view="head")
     model = ap.export(bart, "bertviz", view="model")
     neuron = ap.export(bart, "bertviz", view="neuron", stack="cross")
@@ -161,10 +162,12 @@ def test_encoder_decoder_and_generate_pages(browser, pages):
     # head view: encoder first, then cross-attention with decoder tokens left and encoder tokens right
     enc_n, dec_n = len(bart.tokens[0]), len(bart.decoder_tokens[0])
     assert page.count(f"{roots[0]} #attention line") == 4 * enc_n * enc_n
-    page.js(f"var s = document.querySelector('{roots[0]} #filter'); s.value = '2'; s.dispatchEvent(new Event('change'))")
+    page.js(f"var s = document.querySelector('{roots[0]} #filter'); s.value = '2'; "
+            "s.dispatchEvent(new Event('change'))")
     assert page.text(f"{roots[0]} #left text") == bart.decoder_tokens[0]
     assert page.text(f"{roots[0]} #right text") == bart.tokens[0]
-    value = page.js(f"return document.querySelector('{roots[0]} #attention').children[3].children[1].children[2].__data__")
+    value = page.js(f"return document.querySelector('{roots[0]} #attention')"
+                    ".children[3].children[1].children[2].__data__")
     assert torch.tensor(value, dtype=torch.float32) == bart.layer(0, stack="decoder", kind="cross").weights[0, 3, 1, 2]
     assert page.count(f"{roots[1]} .attn_background") == 2 * 4
     assert page.count(f"{roots[2]} #collapsed #leftText text") == dec_n
@@ -175,16 +178,17 @@ def test_encoder_decoder_and_generate_pages(browser, pages):
     # the other views did not disturb each other: each drew only into its own element
     assert page.count("svg") == 5
     assert page.console_errors() == [] and page.network_requests() == [] and page.alerts() == 0
-    assert R.HOSTILE in page.text(f"{roots[0]} svg text")
+    assert bertviz_records.HOSTILE in page.text(f"{roots[0]} svg text")
     # the page's own loader knows none of our modules, and no library leaked into the globals
     assert page.js("return typeof window.requirejs === 'function' && !requirejs.defined('d3') && "
-                   "!requirejs.defined('jquery') && typeof window.d3 === 'undefined' && typeof window.$ === 'undefined'")
+                   "!requirejs.defined('jquery') && typeof window.d3 === 'undefined' "
+                   "&& typeof window.$ === 'undefined'")
     assert page.count("img") == 0
     page.screenshot(pages / "notebook.png")
 
 
 def test_word_level_head_view(browser, pages):
-    record, offsets = R.minilm()
+    record, offsets = bertviz_records.minilm()
     result = ap.export(record, "bertviz", view="head", words=True, offsets=offsets, path=pages / "words.html")
     root = root_of(result)
     page = browser.open(pages / "words.html", wait_for=f"document.querySelectorAll('{root} #left text').length")

@@ -8,11 +8,11 @@ import torch
 import attn_plugins as ap
 from attn_plugins.analysis.words import groups_from_word_ids, merge_attention, word_groups, word_labels
 
-from . import _bertviz_records as R
+from . import _bertviz_records as bertviz_records
 
 
 def test_wordpiece_groups_from_offsets():
-    tok = R.minilm_tokenizer()
+    tok = bertviz_records.minilm_tokenizer()
     text = "The tokenization isn't unbelievable."
     enc = tok(text, return_offsets_mapping=True)
     tokens = tok.convert_ids_to_tokens(enc["input_ids"])
@@ -62,7 +62,7 @@ def test_merge_sums_targets_and_averages_sources():
 
 
 def test_exporter_words_option():
-    record, offsets = R.minilm()
+    record, offsets = bertviz_records.minilm()
     result = ap.export(record, "bertviz", view="head", words=True, offsets=offsets, text=None)
     from attn_plugins.integrations.panels import panels
 
@@ -74,7 +74,8 @@ def test_exporter_words_option():
     assert p.left[p.sentence_b_start] == "it"
     assert "merged into words" in result.body
     # without offsets: the word ids the capture kept from the tokenizer give the same words
-    enc = R.minilm_tokenizer()([R.TEXT_A, "Short one."], [R.TEXT_B, "x"], padding=True)
+    enc = bertviz_records.minilm_tokenizer()([bertviz_records.TEXT_A, "Short one."], [bertviz_records.TEXT_B, "x"],
+                                             padding=True)
     for item in (0, 1):
         assert groups_from_word_ids(record.metadata["word_ids"][item]) == groups_from_word_ids(enc.word_ids(item))
     (same,) = panels(record, words=True)
@@ -93,7 +94,7 @@ def test_exporter_words_option():
 
 def test_show_words_with_the_real_fast_tokenizer(tmp_path):
     """``ap.show(model, text, tok, words=True)`` just works: the capture keeps each token's word."""
-    tok, model = R.minilm_tokenizer(), R.minilm_model()
+    tok, model = bertviz_records.minilm_tokenizer(), bertviz_records.minilm_model()
     text = "Tokenization isn't unbelievably hard."
     view = ap.show(model, text, tok, words=True)
     entry = view.params["attention"][0]

@@ -16,7 +16,7 @@ def test_records_fields_and_captum_rendering():
     table = fixture_table()
     out = ap.export(table["integrated_gradients"], "captum")
     assert len(out) == 3
-    for rec, res in zip(out.records, table["integrated_gradients"]):
+    for rec, res in zip(out.records, table["integrated_gradients"], strict=True):
         assert isinstance(rec, viz.VisualizationDataRecord)
         expected = res.scores / np.abs(res.scores).max()
         np.testing.assert_allclose(rec.word_attributions.numpy(), expected, atol=1e-12)

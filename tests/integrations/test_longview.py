@@ -14,7 +14,7 @@ import attn_plugins as ap
 from attn_plugins.integrations.longview import QUANT_LEVELS, encode
 
 from .. import _browser
-from . import _bertviz_records as R
+from . import _bertviz_records as bertviz_records
 
 N_LONG = 1024
 
@@ -42,7 +42,7 @@ def test_encoding_keeps_every_weight_above_the_threshold():
     blocks = [torch.softmax(torch.randn(40, 40) * 3, dim=-1) for _ in range(3)]
     data, offsets, stats = encode(blocks, budget_bytes=10**9, min_weight=1e-3)
     assert stats["threshold"] == pytest.approx(1e-3)
-    for w, got in zip(blocks, decode(data, offsets, 40)):
+    for w, got in zip(blocks, decode(data, offsets, 40), strict=True):
         wanted = {(r, c) for r, c in (w >= 1e-3).nonzero().tolist()}
         wanted |= {(r, int(w[r].argmax())) for r in range(40)}
         assert set(got) == wanted
@@ -53,7 +53,7 @@ def test_encoding_keeps_every_weight_above_the_threshold():
     data, offsets, stats = encode(blocks, budget_bytes=2000, min_weight=1e-4)
     assert stats["threshold"] > 1e-3
     assert 120 <= stats["entries"] <= 2000 // 4 * 1.2
-    for w, got in zip(blocks, decode(data, offsets, 40)):
+    for w, got in zip(blocks, decode(data, offsets, 40), strict=True):
         assert all((r, int(w[r].argmax())) in got for r in range(40))
         assert all(float(w[r, c]) >= stats["threshold"] or c == int(w[r].argmax()) for r, c in got)
     assert 0 < stats["coverage_min"] <= stats["coverage_mean"] <= 1
@@ -61,7 +61,7 @@ def test_encoding_keeps_every_weight_above_the_threshold():
 
 def test_long_is_its_own_exporter():
     """``export(record, "long")`` is the view ``export(record, "bertviz", view="long")`` gives: same stored weights."""
-    record = R.hostile_minilm()
+    record = bertviz_records.hostile_minilm()
     own = ap.export(record, "long", include_layers=[2])
     via = ap.export(record, "bertviz", view="long", include_layers=[2])
     assert own.view == via.view == "long" and own.stats == via.stats and own.stats["entries"] > 0
@@ -74,11 +74,11 @@ def test_long_is_its_own_exporter():
         ap.export(record, "long", include_layers=[99])
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def long_record():
     """MiniLM on 1,024 tokens of text (position ids modulo 512), layers 0 and 5."""
-    tok, model = R.minilm_tokenizer(), R.minilm_model()
-    words = (R.TEXT_A + " " + R.TEXT_B + " ") * 80
+    tok, model = bertviz_records.minilm_tokenizer(), bertviz_records.minilm_model()
+    words = (bertviz_records.TEXT_A + " " + bertviz_records.TEXT_B + " ") * 80
     ids = tok(words, add_special_tokens=False)["input_ids"][: N_LONG - 2]
     ids = torch.tensor([[tok.cls_token_id] + ids + [tok.sep_token_id]])
     positions = torch.arange(N_LONG)[None, :] % model.config.max_position_embeddings
@@ -86,8 +86,8 @@ def long_record():
         model(input_ids=ids, attention_mask=torch.ones_like(ids), position_ids=positions)
     record = cap.record
     record.tokens = [list(record.tokens[0])]
-    record.tokens[0][7] = R.HOSTILE
-    record.tokens[0][8] = R.QUOTES
+    record.tokens[0][7] = bertviz_records.HOSTILE
+    record.tokens[0][8] = bertviz_records.QUOTES
     return record
 
 
@@ -114,7 +114,8 @@ def pixels(page) -> str:
                    ".getImageData(0, 0, c.width, c.height).data; var h = 0, ink = 0, dark = 0;"
                    "for (var i = 0; i < d.length; i += 4) { h = (h * 31 + d[i] + 7 * d[i + 1] + 13 * d[i + 2]) | 0;"
                    " dark += 765 - d[i] - d[i + 1] - d[i + 2];"
-                   " if (d[i] < 250 || d[i + 1] < 250 || d[i + 2] < 250) { ink++; } } return h + ':' + ink + ':' + dark;")
+                   " if (d[i] < 250 || d[i + 1] < 250 || d[i + 2] < 250) { ink++; } }"
+                   " return h + ':' + ink + ':' + dark;")
 
 
 def ink(digest: str) -> int:
@@ -199,14 +200,15 @@ def test_zoom_into_a_token_window_and_hover_values(long_page):
             assert float(shown) == pytest.approx(true, abs=6e-5, rel=1e-3)
             checked += 1
         if r == 7:  # the hostile token is shown as text, quoted, never run
-            assert R.HOSTILE in lines[0]
+            assert bertviz_records.HOSTILE in lines[0]
     assert checked >= 2
     # zoom buttons and the wheel narrow or widen the window around the pointer
     page.click(".apl-zoom-out")
     assert root.get_attribute("data-window") == "0,60,0,60"
     at = page.js("return document.querySelector('.apl-root').attnLongView.cellCenter(30, 30)")
     page.js("var c = document.querySelector('.apl-main');"
-            f"c.dispatchEvent(new WheelEvent('wheel', {{deltaY: -100, clientX: {at['x']}, clientY: {at['y']}, bubbles: true, cancelable: true}}))")
+            f"c.dispatchEvent(new WheelEvent('wheel', {{deltaY: -100, clientX: {at['x']}, clientY: {at['y']}, "
+            "bubbles: true, cancelable: true}))")
     r0, r1, c0, c1 = map(int, root.get_attribute("data-window").split(","))
     assert r1 - r0 == 48 and r0 <= 30 <= r1
     page.click(".apl-reset")
@@ -216,27 +218,27 @@ def test_zoom_into_a_token_window_and_hover_values(long_page):
 
 
 def test_hostile_tokens_in_a_small_long_view(browser, tmp_path):
-    record = R.hostile_minilm()
+    record = bertviz_records.hostile_minilm()
     ap.export(record, "bertviz", view="long", include_layers=[2], path=tmp_path / "small.html")
     text = (tmp_path / "small.html").read_text(encoding="utf-8")
-    assert R.HOSTILE not in text and text.lower().count("</script") == 3  # meta, data, code
+    assert bertviz_records.HOSTILE not in text and text.lower().count("</script") == 3  # meta, data, code
     page = browser.open(tmp_path / "small.html", wait_for="document.querySelector('.apl-root[data-ready]')")
     page.scroll_into_view(".apl-main")
     at = page.js("return document.querySelector('.apl-root').attnLongView.cellCenter(3, 2)")
     page.move_to(at["x"], at["y"])
     lines = page.text(".apl-tip div")
-    assert R.QUOTES.replace("\\", "\\\\").replace('"', '\\"') in lines[0]
-    assert R.HOSTILE in lines[1]
+    assert bertviz_records.QUOTES.replace("\\", "\\\\").replace('"', '\\"') in lines[0]
+    assert bertviz_records.HOSTILE in lines[1]
     value = re.search(r"head 0: ([0-9.e-]+)", " ".join(lines))
     assert value and float(value.group(1)) == pytest.approx(float(record.layer(2).weights[0, 0, 3, 2]), abs=6e-5)
     assert page.alerts() == 0 and page.count("img") == 0
     assert page.console_errors() == [] and page.requests() == [page.url]
     # encoder-decoder records get an attention selector (encoder, decoder, cross)
-    bart = ap.export(R.bart(), "bertviz", view="long", path=tmp_path / "bart.html")
+    bart = ap.export(bertviz_records.bart(), "bertviz", view="long", path=tmp_path / "bart.html")
     assert bart.view == "long"
     page = browser.open(tmp_path / "bart.html", wait_for="document.querySelector('.apl-root[data-ready]')")
     assert page.text(".apl-panel option") == ["Encoder", "Decoder", "Cross"]
     page.js("var s = document.querySelector('.apl-panel'); s.value = '2'; s.dispatchEvent(new Event('change'))")
-    enc_n, dec_n = len(R.bart().tokens[0]), len(R.bart().decoder_tokens[0])
+    enc_n, dec_n = len(bertviz_records.bart().tokens[0]), len(bertviz_records.bart().decoder_tokens[0])
     assert page.query(".apl-root")[0].get_attribute("data-window") == f"0,{dec_n},0,{enc_n}"
     assert page.console_errors() == [] and page.alerts() == 0

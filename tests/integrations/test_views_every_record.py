@@ -17,7 +17,7 @@ import torch
 import attn_plugins as ap
 
 from .. import _browser
-from . import _bertviz_records as R
+from . import _bertviz_records as bertviz_records
 
 pytest.importorskip("bertviz")
 
@@ -31,7 +31,7 @@ DRAWN = {
 }
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def luong_record():
     from fixtures.luong_seq2seq import model as luong
 
@@ -43,11 +43,11 @@ def luong_record():
     return cap.record
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def gpt2_forward():
     from transformers import GPT2Config, GPT2LMHeadModel
 
-    tok = R.minilm_tokenizer()
+    tok = bertviz_records.minilm_tokenizer()
     torch.manual_seed(0)
     model = GPT2LMHeadModel(GPT2Config(vocab_size=tok.vocab_size, n_positions=64, n_embd=32, n_layer=2,
                                        n_head=4)).eval()
@@ -57,11 +57,11 @@ def gpt2_forward():
     return cap.record
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def bart_forward():
     from transformers import BartConfig, BartForConditionalGeneration
 
-    tok = R.minilm_tokenizer()
+    tok = bertviz_records.minilm_tokenizer()
     torch.manual_seed(0)
     config = BartConfig(vocab_size=tok.vocab_size, d_model=32, encoder_layers=2, decoder_layers=2,
                         encoder_attention_heads=4, decoder_attention_heads=4, encoder_ffn_dim=48,
@@ -74,16 +74,16 @@ def bart_forward():
     return cap.record
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def minilm_subset():
-    tok, model = R.minilm_tokenizer(), R.minilm_model()
+    tok, model = bertviz_records.minilm_tokenizer(), bertviz_records.minilm_model()
     enc = tok(["The cat sat on the mat."], return_tensors="pt")
     with torch.no_grad(), ap.capture(model, tok, layers=[1, 4], heads=[0, 3, 7], keep_queries_keys=True) as cap:
         model(**enc)
     return cap.record
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def torch_mha():
     torch.manual_seed(0)
     layer = torch.nn.TransformerEncoderLayer(d_model=16, nhead=2, dim_feedforward=32, batch_first=True)
@@ -95,11 +95,11 @@ def torch_mha():
 
 
 RECORDS = {
-    "encoder-self": lambda: R.minilm()[0],
+    "encoder-self": lambda: bertviz_records.minilm()[0],
     "decoder-self": gpt2_forward,
     "encoder-decoder": bart_forward,
     "cross-only": luong_record,
-    "generation": R.gpt2,
+    "generation": bertviz_records.gpt2,
     "layer-head-subset": minilm_subset,
     "torch-mha": torch_mha,
 }
@@ -151,9 +151,9 @@ def test_cross_only_head_view_has_target_and_source_sides(browser, tmp_path):
     value = page.js(f"return document.querySelector('{root} #attention').children[0].children[2].children[1].__data__")
     assert torch.tensor(value, dtype=torch.float32) == weights[0, 0, 2, 1]
     # stock BertViz gets the same sides
-    from attn_plugins.integrations.bertviz import bertviz_inputs
-
     import bertviz
+
+    from attn_plugins.integrations.bertviz import bertviz_inputs
 
     args = bertviz_inputs(record, item=1)
     assert args["decoder_tokens"] == [f"step {i}" for i in range(steps)]

@@ -19,8 +19,15 @@ STEPS = 4
 
 
 def captioner(encoder: str):
-    from transformers import (Dinov2WithRegistersConfig, Dinov2WithRegistersModel, GPT2Config, GPT2LMHeadModel,
-                              ViTConfig, ViTModel, VisionEncoderDecoderModel)
+    from transformers import (
+        Dinov2WithRegistersConfig,
+        Dinov2WithRegistersModel,
+        GPT2Config,
+        GPT2LMHeadModel,
+        VisionEncoderDecoderModel,
+        ViTConfig,
+        ViTModel,
+    )
 
     torch.manual_seed(0)
     if encoder == "vit":  # a 32x48 image in 8x8 patches: a 4x6 grid after [CLS]
@@ -90,10 +97,10 @@ def test_caption_plot_gif_and_labelled_rollout(tmp_path):
     gif = Image.open(tmp_path / "caption.gif")
     assert gif.n_frames == STEPS
     with pytest.raises(ValueError, match="holds no cross-attention"):
-        caption_maps(ap.AttentionRecord(layers=[l for l in record.layers if l.kind != "cross"],
+        caption_maps(ap.AttentionRecord(layers=[layer for layer in record.layers if layer.kind != "cross"],
                                         tokens=record.tokens, model_class=record.model_class))
     # ViT rollout over the same encoder: the patch grid numbered, the registers named
-    encoder_record = ap.AttentionRecord(layers=[l for l in record.layers if l.stack == "encoder"],
+    encoder_record = ap.AttentionRecord(layers=[layer for layer in record.layers if layer.stack == "encoder"],
                                         tokens=record.tokens, model_class=record.model_class)
     fig = plots.vit_rollout(encoder_record, pixels)
     ax = fig.axes[1]

@@ -30,7 +30,7 @@ def require_allennlp():
                     "run scripts/install_allennlp.sh")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def bert_predictor():
     require_allennlp()
     import torch
@@ -62,7 +62,7 @@ def bert_predictor():
     return TextClassifierPredictor(model, reader)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def nli_predictor():
     require_allennlp()
     import torch

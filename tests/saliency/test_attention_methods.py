@@ -91,7 +91,7 @@ def test_attention_saliency_from_a_record():
         model(**enc)
     from_record = attention_saliency(cap.record, "rollout")
     from_explainer = Explainer(model, tok).explain(TEXTS, "rollout")
-    for a, b in zip(from_record, from_explainer):
+    for a, b in zip(from_record, from_explainer, strict=True):
         assert a.tokens == b.tokens
         np.testing.assert_allclose(a.scores, b.scores, atol=1e-12)
     with pytest.raises(ValueError, match="needs a model"):

@@ -23,11 +23,11 @@ def networkx_flow(layers, normalize=True) -> np.ndarray:
     """The reference implementation's approach: one networkx max flow per (output, input) pair."""
     n = layers[0].shape[-1]
     graph = nx.DiGraph()
-    for l, layer in enumerate(layers, start=1):
+    for depth, layer in enumerate(layers, start=1):
         mat = mixing(layer)
         for i in range(n):
             for j in range(n):
-                graph.add_edge(("L", l, i), ("L", l - 1, j), capacity=float(mat[i, j]))
+                graph.add_edge(("L", depth, i), ("L", depth - 1, j), capacity=float(mat[i, j]))
     top = len(layers)
     out = np.zeros((n, n))
     for i in range(n):
@@ -51,9 +51,9 @@ def random_layers(num_layers, heads, n, seed):
 @pytest.mark.parametrize("num_layers,n,seed", [(1, 3, 0), (2, 4, 1), (3, 5, 2), (4, 6, 3), (2, 7, 4)])
 def test_flow_equals_networkx(num_layers, n, seed):
     layers = random_layers(num_layers, 3, n, seed)
-    ours = flow_matrices([torch.tensor(l) for l in layers])
+    ours = flow_matrices([torch.tensor(layer) for layer in layers])
     np.testing.assert_allclose(ours.numpy(), networkx_flow(layers), atol=1e-6)
-    raw = flow_matrices([torch.tensor(l) for l in layers], normalize=False)
+    raw = flow_matrices([torch.tensor(layer) for layer in layers], normalize=False)
     np.testing.assert_allclose(raw.numpy(), networkx_flow(layers, normalize=False), atol=1e-6)
 
 
@@ -65,7 +65,7 @@ def test_flow_on_fixture_matrices_and_single_layer():
 
 
 def test_one_query_row_and_backends_agree():
-    layers = [torch.tensor(l) for l in random_layers(3, 2, 6, 9)]
+    layers = [torch.tensor(layer) for layer in random_layers(3, 2, 6, 9)]
     full = flow_matrices(layers)
     row = flow_matrices(layers, query=2)
     np.testing.assert_allclose(row.numpy(), full[2].numpy(), atol=1e-12)
@@ -73,7 +73,7 @@ def test_one_query_row_and_backends_agree():
 
 
 def test_precision_follows_the_scale():
-    layers = [torch.tensor(l) for l in random_layers(3, 2, 6, 5)]
+    layers = [torch.tensor(layer) for layer in random_layers(3, 2, 6, 5)]
     reference = flow_matrices(layers, backend="networkx", normalize=False)
     coarse = flow_matrices(layers, scale=100, normalize=False)
     fine = flow_matrices(layers, scale=DEFAULT_SCALE, normalize=False)
@@ -86,8 +86,9 @@ def test_precision_follows_the_scale():
 
 
 def test_flow_of_padded_record_equals_flow_of_each_item():
-    import attn_plugins as ap
     from transformers import AutoModel, AutoTokenizer
+
+    import attn_plugins as ap
 
     from .helpers import minilm_path
 
@@ -105,7 +106,7 @@ def test_flow_of_padded_record_equals_flow_of_each_item():
         np.testing.assert_allclose(batched[b, :n].numpy(), alone.numpy(), atol=1e-5)
         assert float(batched[b, n:].abs().sum()) == 0.0
         # and against networkx on the same record
-        mats = [l.weights[0].double().numpy() for l in cap1.record.layers]
+        mats = [layer.weights[0].double().numpy() for layer in cap1.record.layers]
         np.testing.assert_allclose(alone.numpy(), networkx_flow(mats)[0], atol=1e-5)
 
 

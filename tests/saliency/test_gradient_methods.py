@@ -3,8 +3,15 @@
 import numpy as np
 import pytest
 import torch
-from captum.attr import (DeepLift, FeatureAblation, InputXGradient, IntegratedGradients, LayerIntegratedGradients,
-                         NoiseTunnel, Saliency)
+from captum.attr import (
+    DeepLift,
+    FeatureAblation,
+    InputXGradient,
+    IntegratedGradients,
+    LayerIntegratedGradients,
+    NoiseTunnel,
+    Saliency,
+)
 
 from attn_plugins.saliency import METHODS, Explainer
 
@@ -38,7 +45,7 @@ def check(results, reference, enc):
         real = enc["attention_mask"][b].bool()
         np.testing.assert_allclose(res.scores, reference[b][real].detach().double().numpy(), atol=ATOL, rtol=1e-5)
         assert res.tokens == [t for t, m in zip(
-            classifier()[1].convert_ids_to_tokens(enc["input_ids"][b]), real) if m]
+            classifier()[1].convert_ids_to_tokens(enc["input_ids"][b]), real, strict=True) if m]
 
 
 def args(enc):
@@ -70,7 +77,7 @@ def test_integrated_gradients_and_delta(setup):
         n_steps=20, return_convergence_delta=True)
     results = ours(model, tok, "integrated_gradients", n_steps=20)
     check(results, ref.sum(-1), enc)
-    for res, d in zip(results, delta):
+    for res, d in zip(results, delta, strict=True):
         assert res.info["delta"] == pytest.approx(float(d), abs=1e-5)
 
 
@@ -118,7 +125,7 @@ def test_smoothgrad_is_seeded(setup):
     assert torch.equal(torch.random.get_rng_state(), state)  # the caller's generator is untouched
     second = ours(model, tok, "smoothgrad", nt_samples=6, stdevs=0.02, seed=3)
     other = ours(model, tok, "smoothgrad", nt_samples=6, stdevs=0.02, seed=4)
-    for a, b, c in zip(first, second, other):
+    for a, b, c in zip(first, second, other, strict=True):
         np.testing.assert_array_equal(a.scores, b.scores)
         assert not np.allclose(a.scores, c.scores)
     with torch.random.fork_rng():
@@ -171,7 +178,7 @@ def test_batching_does_not_change_results(setup):
     explainer = Explainer(model, tok)
     together = explainer.explain(TEXTS, "integrated_gradients", n_steps=8, batch_size=3)
     apart = explainer.explain(TEXTS, "integrated_gradients", n_steps=8, batch_size=1)
-    for a, b in zip(together, apart):
+    for a, b in zip(together, apart, strict=True):
         assert a.tokens == b.tokens
         np.testing.assert_allclose(a.scores, b.scores, atol=1e-5)
 
@@ -217,7 +224,7 @@ def test_merge_words(setup):
 # ----- other heads: token classification, masked LM, causal LM --------------------------------------
 @pytest.fixture(scope="module")
 def heads():
-    from transformers import (BertForMaskedLM, BertForTokenClassification, GPT2Config, GPT2LMHeadModel)
+    from transformers import BertForMaskedLM, BertForTokenClassification, GPT2Config, GPT2LMHeadModel
     from transformers.utils import logging
 
     from .helpers import minilm_path

@@ -65,8 +65,9 @@ def test_rollout_rejects_bad_input():
 
 @pytest.fixture(scope="module")
 def minilm_record():
-    import attn_plugins as ap
     from transformers import AutoModel, AutoTokenizer
+
+    import attn_plugins as ap
 
     tok = AutoTokenizer.from_pretrained(minilm_path())
     model = AutoModel.from_pretrained(minilm_path()).eval()  # sdpa: weights recomputed by the capture

@@ -28,7 +28,7 @@ _QK = re.compile(r"(^|\.)(q|k|query|key|q_proj|k_proj|q_lin|k_lin|wq|wk|to_q|to_
                  r"(\.weight|_weight)$")
 
 
-class SkipType(Exception):
+class SkipTypeError(Exception):
     """The type cannot be built offline here (missing package, needs downloaded files, too large)."""
 
 
@@ -65,7 +65,7 @@ def model_class(model_type: str):
                 continue
             if isinstance(cls, type):
                 return cls, mapping_name
-    raise SkipType(f"no importable model class for {model_type!r} (missing optional package?)")
+    raise SkipTypeError(f"no importable model class for {model_type!r} (missing optional package?)")
 
 
 def _param_count(cls, config) -> int:
@@ -100,7 +100,7 @@ def build_pair(model_type: str, seed: int = 0):
     cls, mapping = model_class(model_type)
     params = _param_count(cls, config)
     if params > MAX_PARAMS:
-        raise SkipType(f"still {params / 1e6:.0f}M parameters after shrinking the config")
+        raise SkipTypeError(f"still {params / 1e6:.0f}M parameters after shrinking the config")
     torch.manual_seed(seed)
     model = cls._from_config(copy.deepcopy(config)).eval()
     scaled = scale_query_key(model)

@@ -20,9 +20,9 @@ import warnings
 
 import torch
 
-from .builder import SkipType, build_pair
-from .inputs import candidates, feature_count
+from .builder import SkipTypeError, build_pair
 from .families import family
+from .inputs import candidates, feature_count
 
 TOL = 1e-5
 _SKIP_MARKERS = ("pip install", "requires the", "is not installed", "not available", "No module named",
@@ -153,7 +153,7 @@ def check(model_type: str, stage=lambda name: None) -> dict:
     stage("build")
     try:
         model, eager, info = build_pair(model_type)
-    except SkipType as exc:
+    except SkipTypeError as exc:
         return done("SKIP", "not-buildable", str(exc))
     except ImportError as exc:
         return done("SKIP", "missing-package", _short(exc))
@@ -211,15 +211,17 @@ def check(model_type: str, stage=lambda name: None) -> dict:
     got = {p: v for p, v in attention_paths(record.as_hf_outputs()).items() if p in wanted or p not in not_weights}
     refused = any("not captured" in m for m in said)
     if sorted(got) != sorted(wanted):
-        return done("FAIL-ours", "keys" + ("-refused-with-message" if refused else ""), f"ours {sorted(got)} eager {sorted(wanted)}",
+        return done("FAIL-ours", "keys" + ("-refused-with-message" if refused else ""),
+                    f"ours {sorted(got)} eager {sorted(wanted)}",
                     layers={k: len(v) for k, v in got.items()}, eager_layers={k: len(v) for k, v in wanted.items()})
     masks = _row_masks(inputs)
     worst = 0.0
     for path, ref in wanted.items():
         mine = got[path]
         if len(mine) != len(ref):
-            return done("FAIL-ours", "layer-count" + ("-refused-with-message" if refused else ""), f"{path}: {len(mine)}/{len(ref)} layers")
-        for i, (a, b) in enumerate(zip(ref, mine)):
+            return done("FAIL-ours", "layer-count" + ("-refused-with-message" if refused else ""),
+                        f"{path}: {len(mine)}/{len(ref)} layers")
+        for i, (a, b) in enumerate(zip(ref, mine, strict=True)):
             if a.shape != b.shape:
                 return done("FAIL-ours", "shape", f"{path}[{i}]: eager {tuple(a.shape)} ours {tuple(b.shape)}")
             worst = max(worst, _diff(a, b, masks))

@@ -86,8 +86,8 @@ def run_all(types: list[str], root: str, timeout: float = 120.0, jobs: int = 1, 
             if progress:
                 progress(result)
     else:
-        from concurrent.futures import ThreadPoolExecutor
         import threading
+        from concurrent.futures import ThreadPoolExecutor
 
         local = threading.local()
         started: list[Worker] = []
@@ -132,7 +132,7 @@ def _serve() -> None:
         if not model_type:
             continue
 
-        def stage(name: str) -> None:
+        def stage(name: str, model_type: str = model_type) -> None:
             out.write(f"STAGE {model_type} {name}\n")
             out.flush()
 
