@@ -4,10 +4,13 @@ previous-token heads matter to the prediction?"""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
+from ..analysis.stats import HeadStats
 from ..errors import InputError
 from .importance import HeadImportance
 from .plot import figure
@@ -17,7 +20,7 @@ TITLES = {"normalized_entropy": "entropy / uniform", "special": "[CLS]/[SEP] sha
           "next": "next-token share", "self": "self share", "distance": "mean distance", "entropy": "entropy"}
 
 
-def importance_rows(importance: HeadImportance, stats, names: Sequence[str] = STATS) -> list[dict]:
+def importance_rows(importance: HeadImportance, stats: HeadStats, names: Sequence[str] = STATS) -> list[dict[str, Any]]:
     """One dict per head: ``layer``, ``head``, ``importance`` and each statistic of ``names``.
 
     Args:
@@ -47,7 +50,8 @@ def importance_rows(importance: HeadImportance, stats, names: Sequence[str] = ST
     return rows
 
 
-def importance_stats_plot(importance: HeadImportance, stats, names: Sequence[str] = STATS, *, path=None):
+def importance_stats_plot(importance: HeadImportance, stats: HeadStats, names: Sequence[str] = STATS, *,
+                          path: str | os.PathLike[str] | None = None) -> Any:
     """One scatter per statistic: each head's importance (y) against the statistic (x), coloured
     by layer, with Spearman's rho over heads in the panel title.
 
