@@ -2,20 +2,19 @@
 (a real loopback instance, two actors, through the command line) give the numbers of one in-process
 ``evaluate`` of all the texts."""
 
-import json
 import os
 import subprocess
 import sys
 
 import numpy as np
 import pytest
-import torch
 
 import attn_plugins as ap
 from attn_plugins.corpus.data import read_texts
 from attn_plugins.errors import InputError
 from attn_plugins.faithfulness import FaithfulnessResult
 from attn_plugins.faithfulness.corpus import FaithfulnessJob, evaluate_corpus
+from tests.faithfulness.saved import save_classifier, words
 
 TEXTS = ["a fine and moving film", "dull, clumsy and far too long", "the cast is wonderful",
          "not funny at all", "a warm story, well told"]
@@ -23,22 +22,9 @@ METHODS = ["attention", "saliency"]
 METRICS = ("comprehensiveness", "sufficiency", "deletion_auc", "insertion_auc", "loo_tau", "token_f1", "auprc")
 
 
-def words(text):
-    return text.replace(",", "").split()[:2]
-
-
 @pytest.fixture(scope="module")
 def saved(tmp_path_factory, minilm_tokenizer):
-    import transformers as tf
-
-    root = tmp_path_factory.mktemp("faith_engines")
-    config = tf.BertConfig(num_hidden_layers=2, hidden_size=32, num_attention_heads=4, intermediate_size=37,
-                           vocab_size=minilm_tokenizer.vocab_size, num_labels=2)
-    torch.manual_seed(0)
-    tf.BertForSequenceClassification(config).eval().save_pretrained(root / "model")
-    minilm_tokenizer.save_pretrained(root / "model")
-    (root / "texts.jsonl").write_text("".join(json.dumps({"text": t, "words": words(t)}) + "\n" for t in TEXTS))
-    return root
+    return save_classifier(tmp_path_factory.mktemp("faith_engines"), minilm_tokenizer, TEXTS)
 
 
 @pytest.fixture(scope="module")
