@@ -32,6 +32,7 @@ QUICK = ["attention", "rollout", "integrated_gradients"]
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="6 sentences, 3 methods, coarse pruning curve")
+    parser.add_argument("--sentences", type=int, default=None, help="only the first N held-out sentences (profiling)")
     parser.add_argument("--no-randomization", action="store_true", help="skip the randomization check")
     parser.add_argument("--removal", default="delete", choices=["delete", "mask", "pad"])
     parser.add_argument("--out", default=None, help="write the result as JSON here")
@@ -51,12 +52,18 @@ def main(argv=None) -> int:
     methods = QUICK if args.quick else METHODS
     if args.quick:
         texts, labels, rationales = texts[:6], labels[:6], rationales[:6]
+    if args.sentences:
+        texts, labels, rationales = texts[:args.sentences], labels[:args.sentences], rationales[:args.sentences]
     steps = 16 if args.quick else 50
     options = {"integrated_gradients": {"n_steps": steps}, "layer_integrated_gradients": {"n_steps": steps}}
 
-    start = time.perf_counter()
+    began = start = time.perf_counter()
+
+    def log(line: str) -> None:  # progress per stage, on stderr (the tables go to stdout)
+        print(f"[{time.perf_counter() - began:7.1f} s] {line}", file=sys.stderr, flush=True)
+
     result = ap.evaluate(model, tokenizer, texts, methods, rationales=rationales, removal=args.removal,
-                         randomization=not args.no_randomization, method_options=options, progress=False)
+                         randomization=not args.no_randomization, method_options=options, progress=False, log=log)
     took = time.perf_counter() - start
     print(f"## Faithfulness on {len(texts)} held-out sentences (removal: {args.removal}; {took:.0f} s)\n")
     print(result.table())
@@ -76,8 +83,10 @@ def main(argv=None) -> int:
     test_texts, test_labels = data["test"]
     start = time.perf_counter()
     importance = ap.head_importance(model, batches)
+    log(f"head importance on {len(train_texts)} training sentences")
     curve = ap.pruning_curve(model, lambda m: accuracy(m, tokenizer, test_texts, test_labels), importance=importance,
                              steps=4 if args.quick else 12, n_random=1 if args.quick else 3)
+    log("pruning curve")
     took = time.perf_counter() - start
     print(f"\n## Head pruning (Michel et al. 2019): held-out accuracy as heads are removed ({took:.0f} s)\n")
     print("| heads removed | fraction | by importance (least first) | random (mean) |")

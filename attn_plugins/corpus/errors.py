@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from ..errors import CorpusError
 
 
-def need_pyarrow():
+def need_pyarrow() -> Any:
     """The pyarrow module, or a :class:`CorpusError` naming the extra that provides it."""
     try:
         import pyarrow

@@ -83,6 +83,19 @@ class CorpusJob:
         """The model batches (lists of indices into ``lengths``) for texts of these token lengths."""
         return plan_batches(lengths, self.batch_size, self.attention_bytes)
 
+    # What an engine calls (any job with these three methods runs on every engine: the faithfulness
+    # command's job is the other one): ``state = job.load(device)`` once per process or actor, then
+    # ``job.compute(state, columns, progress)`` per batch of :func:`chunk_columns`-like columns,
+    # returning a ``pyarrow.Table`` with at least the ``chunk`` and ``line`` columns.
+    def load(self, device=None):
+        """The model and its padding tokenizer (see :func:`load_for_job`)."""
+        return load_for_job(self, device)
+
+    def compute(self, state, batch: dict, progress: Callable[[int], None] | None = None):
+        """The statistics rows of ``batch`` (see :func:`compute_rows`)."""
+        model, tokenizer = state
+        return compute_rows(model, tokenizer, self, batch, progress)
+
 
 @dataclass
 class Chunk:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .errors import CorpusError
-from .job import chunk_columns, compute_rows, load_for_job
+from .job import chunk_columns
 
 
 class LocalEngine:
@@ -17,10 +17,12 @@ class LocalEngine:
             raise CorpusError(f"{', '.join('--' + g.replace('_', '-') for g in given)} only apply to --engine ray")
 
     def run(self, job, chunks, sink, progress) -> dict:
-        """``sink(chunk, table)`` gets each chunk's rows when it is done; ``progress(n)`` after each batch."""
+        """``sink(chunk, table)`` gets each chunk's rows when it is done; ``progress(n)`` after each batch.
+        ``job`` is a :class:`~attn_plugins.corpus.job.CorpusJob` or any job with its ``load``/``compute``."""
         import torch
 
-        model, tokenizer = load_for_job(job, "cuda" if torch.cuda.is_available() else None)
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+        state = job.load(device if device != "cpu" else None)
         for chunk in chunks:
-            sink(chunk, compute_rows(model, tokenizer, job, chunk_columns(chunk), progress))
-        return {"device": str(model.device), "threads": torch.get_num_threads()}
+            sink(chunk, job.compute(state, chunk_columns(chunk), progress))
+        return {"device": device, "threads": torch.get_num_threads()}

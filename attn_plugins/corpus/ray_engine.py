@@ -18,7 +18,6 @@ import os
 from collections import defaultdict
 
 from .errors import CorpusError, need_pyarrow
-from .job import compute_rows, load_for_job
 
 # The default pool on CPUs: one single-threaded actor per CPU, at most MAX_CPU_WORKERS (then the CPUs
 # are shared out as threads). The statistics after the forward pass are many small tensor operations
@@ -27,7 +26,9 @@ MAX_CPU_WORKERS = 8
 
 
 class RowsWorker:
-    """A Ray Data actor: loads the job's model once, then turns batches of texts into rows.
+    """A Ray Data actor: loads the job's model once (``job.load``), then turns batches of texts into
+    rows (``job.compute``): the statistics of a :class:`~attn_plugins.corpus.job.CorpusJob`, or
+    whatever another job with those two methods computes (the faithfulness command's).
 
     A model that cannot be loaded is reported by the first batch (Ray keeps a batch's exception,
     while an actor that dies in ``__init__`` comes back as a bare "actor died")."""
@@ -41,14 +42,14 @@ class RowsWorker:
         self.job = job
         self.error = None
         try:
-            self.model, self.tokenizer = load_for_job(job, "cuda" if use_gpu and torch.cuda.is_available() else None)
+            self.state = job.load("cuda" if use_gpu and torch.cuda.is_available() else None)
         except CorpusError as exc:
             self.error = str(exc)
 
     def __call__(self, batch):
         if self.error is not None:
             raise CorpusError(self.error)
-        return compute_rows(self.model, self.tokenizer, self.job, batch.to_pydict())
+        return self.job.compute(self.state, batch.to_pydict())
 
 
 def _need_ray():

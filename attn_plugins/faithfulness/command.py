@@ -9,7 +9,9 @@ the deletion/insertion curves as a PNG; the table is also printed.
 
 from __future__ import annotations
 
+import argparse
 import os
+from typing import Any
 
 from ..errors import InputError
 from .evaluate import DEFAULT_METHODS, METRIC_GROUPS
@@ -19,7 +21,7 @@ NO_MODEL = ("faithfulness needs a sequence classifier and the bundled MiniLM has
 FILES = ("faithfulness.json", "faithfulness.csv", "faithfulness.md", "curves.png")
 
 
-def add_parser(sub) -> None:
+def add_parser(sub: Any) -> None:
     """Add ``faithfulness`` to the subparsers ``sub`` of the ``attn-plugins`` command line."""
     cmd = sub.add_parser(
         "faithfulness", help="faithfulness of saliency methods (comprehensiveness, sufficiency, deletion/insertion, "
@@ -43,13 +45,21 @@ def add_parser(sub) -> None:
     cmd.add_argument("--rationale-field", help="a JSON field holding a human rationale (a list of words): adds "
                                                "token F1, IOU and AUPRC")
     cmd.add_argument("--batch-size", type=int, default=32, help="perturbed inputs per forward pass (default: 32)")
+    cmd.add_argument("--engine", help="run on a corpus engine: local (this process, chunk by chunk) or ray (a Ray "
+                                      "Data actor pool); default: one evaluation in this process")
+    cmd.add_argument("--chunk-size", type=int, default=16, help="with --engine: texts per engine task (default: 16)")
+    cmd.add_argument("--workers", type=int, help="--engine ray: actors in the pool (default: one per GPU, else one "
+                                                 "per CPU up to 8)")
+    cmd.add_argument("--address", help="--engine ray: address of an existing cluster (default: a private local "
+                                       "instance on 127.0.0.1)")
     cmd.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     cmd.add_argument("--progress", action="store_true",
                      help="show the progress bar even when stderr is not a terminal (default: only on a terminal)")
     cmd.set_defaults(func=run_command)
 
 
-def _rationales(path: str, field: str, count: int) -> list:
+def _rationales(path: str, field: str, count: int) -> list[list[Any]]:
+    """The ``field`` of every line of the JSONL file (a list of words, or of 0/1 flags, per text)."""
     import json
 
     out = []
@@ -66,7 +76,7 @@ def _rationales(path: str, field: str, count: int) -> list:
     return out
 
 
-def run_command(args) -> int:
+def run_command(args: argparse.Namespace) -> int:
     """Run :func:`evaluate` as the command line asked and write its files (see :data:`FILES`)."""
     from ..corpus.data import read_texts
     from ..loading import load_model_dir
@@ -84,18 +94,33 @@ def run_command(args) -> int:
         raise InputError(f"unknown methods {unknown}; choose from {', '.join(METHODS.names())}")
     if os.path.exists(args.out) and not os.path.isdir(args.out):
         raise InputError(f"--out {args.out!r} exists and is not a directory")
-    texts = [t.text for t in read_texts(args.data, args.text_field)]
+    corpus = read_texts(args.data, args.text_field)
+    texts = [t.text for t in corpus]
     if not texts:
         raise InputError(f"{args.data!r} holds no texts")
+    if args.engine is None and (args.workers is not None or args.address is not None):
+        raise InputError("--workers and --address apply to --engine ray")
     rationales = _rationales(args.data, args.rationale_field, len(texts)) if args.rationale_field else None
     model, tokenizer = load_model_dir(args.model)
     if detect_task(model) != "sequence-classification":
         raise InputError(f"{args.model!r} holds a {type(model).__name__}, not a sequence classifier; "
                          "faithfulness removes tokens and watches the predicted class's probability")
     progress = False if args.quiet else (True if args.progress else None)
-    result = evaluate(model, tokenizer, texts, args.methods, metrics=args.metrics, removal=args.removal,
-                      rationales=rationales, randomization=args.randomization, batch_size=args.batch_size,
-                      progress=progress)
+    if args.engine is None:
+        result = evaluate(model, tokenizer, texts, args.methods, metrics=args.metrics, removal=args.removal,
+                          rationales=rationales, randomization=args.randomization, batch_size=args.batch_size,
+                          progress=progress)
+    else:
+        from .corpus import FaithfulnessJob, evaluate_corpus
+
+        del model
+        job = FaithfulnessJob(os.path.realpath(args.model), tuple(args.methods), tuple(args.metrics),
+                              removal=args.removal, randomization=args.randomization, batch_size=args.batch_size,
+                              rationales=None if rationales is None else
+                              {t.line: r for t, r in zip(corpus, rationales, strict=True)})
+        options = {"workers": args.workers, "address": args.address} if args.engine == "ray" else {}
+        result = evaluate_corpus(job, corpus, engine=args.engine, chunk_size=args.chunk_size, progress=progress,
+                                 **options)
     os.makedirs(args.out, exist_ok=True)
     result.save(os.path.join(args.out, FILES[0]))
     result.save_csv(os.path.join(args.out, FILES[1]))

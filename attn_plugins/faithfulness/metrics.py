@@ -20,6 +20,7 @@ Every function batches all perturbed inputs of all instances through one :class:
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -46,9 +47,12 @@ def rationale_sets(instance: Instance, bins: Sequence[float], only_positive: boo
 
 
 def comprehensiveness_sufficiency(instances: Sequence[Instance], scorer: Scorer, *, replacement: int | None,
-                                  bins: Sequence[float] = DEFAULT_BINS, only_positive: bool = True) -> list[dict]:
+                                  bins: Sequence[float] = DEFAULT_BINS,
+                                  only_positive: bool = True) -> list[dict[str, Any]]:
     """Per instance: ``comprehensiveness`` and ``sufficiency`` (AOPC over the bins) and the bins' ``k``."""
-    sequences, targets, layout = [], [], []
+    sequences: list[list[int]] = []
+    targets: list[int] = []
+    layout: list[Any] = []
     for inst in instances:
         sets = rationale_sets(inst, bins, only_positive)
         layout.append((len(sequences), sets))
@@ -70,10 +74,13 @@ def comprehensiveness_sufficiency(instances: Sequence[Instance], scorer: Scorer,
     return out
 
 
-def deletion_insertion(instances: Sequence[Instance], scorer: Scorer, *, replacement: int | None) -> list[dict]:
+def deletion_insertion(instances: Sequence[Instance], scorer: Scorer, *,
+                       replacement: int | None) -> list[dict[str, Any]]:
     """Per instance: the ``deletion`` and ``insertion`` curves (target probability after 0..n tokens
     removed / kept, most important first) and their areas ``deletion_auc`` / ``insertion_auc``."""
-    sequences, targets, layout = [], [], []
+    sequences: list[list[int]] = []
+    targets: list[int] = []
+    layout: list[Any] = []
     for inst in instances:
         ranking = inst.ranking()
         n = len(ranking)
@@ -93,12 +100,14 @@ def deletion_insertion(instances: Sequence[Instance], scorer: Scorer, *, replace
     return out
 
 
-def leave_one_out(instances: Sequence[Instance], scorer: Scorer, *, replacement: int | None) -> list[dict]:
+def leave_one_out(instances: Sequence[Instance], scorer: Scorer, *, replacement: int | None) -> list[dict[str, Any]]:
     """Per instance: ``loo`` (the drop when each removable token alone is removed) and ``loo_tau``
     (Kendall's tau-b with the saliency; NaN for fewer than two tokens or constant scores)."""
     from scipy.stats import kendalltau
 
-    sequences, targets, layout = [], [], []
+    sequences: list[list[int]] = []
+    targets: list[int] = []
+    layout: list[Any] = []
     for inst in instances:
         layout.append((len(sequences), len(inst.candidates)))
         sequences.append(inst.ids)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -39,7 +40,8 @@ class Instance:
         return [i for i in order if self.scores[i] > 0] if only_positive else order
 
 
-def make_instances(saliencies: Sequence[TokenSaliency], tokenizer, targets=None) -> list[Instance]:
+def make_instances(saliencies: Sequence[TokenSaliency], tokenizer: Any,
+                   targets: Sequence[int] | None = None) -> list[Instance]:
     """Token ids, target and candidates of each saliency (token-level results of a text classifier)."""
     special_ids = set(getattr(tokenizer, "all_special_ids", []) or [])
     unk = getattr(tokenizer, "unk_token", None)
@@ -67,7 +69,8 @@ def make_instances(saliencies: Sequence[TokenSaliency], tokenizer, targets=None)
     return out
 
 
-def removal_token(tokenizer, removal: str) -> int | None:
+def removal_token(tokenizer: Any, removal: str) -> int | None:
+    """The id that replaces removed tokens: None to delete them, else the mask or pad token's id."""
     if removal not in REMOVALS:
         raise InputError(f"removal must be one of {REMOVALS}, got {removal!r}")
     if removal == "delete":
@@ -93,40 +96,55 @@ def keep_only(instance: Instance, kept: Sequence[int], replacement: int | None) 
 
 
 class Scorer:
-    """Target-class probabilities of token-id sequences, ``batch_size`` sequences per forward."""
+    """Target-class probabilities of token-id sequences, ``batch_size`` sequences per forward.
 
-    def __init__(self, model, tokenizer, batch_size: int = 32) -> None:
+    The metrics of every method perturb the same inputs, and many perturbed inputs coincide (the
+    intact input, a comprehensiveness set is a point of the deletion curve, a sufficiency set one of
+    the insertion curve, every leave-one-out input is the same for all methods), so each distinct
+    ``(sequence, target)`` is scored once per scorer and remembered. The sequences still to score
+    are sorted by length before batching (little padding: the rows of one forward have nearly the
+    same length); padding is masked, so a sequence's probability does not depend on its batch
+    beyond float rounding."""
+
+    def __init__(self, model: Any, tokenizer: Any, batch_size: int = 32) -> None:
         self.model = model
-        self.pad = getattr(tokenizer, "pad_token_id", None)
-        self.pad = 0 if self.pad is None else int(self.pad)
+        pad = getattr(tokenizer, "pad_token_id", None)
+        self.pad = 0 if pad is None else int(pad)
         self.batch_size = max(1, int(batch_size))
         self.forwards = 0
+        self.cache: dict[tuple[tuple[int, ...], int], float] = {}
 
     def probabilities(self, sequences: Sequence[Sequence[int]], targets: Sequence[int]) -> np.ndarray:
-        out = np.empty(len(sequences))
+        """The probability of ``targets[i]`` for ``sequences[i]``, one value per sequence."""
+        keys = [(tuple(int(t) for t in seq), int(tgt)) for seq, tgt in zip(sequences, targets, strict=True)]
+        todo = sorted({k for k in keys if k not in self.cache}, key=lambda k: (len(k[0]), k))
+        if todo:
+            self._score(todo)
+        return np.asarray([self.cache[k] for k in keys], dtype=np.float64)
+
+    def _score(self, keys: list[tuple[tuple[int, ...], int]]) -> None:
         device = next((p.device for p in self.model.parameters()), torch.device("cpu"))
         modes = [(m, m.training) for m in self.model.modules()]
         self.model.eval()
         try:
-            for start in range(0, len(sequences), self.batch_size):
-                chunk = sequences[start : start + self.batch_size]
-                width = max(len(s) for s in chunk)
+            for start in range(0, len(keys), self.batch_size):
+                chunk = keys[start : start + self.batch_size]
+                width = max(len(seq) for seq, _ in chunk)
                 ids = torch.full((len(chunk), width), self.pad, dtype=torch.long)
                 mask = torch.zeros((len(chunk), width), dtype=torch.long)
-                for row, seq in enumerate(chunk):
-                    ids[row, : len(seq)] = torch.tensor(list(seq), dtype=torch.long)
+                for row, (seq, _) in enumerate(chunk):
+                    ids[row, : len(seq)] = torch.tensor(seq, dtype=torch.long)
                     mask[row, : len(seq)] = 1
                 with torch.no_grad():
-                    logits = getattr(self.model(input_ids=ids.to(device), attention_mask=mask.to(device)),
-                                     "logits", None)
+                    outputs = self.model(input_ids=ids.to(device), attention_mask=mask.to(device))
+                logits = getattr(outputs, "logits", None)
                 if logits is None or logits.dim() != 2:
                     raise InputError("faithfulness metrics need a sequence classifier "
                                      "(outputs.logits [batch, classes])")
                 probs = torch.softmax(logits.double(), dim=-1).cpu().numpy()
-                tgt = np.asarray(targets[start : start + self.batch_size])
-                out[start : start + len(chunk)] = probs[np.arange(len(chunk)), tgt]
+                for row, key in enumerate(chunk):
+                    self.cache[key] = float(probs[row, key[1]])
                 self.forwards += 1
         finally:
             for module, mode in modes:
                 module.training = mode
-        return out

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -23,7 +24,7 @@ from ..errors import InputError
 from ..saliency import TokenSaliency
 
 
-def rationale_mask(saliency: TokenSaliency, rationale) -> np.ndarray:
+def rationale_mask(saliency: TokenSaliency, rationale: Sequence[Any]) -> np.ndarray:
     """A 0/1 mask over ``saliency.tokens``.
 
     Args:
@@ -52,8 +53,8 @@ def rationale_mask(saliency: TokenSaliency, rationale) -> np.ndarray:
                      for (b, e), s in zip(saliency.offsets, special, strict=True)], dtype=bool)
 
 
-def plausibility(saliency: TokenSaliency, mask: Sequence[bool], *, k: int | None = None,
-                 only_positive: bool = True) -> dict:
+def plausibility(saliency: TokenSaliency, mask: Sequence[bool] | np.ndarray, *, k: int | None = None,
+                 only_positive: bool = True) -> dict[str, float]:
     """``token_f1``, ``iou`` and ``auprc`` of one saliency against one rationale mask."""
     from sklearn.metrics import auc, precision_recall_curve
 

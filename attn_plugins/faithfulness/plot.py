@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
+from typing import Any
 
 from ..errors import InputError
 from ..heads.plot import figure
 from .result import FaithfulnessResult
 
 
-def curves_plot(result: FaithfulnessResult, methods: Sequence[str] | None = None, *, points: int = 21, path=None):
+def curves_plot(result: FaithfulnessResult, methods: Sequence[str] | None = None, *, points: int = 21,
+                path: str | os.PathLike[str] | None = None) -> Any:
     """Mean deletion (left, lower is more faithful) and insertion (right, higher is more faithful)
     curves of each method: target probability against the fraction of tokens removed / inserted,
     most important first.

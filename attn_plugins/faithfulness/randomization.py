@@ -13,13 +13,15 @@ tensor's standard deviation (0.02 where it is constant, as LayerNorm gains), see
 from __future__ import annotations
 
 import copy
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
 from ..saliency import Explainer, TokenSaliency
+from .timing import stage
 
 
 def cascade_steps(model: nn.Module) -> list[tuple[str, list[str]]]:
@@ -29,14 +31,18 @@ def cascade_steps(model: nn.Module) -> list[tuple[str, list[str]]]:
     if not lists:
         raise ValueError(f"{type(model).__name__} has no nn.ModuleList of layers to randomize")
     stack_name, stack = max(lists, key=lambda item: sum(p.numel() for p in item[1].parameters()))
-    embedding = model.get_input_embeddings() if hasattr(model, "get_input_embeddings") else None
+    get_embeddings = getattr(model, "get_input_embeddings", None)
+    embedding = get_embeddings() if callable(get_embeddings) else None
     names = {id(m): n for n, m in model.named_modules()}
     embed_path = names.get(id(embedding), "") if embedding is not None else ""
     embed_root = embed_path.rsplit(".", 1)[0] if "." in embed_path else embed_path
     if embed_root and stack_name.startswith(embed_root + "."):
         embed_root = embed_path  # the embedding sits next to the stack: take it alone
     params = [n for n, _ in model.named_parameters()]
-    under = lambda name, root: bool(root) and (name == root or name.startswith(root + "."))  # noqa: E731
+
+    def under(name: str, root: str) -> bool:
+        return bool(root) and (name == root or name.startswith(root + "."))
+
     layers = [[n for n in params if under(n, f"{stack_name}.{i}")] for i in range(len(stack))]
     embeds = [n for n in params if under(n, embed_root)]
     taken = {n for group in layers for n in group} | set(embeds)
@@ -66,9 +72,10 @@ def _rho(a: TokenSaliency, b: TokenSaliency) -> float:
     return float(spearmanr(x, y).statistic)
 
 
-def randomization_check(model: nn.Module, tokenizer, texts: Sequence[str], methods: Sequence[str], *,
-                        originals: dict[str, list[TokenSaliency]] | None = None, seed: int = 0,
-                        method_options: dict[str, dict] | None = None, batch_size: int = 8) -> dict[str, dict]:
+def randomization_check(model: nn.Module, tokenizer: Any, texts: Sequence[str], methods: Sequence[str], *,
+                        originals: Mapping[str, list[TokenSaliency]] | None = None, seed: int = 0,
+                        method_options: Mapping[str, Mapping[str, Any]] | None = None, batch_size: int = 8,
+                        log: Callable[[str], None] | None = None) -> dict[str, dict[str, Any]]:
     """Cascading randomization; the user's model is never modified (a deep copy is randomized).
 
     Args:
@@ -79,6 +86,8 @@ def randomization_check(model: nn.Module, tokenizer, texts: Sequence[str], metho
             are kept at every step.
         seed: seeds the re-drawn parameters.
         method_options: ``{method: options}`` for the explainer.
+        batch_size: inputs per explanation batch.
+        log: called with one line per step done (and its seconds).
 
     Returns:
         ``{method: {"steps": [names], "correlation": [[rho per instance] per step]}}``.
@@ -94,13 +103,14 @@ def randomization_check(model: nn.Module, tokenizer, texts: Sequence[str], metho
     broken = copy.deepcopy(model).eval()
     generator = torch.Generator().manual_seed(seed)
     steps = cascade_steps(broken)
-    out = {m: {"steps": [], "correlation": []} for m in methods}
-    for name, params in steps:
-        _randomize(broken, params, generator)
-        randomized = Explainer(broken, tokenizer)  # anew each step: an explainer caches its eager copy
-        for method in methods:
-            again = randomized.explain(list(texts), method, target=targets[method], batch_size=batch_size,
-                                       progress=False, **method_options.get(method, {}))
-            out[method]["steps"].append(name)
-            out[method]["correlation"].append([_rho(a, b) for a, b in zip(originals[method], again, strict=True)])
+    out: dict[str, dict[str, Any]] = {m: {"steps": [], "correlation": []} for m in methods}
+    for number, (name, params) in enumerate(steps):
+        with stage(log, f"randomization step {number + 1}/{len(steps)} ({name} randomized), {len(methods)} methods"):
+            _randomize(broken, params, generator)
+            randomized = Explainer(broken, tokenizer)  # anew each step: an explainer caches its eager copy
+            for method in methods:
+                again = randomized.explain(list(texts), method, target=targets[method], batch_size=batch_size,
+                                           progress=False, **method_options.get(method, {}))
+                out[method]["steps"].append(name)
+                out[method]["correlation"].append([_rho(a, b) for a, b in zip(originals[method], again, strict=True)])
     return out

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,7 +29,8 @@ METRICS = {
 FORMAT_VERSION = 1
 
 
-def bootstrap_ci(values, *, confidence: float = 0.95, n_boot: int = 1000, seed: int = 0) -> dict:
+def bootstrap_ci(values: Iterable[float | None], *, confidence: float = 0.95, n_boot: int = 1000,
+                 seed: int = 0) -> dict[str, Any]:
     """Mean of the finite ``values`` with a percentile bootstrap interval over them (resampling
     instances with replacement, ``n_boot`` times, seeded)."""
     data = np.asarray([v for v in values if v is not None and np.isfinite(v)], dtype=np.float64)
@@ -61,7 +64,7 @@ class FaithfulnessResult:
     def values(self, method: str, metric: str) -> list[float]:
         return [row.get(metric, float("nan")) for row in self.instances[method]]
 
-    def summary(self) -> dict[str, dict[str, dict]]:
+    def summary(self) -> dict[str, dict[str, dict[str, Any]]]:
         """``{method: {metric: {"mean", "low", "high", "n"}}}`` for the metrics that were computed,
         plus ``randomization_rho`` (the mean rank correlation once every layer is randomized)."""
         out = {}
@@ -98,8 +101,12 @@ class FaithfulnessResult:
     def table(self, digits: int = 3, *, markdown: bool = False) -> str:
         """A plain-text (or Markdown) table: one row per method, ``mean [low, high]`` per metric."""
         summary, columns = self.summary(), self.columns()
-        cell = lambda s: "-" if s is None or s["n"] == 0 else (  # noqa: E731
-            f"{s['mean']:.{digits}f} [{s['low']:.{digits}f}, {s['high']:.{digits}f}]")
+
+        def cell(s: dict[str, Any] | None) -> str:
+            if s is None or s["n"] == 0:
+                return "-"
+            return f"{s['mean']:.{digits}f} [{s['low']:.{digits}f}, {s['high']:.{digits}f}]"
+
         rows = [["method"] + [c[1] for c in columns]]
         rows += [[method] + [cell(summary[method].get(c[0])) for c in columns] for method in summary]
         arrows = ", ".join(f"{title} {'higher' if up else 'lower'}" for _, title, up in columns if up is not None)
@@ -111,18 +118,18 @@ class FaithfulnessResult:
         lines = ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip() for r in rows]
         return "\n".join(lines + [note])
 
-    def save_csv(self, path) -> Path:
+    def save_csv(self, path: str | os.PathLike[str]) -> Path:
         """The summary as CSV: one row per (method, metric) with ``mean, low, high, n``."""
         import csv
 
-        path = Path(path)
-        with open(path, "w", encoding="utf-8", newline="") as handle:
+        out = Path(path)
+        with open(out, "w", encoding="utf-8", newline="") as handle:
             writer = csv.writer(handle)
             writer.writerow(["method", "metric", "mean", "low", "high", "n"])
             for method, stats in self.summary().items():
                 for metric, s in stats.items():
                     writer.writerow([method, metric, s["mean"], s["low"], s["high"], s["n"]])
-        return path
+        return out
 
     def to_dict(self) -> dict[str, Any]:
         return {"format_version": FORMAT_VERSION, "instances": _clean(self.instances),
@@ -130,25 +137,27 @@ class FaithfulnessResult:
                 "randomization": _clean(self.randomization), "summary": _clean(self.summary()),
                 "confidence": self.confidence, "n_boot": self.n_boot, "seed": self.seed}
 
-    def save(self, path) -> Path:
+    def save(self, path: str | os.PathLike[str]) -> Path:
         """Write the result (and its summary) as JSON; NaN is written as null."""
-        path = Path(path)
-        path.write_text(json.dumps(self.to_dict(), indent=1, allow_nan=False))
-        return path
+        out = Path(path)
+        out.write_text(json.dumps(self.to_dict(), indent=1, allow_nan=False))
+        return out
 
     @classmethod
-    def load(cls, path) -> FaithfulnessResult:
+    def load(cls, path: str | os.PathLike[str]) -> FaithfulnessResult:
         data = json.loads(Path(path).read_text())
         if data.get("format_version") != FORMAT_VERSION:
             raise InputError(f"{path}: not a faithfulness result of format {FORMAT_VERSION}")
-        restore = lambda rows: [{k: (float("nan") if v is None and k in METRICS else v) for k, v in r.items()}  # noqa: E731
-                                for r in rows]
+
+        def restore(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+            return [{k: (float("nan") if v is None and k in METRICS else v) for k, v in r.items()} for r in rows]
+
         return cls(instances={m: restore(rows) for m, rows in data["instances"].items()}, settings=data["settings"],
                    randomization=data.get("randomization"), confidence=data["confidence"], n_boot=data["n_boot"],
                    seed=data["seed"])
 
 
-def _clean(value):
+def _clean(value: Any) -> Any:
     if isinstance(value, dict):
         return {str(k): _clean(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):

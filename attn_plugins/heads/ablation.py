@@ -17,7 +17,8 @@ residual stream) while removing what it says about this input.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Any
 
 import torch
 from torch import nn
@@ -29,7 +30,8 @@ from .units import HeadUnit, as_tensor_like, attention_units, chosen_units, sele
 MODES = ("zero", "mean")
 
 
-def call_model(model: nn.Module, batch):
+def call_model(model: nn.Module, batch: Any) -> Any:
+    """``model(**batch)`` for a mapping, ``model(*batch)`` for a tuple or list, else ``model(batch)``."""
     if isinstance(batch, Mapping):
         return model(**batch)
     if isinstance(batch, (tuple, list)):
@@ -37,7 +39,7 @@ def call_model(model: nn.Module, batch):
     return model(batch)
 
 
-def _token_weights(batch, x: torch.Tensor) -> torch.Tensor | None:
+def _token_weights(batch: Any, x: torch.Tensor) -> torch.Tensor | None:
     """Weights of the positions of ``x`` [b, n, width]: the batch's attention mask when it matches."""
     if not isinstance(batch, Mapping) or x.dim() != 3:
         return None
@@ -48,7 +50,8 @@ def _token_weights(batch, x: torch.Tensor) -> torch.Tensor | None:
     return None
 
 
-def head_means(model: nn.Module, batches: Iterable, *, layers: Iterable | None = None) -> dict[str, torch.Tensor]:
+def head_means(model: nn.Module, batches: Iterable[Any], *,
+               layers: Iterable[int | str] | None = None) -> dict[str, torch.Tensor]:
     """The mean output of every head over ``batches`` (for ``ablate(..., mode="mean")``).
 
     Args:
@@ -65,10 +68,10 @@ def head_means(model: nn.Module, batches: Iterable, *, layers: Iterable | None =
                              "an nn.MultiheadAttention: pass means={path: tensor [num_heads, head_dim]} to ablate")
     sums: dict[str, torch.Tensor] = {}
     counts: dict[str, torch.Tensor] = {}
-    current: dict = {}
+    current: dict[str, Any] = {}
 
-    def make(unit: HeadUnit):
-        def hook(module, args):
+    def make(unit: HeadUnit) -> Callable[[nn.Module, tuple[Any, ...]], None]:
+        def hook(module: nn.Module, args: tuple[Any, ...]) -> None:
             x = args[0].detach()
             weights = _token_weights(current.get("batch"), x)
             flat = x.reshape(-1, x.shape[-1]).double()
@@ -96,7 +99,7 @@ def head_means(model: nn.Module, batches: Iterable, *, layers: Iterable | None =
             for u in chosen if u.name in sums}
 
 
-def _mean_of(unit: HeadUnit, means) -> torch.Tensor:
+def _mean_of(unit: HeadUnit, means: Mapping[Any, Any] | None) -> torch.Tensor:
     if not isinstance(means, Mapping):
         raise InputError("mode='mean' needs means={block: tensor [num_heads, head_dim]} (see head_means)")
     for key in (unit.name, unit.index):
@@ -110,7 +113,8 @@ def _mean_of(unit: HeadUnit, means) -> torch.Tensor:
 
 
 @contextlib.contextmanager
-def ablate(model: nn.Module, heads: Mapping, mode: str = "zero", *, means: Mapping | None = None) -> Iterator[dict]:
+def ablate(model: nn.Module, heads: Mapping[Any, Any], mode: str = "zero", *,
+           means: Mapping[Any, Any] | None = None) -> Iterator[dict[str, list[int]]]:
     """Remove (``"zero"``) or mean-replace (``"mean"``) chosen heads while inside the ``with`` block.
 
     The model keeps its own attention kernel (eager, sdpa, flex, flash); only the input of each
@@ -136,10 +140,10 @@ def ablate(model: nn.Module, heads: Mapping, mode: str = "zero", *, means: Mappi
         raise InputError(f"mode must be one of {MODES}, got {mode!r}")
     units = attention_units(model)
     chosen = select_heads(units, heads)
-    transforms = {}
+    transforms: dict[int, tuple[torch.Tensor, torch.Tensor | None]] = {}
     for index, hs in chosen.items():
         unit = units[index]
-        scale = torch.ones(unit.num_heads, dtype=unit.proj.weight.dtype, device=unit.proj.weight.device)
+        scale = torch.ones(unit.num_heads, dtype=unit.weight.dtype, device=unit.weight.device)
         scale[hs] = 0
         shift = None
         if mode == "mean":

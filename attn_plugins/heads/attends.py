@@ -4,10 +4,13 @@ previous-token heads matter to the prediction?"""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
+from ..analysis.stats import HeadStats
 from ..errors import InputError
 from .importance import HeadImportance
 from .plot import figure
@@ -17,23 +20,27 @@ TITLES = {"normalized_entropy": "entropy / uniform", "special": "[CLS]/[SEP] sha
           "next": "next-token share", "self": "self share", "distance": "mean distance", "entropy": "entropy"}
 
 
-def importance_rows(importance: HeadImportance, stats, names: Sequence[str] = STATS) -> list[dict]:
+def importance_rows(importance: HeadImportance, stats: HeadStats, names: Sequence[str] = STATS) -> list[dict[str, Any]]:
     """One dict per head: ``layer``, ``head``, ``importance`` and each statistic of ``names``.
 
     Args:
         importance: a :func:`attn_plugins.head_importance` result.
-        stats: the :func:`~attn_plugins.analysis.stats.head_stats` of the same model's attention,
-            every layer and head (the blocks are matched in order).
+        stats: the :func:`~attn_plugins.analysis.stats.head_stats` of the same model's attention.
+            The blocks are matched in order: with a capture of chosen layers, compute the importance
+            of the same layers (``head_importance(..., layers=[layer.name for layer in record.layers])``);
+            a capture of chosen heads keeps those heads' rows (importance is scored, and normalised
+            per layer, over every head of a block, so a head's value does not depend on the selection).
         names: the statistics to put beside the importance.
 
     Returns:
-        The rows, in model order.
+        The rows, in model order (the captured heads of each captured layer).
     """
     scores = importance.matrix()
-    if scores.shape[0] != len(stats.labels) or any(len(h) != int(np.sum(~np.isnan(scores[i])))
-                                                   for i, h in enumerate(stats.heads)):
-        raise InputError(f"importance covers {scores.shape[0]} blocks, the statistics {len(stats.labels)} layers with "
-                         "other heads: compute both on every layer and head of the same model")
+    counts = [int(np.sum(~np.isnan(row))) for row in scores]
+    if scores.shape[0] != len(stats.labels) or any(h and max(h) >= counts[i] for i, h in enumerate(stats.heads)):
+        raise InputError(f"importance covers {scores.shape[0]} blocks with {counts} heads, the statistics "
+                         f"{len(stats.labels)} layers with heads {stats.heads}: compute the importance on the "
+                         "layers that were captured, of the same model")
     rows = []
     for li, label in enumerate(stats.labels):
         for hi, head in enumerate(stats.heads[li]):
@@ -43,7 +50,8 @@ def importance_rows(importance: HeadImportance, stats, names: Sequence[str] = ST
     return rows
 
 
-def importance_stats_plot(importance: HeadImportance, stats, names: Sequence[str] = STATS, *, path=None):
+def importance_stats_plot(importance: HeadImportance, stats: HeadStats, names: Sequence[str] = STATS, *,
+                          path: str | os.PathLike[str] | None = None) -> Any:
     """One scatter per statistic: each head's importance (y) against the statistic (x), coloured
     by layer, with Spearman's rho over heads in the panel title.
 

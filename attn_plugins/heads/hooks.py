@@ -13,7 +13,8 @@ map. Everything is removed in ``finally``.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import torch
 from torch import nn
@@ -41,10 +42,11 @@ class _ShiftBias(nn.Module):
         return bias + self.weight @ self.shift.to(bias.dtype)
 
 
-def _pre_hook(unit: HeadUnit, scale: torch.Tensor, shift: torch.Tensor | None):
+def _pre_hook(unit: HeadUnit, scale: torch.Tensor,
+              shift: torch.Tensor | None) -> Callable[[nn.Module, tuple[Any, ...]], tuple[Any, ...]]:
     heads, dim = unit.num_heads, unit.head_dim
 
-    def hook(module, args):
+    def hook(module: nn.Module, args: tuple[Any, ...]) -> tuple[Any, ...]:
         x = args[0]
         split = x.reshape(*x.shape[:-1], heads, dim)
         out = split * scale.to(x.dtype).view(heads, 1)
@@ -56,7 +58,8 @@ def _pre_hook(unit: HeadUnit, scale: torch.Tensor, shift: torch.Tensor | None):
 
 
 @contextlib.contextmanager
-def head_transforms(units: list[HeadUnit], transforms: dict[int, tuple]) -> Iterator[None]:
+def head_transforms(units: list[HeadUnit],
+                    transforms: dict[int, tuple[torch.Tensor, torch.Tensor | None]]) -> Iterator[None]:
     """While inside, unit ``i``'s head outputs become ``scale * x + shift`` for
     ``transforms[i] = (scale [H], shift [H, d] or None)``."""
     handles = []
@@ -68,7 +71,7 @@ def head_transforms(units: list[HeadUnit], transforms: dict[int, tuple]) -> Iter
                 handles.append(unit.proj.register_forward_pre_hook(_pre_hook(unit, scale, shift)))
                 continue
             proj = unit.proj
-            weight = proj.weight
+            weight = unit.weight
             if shift is not None:
                 if proj.bias is None:
                     from ..errors import InputError

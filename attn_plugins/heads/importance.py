@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -22,6 +23,7 @@ from .hooks import head_transforms
 from .units import chosen_units
 
 LOSSES = ("model", "predicted")
+LossFunction = Callable[[Any, Any], torch.Tensor]  # (outputs, batch) -> scalar
 
 
 @dataclass
@@ -34,7 +36,7 @@ class HeadImportance:
     indices: list[int]
     normalized: bool
     batches: int
-    info: dict = field(default_factory=dict)
+    info: dict[str, Any] = field(default_factory=dict)
 
     def ranking(self, ascending: bool = True) -> list[tuple[int, int]]:
         """``(unit index, head)`` pairs from least (``ascending``) or most important; ties keep model order."""
@@ -51,24 +53,25 @@ class HeadImportance:
             out[row, : len(self.scores[name])] = self.scores[name]
         return out
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
+        """The scores as plain lists (JSON)."""
         return {"scores": {k: v.tolist() for k, v in self.scores.items()}, "order": self.order,
                 "indices": self.indices, "normalized": self.normalized, "batches": self.batches, "info": self.info}
 
 
-def _loss_fn(loss) -> Callable:
+def _loss_fn(loss: str | LossFunction) -> LossFunction:
     if callable(loss):
         return loss
     if loss == "model":
-        def model_loss(outputs, batch):
+        def model_loss(outputs: Any, batch: Any) -> torch.Tensor:
             value = getattr(outputs, "loss", None)
-            if value is None:
+            if not isinstance(value, torch.Tensor):
                 raise InputError("the model returned no loss: put labels in the batches, pass loss='predicted' "
                                  "(cross-entropy against the model's own prediction) or loss=callable(outputs, batch)")
             return value
         return model_loss
     if loss == "predicted":
-        def predicted(outputs, batch):
+        def predicted(outputs: Any, batch: Any) -> torch.Tensor:
             logits = getattr(outputs, "logits", None)
             if logits is None or logits.dim() != 2:
                 raise InputError("loss='predicted' needs [batch, classes] logits")
@@ -77,8 +80,8 @@ def _loss_fn(loss) -> Callable:
     raise InputError(f"loss must be one of {LOSSES} or a callable(outputs, batch) -> scalar, got {loss!r}")
 
 
-def head_importance(model: nn.Module, batches: Iterable, *, loss="model", normalize: bool = True,
-                    layers: Iterable | None = None) -> HeadImportance:
+def head_importance(model: nn.Module, batches: Iterable[Any], *, loss: str | LossFunction = "model",
+                    normalize: bool = True, layers: Iterable[int | str] | None = None) -> HeadImportance:
     """Michel et al.'s head importance, ``mean over batches of |dL/dgate|``.
 
     Args:
@@ -94,7 +97,7 @@ def head_importance(model: nn.Module, batches: Iterable, *, loss="model", normal
     """
     units, chosen = chosen_units(model, layers)
     loss_of = _loss_fn(loss)
-    gates = {u.index: torch.ones(u.num_heads, dtype=u.proj.weight.dtype, device=u.proj.weight.device,
+    gates = {u.index: torch.ones(u.num_heads, dtype=u.weight.dtype, device=u.weight.device,
                                  requires_grad=True) for u in chosen}
     totals = {i: torch.zeros(g.shape[0], dtype=torch.float64) for i, g in gates.items()}
     count = 0

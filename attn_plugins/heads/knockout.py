@@ -21,7 +21,8 @@ from __future__ import annotations
 import contextlib
 import sys
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Any
 
 import torch
 from torch import nn
@@ -34,7 +35,8 @@ _LOCK = threading.RLock()
 _MISSING = object()
 
 
-def _pairs(edges, queries, keys) -> list[tuple[int, int]]:
+def _pairs(edges: Iterable[Any] | None, queries: Iterable[int] | None,
+           keys: Iterable[int] | None) -> list[tuple[int, int]]:
     pairs: list[tuple[int, int]] = []
     if edges is not None:
         for edge in edges:
@@ -44,8 +46,9 @@ def _pairs(edges, queries, keys) -> list[tuple[int, int]]:
             pairs.append((int(edge[0]), int(edge[1])))
     if (queries is None) != (keys is None):
         raise InputError("pass both queries= and keys= (every query is cut from every key), or edges=")
-    if queries is not None:
-        pairs.extend((int(q), int(k)) for q in queries for k in keys)
+    if queries is not None and keys is not None:
+        chosen_keys = list(keys)
+        pairs.extend((int(q), int(k)) for q in queries for k in chosen_keys)
     if not pairs:
         raise InputError("knockout needs edges=[(query, key), ...] or queries= and keys=")
     return pairs
@@ -56,14 +59,16 @@ def _impl_of(module: nn.Module, model: nn.Module) -> str | None:
     return getattr(config, "_attn_implementation", None)
 
 
-def _eager_default(module: nn.Module):
+def _eager_default(module: nn.Module) -> Callable[..., Any]:
     fn = getattr(sys.modules.get(type(module).__module__), "eager_attention_forward", None)
-    if fn is None:
+    if not callable(fn):
         raise InputError(f"{type(module).__name__}'s modeling file has no eager_attention_forward to wrap")
-    return fn
+    return fn  # type: ignore[no-any-return]
 
 
-def blocked_mask(pairs, query: torch.Tensor, key: torch.Tensor, attention_mask, module, kernel: str, kwargs):
+def blocked_mask(pairs: Iterable[tuple[int, int]], query: torch.Tensor, key: torch.Tensor,
+                 attention_mask: torch.Tensor | None, module: nn.Module, kernel: str,
+                 kwargs: Mapping[str, Any]) -> torch.Tensor:
     """``attention_mask`` with the ``pairs`` removed, in the kernel's format."""
     if attention_mask is not None:
         q_len, k_len = attention_mask.shape[-2], attention_mask.shape[-1]
@@ -90,8 +95,11 @@ def blocked_mask(pairs, query: torch.Tensor, key: torch.Tensor, attention_mask, 
     return attention_mask.masked_fill(blocked, torch.finfo(attention_mask.dtype).min)
 
 
-def _wrapper(kernel: str, original, targets: dict, pairs):
-    def attn_plugins_knockout_wrapper(module, query, key, value, attention_mask, *args, **kwargs):
+def _wrapper(kernel: str, original: Any, targets: Mapping[int, Any],
+             pairs: list[tuple[int, int]]) -> Callable[..., Any]:
+    def attn_plugins_knockout_wrapper(module: nn.Module, query: torch.Tensor, key: torch.Tensor,
+                                      value: torch.Tensor, attention_mask: torch.Tensor | None, *args: Any,
+                                      **kwargs: Any) -> Any:
         fn = original if original is not _MISSING else _eager_default(module)
         if id(module) in targets:
             attention_mask = blocked_mask(pairs, query, key, attention_mask, module, kernel, kwargs)
@@ -101,8 +109,8 @@ def _wrapper(kernel: str, original, targets: dict, pairs):
 
 
 @contextlib.contextmanager
-def knockout(model: nn.Module, edges: Iterable | None = None, *, queries: Iterable[int] | None = None,
-             keys: Iterable[int] | None = None, layers: Iterable | None = None) -> Iterator[list[str]]:
+def knockout(model: nn.Module, edges: Iterable[Any] | None = None, *, queries: Iterable[int] | None = None,
+             keys: Iterable[int] | None = None, layers: Iterable[int | str] | None = None) -> Iterator[list[str]]:
     """Block attention along query->key edges in chosen blocks while inside the ``with`` block.
 
     Args:
@@ -123,7 +131,7 @@ def knockout(model: nn.Module, edges: Iterable | None = None, *, queries: Iterab
     pairs = _pairs(edges, queries, keys)
     _, chosen = chosen_units(model, layers, unfused_reason="knockout edits transformers' attention masks; "
                              "for nn.MultiheadAttention pass attn_mask to the module yourself")
-    kernels = {}
+    kernels: dict[str, dict[int, Any]] = {}
     for unit in chosen:
         impl = _impl_of(unit.core, model)
         if impl not in KERNELS:
@@ -133,7 +141,7 @@ def knockout(model: nn.Module, edges: Iterable | None = None, *, queries: Iterab
             _eager_default(unit.core)
         kernels.setdefault(impl, {})[id(unit.core)] = unit
     mapping = AttentionInterface._global_mapping
-    saved = {}
+    saved: dict[str, Any] = {}
     with _LOCK:
         try:
             for kernel, targets in kernels.items():

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import os
+from typing import Any
+
 import numpy as np
 
 from .pruning import PruningCurve
 
 
-def figure(width: float, height: float, columns: int):
+def figure(width: float, height: float, columns: int) -> tuple[Any, Any]:
     """A Figure on its own Agg canvas (no pyplot, matplotlib's backend untouched) and its axes."""
     from ..plots.canvas import new_figure
 
@@ -15,7 +18,7 @@ def figure(width: float, height: float, columns: int):
     return fig, fig.subplots(1, columns, squeeze=False)[0]
 
 
-def pruning_plot(curve: PruningCurve, *, metric: str = "accuracy", path=None):
+def pruning_plot(curve: PruningCurve, *, metric: str = "accuracy", path: str | os.PathLike[str] | None = None) -> Any:
     """The metric as heads are removed in order of importance (and each random order, with their mean).
 
     Args:

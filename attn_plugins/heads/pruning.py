@@ -11,13 +11,14 @@ from __future__ import annotations
 import random
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from torch import nn
 
 from ..errors import InputError
 from .ablation import ablate
-from .importance import HeadImportance, head_importance
+from .importance import HeadImportance, LossFunction, head_importance
 from .units import all_heads, attention_units
 
 
@@ -31,7 +32,7 @@ class PruningCurve:
     random: list[list[float]]
     order: list[tuple[int, int]]
     random_orders: list[list[tuple[int, int]]]
-    info: dict = field(default_factory=dict)
+    info: dict[str, Any] = field(default_factory=dict)
 
     @property
     def fraction(self) -> list[float]:
@@ -39,41 +40,51 @@ class PruningCurve:
 
     @property
     def random_mean(self) -> list[float]:
-        return np.mean(np.asarray(self.random), axis=0).tolist() if self.random else []
+        return [float(v) for v in np.mean(np.asarray(self.random), axis=0)] if self.random else []
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
+        """The curve as plain lists (JSON)."""
         return {"removed": self.removed, "total": self.total, "fraction": self.fraction,
                 "by_importance": self.by_importance, "random": self.random, "random_mean": self.random_mean,
                 "order": [list(p) for p in self.order], "info": self.info}
 
 
-def _steps(steps, total: int) -> list[int]:
+def _steps(steps: int | Sequence[int] | None, total: int) -> list[int]:
     if steps is None:
-        steps = sorted({round(total * f / 10) for f in range(11)})
+        chosen = sorted({round(total * f / 10) for f in range(11)})
     elif isinstance(steps, int):
-        steps = sorted({round(total * i / steps) for i in range(steps + 1)})
-    steps = sorted({int(s) for s in steps})
-    if not steps or steps[0] < 0 or steps[-1] > total:
-        raise InputError(f"steps must be numbers of heads between 0 and {total}, got {steps}")
-    return steps
+        chosen = sorted({round(total * i / steps) for i in range(steps + 1)})
+    else:
+        chosen = sorted({int(s) for s in steps})
+    if not chosen or chosen[0] < 0 or chosen[-1] > total:
+        raise InputError(f"steps must be numbers of heads between 0 and {total}, got {chosen}")
+    return chosen
 
 
-def _curve(model, metric, order, steps) -> list[float]:
+def _curve(model: nn.Module, metric: Callable[[nn.Module], float], order: Sequence[tuple[int, int]],
+           steps: Sequence[int], seen: dict[frozenset[tuple[int, int]], float]) -> list[float]:
+    """The metric after removing ``order[:k]`` for each ``k`` of ``steps``. ``seen`` remembers the
+    metric of each set of removed heads: every order shares the points with no head and with every
+    head removed, which are measured once."""
     out = []
     for k in steps:
-        heads: dict[int, list[int]] = {}
-        for unit, head in order[:k]:
-            heads.setdefault(unit, []).append(head)
-        if heads:
-            with ablate(model, heads):
-                out.append(float(metric(model)))
-        else:
-            out.append(float(metric(model)))
+        removed = frozenset(order[:k])
+        if removed not in seen:
+            heads: dict[int, list[int]] = {}
+            for unit, head in order[:k]:
+                heads.setdefault(unit, []).append(head)
+            if heads:
+                with ablate(model, heads):
+                    seen[removed] = float(metric(model))
+            else:
+                seen[removed] = float(metric(model))
+        out.append(seen[removed])
     return out
 
 
 def pruning_curve(model: nn.Module, metric: Callable[[nn.Module], float], *,
-                  importance: HeadImportance | None = None, batches: Iterable | None = None, loss="model",
+                  importance: HeadImportance | None = None, batches: Iterable[Any] | None = None,
+                  loss: str | LossFunction = "model",
                   steps: int | Sequence[int] | None = None, n_random: int = 3, seed: int = 0,
                   most_important_first: bool = False) -> PruningCurve:
     """The metric as heads are removed by importance and in ``n_random`` random orders.
@@ -106,6 +117,7 @@ def pruning_curve(model: nn.Module, metric: Callable[[nn.Module], float], *,
         shuffled = list(everything)
         rng.shuffle(shuffled)
         orders.append(shuffled)
-    return PruningCurve(removed=points, total=len(everything), by_importance=_curve(model, metric, order, points),
-                        random=[_curve(model, metric, o, points) for o in orders], order=order,
+    seen: dict[frozenset[tuple[int, int]], float] = {}
+    return PruningCurve(removed=points, total=len(everything), by_importance=_curve(model, metric, order, points, seen),
+                        random=[_curve(model, metric, o, points, seen) for o in orders], order=order,
                         random_orders=orders, info={"most_important_first": most_important_first, "seed": seed})

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -41,6 +42,14 @@ class HeadUnit:
     proj: nn.Module
     num_heads: int
     head_dim: int
+
+    @property
+    def weight(self) -> torch.Tensor:
+        """The output projection's weight (the gates and shifts take its dtype and device)."""
+        weight = getattr(self.proj, "weight", None)
+        if not isinstance(weight, torch.Tensor):
+            raise NoAttentionError(f"{self.name}: the output projection {type(self.proj).__name__} has no weight")
+        return weight
 
     @property
     def fused(self) -> bool:
@@ -68,9 +77,8 @@ def _proj_of(module: nn.Module) -> nn.Module | None:
         if isinstance(children.get(name), nn.Module):
             return children[name]
     output = children.get("output")
-    if isinstance(output, nn.Module) and isinstance(getattr(output, "dense", None), nn.Module):
-        return output.dense
-    return None
+    dense = getattr(output, "dense", None) if isinstance(output, nn.Module) else None
+    return dense if isinstance(dense, nn.Module) else None
 
 
 def proj_width(proj: nn.Module) -> int:
@@ -117,7 +125,7 @@ def attention_units(model: nn.Module) -> list[HeadUnit]:
             continue
         core = _core_of(module)
         proj = _proj_of(module) if core is not None else None
-        if proj is None:
+        if core is None or proj is None:
             continue
         heads = _head_count(module, core)
         width = proj_width(proj)
@@ -131,7 +139,7 @@ def attention_units(model: nn.Module) -> list[HeadUnit]:
     return units
 
 
-def find_unit(units: list[HeadUnit], key) -> HeadUnit:
+def find_unit(units: list[HeadUnit], key: int | str) -> HeadUnit:
     """The unit named by ``key``: its index, its module path, or the path of a module inside it
     (e.g. the ``...attention.self`` path a capture record names)."""
     if isinstance(key, bool) or not isinstance(key, (int, str)):
@@ -146,7 +154,8 @@ def find_unit(units: list[HeadUnit], key) -> HeadUnit:
     raise InputError(f"no attention block named {key!r}; blocks: {[u.name for u in units]}")
 
 
-def chosen_units(model: nn.Module, layers: Iterable | None, *, unfused_reason: str | None = None) -> tuple[list, list]:
+def chosen_units(model: nn.Module, layers: Iterable[int | str] | None, *,
+                 unfused_reason: str | None = None) -> tuple[list[HeadUnit], list[HeadUnit]]:
     """``(all units, the units named by layers or all)``; with ``unfused_reason``, fused
     ``nn.MultiheadAttention`` units are refused with that explanation."""
     units = attention_units(model)
@@ -157,7 +166,7 @@ def chosen_units(model: nn.Module, layers: Iterable | None, *, unfused_reason: s
     return units, chosen
 
 
-def select_heads(units: list[HeadUnit], heads: Mapping) -> dict[int, list[int]]:
+def select_heads(units: list[HeadUnit], heads: Mapping[Any, Any]) -> dict[int, list[int]]:
     """``{layer: [h, ...]}`` (layer: index or path; heads: an int, a list, or ``"all"``) checked and
     resolved to ``{unit index: sorted heads}``."""
     if not isinstance(heads, Mapping) or not heads:
@@ -183,7 +192,9 @@ def all_heads(units: list[HeadUnit]) -> list[tuple[int, int]]:
     return [(u.index, h) for u in units for h in range(u.num_heads)]
 
 
-def as_tensor_like(values, proj: nn.Module) -> torch.Tensor:
+def as_tensor_like(values: Any, proj: nn.Module) -> torch.Tensor:
+    """``values`` as a tensor of the projection weight's dtype and device."""
     weight = getattr(proj, "weight", None)
-    return torch.as_tensor(values, dtype=weight.dtype if weight is not None else None,
-                           device=weight.device if weight is not None else None)
+    if not isinstance(weight, torch.Tensor):
+        return torch.as_tensor(values)
+    return torch.as_tensor(values, dtype=weight.dtype, device=weight.device)

@@ -24,17 +24,25 @@ def section_head_importance(ctx) -> str:
     from ..plots import similarity_plot
 
     batch = dict(ctx.tokenizer(list(ctx.texts), return_tensors="pt", padding=True))
-    importance = head_importance(ctx.model, [batch], loss="predicted")
+    # the blocks the report captured (all, or those of --layers), matched to the model's attention
+    # blocks by module path; --heads keeps the captured heads' rows (each block is scored over all
+    # its heads, so a head's importance is the same with or without the selection)
+    layers = [layer.name for layer in ctx.self_layers]
     try:
+        importance = head_importance(ctx.model, [batch], loss="predicted", layers=layers)
         rows = importance_rows(importance, ctx.stats)
     except InputError as exc:
-        raise SectionUnavailableError(f"Head importance needs every layer and head captured: {esc(exc)}") from None
-    flat = importance.matrix()
-    flat = flat[~np.isnan(flat)]
+        raise SectionUnavailableError("Head importance could not be matched to the captured layers "
+                                 f"({esc(', '.join(layers))}): {esc(exc)}") from None
+    flat = np.asarray([r["importance"] for r in rows])
+    selection = ""
+    if ctx.layers_wanted is not None or ctx.heads_wanted is not None:
+        selection = (f" The report captured {len(rows)} heads (its layer/head selection): they are shown, each "
+                     "scored and normalised among all the heads of its layer as without the selection.")
     parts = ['<p class="ap-lead">How much each head matters to the prediction: Michel et al.\'s (2019) importance, '
              "the mean |dL/dgate| of a gate on each head's output (one backward pass under the model's own kernel, "
              f"loss against its own prediction on the {len(ctx.texts)} inputs, normalised per layer), beside "
-             "what the head attends to.</p>",
+             f"what the head attends to.{selection}</p>",
              ctx.figure("head_importance_stats", importance_stats_plot(importance, ctx.stats),
                         "Each head's importance against its entropy (relative to uniform), its share of attention "
                         "on [CLS]/[SEP] and on the previous token; Spearman's rho over heads in each title."),

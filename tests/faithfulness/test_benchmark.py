@@ -26,3 +26,7 @@ def test_faithfulness_benchmark_quick(tmp_path):
     first = [float(c) for c in rows[0].strip("|").split("|")[2:]]
     assert first[0] == first[1] >= 0.85       # nothing removed: the model's own held-out accuracy
     assert out.exists()
+    # progress per stage on stderr, with its seconds
+    for stage in ("explain 6 inputs with attention:", "faithfulness metrics of integrated_gradients:",
+                  "head importance on", "pruning curve"):
+        assert stage in done.stderr, done.stderr[-2000:]

@@ -1,16 +1,15 @@
 """``attn-plugins faithfulness``: real subprocess runs on a tiny saved classifier."""
 
 import csv
-import json
 import os
 import subprocess
 import sys
 
 import pytest
-import torch
 
 import attn_plugins as ap
 from attn_plugins.faithfulness import FaithfulnessResult
+from tests.faithfulness.saved import save_classifier
 
 TEXTS = ["a fine and moving film", "dull, clumsy and far too long", "the cast is wonderful"]
 
@@ -23,18 +22,7 @@ def run_cli(*args, cwd=None):
 
 @pytest.fixture(scope="module")
 def saved(tmp_path_factory, minilm_tokenizer):
-    import transformers as tf
-
-    root = tmp_path_factory.mktemp("faith_cli")
-    config = tf.BertConfig(num_hidden_layers=2, hidden_size=32, num_attention_heads=4, intermediate_size=37,
-                           vocab_size=minilm_tokenizer.vocab_size, num_labels=2)
-    torch.manual_seed(0)
-    model = tf.BertForSequenceClassification(config).eval()
-    model.save_pretrained(root / "model")
-    minilm_tokenizer.save_pretrained(root / "model")
-    data = root / "texts.jsonl"
-    data.write_text("".join(json.dumps({"text": t, "words": t.replace(",", "").split()[:2]}) + "\n" for t in TEXTS))
-    return root
+    return save_classifier(tmp_path_factory.mktemp("faith_cli"), minilm_tokenizer, TEXTS)
 
 
 def test_writes_the_table_the_csv_and_the_curves(saved, tmp_path):

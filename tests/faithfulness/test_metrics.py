@@ -17,6 +17,7 @@ from attn_plugins.faithfulness import (
     plausibility,
     rationale_mask,
 )
+from attn_plugins.faithfulness.perturb import keep_only, perturb
 from attn_plugins.saliency import TokenSaliency
 
 WEIGHTS = {"great": 2.0, "fine": 1.0, "bad": -1.0, "nice": 0.5, "[MASK]": 0.25}
@@ -99,8 +100,16 @@ def test_one_forward_per_batch_and_specials_kept(setup, minilm_tokenizer):
         model.calls.clear()
         scorer = Scorer(model, tok, batch_size=4)
         rows = deletion_insertion(instances, scorer, replacement=replacement)
-        total = sum(2 * (len(i.candidates) + 1) for i in instances)
-        assert scorer.forwards == len(model.calls) == math.ceil(total / 4)
+        # every distinct perturbed input is scored once (the intact input starts the deletion curve and
+        # ends the insertion curve; the empty one ends the first and starts the second), 4 per forward
+        distinct = {tuple(f(inst, inst.ranking()[:k], replacement)) for inst in instances
+                    for k in range(len(inst.candidates) + 1) for f in (perturb, keep_only)}
+        assert len(distinct) < sum(2 * (len(i.candidates) + 1) for i in instances)
+        assert scorer.forwards == len(model.calls) == math.ceil(len(distinct) / 4)
+        assert sorted(tuple(ids[b, : int(mask[b].sum())].tolist()) for ids, mask in model.calls
+                      for b in range(ids.shape[0])) == sorted(distinct)
+        assert deletion_insertion(instances, scorer, replacement=replacement) == rows  # remembered: no forward
+        assert scorer.forwards == len(model.calls)
         for ids, mask in model.calls:
             lengths = mask.sum(-1)
             assert (ids[:, 0] == tok.cls_token_id).all()

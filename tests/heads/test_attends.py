@@ -50,7 +50,7 @@ def test_rows_and_plot_put_importance_beside_the_statistics(minilm_tokenizer):
     assert len(shown) == 1 and sorted(np.asarray(shown[0]).ravel()) == pytest.approx(sorted(matrix.ravel()))
     with pytest.raises(ValueError, match="importance has 3 values for 8 heads"):
         similarity_plot(record, importance=[1, 2, 3])
-    with pytest.raises(InputError, match="every layer and head"):
+    with pytest.raises(InputError, match="compute the importance on the layers that were captured"):
         importance_rows(importance, head_stats(record, layers=[0]))
 
 
@@ -67,4 +67,24 @@ def test_report_section_for_a_classifier(tmp_path, minilm_tokenizer):
     batch = dict(minilm_tokenizer(TEXTS, return_tensors="pt", padding=True))
     matrix = ap.head_importance(model, [batch], loss="predicted").matrix()
     assert [float(c[2]) for c in cells] == pytest.approx(sorted(matrix.ravel(), reverse=True), abs=1e-3)
+    assert 'data-plot="head_importance_stats"' in html and 'data-plot="head_similarity_importance"' in html
+
+
+def test_report_section_for_chosen_layers_and_heads(tmp_path, minilm_tokenizer):
+    """A report built with layers/heads (the CLI's --layers/--heads) shows the captured heads, each
+    with the importance it has among all the heads of its layer (the full computation's value)."""
+    import attn_plugins.report as report_pkg
+
+    model = tiny(minilm_tokenizer)
+    path = report_pkg.build_report(model, minilm_tokenizer, TEXTS, out_dir=tmp_path, sections=["head_importance"],
+                          layers=[1], heads=[0, 2], progress=False)
+    html = open(path, encoding="utf-8").read()
+    assert re.search(r'<section id="head_importance" class="[^"]*" data-status="ok"', html), html[-3000:]
+    cells = re.findall(r"<tr><td>([^<]*)</td><td>(\d+)</td><td>([\d.]+)</td>", html)
+    batch = dict(minilm_tokenizer(TEXTS, return_tensors="pt", padding=True))
+    matrix = ap.head_importance(model, [batch], loss="predicted").matrix()  # every layer and head, independently
+    assert sorted((int(c[1]), float(c[2])) for c in cells) == [
+        (0, pytest.approx(matrix[1, 0], abs=1e-3)), (2, pytest.approx(matrix[1, 2], abs=1e-3))]
+    assert {c[0] for c in cells} == {"L1"}
+    assert "captured 2 heads" in html
     assert 'data-plot="head_importance_stats"' in html and 'data-plot="head_similarity_importance"' in html
