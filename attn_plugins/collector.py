@@ -92,7 +92,10 @@ class Collector:
             if continuing and current is not None and id(target.owner) in current.owners:
                 current.steps += 1
                 _extend_inputs(current.inputs, state["inputs"], target.stack)
-            elif current is not None and id(target.owner) not in current.owners and not continuing:
+            elif current is not None and id(target.owner) not in current.owners:
+                # an owner that has not run in this segment joins it, even when its keys outnumber its
+                # queries: it cannot continue its own earlier step (a merged self+cross attention
+                # attends to the encoder's tokens beside its own: T5Gemma2's decoder)
                 current.owners.add(id(target.owner))
                 _extend_inputs(current.inputs, state["inputs"], target.stack)
             else:

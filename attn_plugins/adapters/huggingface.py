@@ -100,6 +100,33 @@ def find_targets(model) -> list[tuple[Target, int]]:
     return found
 
 
+def interface_targets(model) -> list[tuple[Target, int]]:
+    """Attention modules of a model that declares no output-capture specs but routes its attention
+    through ``ALL_ATTENTION_FUNCTIONS`` and threads ``output_attentions`` down by hand (PatchTST,
+    Pix2Struct, LightGlue): the innermost modules whose own forward calls the interface. Under a
+    kernel that returns no weights (sdpa) the model's own recording would collect ``None``s; with
+    these hooked, the recomputed blocks are handed back as the weights and placed by the model."""
+    from transformers import PreTrainedModel
+
+    found: list[tuple[Target, int]] = []
+
+    def visit(module, name: str, owner) -> bool:
+        inner = False
+        for child_name, child in module.named_children():
+            path = f"{name}.{child_name}" if name else child_name
+            inner = visit(child, path, child if isinstance(child, PreTrainedModel) else owner) or inner
+        if inner or isinstance(module, PreTrainedModel) or not forward_mentions(type(module).forward,
+                                                                                _ROUTING_MARKERS):
+            return inner
+        kind = "cross" if any(w in name.lower() for w in ("cross", "encdec", "encoder_decoder")) else "self"
+        found.append((Target(name=name, stack=None, kind=kind, owner=owner, module=module), 1))
+        return True
+
+    visit(model, "", model)
+    _assign_stacks(model, found)
+    return found
+
+
 def _assign_stacks(model, found) -> None:
     config = getattr(model, "config", None)
     encoder = decoder = None
@@ -110,11 +137,17 @@ def _assign_stacks(model, found) -> None:
     for target, _ in found:
         if target.owner not in owners:
             owners.append(target.owner)
+    sides = []  # (stack, ids of the modules inside it, how many sub-models own attention there)
+    for stack, root in (("encoder", encoder), ("decoder", decoder)):
+        if root is not None:
+            inside = {id(m) for m in root.modules()}
+            sides.append((stack, inside, len({id(t.owner) for t, _ in found if id(t.module) in inside})))
     for target, _ in found:
-        if encoder is not None and _is_within(target.module, encoder):
-            target.stack = "encoder"
-        elif decoder is not None and _is_within(target.module, decoder):
-            target.stack = "decoder"
+        side = next(((stack, n) for stack, inside, n in sides if id(target.module) in inside), None)
+        if side is not None:
+            # a side with several sub-models in it (T5Gemma2's encoder: a text encoder and a vision tower)
+            # names each stack by its path, so that their layer indices never collide
+            target.stack = side[0] if side[1] == 1 else _path_of(model, target.owner)
         elif len(owners) > 1 and target.owner is not model:
             # a composite model (e.g. a vision tower beside a language model): name the stack by its path
             target.stack = _path_of(model, target.owner)
@@ -241,8 +274,10 @@ class HuggingFaceAdapter(Adapter):
     def find(self, model) -> list[Target]:
         self._found = find_targets(model)
         self._legacy = None
+        impl = getattr(getattr(model, "config", None), "_attn_implementation", None)
+        if not self._found and _kernel_for(impl) not in (None, "unknown") and asks_output_attentions(model):
+            self._found = interface_targets(model)  # no specs, but the interface: recompute beside the kernel
         if not self._found:
-            impl = getattr(getattr(model, "config", None), "_attn_implementation", None)
             direct = direct_sdpa_targets(model, lambda m: _stack_of(model, m)) if impl == "sdpa" else []
             if direct:  # modules that call torch's sdpa themselves: intercept it, outputs stay identical
                 self._legacy = SdpaInterception(self.session, model, direct)
@@ -274,7 +309,10 @@ class HuggingFaceAdapter(Adapter):
             return
         targets_with_index = self._found
         self.switched.append(watch_dropout(session))  # eager weights in training mode: before dropout
+        if asks_output_attentions(model):
+            self._layout = OutputLayout(session, model, adopted_stack="outputs")
         if self._intercepted is not None:
+            self._intercepted.layout = self._layout
             self._intercepted.attach()
         impls = {}
         for target, _ in targets_with_index:
@@ -293,8 +331,6 @@ class HuggingFaceAdapter(Adapter):
             )
             self._switch_only([t for t, _ in targets_with_index if impls[t.name] == "switch"])
             impls = {t.name: _current_impl(t) for t, _ in targets_with_index}
-        if asks_output_attentions(model):
-            self._layout = OutputLayout(session, model, adopted_stack="outputs")
         owners = []
         for target, output_index in targets_with_index:
             handler = TargetHandler(session, target, output_index, self._layout)

@@ -81,10 +81,11 @@ def _make_wrapper(original, _patch):
 class _Handler:
     """Marks the watched module as running; its sdpa calls go to the HF adapter's kernel-call handler."""
 
-    def __init__(self, session: Session, target: Target) -> None:
+    def __init__(self, session: Session, target: Target, layout=None) -> None:
         self.target = target
         self.session = session
-        self.core = TargetHandler(session, target, output_index=1)
+        self.layout = layout  # hf_outputs.OutputLayout of the outer model, when it is asked for attentions
+        self.core = TargetHandler(session, target, output_index=1, layout=layout)
         self.merged = merges_batch_and_heads(target.module)
 
     def before(self, module, args) -> None:
@@ -97,11 +98,27 @@ class _Handler:
         if getattr(_CURRENT, "stack", None) and _CURRENT.stack[-1] is self:
             _CURRENT.stack.pop()
         if self.core.seen_kernel_call:
+            call, pending = self.core.call, list(self.core.pending)
             self.core.after(module, args, output)
+            return self._hand_back(output, call, pending)
         else:
             self.core.release()
             self.session.warn_once(f"attention module {self.target.name!r} ran without calling "
                                    "scaled_dot_product_attention; this call was not captured")
+
+    def _hand_back(self, output, call, pending):
+        """While the capture asks the model for its attentions, the module's ``None`` weights become
+        the captured block in its eager twin's shape (``[batch*heads, q, k]`` for SAM's vision
+        attention), so that the model's own recording places it under its own field
+        (``vision_attentions``) and ``as_hf_outputs()`` mirrors it."""
+        if (self.layout is None or not self.layout.asking or call is None or call.heads is not None or not pending
+                or not isinstance(output, tuple) or len(output) < 2 or output[1] is not None):
+            return None
+        weights = pending[-1][0]
+        if self.merged:
+            weights = weights.flatten(0, 1)
+            self.layout.note(weights, call, shape=list(weights.shape))
+        return (output[0], weights, *output[2:])
 
     def on_sdpa(self, query, key, attn_mask, is_causal, scale) -> None:
         self.core.on_kernel_call(self.target.module, query.detach(), key.detach(), None, attn_mask,
@@ -120,6 +137,7 @@ class SdpaInterception:
 
     def __init__(self, session: Session, model, targets: list[Target]) -> None:
         self.session = session
+        self.layout = None  # set by the HF adapter before attach(): blocks are handed back to the model
         self.targets = targets
         self.handles: list = []
         self.handlers: list[_Handler] = []
@@ -136,10 +154,11 @@ class SdpaInterception:
                 lambda module, args, kwargs, owner=owner: session.begin_pass(owner, owner_inputs(args, kwargs)),
                 with_kwargs=True))
         for target in self.targets:
-            handler = _Handler(self.session, target)
+            handler = _Handler(self.session, target, self.layout)
             self.handlers.append(handler)
             self.handles.append(target.module.register_forward_pre_hook(handler.before))
-            self.handles.append(target.module.register_forward_hook(handler.after))
+            # first: transformers' recording hook (installed before, if the model was asked already) sees the block
+            self.handles.append(target.module.register_forward_hook(handler.after, prepend=True))
         self.patch = attribute_patch(torch.nn.functional, "scaled_dot_product_attention", session, _make_wrapper)
         merged = [h.target.name for h in self.handlers if h.merged]
         if merged:
