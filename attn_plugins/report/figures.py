@@ -220,6 +220,12 @@ class FigureRenderer:
         return pid
 
     def _child(self, job: dict) -> int:
+        torch = sys.modules.get("torch")
+        if torch is not None:
+            # the parent's OpenMP thread team does not exist here: a parallel torch op (a figure
+            # factory's tensor maths) would wait for it forever; one thread runs ops inline, as in
+            # PyTorch's own forked DataLoader workers
+            torch.set_num_threads(1)
         devnull = open(os.devnull, "w", encoding="utf-8")  # noqa: SIM115 - the process ends right after
         sys.stdout = sys.stderr = devnull  # a notebook's output streams belong to the parent
         warnings.simplefilter("ignore")

@@ -102,3 +102,34 @@ def test_similarity_methods_together_equal_each_alone(minilm, minilm_tokenizer):
                 assert a.tokens == b.tokens and a.field == b.field and a.method == b.method == method
                 np.testing.assert_array_equal(a.scores, b.scores)
                 assert a.info == b.info
+
+
+@needs_fork
+def test_a_figure_doing_parallel_torch_maths_in_its_child_finishes(tmp_path):
+    """The parent's OpenMP team does not survive the fork: a child's parallel torch op once waited
+    for it forever (the report hung whenever OMP_NUM_THREADS was unset)."""
+    import subprocess
+    import sys
+
+    script = f"""
+import torch
+from attn_plugins.plots.canvas import new_figure
+from attn_plugins.report.figures import FigureRenderer
+torch.set_num_threads(2)
+big = torch.rand(2_000_000) + 0.5
+torch.log(big).sum()  # the parent's thread team exists now
+
+def figure():
+    fig = new_figure(2, 2)
+    fig.add_subplot(1, 1, 1).plot(torch.log(big)[:100].numpy())  # a parallel op in the child
+    return fig
+
+renderer = FigureRenderer({str(tmp_path)!r}, workers=1)
+html = renderer.fill(renderer.submit("f", figure, "c"))
+renderer.close()
+print("drawn" if "data:image/png" in html else "missing")
+"""
+    env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, env=env,
+                          check=False)
+    assert done.returncode == 0 and done.stdout.strip() == "drawn", done.stderr[-2000:]
