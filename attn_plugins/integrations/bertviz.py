@@ -31,7 +31,7 @@ import torch
 
 from . import assets
 from .html_page import HtmlExport, escape, safe_json, script_text
-from .notebook_output import carries_scripts, fallback_html, view_script
+from .notebook_output import carries_scripts, fallback_html, mean_picture, view_script
 from .panels import FONT, Panel, caption, panels, prettify
 
 if TYPE_CHECKING:
@@ -251,22 +251,52 @@ class BertVizExport(HtmlExport):
         return f"BertVizExport({self.view} view, {len(self.body)} characters)"
 
 
-def _page(view: str, run: str, vis_html: str, root_id: str, caption: str, shared: bool = True) -> str:
-    """The view's HTML: the untrusted-notebook note, the view and its script ``run`` (with require.js,
-    jQuery and d3 inlined when ``shared``, else using those an earlier output defined)."""
+# The model view draws one thumbnail per head in a row, wider than a notebook's output area for 12
+# heads: once drawn (and whenever it redraws or the window resizes) its SVG is scaled down to the
+# width of its root element (a viewBox keeps d3's pointer coordinates right).
+FIT_WIDTH_JS = """(function () {
+  var root = document.getElementById(%s);
+  if (!root) { return; }
+  function fit() {
+    var svg = root.querySelector('#vis > svg');
+    if (!svg) { return; }
+    var w = parseFloat(svg.getAttribute('width')), h = parseFloat(svg.getAttribute('height'));
+    if (String(w) !== svg.getAttribute('data-ap-set')) {  // drawn by BertViz: its own size
+      svg.setAttribute('data-ap-width', w); svg.setAttribute('data-ap-height', h);
+      svg.setAttribute('viewBox', '0 0 ' + w + ' ' + h);
+    }
+    var fullW = parseFloat(svg.getAttribute('data-ap-width')), fullH = parseFloat(svg.getAttribute('data-ap-height'));
+    var avail = root.clientWidth, scale = avail > 0 && fullW > avail ? avail / fullW : 1;
+    var newW = fullW * scale;
+    svg.setAttribute('data-ap-set', String(newW));
+    svg.setAttribute('width', newW); svg.setAttribute('height', fullH * scale);
+  }
+  new MutationObserver(fit).observe(root, {childList: true, subtree: true});
+  window.addEventListener('resize', fit);
+  fit();
+})();
+"""
+
+
+def _page(view: str, run: str, vis_html: str, root_id: str, caption: str, shared: bool = True,
+          picture: str = "") -> str:
+    """The view's HTML: the untrusted-notebook note (with ``picture``), the view and its script ``run``
+    (with require.js, jQuery and d3 inlined when ``shared``, else using those an earlier output defined)."""
     fallback_id = f"{root_id}-fallback"
     script = view_script(run, assets.amd_prelude() if shared else None, fallback_id, root_id)
-    return (fallback_html(fallback_id, f"BertViz {view} view") +
+    if view == "model":
+        script += FIT_WIDTH_JS % safe_json(root_id)
+    return (fallback_html(fallback_id, f"BertViz {view} view", picture) +
             f'<div class="attn-plugins-bertviz" data-view="{view}" data-root="{root_id}">\n{caption}{vis_html}\n'
             f'</div>\n<script type="text/javascript">\n(function () {{\n{script_text(script)}\n}})();\n</script>\n')
 
 
 def _export(view: str, params: dict[str, Any], arrays: _Arrays, vis_html: str, root_id: str, caption: str,
-            title: str) -> BertVizExport:
+            title: str, picture: str = "") -> BertVizExport:
     """The export: the page with the scripts inlined, and the notebook's lighter twin."""
     run = "var __attnPluginsParams = " + arrays.dumps(params) + ";\n" + bertviz_script(view)
-    body = _page(view, run, vis_html, root_id, caption)
-    light = _page(view, run, vis_html, root_id, caption, shared=False)
+    body = _page(view, run, vis_html, root_id, caption, picture=picture)
+    light = _page(view, run, vis_html, root_id, caption, shared=False, picture=picture)
     return BertVizExport(body, title, view, params, root_id, light_body=light)
 
 
@@ -330,8 +360,9 @@ def _head_or_model(record: AttentionRecord, found: list[Panel], view: str, item:
                   "include_layers": layers, "include_heads": head_ids, "total_heads": len(head_ids)}
         vis_html = (f'<div id="{root_id}" style="{FONT}"><span style="user-select:none">{select}</span>'
                     f'<div id="vis"></div></div>')
+    what = f"{found[0].name or found[0].kind + '-attention'}, layer {layers[-1]}: the mean of its heads"
     return _export(view, params, arrays, vis_html, root_id, caption(record, item, [f"{view} view"] + notes),
-                   f"attn-plugins: BertViz {view} view")
+                   f"attn-plugins: BertViz {view} view", picture=mean_picture(found[0].attn[-1], what))
 
 
 def fit_logit_scale(queries: torch.Tensor, keys: torch.Tensor, attn: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -38,7 +38,7 @@ import numpy as np
 import torch
 
 from .html_page import HtmlExport, safe_json
-from .notebook_output import fallback_html, hide_fallback_js
+from .notebook_output import fallback_html, hide_fallback_js, mean_picture
 from .panels import Panel, caption, panels, prettify
 
 if TYPE_CHECKING:
@@ -328,7 +328,9 @@ def longview_from_panels(record: AttentionRecord, found: list[Panel], *, item: i
     payload = base64.b64encode(data).decode("ascii")
     fallback_id = f"{root_id}-fallback"
     body = (
-        fallback_html(fallback_id, "long-input attention view") +
+        fallback_html(fallback_id, "long-input attention view",
+                      mean_picture(first.attn[-1], f"{first.name or 'attention'}, layer {first.layers[-1]}: the "
+                                   "mean of its heads")) +
         f'<style>{static_file("longview.css")}</style>\n'
         f'<div class="apl-root" id="{root_id}">\n{caption_html}'
         f'<script type="application/json" class="apl-meta">{safe_json(meta)}</script>\n'

@@ -23,7 +23,10 @@ show a view again. Saved pages (``save()``) and the report always inline everyth
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import struct
+import zlib
 from typing import Any
 
 from .html_page import escape, safe_json
@@ -51,6 +54,58 @@ def fallback_html(element_id: str, what: str, picture: str = "") -> str:
     return (f'<div id="{escape(element_id)}" class="attn-plugins-fallback" style="border:1px solid #d0a000;'
             'background:#fff8e0;color:#333;padding:6px 10px;margin:4px 0;font:13px sans-serif">'
             f'<b>{escape(what)}</b>: {escape(UNTRUSTED_NOTE)}{picture}</div>\n')
+
+
+PICTURE_CELLS = 128  # the fallback picture's matrix: at most this many rows and columns (block means past it)
+PICTURE_SIDE = 240  # CSS pixels of its longer side
+
+
+def png_rgb(pixels) -> bytes:
+    """A PNG of ``pixels`` (``uint8`` array ``[height, width, 3]``), written with zlib alone (no
+    plotting library: the fallback picture must cost little next to the view)."""
+    import numpy as np
+
+    height, width, _ = pixels.shape
+    rows = np.concatenate([np.zeros((height, 1), np.uint8), pixels.reshape(height, width * 3)], axis=1)
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows.tobytes(), 6))
+            + chunk(b"IEND", b""))
+
+
+def mean_picture(attn, what: str = "the mean of the heads") -> str:
+    """A static picture for a view's fallback: the mean of the heads ``attn`` (``[heads, query, key]``,
+    padding already removed) as a small inline PNG on the fixed 0..1 scale (white 0, dark blue 1;
+    block means past :data:`PICTURE_CELLS` rows or columns), with a line saying what it shows."""
+    import numpy as np
+    import torch
+
+    attn = torch.as_tensor(attn)
+    matrix = torch.zeros(attn.shape[-2:], dtype=torch.float32)
+    heads = attn.reshape(-1, *attn.shape[-2:])
+    for head in heads:  # summed head by head in float32: a half-precision reduction is slow on CPUs
+        matrix.add_(head)
+    matrix = torch.nan_to_num(matrix / max(1, len(heads)))
+    q, k = matrix.shape
+    if q == 0 or k == 0:
+        return ""
+    if max(q, k) > PICTURE_CELLS:
+        size = (min(q, PICTURE_CELLS), min(k, PICTURE_CELLS))
+        matrix = torch.nn.functional.adaptive_avg_pool2d(matrix[None, None], size)[0, 0]
+    value = matrix.clamp(0, 1).numpy()[..., None]
+    dark = [8, 48, 107]  # matplotlib's "Blues" at 1
+    pixels = (255 - value * (255 - np.array(dark, dtype=np.float32))).round().astype(np.uint8)
+    data = base64.b64encode(png_rgb(pixels)).decode("ascii")
+    rows, cols = matrix.shape
+    scale = PICTURE_SIDE / max(rows, cols)
+    return (f'<div class="attn-plugins-fallback-picture" style="margin-top:6px"><img alt="{escape(what)}" '
+            f'src="data:image/png;base64,{data}" width="{round(cols * scale)}" height="{round(rows * scale)}" '
+            'style="image-rendering:pixelated;border:1px solid #ccc"><div style="font-size:12px">'
+            f"Meanwhile, a static picture: {escape(what)} ({q} queries as rows x {k} keys as columns; white 0, "
+            "dark blue 1).</div></div>")
 
 
 def hide_fallback_js(element_id: str) -> str:

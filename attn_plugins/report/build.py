@@ -54,21 +54,39 @@ def run_section(ctx: ReportContext, sid: str, title: str) -> Section:
     section = Section(sid, title)
     try:
         section.body = getattr(SECTION_MODULES[sid], f"section_{sid}")(ctx)
-    except SectionUnavailableError as exc:
+    except Exception as exc:  # noqa: BLE001 - the report never breaks: the section becomes a note
+        section_error(section, exc)
+    section.seconds = time.perf_counter() - start
+    return section
+
+
+def finish_section(ctx: ReportContext, section: Section) -> None:
+    """Put the section's figures (drawn beside the sections that followed) in place; a figure that
+    cannot be drawn fails its section as an error while building it would have."""
+    start = time.perf_counter()
+    try:
+        section.body = ctx.finish_figures(section.body)
+    except Exception as exc:  # noqa: BLE001 - as in run_section
+        section_error(section, exc)
+    section.seconds += time.perf_counter() - start
+
+
+def section_error(section: Section, exc: Exception) -> None:
+    """Turn ``section`` into a note on ``exc``: ``unavailable`` for a missing part, else ``failed``."""
+    sid = section.id
+    if isinstance(exc, SectionUnavailableError):
         section.status, section.note = "unavailable", str(exc)
-    except ImportError as exc:
+    elif isinstance(exc, ImportError):
         section.status = "unavailable"
         section.note = f"This section needs a package that is not installed: {exc}"
         log.warning("report: section %r unavailable: %s", sid, exc)
-    except Exception as exc:  # noqa: BLE001 - the report never breaks: the section becomes a note
+    else:
         section.status = "failed"
         section.note = f"This section could not be built: {type(exc).__name__}: {exc}"
         section.body = (f"<details><summary>details</summary><pre>{esc(traceback.format_exc())}</pre>"
                         "</details>")
         log.warning("report: section %r failed: %s: %s", sid, type(exc).__name__, exc)
         log.debug("report: section %r traceback", sid, exc_info=True)
-    section.seconds = time.perf_counter() - start
-    return section
 
 
 def _resolve(model, tokenizer, model_dir) -> tuple:
@@ -134,6 +152,7 @@ def build_report(model=None, tokenizer=None, texts=None, out_dir="out", model_di
     if wrong:
         raise ReportError(f"unknown figure formats {wrong}; choose from {', '.join(FIGURE_FORMATS)}")
     out_dir = os.fspath(out_dir)
+    ctx = None
     bar = tqdm(total=len(chosen) + 2, desc="report", unit="step", disable=None if progress is None else not progress,
                file=sys.stderr,
                leave=True, dynamic_ncols=True)
@@ -159,6 +178,8 @@ def build_report(model=None, tokenizer=None, texts=None, out_dir="out", model_di
             built.append(run_section(ctx, sid, title))
             bar.update(1)
         bar.set_postfix_str("writing the page")
+        for section in built:  # the figures rendered beside the sections
+            finish_section(ctx, section)
         page = render_page(ctx, built, time.perf_counter() - started)
         path = os.path.join(out_dir, REPORT_FILE)
         try:
@@ -168,5 +189,7 @@ def build_report(model=None, tokenizer=None, texts=None, out_dir="out", model_di
             raise ReportError(f"cannot write {path!r}: {exc}") from None
         bar.set_postfix_str("done")
     finally:
+        if ctx is not None:
+            ctx.renderer.close()
         bar.close()
     return path

@@ -3,31 +3,66 @@ several sections share (head statistics, head distances), and writing figures.""
 
 from __future__ import annotations
 
-import base64
 import functools
-import io
 import logging
 import os
-import struct
 import time
 
 from .. import inputs
 from ..errors import CaptureError, InputError, ReportError
-from .markup import esc
+from .figures import FIGURE_FORMATS, PLOT_DIR, SCREEN_DPI, FigureRenderer, png_size
 
 log = logging.getLogger(__name__)
 
-PLOT_DIR = "plots"
+__all__ = ["FIGURE_FORMATS", "NEURON_MAX_TOKENS", "PLOT_DIR", "SCREEN_DPI", "ReportContext", "png_size"]
+
 NEURON_MAX_TOKENS = 64  # the neuron view draws every query and key vector: keep it small
-SCREEN_DPI = 100  # figures in the page: one CSS pixel per pixel
-FIGURE_FORMATS = ("png", "svg", "pdf")  # print versions written to plots/ when asked for
 
 
-def png_size(data: bytes) -> tuple[int, int]:
-    """(width, height) of PNG bytes, from the header; (0, 0) for anything else."""
-    if data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) >= 24:
-        return struct.unpack(">II", data[16:24])
-    return (0, 0)
+DECODER_TOKENS = 16  # tokens an encoder-decoder model generates for the report's decoder side
+
+
+def decoder_inputs(model, enc: dict) -> dict:
+    """The decoder's side for an encoder-decoder model given only texts: the model's own greedy output
+    (at most :data:`DECODER_TOKENS` tokens, read back in one forward, so the record holds the encoder,
+    the decoder and the cross-attention of what the model says), or its start token alone for a model
+    that cannot generate. Returns ``decoder_input_ids`` and ``decoder_attention_mask`` (the padding
+    after each sequence's end token masked).
+
+    Raises:
+        ReportError: the model's config names no decoder start token.
+    """
+    import torch
+
+    config = model.config
+    generation = getattr(model, "generation_config", None)
+    start = getattr(config, "decoder_start_token_id", None)
+    if start is None:
+        start = getattr(generation, "decoder_start_token_id", None)
+    if start is None:
+        raise ReportError(f"{type(model).__name__} is an encoder-decoder model whose config names no "
+                          "decoder_start_token_id: the report cannot start its decoder")
+    batch = int(enc["input_ids"].shape[0])
+    can = getattr(model, "can_generate", None)
+    if callable(can) and can():
+        source = {k: v for k, v in enc.items() if k in ("input_ids", "attention_mask")}
+        with torch.no_grad():
+            out = model.generate(**source, max_new_tokens=DECODER_TOKENS, do_sample=False, num_beams=1,
+                                 decoder_start_token_id=start)
+        ids = getattr(out, "sequences", out)
+    else:
+        ids = torch.full((batch, 1), int(start), dtype=torch.long, device=enc["input_ids"].device)
+    ends = getattr(generation, "eos_token_id", None)
+    if ends is None:
+        ends = getattr(config, "eos_token_id", None)
+    ends = [ends] if isinstance(ends, int) else list(ends or [])
+    mask = torch.ones_like(ids)
+    for end in ends:
+        hit = ids == end
+        hit[:, 0] = False  # the start token may share an id with the end or padding token
+        # every position after a row's first end token is padding
+        mask = mask * ((torch.cumsum(hit.long(), dim=1) - hit.long()) == 0).long()
+    return {"decoder_input_ids": ids, "decoder_attention_mask": mask}
 
 
 class ReportContext:
@@ -35,7 +70,7 @@ class ReportContext:
     in the print formats asked for)."""
 
     def __init__(self, model, tokenizer, texts, out_dir, source, max_tokens, figures=(), image=None, layers=None,
-                 heads=None) -> None:
+                 heads=None, figure_workers: int | None = None) -> None:
         self.model = model
         self.layers_wanted = layers  # capture(layers=..., heads=...): None keeps every layer / head
         self.heads_wanted = heads
@@ -53,6 +88,7 @@ class ReportContext:
         self.capture_seconds = 0.0
         self.load_seconds = 0.0
         self.shared: dict = {}  # results a section computes once for others (the saliency table)
+        self.renderer = FigureRenderer(out_dir, self.figures, workers=figure_workers)
 
     # ----- capture ----------------------------------------------------------------------------
     def capture(self) -> None:
@@ -79,6 +115,9 @@ class ReportContext:
             raise ReportError(str(exc)) from None
         keep_qk = int(enc["input_ids"].shape[1]) <= NEURON_MAX_TOKENS
         start = time.perf_counter()
+        seq2seq = getattr(getattr(self.model, "config", None), "is_encoder_decoder", False)
+        if seq2seq and "decoder_input_ids" not in enc:  # texts alone: the decoder reads the model's own output
+            enc.update(inputs.forward_inputs(self.model, decoder_inputs(self.model, enc)))
         try:
             with torch.no_grad(), capture(self.model, tokenizer=self.tokenizer, keep_queries_keys=keep_qk,
                                           layers=self.layers_wanted, heads=self.heads_wanted) as cap:
@@ -157,25 +196,14 @@ class ReportContext:
     # ----- figures ----------------------------------------------------------------------------------
     def figure(self, name: str, fig, caption: str, alt: str | None = None) -> str:
         """The HTML that shows ``fig`` inline, rendered once for the screen (PNG at
-        :data:`SCREEN_DPI`, in memory); print versions (``plots/NAME.png`` at 300 dpi, ``.svg``,
-        ``.pdf``) are written only in the formats asked for (``figures=``), since saving each
-        figure at print quality was most of the report's time."""
-        from ..plots import save
-        from ..plots.canvas import style
+        :data:`SCREEN_DPI`) by :class:`~attn_plugins.report.figures.FigureRenderer`, beside the
+        sections that follow (a placeholder until :meth:`finish_figures`); print versions
+        (``plots/NAME.png`` at 300 dpi, ``.svg``, ``.pdf``) only in the formats asked for (``figures=``).
+        ``fig`` may be a function that makes the figure: it then runs where the figure renders."""
+        html = self.renderer.submit(name, fig, caption, alt)
+        self.files.extend(f for f in self.renderer.files if f not in self.files)
+        return html
 
-        links = []
-        for fmt in self.figures:
-            path = save(fig, os.path.join(self.plot_dir, f"{name}.{fmt}"))
-            self.files.append(os.path.relpath(path, self.out_dir))
-            links.append(f'<a href="{esc(PLOT_DIR)}/{esc(name)}.{esc(fmt)}">{esc(fmt.upper())}</a>')
-        buffer = io.BytesIO()
-        with style():
-            fig.savefig(buffer, format="png", dpi=SCREEN_DPI, bbox_inches="tight", pad_inches=0.02,
-                        facecolor="white")
-        data = buffer.getvalue()
-        width, _ = png_size(data)
-        css_width = f' width="{width}"' if width else ""
-        encoded = base64.b64encode(data).decode("ascii")
-        files = f' <span class="ap-files">({", ".join(links)})</span>' if links else ""
-        return (f'<figure class="ap-fig" data-plot="{esc(name)}"><img src="data:image/png;base64,{encoded}"'
-                f'{css_width} alt="{esc(alt or caption)}"><figcaption>{esc(caption)}{files}</figcaption></figure>')
+    def finish_figures(self, html: str) -> str:
+        """``html`` with its figures in place (waits for the ones still rendering)."""
+        return self.renderer.fill(html)

@@ -49,8 +49,9 @@ def _compute(ctx) -> tuple[dict, str]:
                  for i in range(0, min(len(ctx.texts) - 1, 2 * SALIENCY_INSTANCES), 2)]
         try:
             ex = SimilarityExplainer(ctx.model, ctx.tokenizer)
-            table = {m: ex.explain(pairs, m, progress=False, **options.get(m, {})) for m in methods}
-            sims = [f"{ex.similarity(a, b):.3f}" for a, b in pairs]
+            # every method on the same encoded pairs (one record per side for the attention methods)
+            table = ex.explain_methods(pairs, methods, progress=False, options=options)
+            sims = [f"{side_a.info['similarity']:.3f}" for side_a, _ in table[methods[0]]]
             what = ("the cosine similarity of the mean-pooled sentence embeddings of each pair of inputs "
                     f"(inputs 1 and 2{', 3 and 4' if len(pairs) > 1 else ''}; cosine {', '.join(sims)}): "
                     "each side's tokens are scored with the other side held fixed")

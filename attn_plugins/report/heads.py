@@ -16,14 +16,35 @@ def section_heatmaps(ctx) -> str:
 
     parts = ['<p class="ap-lead">Rows are the attending tokens (queries), columns the tokens attended to '
              '(keys); each row sums to 1. Padding is cropped.</p>']
-    parts.append(ctx.figure("layers_mean", layers_figure(ctx.record, 0, ctx.stack),
+    # figures are passed as functions: they are drawn where they render (see ReportContext.figure)
+    parts.append(ctx.figure("layers_mean", lambda: layers_figure(ctx.record, 0, ctx.stack),
                             "Input 1: the mean of the heads in every layer (one colour scale)."))
+    if ctx.record.is_encoder_decoder:
+        parts.extend(seq2seq_figures(ctx))
     layer = ctx.widest_layer()
-    fig = head_grid(ctx.record, layer, item=0, stack=ctx.stack)
-    parts.append(ctx.figure(f"head_grid_L{layer}", fig,
+    parts.append(ctx.figure(f"head_grid_L{layer}", lambda: head_grid(ctx.record, layer, item=0, stack=ctx.stack),
                             f"Input 1: every head of layer {layer}, the layer whose heads differ most from one "
                             "another (largest mean Jensen-Shannon distance between its heads)."))
     return "".join(parts)
+
+
+def seq2seq_figures(ctx) -> list[str]:
+    """An encoder-decoder model's other two sides for input 1: the decoder's self-attention by layer
+    and the cross-attention of the decoder over the source (the alignment)."""
+    from ..plots import alignment
+
+    parts = []
+    kinds = {(layer.stack, layer.kind) for layer in ctx.record.layers}
+    if ("decoder", "self") in kinds:
+        parts.append(ctx.figure("decoder_layers_mean", lambda: layers_figure(ctx.record, 0, "decoder"),
+                                "Input 1: the decoder's self-attention, the mean of the heads in every layer "
+                                "(rows: the decoder's tokens, the model's own output)."))
+    if any(kind == "cross" for _, kind in kinds):
+        parts.append(ctx.figure("cross_attention", lambda: alignment(ctx.record, "mean", "mean", item=0),
+                                "Input 1: cross-attention, each output token (row) over the source tokens, the "
+                                "mean of every layer and head; a dot marks each row's most attended source "
+                                "token."))
+    return parts
 
 
 # A head is notable only where it beats uniform attention on its own rows by a margin: for shares,
@@ -82,12 +103,14 @@ def section_statistics(ctx) -> str:
              'tokens of all inputs (padding excluded): entropy relative to uniform attention, mean distance '
              'in tokens, and the share of attention on special tokens, the previous and next token, and '
              'the token itself.</p>']
-    parts.append(ctx.figure("head_stats", head_stats_plot(hs, ("normalized_entropy", "distance", "self"),
-                                                            style="matrix"),
+    parts.append(ctx.figure("head_stats", lambda: head_stats_plot(hs, ("normalized_entropy", "distance", "self"),
+                                                                    style="matrix"),
                             "How broad and how far each head attends, by layer (rows) and head (columns)."))
-    parts.append(ctx.figure("head_shares", head_stats_plot(hs, ("special", "previous", "next"), style="matrix"),
+    parts.append(ctx.figure("head_shares",
+                            lambda: head_stats_plot(hs, ("special", "previous", "next"), style="matrix"),
                             "Where each head's attention goes: special tokens, the previous and the next token."))
-    parts.append(ctx.figure("head_stats_by_layer", head_stats_plot(hs, ("entropy", "distance"), style="scatter"),
+    parts.append(ctx.figure("head_stats_by_layer",
+                            lambda: head_stats_plot(hs, ("entropy", "distance"), style="scatter"),
                             "Entropy and distance by layer: one dot per head, the layer mean as a line; the "
                             "dashed line is the entropy of uniform attention."))
     notable = notable_heads(ctx)
@@ -111,8 +134,9 @@ def section_statistics(ctx) -> str:
             continue
         role, _, label, head, value, uniform = shown[name]
         layer = ctx.layer_of(label).index
-        fig = heatmap(ctx.record, layer, head, item=0, stack=ctx.stack,
-                      title=f"{label} head {head}: {role}")
+        def fig(layer=layer, head=head, title=f"{label} head {head}: {role}"):
+            return heatmap(ctx.record, layer, head, item=0, stack=ctx.stack, title=title)
+
         figs.append(ctx.figure(f"notable_{name}_{label.replace(' ', '_')}_H{head}", fig,
                                f"Input 1, {label} head {head}: {role} ({fmt(value)}; uniform attention: "
                                f"{fmt(uniform)})."))
@@ -157,11 +181,11 @@ def section_clustering(ctx) -> str:
              'heads\' attention rows over the real tokens of all inputs (Clark et al. 2019), ordered by '
              'hierarchical clustering (average linkage). Dark blocks on the diagonal are families of heads '
              'that attend the same way.</p>']
-    parts.append(ctx.figure("head_similarity", similarity_plot(d),
+    parts.append(ctx.figure("head_similarity", lambda: similarity_plot(d),
                             "Head-distance matrix with its dendrogram (a large model has every few heads labelled; "
                             "the tables below list every cluster's heads)."))
     if len(ctx.self_layers) > 1:
-        parts.append(ctx.figure("layer_similarity", layer_similarity_plot(ctx.record, stack=ctx.stack),
+        parts.append(ctx.figure("layer_similarity", lambda: layer_similarity_plot(ctx.record, stack=ctx.stack),
                                 "Layer-to-layer similarity of the head-averaged attention (1 - mean "
                                 "Jensen-Shannon distance)."))
     n = len(d.labels)

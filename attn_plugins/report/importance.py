@@ -43,10 +43,11 @@ def section_head_importance(ctx) -> str:
              "the mean |dL/dgate| of a gate on each head's output (one backward pass under the model's own kernel, "
              f"loss against its own prediction on the {len(ctx.texts)} inputs, normalised per layer), beside "
              f"what the head attends to.{selection}</p>",
-             ctx.figure("head_importance_stats", importance_stats_plot(importance, ctx.stats),
+             ctx.figure("head_importance_stats", lambda: importance_stats_plot(importance, ctx.stats),
                         "Each head's importance against its entropy (relative to uniform), its share of attention "
                         "on [CLS]/[SEP] and on the previous token; Spearman's rho over heads in each title."),
-             ctx.figure("head_similarity_importance", similarity_plot(ctx.record, stack=ctx.stack, importance=flat),
+             ctx.figure("head_similarity_importance",
+                        lambda: similarity_plot(ctx.record, stack=ctx.stack, importance=flat),
                         "The head clustering with each head's importance as a strip under the dendrogram.")]
     top = sorted(rows, key=lambda r: -r["importance"])[:TOP]
     head = "<tr><th>layer</th><th>head</th><th>importance</th><th>entropy / uniform</th><th>[CLS]/[SEP]</th>" \

@@ -117,12 +117,34 @@ class SimilarityExplainer:
 
         ``info["similarity"]`` holds the cosine similarity being explained.
         """
-        fn = METHODS.get(method)
+        return self.explain_methods(pairs, [method], query=query, merge_words=merge_words, progress=progress,
+                                    options={method: options})[method]
+
+    def explain_methods(self, pairs: tuple[str, str] | Sequence[tuple[str, str]], methods: Sequence[str], *,
+                        query: Any = None, merge_words: str | bool = False, progress: bool | None = None,
+                        options: dict[str, dict] | None = None) -> dict[str, list[tuple[TokenSaliency, TokenSaliency]]]:
+        """Several methods on the same pairs: ``{method: explain(pairs, method, **options[method])}``.
+
+        Each pair is encoded and embedded once, and each side's problem built once for all methods,
+        so the attention methods share one captured record per side (the results are those of
+        :meth:`explain` called method by method).
+
+        Args:
+            pairs: a pair of texts or a list of pairs.
+            methods: registered saliency method names.
+            query, merge_words, progress: as in :meth:`explain`.
+            options: per-method keyword arguments (``{"integrated_gradients": {"n_steps": 16}}``).
+
+        Returns:
+            ``{method: [(saliency of a, saliency of b), ...]}`` in the order of ``methods``.
+        """
+        options = options or {}
+        functions = {m: METHODS.get(m) for m in methods}
         if isinstance(pairs, tuple) and len(pairs) == 2 and all(isinstance(t, str) for t in pairs):
             pairs = [pairs]
         pairs = list(pairs)
-        results = []
-        bar = progress_bar(progress, len(pairs), f"similarity {method}", threshold=4)
+        results: dict[str, list] = {m: [] for m in methods}
+        bar = progress_bar(progress, len(pairs), f"similarity {', '.join(methods)}", threshold=4)
         training = [(m, m.training) for m in self.model.modules()]
         self.model.eval()
         try:
@@ -132,19 +154,23 @@ class SimilarityExplainer:
                 with torch.no_grad():
                     pooled = mean_pool(last_hidden(self.model(**inputs)), inputs["attention_mask"])
                 cosine = float(torch.nn.functional.cosine_similarity(pooled[0], pooled[1], dim=0))
-                sides = []
+                sides: dict[str, list] = {m: [] for m in methods}
                 for side, (text, other) in enumerate(((a, pooled[1]), (b, pooled[0]))):
                     single = {k: v[side : side + 1] for k, v in inputs.items()}
                     real = torch.nonzero(single["attention_mask"][0]).flatten().tolist()
                     single = {k: v[:, real] for k, v in single.items()}
                     problem = self._problem(single, other.unsqueeze(0), query)
-                    scores, extras = fn(problem, **options)
-                    sides.append(self._result(method, enc, side, real, text, scores[0], extras[0], options,
-                                              cosine, problem.queries[0]))
-                if merge_words:
-                    how = "sum" if merge_words is True else merge_words
-                    sides = [s.to_words(how) for s in sides]
-                results.append(tuple(sides))
+                    for m, fn in functions.items():
+                        opts = options.get(m, {})
+                        scores, extras = fn(problem, **opts)
+                        sides[m].append(self._result(m, enc, side, real, text, scores[0], extras[0], opts, cosine,
+                                                     problem.queries[0]))
+                for m in methods:
+                    pair = sides[m]
+                    if merge_words:
+                        how = "sum" if merge_words is True else merge_words
+                        pair = [s.to_words(how) for s in pair]
+                    results[m].append(tuple(pair))
                 bar.update(1)
         finally:
             bar.close()
