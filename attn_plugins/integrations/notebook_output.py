@@ -60,7 +60,7 @@ PICTURE_CELLS = 128  # the fallback picture's matrix: at most this many rows and
 PICTURE_SIDE = 240  # CSS pixels of its longer side
 
 
-def png_rgb(pixels) -> bytes:
+def png_rgb(pixels: Any) -> bytes:
     """A PNG of ``pixels`` (``uint8`` array ``[height, width, 3]``), written with zlib alone (no
     plotting library: the fallback picture must cost little next to the view)."""
     import numpy as np
@@ -76,7 +76,7 @@ def png_rgb(pixels) -> bytes:
             + chunk(b"IEND", b""))
 
 
-def mean_picture(attn, what: str = "the mean of the heads") -> str:
+def mean_picture(attn: Any, what: str = "the mean of the heads") -> str:
     """A static picture for a view's fallback: the mean of the heads ``attn`` (``[heads, query, key]``,
     padding already removed) as a small inline PNG on the fixed 0..1 scale (white 0, dark blue 1;
     block means past :data:`PICTURE_CELLS` rows or columns), with a line saying what it shows."""
