@@ -85,8 +85,9 @@ def heatmap(obj: "Any", text: "Any" = None, tokenizer: "Any" = None, **options: 
     return _heatmap(obj, text, tokenizer, **options)
 
 
-def explain(obj: "Any", text: "Any" = None, tokenizer: "Any" = None, method: str | None = None,
-            **options: "Any") -> "Any":
+def explain(
+    obj: "Any", text: "Any" = None, tokenizer: "Any" = None, method: str | None = None, **options: "Any"
+) -> "Any":
     """Saliency of a prediction in one line; see :func:`attn_plugins.notebook.explain`."""
     from .notebook import explain as _explain
 
@@ -100,8 +101,13 @@ def compare(obj: "Any", text: "Any" = None, tokenizer: "Any" = None, methods: "A
     return _compare(obj, text, tokenizer, methods, **options)
 
 
-def evaluate(model: "Any", tokenizer: "Any", texts: "Any" = None,
-             methods: "Any" = ("attention", "rollout", "saliency", "integrated_gradients"), **options: "Any") -> "Any":
+def evaluate(
+    model: "Any",
+    tokenizer: "Any",
+    texts: "Any" = None,
+    methods: "Any" = ("attention", "rollout", "saliency", "integrated_gradients"),
+    **options: "Any",
+) -> "Any":
     """Faithfulness (comprehensiveness, sufficiency, deletion/insertion, leave-one-out tau, plausibility,
     randomization check) of saliency methods; see :func:`attn_plugins.faithfulness.evaluate`."""
     from .faithfulness import evaluate as _evaluate
@@ -109,8 +115,14 @@ def evaluate(model: "Any", tokenizer: "Any", texts: "Any" = None,
     return _evaluate(model, tokenizer, texts, methods, **options)
 
 
-def explain_generation(model: "Any", tokenizer: "Any", source: "Any", target: "Any" = None,
-                       methods: "Any" = ("attention", "integrated_gradients"), **options: "Any") -> "Any":
+def explain_generation(
+    model: "Any",
+    tokenizer: "Any",
+    source: "Any",
+    target: "Any" = None,
+    methods: "Any" = ("attention", "integrated_gradients"),
+    **options: "Any",
+) -> "Any":
     """Attribution of every generated token to the source and the target prefix; see
     :func:`attn_plugins.generation.explain_generation`."""
     from .generation import explain_generation as _explain_generation

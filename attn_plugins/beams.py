@@ -52,6 +52,7 @@ def describe_decoding(model, kwargs: dict) -> dict:
             followed by ``beam_indices`` in this transformers version.
     """
     config = _effective_config(model, kwargs)
+
     def get(name, default):
         return default if getattr(config, name, None) is None else getattr(config, name)
 
@@ -64,19 +65,30 @@ def describe_decoding(model, kwargs: dict) -> dict:
             "(num_beam_groups=1), greedy decoding or sampling"
         )
     if get("constraints", None) is not None or get("force_words_ids", None) is not None:
-        raise CaptureError("constrained beam search (constraints / force_words_ids) cannot be captured: transformers "
-                           "runs it from a Hub repository as custom code that returns no beam_indices to follow")
+        raise CaptureError(
+            "constrained beam search (constraints / force_words_ids) cannot be captured: transformers "
+            "runs it from a Hub repository as custom code that returns no beam_indices to follow"
+        )
     if beams > 1 and get("use_cache", True) is False:
-        raise CaptureError(f"beam search (num_beams={beams}) with use_cache=False cannot be captured: every step "
-                           "reruns the whole sequence as a new forward, so there are no steps to follow; "
-                           "leave use_cache on (the default)")
+        raise CaptureError(
+            f"beam search (num_beams={beams}) with use_cache=False cannot be captured: every step "
+            "reruns the whole sequence as a new forward, so there are no steps to follow; "
+            "leave use_cache on (the default)"
+        )
     sample = bool(get("do_sample", False))
     returned = int(get("num_return_sequences", 1))
-    out: dict = {"strategy": ("beam_sampling" if sample else "beam_search") if beams > 1 else
-                 ("sampling" if sample else "greedy")}
+    out: dict = {
+        "strategy": ("beam_sampling" if sample else "beam_search")
+        if beams > 1
+        else ("sampling" if sample else "greedy")
+    }
     if beams > 1:
-        out.update(num_beams=beams, num_return_sequences=returned, early_stopping=get("early_stopping", False),
-                   length_penalty=float(get("length_penalty", 1.0)))
+        out.update(
+            num_beams=beams,
+            num_return_sequences=returned,
+            early_stopping=get("early_stopping", False),
+            length_penalty=float(get("length_penalty", 1.0)),
+        )
     elif returned > 1:
         out["num_return_sequences"] = returned
     if sample:
@@ -114,8 +126,14 @@ class BeamPaths:
     def from_output(cls, output, decoding: dict, encoder_decoder: bool) -> BeamPaths:
         rows = output.beam_indices.detach().long().cpu()
         returned = decoding["num_return_sequences"]
-        return cls(rows=rows, sequences=output.sequences.detach(), batch=rows.shape[0] // returned,
-                   num_beams=decoding["num_beams"], num_return_sequences=returned, encoder_decoder=encoder_decoder)
+        return cls(
+            rows=rows,
+            sequences=output.sequences.detach(),
+            batch=rows.shape[0] // returned,
+            num_beams=decoding["num_beams"],
+            num_return_sequences=returned,
+            encoder_decoder=encoder_decoder,
+        )
 
     @property
     def steps(self) -> int:
@@ -130,8 +148,10 @@ class BeamPaths:
         """Which input and rank each record row is, and the beam rows followed (for ``record.metadata``)."""
         n = self.num_return_sequences
         return {
-            "beam_rows": [{"input": s // n, "rank": s % n, "generated_tokens": int(length)}
-                          for s, length in enumerate(self.lengths.tolist())],
+            "beam_rows": [
+                {"input": s // n, "rank": s % n, "generated_tokens": int(length)}
+                for s, length in enumerate(self.lengths.tolist())
+            ],
             "beam_indices": self.rows.tolist(),
         }
 

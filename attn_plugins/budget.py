@@ -20,8 +20,18 @@ import torch
 from .errors import MemoryBudgetError
 
 DEFAULT_FRACTION = 0.5
-_UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
-          "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40}
+_UNITS = {
+    "": 1,
+    "B": 1,
+    "KB": 10**3,
+    "MB": 10**6,
+    "GB": 10**9,
+    "TB": 10**12,
+    "KIB": 2**10,
+    "MIB": 2**20,
+    "GIB": 2**30,
+    "TIB": 2**40,
+}
 
 
 def parse_bytes(value) -> float | None:
@@ -87,8 +97,9 @@ class Budget:
             while not os.path.exists(probe):
                 probe = os.path.dirname(os.path.abspath(probe))
             free = shutil.disk_usage(probe).free
-            return cls(free * 0.95, f"95% of the {format_bytes(free)} free on the disk of {stream_to!r}",
-                       disk=stream_to)
+            return cls(
+                free * 0.95, f"95% of the {format_bytes(free)} free on the disk of {stream_to!r}", disk=stream_to
+            )
         if limit is not None:
             return cls(limit, f"max_bytes={format_bytes(limit)}")
         free, label = free_memory(device)
@@ -97,8 +108,11 @@ class Budget:
     def _refuse(self, size: float, detail: str, when: str) -> None:
         where = f"write {format_bytes(size)} to disk" if self.disk else f"hold {format_bytes(size)} of attention"
         already = f" on top of {format_bytes(self.used)} already captured" if self.used else ""
-        cuts = ["select layers (layers=[...])", "select heads (heads=[...])",
-                "keep a smaller dtype (dtype=torch.bfloat16 halves float32)"]
+        cuts = [
+            "select layers (layers=[...])",
+            "select heads (heads=[...])",
+            "keep a smaller dtype (dtype=torch.bfloat16 halves float32)",
+        ]
         if not self.disk:
             cuts.append("stream to disk (stream_to='some/dir')")
         cuts += ["shorten the input or the batch", "or raise the budget (max_bytes='...')"]

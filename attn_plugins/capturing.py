@@ -67,11 +67,21 @@ class capture:  # noqa: N801 - used as a function-like context manager
             ``metadata["precision"]`` says what was used.
     """
 
-    def __init__(self, model: torch.nn.Module, tokenizer: Any = None, layers: Any = None, heads: Any = None,
-                 device: torch.device | str | None = None, dtype: torch.dtype | None = None, *,
-                 adapter: str | None = None, keep_queries_keys: bool = False,
-                 max_bytes: int | float | str | None = None,
-                 stream_to: str | os.PathLike[str] | None = None, compute_dtype: torch.dtype | None = None) -> None:
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        tokenizer: Any = None,
+        layers: Any = None,
+        heads: Any = None,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+        *,
+        adapter: str | None = None,
+        keep_queries_keys: bool = False,
+        max_bytes: int | float | str | None = None,
+        stream_to: str | os.PathLike[str] | None = None,
+        compute_dtype: torch.dtype | None = None,
+    ) -> None:
         if not isinstance(model, torch.nn.Module):
             raise TypeError(f"capture() needs a torch.nn.Module, got {type(model).__name__}")
         self.model = model
@@ -93,8 +103,9 @@ class capture:  # noqa: N801 - used as a function-like context manager
 
         parse_bytes(max_bytes)  # bad values fail here, before anything is touched
         self.max_bytes = max_bytes
-        if compute_dtype is not None and (not isinstance(compute_dtype, torch.dtype)
-                                          or not compute_dtype.is_floating_point):
+        if compute_dtype is not None and (
+            not isinstance(compute_dtype, torch.dtype) or not compute_dtype.is_floating_point
+        ):
             raise TypeError(f"compute_dtype must be a floating torch.dtype, got {compute_dtype!r}")
         self.compute_dtype = compute_dtype
         self._precisions: dict[tuple[torch.dtype, torch.dtype], str] = {}
@@ -136,8 +147,16 @@ class capture:  # noqa: N801 - used as a function-like context manager
             self._check_heads(num_heads, target)
         return Call(target, index, q_len, k_len, self.heads)
 
-    def emit(self, call: Call, weights: torch.Tensor, *, queries: torch.Tensor | None = None,
-             keys: torch.Tensor | None = None, heads_selected: bool = False, rows_from: int = 0) -> None:
+    def emit(
+        self,
+        call: Call,
+        weights: torch.Tensor,
+        *,
+        queries: torch.Tensor | None = None,
+        keys: torch.Tensor | None = None,
+        heads_selected: bool = False,
+        rows_from: int = 0,
+    ) -> None:
         """Store a selected call's probabilities (and queries/keys): the one place that slices heads and
         rows, repeats grouped key heads and moves blocks to the storage dtype and device."""
         if not heads_selected:
@@ -164,8 +183,9 @@ class capture:  # noqa: N801 - used as a function-like context manager
         if getattr(call.target.module, "training", False):
             self._training = True
         assert self.collector is not None, "emit() is called by adapters inside the with-block"
-        self.collector.add(call.target, call.index, self._store(weights.detach()), weights.shape[2],
-                           weights.shape[-1], queries, keys)
+        self.collector.add(
+            call.target, call.index, self._store(weights.detach()), weights.shape[2], weights.shape[-1], queries, keys
+        )
 
     def current_segment(self, owner: Any) -> Any:
         """An opaque handle of the record ``owner``'s current pass writes into (``None`` before any call)."""
@@ -206,8 +226,10 @@ class capture:  # noqa: N801 - used as a function-like context manager
 
     def _check_heads(self, num_heads: int, target: Target) -> None:
         if self.heads and self.heads[-1] >= num_heads:
-            raise ValueError(f"head {self.heads[-1]} does not exist: {target.name!r} has {num_heads} heads "
-                             f"(valid: 0..{num_heads - 1})")
+            raise ValueError(
+                f"head {self.heads[-1]} does not exist: {target.name!r} has {num_heads} heads "
+                f"(valid: 0..{num_heads - 1})"
+            )
 
     # ----- selection -------------------------------------------------------------------------------
     def _layer_filter(self, targets: list[Target]) -> Callable[[Target, int], bool]:
@@ -219,8 +241,10 @@ class capture:  # noqa: N801 - used as a function-like context manager
         largest = max(counts.values())
         for v in ints:
             if not -largest <= v < largest:
-                raise ValueError(f"layer {v} does not exist: the model has {largest} layers (valid: 0..{largest - 1}"
-                                 f" or negative from the end)")
+                raise ValueError(
+                    f"layer {v} does not exist: the model has {largest} layers (valid: 0..{largest - 1}"
+                    f" or negative from the end)"
+                )
         chosen_paths: set[str] = set()
         for p in paths:
             hits = [t.name for t in targets if t.name == p or t.name.startswith(p + ".") or p.startswith(t.name + ".")]
@@ -285,8 +309,9 @@ class capture:  # noqa: N801 - used as a function-like context manager
             raise
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> Literal[False]:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> Literal[False]:
         try:
             self._cleanup()
             if self._copier is not None:
@@ -349,8 +374,9 @@ class capture:  # noqa: N801 - used as a function-like context manager
             encoder_decoder = bool(getattr(self.model.config, "is_encoder_decoder", False))
             paths = beam_search.BeamPaths.from_output(output, decoding, encoder_decoder)
             output = beam_search.caller_output(output, decoding)
-        self.collector.mark_generation(since, {k: v for k, v in decoding.items()
-                                               if k != "return_dict_in_generate"}, paths)
+        self.collector.mark_generation(
+            since, {k: v for k, v in decoding.items() if k != "return_dict_in_generate"}, paths
+        )
         return output
 
     # ----- memory guard ------------------------------------------------------------------------------
@@ -369,13 +395,13 @@ class capture:  # noqa: N801 - used as a function-like context manager
         if not self._in_generate:
             self._check_budget(args, kwargs, 0, "this forward")
 
-    def _check_budget(self, args: tuple[Any, ...], kwargs: dict[str, Any], new_tokens: int, when: str,
-                      beams: int = 1) -> None:
+    def _check_budget(
+        self, args: tuple[Any, ...], kwargs: dict[str, Any], new_tokens: int, when: str, beams: int = 1
+    ) -> None:
         from .budget import describe
         from .estimate import planned_shapes
 
-        parts = planned_shapes(self.model, self._targets, self._filter, self.heads, args, kwargs, new_tokens,
-                                beams)
+        parts = planned_shapes(self.model, self._targets, self._filter, self.heads, args, kwargs, new_tokens, beams)
         if not parts:
             return  # lengths not readable from the inputs: every stored block is still counted
         itemsize = torch.empty((), dtype=self.dtype).element_size()
@@ -393,8 +419,10 @@ class capture:  # noqa: N801 - used as a function-like context manager
             record.attn_implementation = getattr(config, "_attn_implementation", None)
             stored = _dtype_name(self.dtype)
             if self._precisions:
-                notes = [f"softmax(QK^T) computed in {_dtype_name(c)} from {_dtype_name(i)} queries and keys ({how})"
-                         for (i, c), how in self._precisions.items()]
+                notes = [
+                    f"softmax(QK^T) computed in {_dtype_name(c)} from {_dtype_name(i)} queries and keys ({how})"
+                    for (i, c), how in self._precisions.items()
+                ]
                 record.metadata.setdefault("precision", "; ".join(notes) + f"; stored as {stored}")
                 record.metadata.setdefault("compute_dtype", sorted({_dtype_name(c) for _, c in self._precisions}))
                 record.metadata.setdefault("input_dtype", sorted({_dtype_name(i) for i, _ in self._precisions}))
@@ -429,14 +457,19 @@ class capture:  # noqa: N801 - used as a function-like context manager
         return records[-1]
 
     def __repr__(self) -> str:
-        state = "finished" if self._records is not None else (
-            "failed" if self._failure is not None else ("active" if self._entered else "ready"))
+        state = (
+            "finished"
+            if self._records is not None
+            else ("failed" if self._failure is not None else ("active" if self._entered else "ready"))
+        )
         return f"capture({type(self.model).__name__}, {state})"
 
 
-_DROPOUT_NOTE = ("training mode: the weights are the attention probabilities before dropout (recomputed "
-                 "beside the kernel, or read at the input of the module's attention dropout); the model's "
-                 "output used dropped-out weights. Declared modules: what their forward returned")
+_DROPOUT_NOTE = (
+    "training mode: the weights are the attention probabilities before dropout (recomputed "
+    "beside the kernel, or read at the input of the module's attention dropout); the model's "
+    "output used dropped-out weights. Declared modules: what their forward returned"
+)
 
 
 def _dtype_name(dtype: torch.dtype) -> str:

@@ -56,8 +56,9 @@ def _figure_formats(text: str) -> tuple[str, ...]:
     chosen = tuple(dict.fromkeys(f.strip().lower().lstrip(".") for f in text.split(",") if f.strip()))
     wrong = [f for f in chosen if f not in FIGURE_FORMATS]
     if wrong or not chosen:
-        raise argparse.ArgumentTypeError(f"expected a comma-separated list of {', '.join(FIGURE_FORMATS)}, "
-                                         f"got {text!r}")
+        raise argparse.ArgumentTypeError(
+            f"expected a comma-separated list of {', '.join(FIGURE_FORMATS)}, got {text!r}"
+        )
     return chosen
 
 
@@ -86,11 +87,21 @@ def _cmd_capture(args) -> int:
 
     texts = _read_texts(args)
     if not args.stream and os.path.isdir(args.out):
-        raise CommandError(f"--out {args.out!r} is a directory; give a record file name (or add --stream to write a "
-                           "new record directory)")
+        raise CommandError(
+            f"--out {args.out!r} is a directory; give a record file name (or add --stream to write a "
+            "new record directory)"
+        )
     model, tokenizer = load_model_dir(args.model or bundled_model_path())
-    record = capture_texts(model, tokenizer, texts, args.max_tokens, layers=args.layers, heads=args.heads,
-                           max_bytes=args.max_bytes, stream_to=args.out if args.stream else None)
+    record = capture_texts(
+        model,
+        tokenizer,
+        texts,
+        args.max_tokens,
+        layers=args.layers,
+        heads=args.heads,
+        max_bytes=args.max_bytes,
+        stream_to=args.out if args.stream else None,
+    )
     path = args.out if args.stream else record.save(args.out)
     print(record.summary())
     print(f"saved {path}")
@@ -109,12 +120,22 @@ def _cmd_report(args) -> int:
     from .report import build_report
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    path = build_report(texts=_read_texts(args, required=False), out_dir=args.out, model_dir=args.model,
-                        progress=_progress(args), max_tokens=args.max_tokens, layers=args.layers, heads=args.heads,
-                        figures=args.figures)
+    path = build_report(
+        texts=_read_texts(args, required=False),
+        out_dir=args.out,
+        model_dir=args.model,
+        progress=_progress(args),
+        max_tokens=args.max_tokens,
+        layers=args.layers,
+        heads=args.heads,
+        figures=args.figures,
+    )
     print(f"wrote {path}")
-    where = f"; the figures ({', '.join(args.figures).upper()}) are in {os.path.join(args.out, 'plots')}" \
-        if args.figures else ""
+    where = (
+        f"; the figures ({', '.join(args.figures).upper()}) are in {os.path.join(args.out, 'plots')}"
+        if args.figures
+        else ""
+    )
     print(f"open it in a browser (works offline){where}")
     return 0
 
@@ -137,8 +158,11 @@ def _cmd_demo(args) -> int:
 
 def _add_progress_options(parser) -> None:
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
-    parser.add_argument("--progress", action="store_true",
-                        help="show the progress bar even when stderr is not a terminal (default: only on a terminal)")
+    parser.add_argument(
+        "--progress",
+        action="store_true",
+        help="show the progress bar even when stderr is not a terminal (default: only on a terminal)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -153,35 +177,48 @@ def build_parser() -> argparse.ArgumentParser:
     cap.add_argument("--layers", type=int, nargs="+", help="layer indices to keep (default: all)")
     cap.add_argument("--heads", type=int, nargs="+", help="head indices to keep (default: all)")
     cap.add_argument("--max-tokens", type=_positive, default=MAX_TOKENS_DEFAULT, help="refuse longer inputs")
-    cap.add_argument("--max-bytes", type=_size,
-                     help="memory guard budget, e.g. 2GB (default: half the free memory)")
-    cap.add_argument("--stream", action="store_true",
-                     help="write each layer to --out (a directory) as it is produced; open it memory-mapped")
+    cap.add_argument("--max-bytes", type=_size, help="memory guard budget, e.g. 2GB (default: half the free memory)")
+    cap.add_argument(
+        "--stream",
+        action="store_true",
+        help="write each layer to --out (a directory) as it is produced; open it memory-mapped",
+    )
     cap.set_defaults(func=_cmd_capture)
 
     info = sub.add_parser("info", help="print a readable summary of a record file")
     info.add_argument("record")
     info.set_defaults(func=_cmd_info)
 
-    report = sub.add_parser("report", help="write the offline HTML report (BertViz, heatmaps, head statistics, "
-                                           "clustering, diagnostics, saliency) and its plot files")
+    report = sub.add_parser(
+        "report",
+        help="write the offline HTML report (BertViz, heatmaps, head statistics, "
+        "clustering, diagnostics, saliency) and its plot files",
+    )
     report.add_argument("--model", help="a local model directory (default: the bundled MiniLM)")
     report.add_argument("--text", action="append", help="input text (repeat for several; default: fixture sentences)")
     report.add_argument("--text-file", help="a UTF-8 file with one text per line")
     report.add_argument("--out", default="out", help="output directory (default: out)")
     report.add_argument("--max-tokens", type=_positive, default=MAX_TOKENS_DEFAULT, help="refuse longer inputs")
-    report.add_argument("--layers", type=int, nargs="+",
-                        help="layer indices to capture and show (negative from the end; default: all)")
+    report.add_argument(
+        "--layers", type=int, nargs="+", help="layer indices to capture and show (negative from the end; default: all)"
+    )
     report.add_argument("--heads", type=int, nargs="+", help="head indices to capture and show (default: all)")
-    report.add_argument("--figures", type=_figure_formats, default=(), metavar="png,svg,pdf",
-                        help="also write every figure to OUT/plots in these print formats (PNG at 300 dpi); "
-                             "default: none, the page shows them at screen resolution")
+    report.add_argument(
+        "--figures",
+        type=_figure_formats,
+        default=(),
+        metavar="png,svg,pdf",
+        help="also write every figure to OUT/plots in these print formats (PNG at 300 dpi); "
+        "default: none, the page shows them at screen resolution",
+    )
     _add_progress_options(report)
     report.set_defaults(func=_cmd_report)
 
-    demo_help = ("the report on the bundled model and a few fixture sentences, written to OUT (default ./out): "
-                 "OUT/report.html (open it in a browser, works offline; every figure is in the page), "
-                 "OUT/head_stats.csv and OUT/record.safetensors")
+    demo_help = (
+        "the report on the bundled model and a few fixture sentences, written to OUT (default ./out): "
+        "OUT/report.html (open it in a browser, works offline; every figure is in the page), "
+        "OUT/head_stats.csv and OUT/record.safetensors"
+    )
     demo = sub.add_parser("demo", help=demo_help, description=demo_help[0].upper() + demo_help[1:] + ".")
     demo.add_argument("--out", default="out", help="output directory (default: out, in the current directory)")
     _add_progress_options(demo)

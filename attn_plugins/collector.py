@@ -124,8 +124,10 @@ class Collector:
             key = (target.stack, target.kind, index)
             if self.budget is not None:
                 nbytes = sum(t.numel() * t.element_size() for t in (weights, queries, keys) if t is not None)
-                self.budget.charge(nbytes, f"{target.name}: {'x'.join(map(str, weights.shape))} "
-                                           f"{str(weights.dtype).replace('torch.', '')}")
+                self.budget.charge(
+                    nbytes,
+                    f"{target.name}: {'x'.join(map(str, weights.shape))} {str(weights.dtype).replace('torch.', '')}",
+                )
             blocks = segment.blocks.setdefault(key, [])
             if self.sink is None:
                 blocks.append(_Block(weights, q_len, k_len, queries, keys))
@@ -169,6 +171,7 @@ class Collector:
                     q_lens[:] = picked[name][1]
                     return picked[name][0]
             else:
+
                 def follow(name, parts):
                     return parts
 
@@ -204,17 +207,24 @@ class Collector:
                 parts = {name: [getattr(b, name) for b in blocks] for name in ("weights", "queries", "keys")}
                 q_lens = [b.q_len for b in blocks]
                 if segment.beams is not None:  # each returned sequence's rows of every step
-                    parts = {name: segment.beams.follow(name, values, q_lens)[0] if values[-1] is not None
-                             else values for name, values in parts.items()}
+                    parts = {
+                        name: segment.beams.follow(name, values, q_lens)[0] if values[-1] is not None else values
+                        for name, values in parts.items()
+                    }
                     q_lens = q_lens[: len(parts["weights"])]
                 weights = _join_blocks(parts["weights"], q_lens, kind)
                 queries = _cat_rows(parts["queries"])
                 keys = parts["keys"][-1]
             layers.append(
                 LayerAttention(
-                    name=segment.names[(stack, kind, index)], stack=stack, kind=kind, index=index,
-                    weights=weights, heads=list(self.heads) if self.heads is not None else None,
-                    queries=queries, keys=keys,
+                    name=segment.names[(stack, kind, index)],
+                    stack=stack,
+                    kind=kind,
+                    index=index,
+                    weights=weights,
+                    heads=list(self.heads) if self.heads is not None else None,
+                    queries=queries,
+                    keys=keys,
                 )
             )
             if self.sink is not None:

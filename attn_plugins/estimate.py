@@ -79,8 +79,9 @@ def layer_calls(model, targets) -> dict[tuple, list]:
     return groups
 
 
-def planned_shapes(model, targets, layer_filter, heads, args, kwargs, new_tokens: int = 0,
-                   beams: int = 1) -> list[tuple]:
+def planned_shapes(
+    model, targets, layer_filter, heads, args, kwargs, new_tokens: int = 0, beams: int = 1
+) -> list[tuple]:
     """``[(layers, heads, batch, q, k), ...]`` for the selected layers whose lengths are known.
 
     With beam search (``beams`` > 1) every decoder step runs on ``batch * beams`` rows, all of which

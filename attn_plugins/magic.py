@@ -30,8 +30,9 @@ MAGIC_VIEWS = VIEWS  # the views of ap.show()
 
 
 def _magic_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="%%attention", add_help=False,
-                                     description="capture the attention of the models a cell runs and show it")
+    parser = argparse.ArgumentParser(
+        prog="%%attention", add_help=False, description="capture the attention of the models a cell runs and show it"
+    )
     parser.add_argument("--model", action="append", help="a model or pipeline in the namespace (repeatable)")
     parser.add_argument("--tokenizer", help="a tokenizer in the namespace (default: found by itself)")
     parser.add_argument("--view", default="head", choices=MAGIC_VIEWS)
@@ -158,8 +159,13 @@ def attention_magic(line: str, cell: str | None = None, shell=None):
     captures = []
     with ExitStack() as stack:
         for name, model, tok in models:
-            cap = capture(model, tokenizer=tok or tokenizer, layers=args.layers, heads=args.heads,
-                          keep_queries_keys=(args.view == "neuron"))
+            cap = capture(
+                model,
+                tokenizer=tok or tokenizer,
+                layers=args.layers,
+                heads=args.heads,
+                keep_queries_keys=(args.view == "neuron"),
+            )
             try:
                 stack.enter_context(cap)
             except NoAttentionError:

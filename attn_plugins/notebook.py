@@ -163,8 +163,17 @@ def show(obj: Any, text: Any = None, tokenizer: Any = None, view: str = "head", 
     return export(record, "bertviz", view=view, **options)
 
 
-def heatmap(obj: Any, text: Any = None, tokenizer: Any = None, *, layer: int = -1, head: str | int = "mean",
-            grid: bool = False, item: int = 0, **options: Any) -> FigureView:
+def heatmap(
+    obj: Any,
+    text: Any = None,
+    tokenizer: Any = None,
+    *,
+    layer: int = -1,
+    head: str | int = "mean",
+    grid: bool = False,
+    item: int = 0,
+    **options: Any,
+) -> FigureView:
     """A heatmap of one head (``head="mean"``: the mean of the heads) of ``layer`` (negative from
     the end), or with ``grid=True`` every head of the layer. ``options`` go to
     :func:`attn_plugins.plots.heatmap` / :func:`~attn_plugins.plots.head_grid` (``path=`` saves)."""
@@ -177,8 +186,9 @@ def heatmap(obj: Any, text: Any = None, tokenizer: Any = None, *, layer: int = -
     return FigureView(plots.heatmap(record, layer, head, item=item, **options))
 
 
-def _saliency_results(obj: Any, text: Any, tokenizer: Any, method: str, target: Any,
-                      options: dict[str, Any]) -> list[Any]:
+def _saliency_results(
+    obj: Any, text: Any, tokenizer: Any, method: str, target: Any, options: dict[str, Any]
+) -> list[Any]:
     """Saliency results of ``method`` for a model/pipeline (its task head, or the embedding
     similarity of a pair for a bare encoder) or a record (attention methods)."""
     from .saliency import Explainer, SimilarityExplainer, attention_saliency
@@ -186,8 +196,9 @@ def _saliency_results(obj: Any, text: Any, tokenizer: Any, method: str, target: 
 
     if _is_record(obj):
         if method not in RECORD_METHODS:
-            raise ValueError(f"a record alone supports the methods {', '.join(RECORD_METHODS)}; {method!r} needs "
-                             "the model")
+            raise ValueError(
+                f"a record alone supports the methods {', '.join(RECORD_METHODS)}; {method!r} needs the model"
+            )
         return attention_saliency(obj, method, **options)
     model, tokenizer = _model_and_tokenizer(obj, tokenizer)
     if text is None:
@@ -195,18 +206,29 @@ def _saliency_results(obj: Any, text: Any, tokenizer: Any, method: str, target: 
     task = detect_task(model)
     if task != "custom":
         return Explainer(model, tokenizer).explain(text, method, target=target, progress=False, **options)
-    pairs = (isinstance(text, tuple) and len(text) == 2 and all(isinstance(t, str) for t in text)) or \
-        (isinstance(text, list) and text and all(isinstance(t, tuple) and len(t) == 2 for t in text))
+    pairs = (isinstance(text, tuple) and len(text) == 2 and all(isinstance(t, str) for t in text)) or (
+        isinstance(text, list) and text and all(isinstance(t, tuple) and len(t) == 2 for t in text)
+    )
     if pairs:
         return SimilarityExplainer(model, tokenizer).explain(text, method, progress=False, **options)
     if method in RECORD_METHODS:
         return attention_saliency(record_for(model, text, tokenizer), method, **options)
-    raise ValueError(f"{type(model).__name__} has no task head to explain: pass a pair of texts (a, b) to explain "
-                     f"their embedding similarity, or an attention method ({', '.join(RECORD_METHODS)})")
+    raise ValueError(
+        f"{type(model).__name__} has no task head to explain: pass a pair of texts (a, b) to explain "
+        f"their embedding similarity, or an attention method ({', '.join(RECORD_METHODS)})"
+    )
 
 
-def explain(obj: Any, text: Any = None, tokenizer: Any = None, method: str | None = None, *, view: str = "saliency",
-            target: str = "predicted", **options: Any) -> Any:
+def explain(
+    obj: Any,
+    text: Any = None,
+    tokenizer: Any = None,
+    method: str | None = None,
+    *,
+    view: str = "saliency",
+    target: str = "predicted",
+    **options: Any,
+) -> Any:
     """Saliency of a prediction in one line: ``view="saliency"`` (shaded tokens) or ``"captum"``
     (Captum's own ``visualize_text`` table). ``method`` defaults to ``"integrated_gradients"``
     (``"rollout"`` for a record); ``options`` go to the method (e.g. ``n_steps=``). The returned
@@ -223,8 +245,16 @@ def explain(obj: Any, text: Any = None, tokenizer: Any = None, method: str | Non
     return page
 
 
-def compare(obj: Any, text: Any = None, tokenizer: Any = None, methods: Any = None, *, target: str = "predicted",
-            options: dict[str, Any] | None = None, **export_options: Any) -> Any:
+def compare(
+    obj: Any,
+    text: Any = None,
+    tokenizer: Any = None,
+    methods: Any = None,
+    *,
+    target: str = "predicted",
+    options: dict[str, Any] | None = None,
+    **export_options: Any,
+) -> Any:
     """Several saliency methods side by side with their agreement (the ``"comparison"`` exporter).
 
     Args:
@@ -260,5 +290,14 @@ def compare(obj: Any, text: Any = None, tokenizer: Any = None, methods: Any = No
     return page
 
 
-__all__ = ["FigureView", "SummaryView", "carry_scripts_again", "compare", "explain", "figure_png", "heatmap",
-           "record_for", "show"]
+__all__ = [
+    "FigureView",
+    "SummaryView",
+    "carry_scripts_again",
+    "compare",
+    "explain",
+    "figure_png",
+    "heatmap",
+    "record_for",
+    "show",
+]

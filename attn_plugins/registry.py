@@ -28,8 +28,7 @@ class Registry:
         self._factories: dict[str, Callable[..., Any] | LazyReference] = {}
         self._entry_points_loaded = False
 
-    def register(self, name: str, factory: Callable[..., Any] | str | None = None, *,
-                 replace: bool = False) -> Any:
+    def register(self, name: str, factory: Callable[..., Any] | str | None = None, *, replace: bool = False) -> Any:
         """Register ``factory`` under ``name``; usable as a decorator when ``factory`` is omitted.
 
         Args:
@@ -52,8 +51,7 @@ class Registry:
             else:
                 raise TypeError(f"a {self.kind} must be callable or a 'module:attr' string, got {type(f).__name__}")
             if name in self._factories and not replace:
-                raise ValueError(f"a {self.kind} named {name!r} is already registered; "
-                                 f"pass replace=True to replace it")
+                raise ValueError(f"a {self.kind} named {name!r} is already registered; pass replace=True to replace it")
             self._factories[name] = entry
             return f
 

@@ -40,8 +40,14 @@ from attn_plugins.generation.attribute import attribute
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # run as a script from anywhere
 from fixtures.teachers import AllenNLPSeq2SeqTeacher, LuongTeacher, TinyTransformerTeacher  # noqa: E402
 
-GRADIENT = ["saliency", "input_x_gradient", ("integrated_gradients", {"n_steps": 16}),
-            ("layer_integrated_gradients", {"n_steps": 16}), "deeplift", "feature_ablation"]
+GRADIENT = [
+    "saliency",
+    "input_x_gradient",
+    ("integrated_gradients", {"n_steps": 16}),
+    ("layer_integrated_gradients", {"n_steps": 16}),
+    "deeplift",
+    "feature_ablation",
+]
 
 
 def tiny_transformer_items(size: int):
@@ -52,10 +58,14 @@ def tiny_transformer_items(size: int):
     for _ in range(size):
         src, tgt, align = tiny_transformer.sentence(rng)
         ids = torch.tensor([[tiny_transformer.SRC_INDEX[w] for w in src]])
-        sequence = torch.tensor([[tiny_transformer.BOS] + [tiny_transformer.TGT_INDEX[w] for w in tgt]
-                                 + [tiny_transformer.EOS]])
-        yield (TinyTransformerTeacher(model, ids, sequence), " ".join(f"{i}-{j}" for j, i in enumerate(align)),
-               [True] * len(tgt) + [False])
+        sequence = torch.tensor(
+            [[tiny_transformer.BOS] + [tiny_transformer.TGT_INDEX[w] for w in tgt] + [tiny_transformer.EOS]]
+        )
+        yield (
+            TinyTransformerTeacher(model, ids, sequence),
+            " ".join(f"{i}-{j}" for j, i in enumerate(align)),
+            [True] * len(tgt) + [False],
+        )
 
 
 def luong_items(size: int):
@@ -67,8 +77,11 @@ def luong_items(size: int):
     for b in range(size):
         n = int(lengths[b])
         sequence = torch.cat([tgt_in[b : b + 1, : n + 1], tgt_out[b : b + 1, n : n + 1]], dim=1)
-        yield (LuongTeacher(model, src[b : b + 1, :n], sequence), " ".join(f"{n - 1 - j}-{j}" for j in range(n)),
-               [True] * n + [False])
+        yield (
+            LuongTeacher(model, src[b : b + 1, :n], sequence),
+            " ".join(f"{n - 1 - j}-{j}" for j in range(n)),
+            [True] * n + [False],
+        )
 
 
 def date_items(size: int):
@@ -90,14 +103,21 @@ def date_items(size: int):
         tensors = batch.as_tensor_dict()
         sources = date_data.alignment_sources(source, target)
         links = [f"{i}{'-' if len(span) == 1 else '?'}{j}" for j, span in enumerate(sources) if span for i in span]
-        yield (AllenNLPSeq2SeqTeacher(model, tensors["source_tokens"]["tokens"]["tokens"],
-                                      tensors["target_tokens"]["tokens"]["tokens"]),
-               " ".join(links), [span is not None for span in sources] + [False])
+        yield (
+            AllenNLPSeq2SeqTeacher(
+                model, tensors["source_tokens"]["tokens"]["tokens"], tensors["target_tokens"]["tokens"]["tokens"]
+            ),
+            " ".join(links),
+            [span is not None for span in sources] + [False],
+        )
 
 
 FIXTURES = {
-    "tiny_transformer": (tiny_transformer_items, [("attention", {"layer": 0}), ("attention", {"layer": 1}),
-                                                  ("attention", {"layer": "mean"}), "rollout"] + GRADIENT),
+    "tiny_transformer": (
+        tiny_transformer_items,
+        [("attention", {"layer": 0}), ("attention", {"layer": 1}), ("attention", {"layer": "mean"}), "rollout"]
+        + GRADIENT,
+    ),
     "luong_seq2seq": (luong_items, ["attention"] + GRADIENT),
     "date_seq2seq": (date_items, ["attention"] + GRADIENT),
 }
@@ -116,8 +136,11 @@ def run_fixture(name: str, size: int, threshold: float):
                 times[str(method)] = f"error: {type(exc).__name__}: {exc}"[:90]
                 continue
             label = result.methods[0]
-            times[label] = times.get(label, 0.0) + time.perf_counter() - start if not isinstance(
-                times.get(label), str) else times[label]
+            times[label] = (
+                times.get(label, 0.0) + time.perf_counter() - start
+                if not isinstance(times.get(label), str)
+                else times[label]
+            )
             if merged is None:
                 merged = result
             else:
@@ -141,13 +164,17 @@ def main(argv=None) -> int:
     for name in args.fixtures:
         argmax, thresholded, times = run_fixture(name, size, args.threshold)
         print(f"\n{name}: {size} sentences, forced gold targets")
-        print(f"{'method':40s} {'AER':>6s} {'P':>6s} {'R':>6s} | {'AER@' + str(args.threshold):>8s} {'P':>6s} "
-              f"{'R':>6s} | {'s/sent':>7s}")
+        print(
+            f"{'method':40s} {'AER':>6s} {'P':>6s} {'R':>6s} | {'AER@' + str(args.threshold):>8s} {'P':>6s} "
+            f"{'R':>6s} | {'s/sent':>7s}"
+        )
         for method, s in argmax.items():
             t = thresholded[method]
             took = times.get(method, 0.0)
-            print(f"{method:40s} {s['aer']:6.3f} {s['precision']:6.3f} {s['recall']:6.3f} | {t['aer']:8.3f} "
-                  f"{t['precision']:6.3f} {t['recall']:6.3f} | {took / size:7.3f}")
+            print(
+                f"{method:40s} {s['aer']:6.3f} {s['precision']:6.3f} {s['recall']:6.3f} | {t['aer']:8.3f} "
+                f"{t['precision']:6.3f} {t['recall']:6.3f} | {took / size:7.3f}"
+            )
         for method, took in times.items():
             if isinstance(took, str):
                 print(f"{method:40s} {took}")

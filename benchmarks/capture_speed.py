@@ -148,8 +148,15 @@ def build_case(name: str, device, dtype, batch: int, tokens: int, layers: int | 
             model = AutoModel.from_config(config, attn_implementation="sdpa", dtype=dtype)
         label = "BertConfig() defaults (random init)"
     elif name == "llama-1b":
-        config = LlamaConfig(hidden_size=2048, num_hidden_layers=16, num_attention_heads=32, num_key_value_heads=8,
-                             intermediate_size=8192, vocab_size=32000, max_position_embeddings=max(4096, tokens))
+        config = LlamaConfig(
+            hidden_size=2048,
+            num_hidden_layers=16,
+            num_attention_heads=32,
+            num_key_value_heads=8,
+            intermediate_size=8192,
+            vocab_size=32000,
+            max_position_embeddings=max(4096, tokens),
+        )
         if layers is not None:
             config.num_hidden_layers = layers
         with torch.device(device):
@@ -164,9 +171,19 @@ def build_case(name: str, device, dtype, batch: int, tokens: int, layers: int | 
     inputs = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
     if position_ids is not None:
         inputs["position_ids"] = position_ids
-    return Case(name=name, label=label, sdpa=model, eager=_eager_twin(model, dtype, device), inputs=inputs,
-                layers=config.num_hidden_layers, heads=config.num_attention_heads, batch=batch, tokens=tokens,
-                dtype=dtype, device=torch.device(device))
+    return Case(
+        name=name,
+        label=label,
+        sdpa=model,
+        eager=_eager_twin(model, dtype, device),
+        inputs=inputs,
+        layers=config.num_hidden_layers,
+        heads=config.num_attention_heads,
+        batch=batch,
+        tokens=tokens,
+        dtype=dtype,
+        device=torch.device(device),
+    )
 
 
 # ----- columns -----------------------------------------------------------------------------------------
@@ -238,26 +255,49 @@ def columns_for(case: Case, workdir: str) -> list[Column]:
     every = range(case.layers)
     columns = [
         Column(SDPA, lambda: case.sdpa(**case.inputs)),
-        Column(EAGER, lambda: case.eager(**case.inputs, output_attentions=True),
-               device_bytes=case.layers * case.layer_bytes() + eager_transient,
-               check=expect_layers(case, every, attentions=True)),
-        Column(ALL, capture_call(case, dtype=storage), device_bytes=case.layers * layer + transient,
-               check=expect_layers(case, every, case.device)),
-        Column(ONE, capture_call(case, layers=[middle], dtype=storage), device_bytes=layer + transient,
-               check=expect_layers(case, [middle], case.device)),
-        Column(TO_CPU, capture_call(case, device="cpu", dtype=storage),
-               device_bytes=transient + (0 if on_gpu else case.layers * layer),
-               host_bytes=case.layers * layer if on_gpu else 0, check=expect_layers(case, every, "cpu"),
-               note="" if on_gpu else "model on CPU: the same path as capture all layers"),
+        Column(
+            EAGER,
+            lambda: case.eager(**case.inputs, output_attentions=True),
+            device_bytes=case.layers * case.layer_bytes() + eager_transient,
+            check=expect_layers(case, every, attentions=True),
+        ),
+        Column(
+            ALL,
+            capture_call(case, dtype=storage),
+            device_bytes=case.layers * layer + transient,
+            check=expect_layers(case, every, case.device),
+        ),
+        Column(
+            ONE,
+            capture_call(case, layers=[middle], dtype=storage),
+            device_bytes=layer + transient,
+            check=expect_layers(case, [middle], case.device),
+        ),
+        Column(
+            TO_CPU,
+            capture_call(case, device="cpu", dtype=storage),
+            device_bytes=transient + (0 if on_gpu else case.layers * layer),
+            host_bytes=case.layers * layer if on_gpu else 0,
+            check=expect_layers(case, every, "cpu"),
+            note="" if on_gpu else "model on CPU: the same path as capture all layers",
+        ),
     ]
     stream_dir = os.path.join(workdir, "stream")
 
     def clear():
         shutil.rmtree(stream_dir, ignore_errors=True)
 
-    columns.append(Column(TO_DISK, capture_call(case, dtype=storage, stream_to=stream_dir),
-                          device_bytes=transient, disk_bytes=case.layers * layer, after=clear,
-                          check=expect_layers(case, every), note="time includes the writes"))
+    columns.append(
+        Column(
+            TO_DISK,
+            capture_call(case, dtype=storage, stream_to=stream_dir),
+            device_bytes=transient,
+            disk_bytes=case.layers * layer,
+            after=clear,
+            check=expect_layers(case, every),
+            note="time includes the writes",
+        )
+    )
     return columns
 
 
@@ -421,8 +461,18 @@ def _child_memory(args) -> None:
 
 
 def cpu_memory_in_child(args, case_name: str, column: str) -> int | None:
-    command = [sys.executable, os.path.abspath(__file__), "--case", case_name, "--device", "cpu", "--dtype", args.dtype,
-               "--_child", column]
+    command = [
+        sys.executable,
+        os.path.abspath(__file__),
+        "--case",
+        case_name,
+        "--device",
+        "cpu",
+        "--dtype",
+        args.dtype,
+        "--_child",
+        column,
+    ]
     for flag in ("batch", "tokens", "layers"):
         if getattr(args, flag):
             command += [f"--{flag}", str(getattr(args, flag))]
@@ -487,8 +537,16 @@ def run_case(args, case_name: str) -> dict:
         for row in rows:
             if "skipped" not in row:
                 row["peak"] = cpu_memory_in_child(args, case_name, row["name"])
-    return {"case": case, "rows": rows, "bandwidth": bandwidth, "stat": stat, "repeats": repeats, "warmup": warmup,
-            "build_s": build_s, "cpu_memory": args.cpu_memory}
+    return {
+        "case": case,
+        "rows": rows,
+        "bandwidth": bandwidth,
+        "stat": stat,
+        "repeats": repeats,
+        "warmup": warmup,
+        "build_s": build_s,
+        "cpu_memory": args.cpu_memory,
+    }
 
 
 # ----- printing ----------------------------------------------------------------------------------------
@@ -512,8 +570,10 @@ def print_case(result: dict) -> None:
     eager = by.get(EAGER, {}).get("time")
     storage = str(case.dtype).replace("torch.", "")
     where = torch.cuda.get_device_name(case.device) if on_gpu else f"cpu, {torch.get_num_threads()} threads"
-    print(f"\n### {case.name}: {case.label}, {case.layers} layers x {case.heads} heads, batch {case.batch} x "
-          f"{case.tokens:,} tokens, {storage}, {where}\n")
+    print(
+        f"\n### {case.name}: {case.label}, {case.layers} layers x {case.heads} heads, batch {case.batch} x "
+        f"{case.tokens:,} tokens, {storage}, {where}\n"
+    )
     if on_gpu:
         memory = "peak GPU memory (max_memory_allocated)"
     elif result["cpu_memory"] == "subprocess":
@@ -533,8 +593,12 @@ def print_case(result: dict) -> None:
         if "skipped" in r:
             cells = [r["skipped"], "", "", ""] + ([""] if memory else []) + ([] if on_gpu else [""])
         else:
-            cells = [f"{1000 * r['time']:.1f}", f"{1000 * r['min']:.1f} / {1000 * r['median']:.1f}",
-                     _ratio(r["time"], base), _ratio(r["time"], eager)]
+            cells = [
+                f"{1000 * r['time']:.1f}",
+                f"{1000 * r['min']:.1f} / {1000 * r['median']:.1f}",
+                _ratio(r["time"], base),
+                _ratio(r["time"], eager),
+            ]
             if memory:
                 cells.append(_gb(r.get("peak")))
             if not on_gpu:
@@ -543,29 +607,41 @@ def print_case(result: dict) -> None:
 
     all_bytes = case.layers * case.layer_bytes()
     one = case.layer_bytes()
-    print(f"\n- probabilities, {storage}: one layer {case.batch} x {case.heads} x {case.tokens} x {case.tokens} = "
-          f"{_gb(one)}; all {case.layers} layers = {_gb(all_bytes)}")
+    print(
+        f"\n- probabilities, {storage}: one layer {case.batch} x {case.heads} x {case.tokens} x {case.tokens} = "
+        f"{_gb(one)}; all {case.layers} layers = {_gb(all_bytes)}"
+    )
     sdpa_peak, one_peak = by[SDPA].get("peak"), by.get(ONE, {}).get("peak")
     if sdpa_peak is not None and one_peak is not None:
         bound = sdpa_peak + one
         verdict = "within" if one_peak <= bound else "OVER"
-        print(f"- capture 1 layer memory bound (sdpa peak + one layer): {_gb(bound)}; measured {_gb(one_peak)} "
-              f"({verdict}; {one_peak / bound:.2f}x the bound)")
+        print(
+            f"- capture 1 layer memory bound (sdpa peak + one layer): {_gb(bound)}; measured {_gb(one_peak)} "
+            f"({verdict}; {one_peak / bound:.2f}x the bound)"
+        )
     if result["bandwidth"]:
         bw = result["bandwidth"]
         pcie = all_bytes / bw
-        print(f"- pinned device-to-host copy: {bw / GB:.1f} GB/s (1 GiB buffer, best of 5, this run); "
-              f"PCIe bound for offloading all layers: {_gb(all_bytes)} / {bw / GB:.1f} GB/s = {1000 * pcie:.1f} ms")
+        print(
+            f"- pinned device-to-host copy: {bw / GB:.1f} GB/s (1 GiB buffer, best of 5, this run); "
+            f"PCIe bound for offloading all layers: {_gb(all_bytes)} / {bw / GB:.1f} GB/s = {1000 * pcie:.1f} ms"
+        )
         cpu = by.get(TO_CPU, {}).get("time")
         if cpu is not None and base:
             extra = cpu - base
-            print(f"- all layers copied to CPU: {1000 * extra:.1f} ms over sdpa = {extra / pcie:.2f}x the PCIe bound; "
-                  f"total / max(sdpa, PCIe bound) = {cpu / max(base, pcie):.2f}x (perfect overlap = 1.0x)")
-    print(f"- model build {result['build_s']:.1f} s; warm-up {result['warmup']}, {result['repeats']} timed calls per "
-          f"column, round-robin, ratios from the {stat}")
+            print(
+                f"- all layers copied to CPU: {1000 * extra:.1f} ms over sdpa = {extra / pcie:.2f}x the PCIe bound; "
+                f"total / max(sdpa, PCIe bound) = {cpu / max(base, pcie):.2f}x (perfect overlap = 1.0x)"
+            )
+    print(
+        f"- model build {result['build_s']:.1f} s; warm-up {result['warmup']}, {result['repeats']} timed calls per "
+        f"column, round-robin, ratios from the {stat}"
+    )
     if not on_gpu:
-        print("- process CPU time (all threads, time.process_time) is less disturbed than wall time by other processes "
-              "on a shared machine, but leaves out waiting (disk writes)")
+        print(
+            "- process CPU time (all threads, time.process_time) is less disturbed than wall time by other processes "
+            "on a shared machine, but leaves out waiting (disk writes)"
+        )
 
 
 def print_summary(results: list[dict]) -> None:
@@ -600,22 +676,37 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--case", choices=CASES + ("all",), help="default: all on CUDA, minilm on CPU")
     parser.add_argument("--device", help="cpu or cuda (default: cuda when available)")
-    parser.add_argument("--dtype", choices=("float32", "bfloat16", "float16"),
-                        help="model and storage dtype (default: bfloat16 on CUDA, float32 on CPU)")
+    parser.add_argument(
+        "--dtype",
+        choices=("float32", "bfloat16", "float16"),
+        help="model and storage dtype (default: bfloat16 on CUDA, float32 on CPU)",
+    )
     parser.add_argument("--quick", action="store_true", help="tiny shapes (CI-friendly; no speed is asserted)")
     parser.add_argument("--batch", type=int)
     parser.add_argument("--tokens", type=int)
     parser.add_argument("--layers", type=int, help="keep only this many layers")
-    parser.add_argument("--repeats", type=int,
-                        help="timed calls per column, taken round-robin (default: CUDA 10, CPU 5; quick 2)")
-    parser.add_argument("--budget", type=float, default=120.0,
-                        help="seconds of timed calls per case before the default repeats are cut (to 3 at least)")
+    parser.add_argument(
+        "--repeats", type=int, help="timed calls per column, taken round-robin (default: CUDA 10, CPU 5; quick 2)"
+    )
+    parser.add_argument(
+        "--budget",
+        type=float,
+        default=120.0,
+        help="seconds of timed calls per case before the default repeats are cut (to 3 at least)",
+    )
     parser.add_argument("--warmup", type=int, help="untimed, checked calls first (at least 1; default: CUDA 2, CPU 1)")
     parser.add_argument("--stat", choices=("min", "median"), help="ratios from (default: median on CUDA, min on CPU)")
-    parser.add_argument("--cpu-memory", choices=("inprocess", "subprocess", "off"), default="inprocess",
-                        help="how CPU peak memory is measured (default: in this process, see above)")
-    parser.add_argument("--no-guard", action="store_true",
-                        help="pass max_bytes=float('inf') to capture() so its memory guard never refuses")
+    parser.add_argument(
+        "--cpu-memory",
+        choices=("inprocess", "subprocess", "off"),
+        default="inprocess",
+        help="how CPU peak memory is measured (default: in this process, see above)",
+    )
+    parser.add_argument(
+        "--no-guard",
+        action="store_true",
+        help="pass max_bytes=float('inf') to capture() so its memory guard never refuses",
+    )
     parser.add_argument("--_child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 

@@ -31,12 +31,40 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-SUBJECTS = ["The cat", "A tired dog", "My neighbour", "The old man", "A small child", "The teacher", "Our team",
-            "The bird", "Every student", "The new manager"]
-VERBS = ["sat on", "looked at", "walked past", "talked about", "painted", "found", "lost", "watched", "followed",
-         "ignored"]
-OBJECTS = ["the mat.", "the red car, slowly!", "a quiet river in the morning.", "the long and narrow street?",
-           "two green apples.", "the city lights at night.", "an empty house.", "the garden gate, again."]
+SUBJECTS = [
+    "The cat",
+    "A tired dog",
+    "My neighbour",
+    "The old man",
+    "A small child",
+    "The teacher",
+    "Our team",
+    "The bird",
+    "Every student",
+    "The new manager",
+]
+VERBS = [
+    "sat on",
+    "looked at",
+    "walked past",
+    "talked about",
+    "painted",
+    "found",
+    "lost",
+    "watched",
+    "followed",
+    "ignored",
+]
+OBJECTS = [
+    "the mat.",
+    "the red car, slowly!",
+    "a quiet river in the morning.",
+    "the long and narrow street?",
+    "two green apples.",
+    "the city lights at night.",
+    "an empty house.",
+    "the garden gate, again.",
+]
 
 
 def texts(n: int) -> list[str]:
@@ -79,9 +107,11 @@ def main(argv=None) -> int:
     full_runs = {}
     with tempfile.TemporaryDirectory() as tmp:
         data = {n: write(os.path.join(tmp, f"texts{n}.jsonl"), n) for n in (small, args.texts)}
-        print(f"{args.texts} texts (5-12 words), bundled MiniLM, batch size {args.batch_size}, chunk size "
-              f"{args.chunk_size}, {os.cpu_count()} CPUs, local torch threads {torch.get_num_threads()}; "
-              f"load average before: {load()}")
+        print(
+            f"{args.texts} texts (5-12 words), bundled MiniLM, batch size {args.batch_size}, chunk size "
+            f"{args.chunk_size}, {os.cpu_count()} CPUs, local torch threads {torch.get_num_threads()}; "
+            f"load average before: {load()}"
+        )
         # one-off costs of the first run in a process (imports, tokenizer set-up) are paid here
         run_corpus(write(os.path.join(tmp, "warm.jsonl"), 2), os.path.join(tmp, "warm"), progress=False)
         for engine in args.engines:
@@ -89,16 +119,28 @@ def main(argv=None) -> int:
             seconds = {}
             for n in (small, args.texts):
                 start = time.perf_counter()
-                result = run_corpus(data[n], os.path.join(tmp, f"{engine}{n}"), engine=engine,
-                                    batch_size=args.batch_size, chunk_size=args.chunk_size, progress=False, **options)
+                result = run_corpus(
+                    data[n],
+                    os.path.join(tmp, f"{engine}{n}"),
+                    engine=engine,
+                    batch_size=args.batch_size,
+                    chunk_size=args.chunk_size,
+                    progress=False,
+                    **options,
+                )
                 seconds[n] = time.perf_counter() - start
             full_runs[engine] = result
             marginal = (args.texts - small) / (seconds[args.texts] - seconds[small])
-            extra = (f", {result.details['workers']} actor(s) x {result.details['threads_per_worker'] or 'GPU'} "
-                     "thread(s)" if engine == "ray" else "")
-            print(f"{engine:>5}: {args.texts / seconds[args.texts]:6.1f} texts/s start-up included "
-                  f"({seconds[args.texts]:.1f} s for {args.texts}, {seconds[small]:.1f} s for {small}); "
-                  f"marginal {marginal:6.1f} texts/s{extra}")
+            extra = (
+                f", {result.details['workers']} actor(s) x {result.details['threads_per_worker'] or 'GPU'} thread(s)"
+                if engine == "ray"
+                else ""
+            )
+            print(
+                f"{engine:>5}: {args.texts / seconds[args.texts]:6.1f} texts/s start-up included "
+                f"({seconds[args.texts]:.1f} s for {args.texts}, {seconds[small]:.1f} s for {small}); "
+                f"marginal {marginal:6.1f} texts/s{extra}"
+            )
         if len(full_runs) == 2:
             a, b = full_runs["local"].rows(), full_runs["ray"].rows()
             worst = max(float(np.nanmax(np.abs(np.asarray(a[c]) - np.asarray(b[c])))) for c in stat_columns())

@@ -29,8 +29,9 @@ def _row(label, model, eager, inputs):
             with ap.capture(model) as cap:
                 inside = model(**inputs)
         expected = eager(**inputs, output_attentions=True)
-    identical = all(torch.equal(reference[k], inside[k]) for k in reference.keys()
-                    if isinstance(reference[k], torch.Tensor))
+    identical = all(
+        torch.equal(reference[k], inside[k]) for k in reference.keys() if isinstance(reference[k], torch.Tensor)
+    )
     worst = 0.0
     for key, got in cap.record.as_hf_outputs().items():
         for a, b in zip(getattr(expected, key), got, strict=True):
@@ -51,8 +52,12 @@ def main() -> None:
 
     tok = AutoTokenizer.from_pretrained(path)
     enc = dict(tok(["A padded batch of two texts of different lengths.", "Short"], return_tensors="pt", padding=True))
-    _row("MiniLM (real weights)", AutoModel.from_pretrained(path).eval(),
-         AutoModel.from_pretrained(path, attn_implementation="eager").eval(), enc)
+    _row(
+        "MiniLM (real weights)",
+        AutoModel.from_pretrained(path).eval(),
+        AutoModel.from_pretrained(path, attn_implementation="eager").eval(),
+        enc,
+    )
     for name in NAMES:
         model, inputs = build(name)
         eager, _ = build(name, "eager")

@@ -24,8 +24,19 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-METHODS = ["attention", "rollout", "flow", "grad_attention", "saliency", "input_x_gradient", "integrated_gradients",
-           "layer_integrated_gradients", "smoothgrad", "deeplift", "feature_ablation"]
+METHODS = [
+    "attention",
+    "rollout",
+    "flow",
+    "grad_attention",
+    "saliency",
+    "input_x_gradient",
+    "integrated_gradients",
+    "layer_integrated_gradients",
+    "smoothgrad",
+    "deeplift",
+    "feature_ablation",
+]
 QUICK = ["attention", "rollout", "integrated_gradients"]
 
 
@@ -53,7 +64,7 @@ def main(argv=None) -> int:
     if args.quick:
         texts, labels, rationales = texts[:6], labels[:6], rationales[:6]
     if args.sentences:
-        texts, labels, rationales = texts[:args.sentences], labels[:args.sentences], rationales[:args.sentences]
+        texts, labels, rationales = texts[: args.sentences], labels[: args.sentences], rationales[: args.sentences]
     steps = 16 if args.quick else 50
     options = {"integrated_gradients": {"n_steps": steps}, "layer_integrated_gradients": {"n_steps": steps}}
 
@@ -62,8 +73,18 @@ def main(argv=None) -> int:
     def log(line: str) -> None:  # progress per stage, on stderr (the tables go to stdout)
         print(f"[{time.perf_counter() - began:7.1f} s] {line}", file=sys.stderr, flush=True)
 
-    result = ap.evaluate(model, tokenizer, texts, methods, rationales=rationales, removal=args.removal,
-                         randomization=not args.no_randomization, method_options=options, progress=False, log=log)
+    result = ap.evaluate(
+        model,
+        tokenizer,
+        texts,
+        methods,
+        rationales=rationales,
+        removal=args.removal,
+        randomization=not args.no_randomization,
+        method_options=options,
+        progress=False,
+        log=log,
+    )
     took = time.perf_counter() - start
     print(f"## Faithfulness on {len(texts)} held-out sentences (removal: {args.removal}; {took:.0f} s)\n")
     print(result.table())
@@ -84,8 +105,13 @@ def main(argv=None) -> int:
     start = time.perf_counter()
     importance = ap.head_importance(model, batches)
     log(f"head importance on {len(train_texts)} training sentences")
-    curve = ap.pruning_curve(model, lambda m: accuracy(m, tokenizer, test_texts, test_labels), importance=importance,
-                             steps=4 if args.quick else 12, n_random=1 if args.quick else 3)
+    curve = ap.pruning_curve(
+        model,
+        lambda m: accuracy(m, tokenizer, test_texts, test_labels),
+        importance=importance,
+        steps=4 if args.quick else 12,
+        n_random=1 if args.quick else 3,
+    )
     log("pruning curve")
     took = time.perf_counter() - start
     print(f"\n## Head pruning (Michel et al. 2019): held-out accuracy as heads are removed ({took:.0f} s)\n")

@@ -45,10 +45,20 @@ def run(attentions, label: str, query=None) -> dict:
     t_nx, slow = timed(lambda: flow_matrices(attentions, query=query, backend="networkx"))
     diff = float((fast - slow).abs().max())
     pairs = (n if query is None else 1) * n
-    row = {"label": label, "layers": layers, "tokens": n, "pairs": pairs, "scipy_s": t_scipy, "networkx_s": t_nx,
-           "ratio": t_nx / t_scipy if t_scipy > 0 else float("inf"), "max_abs_diff": diff}
-    print(f"{label:<28} {layers:>6} {n:>6} {pairs:>6} {t_scipy:>10.4f} {t_nx:>11.3f} {row['ratio']:>8.1f}x "
-          f"{diff:>12.2e}", flush=True)
+    row = {
+        "label": label,
+        "layers": layers,
+        "tokens": n,
+        "pairs": pairs,
+        "scipy_s": t_scipy,
+        "networkx_s": t_nx,
+        "ratio": t_nx / t_scipy if t_scipy > 0 else float("inf"),
+        "max_abs_diff": diff,
+    }
+    print(
+        f"{label:<28} {layers:>6} {n:>6} {pairs:>6} {t_scipy:>10.4f} {t_nx:>11.3f} {row['ratio']:>8.1f}x {diff:>12.2e}",
+        flush=True,
+    )
     return row
 
 
@@ -59,8 +69,10 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     sizes = [(2, 6), (4, 8), (6, 12)] if args.quick else [(2, 6), (4, 8), (6, 12), (6, 16), (6, 24)]
-    print(f"{'case':<28} {'layers':>6} {'tokens':>6} {'pairs':>6} {'scipy s':>10} {'networkx s':>11} "
-          f"{'ratio':>9} {'max |diff|':>12}")
+    print(
+        f"{'case':<28} {'layers':>6} {'tokens':>6} {'pairs':>6} {'scipy s':>10} {'networkx s':>11} "
+        f"{'ratio':>9} {'max |diff|':>12}"
+    )
     rows = []
     for layers, n in sizes:
         rows.append(run(random_attention(layers, 12, n, seed=layers * 100 + n), "random, all pairs"))
@@ -79,8 +91,10 @@ def main(argv=None) -> int:
         rows.append(run(attentions, "MiniLM sentence, all pairs"))
     ratios = [r["ratio"] for r in rows]
     worst = max(r["max_abs_diff"] for r in rows)
-    print(f"speed-up of scipy over networkx: min {min(ratios):.1f}x, max {max(ratios):.1f}x; "
-          f"largest difference {worst:.2e}")
+    print(
+        f"speed-up of scipy over networkx: min {min(ratios):.1f}x, max {max(ratios):.1f}x; "
+        f"largest difference {worst:.2e}"
+    )
     return 0 if worst < 1e-6 else 1
 
 

@@ -30,8 +30,16 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from attn_plugins.generation import explain_generation  # noqa: E402
 
-METHODS = ["attention", "rollout", "saliency", "input_x_gradient", ("integrated_gradients", {"n_steps": 16}),
-           ("layer_integrated_gradients", {"n_steps": 16}), "deeplift", "feature_ablation"]
+METHODS = [
+    "attention",
+    "rollout",
+    "saliency",
+    "input_x_gradient",
+    ("integrated_gradients", {"n_steps": 16}),
+    ("layer_integrated_gradients", {"n_steps": 16}),
+    "deeplift",
+    "feature_ablation",
+]
 
 
 def build(name: str) -> torch.nn.Module:
@@ -39,13 +47,24 @@ def build(name: str) -> torch.nn.Module:
 
     torch.manual_seed(0)
     if name == "marian":
-        cfg = tf.MarianConfig(d_model=32, encoder_layers=2, decoder_layers=2, encoder_attention_heads=4,
-                              decoder_attention_heads=4, encoder_ffn_dim=64, decoder_ffn_dim=64, vocab_size=99,
-                              max_position_embeddings=64, pad_token_id=98, eos_token_id=2,
-                              decoder_start_token_id=98)
+        cfg = tf.MarianConfig(
+            d_model=32,
+            encoder_layers=2,
+            decoder_layers=2,
+            encoder_attention_heads=4,
+            decoder_attention_heads=4,
+            encoder_ffn_dim=64,
+            decoder_ffn_dim=64,
+            vocab_size=99,
+            max_position_embeddings=64,
+            pad_token_id=98,
+            eos_token_id=2,
+            decoder_start_token_id=98,
+        )
         return tf.MarianMTModel(cfg).eval()
-    cfg = tf.GPT2Config(vocab_size=99, n_positions=64, n_embd=32, n_layer=2, n_head=4, pad_token_id=0,
-                        bos_token_id=1, eos_token_id=2)
+    cfg = tf.GPT2Config(
+        vocab_size=99, n_positions=64, n_embd=32, n_layer=2, n_head=4, pad_token_id=0, bos_token_id=1, eos_token_id=2
+    )
     return tf.GPT2LMHeadModel(cfg).eval()
 
 
@@ -91,14 +110,20 @@ def main(argv: list[str] | None = None) -> None:
         model = build(name)
         naive = best_of(repeats, lambda m=model: [forward_backward(m, source, target[: t + 1]) for t in range(n)])
         for entry in METHODS:
-            seconds = best_of(repeats, lambda m=model, e=entry: explain_generation(m, None, source, target,
-                                                                                   methods=[e], progress=False))
+            seconds = best_of(
+                repeats,
+                lambda m=model, e=entry: explain_generation(m, None, source, target, methods=[e], progress=False),
+            )
             points = entry[1]["n_steps"] if isinstance(entry, tuple) else 1
             reference = naive * points
-            print(f"| {name} | {label(entry)} | {seconds * 1e3:.1f} | {reference * 1e3:.1f}"
-                  f"{f' (x{points})' if points > 1 else ''} | {seconds / reference:.2f}x |")
-    print("\nratio: explain_generation's time over the naive per-step cost of the same run (IG and LayerIG: "
-          "times their interpolation points). Attention methods need no backward: one captured forward.")
+            print(
+                f"| {name} | {label(entry)} | {seconds * 1e3:.1f} | {reference * 1e3:.1f}"
+                f"{f' (x{points})' if points > 1 else ''} | {seconds / reference:.2f}x |"
+            )
+    print(
+        "\nratio: explain_generation's time over the naive per-step cost of the same run (IG and LayerIG: "
+        "times their interpolation points). Attention methods need no backward: one captured forward."
+    )
 
 
 if __name__ == "__main__":

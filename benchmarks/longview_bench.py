@@ -85,8 +85,9 @@ def measure_page(browser, path: str, ready: str, timeout: float = 300.0) -> tupl
     start = time.perf_counter()
     page = browser.open(path, wait_for=ready, timeout=timeout)
     wall = (time.perf_counter() - start) * 1000
-    first = float(page.js("var r = document.querySelector('.apl-root'); "
-                          "return r ? +r.getAttribute('data-first-draw-ms') : -1"))
+    first = float(
+        page.js("var r = document.querySelector('.apl-root'); return r ? +r.getAttribute('data-first-draw-ms') : -1")
+    )
     errors = page.console_errors()
     if errors or page.network_requests():
         raise RuntimeError(f"page errors {errors} / network {page.network_requests()}")
@@ -145,13 +146,28 @@ def main() -> None:
                 redraw = page.js(
                     "var api = document.querySelector('.apl-root').attnLongView; var t = performance.now();"
                     "api.setHeads([0]); api.setHeads(api.state.heads.map(function (_, i) { return i; }));"
-                    "return (performance.now() - t) / 2;")
+                    "return (performance.now() - t) / 2;"
+                )
             stats = export.stats
             layer_count = len(record.layers)
             heads = record.layers[0].weights.shape[1]
             weights = layer_count * heads * n * n
-            rows.append((n, f"{layer_count} x {heads}", stats["entries"], size, export_s, capture_s, weights, first,
-                         redraw, stats["coverage_min"], stats["coverage_mean"], stats["threshold"]))
+            rows.append(
+                (
+                    n,
+                    f"{layer_count} x {heads}",
+                    stats["entries"],
+                    size,
+                    export_s,
+                    capture_s,
+                    weights,
+                    first,
+                    redraw,
+                    stats["coverage_min"],
+                    stats["coverage_mean"],
+                    stats["threshold"],
+                )
+            )
             del record, export
             gc.collect()
         if args.bertviz and browser is not None:
@@ -173,17 +189,23 @@ def main() -> None:
 
     print()
     print(f"median of {runs} interleaved run(s) (capture, export) per length")
-    print("| tokens | layers x heads | weights stored | page size | export | capture | export / capture "
-          "| export per M weights | first draw | redraw | row share held (min / mean) |")
+    print(
+        "| tokens | layers x heads | weights stored | page size | export | capture | export / capture "
+        "| export per M weights | first draw | redraw | row share held (min / mean) |"
+    )
     print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-    for (n, lh, entries, size, export_s, capture_s, weights, first, redraw, cmin, cmean, cap) in rows:
-        print(f"| {n:,} | {lh} | {entries:,} (>= {cap:.1e}) | {size / 1e6:.2f} MB | {export_s:.3f} s | "
-              f"{capture_s:.3f} s | {export_s / capture_s:.2f}x | {1000 * export_s / (weights / 1e6):.1f} ms | "
-              f"{first:.0f} ms | {redraw:.0f} ms | {100 * cmin:.1f}% / {100 * cmean:.1f}% |")
+    for n, lh, entries, size, export_s, capture_s, weights, first, redraw, cmin, cmean, cap in rows:
+        print(
+            f"| {n:,} | {lh} | {entries:,} (>= {cap:.1e}) | {size / 1e6:.2f} MB | {export_s:.3f} s | "
+            f"{capture_s:.3f} s | {export_s / capture_s:.2f}x | {1000 * export_s / (weights / 1e6):.1f} ms | "
+            f"{first:.0f} ms | {redraw:.0f} ms | {100 * cmin:.1f}% / {100 * cmean:.1f}% |"
+        )
     if bertviz_row:
         size, export_s, draw = bertviz_row
-        print(f"\nBertViz head view (one layer, 12 heads) at 512 tokens: page {size / 1e6:.1f} MB, "
-              f"export {export_s:.1f} s, draw: {draw}")
+        print(
+            f"\nBertViz head view (one layer, 12 heads) at 512 tokens: page {size / 1e6:.1f} MB, "
+            f"export {export_s:.1f} s, draw: {draw}"
+        )
     print(f"\npages in {out_dir}")
 
 

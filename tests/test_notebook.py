@@ -25,16 +25,19 @@ EXAMPLES = ROOT / "examples"
 TOUR = EXAMPLES / "attention_tour.ipynb"
 GENERATION = EXAMPLES / "generation_attribution.ipynb"
 HAS_BERTVIZ = importlib.util.find_spec("bertviz") is not None and "bertviz" in ap.integrations.EXPORTERS.names()
-HAS_SALIENCY = (importlib.util.find_spec("attn_plugins.saliency") is not None
-                and importlib.util.find_spec("captum") is not None
-                and "comparison" in ap.integrations.EXPORTERS.names())
+HAS_SALIENCY = (
+    importlib.util.find_spec("attn_plugins.saliency") is not None
+    and importlib.util.find_spec("captum") is not None
+    and "comparison" in ap.integrations.EXPORTERS.names()
+)
 
 
 def execute(nb, cwd: Path, allow_errors: bool = False):
     """Run every cell in a fresh kernel of this environment (kernel ``python3`` is resolved to the
     running interpreter by jupyter_client; nothing is installed globally)."""
-    client = nbclient.NotebookClient(nb, kernel_name="python3", timeout=300, allow_errors=allow_errors,
-                                     resources={"metadata": {"path": str(cwd)}})
+    client = nbclient.NotebookClient(
+        nb, kernel_name="python3", timeout=300, allow_errors=allow_errors, resources={"metadata": {"path": str(cwd)}}
+    )
     client.execute()
     return nb
 
@@ -215,8 +218,10 @@ def test_the_magic_in_a_kernel(tmp_path):
         first, second = "".join(outputs(cells[2], mime="text/html")), "".join(outputs(cells[12], mime="text/html"))
         assert 'data-view="head"' in second and "attnPluginsBertvizLibs" in second
         # the first view carries require.js, jQuery and d3 for the notebook; the second reuses them
-        assert len(first) > 400_000 and len(first) - len(second) > 300_000 and len(second) < len(first) / 3, \
-            (len(first), len(second))
+        assert len(first) > 400_000 and len(first) - len(second) > 300_000 and len(second) < len(first) / 3, (
+            len(first),
+            len(second),
+        )
         assert "requirejs" in first and "var requirejs, require, define" not in second
 
 
@@ -275,7 +280,7 @@ def test_heatmap_one_liner_draws_the_captured_weights(minilm, minilm_tokenizer, 
 @pytest.mark.skipif(not HAS_SALIENCY, reason="saliency or Captum is not installed")
 def test_explain_and_compare_one_liners(minilm, minilm_tokenizer, record):
     page = ap.explain(minilm, PAIR, tokenizer=minilm_tokenizer, n_steps=4)
-    (a, b), = page.results
+    ((a, b),) = page.results
     assert a.method == "integrated_gradients" and a.info["similarity"] == pytest.approx(b.info["similarity"])
     assert a.tokens == minilm_tokenizer.convert_ids_to_tokens(minilm_tokenizer(PAIR[0])["input_ids"])
     assert len(a.scores) == len(a.tokens)
@@ -337,8 +342,10 @@ def test_views_untrusted_and_sharing_scripts_in_chromium(minilm, minilm_tokenize
     with _browser.Browser(width=1200, height=900) as browser:
         for name, view in views.items():
             untrusted = tmp_path / f"{name}_untrusted.html"
-            untrusted.write_text(f"<!DOCTYPE html><html><body>{strip_like_untrusted_jupyter(view._repr_html_())}"
-                                 "</body></html>", encoding="utf-8")
+            untrusted.write_text(
+                f"<!DOCTYPE html><html><body>{strip_like_untrusted_jupyter(view._repr_html_())}</body></html>",
+                encoding="utf-8",
+            )
             page = browser.open(untrusted, wait_for="document.readyState === 'complete'")
             text = page.js("return document.querySelector('.attn-plugins-fallback').innerText")
             assert "did not run" in text and "jupyter trust" in text and "Run this cell" in text, (name, text)
@@ -356,12 +363,17 @@ def test_views_untrusted_and_sharing_scripts_in_chromium(minilm, minilm_tokenize
             assert len(later) < len(first.body) / 3
             page_path = tmp_path / "reopened.html"
             page_path.write_text(f"<!DOCTYPE html><html><body>{later}{first.body}</body></html>", encoding="utf-8")
-            page = browser.open(page_path, wait_for="document.querySelectorAll('.attn-plugins-bertviz svg').length >= 2"
-                                " && document.querySelectorAll('svg rect, svg line').length > 20", timeout=60)
+            page = browser.open(
+                page_path,
+                wait_for="document.querySelectorAll('.attn-plugins-bertviz svg').length >= 2"
+                " && document.querySelectorAll('svg rect, svg line').length > 20",
+                timeout=60,
+            )
             assert not page.console_errors()
             assert page.js("return document.querySelectorAll('.attn-plugins-fallback').length") == 0
             # alone (its carrier deleted), it says why it does not draw
             page_path.write_text(f"<!DOCTYPE html><html><body>{later}</body></html>", encoding="utf-8")
-            page = browser.open(page_path, wait_for="document.querySelector('.attn-plugins-missing-scripts')",
-                                timeout=30)
+            page = browser.open(
+                page_path, wait_for="document.querySelector('.attn-plugins-missing-scripts')", timeout=30
+            )
             assert "carry_scripts_again" in page.js("return document.body.innerText")

@@ -53,10 +53,21 @@ def test_every_readme_python_block_runs(tmp_path):
     work = tmp_path / "cwd"
     work.mkdir()
     repo = str(README.parent)
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "MPLBACKEND": "Agg",
-           "PYTHONPATH": os.pathsep.join([repo] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p])}
-    result = subprocess.run([sys.executable, str(tmp_path / "run_readme.py"), str(tmp_path / "blocks.json")],
-                            cwd=work, env=env, capture_output=True, text=True, timeout=600)
+    env = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+        "MPLBACKEND": "Agg",
+        "PYTHONPATH": os.pathsep.join([repo] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]),
+    }
+    result = subprocess.run(
+        [sys.executable, str(tmp_path / "run_readme.py"), str(tmp_path / "blocks.json")],
+        cwd=work,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
     assert result.stdout.count("ok: block") == len(blocks)
     assert (work / "run.safetensors").is_file()

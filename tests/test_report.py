@@ -31,8 +31,9 @@ pytest.importorskip("scipy")
 HOSTILE = '<script>alert("x")</script> & <b>bold</b>'
 TEXTS = ["The cat sat on the mat because it was tired.", f"A tired cat {HOSTILE} rests."]
 HAS_BERTVIZ = importlib.util.find_spec("bertviz") is not None and "bertviz" in ap.integrations.EXPORTERS.names()
-HAS_SALIENCY = (importlib.util.find_spec("attn_plugins.saliency") is not None
-                and "comparison" in ap.integrations.EXPORTERS.names())
+HAS_SALIENCY = (
+    importlib.util.find_spec("attn_plugins.saliency") is not None and "comparison" in ap.integrations.EXPORTERS.names()
+)
 
 
 def _cli(*args, cwd=None, timeout=600):
@@ -100,8 +101,14 @@ def test_cli_writes_the_page_plots_stats_and_record(built):
     assert os.stat(out / "record.safetensors").st_mode & 0o777 == 0o666 & ~_umask()
     pngs = sorted((out / "plots").glob("*.png"))
     names = {p.stem for p in pngs}
-    assert {"layers_mean", "head_stats", "head_shares", "head_stats_by_layer", "head_similarity",
-            "layer_similarity"} <= names
+    assert {
+        "layers_mean",
+        "head_stats",
+        "head_shares",
+        "head_stats_by_layer",
+        "head_similarity",
+        "layer_similarity",
+    } <= names
     assert any(n.startswith("head_grid_L") for n in names) and any(n.startswith("notable_previous") for n in names)
     for png in pngs:
         check_png(png.read_bytes())
@@ -172,8 +179,9 @@ def test_statistics_match_eager_attention(built, minilm_path, minilm_tokenizer):
 def test_page_in_headless_chromium(built, browser, tmp_path):
     out, _ = built
     page = browser.open(out / "report.html", wait_for="document.readyState === 'complete'", timeout=60)
-    statuses = dict(page.js("return Array.from(document.querySelectorAll('section.ap-section'))"
-                            ".map(s => [s.id, s.dataset.status])"))
+    statuses = dict(
+        page.js("return Array.from(document.querySelectorAll('section.ap-section')).map(s => [s.id, s.dataset.status])")
+    )
     assert list(statuses) == [sid for sid, _ in report.SECTIONS]
     for sid in ("summary", "heatmaps", "statistics", "clustering", "diagnostics"):
         assert statuses[sid] == "ok", sid
@@ -202,8 +210,10 @@ def test_page_in_headless_chromium(built, browser, tmp_path):
     page.click("nav.ap-nav a[href='#clustering']")
     assert page.js("return location.hash") == "#clustering"
     page.wait_for("window.scrollY > 0", 10)
-    nav_bottom, heading_top = page.js("return [document.querySelector('nav.ap-nav').getBoundingClientRect().bottom, "
-                                      "document.querySelector('#clustering h2').getBoundingClientRect().top]")
+    nav_bottom, heading_top = page.js(
+        "return [document.querySelector('nav.ap-nav').getBoundingClientRect().bottom, "
+        "document.querySelector('#clustering h2').getBoundingClientRect().top]"
+    )
     assert heading_top >= nav_bottom, (heading_top, nav_bottom)
     assert page.console_errors() == []
     assert page.network_requests() == []
@@ -249,13 +259,15 @@ def test_a_model_without_attention(tmp_path, minilm_path):
     from transformers import MambaConfig, MambaModel
 
     torch.manual_seed(0)
-    model = MambaModel(MambaConfig(vocab_size=30522, hidden_size=16, state_size=4, num_hidden_layers=1,
-                                   expand=2, conv_kernel=2)).eval()
+    model = MambaModel(
+        MambaConfig(vocab_size=30522, hidden_size=16, state_size=4, num_hidden_layers=1, expand=2, conv_kernel=2)
+    ).eval()
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(minilm_path)
-    with pytest.raises(report.ReportError,
-                       match="cannot capture attention from MambaModel.*needs a model with attention"):
+    with pytest.raises(
+        report.ReportError, match="cannot capture attention from MambaModel.*needs a model with attention"
+    ):
         report.build_report(model, tokenizer, ["hello there"], out_dir=tmp_path / "out", progress=False)
     assert not (tmp_path / "out").exists()
     model.save_pretrained(tmp_path / "mamba")
@@ -273,8 +285,14 @@ def test_a_failing_section_becomes_a_note(tmp_path, minilm, minilm_tokenizer, mo
 
     monkeypatch.setattr(report_heads, "layers_figure", broken)
     with caplog.at_level(logging.WARNING, logger="attn_plugins.report"):
-        path = report.build_report(minilm, minilm_tokenizer, "Short text.", out_dir=tmp_path,
-                              sections=["summary", "heatmaps", "diagnostics"], progress=False)
+        path = report.build_report(
+            minilm,
+            minilm_tokenizer,
+            "Short text.",
+            out_dir=tmp_path,
+            sections=["summary", "heatmaps", "diagnostics"],
+            progress=False,
+        )
     html = open(path, encoding="utf-8").read()
     sections = dict(re.findall(r'<section id="(\w+)" class="[^"]*" data-status="(\w+)"', html))
     assert sections == {"summary": "ok", "heatmaps": "failed", "diagnostics": "ok"}
@@ -293,11 +311,25 @@ def test_generation_section_on_a_tiny_gpt2(tmp_path, minilm_path):
     tokenizer.pad_token = None
     tokenizer.eos_token = "[SEP]"
     torch.manual_seed(0)
-    config = GPT2Config(vocab_size=tokenizer.vocab_size, n_positions=64, n_embd=32, n_layer=2, n_head=2,
-                        bos_token_id=tokenizer.cls_token_id, eos_token_id=tokenizer.sep_token_id)
+    config = GPT2Config(
+        vocab_size=tokenizer.vocab_size,
+        n_positions=64,
+        n_embd=32,
+        n_layer=2,
+        n_head=2,
+        bos_token_id=tokenizer.cls_token_id,
+        eos_token_id=tokenizer.sep_token_id,
+    )
     model = GPT2LMHeadModel(config).eval()
-    path = report.build_report(model, tokenizer, ["the cat sat on the mat", "a dog"], out_dir=tmp_path,
-                          sections=["summary", "generation", "diagnostics"], progress=False, figures=["png"])
+    path = report.build_report(
+        model,
+        tokenizer,
+        ["the cat sat on the mat", "a dog"],
+        out_dir=tmp_path,
+        sections=["summary", "generation", "diagnostics"],
+        progress=False,
+        figures=["png"],
+    )
     html = open(path, encoding="utf-8").read()
     sections = dict(re.findall(r'<section id="(\w+)" class="[^"]*" data-status="(\w+)"', html))
     assert sections == {"summary": "ok", "generation": "ok", "diagnostics": "ok"}
@@ -317,8 +349,9 @@ FOUR = ["The cat sat on the mat.", "Dogs bark at night.", "She reads a book.", "
 
 def test_report_layers_heads_and_a_head_view_per_input(tmp_path, minilm, minilm_tokenizer, capsys):
     sections = ["summary", "statistics", "diagnostics"] + (["bertviz"] if HAS_BERTVIZ else [])
-    path = report.build_report(minilm, minilm_tokenizer, FOUR, out_dir=tmp_path, sections=sections, layers=[0, -1],
-                          heads=[0, 2, 5])
+    path = report.build_report(
+        minilm, minilm_tokenizer, FOUR, out_dir=tmp_path, sections=sections, layers=[0, -1], heads=[0, 2, 5]
+    )
     assert "%|" not in capsys.readouterr().err  # progress=None and stderr is not a terminal: no bar
     record = ap.AttentionRecord.load(tmp_path / "record.safetensors")
     assert [layer.index for layer in record.layers] == [0, 5]
@@ -327,8 +360,15 @@ def test_report_layers_heads_and_a_head_view_per_input(tmp_path, minilm, minilm_
     if HAS_BERTVIZ:
         assert len(re.findall(r'class="ap-view" data-view="head"', html)) == 4  # every input, none left out
     with pytest.raises(report.ReportError, match="layer"):
-        report.build_report(minilm, minilm_tokenizer, FOUR[:1], out_dir=tmp_path / "bad", sections=["summary"],
-                       layers=[17], progress=False)
+        report.build_report(
+            minilm,
+            minilm_tokenizer,
+            FOUR[:1],
+            out_dir=tmp_path / "bad",
+            sections=["summary"],
+            layers=[17],
+            progress=False,
+        )
 
 
 def test_progress_bar_only_when_asked_or_on_a_terminal(tmp_path, minilm, minilm_tokenizer, capsys):
@@ -348,8 +388,9 @@ def test_demo_help_says_where_it_writes():
 def _record(weights, tokens):
     from attn_plugins.record import AttentionRecord, LayerAttention
 
-    return AttentionRecord(layers=[LayerAttention(name="l0", stack=None, kind="self", index=0, weights=weights)],
-                           tokens=[tokens])
+    return AttentionRecord(
+        layers=[LayerAttention(name="l0", stack=None, kind="self", index=0, weights=weights)], tokens=[tokens]
+    )
 
 
 def test_notable_heads_must_beat_uniform_attention():
@@ -365,8 +406,10 @@ def test_notable_heads_must_beat_uniform_attention():
     previous[0, 0] = 1.0
     previous[torch.arange(1, n), torch.arange(0, n - 1)] = 1.0
     tokens = [f"w{i}" for i in range(n)]
-    for weights, expect in ((torch.stack([uniform, uniform])[None], []),
-                            (torch.stack([uniform, previous])[None], ["previous"])):
+    for weights, expect in (
+        (torch.stack([uniform, uniform])[None], []),
+        (torch.stack([uniform, previous])[None], ["previous"]),
+    ):
         record = _record(weights, tokens)
         ctx = SimpleNamespace(stats=head_stats(record), baseline=uniform_baseline(record))
         found = report_heads.notable_heads(ctx)
@@ -400,8 +443,9 @@ def test_print_figures_only_when_asked(tmp_path, minilm, minilm_tokenizer):
 
     from attn_plugins.report.context import png_size
 
-    path = report.build_report(minilm, minilm_tokenizer, "Short text.", out_dir=tmp_path / "screen",
-                          sections=["heatmaps"], progress=False)
+    path = report.build_report(
+        minilm, minilm_tokenizer, "Short text.", out_dir=tmp_path / "screen", sections=["heatmaps"], progress=False
+    )
     html = open(path, encoding="utf-8").read()
     assert not (tmp_path / "screen" / "plots").exists() and 'href="plots/' not in html
     images = [b64.b64decode(src) for src in re.findall(r'<img src="data:image/png;base64,([^"]+)"', html)]
@@ -410,8 +454,15 @@ def test_print_figures_only_when_asked(tmp_path, minilm, minilm_tokenizer):
         check_png(data)
         width, _ = png_size(data)
         assert 200 < width < 1400 and f'width="{width}"' in html  # shown one pixel per CSS pixel
-    path = report.build_report(minilm, minilm_tokenizer, "Short text.", out_dir=tmp_path / "print",
-                          sections=["heatmaps"], progress=False, figures=("png", "pdf"))
+    path = report.build_report(
+        minilm,
+        minilm_tokenizer,
+        "Short text.",
+        out_dir=tmp_path / "print",
+        sections=["heatmaps"],
+        progress=False,
+        figures=("png", "pdf"),
+    )
     html = open(path, encoding="utf-8").read()
     written = sorted(p.name for p in (tmp_path / "print" / "plots").iterdir())
     assert written and all(name.endswith((".png", ".pdf")) for name in written)

@@ -56,9 +56,11 @@ def _stack_from_path(path: str) -> str | None:
 
 
 def _text_field_tensors(value) -> bool:
-    return (isinstance(value, dict) and value
-            and all(isinstance(v, dict) and all(isinstance(t, torch.Tensor) for t in v.values())
-                    for v in value.values()))
+    return (
+        isinstance(value, dict)
+        and value
+        and all(isinstance(v, dict) and all(isinstance(t, torch.Tensor) for t in v.values()) for v in value.values())
+    )
 
 
 class _StepTarget:
@@ -132,8 +134,9 @@ class AllenNLPAdapter(Adapter):
                     self._found.append(("matrix", target, child))
                     targets.append(target)
                 elif isinstance(child, AttentionModule):
-                    target = Target(name=child_path, stack=_stack_from_path(child_path), kind="self",
-                                    owner=model, module=child)
+                    target = Target(
+                        name=child_path, stack=_stack_from_path(child_path), kind="self", owner=model, module=child
+                    )
                     self._found.append(("transformer", target, child))
                     targets.append(target)
                     continue  # its scoring function is a MatrixAttention over [batch, heads, q, k]: not a layer
@@ -164,24 +167,31 @@ class AllenNLPAdapter(Adapter):
                 self.step_targets.append(step)
                 self.handles.append(module.register_forward_hook(functools.partial(self._attention_after, step)))
             elif kind == "matrix":
-                variants = {"cross": target,
-                            "self": dataclasses.replace(target, kind="self")}
-                self.handles.append(module.register_forward_hook(
-                    functools.partial(self._matrix_after, variants), with_kwargs=True))
+                variants = {"cross": target, "self": dataclasses.replace(target, kind="self")}
+                self.handles.append(
+                    module.register_forward_hook(functools.partial(self._matrix_after, variants), with_kwargs=True)
+                )
             else:
                 variants = {"self": target, "cross": dataclasses.replace(target, kind="cross")}
                 signature = inspect.signature(module.forward)
                 state: dict = {}
-                self.handles.append(module.register_forward_pre_hook(
-                    functools.partial(self._transformer_before, signature, state), with_kwargs=True))
-                self.handles.append(module.register_forward_hook(
-                    functools.partial(self._transformer_after, variants, state), always_call=True))
+                self.handles.append(
+                    module.register_forward_pre_hook(
+                        functools.partial(self._transformer_before, signature, state), with_kwargs=True
+                    )
+                )
+                self.handles.append(
+                    module.register_forward_hook(
+                        functools.partial(self._transformer_after, variants, state), always_call=True
+                    )
+                )
         self.nested.attach()
         del session
 
     def _wrap_records(self) -> None:
         self.session.add_finisher(
-            lambda segment, record: self._finish_record(record, self.segment_info.get(id(segment), {})))
+            lambda segment, record: self._finish_record(record, self.segment_info.get(id(segment), {}))
+        )
 
     def _wrap_search(self, beam) -> None:
         original = beam.search
@@ -329,7 +339,8 @@ class AllenNLPAdapter(Adapter):
             )
         if any(layer.stack is None and layer.kind == "self" for layer in record.layers) or self.hf_adapters:
             record.metadata.setdefault(
-                "precision", "the modules' own weights (Hugging Face parts: as the HF adapter reports)")
+                "precision", "the modules' own weights (Hugging Face parts: as the HF adapter reports)"
+            )
         else:
             record.metadata.setdefault("precision", "the modules' own weights")
         source = info.get("source")

@@ -87,8 +87,16 @@ class Session(Protocol):
         module does not have is refused here, before anything is computed.
         """
 
-    def emit(self, call: Call, weights: torch.Tensor, *, queries: torch.Tensor | None = None,
-             keys: torch.Tensor | None = None, heads_selected: bool = False, rows_from: int = 0) -> None:
+    def emit(
+        self,
+        call: Call,
+        weights: torch.Tensor,
+        *,
+        queries: torch.Tensor | None = None,
+        keys: torch.Tensor | None = None,
+        heads_selected: bool = False,
+        rows_from: int = 0,
+    ) -> None:
         """Store the probabilities ``[batch, heads, q, k]`` of a selected call.
 
         ``queries`` ``[b, heads, q, d]`` and ``keys`` ``[b, kv_heads, k, d]`` (kept when

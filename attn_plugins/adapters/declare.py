@@ -245,8 +245,9 @@ def attention_output(index: int | None = None, *, weights=None, kind=None, stack
     if index is not None and weights is not None:
         raise TypeError("give index= or weights=, not both")
     if index is not None and (isinstance(index, bool) or not isinstance(index, int)):
-        raise TypeError("index must be an int (the position of the weights in forward's returned tuple), "
-                        f"got {index!r}")
+        raise TypeError(
+            f"index must be an int (the position of the weights in forward's returned tuple), got {index!r}"
+        )
     spec = index if index is not None else (weights if weights is not None else 1)
     _check(spec, kind, stack, layout, steps)
 
@@ -295,4 +296,3 @@ def declared_names() -> list[str]:
         names += list(_BY_NAME)
         names += [f"<{type(m).__name__} instance>" for m in list(_BY_INSTANCE.keys())]
     return names
-

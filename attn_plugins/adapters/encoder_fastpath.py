@@ -17,8 +17,9 @@ from torch import nn
 from torch.nn import functional
 
 
-def slow_path_call(layer: nn.TransformerEncoderLayer, args: tuple, kwargs: dict,
-                   padded_length: int = 0) -> tuple[dict, torch.Tensor | None] | None:
+def slow_path_call(
+    layer: nn.TransformerEncoderLayer, args: tuple, kwargs: dict, padded_length: int = 0
+) -> tuple[dict, torch.Tensor | None] | None:
     """The ``self_attn`` call of ``layer(*args, **kwargs)`` on its slow path.
 
     Args:
@@ -46,16 +47,29 @@ def slow_path_call(layer: nn.TransformerEncoderLayer, args: tuple, kwargs: dict,
         keep = torch.arange(length, device=src.device)[None, :] < lengths[:, None]
         padding = ~keep
     # as TransformerEncoderLayer.forward hands them to self_attn on its slow path
-    padding = functional._canonical_mask(mask=padding, mask_name="src_key_padding_mask",
-                                other_type=functional._none_or_dtype(src_mask), other_name="src_mask",
-                                target_type=src.dtype)
-    src_mask = functional._canonical_mask(mask=src_mask, mask_name="src_mask", other_type=None, other_name="",
-                                 target_type=src.dtype, check_other=False)
+    padding = functional._canonical_mask(
+        mask=padding,
+        mask_name="src_key_padding_mask",
+        other_type=functional._none_or_dtype(src_mask),
+        other_name="src_mask",
+        target_type=src.dtype,
+    )
+    src_mask = functional._canonical_mask(
+        mask=src_mask, mask_name="src_mask", other_type=None, other_name="", target_type=src.dtype, check_other=False
+    )
     with torch.no_grad():
         x = layer.norm1(src) if layer.norm_first else src
     # the fused kernel applies src_mask and the padding, never the is_causal hint
-    call = {"query": x, "key": x, "value": x, "key_padding_mask": padding, "need_weights": True,
-            "attn_mask": src_mask, "average_attn_weights": False, "is_causal": False}
+    call = {
+        "query": x,
+        "key": x,
+        "value": x,
+        "key_padding_mask": padding,
+        "need_weights": True,
+        "attn_mask": src_mask,
+        "average_attn_weights": False,
+        "is_causal": False,
+    }
     return call, keep
 
 

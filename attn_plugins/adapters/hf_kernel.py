@@ -24,8 +24,9 @@ _INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids")
 
 def is_hf_model(module) -> bool:
     """Whether ``module`` is a transformers ``PreTrainedModel`` (checked without importing transformers)."""
-    return any(cls.__module__.startswith("transformers.") and cls.__name__ == "PreTrainedModel"
-               for cls in type(module).__mro__)
+    return any(
+        cls.__module__.startswith("transformers.") and cls.__name__ == "PreTrainedModel" for cls in type(module).__mro__
+    )
 
 
 def owner_inputs(args, kwargs) -> dict:
@@ -91,8 +92,9 @@ class TargetHandler:
             chosen = next((p for p in self.pending if p[0] is returned), self.pending[-1])
             probs, query, key = chosen
             kept = self.session.keep_queries_keys
-            self.session.emit(self.call, probs, queries=query if kept else None, keys=key if kept else None,
-                              heads_selected=True)
+            self.session.emit(
+                self.call, probs, queries=query if kept else None, keys=key if kept else None, heads_selected=True
+            )
             if self.layout is not None:
                 self.layout.note(probs, self.call)
             self.pending = []
@@ -117,14 +119,21 @@ class TargetHandler:
     def _not_captured(self, returned) -> str:
         name = f"attention module {self.target.name!r} ({type(self.target.module).__name__})"
         if isinstance(returned, torch.Tensor) and returned.dim() == 3 and is_probability(returned):
-            what = ("additive (tanh-scored, single-head) attention" if forward_mentions(
-                type(self.target.module).forward, ("tanh(",)) else "attention without a head axis")
-            return (f"{name} computes {what}: its weights {list(returned.shape)} are not [batch, heads, query, "
-                    "key] and it makes no call through transformers' AttentionInterface, so it is not captured as "
-                    "a layer; where the model returns them in its output, the capture keeps that field in the "
-                    "model's own shape (as_hf_outputs())")
-        return (f"{name} returned no attention probabilities and made no call through transformers' "
-                "AttentionInterface; this layer was not captured")
+            what = (
+                "additive (tanh-scored, single-head) attention"
+                if forward_mentions(type(self.target.module).forward, ("tanh(",))
+                else "attention without a head axis"
+            )
+            return (
+                f"{name} computes {what}: its weights {list(returned.shape)} are not [batch, heads, query, "
+                "key] and it makes no call through transformers' AttentionInterface, so it is not captured as "
+                "a layer; where the model returns them in its output, the capture keeps that field in the "
+                "model's own shape (as_hf_outputs())"
+            )
+        return (
+            f"{name} returned no attention probabilities and made no call through transformers' "
+            "AttentionInterface; this layer was not captured"
+        )
 
     def on_kernel_call(self, module, query, key, value, attention_mask, kwargs, kernel):
         """A call of the attention function (``kernel``: "sdpa", "flex", "flash" or "unknown").
@@ -152,12 +161,19 @@ class TargetHandler:
                 is_causal = getattr(module, "is_causal", kernel == "sdpa")
             try:
                 return attention_probs(
-                    query, key, attention_mask, kernel=kernel, scaling=kwargs.get("scaling"),
-                    is_causal=bool(is_causal), position_bias=kwargs.get("position_bias"),
+                    query,
+                    key,
+                    attention_mask,
+                    kernel=kernel,
+                    scaling=kwargs.get("scaling"),
+                    is_causal=bool(is_causal),
+                    position_bias=kwargs.get("position_bias"),
                     softcap=kwargs.get("softcap"),
                     sinks=kwargs.get("s_aux", kwargs.get("sinks")),
-                    sliding_window=kwargs.get("sliding_window"), heads=heads,
-                    compute_dtype=self.session.compute_dtype_for(query.dtype), out_dtype=self.session.dtype,
+                    sliding_window=kwargs.get("sliding_window"),
+                    heads=heads,
+                    compute_dtype=self.session.compute_dtype_for(query.dtype),
+                    out_dtype=self.session.dtype,
                 )
             except UnsupportedAttentionCallError as exc:
                 reason = str(exc)
@@ -176,12 +192,14 @@ class TargetHandler:
         mask = attention_mask
         if mask is not None and mask.dtype == torch.bool:
             mask = torch.zeros(mask.shape, dtype=query.dtype, device=mask.device).masked_fill(
-                ~mask, torch.finfo(query.dtype).min)
+                ~mask, torch.finfo(query.dtype).min
+            )
         elif mask is None and kwargs.get("is_causal", getattr(module, "is_causal", False)) and query.shape[2] > 1:
             q_len, k_len = query.shape[2], key.shape[2]
             keep = torch.ones(q_len, k_len, dtype=torch.bool, device=query.device).tril()
             mask = torch.zeros(1, 1, q_len, k_len, dtype=query.dtype, device=query.device).masked_fill(
-                ~keep, torch.finfo(query.dtype).min)
+                ~keep, torch.finfo(query.dtype).min
+            )
         extra = {k: v for k, v in kwargs.items() if k not in ("dropout", "is_causal", "attention_mask")}
         _, weights = eager(module, query, key, value, mask, **{**extra, "dropout": 0.0})
         self.session.note_precision(query.dtype, weights.dtype, "the modeling file's eager function")

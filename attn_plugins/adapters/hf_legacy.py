@@ -29,8 +29,7 @@ def legacy_targets(model) -> list[Target]:
     if getattr(model, "config", None) is None or not asks_output_attentions(model):
         return []
     count = _attention_modules(model)
-    return [Target(name=f"attentions[{i}]", stack=None, kind="self", owner=model, module=model)
-            for i in range(count)]
+    return [Target(name=f"attentions[{i}]", stack=None, kind="self", owner=model, module=model) for i in range(count)]
 
 
 class LegacyOutputs:

@@ -238,8 +238,11 @@ class OutputLayout:
             before = self._hooks_before.get(id(module), set())
             for key in [k for k in module._forward_hooks if k not in before]:
                 if getattr(module._forward_hooks[key], "__name__", "") == _RECORDING_HOOK:
-                    for table in (module._forward_hooks, module._forward_hooks_with_kwargs,
-                                  module._forward_hooks_always_called):
+                    for table in (
+                        module._forward_hooks,
+                        module._forward_hooks_with_kwargs,
+                        module._forward_hooks_always_called,
+                    ):
                         table.pop(key, None)
             if _INSTALLED_FLAG in module.__dict__ and self._flags_before.get(id(module)) is None:
                 del module.__dict__[_INSTALLED_FLAG]
@@ -260,7 +263,8 @@ class OutputLayout:
         config = getattr(self.model, "config", None)
         asked = kwargs.get("return_dict")
         wants_tuple = self._takes_return_dict and (
-            asked is False or (asked is None and getattr(config, "return_dict", True) is False))
+            asked is False or (asked is None and getattr(config, "return_dict", True) is False)
+        )
         add = self._may_ask and not kwargs.get("output_attentions")
         if not self._calls and self.model.training:
             self._probe.__enter__()
@@ -286,7 +290,8 @@ class OutputLayout:
         for path, tensors in fields.items():
             kept = before_dropout if module.training and len(fields) == 1 else []
             if len(kept) != len(tensors) or not all(
-                    isinstance(t, torch.Tensor) and k.shape == t.shape for k, t in zip(kept, tensors, strict=True)):
+                isinstance(t, torch.Tensor) and k.shape == t.shape for k, t in zip(kept, tensors, strict=True)
+            ):
                 kept = []
             keys = []
             for position, tensor in enumerate(tensors):
@@ -317,14 +322,18 @@ class OutputLayout:
         if not self.layout:
             return
         where = {(layer.stack, layer.kind, layer.index): i for i, layer in enumerate(record.layers)}
-        record.metadata[LAYOUT_KEY] = {path: [where[k] for k in keys if k in where]
-                                       for path, keys in self.layout.items()}
+        record.metadata[LAYOUT_KEY] = {
+            path: [where[k] for k in keys if k in where] for path, keys in self.layout.items()
+        }
         shapes = {path: [self.shapes.get(k) for k in keys if k in where] for path, keys in self.layout.items()}
         shapes = {path: axes for path, axes in shapes.items() if any(axes)}
         if shapes:
             record.metadata[SHAPES_KEY] = shapes
-        kept = {path: shape for path, shape in self.nesting.items()
-                if len(record.metadata[LAYOUT_KEY].get(path, ())) == len(self.layout[path])}
+        kept = {
+            path: shape
+            for path, shape in self.nesting.items()
+            if len(record.metadata[LAYOUT_KEY].get(path, ())) == len(self.layout[path])
+        }
         if kept:
             record.metadata[NESTING_KEY] = kept
 
@@ -335,7 +344,8 @@ class OutputLayout:
             self.session.warn_once(
                 f"{type(self.model).__name__} returns {path}[{position}] as {list(weights.shape)} values that are not "
                 "attention probabilities (outside [0, 1]: scores, another mixer's state or an attention output); "
-                "they were not captured")
+                "they were not captured"
+            )
             return None
         axes = None
         if weights.dim() in (3, 5):
@@ -346,8 +356,12 @@ class OutputLayout:
             axes = list(weights.shape)
             weights = weights.flatten(1, 2) if weights.dim() == 5 else weights.unsqueeze(1)
         elif weights.dim() != 4:
-            return self._refuse(path, position, f"{weights.dim()}-D probabilities (shape {list(weights.shape)}), "
-                                                "which the record cannot hold as [batch, heads, query, key]")
+            return self._refuse(
+                path,
+                position,
+                f"{weights.dim()}-D probabilities (shape {list(weights.shape)}), "
+                "which the record cannot hold as [batch, heads, query, key]",
+            )
         owner = self._owner if self._owner is not None else self.model
         target = self.by_field.get((path, position, id(owner)))
         if target is None:

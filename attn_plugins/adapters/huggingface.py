@@ -62,7 +62,8 @@ def _specs(model):
         for spec in value if isinstance(value, list) else [value]:
             if not isinstance(spec, OutputRecorder):
                 spec = OutputRecorder(
-                    target_class=None if isinstance(spec, str) else spec, index=1,
+                    target_class=None if isinstance(spec, str) else spec,
+                    index=1,
                     class_name=spec if isinstance(spec, str) else None,
                 )
             tasks.append((key, spec))
@@ -115,8 +116,7 @@ def interface_targets(model) -> list[tuple[Target, int]]:
         for child_name, child in module.named_children():
             path = f"{name}.{child_name}" if name else child_name
             inner = visit(child, path, child if isinstance(child, PreTrainedModel) else owner) or inner
-        if inner or isinstance(module, PreTrainedModel) or not forward_mentions(type(module).forward,
-                                                                                _ROUTING_MARKERS):
+        if inner or isinstance(module, PreTrainedModel) or not forward_mentions(type(module).forward, _ROUTING_MARKERS):
             return inner
         kind = "cross" if any(w in name.lower() for w in ("cross", "encdec", "encoder_decoder")) else "self"
         found.append((Target(name=name, stack=None, kind=kind, owner=owner, module=module), 1))
@@ -217,8 +217,11 @@ def _make_wrapper(impl: str, original):
         if handler is not None:
             if args:  # rare positional extras: name them with the original's signature
                 bound = signature.bind(module, query, key, value, attention_mask, *args, **kwargs)
-                kwargs = {k: v for k, v in bound.arguments.items()
-                          if k not in ("module", "query", "key", "value", "attention_mask")}
+                kwargs = {
+                    k: v
+                    for k, v in bound.arguments.items()
+                    if k not in ("module", "query", "key", "value", "attention_mask")
+                }
                 kwargs.update(kwargs.pop("kwargs", {}) or {})
             weights = handler.on_kernel_call(module, query, key, value, attention_mask, kwargs, kernel)
             if weights is not None and isinstance(output, tuple) and len(output) == 2 and output[1] is None:
@@ -236,8 +239,9 @@ def _install_wrapper(impl: str, session):
     mapping = AttentionInterface._global_mapping
     with _LOCK:
         if impl not in mapping:
-            raise CaptureError(f"attention implementation {impl!r} is not registered in transformers' "
-                               "AttentionInterface")
+            raise CaptureError(
+                f"attention implementation {impl!r} is not registered in transformers' AttentionInterface"
+            )
         patch = item_patch(mapping, impl, session, lambda original, _patch: _make_wrapper(impl, original))
         _WRAPPED[impl] = patch
         return patch
@@ -287,9 +291,13 @@ class HuggingFaceAdapter(Adapter):
                 self._legacy = LegacyOutputs(self.session, model, targets)
             return targets
         # spec'd modules that neither route through AttentionInterface nor are eager, but call sdpa directly
-        direct = [t for t, _ in self._found if _kernel_for(_impl_of(t)) is not None
-                  and not _routes_through_interface(t.module)
-                  and any(calls_sdpa_directly(m) for m in t.module.modules())]
+        direct = [
+            t
+            for t, _ in self._found
+            if _kernel_for(_impl_of(t)) is not None
+            and not _routes_through_interface(t.module)
+            and any(calls_sdpa_directly(m) for m in t.module.modules())
+        ]
         if direct:
             self._intercepted = SdpaInterception(self.session, model, direct)
             self._found = [(t, i) for t, i in self._found if t not in direct]

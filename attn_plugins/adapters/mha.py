@@ -16,8 +16,16 @@ from torch.nn import functional
 
 from ..errors import CaptureError
 
-MHA_ARGS = ("query", "key", "value", "key_padding_mask", "need_weights", "attn_mask", "average_attn_weights",
-            "is_causal")
+MHA_ARGS = (
+    "query",
+    "key",
+    "value",
+    "key_padding_mask",
+    "need_weights",
+    "attn_mask",
+    "average_attn_weights",
+    "is_causal",
+)
 _SIGNATURES: dict[type, tuple] = {}
 
 
@@ -75,8 +83,15 @@ def _recompute_grad_mode(module: nn.MultiheadAttention, call: dict):
     """
     if module.training or not torch.is_grad_enabled():
         return torch.no_grad()
-    tensors = (call["query"], call["key"], call["value"], module.in_proj_weight, module.in_proj_bias,
-               module.out_proj.weight, module.out_proj.bias)
+    tensors = (
+        call["query"],
+        call["key"],
+        call["value"],
+        module.in_proj_weight,
+        module.in_proj_bias,
+        module.out_proj.weight,
+        module.out_proj.bias,
+    )
     if any(isinstance(t, torch.Tensor) and t.requires_grad for t in tensors):
         return contextlib.nullcontext()
     return torch.no_grad()

@@ -15,10 +15,30 @@ import torch
 # Keyword arguments that attention functions receive but that do not change the probabilities.
 NEUTRAL_KWARGS = frozenset(
     {
-        "dropout", "output_attentions", "use_cache", "position_ids", "cache_position", "past_key_values",
-        "past_key_value", "layer_idx", "head_mask", "return_dict", "is_causal", "scaling", "sliding_window",
-        "softcap", "s_aux", "sinks", "position_bias", "cu_seq_lens_q", "cu_seq_lens_k", "max_length_q",
-        "max_length_k", "target_dtype", "output_hidden_states", "token_type_ids",
+        "dropout",
+        "output_attentions",
+        "use_cache",
+        "position_ids",
+        "cache_position",
+        "past_key_values",
+        "past_key_value",
+        "layer_idx",
+        "head_mask",
+        "return_dict",
+        "is_causal",
+        "scaling",
+        "sliding_window",
+        "softcap",
+        "s_aux",
+        "sinks",
+        "position_bias",
+        "cu_seq_lens_q",
+        "cu_seq_lens_k",
+        "max_length_q",
+        "max_length_k",
+        "target_dtype",
+        "output_hidden_states",
+        "token_type_ids",
     }
 )
 
@@ -180,7 +200,7 @@ def attention_probs(
             q_part = query[bs].index_select(1, _index(head_list[hs], device))[:, :, rs]
         kv = kv_index[hs]
         if kv == list(range(kv[0], kv[0] + len(kv))):
-            k_part = key[bs, kv[0]:kv[0] + len(kv)]
+            k_part = key[bs, kv[0] : kv[0] + len(kv)]
         else:
             k_part = key[bs].index_select(1, _index(kv, key.device))
         scores = torch.matmul(q_part.to(compute_dtype), k_part.to(compute_dtype).transpose(-1, -2))

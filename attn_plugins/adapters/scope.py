@@ -172,9 +172,11 @@ def attribute_patch(obj, name: str, session, replacement, *, instance: bool = Fa
     """A :class:`SharedPatch` of ``obj.name`` (``instance``: of the instance attribute only; absent
     before means deleted after)."""
     if instance:
+
         def get():
             return vars(obj).get(name, MISSING)
     else:
+
         def get():
             return getattr(obj, name, MISSING)
 
@@ -196,5 +198,6 @@ def item_patch(mapping, name: str, session, replacement) -> SharedPatch:
         else:
             mapping[name] = value
 
-    return SharedPatch.acquire(("item", id(mapping), name), session, lambda: mapping.get(name, MISSING), put,
-                               replacement)
+    return SharedPatch.acquire(
+        ("item", id(mapping), name), session, lambda: mapping.get(name, MISSING), put, replacement
+    )

@@ -65,10 +65,20 @@ def _make_wrapper(original, _patch):
     """The torch function wrapper: closes over ``original``, so a call that fetched it just before the
     last capture uninstalled it still works."""
 
-    def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None,
-                                     enable_gqa=False, **kwargs):
-        output = original(query, key, value, attn_mask=attn_mask, dropout_p=dropout_p, is_causal=is_causal,
-                          scale=scale, enable_gqa=enable_gqa, **kwargs)
+    def scaled_dot_product_attention(
+        query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None, enable_gqa=False, **kwargs
+    ):
+        output = original(
+            query,
+            key,
+            value,
+            attn_mask=attn_mask,
+            dropout_p=dropout_p,
+            is_causal=is_causal,
+            scale=scale,
+            enable_gqa=enable_gqa,
+            **kwargs,
+        )
         stack = getattr(_CURRENT, "stack", None)  # only hooks of a capture active in this thread push here
         if stack:
             stack[-1].on_sdpa(query, key, attn_mask, is_causal, scale)
@@ -103,16 +113,26 @@ class _Handler:
             return self._hand_back(output, call, pending)
         else:
             self.core.release()
-            self.session.warn_once(f"attention module {self.target.name!r} ran without calling "
-                                   "scaled_dot_product_attention; this call was not captured")
+            self.session.warn_once(
+                f"attention module {self.target.name!r} ran without calling "
+                "scaled_dot_product_attention; this call was not captured"
+            )
 
     def _hand_back(self, output, call, pending):
         """While the capture asks the model for its attentions, the module's ``None`` weights become
         the captured block in its eager twin's shape (``[batch*heads, q, k]`` for SAM's vision
         attention), so that the model's own recording places it under its own field
         (``vision_attentions``) and ``as_hf_outputs()`` mirrors it."""
-        if (self.layout is None or not self.layout.asking or call is None or call.heads is not None or not pending
-                or not isinstance(output, tuple) or len(output) < 2 or output[1] is not None):
+        if (
+            self.layout is None
+            or not self.layout.asking
+            or call is None
+            or call.heads is not None
+            or not pending
+            or not isinstance(output, tuple)
+            or len(output) < 2
+            or output[1] is not None
+        ):
             return None
         weights = pending[-1][0]
         if self.merged:
@@ -121,8 +141,15 @@ class _Handler:
         return (output[0], weights, *output[2:])
 
     def on_sdpa(self, query, key, attn_mask, is_causal, scale) -> None:
-        self.core.on_kernel_call(self.target.module, query.detach(), key.detach(), None, attn_mask,
-                                 {"scaling": scale, "is_causal": bool(is_causal)}, "sdpa")
+        self.core.on_kernel_call(
+            self.target.module,
+            query.detach(),
+            key.detach(),
+            None,
+            attn_mask,
+            {"scaling": scale, "is_causal": bool(is_causal)},
+            "sdpa",
+        )
 
 
 def _note_merged(record, names: list[str]) -> None:
@@ -150,9 +177,12 @@ class SdpaInterception:
             if all(target.owner is not o for o in owners):
                 owners.append(target.owner)
         for owner in owners:
-            self.handles.append(owner.register_forward_pre_hook(
-                lambda module, args, kwargs, owner=owner: session.begin_pass(owner, owner_inputs(args, kwargs)),
-                with_kwargs=True))
+            self.handles.append(
+                owner.register_forward_pre_hook(
+                    lambda module, args, kwargs, owner=owner: session.begin_pass(owner, owner_inputs(args, kwargs)),
+                    with_kwargs=True,
+                )
+            )
         for target in self.targets:
             handler = _Handler(self.session, target, self.layout)
             self.handlers.append(handler)

@@ -57,8 +57,18 @@ from .hooks import remove_hooks
 from .mha import bind_mha_call, mha_forward, mha_queries_keys, mha_weights, queries_are_keys, seq_len
 from .scope import first_active
 
-_CROSS_MARKERS = ("cross", "encoder_attn", "enc_attn", "encdec", "enc_dec", "src_attn", "context_attn",
-                  "memory_attn", "mem_attn", "source_attn")
+_CROSS_MARKERS = (
+    "cross",
+    "encoder_attn",
+    "enc_attn",
+    "encdec",
+    "enc_dec",
+    "src_attn",
+    "context_attn",
+    "memory_attn",
+    "mem_attn",
+    "source_attn",
+)
 _INPUT_KEYS = ("input_ids", "src", "source", "tokens")
 _DECODER_INPUT_KEYS = ("decoder_input_ids", "tgt", "trg", "target", "tgt_in")
 
@@ -72,8 +82,10 @@ def matches(model) -> bool:
     transformers model (captured through the Hugging Face adapter)."""
     if not isinstance(model, nn.Module):
         return False
-    return any(isinstance(m, nn.MultiheadAttention) or declaration_for(m) is not None or is_hf_model(m)
-               for m in model.modules())
+    return any(
+        isinstance(m, nn.MultiheadAttention) or declaration_for(m) is not None or is_hf_model(m)
+        for m in model.modules()
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -105,10 +117,17 @@ def find_targets(model: nn.Module, taken: list[str] | None = None) -> list[_Entr
         kind = declaration.kind_for(module) if declaration is not None else None
         explicit_stack = declaration is not None and declaration.stack is not None
         stack = declaration.stack_for(module) if explicit_stack else None
-        target = Target(name=name, stack=stack, kind=kind or _guess_kind(name, module, by_name), owner=model,
-                        module=module)
-        entries.append(_Entry(target, None if is_mha else declaration,
-                              declaration.steps if declaration is not None else "auto", explicit_stack))
+        target = Target(
+            name=name, stack=stack, kind=kind or _guess_kind(name, module, by_name), owner=model, module=module
+        )
+        entries.append(
+            _Entry(
+                target,
+                None if is_mha else declaration,
+                declaration.steps if declaration is not None else "auto",
+                explicit_stack,
+            )
+        )
     _assign_stacks(entries, by_name)
     return entries
 
@@ -254,8 +273,15 @@ class TorchAdapter(Adapter):
                 else:
                     _WATCHED.pop(key, None)
         self._watched.clear()
-        for table in (self._pre, self._post, self._calls, self._layer_of, self._layer_ran_mha, self._encoder_len,
-                      self._cross_twins):
+        for table in (
+            self._pre,
+            self._post,
+            self._calls,
+            self._layer_of,
+            self._layer_ran_mha,
+            self._encoder_len,
+            self._cross_twins,
+        ):
             table.clear()
         if self._nested is not None:
             errors += self._nested.detach()
@@ -384,16 +410,20 @@ class TorchAdapter(Adapter):
         def hook(module, args, kwargs, output):
             weights = entry.declaration.extract(module, args, kwargs, output, entry.target.name)
             if weights is None:
-                self.session.warn_once(f"declared attention module {entry.target.name!r} returned no weights for "
-                                       "some calls; those calls were not captured")
+                self.session.warn_once(
+                    f"declared attention module {entry.target.name!r} returned no weights for "
+                    "some calls; those calls were not captured"
+                )
                 return
             q_len, k_len = weights.shape[2], weights.shape[3]
             selected, start = self._count(entry, q_len, k_len)
             if selected is None:
                 return
             if self.session.keep_queries_keys:
-                self.session.warn_once(f"keep_queries_keys: declared module {entry.target.name!r} exposes no "
-                                       "queries and keys; only its weights were kept")
+                self.session.warn_once(
+                    f"keep_queries_keys: declared module {entry.target.name!r} exposes no "
+                    "queries and keys; only its weights were kept"
+                )
             self.session.emit(selected, weights, rows_from=start)
 
         return hook
@@ -402,6 +432,7 @@ class TorchAdapter(Adapter):
 def _token_inputs(args: tuple, kwargs: dict) -> dict:
     """Token ids the model was called with: the first integer tensor is the (source) input, a second one
     the decoder input."""
+
     def ids(value):
         return isinstance(value, torch.Tensor) and value.dtype in (torch.int64, torch.int32) and value.dim() == 2
 

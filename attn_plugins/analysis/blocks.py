@@ -57,8 +57,10 @@ class View:
             )
         q, k = self.weights.shape[-2:]
         if q > k:
-            raise ValueError(f"{self.label or 'this block'} has more queries ({q}) than keys ({k}); "
-                             "positional statistics need self-attention with q <= k")
+            raise ValueError(
+                f"{self.label or 'this block'} has more queries ({q}) than keys ({k}); "
+                "positional statistics need self-attention with q <= k"
+            )
         return torch.arange(k - q, k)
 
     def valid_pairs(self) -> torch.Tensor:
@@ -83,9 +85,14 @@ class View:
             raise IndexError(f"item {item} does not exist: the batch has {b} item(s)")
         item = item % b
         return View(
-            weights=self.weights[item : item + 1], query_mask=self.query_mask[item : item + 1],
-            key_mask=self.key_mask[item : item + 1], label=self.label, heads=self.heads, kind=self.kind,
-            stack=self.stack, index=self.index,
+            weights=self.weights[item : item + 1],
+            query_mask=self.query_mask[item : item + 1],
+            key_mask=self.key_mask[item : item + 1],
+            label=self.label,
+            heads=self.heads,
+            kind=self.kind,
+            stack=self.stack,
+            index=self.index,
             query_tokens=[self.query_tokens[item]] if self.query_tokens else None,
             key_tokens=[self.key_tokens[item]] if self.key_tokens else None,
         )
@@ -137,8 +144,14 @@ def _fit_tokens(tokens: Any, length: int) -> list[list[str]] | None:
     return out
 
 
-def _tensor_view(x: Any, attention_mask: torch.Tensor | None = None, query_mask: torch.Tensor | None = None,
-                 label: str = "", tokens: Any = None, kind: str = "self") -> View:
+def _tensor_view(
+    x: Any,
+    attention_mask: torch.Tensor | None = None,
+    query_mask: torch.Tensor | None = None,
+    label: str = "",
+    tokens: Any = None,
+    kind: str = "self",
+) -> View:
     w = _as_tensor(x)
     if w.dim() == 2:
         w = w[None, None]
@@ -157,8 +170,16 @@ def _tensor_view(x: Any, attention_mask: torch.Tensor | None = None, query_mask:
     if tokens is not None and tokens and isinstance(tokens[0], str):
         tokens = [list(tokens)] * b
     tokens = _fit_tokens(tokens, k)
-    return View(w, qmask, key_mask, label=label, heads=list(range(h)), kind=kind,
-                key_tokens=tokens, query_tokens=_fit_tokens(tokens, q) if kind == "self" else None)
+    return View(
+        w,
+        qmask,
+        key_mask,
+        label=label,
+        heads=list(range(h)),
+        kind=kind,
+        key_tokens=tokens,
+        query_tokens=_fit_tokens(tokens, q) if kind == "self" else None,
+    )
 
 
 def layer_label(layer: LayerAttention) -> str:
@@ -187,19 +208,29 @@ def record_view(record: AttentionRecord, layer: LayerAttention) -> View:
         qm = km = enc_mask
         qt = kt = enc_tokens
     return View(
-        weights=w, query_mask=_fit_mask(qm, b, q, "mask", strict=False),
-        key_mask=_fit_mask(km, b, k, "mask", strict=False), label=layer_label(layer),
-        heads=layer.head_indices, kind=layer.kind, stack=layer.stack, index=layer.index,
-        query_tokens=_fit_tokens(qt, q), key_tokens=_fit_tokens(kt, k),
+        weights=w,
+        query_mask=_fit_mask(qm, b, q, "mask", strict=False),
+        key_mask=_fit_mask(km, b, k, "mask", strict=False),
+        label=layer_label(layer),
+        heads=layer.head_indices,
+        kind=layer.kind,
+        stack=layer.stack,
+        index=layer.index,
+        query_tokens=_fit_tokens(qt, q),
+        key_tokens=_fit_tokens(kt, k),
     )
 
 
-def select_layers(record: AttentionRecord, layers: Any = None, stack: Any = ANY,
-                  kind: str | None = "self") -> list[LayerAttention]:
+def select_layers(
+    record: AttentionRecord, layers: Any = None, stack: Any = ANY, kind: str | None = "self"
+) -> list[LayerAttention]:
     """The record's layers to analyse: ``layers`` (indices, negative from the end, or LayerAttention
     objects) among those of ``stack``/``kind`` (default: every self-attention layer, record order)."""
-    pool = [layer for layer in record.layers
-            if (stack is ANY or layer.stack == stack) and (kind is None or layer.kind == kind)]
+    pool = [
+        layer
+        for layer in record.layers
+        if (stack is ANY or layer.stack == stack) and (kind is None or layer.kind == kind)
+    ]
     if not pool:
         have = sorted({(layer.stack, layer.kind) for layer in record.layers}, key=str)
         raise ValueError(f"the record has no {kind or ''} attention layers for stack={stack!r}; it has {have}")
@@ -213,8 +244,9 @@ def select_layers(record: AttentionRecord, layers: Any = None, stack: Any = ANY,
             chosen.append(sel)
             continue
         if len({layer.stack for layer in pool}) > 1:
-            raise ValueError("layer indices are ambiguous in an encoder-decoder record: "
-                             "pass stack='encoder' or 'decoder'")
+            raise ValueError(
+                "layer indices are ambiguous in an encoder-decoder record: pass stack='encoder' or 'decoder'"
+            )
         indices = [layer.index for layer in pool]
         n = max(indices) + 1
         target = sel % n if -n <= sel < 0 else sel
@@ -225,9 +257,17 @@ def select_layers(record: AttentionRecord, layers: Any = None, stack: Any = ANY,
     return chosen
 
 
-def views(obj: Any, *, attention_mask: torch.Tensor | None = None, query_mask: torch.Tensor | None = None,
-          tokens: Any = None, layers: Any = None, stack: Any = ANY, kind: str | None = "self",
-          item: int | None = None) -> tuple[list[View], str]:
+def views(
+    obj: Any,
+    *,
+    attention_mask: torch.Tensor | None = None,
+    query_mask: torch.Tensor | None = None,
+    tokens: Any = None,
+    layers: Any = None,
+    stack: Any = ANY,
+    kind: str | None = "self",
+    item: int | None = None,
+) -> tuple[list[View], str]:
     """Views for ``obj`` and the shape of the result: ``"layers"`` ([L, H]), ``"heads"`` ([H]) or ``"scalar"``."""
     if isinstance(obj, AttentionRecord):
         out = [record_view(obj, layer) for layer in select_layers(obj, layers, stack, kind)]
@@ -300,8 +340,9 @@ def key_selection(view: View, special: Any, what: str) -> torch.Tensor:
         if m.dtype == torch.bool:
             return _fit_mask(m, b, k, what, strict=True)
         special = [int(i) for i in m.reshape(-1).tolist()]
-    if callable(special) or (isinstance(special, (set, frozenset, list, tuple)) and special
-                             and all(isinstance(s, str) for s in special)):
+    if callable(special) or (
+        isinstance(special, (set, frozenset, list, tuple)) and special and all(isinstance(s, str) for s in special)
+    ):
         if not view.key_tokens:
             raise ValueError(f"{what}: choosing keys by token needs tokens (capture with a tokenizer, or pass tokens=)")
         return token_mask(view.key_tokens, special)
@@ -310,5 +351,6 @@ def key_selection(view: View, special: Any, what: str) -> torch.Tensor:
         for i in special:
             out[:, int(i)] = True
         return out
-    raise TypeError(f"{what}: expected token strings, a predicate, a bool mask or key indices; "
-                    f"got {type(special).__name__}")
+    raise TypeError(
+        f"{what}: expected token strings, a predicate, a bool mask or key indices; got {type(special).__name__}"
+    )

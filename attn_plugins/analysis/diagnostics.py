@@ -71,17 +71,35 @@ def _token(view: Any, col: int, item: int) -> str:
     return ""
 
 
-def diagnose(attn: Any, *, uniform_threshold: float = 0.98, collapse_threshold: float = 0.9,
-             leak_threshold: float = 1e-3, sum_tolerance: float = 1e-3, item: int | None = None,
-             attention_mask: torch.Tensor | None = None, query_mask: torch.Tensor | None = None, layers: Any = None,
-             stack: Any = ANY, kind: str | None = None, checks: Any = PROBLEMS) -> Findings:
+def diagnose(
+    attn: Any,
+    *,
+    uniform_threshold: float = 0.98,
+    collapse_threshold: float = 0.9,
+    leak_threshold: float = 1e-3,
+    sum_tolerance: float = 1e-3,
+    item: int | None = None,
+    attention_mask: torch.Tensor | None = None,
+    query_mask: torch.Tensor | None = None,
+    layers: Any = None,
+    stack: Any = ANY,
+    kind: str | None = None,
+    checks: Any = PROBLEMS,
+) -> Findings:
     """Check every head; see the module docstring for the problems. ``kind=None`` checks self- and
     cross-attention layers of a record; a plain tensor is treated as self-attention."""
     unknown = set(checks) - set(PROBLEMS)
     if unknown:
         raise ValueError(f"unknown checks {sorted(unknown)}; available: {', '.join(PROBLEMS)}")
-    vs, _ = views(attn, attention_mask=attention_mask, query_mask=query_mask, layers=layers, stack=stack,
-                  kind=kind if not _is_plain(attn) else (kind or "self"), item=item)
+    vs, _ = views(
+        attn,
+        attention_mask=attention_mask,
+        query_mask=query_mask,
+        layers=layers,
+        stack=stack,
+        kind=kind if not _is_plain(attn) else (kind or "self"),
+        item=item,
+    )
     out = Findings()
     for v in vs:
         out.extend(_check_view(v, uniform_threshold, collapse_threshold, leak_threshold, sum_tolerance, checks))
@@ -94,8 +112,9 @@ def _is_plain(attn: Any) -> bool:
     return not isinstance(attn, AttentionRecord)
 
 
-def _check_view(v: Any, uniform_threshold: Any, collapse_threshold: Any, leak_threshold: Any, sum_tolerance: Any,
-                checks: Any) -> list[Finding]:
+def _check_view(
+    v: Any, uniform_threshold: Any, collapse_threshold: Any, leak_threshold: Any, sum_tolerance: Any, checks: Any
+) -> list[Finding]:
     w = v.weights  # [b, h, q, k]
     b, h, q, k = w.shape
     rows = v.query_mask  # [b, q]
@@ -103,8 +122,18 @@ def _check_view(v: Any, uniform_threshold: Any, collapse_threshold: Any, leak_th
     found: list[Finding] = []
 
     def add(hi: int, problem: str, value: float, reason: str) -> None:
-        found.append(Finding(layer=v.label, head=v.heads[hi], problem=problem, value=float(value), reason=reason,
-                             index=v.index, stack=v.stack, kind=v.kind))
+        found.append(
+            Finding(
+                layer=v.label,
+                head=v.heads[hi],
+                problem=problem,
+                value=float(value),
+                reason=reason,
+                index=v.index,
+                stack=v.stack,
+                kind=v.kind,
+            )
+        )
 
     if real_rows == 0:
         return found
@@ -115,8 +144,13 @@ def _check_view(v: Any, uniform_threshold: Any, collapse_threshold: Any, leak_th
     total = int(real_rows) * k
     for hi in range(h):
         if "nan" in checks and nan[hi] > 0:
-            add(hi, "nan", nan[hi].item(), f"{int(nan[hi])} of {total} weights on real rows are NaN "
-                "(a fully masked row, an overflow in half precision, or NaN inputs)")
+            add(
+                hi,
+                "nan",
+                nan[hi].item(),
+                f"{int(nan[hi])} of {total} weights on real rows are NaN "
+                "(a fully masked row, an overflow in half precision, or NaN inputs)",
+            )
         if "inf" in checks and inf[hi] > 0:
             add(hi, "inf", inf[hi].item(), f"{int(inf[hi])} of {total} weights on real rows are infinite")
 
@@ -126,8 +160,13 @@ def _check_view(v: Any, uniform_threshold: Any, collapse_threshold: Any, leak_th
         dev = torch.where(rows[:, None, :], (rowsum - 1).abs(), torch.zeros((), dtype=w.dtype)).amax(dim=(0, 2))
         for hi in range(h):
             if bad[hi] == 0 and dev[hi] > sum_tolerance:
-                add(hi, "unnormalized", dev[hi].item(), f"rows sum to 1 +/- {dev[hi].item():.3g} instead of 1 "
-                    "(were scores or logits passed instead of softmax probabilities?)")
+                add(
+                    hi,
+                    "unnormalized",
+                    dev[hi].item(),
+                    f"rows sum to 1 +/- {dev[hi].item():.3g} instead of 1 "
+                    "(were scores or logits passed instead of softmax probabilities?)",
+                )
 
     pad = ~v.key_mask  # [b, k]
     if "padding" in checks and pad.any():
@@ -137,9 +176,14 @@ def _check_view(v: Any, uniform_threshold: Any, collapse_threshold: Any, leak_th
         mean = leak.sum(dim=(0, 2)) / rows.sum()
         for hi in range(h):
             if worst[hi] > leak_threshold:
-                add(hi, "padding", worst[hi].item(), f"up to {worst[hi].item():.1%} (mean {mean[hi].item():.1%}) of a "
+                add(
+                    hi,
+                    "padding",
+                    worst[hi].item(),
+                    f"up to {worst[hi].item():.1%} (mean {mean[hi].item():.1%}) of a "
                     f"real token's attention goes to padding (threshold {leak_threshold:g}): the attention mask "
-                    "was not applied")
+                    "was not applied",
+                )
 
     support = v.support()  # [b, q, k]
     n = support.sum(dim=-1)  # [b, q]
@@ -156,9 +200,14 @@ def _check_view(v: Any, uniform_threshold: Any, collapse_threshold: Any, leak_th
         avg_n = n[wide].to(torch.float64).mean().item()
         for hi in range(h):
             if bad[hi] == 0 and score[hi] >= uniform_threshold:
-                add(hi, "uniform", score[hi].item(), f"near-uniform: entropy is {score[hi].item():.1%} of the "
+                add(
+                    hi,
+                    "uniform",
+                    score[hi].item(),
+                    f"near-uniform: entropy is {score[hi].item():.1%} of the "
                     f"uniform maximum (threshold {uniform_threshold:.0%}), spreading evenly over ~{avg_n:.1f} keys; "
-                    "the head carries little information (untrained, or an attention mask that hides everything?)")
+                    "the head carries little information (untrained, or an attention mask that hides everything?)",
+                )
     if "collapsed" in checks:
         masked = torch.where(support[:, None], clean, torch.zeros((), dtype=w.dtype))  # [b, h, q, k]
         wide_h = wide[:, None, :, None]
@@ -170,9 +219,14 @@ def _check_view(v: Any, uniform_threshold: Any, collapse_threshold: Any, leak_th
             if bad[hi] == 0 and share[hi] >= collapse_threshold:
                 item0 = int(wide.any(dim=1).nonzero()[0, 0])
                 col = int(target[item0, hi])
-                add(hi, "collapsed", share[hi].item(), f"collapsed onto one token: queries put on average "
+                add(
+                    hi,
+                    "collapsed",
+                    share[hi].item(),
+                    f"collapsed onto one token: queries put on average "
                     f"{share[hi].item():.1%} of their attention on a single key (key {col}{_token(v, col, item0)} "
-                    f"in item {item0}; threshold {collapse_threshold:.0%}); a 'no-op' head, or a broken mask")
+                    f"in item {item0}; threshold {collapse_threshold:.0%}); a 'no-op' head, or a broken mask",
+                )
     return found
 
 

@@ -58,8 +58,10 @@ class GenerationEvolution:
 
     def __str__(self) -> str:
         ent = self.entropy.nanmean(dim=(1, 2))
-        lines = [f"generation: prompt of {self.prompt_length} positions, {self.steps} step(s), "
-                 f"{len(self.layer_labels)} {self.kind}-attention layer(s)"]
+        lines = [
+            f"generation: prompt of {self.prompt_length} positions, {self.steps} step(s), "
+            f"{len(self.layer_labels)} {self.kind}-attention layer(s)"
+        ]
         for t in range(self.steps):
             tok = f" {self.step_tokens[t]!r}" if self.step_tokens else ""
             extra = "" if self.kind != "self" else f", on prompt {self.prompt_share[t].nanmean().item():.2f}"
@@ -67,8 +69,9 @@ class GenerationEvolution:
         return "\n".join(lines)
 
 
-def generation_evolution(record: AttentionRecord, *, item: int = 0, layers: Any = None, stack: Any = ANY,
-                         kind: str = "self") -> GenerationEvolution:
+def generation_evolution(
+    record: AttentionRecord, *, item: int = 0, layers: Any = None, stack: Any = ANY, kind: str = "self"
+) -> GenerationEvolution:
     """Attention of the newest token at each step of a captured ``generate()`` (see module doc).
 
     For encoder-decoders pass ``stack="decoder"`` (``kind="self"`` or ``kind="cross"``).
@@ -124,9 +127,20 @@ def generation_evolution(record: AttentionRecord, *, item: int = 0, layers: Any 
     key_mask = torch.zeros(k, dtype=torch.bool)
     key_mask[: ref.key_mask.shape[1]] = ref.key_mask[0]
     return GenerationEvolution(
-        prompt_length=prompt, steps=steps, item=item, kind=ref.kind, layer_labels=[v.label for v in vs],
-        heads=[v.heads for v in vs], weights=weights, key_tokens=key_tokens, step_tokens=step_tokens,
-        entropy=entropy, prompt_share=prompt_share, first_token_share=first, distance=distance, peak=peak,
+        prompt_length=prompt,
+        steps=steps,
+        item=item,
+        kind=ref.kind,
+        layer_labels=[v.label for v in vs],
+        heads=[v.heads for v in vs],
+        weights=weights,
+        key_tokens=key_tokens,
+        step_tokens=step_tokens,
+        entropy=entropy,
+        prompt_share=prompt_share,
+        first_token_share=first,
+        distance=distance,
+        peak=peak,
         key_mask=key_mask,
     )
 
@@ -165,10 +179,16 @@ class CheckpointEvolution:
         record = self.records[0]
         layer_obj = select_layers(record, self.layer_selection, self.stack, self.kind)[0]
         v = record_view(record, layer_obj).select_item(item)
-        qt = ([readable_token(t) for t, m in zip(v.query_tokens[0], v.query_mask[0], strict=True) if m]
-              if v.query_tokens else None)
-        kt = ([readable_token(t) for t, m in zip(v.key_tokens[0], v.key_mask[0], strict=True) if m]
-              if v.key_tokens else None)
+        qt = (
+            [readable_token(t) for t, m in zip(v.query_tokens[0], v.query_mask[0], strict=True) if m]
+            if v.query_tokens
+            else None
+        )
+        kt = (
+            [readable_token(t) for t, m in zip(v.key_tokens[0], v.key_mask[0], strict=True) if m]
+            if v.key_tokens
+            else None
+        )
         return qt, kt
 
     def __str__(self) -> str:
@@ -197,8 +217,14 @@ def _head_rows(record: AttentionRecord, chosen: Any) -> torch.Tensor:
     return full
 
 
-def checkpoint_evolution(records: list[AttentionRecord], labels: list[str] | None = None, *, layers: Any = None,
-                         stack: Any = ANY, kind: str = "self") -> CheckpointEvolution:
+def checkpoint_evolution(
+    records: list[AttentionRecord],
+    labels: list[str] | None = None,
+    *,
+    layers: Any = None,
+    stack: Any = ANY,
+    kind: str = "self",
+) -> CheckpointEvolution:
     """Track each head across checkpoints: records of the same inputs, one per checkpoint, in order."""
     records = list(records)
     if not records:
@@ -233,9 +259,18 @@ def checkpoint_evolution(records: list[AttentionRecord], labels: list[str] | Non
         if c > 0:
             drift[c] = distance(rows[c], rows[c - 1])
         from_final[c] = distance(rows[c], rows[-1])
-    return CheckpointEvolution(labels=labels, layer_labels=per[0].labels, heads=per[0].heads, stats=stats,
-                               drift=drift, drift_from_final=from_final, records=records, layer_selection=layers,
-                               stack=stack, kind=kind)
+    return CheckpointEvolution(
+        labels=labels,
+        layer_labels=per[0].labels,
+        heads=per[0].heads,
+        stats=stats,
+        drift=drift,
+        drift_from_final=from_final,
+        records=records,
+        layer_selection=layers,
+        stack=stack,
+        kind=kind,
+    )
 
 
 __all__ = ["CheckpointEvolution", "GenerationEvolution", "checkpoint_evolution", "generation_evolution"]

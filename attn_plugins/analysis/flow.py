@@ -42,11 +42,14 @@ def _optional(module: str, hint: str) -> Any:
         return importlib.import_module(module)
     except ImportError as exc:
         raise ImportError(f"attention flow with this backend needs {module.split('.')[0]}: {hint}") from exc
+
+
 _INT32_MAX = 2**31 - 1
 
 
-def mixing_matrices(attentions: Sequence[torch.Tensor], *, head_fusion: str = "mean",
-                    add_residual: bool = True) -> tuple[np.ndarray, bool]:
+def mixing_matrices(
+    attentions: Sequence[torch.Tensor], *, head_fusion: str = "mean", add_residual: bool = True
+) -> tuple[np.ndarray, bool]:
     """``[batch, L, n, n]`` float64 residual-augmented attention (and whether input was unbatched)."""
     layers, unbatched = as_batched(attentions)
     mats = [residual_attention(a, head_fusion=head_fusion, add_residual=add_residual) for a in layers]
@@ -202,11 +205,11 @@ def flow_matrices(
             q = query + ln if query < 0 else query
             if not 0 <= q < ln:
                 raise IndexError(f"query {query} is out of range for {ln} tokens")
-            out[b, :ln] = flow_from_mixing(sub, [q], normalize=normalize, backend=backend, scale=scale,
-                                           progress=bar)[0]
+            out[b, :ln] = flow_from_mixing(sub, [q], normalize=normalize, backend=backend, scale=scale, progress=bar)[0]
         else:
-            out[b, :ln, :ln] = flow_from_mixing(sub, None, normalize=normalize, backend=backend, scale=scale,
-                                                progress=bar)
+            out[b, :ln, :ln] = flow_from_mixing(
+                sub, None, normalize=normalize, backend=backend, scale=scale, progress=bar
+            )
     result = torch.from_numpy(out)
     return result[0] if unbatched else result
 
@@ -240,13 +243,31 @@ def attention_flow(
         if left_padded:
             raise ValueError("attention flow of left-padded batches is not supported: pass one item at a time")
     if query is None:
-        return flow_matrices(weights, head_fusion=head_fusion, add_residual=add_residual, normalize=normalize,
-                             backend=backend, scale=scale, lengths=lengths, progress=progress)
+        return flow_matrices(
+            weights,
+            head_fusion=head_fusion,
+            add_residual=add_residual,
+            normalize=normalize,
+            backend=backend,
+            scale=scale,
+            lengths=lengths,
+            progress=progress,
+        )
     rows = []
     for b, ln in enumerate(lengths):
         q = resolve_query(query, n, mask[b] if mask is not None and mask.dim() == 2 else None)
         item = [w[b : b + 1] for w in weights]
-        rows.append(flow_matrices(item, query=q, head_fusion=head_fusion, add_residual=add_residual,
-                                  normalize=normalize, backend=backend, scale=scale, lengths=[ln],
-                                  progress=progress)[0])
+        rows.append(
+            flow_matrices(
+                item,
+                query=q,
+                head_fusion=head_fusion,
+                add_residual=add_residual,
+                normalize=normalize,
+                backend=backend,
+                scale=scale,
+                lengths=[ln],
+                progress=progress,
+            )[0]
+        )
     return torch.stack(rows)

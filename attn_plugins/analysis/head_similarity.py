@@ -121,36 +121,55 @@ def _stack_rows(vs: Any) -> tuple[torch.Tensor, list[str], list[tuple[str, int]]
     return torch.cat(chunks, dim=0), labels, heads
 
 
-def head_distances(attn: Any, *, measure: str = "distance", reduce: str = "mean", base: float = 2.0,
-                   item: int | None = None, attention_mask: torch.Tensor | None = None,
-                   query_mask: torch.Tensor | None = None, layers: Any = None, stack: Any = ANY,
-                   kind: str = "self") -> PairwiseMatrix:
+def head_distances(
+    attn: Any,
+    *,
+    measure: str = "distance",
+    reduce: str = "mean",
+    base: float = 2.0,
+    item: int | None = None,
+    attention_mask: torch.Tensor | None = None,
+    query_mask: torch.Tensor | None = None,
+    layers: Any = None,
+    stack: Any = ANY,
+    kind: str = "self",
+) -> PairwiseMatrix:
     """Distance between every pair of heads of the selected layers (Clark et al. 2019).
 
     Returns a :class:`PairwiseMatrix` over all (layer, head) pairs, labelled ``"L3H7"``, with
     ``values[i, j]`` the mean (or sum) over real query tokens of the Jensen-Shannon distance (or
     divergence) between the two heads' attention rows.
     """
-    vs, _ = views(attn, attention_mask=attention_mask, query_mask=query_mask, layers=layers, stack=stack, kind=kind,
-                  item=item)
+    vs, _ = views(
+        attn, attention_mask=attention_mask, query_mask=query_mask, layers=layers, stack=stack, kind=kind, item=item
+    )
     dists, labels, heads = _stack_rows(vs)
     values = _pairwise(dists, measure, reduce, base)
     what = f"{reduce} Jensen-Shannon {measure} (base {base:g}) between heads"
     return PairwiseMatrix(values=values, labels=labels, measure=what, heads=heads)
 
 
-def layer_similarity(attn: Any, *, method: str = "js", base: float = 2.0, item: int | None = None,
-                     attention_mask: torch.Tensor | None = None,
-                     query_mask: torch.Tensor | None = None, layers: Any = None, stack: Any = ANY,
-                     kind: str = "self") -> PairwiseMatrix:
+def layer_similarity(
+    attn: Any,
+    *,
+    method: str = "js",
+    base: float = 2.0,
+    item: int | None = None,
+    attention_mask: torch.Tensor | None = None,
+    query_mask: torch.Tensor | None = None,
+    layers: Any = None,
+    stack: Any = ANY,
+    kind: str = "self",
+) -> PairwiseMatrix:
     """Layer-to-layer similarity of the head-averaged attention maps.
 
     ``method="js"``: ``1 -`` the mean (over real query rows) Jensen-Shannon distance between the
     two layers' head-averaged rows (1 identical, 0 disjoint). ``method="cosine"``: cosine
     similarity of the two head-averaged maps flattened over the real rows and keys.
     """
-    vs, _ = views(attn, attention_mask=attention_mask, query_mask=query_mask, layers=layers, stack=stack, kind=kind,
-                  item=item)
+    vs, _ = views(
+        attn, attention_mask=attention_mask, query_mask=query_mask, layers=layers, stack=stack, kind=kind, item=item
+    )
     means = []
     for v in vs:
         w = torch.where(v.key_mask[:, None, None, :], v.weights, torch.zeros((), dtype=torch.float64))
@@ -173,8 +192,9 @@ def layer_similarity(attn: Any, *, method: str = "js", base: float = 2.0, item: 
     return PairwiseMatrix(values=values, labels=labels, measure=what)
 
 
-def cluster(distances: Any, labels: list[str] | None = None, *, method: str = "average",
-            n_clusters: int | None = None) -> HeadClusters:
+def cluster(
+    distances: Any, labels: list[str] | None = None, *, method: str = "average", n_clusters: int | None = None
+) -> HeadClusters:
     """Hierarchical (agglomerative) clustering of a symmetric distance matrix with scipy.
 
     ``method`` is scipy's linkage method (``average``, ``complete``, ``single``, ``ward``...).
@@ -198,14 +218,20 @@ def cluster(distances: Any, labels: list[str] | None = None, *, method: str = "a
     if not np.isfinite(d).all():
         raise ValueError("distances hold NaN or Inf (run attn_plugins.analysis.diagnostics.diagnose on the record)")
     if n < 2:
-        return HeadClusters(linkage=np.zeros((0, 4)), order=list(range(n)), labels=labels,
-                            assignments=[1] * n if n_clusters else None, method=method)
+        return HeadClusters(
+            linkage=np.zeros((0, 4)),
+            order=list(range(n)),
+            labels=labels,
+            assignments=[1] * n if n_clusters else None,
+            method=method,
+        )
     d = (d + d.T) / 2
     np.fill_diagonal(d, 0.0)
     z = linkage(squareform(np.clip(d, 0, None), checks=False), method=method)
     assignments = fcluster(z, t=n_clusters, criterion="maxclust").tolist() if n_clusters else None
-    return HeadClusters(linkage=z, order=[int(i) for i in leaves_list(z)], labels=labels, assignments=assignments,
-                        method=method)
+    return HeadClusters(
+        linkage=z, order=[int(i) for i in leaves_list(z)], labels=labels, assignments=assignments, method=method
+    )
 
 
 __all__ = ["HeadClusters", "PairwiseMatrix", "cluster", "head_distances", "layer_similarity"]

@@ -74,8 +74,9 @@ def fuse_heads(attention: torch.Tensor, head_fusion: str = "mean") -> torch.Tens
     raise ValueError(f"head_fusion must be one of {HEAD_FUSIONS}, got {head_fusion!r}")
 
 
-def residual_attention(attention: torch.Tensor, *, head_fusion: str = "mean",
-                       add_residual: bool = True) -> torch.Tensor:
+def residual_attention(
+    attention: torch.Tensor, *, head_fusion: str = "mean", add_residual: bool = True
+) -> torch.Tensor:
     """One layer's mixing matrix: heads fused, identity added, rows normalised to sum 1.
 
     ``attention`` is ``[batch, heads, n, n]``; the result is ``[batch, n, n]`` in float64.
@@ -129,8 +130,9 @@ def self_layers(record: AttentionRecord, stack: Any, kind: str = "self") -> list
         )
     heads = {tuple(layer.head_indices) for layer in layers}
     if any(layer.heads is not None for layer in layers):
-        warnings.warn(f"the record holds a head selection {sorted(heads)}: heads are fused over those only",
-                      stacklevel=3)
+        warnings.warn(
+            f"the record holds a head selection {sorted(heads)}: heads are fused over those only", stacklevel=3
+        )
     return layers
 
 
@@ -147,8 +149,9 @@ def rollout(
     ``stack`` picks ``"encoder"``/``"decoder"`` in an encoder-decoder record (default: encoder).
     """
     layers = self_layers(record, stack)
-    return rollout_matrices([layer.weights for layer in layers], head_fusion=head_fusion,
-                            add_residual=add_residual, start_layer=start_layer)
+    return rollout_matrices(
+        [layer.weights for layer in layers], head_fusion=head_fusion, add_residual=add_residual, start_layer=start_layer
+    )
 
 
 def valid_lengths(record: AttentionRecord, batch: int | None = None) -> list[int]:

@@ -26,8 +26,9 @@ import torch
 from .blocks import ANY, assemble, key_selection, reduce_rows, views
 from .tokens import SPECIAL_TOKENS, is_punctuation, is_special_token
 
-BOS_LIKE = frozenset({"[CLS]", "<s>", "<bos>", "<cls>", "<|begin_of_text|>", "<|startoftext|>", "<|endoftext|>",
-                      "<|startoftranscript|>"})
+BOS_LIKE = frozenset(
+    {"[CLS]", "<s>", "<bos>", "<cls>", "<|begin_of_text|>", "<|startoftext|>", "<|endoftext|>", "<|startoftranscript|>"}
+)
 EOS_LIKE = frozenset({"[SEP]", "</s>", "<eos>", "<sep>", "<|end_of_text|>", "<|endoftext|>", "<|im_end|>"})
 
 
@@ -58,9 +59,18 @@ def _row_entropy(view: Any, base: float | None) -> torch.Tensor:
     return h
 
 
-def entropy(attn: Any, *, normalized: bool = False, base: float | None = None, item: int | None = None,
-            attention_mask: torch.Tensor | None = None, query_mask: torch.Tensor | None = None, layers: Any = None,
-            stack: Any = ANY, kind: str = "self") -> torch.Tensor:
+def entropy(
+    attn: Any,
+    *,
+    normalized: bool = False,
+    base: float | None = None,
+    item: int | None = None,
+    attention_mask: torch.Tensor | None = None,
+    query_mask: torch.Tensor | None = None,
+    layers: Any = None,
+    stack: Any = ANY,
+    kind: str = "self",
+) -> torch.Tensor:
     """Mean entropy of each head's attention rows.
 
     ``normalized=True`` divides each row's entropy by ``log(n)``, ``n`` the number of keys that row
@@ -68,8 +78,9 @@ def entropy(attn: Any, *, normalized: bool = False, base: float | None = None, i
     honoured), and averages over rows with ``n >= 2``: 1.0 is uniform attention, 0.0 one token.
     """
     out = []
-    vs, shape = views(attn, attention_mask=attention_mask, query_mask=query_mask, layers=layers, stack=stack,
-                      kind=kind, item=item)
+    vs, shape = views(
+        attn, attention_mask=attention_mask, query_mask=query_mask, layers=layers, stack=stack, kind=kind, item=item
+    )
     for v in vs:
         h = _row_entropy(v, None if normalized else base)
         rows = v.query_mask
@@ -81,15 +92,23 @@ def entropy(attn: Any, *, normalized: bool = False, base: float | None = None, i
     return assemble(out, shape)
 
 
-def uniform_entropy(attn: Any, *, base: float | None = None, item: int | None = None,
-                    attention_mask: torch.Tensor | None = None,
-                    query_mask: torch.Tensor | None = None, layers: Any = None, stack: Any = ANY,
-                    kind: str = "self") -> torch.Tensor:
+def uniform_entropy(
+    attn: Any,
+    *,
+    base: float | None = None,
+    item: int | None = None,
+    attention_mask: torch.Tensor | None = None,
+    query_mask: torch.Tensor | None = None,
+    layers: Any = None,
+    stack: Any = ANY,
+    kind: str = "self",
+) -> torch.Tensor:
     """The entropy a uniform head would have on the same rows: mean of ``log n`` (the baseline
     Clark et al. draw beside the heads' entropies). Same shape as :func:`entropy`."""
     out = []
-    vs, shape = views(attn, attention_mask=attention_mask, query_mask=query_mask, layers=layers, stack=stack,
-                      kind=kind, item=item)
+    vs, shape = views(
+        attn, attention_mask=attention_mask, query_mask=query_mask, layers=layers, stack=stack, kind=kind, item=item
+    )
     for v in vs:
         n = v.support().sum(dim=-1).to(torch.float64)
         h = torch.log(torch.clamp(n, min=1))
@@ -100,17 +119,25 @@ def uniform_entropy(attn: Any, *, base: float | None = None, item: int | None = 
     return assemble(out, shape)
 
 
-def mean_distance(attn: Any, *, item: int | None = None, attention_mask: torch.Tensor | None = None,
-                  query_mask: torch.Tensor | None = None, layers: Any = None,
-                  stack: Any = ANY, kind: str = "self") -> torch.Tensor:
+def mean_distance(
+    attn: Any,
+    *,
+    item: int | None = None,
+    attention_mask: torch.Tensor | None = None,
+    query_mask: torch.Tensor | None = None,
+    layers: Any = None,
+    stack: Any = ANY,
+    kind: str = "self",
+) -> torch.Tensor:
     """Mean attention distance ``sum_j p_ij |i - j|`` (token positions), averaged over real rows.
 
     Query row ``i`` of a ``q x k`` block sits at key position ``k - q + i`` (a generation step's
     rows come last). Self-attention only.
     """
     out = []
-    vs, shape = views(attn, attention_mask=attention_mask, query_mask=query_mask, layers=layers, stack=stack,
-                      kind=kind, item=item)
+    vs, shape = views(
+        attn, attention_mask=attention_mask, query_mask=query_mask, layers=layers, stack=stack, kind=kind, item=item
+    )
     for v in vs:
         qpos = v.query_positions().to(torch.float64)
         kpos = torch.arange(v.weights.shape[-1], dtype=torch.float64)
@@ -120,17 +147,34 @@ def mean_distance(attn: Any, *, item: int | None = None, attention_mask: torch.T
     return assemble(out, shape)
 
 
-def token_share(attn: Any, keys: Any, *, item: int | None = None, attention_mask: torch.Tensor | None = None,
-                query_mask: torch.Tensor | None = None, tokens: Any = None,
-                layers: Any = None, stack: Any = ANY, kind: str = "self") -> torch.Tensor:
+def token_share(
+    attn: Any,
+    keys: Any,
+    *,
+    item: int | None = None,
+    attention_mask: torch.Tensor | None = None,
+    query_mask: torch.Tensor | None = None,
+    tokens: Any = None,
+    layers: Any = None,
+    stack: Any = ANY,
+    kind: str = "self",
+) -> torch.Tensor:
     """Mean share of each row's attention that goes to the keys picked by ``keys``.
 
     ``keys``: a set of token strings or a predicate on a token (uses the record's tokens, or
     ``tokens=`` for a plain tensor), a bool mask ``[k]``/``[batch, k]``, or key indices.
     """
     out = []
-    vs, shape = views(attn, attention_mask=attention_mask, query_mask=query_mask, tokens=tokens, layers=layers,
-                      stack=stack, kind=kind, item=item)
+    vs, shape = views(
+        attn,
+        attention_mask=attention_mask,
+        query_mask=query_mask,
+        tokens=tokens,
+        layers=layers,
+        stack=stack,
+        kind=kind,
+        item=item,
+    )
     for v in vs:
         chosen = key_selection(v, keys, "token_share") & v.key_mask
         p = torch.where(chosen[:, None, None, :], v.weights, torch.zeros((), dtype=torch.float64))
@@ -151,14 +195,23 @@ def token_group_shares(attn: Any, groups: dict[str, Any] | None = None, **kwargs
     return {name: token_share(attn, keys, **kwargs) for name, keys in groups.items()}
 
 
-def relative_share(attn: Any, offset: int, *, item: int | None = None, attention_mask: torch.Tensor | None = None,
-                   query_mask: torch.Tensor | None = None,
-                   layers: Any = None, stack: Any = ANY, kind: str = "self") -> torch.Tensor:
+def relative_share(
+    attn: Any,
+    offset: int,
+    *,
+    item: int | None = None,
+    attention_mask: torch.Tensor | None = None,
+    query_mask: torch.Tensor | None = None,
+    layers: Any = None,
+    stack: Any = ANY,
+    kind: str = "self",
+) -> torch.Tensor:
     """Mean weight a row puts on the key ``offset`` positions away (``-1`` previous, ``0`` itself,
     ``+1`` next). Rows whose target key is outside the sequence or padding are left out."""
     out = []
-    vs, shape = views(attn, attention_mask=attention_mask, query_mask=query_mask, layers=layers, stack=stack,
-                      kind=kind, item=item)
+    vs, shape = views(
+        attn, attention_mask=attention_mask, query_mask=query_mask, layers=layers, stack=stack, kind=kind, item=item
+    )
     for v in vs:
         b, h, q, k = v.weights.shape
         target = v.query_positions() + offset  # [q]
@@ -251,14 +304,24 @@ class HeadStats:
         return "\n".join(lines)
 
 
-def head_stats(attn: Any, *, item: int | None = None, attention_mask: torch.Tensor | None = None,
-               query_mask: torch.Tensor | None = None, tokens: Any = None, layers: Any = None,
-               stack: Any = ANY, kind: str = "self", special: Any = None, groups: dict[str,
-               Any] | None = None) -> HeadStats:
+def head_stats(
+    attn: Any,
+    *,
+    item: int | None = None,
+    attention_mask: torch.Tensor | None = None,
+    query_mask: torch.Tensor | None = None,
+    tokens: Any = None,
+    layers: Any = None,
+    stack: Any = ANY,
+    kind: str = "self",
+    special: Any = None,
+    groups: dict[str, Any] | None = None,
+) -> HeadStats:
     """Every per-head statistic of a record (or tensor) at once (``groups``: extra named
     :func:`token_share` groups; tokens are needed for the defaults)."""
-    common = dict(item=item, attention_mask=attention_mask, query_mask=query_mask, layers=layers, stack=stack,
-                  kind=kind)
+    common = dict(
+        item=item, attention_mask=attention_mask, query_mask=query_mask, layers=layers, stack=stack, kind=kind
+    )
     vs, shape = views(attn, tokens=tokens, **common)
 
     def two_d(t: torch.Tensor) -> torch.Tensor:
@@ -274,8 +337,11 @@ def head_stats(attn: Any, *, item: int | None = None, attention_mask: torch.Tens
         normalized_entropy=two_d(entropy(attn, normalized=True, **common)),
         uniform_entropy=two_d(uniform_entropy(attn, **common)),
         distance=two_d(mean_distance(attn, **common)) if positional else nan.clone(),
-        special=(two_d(special_token_share(attn, special, tokens=tokens, **common))
-                 if (special is not None or has_tokens) else nan.clone()),
+        special=(
+            two_d(special_token_share(attn, special, tokens=tokens, **common))
+            if (special is not None or has_tokens)
+            else nan.clone()
+        ),
         previous=two_d(previous_token_share(attn, **common)) if positional else nan.clone(),
         next=two_d(next_token_share(attn, **common)) if positional else nan.clone(),
         self=two_d(self_share(attn, **common)) if positional else nan.clone(),
@@ -312,8 +378,26 @@ def uniform_baseline(record: Any, **options: Any) -> HeadStats:
 
 
 __all__ = [
-    "BOS_LIKE", "DEFAULT_GROUPS", "EOS_LIKE", "HeadStats", "SPECIAL_TOKENS", "STAT_NAMES", "STAT_TITLES",
-    "default_special", "entropy", "head_stats", "is_punctuation", "is_special_token", "mean_distance",
-    "next_token_share", "previous_token_share", "relative_share", "self_share", "special_token_share",
-    "token_group_shares", "token_share", "uniform_baseline", "uniform_entropy",
+    "BOS_LIKE",
+    "DEFAULT_GROUPS",
+    "EOS_LIKE",
+    "HeadStats",
+    "SPECIAL_TOKENS",
+    "STAT_NAMES",
+    "STAT_TITLES",
+    "default_special",
+    "entropy",
+    "head_stats",
+    "is_punctuation",
+    "is_special_token",
+    "mean_distance",
+    "next_token_share",
+    "previous_token_share",
+    "relative_share",
+    "self_share",
+    "special_token_share",
+    "token_group_shares",
+    "token_share",
+    "uniform_baseline",
+    "uniform_entropy",
 ]

@@ -14,11 +14,33 @@ from typing import Any
 
 import torch
 
-SPECIAL_TOKENS = frozenset({
-    "[CLS]", "[SEP]", "[MASK]", "[UNK]", "<s>", "</s>", "<bos>", "<eos>", "<unk>", "<mask>", "<cls>", "<sep>",
-    "<|endoftext|>", "<|begin_of_text|>", "<|end_of_text|>", "<|startoftext|>", "<|im_start|>", "<|im_end|>",
-    "<start_of_turn>", "<end_of_turn>", "<|startoftranscript|>", "<|transcribe|>", "<|notimestamps|>",
-})
+SPECIAL_TOKENS = frozenset(
+    {
+        "[CLS]",
+        "[SEP]",
+        "[MASK]",
+        "[UNK]",
+        "<s>",
+        "</s>",
+        "<bos>",
+        "<eos>",
+        "<unk>",
+        "<mask>",
+        "<cls>",
+        "<sep>",
+        "<|endoftext|>",
+        "<|begin_of_text|>",
+        "<|end_of_text|>",
+        "<|startoftext|>",
+        "<|im_start|>",
+        "<|im_end|>",
+        "<start_of_turn>",
+        "<end_of_turn>",
+        "<|startoftranscript|>",
+        "<|transcribe|>",
+        "<|notimestamps|>",
+    }
+)
 _MARKUP = re.compile(r"^(<\|[^|]*\|>|\[[A-Z_]+\]|<[a-z_]+>|</[a-z_]+>)$")
 _WORD_MARKERS = ("Ġ", "▁", "Ċ", "##", " ")
 
@@ -30,7 +52,7 @@ def readable_token(token: str) -> str:
         return "\\n"
     for marker in ("Ġ", "▁"):
         if token.startswith(marker) and len(token) > len(marker):
-            token = token[len(marker):]
+            token = token[len(marker) :]
     token = token.replace("Ċ", "\\n").replace("\n", "\\n")
     return token
 
@@ -40,7 +62,7 @@ def is_punctuation(token: str) -> bool:
     core = str(token)
     for marker in _WORD_MARKERS:
         if core.startswith(marker):
-            core = core[len(marker):]
+            core = core[len(marker) :]
     core = core.strip()
     return bool(core) and all(ch in string.punctuation or unicodedata.category(ch).startswith("P") for ch in core)
 

@@ -28,8 +28,15 @@ from typing import Any
 
 import torch
 
-__all__ = ["WORD_START", "groups_from_markers", "groups_from_word_ids", "merge_attention", "tokenizer_word_ids",
-           "word_groups", "word_labels"]
+__all__ = [
+    "WORD_START",
+    "groups_from_markers",
+    "groups_from_word_ids",
+    "merge_attention",
+    "tokenizer_word_ids",
+    "word_groups",
+    "word_labels",
+]
 
 WORD_START = ("\u0120", "\u2581")  # GPT-2/RoBERTa byte-level BPE "Ġ", SentencePiece "▁": a word starts here
 
@@ -49,8 +56,13 @@ def _pairs(offsets: Any) -> list[tuple[int, int]]:
     return pairs
 
 
-def word_groups(offsets: Any, text: str | None = None, special: Sequence[bool] | None = None,
-                tokens: Sequence[str] | None = None, split_punctuation: bool = True) -> list[list[int]]:
+def word_groups(
+    offsets: Any,
+    text: str | None = None,
+    special: Sequence[bool] | None = None,
+    tokens: Sequence[str] | None = None,
+    split_punctuation: bool = True,
+) -> list[list[int]]:
     """Group token positions into words.
 
     Args:
@@ -80,8 +92,11 @@ def word_groups(offsets: Any, text: str | None = None, special: Sequence[bool] |
         single = is_special or empty
         punct = False
         if split_punctuation and not single:
-            piece = text[start:end] if text is not None else (
-                _clean_piece(str(tokens[pos]), False) if tokens is not None and pos < len(tokens) else "")
+            piece = (
+                text[start:end]
+                if text is not None
+                else (_clean_piece(str(tokens[pos]), False) if tokens is not None and pos < len(tokens) else "")
+            )
             piece = piece.strip()
             punct = bool(piece) and all(_is_punctuation(ch) for ch in piece)
         if single or prev_single or not groups or punct or prev_punct:
@@ -193,8 +208,9 @@ def _clean_piece(token: str, first: bool) -> str:
     return token.replace("Ġ", " ").replace("▁", " ").replace("Ċ", "\n")
 
 
-def word_labels(groups: list[list[int]], offsets: Any = None, text: str | None = None,
-                tokens: Sequence[str] | None = None) -> list[str]:
+def word_labels(
+    groups: list[list[int]], offsets: Any = None, text: str | None = None, tokens: Sequence[str] | None = None
+) -> list[str]:
     """A label per word: the text it spans when ``text`` and ``offsets`` are given, else its pieces
     joined (``##`` continuation marks removed)."""
     pairs = _pairs(offsets) if offsets is not None else None
@@ -204,7 +220,7 @@ def word_labels(groups: list[list[int]], offsets: Any = None, text: str | None =
         if text is not None and pairs is not None:
             spans = [pairs[p] for p in group if pairs[p][1] > pairs[p][0]]
             if spans:
-                label = text[min(s for s, _ in spans): max(e for _, e in spans)].strip()
+                label = text[min(s for s, _ in spans) : max(e for _, e in spans)].strip()
         if not label:
             if tokens is not None:
                 label = "".join(_clean_piece(tokens[p], i == 0) for i, p in enumerate(group)).strip()
@@ -227,8 +243,9 @@ def _membership(groups: list[list[int]], n: int, dtype: Any, device: Any) -> tor
     return m
 
 
-def merge_attention(weights: torch.Tensor, query_groups: list[list[int]],
-                    key_groups: list[list[int]] | None = None) -> torch.Tensor:
+def merge_attention(
+    weights: torch.Tensor, query_groups: list[list[int]], key_groups: list[list[int]] | None = None
+) -> torch.Tensor:
     """Word-level attention from token-level attention ``[..., q, k]``.
 
     Rows (the attending, *source* words) are averaged over each word's pieces; columns (the
@@ -252,8 +269,10 @@ def label_tokens(tokenizer: Any, record: Any) -> None:
     """Give ``record`` its token strings (``tokens``/``decoder_tokens``) and each token's word index
     (optional metadata ``word_ids``/``decoder_word_ids``, so ``words=True`` views work on the record
     without the tokenizer's offsets), from the ids in ``record.inputs``."""
-    for attr, key, name in (("tokens", "word_ids", "input_ids"), ("decoder_tokens", "decoder_word_ids",
-                                                                  "decoder_input_ids")):
+    for attr, key, name in (
+        ("tokens", "word_ids", "input_ids"),
+        ("decoder_tokens", "decoder_word_ids", "decoder_input_ids"),
+    ):
         ids = record.inputs.get(name)
         if ids is None:
             setattr(record, attr, None)

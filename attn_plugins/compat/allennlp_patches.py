@@ -184,8 +184,16 @@ def _make_adamw():
         original TensorFlow optimizer).
         """
 
-        def __init__(self, params, lr: float = 1e-3, betas=(0.9, 0.999), eps: float = 1e-6,
-                     weight_decay: float = 0.0, correct_bias: bool = True, no_deprecation_warning: bool = False):
+        def __init__(
+            self,
+            params,
+            lr: float = 1e-3,
+            betas=(0.9, 0.999),
+            eps: float = 1e-6,
+            weight_decay: float = 0.0,
+            correct_bias: bool = True,
+            no_deprecation_warning: bool = False,
+        ):
             if lr < 0.0:
                 raise ValueError(f"Invalid learning rate: {lr} - should be >= 0.0")
             if not 0.0 <= betas[0] < 1.0:
@@ -194,8 +202,13 @@ def _make_adamw():
                 raise ValueError(f"Invalid beta parameter: {betas[1]} - should be in [0.0, 1.0)")
             if not 0.0 <= eps:
                 raise ValueError(f"Invalid epsilon value: {eps} - should be >= 0.0")
-            defaults = {"lr": lr, "betas": betas, "eps": eps, "weight_decay": weight_decay,
-                        "correct_bias": correct_bias}
+            defaults = {
+                "lr": lr,
+                "betas": betas,
+                "eps": eps,
+                "weight_decay": weight_decay,
+                "correct_bias": correct_bias,
+            }
             super().__init__(params, defaults)
 
         @torch.no_grad()
@@ -445,8 +458,15 @@ def _install_vision_stub(owner: str) -> None:
         return
     _vision_stub_owner[:] = [owner]
     root = _MissingTorchvision("torchvision")
-    for name in ("torchvision", "torchvision.ops", "torchvision.ops.boxes", "torchvision.models",
-                 "torchvision.models.detection", "torchvision.io", "torchvision.transforms"):
+    for name in (
+        "torchvision",
+        "torchvision.ops",
+        "torchvision.ops.boxes",
+        "torchvision.models",
+        "torchvision.models.detection",
+        "torchvision.io",
+        "torchvision.transforms",
+    ):
         module = root
         for part in name.split(".")[1:]:
             module = getattr(module, part)
@@ -473,8 +493,9 @@ _nltk_saved: list = []
 def _offline() -> bool:
     import os
 
-    return any(os.environ.get(v, "").lower() in ("1", "true", "yes", "on")
-               for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
+    return any(
+        os.environ.get(v, "").lower() in ("1", "true", "yes", "on") for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
+    )
 
 
 def _skip_nltk_download() -> None:
@@ -513,12 +534,29 @@ def _patch_reduce_on_plateau(module) -> None:
         return
     base = cls.__mro__[1]
 
-    def init(self, optimizer, mode: str = "min", factor: float = 0.1, patience: int = 10,
-                 verbose: bool = False, threshold_mode: str = "rel", threshold: float = 1e-4, cooldown: int = 0,
-                 min_lr=0, eps: float = 1e-8) -> None:
+    def init(
+        self,
+        optimizer,
+        mode: str = "min",
+        factor: float = 0.1,
+        patience: int = 10,
+        verbose: bool = False,
+        threshold_mode: str = "rel",
+        threshold: float = 1e-4,
+        cooldown: int = 0,
+        min_lr=0,
+        eps: float = 1e-8,
+    ) -> None:
         lr_scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
-            optimizer=optimizer, mode=mode, factor=factor, patience=patience, threshold_mode=threshold_mode,
-            threshold=threshold, cooldown=cooldown, min_lr=min_lr, eps=eps,
+            optimizer=optimizer,
+            mode=mode,
+            factor=factor,
+            patience=patience,
+            threshold_mode=threshold_mode,
+            threshold=threshold,
+            cooldown=cooldown,
+            min_lr=min_lr,
+            eps=eps,
         )
         base.__init__(self, lr_scheduler)
 

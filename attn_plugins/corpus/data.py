@@ -47,12 +47,14 @@ def read_texts(path, text_field: str = "text") -> list[Text]:
                 except json.JSONDecodeError as exc:
                     raise CorpusError(f"{where}: not valid JSON ({exc.msg} at column {exc.colno})") from None
                 if not isinstance(obj, dict):
-                    raise CorpusError(f"{where}: expected a JSON object with a {text_field!r} field, "
-                                      f"got {type(obj).__name__}")
+                    raise CorpusError(
+                        f"{where}: expected a JSON object with a {text_field!r} field, got {type(obj).__name__}"
+                    )
                 if text_field not in obj:
                     fields = ", ".join(repr(k) for k in list(obj)[:8]) or "none"
-                    raise CorpusError(f"{where}: no {text_field!r} field (fields: {fields}); "
-                                      "choose the field with --text-field")
+                    raise CorpusError(
+                        f"{where}: no {text_field!r} field (fields: {fields}); choose the field with --text-field"
+                    )
                 text = obj[text_field]
                 if not isinstance(text, str):
                     raise CorpusError(f"{where}: {text_field!r} must be a string, got {type(text).__name__}")
@@ -60,8 +62,9 @@ def read_texts(path, text_field: str = "text") -> list[Text]:
                     raise CorpusError(f"{where}: the text is empty")
                 text_id = _text_id(obj.get(ID_FIELD, line), where)
                 if text_id in seen:
-                    raise CorpusError(f"{where}: id {text_id!r} was already used on line {seen[text_id] + 1}; "
-                                      "ids must be unique")
+                    raise CorpusError(
+                        f"{where}: id {text_id!r} was already used on line {seen[text_id] + 1}; ids must be unique"
+                    )
                 seen[text_id] = line
                 texts.append(Text(line, text_id, text))
     except UnicodeDecodeError as exc:

@@ -13,6 +13,7 @@ def need_pyarrow() -> Any:
         import pyarrow
         import pyarrow.parquet
     except ImportError:
-        raise CorpusError('the corpus command writes Parquet and needs pyarrow: pip install "attn-plugins[corpus]"') \
-            from None
+        raise CorpusError(
+            'the corpus command writes Parquet and needs pyarrow: pip install "attn-plugins[corpus]"'
+        ) from None
     return pyarrow

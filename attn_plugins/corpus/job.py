@@ -112,17 +112,28 @@ class Chunk:
 
 def chunk_columns(chunk: Chunk) -> dict[str, list]:
     """The columns :func:`compute_rows` reads, for the texts of ``chunk``."""
-    return {"chunk": [chunk.index] * len(chunk), "line": [t.line for t in chunk.texts],
-            "text_id": [t.text_id for t in chunk.texts], "text": [t.text for t in chunk.texts],
-            "truncated": list(chunk.truncated)}
+    return {
+        "chunk": [chunk.index] * len(chunk),
+        "line": [t.line for t in chunk.texts],
+        "text_id": [t.text_id for t in chunk.texts],
+        "text": [t.text for t in chunk.texts],
+        "truncated": list(chunk.truncated),
+    }
 
 
-def split_chunks(texts: Sequence[Text], n_tokens: Sequence[int], truncated: Sequence[bool],
-                 chunk_size: int) -> list[Chunk]:
+def split_chunks(
+    texts: Sequence[Text], n_tokens: Sequence[int], truncated: Sequence[bool], chunk_size: int
+) -> list[Chunk]:
     """Consecutive chunks of ``chunk_size`` texts: the same data and size always give the same chunks."""
-    return [Chunk(i // chunk_size, list(texts[i:i + chunk_size]), list(n_tokens[i:i + chunk_size]),
-                  list(truncated[i:i + chunk_size]))
-            for i in range(0, len(texts), chunk_size)]
+    return [
+        Chunk(
+            i // chunk_size,
+            list(texts[i : i + chunk_size]),
+            list(n_tokens[i : i + chunk_size]),
+            list(truncated[i : i + chunk_size]),
+        )
+        for i in range(0, len(texts), chunk_size)
+    ]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -130,10 +141,22 @@ def split_chunks(texts: Sequence[Text], n_tokens: Sequence[int], truncated: Sequ
 # ---------------------------------------------------------------------------------------------
 def config_sizes(config) -> tuple[int, int]:
     """(number of layers, number of heads) from a transformers config (0 when it does not say)."""
-    layers = next((v for a in ("num_hidden_layers", "num_layers", "n_layer", "n_layers")
-                   if isinstance(v := getattr(config, a, None), int)), 0)
-    heads = next((v for a in ("num_attention_heads", "num_heads", "n_head", "n_heads")
-                  if isinstance(v := getattr(config, a, None), int)), 0)
+    layers = next(
+        (
+            v
+            for a in ("num_hidden_layers", "num_layers", "n_layer", "n_layers")
+            if isinstance(v := getattr(config, a, None), int)
+        ),
+        0,
+    )
+    heads = next(
+        (
+            v
+            for a in ("num_attention_heads", "num_heads", "n_head", "n_heads")
+            if isinstance(v := getattr(config, a, None), int)
+        ),
+        0,
+    )
     return layers, heads
 
 
@@ -152,8 +175,10 @@ def check_selection(config, layers, heads) -> tuple[tuple[int, ...] | None, tupl
         if n_layers:
             bad = [v for v in layers if not -n_layers <= v < n_layers]
             if bad:
-                raise CorpusError(f"layer {bad[0]} does not exist: the model has {n_layers} layers "
-                                  f"(valid: 0..{n_layers - 1} or negative from the end)")
+                raise CorpusError(
+                    f"layer {bad[0]} does not exist: the model has {n_layers} layers "
+                    f"(valid: 0..{n_layers - 1} or negative from the end)"
+                )
             layers = [v % n_layers for v in layers]
         layers = tuple(sorted(set(layers)))
     if heads is not None:
@@ -161,18 +186,20 @@ def check_selection(config, layers, heads) -> tuple[tuple[int, ...] | None, tupl
             raise CorpusError("--heads selects nothing; leave it out for all heads")
         bad = [v for v in heads if v < 0 or (n_heads and v >= n_heads)]
         if bad:
-            raise CorpusError(f"head {bad[0]} does not exist: the model has {n_heads} heads per layer "
-                              f"(valid: 0..{n_heads - 1})")
+            raise CorpusError(
+                f"head {bad[0]} does not exist: the model has {n_heads} heads per layer (valid: 0..{n_heads - 1})"
+            )
         heads = tuple(sorted(set(heads)))
     return layers, heads
 
 
-def token_lengths(tokenizer, texts: Sequence[str], limit: int, truncate: bool,
-                  block: int = 1024) -> tuple[list[int], list[int]]:
+def token_lengths(
+    tokenizer, texts: Sequence[str], limit: int, truncate: bool, block: int = 1024
+) -> tuple[list[int], list[int]]:
     """(tokens each text gives the model after truncation, tokens each text has in full)."""
     full: list[int] = []
     for start in range(0, len(texts), block):
-        ids = tokenizer(list(texts[start:start + block]), truncation=False, verbose=False)["input_ids"]
+        ids = tokenizer(list(texts[start : start + block]), truncation=False, verbose=False)["input_ids"]
         full.extend(len(row) for row in ids)
     used = [min(n, limit) for n in full] if truncate else list(full)
     return used, full
@@ -196,8 +223,9 @@ def load_for_job(job: CorpusJob, device=None):
 # ---------------------------------------------------------------------------------------------
 # the computation
 # ---------------------------------------------------------------------------------------------
-def plan_batches(lengths: Sequence[int], batch_size: int, per_token_square: int,
-                 budget: int = ATTENTION_BUDGET_BYTES) -> list[list[int]]:
+def plan_batches(
+    lengths: Sequence[int], batch_size: int, per_token_square: int, budget: int = ATTENTION_BUDGET_BYTES
+) -> list[list[int]]:
     """Indices grouped into model batches: sorted by length (less padding), at most ``batch_size``
     texts, and at most ``budget`` bytes of captured attention (``per_token_square * len**2`` each)."""
     order = sorted(range(len(lengths)), key=lambda i: (lengths[i], i))
@@ -205,7 +233,7 @@ def plan_batches(lengths: Sequence[int], batch_size: int, per_token_square: int,
     current: list[int] = []
     for i in order:
         longest = lengths[i]  # sorted: the newest text is the longest of the batch
-        if current and (len(current) >= batch_size or (len(current) + 1) * per_token_square * longest ** 2 > budget):
+        if current and (len(current) >= batch_size or (len(current) + 1) * per_token_square * longest**2 > budget):
             batches.append(current)
             current = []
         current.append(i)
@@ -214,8 +242,7 @@ def plan_batches(lengths: Sequence[int], batch_size: int, per_token_square: int,
     return batches
 
 
-def compute_rows(model, tokenizer, job: CorpusJob, batch: dict,
-                 progress: Callable[[int], None] | None = None):
+def compute_rows(model, tokenizer, job: CorpusJob, batch: dict, progress: Callable[[int], None] | None = None):
     """The statistics rows (a ``pyarrow.Table`` of :func:`rows_schema`) of the texts in ``batch``.
 
     ``batch`` has the columns ``chunk``, ``line``, ``text_id``, ``text``, ``truncated`` (lists).
@@ -227,8 +254,13 @@ def compute_rows(model, tokenizer, job: CorpusJob, batch: dict,
     columns: dict[str, list] = {name: [] for name in rows_schema().names}
     per_text: list[dict | None] = [None] * len(texts)
     for group in job.plan(lengths):
-        encoded = tokenizer([texts[i] for i in group], return_tensors="pt", padding=True,
-                            truncation=job.truncate, max_length=job.limit if job.truncate else None)
+        encoded = tokenizer(
+            [texts[i] for i in group],
+            return_tensors="pt",
+            padding=True,
+            truncation=job.truncate,
+            max_length=job.limit if job.truncate else None,
+        )
         check_length(model, encoded, job.limit)
         encoded = encoded.to(model.device)
         for pos, stats in zip(group, _batch_stats(model, tokenizer, job, encoded), strict=True):
@@ -251,8 +283,8 @@ def _cut(weights, item: int, keep):
     n = int(keep.numel())
     if n and int(keep[-1] - keep[0]) + 1 == n:  # contiguous (right or left padding): a slice
         start = int(keep[0])
-        return weights[item:item + 1, :, start:start + n, start:start + n]
-    return weights[item:item + 1][:, :, keep][:, :, :, keep]
+        return weights[item : item + 1, :, start : start + n, start : start + n]
+    return weights[item : item + 1][:, :, keep][:, :, :, keep]
 
 
 def _batch_stats(model, tokenizer, job: CorpusJob, encoded) -> list[dict]:
@@ -263,8 +295,16 @@ def _batch_stats(model, tokenizer, job: CorpusJob, encoded) -> list[dict]:
     from ..capturing import capture
     from ..record import AttentionRecord, LayerAttention
 
-    with torch.no_grad(), capture(model, tokenizer=tokenizer, layers=list(job.layers) if job.layers else None,
-                                  heads=list(job.heads) if job.heads else None, device="cpu") as cap:
+    with (
+        torch.no_grad(),
+        capture(
+            model,
+            tokenizer=tokenizer,
+            layers=list(job.layers) if job.layers else None,
+            heads=list(job.heads) if job.heads else None,
+            device="cpu",
+        ) as cap,
+    ):
         model(**encoded)
     record = cap.record
     layers = [layer for layer in record.layers if layer.kind == "self"]
@@ -277,9 +317,12 @@ def _batch_stats(model, tokenizer, job: CorpusJob, encoded) -> list[dict]:
         n = int(keep.numel())
         tokens = [record.tokens[item][j] for j in keep.tolist()] if record.tokens else None
         single = AttentionRecord(
-            layers=[LayerAttention(layer.name, layer.stack, layer.kind, layer.index, _cut(layer.weights, item, keep),
-                                   heads=layer.heads)
-                    for layer in layers],
+            layers=[
+                LayerAttention(
+                    layer.name, layer.stack, layer.kind, layer.index, _cut(layer.weights, item, keep), heads=layer.heads
+                )
+                for layer in layers
+            ],
             tokens=[tokens] if tokens is not None else None,
             inputs={"attention_mask": torch.ones(1, n, dtype=torch.long)},
         )
@@ -297,7 +340,8 @@ def _batch_stats(model, tokenizer, job: CorpusJob, encoded) -> list[dict]:
             row["head"] += list(heads)
             for name in stat_columns():
                 values_li = values.get(name)
-                row[name] += (values_li[li, :len(heads)].tolist() if values_li is not None
-                              else [float("nan")] * len(heads))
+                row[name] += (
+                    values_li[li, : len(heads)].tolist() if values_li is not None else [float("nan")] * len(heads)
+                )
         out.append(row)
     return out

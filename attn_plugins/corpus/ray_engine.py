@@ -67,8 +67,15 @@ def _start_local(ray, runtime_env: dict | None) -> None:
     path = os.pathsep.join(p for p in (here, os.environ.get("PYTHONPATH", "")) if p)
     env = dict(runtime_env or {})
     env["env_vars"] = {"PYTHONPATH": path, **_worker_env(), **env.get("env_vars", {})}
-    ray.init(address="local", num_cpus=os.cpu_count() or 1, include_dashboard=False,
-             _node_ip_address="127.0.0.1", runtime_env=env, logging_level=logging.WARNING, log_to_driver=False)
+    ray.init(
+        address="local",
+        num_cpus=os.cpu_count() or 1,
+        include_dashboard=False,
+        _node_ip_address="127.0.0.1",
+        runtime_env=env,
+        logging_level=logging.WARNING,
+        log_to_driver=False,
+    )
 
 
 def _worker_env() -> dict:
@@ -113,11 +120,17 @@ def _input_blocks(job, chunks) -> list:
     blocks = []
     for chunk in chunks:
         for group in job.plan(chunk.n_tokens):
-            blocks.append(pa.table({"chunk": [chunk.index] * len(group),
-                                    "line": [chunk.texts[i].line for i in group],
-                                    "text_id": [chunk.texts[i].text_id for i in group],
-                                    "text": [chunk.texts[i].text for i in group],
-                                    "truncated": [chunk.truncated[i] for i in group]}))
+            blocks.append(
+                pa.table(
+                    {
+                        "chunk": [chunk.index] * len(group),
+                        "line": [chunk.texts[i].line for i in group],
+                        "text_id": [chunk.texts[i].text_id for i in group],
+                        "text": [chunk.texts[i].text for i in group],
+                        "truncated": [chunk.truncated[i] for i in group],
+                    }
+                )
+            )
     return blocks
 
 
@@ -126,8 +139,7 @@ class RayEngine:
 
     name = "ray"
 
-    def __init__(self, workers: int | None = None, address: str | None = None,
-                 runtime_env: dict | None = None) -> None:
+    def __init__(self, workers: int | None = None, address: str | None = None, runtime_env: dict | None = None) -> None:
         if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
             raise CorpusError(f"--workers must be an integer >= 1, got {workers!r}")
         self.workers, self.address, self.runtime_env = workers, address, runtime_env
@@ -150,9 +162,13 @@ class RayEngine:
             context.enable_progress_bars = False
             size, resources, threads = pool_size(ray, self.workers)
             dataset = ray.data.from_arrow(_input_blocks(job, chunks)).map_batches(
-                RowsWorker, fn_constructor_kwargs={"job": job, "threads": threads,
-                                                   "use_gpu": "num_gpus" in resources},
-                batch_size=None, batch_format="pyarrow", compute=ray.data.ActorPoolStrategy(size=size), **resources)
+                RowsWorker,
+                fn_constructor_kwargs={"job": job, "threads": threads, "use_gpu": "num_gpus" in resources},
+                batch_size=None,
+                batch_format="pyarrow",
+                compute=ray.data.ActorPoolStrategy(size=size),
+                **resources,
+            )
             by_index = {chunk.index: chunk for chunk in chunks}
             pieces, seen = defaultdict(list), defaultdict(set)
             try:
@@ -172,8 +188,12 @@ class RayEngine:
                 raise
             if by_index:
                 raise CorpusError(f"Ray returned no rows for {len(by_index)} chunk(s) (first: {min(by_index)})")
-            return {"workers": size, "resources_per_worker": resources, "threads_per_worker": threads,
-                    "ray_started_here": started}
+            return {
+                "workers": size,
+                "resources_per_worker": resources,
+                "threads_per_worker": threads,
+                "ray_started_here": started,
+            }
         finally:
             context.enable_progress_bars = bars
             data_logger.setLevel(levels[0])
@@ -201,4 +221,4 @@ def _corpus_message(exc: BaseException) -> str | None:
         return str(cause)
     marker = f"{CorpusError.__module__}.{CorpusError.__name__}: "
     lines = [line for line in str(exc).splitlines() if line.startswith(marker)]
-    return lines[-1][len(marker):] if lines else None
+    return lines[-1][len(marker) :] if lines else None

@@ -57,12 +57,18 @@ class CorpusResult:
         return pq.read_table(self.summary_path)
 
     def message(self) -> str:
-        lines = [(f"{self.num_texts} texts in {self.num_chunks} chunks: {self.chunks_computed} computed, "
-                  f"{self.chunks_reused} reused")]
+        lines = [
+            (
+                f"{self.num_texts} texts in {self.num_chunks} chunks: {self.chunks_computed} computed, "
+                f"{self.chunks_reused} reused"
+            )
+        ]
         if self.texts_computed:
             rate = self.texts_per_second
-            lines.append(f"computed {self.texts_computed} texts in {self.seconds:.1f} s with the {self.engine} engine "
-                         f"({rate:.1f} texts/s, start-up included)")
+            lines.append(
+                f"computed {self.texts_computed} texts in {self.seconds:.1f} s with the {self.engine} engine "
+                f"({rate:.1f} texts/s, start-up included)"
+            )
         if self.truncated_texts:
             lines.append(f"{self.truncated_texts} texts were truncated to the token limit")
         lines.append(f"rows: {self.parts_dir}{os.sep}part-*.parquet")
@@ -97,8 +103,10 @@ def _model_config(model) -> tuple:
     except InputError as exc:
         raise CorpusError(str(exc)) from None
     if getattr(config, "is_encoder_decoder", False):
-        raise CorpusError(f"{model_dir!r} is an encoder-decoder model; the corpus statistics need an encoder-only "
-                          "or decoder-only model (one input sequence)")
+        raise CorpusError(
+            f"{model_dir!r} is an encoder-decoder model; the corpus statistics need an encoder-only "
+            "or decoder-only model (one input sequence)"
+        )
     return model_dir, config, tokenizer
 
 
@@ -109,16 +117,31 @@ def _check_lengths(tokenizer, texts, limit: int, truncate: bool) -> tuple[list[i
     if over and not truncate:
         shown = ", ".join(f"line {line + 1} ({n} tokens)" for line, n in over[:SHOWN_LINES])
         more = f" and {len(over) - SHOWN_LINES} more" if len(over) > SHOWN_LINES else ""
-        raise CorpusError(f"{len(over)} text(s) are over the limit of {limit} tokens for this model: {shown}{more}; "
-                          "shorten them, raise --max-tokens (up to the model's max_position_embeddings) or pass "
-                          "--truncate to cut them to the limit")
+        raise CorpusError(
+            f"{len(over)} text(s) are over the limit of {limit} tokens for this model: {shown}{more}; "
+            "shorten them, raise --max-tokens (up to the model's max_position_embeddings) or pass "
+            "--truncate to cut them to the limit"
+        )
     return used, [n > limit for n in full]
 
 
-def run_corpus(data, out, model=None, *, engine: str = "local", batch_size: int = 16, chunk_size: int = 256,
-               max_tokens: int = MAX_TOKENS_DEFAULT, truncate: bool = False, layers=None, heads=None,
-               text_field: str = "text", overwrite: bool = False, progress: bool | None = None,
-               **engine_options) -> CorpusResult:
+def run_corpus(
+    data,
+    out,
+    model=None,
+    *,
+    engine: str = "local",
+    batch_size: int = 16,
+    chunk_size: int = 256,
+    max_tokens: int = MAX_TOKENS_DEFAULT,
+    truncate: bool = False,
+    layers=None,
+    heads=None,
+    text_field: str = "text",
+    overwrite: bool = False,
+    progress: bool | None = None,
+    **engine_options,
+) -> CorpusResult:
     """Per-head statistics of every text of the JSONL file ``data``, written under ``out``.
 
     ``model``: a local model directory (default: the bundled MiniLM). ``engine``: ``"local"`` (this
@@ -147,11 +170,26 @@ def run_corpus(data, out, model=None, *, engine: str = "local", batch_size: int 
     limit = token_limit(config, max_tokens)
     used, truncated = _check_lengths(tokenizer, texts, limit, truncate)
 
-    job = CorpusJob(model_dir=model_dir, max_tokens=max_tokens, limit=limit, truncate=bool(truncate), layers=layers,
-                    heads=heads, chunk_size=chunk_size, batch_size=batch_size, text_field=text_field,
-                    attention_bytes=attention_bytes(config, layers, heads))
-    identity = {"format_version": FORMAT_VERSION, "attn_plugins_version": __version__, "job": job.identity(),
-                "model": _model_fingerprint(model_dir), "data": file_fingerprint(data), "num_texts": len(texts)}
+    job = CorpusJob(
+        model_dir=model_dir,
+        max_tokens=max_tokens,
+        limit=limit,
+        truncate=bool(truncate),
+        layers=layers,
+        heads=heads,
+        chunk_size=chunk_size,
+        batch_size=batch_size,
+        text_field=text_field,
+        attention_bytes=attention_bytes(config, layers, heads),
+    )
+    identity = {
+        "format_version": FORMAT_VERSION,
+        "attn_plugins_version": __version__,
+        "job": job.identity(),
+        "model": _model_fingerprint(model_dir),
+        "data": file_fingerprint(data),
+        "num_texts": len(texts),
+    }
     job_digest = digest(identity)
     store = CorpusStore(out)
     previous = store.open(identity, overwrite)
@@ -160,26 +198,46 @@ def run_corpus(data, out, model=None, *, engine: str = "local", batch_size: int 
     pending = [c for c in chunks if c.index not in done]
 
     now = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
-    run_entry = {"started": now, "engine": engine, "batch_size": batch_size,
-                 "options": {k: v for k, v in engine_options.items() if v is not None and k != "runtime_env"},
-                 "chunks_reused": len(done), "chunks_computed": len(pending),
-                 "texts_computed": sum(len(c) for c in pending)}
+    run_entry = {
+        "started": now,
+        "engine": engine,
+        "batch_size": batch_size,
+        "options": {k: v for k, v in engine_options.items() if v is not None and k != "runtime_env"},
+        "chunks_reused": len(done),
+        "chunks_computed": len(pending),
+        "texts_computed": sum(len(c) for c in pending),
+    }
     manifest = {
-        "format": FORMAT, "format_version": FORMAT_VERSION, "identity": identity, "job_digest": job_digest,
-        "attn_plugins_version": __version__, "model_path": model_dir,
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "identity": identity,
+        "job_digest": job_digest,
+        "attn_plugins_version": __version__,
+        "model_path": model_dir,
         "data": {"path": data, **identity["data"], "mtime": os.path.getmtime(data)},
-        "num_texts": len(texts), "num_chunks": len(chunks), "chunk_size": chunk_size, "token_limit": limit,
-        "truncate": bool(truncate), "truncated_texts": sum(truncated), "statistics": stat_columns(),
-        "created": (previous or {}).get("created", now), "status": "running",
+        "num_texts": len(texts),
+        "num_chunks": len(chunks),
+        "chunk_size": chunk_size,
+        "token_limit": limit,
+        "truncate": bool(truncate),
+        "truncated_texts": sum(truncated),
+        "statistics": stat_columns(),
+        "created": (previous or {}).get("created", now),
+        "status": "running",
         "runs": list((previous or {}).get("runs", [])) + [run_entry],
     }
     store.write_manifest(manifest)
 
     from tqdm import tqdm
 
-    bar = tqdm(total=run_entry["texts_computed"], desc=f"corpus ({engine})", unit="text", file=sys.stderr,
-               disable=True if not pending else (None if progress is None else not progress),  # None: a TTY only
-               dynamic_ncols=True)
+    bar = tqdm(
+        total=run_entry["texts_computed"],
+        desc=f"corpus ({engine})",
+        unit="text",
+        file=sys.stderr,
+        disable=True if not pending else (None if progress is None else not progress),  # None: a TTY only
+        dynamic_ncols=True,
+    )
 
     def sink(chunk, table) -> None:
         store.write_part(chunk.index, table, job_digest, len(chunk))
@@ -195,14 +253,29 @@ def run_corpus(data, out, model=None, *, engine: str = "local", batch_size: int 
     counted = sum(len(c) for c in chunks if os.path.exists(store.part_path(c.index)))
     if counted != len(texts) or len(store.part_paths()) != len(chunks):
         raise CorpusError(f"the parts in {store.parts_dir!r} hold {counted} of {len(texts)} texts; rerun to finish")
-    result = CorpusResult(out_dir=store.out_dir, summary_path=store.summary_path, manifest_path=store.manifest_path,
-                          parts_dir=store.parts_dir, engine=engine, num_texts=len(texts), num_chunks=len(chunks),
-                          chunks_computed=len(pending), chunks_reused=len(done),
-                          texts_computed=run_entry["texts_computed"], seconds=seconds, truncated_texts=sum(truncated),
-                          details=details or {})
-    run_entry.update({"seconds": round(seconds, 3), "texts_per_second": result.texts_per_second,
-                      "finished": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-                      "details": {k: v for k, v in (details or {}).items()}})
+    result = CorpusResult(
+        out_dir=store.out_dir,
+        summary_path=store.summary_path,
+        manifest_path=store.manifest_path,
+        parts_dir=store.parts_dir,
+        engine=engine,
+        num_texts=len(texts),
+        num_chunks=len(chunks),
+        chunks_computed=len(pending),
+        chunks_reused=len(done),
+        texts_computed=run_entry["texts_computed"],
+        seconds=seconds,
+        truncated_texts=sum(truncated),
+        details=details or {},
+    )
+    run_entry.update(
+        {
+            "seconds": round(seconds, 3),
+            "texts_per_second": result.texts_per_second,
+            "finished": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+            "details": {k: v for k, v in (details or {}).items()},
+        }
+    )
     manifest["status"] = "complete"
     store.write_manifest(manifest)
     return result

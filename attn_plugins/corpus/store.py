@@ -67,11 +67,11 @@ class CorpusStore:
             with open(self.manifest_path, encoding="utf-8") as handle:
                 manifest = json.load(handle)
         except (OSError, ValueError) as exc:
-            raise CorpusError(f"{self.manifest_path!r} is not readable ({exc}); remove it or choose another --out") \
-                from None
+            raise CorpusError(
+                f"{self.manifest_path!r} is not readable ({exc}); remove it or choose another --out"
+            ) from None
         if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
-            raise CorpusError(f"{self.manifest_path!r} is not an attn-plugins corpus manifest; "
-                              "choose another --out")
+            raise CorpusError(f"{self.manifest_path!r} is not an attn-plugins corpus manifest; choose another --out")
         return manifest
 
     def open(self, identity: dict, overwrite: bool) -> dict | None:
@@ -84,8 +84,10 @@ class CorpusStore:
             manifest = None
         if manifest is None:
             if self.part_paths() or os.path.exists(self.summary_path):
-                raise CorpusError(f"{self.out_dir!r} holds corpus results but no {MANIFEST}; "
-                                  "pass --overwrite to replace them or choose another --out")
+                raise CorpusError(
+                    f"{self.out_dir!r} holds corpus results but no {MANIFEST}; "
+                    "pass --overwrite to replace them or choose another --out"
+                )
         elif manifest.get("identity") != identity:
             if self.part_paths():
                 raise CorpusError(self._mismatch(manifest.get("identity") or {}, identity))
@@ -100,13 +102,19 @@ class CorpusStore:
         changed = [key for key in sorted(set(before) | set(after)) if before.get(key) != after.get(key)]
         shown = "; ".join(f"{key}: was {before.get(key)!r}, now {after.get(key)!r}" for key in changed[:6])
         more = f" (and {len(changed) - 6} more)" if len(changed) > 6 else ""
-        return (f"{self.out_dir!r} holds a corpus run with different parameters ({shown}{more}); rerun with the "
-                "same parameters to resume it, pass --overwrite to discard it, or choose another --out")
+        return (
+            f"{self.out_dir!r} holds a corpus run with different parameters ({shown}{more}); rerun with the "
+            "same parameters to resume it, pass --overwrite to discard it, or choose another --out"
+        )
 
     def clear(self) -> None:
         """Remove this job's files (only those: manifest, parts, summary)."""
-        for path in [self.manifest_path, self.summary_path, *self.part_paths(),
-                     *glob.glob(os.path.join(self.parts_dir, ".part-*.tmp"))]:
+        for path in [
+            self.manifest_path,
+            self.summary_path,
+            *self.part_paths(),
+            *glob.glob(os.path.join(self.parts_dir, ".part-*.tmp")),
+        ]:
             if os.path.exists(path):
                 os.remove(path)
         if os.path.isdir(self.parts_dir) and not os.listdir(self.parts_dir):
@@ -139,8 +147,12 @@ class CorpusStore:
                 warnings.warn(f"{path} is unreadable ({exc}); its chunk is computed again", stacklevel=2)
                 meta = {}
             chunk = meta.get("chunk")
-            if meta.get("job") == job_digest and chunk in expected and meta.get("texts") == expected[chunk] \
-                    and path == self.part_path(chunk):
+            if (
+                meta.get("job") == job_digest
+                and chunk in expected
+                and meta.get("texts") == expected[chunk]
+                and path == self.part_path(chunk)
+            ):
                 done.add(chunk)
             else:
                 os.remove(path)
@@ -150,8 +162,15 @@ class CorpusStore:
         """Write the rows of ``chunk`` atomically (sorted by line, layer, head, so any engine writes the same file)."""
         import pyarrow.parquet as pq
 
-        table = table.sort_by([("line", "ascending"), ("stack", "ascending"), ("kind", "ascending"),
-                               ("layer", "ascending"), ("head", "ascending")])
+        table = table.sort_by(
+            [
+                ("line", "ascending"),
+                ("stack", "ascending"),
+                ("kind", "ascending"),
+                ("layer", "ascending"),
+                ("head", "ascending"),
+            ]
+        )
         meta = json.dumps({"chunk": chunk, "job": job_digest, "texts": texts, "written": time.time()})
         table = table.replace_schema_metadata({PART_META: meta.encode()})
         path = self.part_path(chunk)
@@ -201,10 +220,17 @@ class CorpusStore:
                 count, weight = sums[f"{name}:n"], sums[f"{name}:w"]
                 columns[f"{name}_mean"].append(sums[f"{name}:x"] / count if count else nan)
                 columns[f"{name}_token_mean"].append(sums[f"{name}:xw"] / weight if weight else nan)
-        schema = pa.schema([pa.field("stack", pa.string()), pa.field("kind", pa.string()),
-                            pa.field("layer", pa.int64()), pa.field("head", pa.int64()),
-                            pa.field("n_texts", pa.int64()), pa.field("n_tokens", pa.int64())]
-                           + [pa.field(name, pa.float64()) for name in columns if name.endswith("mean")])
+        schema = pa.schema(
+            [
+                pa.field("stack", pa.string()),
+                pa.field("kind", pa.string()),
+                pa.field("layer", pa.int64()),
+                pa.field("head", pa.int64()),
+                pa.field("n_texts", pa.int64()),
+                pa.field("n_tokens", pa.int64()),
+            ]
+            + [pa.field(name, pa.float64()) for name in columns if name.endswith("mean")]
+        )
         table = pa.Table.from_pydict(columns, schema=schema)
         with atomic_path(self.summary_path) as tmp:
             pq.write_table(table, tmp)

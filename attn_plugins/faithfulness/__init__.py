@@ -19,7 +19,20 @@ from .plot import curves_plot
 from .randomization import cascade_steps, randomization_check
 from .result import FaithfulnessResult, bootstrap_ci
 
-__all__ = ["DEFAULT_BINS", "FaithfulnessResult", "Instance", "Scorer", "bootstrap_ci", "cascade_steps",
-           "comprehensiveness_sufficiency", "curves_plot", "deletion_insertion", "evaluate", "leave_one_out",
-           "make_instances",
-           "plausibility", "randomization_check", "rationale_mask"]
+__all__ = [
+    "DEFAULT_BINS",
+    "FaithfulnessResult",
+    "Instance",
+    "Scorer",
+    "bootstrap_ci",
+    "cascade_steps",
+    "comprehensiveness_sufficiency",
+    "curves_plot",
+    "deletion_insertion",
+    "evaluate",
+    "leave_one_out",
+    "make_instances",
+    "plausibility",
+    "randomization_check",
+    "rationale_mask",
+]

@@ -16,45 +16,73 @@ from typing import Any
 from ..errors import InputError
 from .evaluate import DEFAULT_METHODS, METRIC_GROUPS
 
-NO_MODEL = ("faithfulness needs a sequence classifier and the bundled MiniLM has no classifier head: "
-            "pass --model DIR (a save_pretrained() directory of a ...ForSequenceClassification model)")
+NO_MODEL = (
+    "faithfulness needs a sequence classifier and the bundled MiniLM has no classifier head: "
+    "pass --model DIR (a save_pretrained() directory of a ...ForSequenceClassification model)"
+)
 FILES = ("faithfulness.json", "faithfulness.csv", "faithfulness.md", "curves.png")
 
 
 def add_parser(sub: Any) -> None:
     """Add ``faithfulness`` to the subparsers ``sub`` of the ``attn-plugins`` command line."""
     cmd = sub.add_parser(
-        "faithfulness", help="faithfulness of saliency methods (comprehensiveness, sufficiency, deletion/insertion, "
-                             "leave-one-out) for a text classifier over a JSONL file",
+        "faithfulness",
+        help="faithfulness of saliency methods (comprehensiveness, sufficiency, deletion/insertion, "
+        "leave-one-out) for a text classifier over a JSONL file",
         description="Explain every text of a JSONL file with each method and measure how faithful the "
-                    "explanations are (DeYoung et al. 2020; Jain & Wallace 2019). Writes OUT/faithfulness.json, "
-                    "OUT/faithfulness.csv, OUT/faithfulness.md and OUT/curves.png.")
+        "explanations are (DeYoung et al. 2020; Jain & Wallace 2019). Writes OUT/faithfulness.json, "
+        "OUT/faithfulness.csv, OUT/faithfulness.md and OUT/curves.png.",
+    )
     cmd.add_argument("--data", required=True, help="JSONL file: one object per line with a text field")
-    cmd.add_argument("--model", help="a local save_pretrained() directory of a sequence classifier (required: the "
-                                     "bundled MiniLM has no classifier head)")
-    cmd.add_argument("--methods", nargs="+", default=list(DEFAULT_METHODS),
-                     help=f"saliency methods (default: {' '.join(DEFAULT_METHODS)})")
-    cmd.add_argument("--metrics", nargs="+", default=list(METRIC_GROUPS), choices=METRIC_GROUPS,
-                     help="metric groups (default: all)")
+    cmd.add_argument(
+        "--model",
+        help="a local save_pretrained() directory of a sequence classifier (required: the "
+        "bundled MiniLM has no classifier head)",
+    )
+    cmd.add_argument(
+        "--methods",
+        nargs="+",
+        default=list(DEFAULT_METHODS),
+        help=f"saliency methods (default: {' '.join(DEFAULT_METHODS)})",
+    )
+    cmd.add_argument(
+        "--metrics", nargs="+", default=list(METRIC_GROUPS), choices=METRIC_GROUPS, help="metric groups (default: all)"
+    )
     cmd.add_argument("--out", default="faithfulness", help="output directory (default: faithfulness)")
-    cmd.add_argument("--removal", default="delete", choices=["delete", "mask", "pad"],
-                     help="delete removed tokens, or replace them with the mask/pad token (default: delete)")
-    cmd.add_argument("--randomization", action="store_true",
-                     help="also run the cascading model-parameter randomization check")
+    cmd.add_argument(
+        "--removal",
+        default="delete",
+        choices=["delete", "mask", "pad"],
+        help="delete removed tokens, or replace them with the mask/pad token (default: delete)",
+    )
+    cmd.add_argument(
+        "--randomization", action="store_true", help="also run the cascading model-parameter randomization check"
+    )
     cmd.add_argument("--text-field", default="text", help="the JSON field holding the text (default: text)")
-    cmd.add_argument("--rationale-field", help="a JSON field holding a human rationale (a list of words): adds "
-                                               "token F1, IOU and AUPRC")
+    cmd.add_argument(
+        "--rationale-field",
+        help="a JSON field holding a human rationale (a list of words): adds token F1, IOU and AUPRC",
+    )
     cmd.add_argument("--batch-size", type=int, default=32, help="perturbed inputs per forward pass (default: 32)")
-    cmd.add_argument("--engine", help="run on a corpus engine: local (this process, chunk by chunk) or ray (a Ray "
-                                      "Data actor pool); default: one evaluation in this process")
+    cmd.add_argument(
+        "--engine",
+        help="run on a corpus engine: local (this process, chunk by chunk) or ray (a Ray "
+        "Data actor pool); default: one evaluation in this process",
+    )
     cmd.add_argument("--chunk-size", type=int, default=16, help="with --engine: texts per engine task (default: 16)")
-    cmd.add_argument("--workers", type=int, help="--engine ray: actors in the pool (default: one per GPU, else one "
-                                                 "per CPU up to 8)")
-    cmd.add_argument("--address", help="--engine ray: address of an existing cluster (default: a private local "
-                                       "instance on 127.0.0.1)")
+    cmd.add_argument(
+        "--workers", type=int, help="--engine ray: actors in the pool (default: one per GPU, else one per CPU up to 8)"
+    )
+    cmd.add_argument(
+        "--address",
+        help="--engine ray: address of an existing cluster (default: a private local instance on 127.0.0.1)",
+    )
     cmd.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
-    cmd.add_argument("--progress", action="store_true",
-                     help="show the progress bar even when stderr is not a terminal (default: only on a terminal)")
+    cmd.add_argument(
+        "--progress",
+        action="store_true",
+        help="show the progress bar even when stderr is not a terminal (default: only on a terminal)",
+    )
     cmd.set_defaults(func=run_command)
 
 
@@ -103,24 +131,41 @@ def run_command(args: argparse.Namespace) -> int:
     rationales = _rationales(args.data, args.rationale_field, len(texts)) if args.rationale_field else None
     model, tokenizer = load_model_dir(args.model)
     if detect_task(model) != "sequence-classification":
-        raise InputError(f"{args.model!r} holds a {type(model).__name__}, not a sequence classifier; "
-                         "faithfulness removes tokens and watches the predicted class's probability")
+        raise InputError(
+            f"{args.model!r} holds a {type(model).__name__}, not a sequence classifier; "
+            "faithfulness removes tokens and watches the predicted class's probability"
+        )
     progress = False if args.quiet else (True if args.progress else None)
     if args.engine is None:
-        result = evaluate(model, tokenizer, texts, args.methods, metrics=args.metrics, removal=args.removal,
-                          rationales=rationales, randomization=args.randomization, batch_size=args.batch_size,
-                          progress=progress)
+        result = evaluate(
+            model,
+            tokenizer,
+            texts,
+            args.methods,
+            metrics=args.metrics,
+            removal=args.removal,
+            rationales=rationales,
+            randomization=args.randomization,
+            batch_size=args.batch_size,
+            progress=progress,
+        )
     else:
         from .corpus import FaithfulnessJob, evaluate_corpus
 
         del model
-        job = FaithfulnessJob(os.path.realpath(args.model), tuple(args.methods), tuple(args.metrics),
-                              removal=args.removal, randomization=args.randomization, batch_size=args.batch_size,
-                              rationales=None if rationales is None else
-                              {t.line: r for t, r in zip(corpus, rationales, strict=True)})
+        job = FaithfulnessJob(
+            os.path.realpath(args.model),
+            tuple(args.methods),
+            tuple(args.metrics),
+            removal=args.removal,
+            randomization=args.randomization,
+            batch_size=args.batch_size,
+            rationales=None if rationales is None else {t.line: r for t, r in zip(corpus, rationales, strict=True)},
+        )
         options = {"workers": args.workers, "address": args.address} if args.engine == "ray" else {}
-        result = evaluate_corpus(job, corpus, engine=args.engine, chunk_size=args.chunk_size, progress=progress,
-                                 **options)
+        result = evaluate_corpus(
+            job, corpus, engine=args.engine, chunk_size=args.chunk_size, progress=progress, **options
+        )
     os.makedirs(args.out, exist_ok=True)
     result.save(os.path.join(args.out, FILES[0]))
     result.save_csv(os.path.join(args.out, FILES[1]))

@@ -55,8 +55,9 @@ class FaithfulnessJob:
             model = model.to(device)
         return model, tokenizer
 
-    def compute(self, state: tuple[Any, Any], batch: Mapping[str, list[Any]],
-                progress: Callable[[int], None] | None = None) -> Any:
+    def compute(
+        self, state: tuple[Any, Any], batch: Mapping[str, list[Any]], progress: Callable[[int], None] | None = None
+    ) -> Any:
         """Evaluate the texts of ``batch`` (columns ``chunk``, ``line``, ``text``); one row per text:
         ``chunk``, ``line``, ``forwards`` (the batch's forward passes, on its first row) and
         ``result`` (JSON: the text's row of each method and its randomization correlations)."""
@@ -67,30 +68,51 @@ class FaithfulnessJob:
         texts = [str(t) for t in batch["text"]]
         lines = [int(v) for v in batch["line"]]
         rationales = [self.rationales[line] for line in lines] if self.rationales is not None else None
-        result = evaluate(model, tokenizer, texts, self.methods, metrics=self.metrics, removal=self.removal,
-                          rationales=rationales, randomization=self.randomization, batch_size=self.batch_size,
-                          progress=False, **dict(self.options))
+        result = evaluate(
+            model,
+            tokenizer,
+            texts,
+            self.methods,
+            metrics=self.metrics,
+            removal=self.removal,
+            rationales=rationales,
+            randomization=self.randomization,
+            batch_size=self.batch_size,
+            progress=False,
+            **dict(self.options),
+        )
         payload = []
         for i in range(len(texts)):
             rows = {m: result.instances[m][i] for m in result.methods}
             rand = None
             if result.randomization is not None:
-                rand = {m: {"steps": r["steps"], "correlation": [step[i] for step in r["correlation"]]}
-                        for m, r in result.randomization.items()}
+                rand = {
+                    m: {"steps": r["steps"], "correlation": [step[i] for step in r["correlation"]]}
+                    for m, r in result.randomization.items()
+                }
             payload.append(json.dumps({"instances": rows, "randomization": rand}))
         forwards = [int(result.settings["forward_passes"])] + [0] * (len(texts) - 1)
         if progress is not None:
             progress(len(texts))
-        return pa.table({"chunk": [int(v) for v in batch["chunk"]], "line": lines, "forwards": forwards,
-                         "result": payload})
+        return pa.table(
+            {"chunk": [int(v) for v in batch["chunk"]], "line": lines, "forwards": forwards, "result": payload}
+        )
 
 
-def merge(tables: Sequence[Any], settings: dict[str, Any], *, confidence: float = 0.95, n_boot: int = 1000,
-          seed: int = 0) -> FaithfulnessResult:
+def merge(
+    tables: Sequence[Any], settings: dict[str, Any], *, confidence: float = 0.95, n_boot: int = 1000, seed: int = 0
+) -> FaithfulnessResult:
     """One :class:`FaithfulnessResult` from the engines' rows, in file order (``index`` renumbered)."""
-    rows = sorted(((line, forwards, text) for table in tables
-                   for line, forwards, text in zip(table["line"].to_pylist(), table["forwards"].to_pylist(),
-                                                   table["result"].to_pylist(), strict=True)), key=lambda r: r[0])
+    rows = sorted(
+        (
+            (line, forwards, text)
+            for table in tables
+            for line, forwards, text in zip(
+                table["line"].to_pylist(), table["forwards"].to_pylist(), table["result"].to_pylist(), strict=True
+            )
+        ),
+        key=lambda r: r[0],
+    )
     instances: dict[str, list[dict[str, Any]]] = {}
     randomization: dict[str, dict[str, Any]] | None = None
     for index, (_, _, text) in enumerate(rows):
@@ -100,16 +122,22 @@ def merge(tables: Sequence[Any], settings: dict[str, Any], *, confidence: float 
         if data["randomization"] is not None:
             randomization = randomization if randomization is not None else {}
             for method, r in data["randomization"].items():
-                into = randomization.setdefault(method, {"steps": r["steps"],
-                                                         "correlation": [[] for _ in r["steps"]]})
+                into = randomization.setdefault(method, {"steps": r["steps"], "correlation": [[] for _ in r["steps"]]})
                 for step, value in zip(into["correlation"], r["correlation"], strict=True):
                     step.append(value)
     settings = {**settings, "forward_passes": sum(int(r[1]) for r in rows)}
     return FaithfulnessResult(instances, settings, randomization, confidence=confidence, n_boot=n_boot, seed=seed)
 
 
-def evaluate_corpus(job: FaithfulnessJob, texts: Sequence[Any], *, engine: str = "local", chunk_size: int = 16,
-                    progress: bool | None = None, **engine_options: Any) -> FaithfulnessResult:
+def evaluate_corpus(
+    job: FaithfulnessJob,
+    texts: Sequence[Any],
+    *,
+    engine: str = "local",
+    chunk_size: int = 16,
+    progress: bool | None = None,
+    **engine_options: Any,
+) -> FaithfulnessResult:
     """Run ``job`` over ``texts`` (:class:`attn_plugins.corpus.data.Text`) on a corpus engine.
 
     Args:
@@ -139,14 +167,26 @@ def evaluate_corpus(job: FaithfulnessJob, texts: Sequence[Any], *, engine: str =
         raise CorpusError(str(exc)) from None
     chunks = split_chunks(list(texts), [0] * len(texts), [False] * len(texts), chunk_size)
     tables: list[Any] = []
-    bar = tqdm(total=len(texts), desc=f"faithfulness ({engine})", unit="text", file=sys.stderr,
-               disable=None if progress is None else not progress, dynamic_ncols=True)
+    bar = tqdm(
+        total=len(texts),
+        desc=f"faithfulness ({engine})",
+        unit="text",
+        file=sys.stderr,
+        disable=None if progress is None else not progress,
+        dynamic_ncols=True,
+    )
     try:
         runner.run(job, chunks, lambda chunk, table: tables.append(table), bar.update)
     finally:
         bar.close()
     options = dict(job.options)
-    settings = {"removal": job.removal, "bins": [float(b) for b in options.get("bins", DEFAULT_BINS)],
-                "only_positive": bool(options.get("only_positive", True)), "metrics": list(job.metrics),
-                "batch_size": job.batch_size, "engine": engine, "chunk_size": chunk_size}
+    settings = {
+        "removal": job.removal,
+        "bins": [float(b) for b in options.get("bins", DEFAULT_BINS)],
+        "only_positive": bool(options.get("only_positive", True)),
+        "metrics": list(job.metrics),
+        "batch_size": job.batch_size,
+        "engine": engine,
+        "chunk_size": chunk_size,
+    }
     return merge(tables, settings, seed=int(options.get("seed", 0)))

@@ -18,10 +18,18 @@ METRIC_GROUPS = ("comprehensiveness", "sufficiency", "deletion", "insertion", "l
 DEFAULT_METHODS = ("attention", "rollout", "saliency", "integrated_gradients")
 
 
-def _saliencies(model: Any, tokenizer: Any, texts: str | Sequence[str] | None, methods: Sequence[str],
-                saliencies: Mapping[str, Sequence[TokenSaliency]] | Sequence[TokenSaliency] | None,
-                method_options: Mapping[str, Mapping[str, Any]] | None, target: Any, batch_size: int,
-                progress: bool | None, log: Callable[[str], None] | None) -> dict[str, list[TokenSaliency]]:
+def _saliencies(
+    model: Any,
+    tokenizer: Any,
+    texts: str | Sequence[str] | None,
+    methods: Sequence[str],
+    saliencies: Mapping[str, Sequence[TokenSaliency]] | Sequence[TokenSaliency] | None,
+    method_options: Mapping[str, Mapping[str, Any]] | None,
+    target: Any,
+    batch_size: int,
+    progress: bool | None,
+    log: Callable[[str], None] | None,
+) -> dict[str, list[TokenSaliency]]:
     """The results to evaluate: ``saliencies`` as given, or each method's explanations of ``texts``."""
     if saliencies is not None:
         if isinstance(saliencies, Mapping):
@@ -41,21 +49,35 @@ def _saliencies(model: Any, tokenizer: Any, texts: str | Sequence[str] | None, m
     out = {}
     for m in methods:
         with stage(log, f"explain {len(given)} inputs with {m}"):
-            out[m] = explainer.explain(given, m, target=target, batch_size=batch_size, progress=progress,
-                                       **(method_options or {}).get(m, {}))
+            out[m] = explainer.explain(
+                given, m, target=target, batch_size=batch_size, progress=progress, **(method_options or {}).get(m, {})
+            )
     return out
 
 
-def evaluate(model: Any, tokenizer: Any, texts: str | Sequence[str] | None = None,
-             methods: Sequence[str] = DEFAULT_METHODS, *,
-             saliencies: Mapping[str, Sequence[TokenSaliency]] | Sequence[TokenSaliency] | None = None,
-             metrics: Sequence[str] = METRIC_GROUPS, removal: str = "delete", bins: Sequence[float] = DEFAULT_BINS,
-             only_positive: bool = True, rationales: Sequence[Sequence[Any]] | None = None,
-             randomization: bool = False, target: Any = "predicted",
-             method_options: Mapping[str, Mapping[str, Any]] | None = None, batch_size: int = 32,
-             explain_batch_size: int = 8, progress: bool | None = False, seed: int = 0,
-             confidence: float = 0.95, n_boot: int = 1000,
-             log: Callable[[str], None] | None = None) -> FaithfulnessResult:
+def evaluate(
+    model: Any,
+    tokenizer: Any,
+    texts: str | Sequence[str] | None = None,
+    methods: Sequence[str] = DEFAULT_METHODS,
+    *,
+    saliencies: Mapping[str, Sequence[TokenSaliency]] | Sequence[TokenSaliency] | None = None,
+    metrics: Sequence[str] = METRIC_GROUPS,
+    removal: str = "delete",
+    bins: Sequence[float] = DEFAULT_BINS,
+    only_positive: bool = True,
+    rationales: Sequence[Sequence[Any]] | None = None,
+    randomization: bool = False,
+    target: Any = "predicted",
+    method_options: Mapping[str, Mapping[str, Any]] | None = None,
+    batch_size: int = 32,
+    explain_batch_size: int = 8,
+    progress: bool | None = False,
+    seed: int = 0,
+    confidence: float = 0.95,
+    n_boot: int = 1000,
+    log: Callable[[str], None] | None = None,
+) -> FaithfulnessResult:
     """Faithfulness of saliency methods for a text classifier, per instance and aggregated.
 
     Args:
@@ -88,19 +110,31 @@ def evaluate(model: Any, tokenizer: Any, texts: str | Sequence[str] | None = Non
     if not bins or not all(0 < float(b) <= 1 for b in bins):
         raise InputError(f"bins must be fractions in (0, 1], got {bins}")
     replacement = removal_token(tokenizer, removal)
-    results = _saliencies(model, tokenizer, texts, methods, saliencies, method_options, target,
-                          explain_batch_size, progress, log)
+    results = _saliencies(
+        model, tokenizer, texts, methods, saliencies, method_options, target, explain_batch_size, progress, log
+    )
     scorer = Scorer(model, tokenizer, batch_size)
     instances_out: dict[str, list[dict[str, Any]]] = {}
     for method, sals in results.items():
         instances = make_instances(sals, tokenizer)
-        rows: list[dict[str, Any]] = [{"index": i, "text": s.text, "target": inst.target, "prediction": s.prediction,
-                 "n_tokens": len(inst.candidates)} for i, (s, inst) in enumerate(zip(sals, instances, strict=True))]
+        rows: list[dict[str, Any]] = [
+            {
+                "index": i,
+                "text": s.text,
+                "target": inst.target,
+                "prediction": s.prediction,
+                "n_tokens": len(inst.candidates),
+            }
+            for i, (s, inst) in enumerate(zip(sals, instances, strict=True))
+        ]
         parts: list[list[dict[str, Any]]] = []
         with stage(log, f"faithfulness metrics of {method}"):
             if {"comprehensiveness", "sufficiency"} & set(metrics):
-                parts.append(comprehensiveness_sufficiency(instances, scorer, replacement=replacement, bins=bins,
-                                                           only_positive=only_positive))
+                parts.append(
+                    comprehensiveness_sufficiency(
+                        instances, scorer, replacement=replacement, bins=bins, only_positive=only_positive
+                    )
+                )
             if {"deletion", "insertion"} & set(metrics):
                 parts.append(deletion_insertion(instances, scorer, replacement=replacement))
             if "loo" in metrics:
@@ -118,10 +152,23 @@ def evaluate(model: Any, tokenizer: Any, texts: str | Sequence[str] | None = Non
     if randomization:
         if texts is None:
             raise InputError("randomization=True re-explains the inputs on a randomized copy: pass texts=")
-        randomized = randomization_check(model, tokenizer, [texts] if isinstance(texts, str) else list(texts),
-                                         list(results), originals=results, seed=seed,
-                                         method_options=dict(method_options or {}), batch_size=explain_batch_size,
-                                         log=log)
-    settings = {"removal": removal, "bins": [float(b) for b in bins], "only_positive": only_positive,
-                "metrics": list(metrics), "batch_size": batch_size, "forward_passes": scorer.forwards}
+        randomized = randomization_check(
+            model,
+            tokenizer,
+            [texts] if isinstance(texts, str) else list(texts),
+            list(results),
+            originals=results,
+            seed=seed,
+            method_options=dict(method_options or {}),
+            batch_size=explain_batch_size,
+            log=log,
+        )
+    settings = {
+        "removal": removal,
+        "bins": [float(b) for b in bins],
+        "only_positive": only_positive,
+        "metrics": list(metrics),
+        "batch_size": batch_size,
+        "forward_passes": scorer.forwards,
+    }
     return FaithfulnessResult(instances_out, settings, randomized, confidence=confidence, n_boot=n_boot, seed=seed)

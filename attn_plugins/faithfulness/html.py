@@ -20,10 +20,15 @@ def faithfulness_table_html(result: FaithfulnessResult, digits: int = 3) -> str:
         A ``<table class="ap-metrics ap-faith">`` fragment (numbers also in ``data-value``).
     """
     summary, columns = result.summary(), result.columns()
-    head = "<tr><th>method</th>" + "".join(
-        f"<th title=\"{'higher' if up else 'lower' if up is not None else 'falls when faithful'} is better\">"
-        f"{escape(title)} {'&uarr;' if up else '&darr;' if up is not None else ''}</th>"
-        for _, title, up in columns) + "</tr>"
+    head = (
+        "<tr><th>method</th>"
+        + "".join(
+            f'<th title="{"higher" if up else "lower" if up is not None else "falls when faithful"} is better">'
+            f"{escape(title)} {'&uarr;' if up else '&darr;' if up is not None else ''}</th>"
+            for _, title, up in columns
+        )
+        + "</tr>"
+    )
     best = {}
     for name, _, up in columns:
         means = [(s[name]["mean"], m) for m, s in summary.items() if name in s and not math.isnan(s[name]["mean"])]
@@ -43,6 +48,8 @@ def faithfulness_table_html(result: FaithfulnessResult, digits: int = 3) -> str:
             cells.append(f'<td data-metric="{name}" data-value="{s["mean"]!r}">{text}</td>')
         rows.append(f'<tr><td style="text-align:left">{escape(method)}</td>{"".join(cells)}</tr>')
     n = max((s["n"] for st in summary.values() for s in st.values()), default=0)
-    note = (f'<p style="font-size:12px;color:#555">Faithfulness ({escape(str(result.settings.get("removal", "")))} '
-            f"removal) over {n} instances; {result.confidence:.0%} bootstrap intervals; best mean in bold.</p>")
+    note = (
+        f'<p style="font-size:12px;color:#555">Faithfulness ({escape(str(result.settings.get("removal", "")))} '
+        f"removal) over {n} instances; {result.confidence:.0%} bootstrap intervals; best mean in bold.</p>"
+    )
     return f'{note}<table class="ap-metrics ap-faith">{head}{"".join(rows)}</table>'

@@ -46,9 +46,14 @@ def rationale_sets(instance: Instance, bins: Sequence[float], only_positive: boo
     return sets
 
 
-def comprehensiveness_sufficiency(instances: Sequence[Instance], scorer: Scorer, *, replacement: int | None,
-                                  bins: Sequence[float] = DEFAULT_BINS,
-                                  only_positive: bool = True) -> list[dict[str, Any]]:
+def comprehensiveness_sufficiency(
+    instances: Sequence[Instance],
+    scorer: Scorer,
+    *,
+    replacement: int | None,
+    bins: Sequence[float] = DEFAULT_BINS,
+    only_positive: bool = True,
+) -> list[dict[str, Any]]:
     """Per instance: ``comprehensiveness`` and ``sufficiency`` (AOPC over the bins) and the bins' ``k``."""
     sequences: list[list[int]] = []
     targets: list[int] = []
@@ -67,15 +72,22 @@ def comprehensiveness_sufficiency(instances: Sequence[Instance], scorer: Scorer,
         base = probs[start]
         comp = [base - probs[start + 1 + 2 * j] for j in range(len(sets))]
         suff = [base - probs[start + 2 + 2 * j] for j in range(len(sets))]
-        out.append({"comprehensiveness": float(np.mean(comp)) if sets else float("nan"),
-                    "sufficiency": float(np.mean(suff)) if sets else float("nan"),
-                    "comprehensiveness_bins": [float(v) for v in comp], "sufficiency_bins": [float(v) for v in suff],
-                    "bin_sizes": [len(s) for s in sets], "probability": float(base)})
+        out.append(
+            {
+                "comprehensiveness": float(np.mean(comp)) if sets else float("nan"),
+                "sufficiency": float(np.mean(suff)) if sets else float("nan"),
+                "comprehensiveness_bins": [float(v) for v in comp],
+                "sufficiency_bins": [float(v) for v in suff],
+                "bin_sizes": [len(s) for s in sets],
+                "probability": float(base),
+            }
+        )
     return out
 
 
-def deletion_insertion(instances: Sequence[Instance], scorer: Scorer, *,
-                       replacement: int | None) -> list[dict[str, Any]]:
+def deletion_insertion(
+    instances: Sequence[Instance], scorer: Scorer, *, replacement: int | None
+) -> list[dict[str, Any]]:
     """Per instance: the ``deletion`` and ``insertion`` curves (target probability after 0..n tokens
     removed / kept, most important first) and their areas ``deletion_auc`` / ``insertion_auc``."""
     sequences: list[list[int]] = []
@@ -94,9 +106,14 @@ def deletion_insertion(instances: Sequence[Instance], scorer: Scorer, *,
         x = np.arange(n + 1) / n
         deletion = probs[start : start + n + 1]
         insertion = probs[start + n + 1 : start + 2 * (n + 1)]
-        out.append({"deletion": deletion.tolist(), "insertion": insertion.tolist(),
-                    "deletion_auc": float(np.trapezoid(deletion, x)),
-                    "insertion_auc": float(np.trapezoid(insertion, x))})
+        out.append(
+            {
+                "deletion": deletion.tolist(),
+                "insertion": insertion.tolist(),
+                "deletion_auc": float(np.trapezoid(deletion, x)),
+                "insertion_auc": float(np.trapezoid(insertion, x)),
+            }
+        )
     return out
 
 

@@ -29,8 +29,8 @@ class Instance:
     saliency: TokenSaliency
     ids: list[int]
     target: int
-    candidates: list[int]          # positions that may be removed (non-special), in order
-    scores: np.ndarray             # the saliency of the candidates
+    candidates: list[int]  # positions that may be removed (non-special), in order
+    scores: np.ndarray  # the saliency of the candidates
 
     def ranking(self, only_positive: bool = False) -> list[int]:
         """Candidate indices (into ``candidates``) from the highest score; ties keep the earlier token.
@@ -40,8 +40,9 @@ class Instance:
         return [i for i in order if self.scores[i] > 0] if only_positive else order
 
 
-def make_instances(saliencies: Sequence[TokenSaliency], tokenizer: Any,
-                   targets: Sequence[int] | None = None) -> list[Instance]:
+def make_instances(
+    saliencies: Sequence[TokenSaliency], tokenizer: Any, targets: Sequence[int] | None = None
+) -> list[Instance]:
     """Token ids, target and candidates of each saliency (token-level results of a text classifier)."""
     special_ids = set(getattr(tokenizer, "all_special_ids", []) or [])
     unk = getattr(tokenizer, "unk_token", None)
@@ -50,14 +51,19 @@ def make_instances(saliencies: Sequence[TokenSaliency], tokenizer: Any,
         if not isinstance(sal, TokenSaliency):
             raise InputError(f"item {n} is a {type(sal).__name__}, not a TokenSaliency")
         if sal.field != "tokens":
-            raise InputError(f"item {n} explains one side ({sal.field!r}) of a sentence pair: faithfulness "
-                             "metrics perturb single texts (token types of pairs are not rebuilt)")
+            raise InputError(
+                f"item {n} explains one side ({sal.field!r}) of a sentence pair: faithfulness "
+                "metrics perturb single texts (token types of pairs are not rebuilt)"
+            )
         ids = [int(i) for i in tokenizer.convert_tokens_to_ids(list(sal.tokens))]
         back = tokenizer.convert_ids_to_tokens(ids)
-        if list(back) != list(sal.tokens) and not all(t == b or t == unk
-                                                      for t, b in zip(sal.tokens, back, strict=True)):
-            raise InputError(f"item {n}: its tokens are not the tokenizer's (word-merged results cannot be "
-                             "perturbed: evaluate token-level saliency, merge_words=False)")
+        if list(back) != list(sal.tokens) and not all(
+            t == b or t == unk for t, b in zip(sal.tokens, back, strict=True)
+        ):
+            raise InputError(
+                f"item {n}: its tokens are not the tokenizer's (word-merged results cannot be "
+                "perturbed: evaluate token-level saliency, merge_words=False)"
+            )
         target = targets[n] if targets is not None else (sal.target if sal.target is not None else sal.prediction)
         if target is None:
             raise InputError(f"item {n} has no target class: pass targets=")
@@ -139,8 +145,9 @@ class Scorer:
                     outputs = self.model(input_ids=ids.to(device), attention_mask=mask.to(device))
                 logits = getattr(outputs, "logits", None)
                 if logits is None or logits.dim() != 2:
-                    raise InputError("faithfulness metrics need a sequence classifier "
-                                     "(outputs.logits [batch, classes])")
+                    raise InputError(
+                        "faithfulness metrics need a sequence classifier (outputs.logits [batch, classes])"
+                    )
                 probs = torch.softmax(logits.double(), dim=-1).cpu().numpy()
                 for row, key in enumerate(chunk):
                     self.cache[key] = float(probs[row, key[1]])

@@ -49,12 +49,18 @@ def rationale_mask(saliency: TokenSaliency, rationale: Sequence[Any]) -> np.ndar
             raise InputError(f"rationale word {word!r} is not in {saliency.text!r}")
         spans.extend(found)
     special = saliency.special or [False] * len(saliency.tokens)
-    return np.array([not s and e > b and any(b >= lo and e <= hi for lo, hi in spans)
-                     for (b, e), s in zip(saliency.offsets, special, strict=True)], dtype=bool)
+    return np.array(
+        [
+            not s and e > b and any(b >= lo and e <= hi for lo, hi in spans)
+            for (b, e), s in zip(saliency.offsets, special, strict=True)
+        ],
+        dtype=bool,
+    )
 
 
-def plausibility(saliency: TokenSaliency, mask: Sequence[bool] | np.ndarray, *, k: int | None = None,
-                 only_positive: bool = True) -> dict[str, float]:
+def plausibility(
+    saliency: TokenSaliency, mask: Sequence[bool] | np.ndarray, *, k: int | None = None, only_positive: bool = True
+) -> dict[str, float]:
     """``token_f1``, ``iou`` and ``auprc`` of one saliency against one rationale mask."""
     from sklearn.metrics import auc, precision_recall_curve
 

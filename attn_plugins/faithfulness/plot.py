@@ -11,8 +11,13 @@ from ..heads.plot import figure
 from .result import FaithfulnessResult
 
 
-def curves_plot(result: FaithfulnessResult, methods: Sequence[str] | None = None, *, points: int = 21,
-                path: str | os.PathLike[str] | None = None) -> Any:
+def curves_plot(
+    result: FaithfulnessResult,
+    methods: Sequence[str] | None = None,
+    *,
+    points: int = 21,
+    path: str | os.PathLike[str] | None = None,
+) -> Any:
     """Mean deletion (left, lower is more faithful) and insertion (right, higher is more faithful)
     curves of each method: target probability against the fraction of tokens removed / inserted,
     most important first.
@@ -31,8 +36,9 @@ def curves_plot(result: FaithfulnessResult, methods: Sequence[str] | None = None
     if unknown:
         raise InputError(f"no results for {unknown}; methods: {result.methods}")
     fig, axes = figure(7.0, 2.8, 2)
-    for ax, curve, title in zip(axes, ("deletion", "insertion"), ("Deletion (lower is better)",
-                                                                  "Insertion (higher is better)"), strict=True):
+    for ax, curve, title in zip(
+        axes, ("deletion", "insertion"), ("Deletion (lower is better)", "Insertion (higher is better)"), strict=True
+    ):
         for method in methods:
             grid, mean = result.mean_curve(method, curve, points)
             ax.plot(grid, mean, label=method)

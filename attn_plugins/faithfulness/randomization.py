@@ -72,10 +72,18 @@ def _rho(a: TokenSaliency, b: TokenSaliency) -> float:
     return float(spearmanr(x, y).statistic)
 
 
-def randomization_check(model: nn.Module, tokenizer: Any, texts: Sequence[str], methods: Sequence[str], *,
-                        originals: Mapping[str, list[TokenSaliency]] | None = None, seed: int = 0,
-                        method_options: Mapping[str, Mapping[str, Any]] | None = None, batch_size: int = 8,
-                        log: Callable[[str], None] | None = None) -> dict[str, dict[str, Any]]:
+def randomization_check(
+    model: nn.Module,
+    tokenizer: Any,
+    texts: Sequence[str],
+    methods: Sequence[str],
+    *,
+    originals: Mapping[str, list[TokenSaliency]] | None = None,
+    seed: int = 0,
+    method_options: Mapping[str, Mapping[str, Any]] | None = None,
+    batch_size: int = 8,
+    log: Callable[[str], None] | None = None,
+) -> dict[str, dict[str, Any]]:
     """Cascading randomization; the user's model is never modified (a deep copy is randomized).
 
     Args:
@@ -97,8 +105,9 @@ def randomization_check(model: nn.Module, tokenizer: Any, texts: Sequence[str], 
     explainer = Explainer(model, tokenizer)
     for method in methods:
         if method not in originals:
-            originals[method] = explainer.explain(list(texts), method, batch_size=batch_size, progress=False,
-                                                  **method_options.get(method, {}))
+            originals[method] = explainer.explain(
+                list(texts), method, batch_size=batch_size, progress=False, **method_options.get(method, {})
+            )
     targets = {m: [r.target for r in originals[m]] for m in methods}
     broken = copy.deepcopy(model).eval()
     generator = torch.Generator().manual_seed(seed)
@@ -109,8 +118,14 @@ def randomization_check(model: nn.Module, tokenizer: Any, texts: Sequence[str], 
             _randomize(broken, params, generator)
             randomized = Explainer(broken, tokenizer)  # anew each step: an explainer caches its eager copy
             for method in methods:
-                again = randomized.explain(list(texts), method, target=targets[method], batch_size=batch_size,
-                                           progress=False, **method_options.get(method, {}))
+                again = randomized.explain(
+                    list(texts),
+                    method,
+                    target=targets[method],
+                    batch_size=batch_size,
+                    progress=False,
+                    **method_options.get(method, {}),
+                )
                 out[method]["steps"].append(name)
                 out[method]["correlation"].append([_rho(a, b) for a, b in zip(originals[method], again, strict=True)])
     return out

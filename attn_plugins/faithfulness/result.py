@@ -29,8 +29,9 @@ METRICS = {
 FORMAT_VERSION = 1
 
 
-def bootstrap_ci(values: Iterable[float | None], *, confidence: float = 0.95, n_boot: int = 1000,
-                 seed: int = 0) -> dict[str, Any]:
+def bootstrap_ci(
+    values: Iterable[float | None], *, confidence: float = 0.95, n_boot: int = 1000, seed: int = 0
+) -> dict[str, Any]:
     """Mean of the finite ``values`` with a percentile bootstrap interval over them (resampling
     instances with replacement, ``n_boot`` times, seeded)."""
     data = np.asarray([v for v in values if v is not None and np.isfinite(v)], dtype=np.float64)
@@ -39,8 +40,12 @@ def bootstrap_ci(values: Iterable[float | None], *, confidence: float = 0.95, n_
     rng = np.random.default_rng(seed)
     means = data[rng.integers(0, data.size, size=(n_boot, data.size))].mean(axis=1)
     alpha = (1 - confidence) / 2
-    return {"mean": float(data.mean()), "low": float(np.quantile(means, alpha)),
-            "high": float(np.quantile(means, 1 - alpha)), "n": int(data.size)}
+    return {
+        "mean": float(data.mean()),
+        "low": float(np.quantile(means, alpha)),
+        "high": float(np.quantile(means, 1 - alpha)),
+        "n": int(data.size),
+    }
 
 
 @dataclass
@@ -72,20 +77,25 @@ class FaithfulnessResult:
             stats = {}
             for metric in METRICS:
                 if any(metric in row for row in rows):
-                    stats[metric] = bootstrap_ci(self.values(method, metric), confidence=self.confidence,
-                                                 n_boot=self.n_boot, seed=self.seed)
+                    stats[metric] = bootstrap_ci(
+                        self.values(method, metric), confidence=self.confidence, n_boot=self.n_boot, seed=self.seed
+                    )
             if self.randomization and method in self.randomization:
                 last = self.randomization[method]["correlation"][-1]
-                stats["randomization_rho"] = bootstrap_ci(last, confidence=self.confidence, n_boot=self.n_boot,
-                                                          seed=self.seed)
+                stats["randomization_rho"] = bootstrap_ci(
+                    last, confidence=self.confidence, n_boot=self.n_boot, seed=self.seed
+                )
             out[method] = stats
         return out
 
     def mean_curve(self, method: str, curve: str = "deletion", points: int = 11) -> tuple[np.ndarray, np.ndarray]:
         """A deletion or insertion curve averaged over instances on a common grid of removed fractions."""
         grid = np.linspace(0, 1, points)
-        curves = [np.interp(grid, np.linspace(0, 1, len(row[curve])), row[curve])
-                  for row in self.instances[method] if curve in row]
+        curves = [
+            np.interp(grid, np.linspace(0, 1, len(row[curve])), row[curve])
+            for row in self.instances[method]
+            if curve in row
+        ]
         if not curves:
             raise InputError(f"no {curve} curves were computed for {method!r}")
         return grid, np.mean(curves, axis=0)
@@ -95,8 +105,11 @@ class FaithfulnessResult:
         (``randomization_rho`` has no better direction: a faithful method's rho falls)."""
         summary = self.summary()
         titles = {**{k: v[0] for k, v in METRICS.items()}, "randomization_rho": "rand rho"}
-        return [(m, titles[m], METRICS[m][1] if m in METRICS else None)
-                for m in [*METRICS, "randomization_rho"] if any(m in s for s in summary.values())]
+        return [
+            (m, titles[m], METRICS[m][1] if m in METRICS else None)
+            for m in [*METRICS, "randomization_rho"]
+            if any(m in s for s in summary.values())
+        ]
 
     def table(self, digits: int = 3, *, markdown: bool = False) -> str:
         """A plain-text (or Markdown) table: one row per method, ``mean [low, high]`` per metric."""
@@ -132,10 +145,16 @@ class FaithfulnessResult:
         return out
 
     def to_dict(self) -> dict[str, Any]:
-        return {"format_version": FORMAT_VERSION, "instances": _clean(self.instances),
-                "settings": _clean(self.settings),
-                "randomization": _clean(self.randomization), "summary": _clean(self.summary()),
-                "confidence": self.confidence, "n_boot": self.n_boot, "seed": self.seed}
+        return {
+            "format_version": FORMAT_VERSION,
+            "instances": _clean(self.instances),
+            "settings": _clean(self.settings),
+            "randomization": _clean(self.randomization),
+            "summary": _clean(self.summary()),
+            "confidence": self.confidence,
+            "n_boot": self.n_boot,
+            "seed": self.seed,
+        }
 
     def save(self, path: str | os.PathLike[str]) -> Path:
         """Write the result (and its summary) as JSON; NaN is written as null."""
@@ -152,9 +171,14 @@ class FaithfulnessResult:
         def restore(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
             return [{k: (float("nan") if v is None and k in METRICS else v) for k, v in r.items()} for r in rows]
 
-        return cls(instances={m: restore(rows) for m, rows in data["instances"].items()}, settings=data["settings"],
-                   randomization=data.get("randomization"), confidence=data["confidence"], n_boot=data["n_boot"],
-                   seed=data["seed"])
+        return cls(
+            instances={m: restore(rows) for m, rows in data["instances"].items()},
+            settings=data["settings"],
+            randomization=data.get("randomization"),
+            confidence=data["confidence"],
+            n_boot=data["n_boot"],
+            seed=data["seed"],
+        )
 
 
 def _clean(value: Any) -> Any:

@@ -59,8 +59,13 @@ def to_pharaoh(links: Links) -> str:
     return " ".join(f"{i}-{j}" for i, j in sorted(links, key=lambda p: (p[1], p[0])))
 
 
-def induced_alignment(matrix: Any, how: str | float = "argmax", *, source_mask: Sequence[bool] | None = None,
-                      target_mask: Sequence[bool] | None = None) -> Links:
+def induced_alignment(
+    matrix: Any,
+    how: str | float = "argmax",
+    *,
+    source_mask: Sequence[bool] | None = None,
+    target_mask: Sequence[bool] | None = None,
+) -> Links:
     """The links a ``[target, source]`` score matrix induces.
 
     Args:
@@ -99,13 +104,22 @@ def alignment_scores(predicted: set[Any], sure: set[Any], possible: set[Any] | N
     if not sure:
         raise InputError("the gold alignment has no sure links")
     a_s, a_p = len(predicted & sure), len(predicted & possible)
-    return {"aer": 1.0 - (a_s + a_p) / (len(predicted) + len(sure)),
-            "precision": a_p / len(predicted) if predicted else 0.0, "recall": a_s / len(sure)}
+    return {
+        "aer": 1.0 - (a_s + a_p) / (len(predicted) + len(sure)),
+        "precision": a_p / len(predicted) if predicted else 0.0,
+        "recall": a_s / len(sure),
+    }
 
 
-def evaluate(results: SequenceAttribution | Sequence[SequenceAttribution], gold: Gold | Sequence[Gold],
-             methods: Sequence[str] | None = None, how: str | float = "argmax", *, source_mask: Any = None,
-             target_mask: Any = None) -> dict[str, dict[str, float]]:
+def evaluate(
+    results: SequenceAttribution | Sequence[SequenceAttribution],
+    gold: Gold | Sequence[Gold],
+    methods: Sequence[str] | None = None,
+    how: str | float = "argmax",
+    *,
+    source_mask: Any = None,
+    target_mask: Any = None,
+) -> dict[str, dict[str, float]]:
     """Corpus-level AER, precision and recall of each method's induced alignments (links pooled over sentences).
 
     Args:
@@ -139,8 +153,9 @@ def evaluate(results: SequenceAttribution | Sequence[SequenceAttribution], gold:
             s, p = pair
             sm = source_mask[k] if source_mask is not None else None
             tm = target_mask[k] if target_mask is not None else None
-            predicted |= {(k, i, j) for i, j in induced_alignment(result.source[method], how, source_mask=sm,
-                                                                   target_mask=tm)}
+            predicted |= {
+                (k, i, j) for i, j in induced_alignment(result.source[method], how, source_mask=sm, target_mask=tm)
+            }
             sure |= {(k, i, j) for i, j in s}
             possible |= {(k, i, j) for i, j in p}
         out[method] = alignment_scores(predicted, sure, possible)

@@ -74,37 +74,49 @@ def _split(teacher: TeacherForced, rows: torch.Tensor) -> tuple[torch.Tensor, to
 
 
 @method("attention", "attention")
-def attention(batch: StepBatch, *, layer: int | str = -1, head: int | str = "mean",
-              record: AttentionRecord | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def attention(
+    batch: StepBatch, *, layer: int | str = -1, head: int | str = "mean", record: AttentionRecord | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """``layer``: an index (negative from the end) or ``"mean"``; ``head``: an index or ``"mean"``."""
     teacher = batch.teacher
     record = record if record is not None else capture_teacher(teacher)
     if teacher.kind == ENCODER_DECODER:
         src = head_rows(_pick(cross_layers(record), layer), head, batch.positions)
         selfs = record.select("decoder", "self")
-        prefix = head_rows(_pick(selfs, layer), head, batch.positions) if selfs else torch.zeros(
-            len(batch.positions), teacher.prefix_ids.shape[1], dtype=torch.float64)
+        prefix = (
+            head_rows(_pick(selfs, layer), head, batch.positions)
+            if selfs
+            else torch.zeros(len(batch.positions), teacher.prefix_ids.shape[1], dtype=torch.float64)
+        )
         return src, prefix
     rows = head_rows(_pick(record.select(None, "self"), layer), head, batch.positions)
     return _split(teacher, rows)
 
 
 @method("rollout", "attention")
-def rollout(batch: StepBatch, *, head_fusion: str = "mean", add_residual: bool = True,
-            record: AttentionRecord | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def rollout(
+    batch: StepBatch, *, head_fusion: str = "mean", add_residual: bool = True, record: AttentionRecord | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     teacher = batch.teacher
     record = record if record is not None else capture_teacher(teacher)
     positions = batch.positions.cpu()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         if teacher.kind == ENCODER_DECODER:
-            r_enc = rollout_matrices([x.weights for x in record.select("encoder", "self")],
-                                     head_fusion=head_fusion, add_residual=add_residual)[0].cpu()
-            r_dec = rollout_matrices([x.weights for x in record.select("decoder", "self")],
-                                     head_fusion=head_fusion, add_residual=add_residual)[0].cpu()
+            r_enc = rollout_matrices(
+                [x.weights for x in record.select("encoder", "self")],
+                head_fusion=head_fusion,
+                add_residual=add_residual,
+            )[0].cpu()
+            r_dec = rollout_matrices(
+                [x.weights for x in record.select("decoder", "self")],
+                head_fusion=head_fusion,
+                add_residual=add_residual,
+            )[0].cpu()
             cross = head_rows(cross_layers(record), "mean", torch.arange(r_dec.shape[0]))
             src = r_dec @ cross @ r_enc
             return src[positions], r_dec[positions]
-        full = rollout_matrices([x.weights for x in record.select(None, "self")], head_fusion=head_fusion,
-                                add_residual=add_residual)[0].cpu()
+        full = rollout_matrices(
+            [x.weights for x in record.select(None, "self")], head_fusion=head_fusion, add_residual=add_residual
+        )[0].cpu()
     return _split(teacher, full[positions])

@@ -24,8 +24,11 @@ AUDIO, IMAGE = "audio", "image"
 
 def is_feature_source(model: Any, source: Any) -> bool:
     """Whether ``source`` is a float tensor for a model whose main input is features or pixels."""
-    return (isinstance(source, torch.Tensor) and source.is_floating_point()
-            and getattr(model, "main_input_name", "input_ids") in ("input_features", "pixel_values"))
+    return (
+        isinstance(source, torch.Tensor)
+        and source.is_floating_point()
+        and getattr(model, "main_input_name", "input_ids") in ("input_features", "pixel_values")
+    )
 
 
 class FeatureTeacher(TeacherForced):
@@ -51,8 +54,10 @@ class FeatureTeacher(TeacherForced):
         if features.dim() == want - 1:
             features = features[None]
         if features.dim() != want or features.shape[0] != 1:
-            raise InputError(f"{self.input_name} of one example: expected {want} dimensions with batch 1, got "
-                             f"{tuple(features.shape)}")
+            raise InputError(
+                f"{self.input_name} of one example: expected {want} dimensions with batch 1, got "
+                f"{tuple(features.shape)}"
+            )
         device = next(model.parameters()).device
         dtype = next(model.parameters()).dtype
         self.features = features.to(device=device, dtype=dtype)
@@ -128,8 +133,10 @@ class FeatureTeacher(TeacherForced):
 
     def pool(self, attr: tuple[torch.Tensor, ...], reduce: str) -> tuple[torch.Tensor, torch.Tensor]:
         if reduce != "sum":
-            raise InputError(f"audio and image sources are summed per frame window / patch; reduce={reduce!r} "
-                             "applies to token embeddings only")
+            raise InputError(
+                f"audio and image sources are summed per frame window / patch; reduce={reduce!r} "
+                "applies to token embeddings only"
+            )
         return self._windows(attr[0]).double(), attr[1].sum(dim=-1).double()
 
     def group_index(self) -> torch.Tensor:
@@ -146,9 +153,10 @@ class FeatureTeacher(TeacherForced):
         """One feature per frame window / patch, then one per prefix token."""
         src, prefix = inputs
         n, p = src.shape[0], prefix.shape[1]
-        return (self.group_index().unsqueeze(0).expand(n, *src.shape[1:]),
-                (torch.arange(p, device=prefix.device) + self.n_windows).view(1, p, 1).expand(n, p,
-                                                                                            prefix.shape[2]))
+        return (
+            self.group_index().unsqueeze(0).expand(n, *src.shape[1:]),
+            (torch.arange(p, device=prefix.device) + self.n_windows).view(1, p, 1).expand(n, p, prefix.shape[2]),
+        )
 
     def ablation_values(self, attr: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, torch.Tensor]:
         first = attr[0][:, 0]

@@ -58,8 +58,10 @@ class StepBatch:
         src, prefix = teacher.embeddings()
         n = len(steps)
         self.embeds = (src.expand(n, *src.shape[1:]).clone(), prefix.expand(n, -1, -1).clone())
-        self.ids = (teacher.source_ids.to(teacher.device).expand(n, -1).clone(),
-                    teacher.prefix_ids.to(teacher.device).expand(n, -1).clone())
+        self.ids = (
+            teacher.source_ids.to(teacher.device).expand(n, -1).clone(),
+            teacher.prefix_ids.to(teacher.device).expand(n, -1).clone(),
+        )
         self.positions = teacher.positions[steps].to(teacher.device)
         self.targets = [int(teacher.targets[s]) for s in steps]
         self.output = output
@@ -83,8 +85,10 @@ class StepBatch:
             if ids[0].shape[1] != self.embeds[0].shape[1] or ids[1].shape[1] != self.embeds[1].shape[1]:
                 raise ValueError("baseline ids must have one id per source token and one per prefix token")
             with torch.no_grad():
-                return (teacher.source_layer(ids[0]).expand(n, -1, -1).to(self.embeds[0]),
-                        teacher.target_layer(ids[1]).expand(n, -1, -1).to(self.embeds[1]))
+                return (
+                    teacher.source_layer(ids[0]).expand(n, -1, -1).to(self.embeds[0]),
+                    teacher.target_layer(ids[1]).expand(n, -1, -1).to(self.embeds[1]),
+                )
         if isinstance(baseline, str) and baseline in ("zeros", "zero") or baseline is None:
             return torch.zeros_like(self.embeds[0]), torch.zeros_like(self.embeds[1])
         if isinstance(baseline, (int, float)) and not isinstance(baseline, bool):
@@ -100,49 +104,87 @@ def _quiet() -> AbstractContextManager[Any]:
 @method("saliency", "gradient")
 def saliency(batch: StepBatch, *, reduce: str = "sum", abs: bool = True) -> Rows:  # noqa: A002 - Captum's name
     with _quiet():
-        attr = _captum().Saliency(batch.embed_forward).attribute(
-            batch.embeds, target=batch.targets, additional_forward_args=(batch.positions,), abs=abs)
+        attr = (
+            _captum()
+            .Saliency(batch.embed_forward)
+            .attribute(batch.embeds, target=batch.targets, additional_forward_args=(batch.positions,), abs=abs)
+        )
     return batch.teacher.pool(attr, reduce)
 
 
 @method("input_x_gradient", "gradient")
 def input_x_gradient(batch: StepBatch, *, reduce: str = "sum") -> Rows:
     with _quiet():
-        attr = _captum().InputXGradient(batch.embed_forward).attribute(
-            batch.embeds, target=batch.targets, additional_forward_args=(batch.positions,))
+        attr = (
+            _captum()
+            .InputXGradient(batch.embed_forward)
+            .attribute(batch.embeds, target=batch.targets, additional_forward_args=(batch.positions,))
+        )
     return batch.teacher.pool(attr, reduce)
 
 
 @method("integrated_gradients", "gradient")
-def integrated_gradients(batch: StepBatch, *, n_steps: int = 50, integration: str = "gausslegendre",
-                         baseline: Any = "zeros", internal_batch_size: int | None = None,
-                         reduce: str = "sum") -> Rows:
+def integrated_gradients(
+    batch: StepBatch,
+    *,
+    n_steps: int = 50,
+    integration: str = "gausslegendre",
+    baseline: Any = "zeros",
+    internal_batch_size: int | None = None,
+    reduce: str = "sum",
+) -> Rows:
     with _quiet():
-        attr = _captum().IntegratedGradients(batch.embed_forward).attribute(
-            batch.embeds, baselines=batch.baselines(baseline), target=batch.targets,
-            additional_forward_args=(batch.positions,), n_steps=n_steps, method=integration,
-            internal_batch_size=internal_batch_size)
+        attr = (
+            _captum()
+            .IntegratedGradients(batch.embed_forward)
+            .attribute(
+                batch.embeds,
+                baselines=batch.baselines(baseline),
+                target=batch.targets,
+                additional_forward_args=(batch.positions,),
+                n_steps=n_steps,
+                method=integration,
+                internal_batch_size=internal_batch_size,
+            )
+        )
     return batch.teacher.pool(attr, reduce)
 
 
 @method("layer_integrated_gradients", "gradient")
-def layer_integrated_gradients(batch: StepBatch, *, n_steps: int = 50, integration: str = "gausslegendre",
-                               baseline_id: int | None = None, internal_batch_size: int | None = None,
-                               reduce: str = "sum") -> Rows:
+def layer_integrated_gradients(
+    batch: StepBatch,
+    *,
+    n_steps: int = 50,
+    integration: str = "gausslegendre",
+    baseline_id: int | None = None,
+    internal_batch_size: int | None = None,
+    reduce: str = "sum",
+) -> Rows:
     """On the word-embedding layer of each side; baseline: ``baseline_id`` (default the pad id) everywhere."""
     teacher = batch.teacher
     if teacher.source_layer is None:
-        raise InputError("layer_integrated_gradients needs a token-id source (its layer is the word embedding); "
-                         "use integrated_gradients for audio or image sources")
+        raise InputError(
+            "layer_integrated_gradients needs a token-id source (its layer is the word embedding); "
+            "use integrated_gradients for audio or image sources"
+        )
     if baseline_id is None:
         baseline_id = getattr(getattr(teacher.model, "config", None), "pad_token_id", None)
         baseline_id = 0 if baseline_id is None else int(baseline_id)
     baselines = tuple(torch.full_like(i, int(baseline_id)) for i in batch.ids)
     with _quiet():
-        attr = _captum().LayerIntegratedGradients(
-            batch.ids_forward, [teacher.source_layer, teacher.target_layer]).attribute(
-            batch.ids, baselines=baselines, target=batch.targets, additional_forward_args=(batch.positions,),
-            n_steps=n_steps, method=integration, internal_batch_size=internal_batch_size)
+        attr = (
+            _captum()
+            .LayerIntegratedGradients(batch.ids_forward, [teacher.source_layer, teacher.target_layer])
+            .attribute(
+                batch.ids,
+                baselines=baselines,
+                target=batch.targets,
+                additional_forward_args=(batch.positions,),
+                n_steps=n_steps,
+                method=integration,
+                internal_batch_size=internal_batch_size,
+            )
+        )
     return batch.teacher.pool(attr, reduce)
 
 
@@ -150,9 +192,16 @@ def layer_integrated_gradients(batch: StepBatch, *, n_steps: int = 50, integrati
 def deeplift(batch: StepBatch, *, baseline: Any = "zeros", reduce: str = "sum") -> Rows:
     module = ForwardModule(batch.teacher.model, batch.embed_forward)
     with _quiet():
-        attr = _captum().DeepLift(module).attribute(
-            batch.embeds, baselines=batch.baselines(baseline), target=batch.targets,
-            additional_forward_args=(batch.positions,))
+        attr = (
+            _captum()
+            .DeepLift(module)
+            .attribute(
+                batch.embeds,
+                baselines=batch.baselines(baseline),
+                target=batch.targets,
+                additional_forward_args=(batch.positions,),
+            )
+        )
     return batch.teacher.pool(attr, reduce)
 
 
@@ -162,8 +211,16 @@ def feature_ablation(batch: StepBatch, *, baseline: Any = "zeros", perturbations
     replaced by the baseline, every step at once."""
     masks = batch.teacher.ablation_masks(batch.embeds)
     with torch.no_grad(), _quiet():
-        attr = _captum().FeatureAblation(batch.embed_forward).attribute(
-            batch.embeds, baselines=batch.baselines(baseline), target=batch.targets,
-            additional_forward_args=(batch.positions,), feature_mask=masks,
-            perturbations_per_eval=perturbations_per_eval)
+        attr = (
+            _captum()
+            .FeatureAblation(batch.embed_forward)
+            .attribute(
+                batch.embeds,
+                baselines=batch.baselines(baseline),
+                target=batch.targets,
+                additional_forward_args=(batch.positions,),
+                feature_mask=masks,
+                perturbations_per_eval=perturbations_per_eval,
+            )
+        )
     return batch.teacher.ablation_values(attr)

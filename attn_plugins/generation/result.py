@@ -99,15 +99,30 @@ class SequenceAttribution:
 
         special = self.info.get("source_special")
         text = " ".join(self.source_tokens)
-        return {m: [[TokenSaliency(tokens=list(self.source_tokens), scores=self.source[m][t], method=m,
-                                   target=self.target_ids[t] if t < len(self.target_ids) else None,
-                                   target_label=self.target_tokens[t], position=t, text=text,
-                                   special=list(special) if special is not None else None)]
-                    for t in range(len(self))] for m in self.methods}
+        return {
+            m: [
+                [
+                    TokenSaliency(
+                        tokens=list(self.source_tokens),
+                        scores=self.source[m][t],
+                        method=m,
+                        target=self.target_ids[t] if t < len(self.target_ids) else None,
+                        target_label=self.target_tokens[t],
+                        position=t,
+                        text=text,
+                        special=list(special) if special is not None else None,
+                    )
+                ]
+                for t in range(len(self))
+            ]
+            for m in self.methods
+        }
 
     def __repr__(self) -> str:
-        return (f"SequenceAttribution({len(self.target_tokens)} target x {len(self.source_tokens)} source tokens, "
-                f"methods {self.methods})")
+        return (
+            f"SequenceAttribution({len(self.target_tokens)} target x {len(self.source_tokens)} source tokens, "
+            f"methods {self.methods})"
+        )
 
     # ----- files -------------------------------------------------------------------------------------
     def save(self, path: str | os.PathLike[str]) -> str:
@@ -123,10 +138,17 @@ class SequenceAttribution:
         scores = list(self.step_scores)
         for i, name in enumerate(scores):
             tensors[f"step.{i}"] = torch.from_numpy(np.ascontiguousarray(self.step_scores[name]))
-        meta = {"format": FORMAT_VERSION, "methods": names, "step_scores": scores,
-                "source_tokens": self.source_tokens, "target_tokens": self.target_tokens,
-                "prefix_tokens": self.prefix_tokens, "target_ids": [int(i) for i in self.target_ids],
-                "model_class": self.model_class, "info": _jsonable(self.info)}
+        meta = {
+            "format": FORMAT_VERSION,
+            "methods": names,
+            "step_scores": scores,
+            "source_tokens": self.source_tokens,
+            "target_tokens": self.target_tokens,
+            "prefix_tokens": self.prefix_tokens,
+            "target_ids": [int(i) for i in self.target_ids],
+            "model_class": self.model_class,
+            "info": _jsonable(self.info),
+        }
         return save_tensors(path, tensors, metadata={META_KEY: json.dumps(meta)})
 
     @classmethod
@@ -150,10 +172,17 @@ class SequenceAttribution:
                 source = {n: handle.get_tensor(f"source.{i}").numpy() for i, n in enumerate(names)}
                 prefix = {n: handle.get_tensor(f"prefix.{i}").numpy() for i, n in enumerate(names)}
                 steps = {n: handle.get_tensor(f"step.{i}").numpy() for i, n in enumerate(scores)}
-            return cls(source_tokens=meta["source_tokens"], target_tokens=meta["target_tokens"],
-                       prefix_tokens=meta["prefix_tokens"], source=source, prefix=prefix, step_scores=steps,
-                       target_ids=meta.get("target_ids", []), model_class=meta.get("model_class", ""),
-                       info=meta.get("info", {}))
+            return cls(
+                source_tokens=meta["source_tokens"],
+                target_tokens=meta["target_tokens"],
+                prefix_tokens=meta["prefix_tokens"],
+                source=source,
+                prefix=prefix,
+                step_scores=steps,
+                target_ids=meta.get("target_ids", []),
+                model_class=meta.get("model_class", ""),
+                info=meta.get("info", {}),
+            )
         except RecordFormatError:
             raise
         except (SafetensorError, OSError, ValueError, KeyError, TypeError, RuntimeError) as exc:

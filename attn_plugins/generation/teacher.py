@@ -113,8 +113,10 @@ class TeacherForced:
         if self.source_layer is None:
             raise InputError("this problem's source is not token ids: override embeddings()")
         with torch.no_grad():
-            return (self.source_layer(self.source_ids.to(self.device)).detach(),
-                    self.target_layer(self.prefix_ids.to(self.device)).detach())
+            return (
+                self.source_layer(self.source_ids.to(self.device)).detach(),
+                self.target_layer(self.prefix_ids.to(self.device)).detach(),
+            )
 
     # ----- how source attributions become one score per source position (overridden for features) -----
     def source_labels(self) -> list[str]:
@@ -130,8 +132,10 @@ class TeacherForced:
         src, prefix = inputs
         n, s, d = src.shape
         p = prefix.shape[1]
-        return (torch.arange(s, device=src.device).view(1, s, 1).expand(n, s, d),
-                (torch.arange(p, device=src.device) + s).view(1, p, 1).expand(n, p, prefix.shape[2]))
+        return (
+            torch.arange(s, device=src.device).view(1, s, 1).expand(n, s, d),
+            (torch.arange(p, device=src.device) + s).view(1, p, 1).expand(n, p, prefix.shape[2]),
+        )
 
     def ablation_values(self, attr: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, torch.Tensor]:
         """One value per feature of :meth:`ablation_masks` (every element of a feature holds it)."""

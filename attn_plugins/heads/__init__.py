@@ -21,5 +21,17 @@ from .plot import pruning_plot
 from .pruning import PruningCurve, pruning_curve
 from .units import HeadUnit, attention_units
 
-__all__ = ["HeadImportance", "HeadUnit", "PruningCurve", "ablate", "attention_units", "head_importance",
-           "head_means", "importance_rows", "importance_stats_plot", "knockout", "pruning_curve", "pruning_plot"]
+__all__ = [
+    "HeadImportance",
+    "HeadUnit",
+    "PruningCurve",
+    "ablate",
+    "attention_units",
+    "head_importance",
+    "head_means",
+    "importance_rows",
+    "importance_stats_plot",
+    "knockout",
+    "pruning_curve",
+    "pruning_plot",
+]

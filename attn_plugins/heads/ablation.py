@@ -50,8 +50,9 @@ def _token_weights(batch: Any, x: torch.Tensor) -> torch.Tensor | None:
     return None
 
 
-def head_means(model: nn.Module, batches: Iterable[Any], *,
-               layers: Iterable[int | str] | None = None) -> dict[str, torch.Tensor]:
+def head_means(
+    model: nn.Module, batches: Iterable[Any], *, layers: Iterable[int | str] | None = None
+) -> dict[str, torch.Tensor]:
     """The mean output of every head over ``batches`` (for ``ablate(..., mode="mean")``).
 
     Args:
@@ -64,8 +65,12 @@ def head_means(model: nn.Module, batches: Iterable[Any], *,
     Returns:
         ``{block path: tensor [num_heads, head_dim]}``.
     """
-    _, chosen = chosen_units(model, layers, unfused_reason="head_means cannot observe the fused projection of "
-                             "an nn.MultiheadAttention: pass means={path: tensor [num_heads, head_dim]} to ablate")
+    _, chosen = chosen_units(
+        model,
+        layers,
+        unfused_reason="head_means cannot observe the fused projection of "
+        "an nn.MultiheadAttention: pass means={path: tensor [num_heads, head_dim]} to ablate",
+    )
     sums: dict[str, torch.Tensor] = {}
     counts: dict[str, torch.Tensor] = {}
     current: dict[str, Any] = {}
@@ -75,10 +80,14 @@ def head_means(model: nn.Module, batches: Iterable[Any], *,
             x = args[0].detach()
             weights = _token_weights(current.get("batch"), x)
             flat = x.reshape(-1, x.shape[-1]).double()
-            w = weights.reshape(-1).double() if weights is not None else torch.ones(flat.shape[0], dtype=torch.float64,
-                                                                                      device=flat.device)
+            w = (
+                weights.reshape(-1).double()
+                if weights is not None
+                else torch.ones(flat.shape[0], dtype=torch.float64, device=flat.device)
+            )
             sums[unit.name] = sums.get(unit.name, 0) + (flat * w[:, None]).sum(0)
             counts[unit.name] = counts.get(unit.name, 0) + w.sum()
+
         return hook
 
     handles = []
@@ -95,8 +104,11 @@ def head_means(model: nn.Module, batches: Iterable[Any], *,
             handle.remove()
     if not sums:
         raise InputError("head_means got no batches (or the model never ran its attention)")
-    return {u.name: (sums[u.name] / counts[u.name]).reshape(u.num_heads, u.head_dim).float()
-            for u in chosen if u.name in sums}
+    return {
+        u.name: (sums[u.name] / counts[u.name]).reshape(u.num_heads, u.head_dim).float()
+        for u in chosen
+        if u.name in sums
+    }
 
 
 def _mean_of(unit: HeadUnit, means: Mapping[Any, Any] | None) -> torch.Tensor:
@@ -106,15 +118,17 @@ def _mean_of(unit: HeadUnit, means: Mapping[Any, Any] | None) -> torch.Tensor:
         if key in means:
             value = as_tensor_like(means[key], unit.proj)
             if tuple(value.shape) != (unit.num_heads, unit.head_dim):
-                raise InputError(f"means[{key!r}] has shape {tuple(value.shape)}, expected "
-                                 f"({unit.num_heads}, {unit.head_dim})")
+                raise InputError(
+                    f"means[{key!r}] has shape {tuple(value.shape)}, expected ({unit.num_heads}, {unit.head_dim})"
+                )
             return value
     raise InputError(f"means has no entry for block {unit.index} ({unit.name!r})")
 
 
 @contextlib.contextmanager
-def ablate(model: nn.Module, heads: Mapping[Any, Any], mode: str = "zero", *,
-           means: Mapping[Any, Any] | None = None) -> Iterator[dict[str, list[int]]]:
+def ablate(
+    model: nn.Module, heads: Mapping[Any, Any], mode: str = "zero", *, means: Mapping[Any, Any] | None = None
+) -> Iterator[dict[str, list[int]]]:
     """Remove (``"zero"``) or mean-replace (``"mean"``) chosen heads while inside the ``with`` block.
 
     The model keeps its own attention kernel (eager, sdpa, flex, flash); only the input of each

@@ -16,8 +16,15 @@ from .importance import HeadImportance
 from .plot import figure
 
 STATS = ("normalized_entropy", "special", "previous")
-TITLES = {"normalized_entropy": "entropy / uniform", "special": "[CLS]/[SEP] share", "previous": "previous-token share",
-          "next": "next-token share", "self": "self share", "distance": "mean distance", "entropy": "entropy"}
+TITLES = {
+    "normalized_entropy": "entropy / uniform",
+    "special": "[CLS]/[SEP] share",
+    "previous": "previous-token share",
+    "next": "next-token share",
+    "self": "self share",
+    "distance": "mean distance",
+    "entropy": "entropy",
+}
 
 
 def importance_rows(importance: HeadImportance, stats: HeadStats, names: Sequence[str] = STATS) -> list[dict[str, Any]]:
@@ -38,9 +45,11 @@ def importance_rows(importance: HeadImportance, stats: HeadStats, names: Sequenc
     scores = importance.matrix()
     counts = [int(np.sum(~np.isnan(row))) for row in scores]
     if scores.shape[0] != len(stats.labels) or any(h and max(h) >= counts[i] for i, h in enumerate(stats.heads)):
-        raise InputError(f"importance covers {scores.shape[0]} blocks with {counts} heads, the statistics "
-                         f"{len(stats.labels)} layers with heads {stats.heads}: compute the importance on the "
-                         "layers that were captured, of the same model")
+        raise InputError(
+            f"importance covers {scores.shape[0]} blocks with {counts} heads, the statistics "
+            f"{len(stats.labels)} layers with heads {stats.heads}: compute the importance on the "
+            "layers that were captured, of the same model"
+        )
     rows = []
     for li, label in enumerate(stats.labels):
         for hi, head in enumerate(stats.heads[li]):
@@ -50,8 +59,13 @@ def importance_rows(importance: HeadImportance, stats: HeadStats, names: Sequenc
     return rows
 
 
-def importance_stats_plot(importance: HeadImportance, stats: HeadStats, names: Sequence[str] = STATS, *,
-                          path: str | os.PathLike[str] | None = None) -> Any:
+def importance_stats_plot(
+    importance: HeadImportance,
+    stats: HeadStats,
+    names: Sequence[str] = STATS,
+    *,
+    path: str | os.PathLike[str] | None = None,
+) -> Any:
     """One scatter per statistic: each head's importance (y) against the statistic (x), coloured
     by layer, with Spearman's rho over heads in the panel title.
 

@@ -42,8 +42,9 @@ class _ShiftBias(nn.Module):
         return bias + self.weight @ self.shift.to(bias.dtype)
 
 
-def _pre_hook(unit: HeadUnit, scale: torch.Tensor,
-              shift: torch.Tensor | None) -> Callable[[nn.Module, tuple[Any, ...]], tuple[Any, ...]]:
+def _pre_hook(
+    unit: HeadUnit, scale: torch.Tensor, shift: torch.Tensor | None
+) -> Callable[[nn.Module, tuple[Any, ...]], tuple[Any, ...]]:
     heads, dim = unit.num_heads, unit.head_dim
 
     def hook(module: nn.Module, args: tuple[Any, ...]) -> tuple[Any, ...]:
@@ -58,8 +59,9 @@ def _pre_hook(unit: HeadUnit, scale: torch.Tensor,
 
 
 @contextlib.contextmanager
-def head_transforms(units: list[HeadUnit],
-                    transforms: dict[int, tuple[torch.Tensor, torch.Tensor | None]]) -> Iterator[None]:
+def head_transforms(
+    units: list[HeadUnit], transforms: dict[int, tuple[torch.Tensor, torch.Tensor | None]]
+) -> Iterator[None]:
     """While inside, unit ``i``'s head outputs become ``scale * x + shift`` for
     ``transforms[i] = (scale [H], shift [H, d] or None)``."""
     handles = []

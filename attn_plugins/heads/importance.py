@@ -40,8 +40,11 @@ class HeadImportance:
 
     def ranking(self, ascending: bool = True) -> list[tuple[int, int]]:
         """``(unit index, head)`` pairs from least (``ascending``) or most important; ties keep model order."""
-        pairs = [(i, h, float(v)) for name, i in zip(self.order, self.indices, strict=True)
-                 for h, v in enumerate(self.scores[name])]
+        pairs = [
+            (i, h, float(v))
+            for name, i in zip(self.order, self.indices, strict=True)
+            for h, v in enumerate(self.scores[name])
+        ]
         ranked = sorted(range(len(pairs)), key=lambda j: pairs[j][2] if ascending else -pairs[j][2])
         return [(pairs[j][0], pairs[j][1]) for j in ranked]
 
@@ -55,33 +58,51 @@ class HeadImportance:
 
     def to_dict(self) -> dict[str, Any]:
         """The scores as plain lists (JSON)."""
-        return {"scores": {k: v.tolist() for k, v in self.scores.items()}, "order": self.order,
-                "indices": self.indices, "normalized": self.normalized, "batches": self.batches, "info": self.info}
+        return {
+            "scores": {k: v.tolist() for k, v in self.scores.items()},
+            "order": self.order,
+            "indices": self.indices,
+            "normalized": self.normalized,
+            "batches": self.batches,
+            "info": self.info,
+        }
 
 
 def _loss_fn(loss: str | LossFunction) -> LossFunction:
     if callable(loss):
         return loss
     if loss == "model":
+
         def model_loss(outputs: Any, batch: Any) -> torch.Tensor:
             value = getattr(outputs, "loss", None)
             if not isinstance(value, torch.Tensor):
-                raise InputError("the model returned no loss: put labels in the batches, pass loss='predicted' "
-                                 "(cross-entropy against the model's own prediction) or loss=callable(outputs, batch)")
+                raise InputError(
+                    "the model returned no loss: put labels in the batches, pass loss='predicted' "
+                    "(cross-entropy against the model's own prediction) or loss=callable(outputs, batch)"
+                )
             return value
+
         return model_loss
     if loss == "predicted":
+
         def predicted(outputs: Any, batch: Any) -> torch.Tensor:
             logits = getattr(outputs, "logits", None)
             if logits is None or logits.dim() != 2:
                 raise InputError("loss='predicted' needs [batch, classes] logits")
             return torch.nn.functional.cross_entropy(logits, logits.detach().argmax(-1))
+
         return predicted
     raise InputError(f"loss must be one of {LOSSES} or a callable(outputs, batch) -> scalar, got {loss!r}")
 
 
-def head_importance(model: nn.Module, batches: Iterable[Any], *, loss: str | LossFunction = "model",
-                    normalize: bool = True, layers: Iterable[int | str] | None = None) -> HeadImportance:
+def head_importance(
+    model: nn.Module,
+    batches: Iterable[Any],
+    *,
+    loss: str | LossFunction = "model",
+    normalize: bool = True,
+    layers: Iterable[int | str] | None = None,
+) -> HeadImportance:
     """Michel et al.'s head importance, ``mean over batches of |dL/dgate|``.
 
     Args:
@@ -97,8 +118,10 @@ def head_importance(model: nn.Module, batches: Iterable[Any], *, loss: str | Los
     """
     units, chosen = chosen_units(model, layers)
     loss_of = _loss_fn(loss)
-    gates = {u.index: torch.ones(u.num_heads, dtype=u.weight.dtype, device=u.weight.device,
-                                 requires_grad=True) for u in chosen}
+    gates = {
+        u.index: torch.ones(u.num_heads, dtype=u.weight.dtype, device=u.weight.device, requires_grad=True)
+        for u in chosen
+    }
     totals = {i: torch.zeros(g.shape[0], dtype=torch.float64) for i, g in gates.items()}
     count = 0
     modes = [(m, m.training) for m in model.modules()]
@@ -123,6 +146,11 @@ def head_importance(model: nn.Module, batches: Iterable[Any], *, loss: str | Los
         if normalize:
             values = values / (np.linalg.norm(values) + 1e-20)
         scores[unit.name] = values
-    return HeadImportance(scores=scores, order=[u.name for u in chosen], indices=[u.index for u in chosen],
-                          normalized=normalize, batches=count,
-                          info={"loss": loss if isinstance(loss, str) else "custom"})
+    return HeadImportance(
+        scores=scores,
+        order=[u.name for u in chosen],
+        indices=[u.index for u in chosen],
+        normalized=normalize,
+        batches=count,
+        info={"loss": loss if isinstance(loss, str) else "custom"},
+    )

@@ -35,13 +35,17 @@ _LOCK = threading.RLock()
 _MISSING = object()
 
 
-def _pairs(edges: Iterable[Any] | None, queries: Iterable[int] | None,
-           keys: Iterable[int] | None) -> list[tuple[int, int]]:
+def _pairs(
+    edges: Iterable[Any] | None, queries: Iterable[int] | None, keys: Iterable[int] | None
+) -> list[tuple[int, int]]:
     pairs: list[tuple[int, int]] = []
     if edges is not None:
         for edge in edges:
-            if not isinstance(edge, (tuple, list)) or len(edge) != 2 or \
-                    not all(isinstance(v, int) and not isinstance(v, bool) for v in edge):
+            if (
+                not isinstance(edge, (tuple, list))
+                or len(edge) != 2
+                or not all(isinstance(v, int) and not isinstance(v, bool) for v in edge)
+            ):
                 raise InputError(f"an edge is a (query, key) pair of ints, got {edge!r}")
             pairs.append((int(edge[0]), int(edge[1])))
     if (queries is None) != (keys is None):
@@ -66,9 +70,15 @@ def _eager_default(module: nn.Module) -> Callable[..., Any]:
     return fn  # type: ignore[no-any-return]
 
 
-def blocked_mask(pairs: Iterable[tuple[int, int]], query: torch.Tensor, key: torch.Tensor,
-                 attention_mask: torch.Tensor | None, module: nn.Module, kernel: str,
-                 kwargs: Mapping[str, Any]) -> torch.Tensor:
+def blocked_mask(
+    pairs: Iterable[tuple[int, int]],
+    query: torch.Tensor,
+    key: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    module: nn.Module,
+    kernel: str,
+    kwargs: Mapping[str, Any],
+) -> torch.Tensor:
     """``attention_mask`` with the ``pairs`` removed, in the kernel's format."""
     if attention_mask is not None:
         q_len, k_len = attention_mask.shape[-2], attention_mask.shape[-1]
@@ -95,11 +105,18 @@ def blocked_mask(pairs: Iterable[tuple[int, int]], query: torch.Tensor, key: tor
     return attention_mask.masked_fill(blocked, torch.finfo(attention_mask.dtype).min)
 
 
-def _wrapper(kernel: str, original: Any, targets: Mapping[int, Any],
-             pairs: list[tuple[int, int]]) -> Callable[..., Any]:
-    def attn_plugins_knockout_wrapper(module: nn.Module, query: torch.Tensor, key: torch.Tensor,
-                                      value: torch.Tensor, attention_mask: torch.Tensor | None, *args: Any,
-                                      **kwargs: Any) -> Any:
+def _wrapper(
+    kernel: str, original: Any, targets: Mapping[int, Any], pairs: list[tuple[int, int]]
+) -> Callable[..., Any]:
+    def attn_plugins_knockout_wrapper(
+        module: nn.Module,
+        query: torch.Tensor,
+        key: torch.Tensor,
+        value: torch.Tensor,
+        attention_mask: torch.Tensor | None,
+        *args: Any,
+        **kwargs: Any,
+    ) -> Any:
         fn = original if original is not _MISSING else _eager_default(module)
         if id(module) in targets:
             attention_mask = blocked_mask(pairs, query, key, attention_mask, module, kernel, kwargs)
@@ -109,8 +126,14 @@ def _wrapper(kernel: str, original: Any, targets: Mapping[int, Any],
 
 
 @contextlib.contextmanager
-def knockout(model: nn.Module, edges: Iterable[Any] | None = None, *, queries: Iterable[int] | None = None,
-             keys: Iterable[int] | None = None, layers: Iterable[int | str] | None = None) -> Iterator[list[str]]:
+def knockout(
+    model: nn.Module,
+    edges: Iterable[Any] | None = None,
+    *,
+    queries: Iterable[int] | None = None,
+    keys: Iterable[int] | None = None,
+    layers: Iterable[int | str] | None = None,
+) -> Iterator[list[str]]:
     """Block attention along query->key edges in chosen blocks while inside the ``with`` block.
 
     Args:
@@ -129,14 +152,20 @@ def knockout(model: nn.Module, edges: Iterable[Any] | None = None, *, queries: I
     from transformers.modeling_utils import AttentionInterface
 
     pairs = _pairs(edges, queries, keys)
-    _, chosen = chosen_units(model, layers, unfused_reason="knockout edits transformers' attention masks; "
-                             "for nn.MultiheadAttention pass attn_mask to the module yourself")
+    _, chosen = chosen_units(
+        model,
+        layers,
+        unfused_reason="knockout edits transformers' attention masks; "
+        "for nn.MultiheadAttention pass attn_mask to the module yourself",
+    )
     kernels: dict[str, dict[int, Any]] = {}
     for unit in chosen:
         impl = _impl_of(unit.core, model)
         if impl not in KERNELS:
-            raise InputError(f"{unit.name} runs {impl!r} attention; knockout supports {KERNELS} "
-                             "(model.set_attn_implementation('sdpa'))")
+            raise InputError(
+                f"{unit.name} runs {impl!r} attention; knockout supports {KERNELS} "
+                "(model.set_attn_implementation('sdpa'))"
+            )
         if impl == "eager":
             _eager_default(unit.core)
         kernels.setdefault(impl, {})[id(unit.core)] = unit

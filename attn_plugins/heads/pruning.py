@@ -44,9 +44,16 @@ class PruningCurve:
 
     def to_dict(self) -> dict[str, Any]:
         """The curve as plain lists (JSON)."""
-        return {"removed": self.removed, "total": self.total, "fraction": self.fraction,
-                "by_importance": self.by_importance, "random": self.random, "random_mean": self.random_mean,
-                "order": [list(p) for p in self.order], "info": self.info}
+        return {
+            "removed": self.removed,
+            "total": self.total,
+            "fraction": self.fraction,
+            "by_importance": self.by_importance,
+            "random": self.random,
+            "random_mean": self.random_mean,
+            "order": [list(p) for p in self.order],
+            "info": self.info,
+        }
 
 
 def _steps(steps: int | Sequence[int] | None, total: int) -> list[int]:
@@ -61,8 +68,13 @@ def _steps(steps: int | Sequence[int] | None, total: int) -> list[int]:
     return chosen
 
 
-def _curve(model: nn.Module, metric: Callable[[nn.Module], float], order: Sequence[tuple[int, int]],
-           steps: Sequence[int], seen: dict[frozenset[tuple[int, int]], float]) -> list[float]:
+def _curve(
+    model: nn.Module,
+    metric: Callable[[nn.Module], float],
+    order: Sequence[tuple[int, int]],
+    steps: Sequence[int],
+    seen: dict[frozenset[tuple[int, int]], float],
+) -> list[float]:
     """The metric after removing ``order[:k]`` for each ``k`` of ``steps``. ``seen`` remembers the
     metric of each set of removed heads: every order shares the points with no head and with every
     head removed, which are measured once."""
@@ -82,11 +94,18 @@ def _curve(model: nn.Module, metric: Callable[[nn.Module], float], order: Sequen
     return out
 
 
-def pruning_curve(model: nn.Module, metric: Callable[[nn.Module], float], *,
-                  importance: HeadImportance | None = None, batches: Iterable[Any] | None = None,
-                  loss: str | LossFunction = "model",
-                  steps: int | Sequence[int] | None = None, n_random: int = 3, seed: int = 0,
-                  most_important_first: bool = False) -> PruningCurve:
+def pruning_curve(
+    model: nn.Module,
+    metric: Callable[[nn.Module], float],
+    *,
+    importance: HeadImportance | None = None,
+    batches: Iterable[Any] | None = None,
+    loss: str | LossFunction = "model",
+    steps: int | Sequence[int] | None = None,
+    n_random: int = 3,
+    seed: int = 0,
+    most_important_first: bool = False,
+) -> PruningCurve:
     """The metric as heads are removed by importance and in ``n_random`` random orders.
 
     Args:
@@ -118,6 +137,12 @@ def pruning_curve(model: nn.Module, metric: Callable[[nn.Module], float], *,
         rng.shuffle(shuffled)
         orders.append(shuffled)
     seen: dict[frozenset[tuple[int, int]], float] = {}
-    return PruningCurve(removed=points, total=len(everything), by_importance=_curve(model, metric, order, points, seen),
-                        random=[_curve(model, metric, o, points, seen) for o in orders], order=order,
-                        random_orders=orders, info={"most_important_first": most_important_first, "seed": seed})
+    return PruningCurve(
+        removed=points,
+        total=len(everything),
+        by_importance=_curve(model, metric, order, points, seen),
+        random=[_curve(model, metric, o, points, seen) for o in orders],
+        order=order,
+        random_orders=orders,
+        info={"most_important_first": most_important_first, "seed": seed},
+    )

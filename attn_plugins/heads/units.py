@@ -119,8 +119,17 @@ def attention_units(model: nn.Module) -> list[HeadUnit]:
         if any(name.startswith(t + ".") for t in taken):
             continue
         if isinstance(module, nn.MultiheadAttention):
-            units.append(HeadUnit(len(units), name, module, module, module.out_proj, module.num_heads,
-                                  module.embed_dim // module.num_heads))
+            units.append(
+                HeadUnit(
+                    len(units),
+                    name,
+                    module,
+                    module,
+                    module.out_proj,
+                    module.num_heads,
+                    module.embed_dim // module.num_heads,
+                )
+            )
             taken.append(name)
             continue
         core = _core_of(module)
@@ -134,8 +143,10 @@ def attention_units(model: nn.Module) -> list[HeadUnit]:
         units.append(HeadUnit(len(units), name, module, core, proj, heads, width // heads))
         taken.append(name)
     if not units:
-        raise NoAttentionError(f"{type(model).__name__} has no attention block with a recognisable output "
-                               f"projection ({', '.join(OUTPUT_NAMES)}) and query projection")
+        raise NoAttentionError(
+            f"{type(model).__name__} has no attention block with a recognisable output "
+            f"projection ({', '.join(OUTPUT_NAMES)}) and query projection"
+        )
     return units
 
 
@@ -154,8 +165,9 @@ def find_unit(units: list[HeadUnit], key: int | str) -> HeadUnit:
     raise InputError(f"no attention block named {key!r}; blocks: {[u.name for u in units]}")
 
 
-def chosen_units(model: nn.Module, layers: Iterable[int | str] | None, *,
-                 unfused_reason: str | None = None) -> tuple[list[HeadUnit], list[HeadUnit]]:
+def chosen_units(
+    model: nn.Module, layers: Iterable[int | str] | None, *, unfused_reason: str | None = None
+) -> tuple[list[HeadUnit], list[HeadUnit]]:
     """``(all units, the units named by layers or all)``; with ``unfused_reason``, fused
     ``nn.MultiheadAttention`` units are refused with that explanation."""
     units = attention_units(model)

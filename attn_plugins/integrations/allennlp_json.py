@@ -119,8 +119,9 @@ class AllenNLPExport:
         return f"AllenNLPExport({len(self.data)} instances)"
 
 
-def export_allennlp(obj: Any, *, method: str | None = None, query: Any = 0, merge_words: bool | str = False,
-                    **options: Any) -> AllenNLPExport:
+def export_allennlp(
+    obj: Any, *, method: str | None = None, query: Any = 0, merge_words: bool | str = False, **options: Any
+) -> AllenNLPExport:
     """Saliency results (or a record, with ``method=``) as AllenNLP Interpret JSON.
 
     Args:

@@ -50,8 +50,12 @@ def _strip_row_tokens(tokens: list[str] | None, length: int) -> list[str] | None
     return None if tokens is None else list(tokens[:length])
 
 
-def attention_json(record: AttentionRecord, instances: list[Instance] | None = None,
-                   outputs: list[dict[str, Any]] | None = None, decimals: int | None = 6) -> list[dict[str, Any]]:
+def attention_json(
+    record: AttentionRecord,
+    instances: list[Instance] | None = None,
+    outputs: list[dict[str, Any]] | None = None,
+    decimals: int | None = 6,
+) -> list[dict[str, Any]]:
     """One JSON-able ``{"layers": [...], "tokens": ..., ...}`` per batch item of ``record``.
 
     Padding is removed per item (the key length of its source field; decoder rows end after the
@@ -105,13 +109,23 @@ def attention_json(record: AttentionRecord, instances: list[Instance] | None = N
             w = w[:, :queries, :keys]
             if decimals is not None:
                 w = torch.round(w, decimals=decimals)
-            layers.append({
-                "name": layer.name, "stack": layer.stack, "kind": layer.kind, "index": layer.index,
-                "heads": layer.head_indices, "weights": w.tolist(),
-                "query_tokens": query_tokens, "key_tokens": source_tokens,
-            })
-        item: dict[str, Any] = {"tokens": source_tokens, "layers": layers,
-                                "metadata": {k: v for k, v in record.metadata.items() if k != "stored_dtype"}}
+            layers.append(
+                {
+                    "name": layer.name,
+                    "stack": layer.stack,
+                    "kind": layer.kind,
+                    "index": layer.index,
+                    "heads": layer.head_indices,
+                    "weights": w.tolist(),
+                    "query_tokens": query_tokens,
+                    "key_tokens": source_tokens,
+                }
+            )
+        item: dict[str, Any] = {
+            "tokens": source_tokens,
+            "layers": layers,
+            "metadata": {k: v for k, v in record.metadata.items() if k != "stored_dtype"},
+        }
         if decoder_tokens is not None:
             item["decoder_tokens"] = decoder_tokens
         out.append(item)
@@ -132,8 +146,16 @@ class AttentionPredictor(Predictor):
         decimals: rounds the weights in the JSON (``None`` keeps full precision).
     """
 
-    def __init__(self, model: Any, dataset_reader: Any, frozen: bool = True, inner: str | Predictor | None = None,
-                 layers: Any = None, heads: Any = None, decimals: int | None = 6) -> None:
+    def __init__(
+        self,
+        model: Any,
+        dataset_reader: Any,
+        frozen: bool = True,
+        inner: str | Predictor | None = None,
+        layers: Any = None,
+        heads: Any = None,
+        decimals: int | None = 6,
+    ) -> None:
         if isinstance(inner, Predictor):
             self.inner: Predictor = inner
         else:
@@ -141,7 +163,7 @@ class AttentionPredictor(Predictor):
             if name is None or name == PREDICTOR_NAME:
                 raise ValueError(
                     f"{type(model).__name__} names no default predictor: pass the inner predictor's name, e.g. "
-                    "--predictor-args '{\"inner\": \"text_classifier\"}'"
+                    '--predictor-args \'{"inner": "text_classifier"}\''
                 )
             self.inner = Predictor.by_name(name)(model, dataset_reader, frozen=frozen)
         super().__init__(model, dataset_reader, frozen=frozen)

@@ -40,19 +40,35 @@ if TYPE_CHECKING:
 
 VIEWS = ("head", "model", "neuron", "long")
 LONG_THRESHOLD = 256
-PAIR_NAMES = ["All", "Sentence A -> Sentence A", "Sentence B -> Sentence B", "Sentence A -> Sentence B",
-              "Sentence B -> Sentence A"]
+PAIR_NAMES = [
+    "All",
+    "Sentence A -> Sentence A",
+    "Sentence B -> Sentence B",
+    "Sentence A -> Sentence B",
+    "Sentence B -> Sentence A",
+]
 _NEURON_PAIR_KEYS = {"aa": ("a", "a"), "bb": ("b", "b"), "ab": ("a", "b"), "ba": ("b", "a")}
 
 
 # ---------------------------------------------------------------------------------------------
 # stock BertViz's Python API
 # ---------------------------------------------------------------------------------------------
-def bertviz_inputs(record: AttentionRecord, *, item: int = 0, view: str = "head", stack: str | None = None,
-                   include_layers: int | Sequence[int] | None = None,
-                   include_heads: int | Sequence[int] | None = None, trim_padding: bool = True,
-                   words: bool = False, offsets: Any = None, text: str | None = None, decoder_offsets: Any = None,
-                   decoder_text: str | None = None, sentence_b_start: int | str | None = "auto") -> dict[str, Any]:
+def bertviz_inputs(
+    record: AttentionRecord,
+    *,
+    item: int = 0,
+    view: str = "head",
+    stack: str | None = None,
+    include_layers: int | Sequence[int] | None = None,
+    include_heads: int | Sequence[int] | None = None,
+    trim_padding: bool = True,
+    words: bool = False,
+    offsets: Any = None,
+    text: str | None = None,
+    decoder_offsets: Any = None,
+    decoder_text: str | None = None,
+    sentence_b_start: int | str | None = "auto",
+) -> dict[str, Any]:
     """Keyword arguments for stock ``bertviz.head_view`` / ``bertviz.model_view``.
 
     Gives exactly what BertViz expects: per-layer ``[1, heads, q, k]`` tensors indexed by layer
@@ -84,9 +100,20 @@ def bertviz_inputs(record: AttentionRecord, *, item: int = 0, view: str = "head"
     """
     if view not in ("head", "model"):
         raise ValueError(f"view must be 'head' or 'model' for stock BertViz, got {view!r}")
-    found = panels(record, item=item, stack=stack, include_layers=include_layers, include_heads=include_heads,
-                   trim_padding=trim_padding, words=words, offsets=offsets, text=text,
-                   decoder_offsets=decoder_offsets, decoder_text=decoder_text, sentence_b_start=sentence_b_start)
+    found = panels(
+        record,
+        item=item,
+        stack=stack,
+        include_layers=include_layers,
+        include_heads=include_heads,
+        trim_padding=trim_padding,
+        words=words,
+        offsets=offsets,
+        text=text,
+        decoder_offsets=decoder_offsets,
+        decoder_text=decoder_text,
+        sentence_b_start=sentence_b_start,
+    )
     layer_sets = {tuple(p.layers) for p in found}
     if len(layer_sets) > 1:
         raise ValueError("the encoder and decoder hold different layers; pick one with stack= or include_layers=")
@@ -116,8 +143,9 @@ def bertviz_inputs(record: AttentionRecord, *, item: int = 0, view: str = "head"
         args["include_heads"] = list(found[0].heads)
     if record.is_encoder_decoder or [p.kind for p in found] == ["cross"]:
         for p in found:
-            key = {"Encoder": "encoder_attention", "Decoder": "decoder_attention",
-                   "Cross": "cross_attention"}[p.name or ""]
+            key = {"Encoder": "encoder_attention", "Decoder": "decoder_attention", "Cross": "cross_attention"}[
+                p.name or ""
+            ]
             args[key] = as_list(p)
             if p.name == "Encoder":
                 args["encoder_tokens"] = p.left
@@ -128,8 +156,10 @@ def bertviz_inputs(record: AttentionRecord, *, item: int = 0, view: str = "head"
                 args["encoder_tokens"] = p.right
     else:
         if len(found) > 1:
-            raise ValueError("stock BertViz draws one self-attention block; this record also holds cross-attention: "
-                             "pass stack= to pick one")
+            raise ValueError(
+                "stock BertViz draws one self-attention block; this record also holds cross-attention: "
+                "pass stack= to pick one"
+            )
         p = found[0]
         args["attention"] = as_list(p)
         args["tokens"] = p.left
@@ -172,12 +202,14 @@ def bertviz_script(view: str) -> str:
     if view == "neuron":
         js = js.replace("window.bertviz_params", "__attnPluginsParams")
         # label the layer and head menus with the model's numbers (BertViz shows positions)
-        js = js.replace("layerSelect.append($(\"<option />\").val(i).text(i));",
-                        "layerSelect.append($(\"<option />\").val(i)"
-                        ".text(params.layer_labels ? params.layer_labels[i] : i));")
-        js = js.replace("headSelect.append($(\"<option />\").val(i).text(i));",
-                        "headSelect.append($(\"<option />\").val(i)"
-                        ".text(params.head_labels ? params.head_labels[i] : i));")
+        js = js.replace(
+            'layerSelect.append($("<option />").val(i).text(i));',
+            'layerSelect.append($("<option />").val(i).text(params.layer_labels ? params.layer_labels[i] : i));',
+        )
+        js = js.replace(
+            'headSelect.append($("<option />").val(i).text(i));',
+            'headSelect.append($("<option />").val(i).text(params.head_labels ? params.head_labels[i] : i));',
+        )
         # BertViz selects the first #vis of the page here; scope it to this view
         js = js.replace('var svg = d3.select("#vis");', "var svg = d3.select(`#${config.rootDivId} #vis`);")
     else:
@@ -215,16 +247,18 @@ def _array_text(t: torch.Tensor, decimals: int | None) -> str:
         words = [f"{v:.9g}" for v in a.double().reshape(-1).tolist()]
     else:
         fmt = "%." + str(int(decimals)) + "f"
-        words = [(fmt % v).rstrip("0").rstrip(".") or "0"
-                 for v in torch.round(a.double(), decimals=decimals).reshape(-1).tolist()]
+        words = [
+            (fmt % v).rstrip("0").rstrip(".") or "0"
+            for v in torch.round(a.double(), decimals=decimals).reshape(-1).tolist()
+        ]
     if not bool(torch.isfinite(a).all()):
         special = {"nan": "NaN", "inf": "Infinity", "-inf": "-Infinity"}
         words = [special.get(w, w) for w in words]
     shape = list(a.shape)
     last = shape[-1]
-    rows = ["[" + ",".join(words[i: i + last]) + "]" for i in range(0, len(words), last)]
+    rows = ["[" + ",".join(words[i : i + last]) + "]" for i in range(0, len(words), last)]
     for size in reversed(shape[:-1]):
-        rows = ["[" + ",".join(rows[i: i + size]) + "]" for i in range(0, len(rows), size)]
+        rows = ["[" + ",".join(rows[i : i + size]) + "]" for i in range(0, len(rows), size)]
     return rows[0]
 
 
@@ -233,8 +267,9 @@ class BertVizExport(HtmlExport):
     the id of its root element and the parameters it hands BertViz's script (numeric arrays appear
     there as placeholders; the page holds their values)."""
 
-    def __init__(self, body: str, title: str, view: str, params: dict[str, Any], root_id: str,
-                 light_body: str | None = None) -> None:
+    def __init__(
+        self, body: str, title: str, view: str, params: dict[str, Any], root_id: str, light_body: str | None = None
+    ) -> None:
         super().__init__(body, title=title)
         self.view = view
         self.params = params
@@ -278,21 +313,32 @@ FIT_WIDTH_JS = """(function () {
 """
 
 
-def _page(view: str, run: str, vis_html: str, root_id: str, caption: str, shared: bool = True,
-          picture: str = "") -> str:
+def _page(
+    view: str, run: str, vis_html: str, root_id: str, caption: str, shared: bool = True, picture: str = ""
+) -> str:
     """The view's HTML: the untrusted-notebook note (with ``picture``), the view and its script ``run``
     (with require.js, jQuery and d3 inlined when ``shared``, else using those an earlier output defined)."""
     fallback_id = f"{root_id}-fallback"
     script = view_script(run, assets.amd_prelude() if shared else None, fallback_id, root_id)
     if view == "model":
         script += FIT_WIDTH_JS % safe_json(root_id)
-    return (fallback_html(fallback_id, f"BertViz {view} view", picture) +
-            f'<div class="attn-plugins-bertviz" data-view="{view}" data-root="{root_id}">\n{caption}{vis_html}\n'
-            f'</div>\n<script type="text/javascript">\n(function () {{\n{script_text(script)}\n}})();\n</script>\n')
+    return (
+        fallback_html(fallback_id, f"BertViz {view} view", picture)
+        + f'<div class="attn-plugins-bertviz" data-view="{view}" data-root="{root_id}">\n{caption}{vis_html}\n'
+        f'</div>\n<script type="text/javascript">\n(function () {{\n{script_text(script)}\n}})();\n</script>\n'
+    )
 
 
-def _export(view: str, params: dict[str, Any], arrays: _Arrays, vis_html: str, root_id: str, caption: str,
-            title: str, picture: str = "") -> BertVizExport:
+def _export(
+    view: str,
+    params: dict[str, Any],
+    arrays: _Arrays,
+    vis_html: str,
+    root_id: str,
+    caption: str,
+    title: str,
+    picture: str = "",
+) -> BertVizExport:
     """The export: the page with the scripts inlined, and the notebook's lighter twin."""
     run = "var __attnPluginsParams = " + arrays.dumps(params) + ";\n" + bertviz_script(view)
     body = _page(view, run, vis_html, root_id, caption, picture=picture)
@@ -317,21 +363,38 @@ def _attn_entries(found: list[Panel], arrays: _Arrays) -> list[dict[str, Any]]:
             entries[0]["name"] = "All"
             a_, b_ = slice(0, b), slice(b, len(p.left))
             for rows, cols in ((a_, a_), (b_, b_), (a_, b_), (b_, a_)):
-                entries.append({"name": None, "attn": arrays.add(attn[:, :, rows, cols]),
-                                "left_text": p.left[rows], "right_text": p.right[cols]})
+                entries.append(
+                    {
+                        "name": None,
+                        "attn": arrays.add(attn[:, :, rows, cols]),
+                        "left_text": p.left[rows],
+                        "right_text": p.right[cols],
+                    }
+                )
             for entry, name in zip(entries, PAIR_NAMES, strict=True):
                 entry["name"] = name
     return entries
 
 
-def _head_or_model(record: AttentionRecord, found: list[Panel], view: str, item: int, layer: int | None,
-                   heads: int | Sequence[int] | None, display_mode: str, prettify_tokens: bool,
-                   decimals: int | None, notes: list[str]) -> BertVizExport:
+def _head_or_model(
+    record: AttentionRecord,
+    found: list[Panel],
+    view: str,
+    item: int,
+    layer: int | None,
+    heads: int | Sequence[int] | None,
+    display_mode: str,
+    prettify_tokens: bool,
+    decimals: int | None,
+    notes: list[str],
+) -> BertVizExport:
     layer_sets = {tuple(p.layers) for p in found}
     head_sets = {tuple(p.heads) for p in found}
     if len(layer_sets) > 1 or len(head_sets) > 1:
-        raise ValueError("the encoder, decoder and cross attention hold different layers or heads; pick one with "
-                         "stack= or choose common ones with include_layers=/include_heads=")
+        raise ValueError(
+            "the encoder, decoder and cross attention hold different layers or heads; pick one with "
+            "stack= or choose common ones with include_layers=/include_heads="
+        )
     layers, head_ids = list(found[0].layers), list(found[0].heads)
     arrays = _Arrays(decimals)
     entries = _attn_entries(found, arrays)
@@ -351,18 +414,43 @@ def _head_or_model(record: AttentionRecord, found: list[Panel], view: str, item:
             if absent:
                 raise ValueError(f"heads {absent} are not among the heads shown: {head_ids}")
             shown = [head_ids.index(h) for h in wanted]
-        params: dict[str, Any] = {"attention": entries, "default_filter": "0", "root_div_id": root_id,
-                                  "layer": layer, "heads": shown, "include_layers": layers}
-        vis_html = (f'<div id="{root_id}" style="{FONT}"><span style="user-select:none">'
-                    f'Layer: <select id="layer"></select> {select}</span><div id="vis"></div></div>')
+        params: dict[str, Any] = {
+            "attention": entries,
+            "default_filter": "0",
+            "root_div_id": root_id,
+            "layer": layer,
+            "heads": shown,
+            "include_layers": layers,
+        }
+        vis_html = (
+            f'<div id="{root_id}" style="{FONT}"><span style="user-select:none">'
+            f'Layer: <select id="layer"></select> {select}</span><div id="vis"></div></div>'
+        )
     else:
-        params = {"attention": entries, "default_filter": "0", "display_mode": display_mode, "root_div_id": root_id,
-                  "include_layers": layers, "include_heads": head_ids, "total_heads": len(head_ids)}
-        vis_html = (f'<div id="{root_id}" style="{FONT}"><span style="user-select:none">{select}</span>'
-                    f'<div id="vis"></div></div>')
+        params = {
+            "attention": entries,
+            "default_filter": "0",
+            "display_mode": display_mode,
+            "root_div_id": root_id,
+            "include_layers": layers,
+            "include_heads": head_ids,
+            "total_heads": len(head_ids),
+        }
+        vis_html = (
+            f'<div id="{root_id}" style="{FONT}"><span style="user-select:none">{select}</span>'
+            f'<div id="vis"></div></div>'
+        )
     what = f"{found[0].name or found[0].kind + '-attention'}, layer {layers[-1]}: the mean of its heads"
-    return _export(view, params, arrays, vis_html, root_id, caption(record, item, [f"{view} view"] + notes),
-                   f"attn-plugins: BertViz {view} view", picture=mean_picture(found[0].attn[-1], what))
+    return _export(
+        view,
+        params,
+        arrays,
+        vis_html,
+        root_id,
+        caption(record, item, [f"{view} view"] + notes),
+        f"attn-plugins: BertViz {view} view",
+        picture=mean_picture(found[0].attn[-1], what),
+    )
 
 
 def fit_logit_scale(queries: torch.Tensor, keys: torch.Tensor, attn: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -392,8 +480,17 @@ def fit_logit_scale(queries: torch.Tensor, keys: torch.Tensor, attn: torch.Tenso
     return scale, resid
 
 
-def _neuron(record: AttentionRecord, found: list[Panel], item: int, layer: int | None, head: int | None,
-            display_mode: str, prettify_tokens: bool, decimals: int | None, notes: list[str]) -> BertVizExport:
+def _neuron(
+    record: AttentionRecord,
+    found: list[Panel],
+    item: int,
+    layer: int | None,
+    head: int | None,
+    display_mode: str,
+    prettify_tokens: bool,
+    decimals: int | None,
+    notes: list[str],
+) -> BertVizExport:
     if len(found) != 1:
         raise ValueError("the neuron view draws one attention block: pass stack='encoder', 'decoder' or 'cross'")
     p = found[0]
@@ -416,39 +513,72 @@ def _neuron(record: AttentionRecord, found: list[Panel], item: int, layer: int |
             else:
                 inexact.append(f"{layers[li]}/{head_ids[hi]}")
     if inexact:
-        notes = notes + [f"layer/head {', '.join(inexact[:6])}{' ...' if len(inexact) > 6 else ''}: the model adds "
-                         "position terms to q·k, so the q·k column is the plain scaled dot product; softmax "
-                         "column and lines are the recorded weights"]
+        notes = notes + [
+            f"layer/head {', '.join(inexact[:6])}{' ...' if len(inexact) > 6 else ''}: the model adds "
+            "position terms to q·k, so the q·k column is the plain scaled dot product; softmax "
+            "column and lines are the recorded weights"
+        ]
     left, right = (prettify(p.left), prettify(p.right)) if prettify_tokens else (p.left, p.right)
     causal = p.kind == "self" and bool(torch.all(torch.triu(attn, diagonal=1 + attn.shape[-1] - attn.shape[-2]) == 0))
     arrays = _Arrays(decimals)
-    attention = {"all": {"attn": arrays.add(attn), "left_text": left, "right_text": right,
-                         "queries": arrays.add(queries), "keys": arrays.add(p_keys)}}
+    attention = {
+        "all": {
+            "attn": arrays.add(attn),
+            "left_text": left,
+            "right_text": right,
+            "queries": arrays.add(queries),
+            "keys": arrays.add(p_keys),
+        }
+    }
     b = p.sentence_b_start
     if b is not None:
         parts = {"a": slice(0, b), "b": slice(b, len(p.left))}
         for key, (rows, cols) in _NEURON_PAIR_KEYS.items():
             r, c = parts[rows], parts[cols]
-            attention[key] = {"attn": arrays.add(attn[:, :, r, c]), "left_text": left[r], "right_text": right[c],
-                              "queries": arrays.add(queries[:, :, r]), "keys": arrays.add(p_keys[:, :, c])}
+            attention[key] = {
+                "attn": arrays.add(attn[:, :, r, c]),
+                "left_text": left[r],
+                "right_text": right[c],
+                "queries": arrays.add(queries[:, :, r]),
+                "keys": arrays.add(p_keys[:, :, c]),
+            }
     root_id = f"bertviz-{uuid.uuid4().hex}"
-    params = {"attention": attention, "default_filter": "all", "root_div_id": root_id, "bidirectional": not causal,
-              "display_mode": display_mode, "layer": layer_pos, "head": head_pos,
-              "layer_labels": layers, "head_labels": head_ids}
+    params = {
+        "attention": attention,
+        "default_filter": "all",
+        "root_div_id": root_id,
+        "bidirectional": not causal,
+        "display_mode": display_mode,
+        "layer": layer_pos,
+        "head": head_pos,
+        "layer_labels": layers,
+        "head_labels": head_ids,
+    }
     dropdown = ""
     if b is not None:
-        dropdown = ('<span class="dropdown-label">Attention: </span><select id="filter">'
-                    '<option value="all">All</option><option value="aa">Sentence A -&gt; Sentence A</option>'
-                    '<option value="ab">Sentence A -&gt; Sentence B</option>'
-                    '<option value="ba">Sentence B -&gt; Sentence A</option>'
-                    '<option value="bb">Sentence B -&gt; Sentence B</option></select>')
-    vis_html = (f'<div id="{root_id}" style="padding:8px;{FONT}"><span style="user-select:none">'
-                '<span class="dropdown-label">Layer: </span><select id="layer"></select> '
-                '<span class="dropdown-label">Head: </span> <select id="att_head"></select> '
-                f'{dropdown}</span><div id="vis"></div></div>')
+        dropdown = (
+            '<span class="dropdown-label">Attention: </span><select id="filter">'
+            '<option value="all">All</option><option value="aa">Sentence A -&gt; Sentence A</option>'
+            '<option value="ab">Sentence A -&gt; Sentence B</option>'
+            '<option value="ba">Sentence B -&gt; Sentence A</option>'
+            '<option value="bb">Sentence B -&gt; Sentence B</option></select>'
+        )
+    vis_html = (
+        f'<div id="{root_id}" style="padding:8px;{FONT}"><span style="user-select:none">'
+        '<span class="dropdown-label">Layer: </span><select id="layer"></select> '
+        '<span class="dropdown-label">Head: </span> <select id="att_head"></select> '
+        f'{dropdown}</span><div id="vis"></div></div>'
+    )
     label = {"Encoder": "encoder", "Decoder": "decoder", "Cross": "cross"}.get(p.name or "", "")
-    return _export("neuron", params, arrays, vis_html, root_id,
-                   caption(record, item, [f"neuron view {label}".strip()] + notes), "attn-plugins: BertViz neuron view")
+    return _export(
+        "neuron",
+        params,
+        arrays,
+        vis_html,
+        root_id,
+        caption(record, item, [f"neuron view {label}".strip()] + notes),
+        "attn-plugins: BertViz neuron view",
+    )
 
 
 def _position(value: int, labels: list[int], what: str) -> int:
@@ -457,15 +587,31 @@ def _position(value: int, labels: list[int], what: str) -> int:
     return labels.index(value)
 
 
-def export_bertviz(record: AttentionRecord, view: str = "head", *, item: int = 0, layer: int | None = None,
-                   heads: int | Sequence[int] | None = None, head: int | None = None,
-                   include_layers: int | Sequence[int] | None = None,
-                   include_heads: int | Sequence[int] | None = None, display_mode: str = "dark",
-                   prettify_tokens: bool = True, sentence_b_start: int | str | None = "auto",
-                   stack: str | None = None, trim_padding: bool = True, words: bool = False, offsets: Any = None,
-                   text: str | None = None, decoder_offsets: Any = None, decoder_text: str | None = None,
-                   decimals: int | None = None, long: bool | str = "auto", long_threshold: int = LONG_THRESHOLD,
-                   **long_options: Any) -> BertVizExport | LongViewExport:
+def export_bertviz(
+    record: AttentionRecord,
+    view: str = "head",
+    *,
+    item: int = 0,
+    layer: int | None = None,
+    heads: int | Sequence[int] | None = None,
+    head: int | None = None,
+    include_layers: int | Sequence[int] | None = None,
+    include_heads: int | Sequence[int] | None = None,
+    display_mode: str = "dark",
+    prettify_tokens: bool = True,
+    sentence_b_start: int | str | None = "auto",
+    stack: str | None = None,
+    trim_padding: bool = True,
+    words: bool = False,
+    offsets: Any = None,
+    text: str | None = None,
+    decoder_offsets: Any = None,
+    decoder_text: str | None = None,
+    decimals: int | None = None,
+    long: bool | str = "auto",
+    long_threshold: int = LONG_THRESHOLD,
+    **long_options: Any,
+) -> BertVizExport | LongViewExport:
     """The ``"bertviz"`` exporter: an offline BertViz view of ``record``.
 
     Args:
@@ -506,11 +652,22 @@ def export_bertviz(record: AttentionRecord, view: str = "head", *, item: int = 0
         raise TypeError(f"unexpected options {sorted(long_options)}")
     if view == "neuron" and stack is None and record.is_encoder_decoder:
         stack = "encoder"
-    found = panels(record, item=item, stack=stack, include_layers=include_layers, include_heads=include_heads,
-                   trim_padding=trim_padding, words=words, offsets=offsets, text=text,
-                   decoder_offsets=decoder_offsets, decoder_text=decoder_text,
-                   queries_keys=(view == "neuron" and long is not True),
-                   sentence_b_start=sentence_b_start, stacked=False)
+    found = panels(
+        record,
+        item=item,
+        stack=stack,
+        include_layers=include_layers,
+        include_heads=include_heads,
+        trim_padding=trim_padding,
+        words=words,
+        offsets=offsets,
+        text=text,
+        decoder_offsets=decoder_offsets,
+        decoder_text=decoder_text,
+        queries_keys=(view == "neuron" and long is not True),
+        sentence_b_start=sentence_b_start,
+        stacked=False,
+    )
     notes = [n for p in found[:1] for n in p.notes]
     length = max(p.length for p in found)
     if view == "long" or long is True or (long == "auto" and length > long_threshold):
@@ -520,8 +677,16 @@ def export_bertviz(record: AttentionRecord, view: str = "head", *, item: int = 0
             notes = notes + [f"{length} tokens: canvas view for long inputs (long=False forces the {view} view)"]
         if head is not None and heads is None:
             heads = [head]
-        return longview_from_panels(record, found, item=item, layer=layer, heads=heads,
-                                    prettify_tokens=prettify_tokens, notes=notes, **long_options)
+        return longview_from_panels(
+            record,
+            found,
+            item=item,
+            layer=layer,
+            heads=heads,
+            prettify_tokens=prettify_tokens,
+            notes=notes,
+            **long_options,
+        )
     if long_options:
         raise TypeError(f"unexpected options {sorted(long_options)} for the {view} view")
     for p in found:

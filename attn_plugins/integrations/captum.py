@@ -43,6 +43,7 @@ def _text(value: object, escape: bool) -> str:
 
 def _record(sal: TokenSaliency, *, normalize: str, escape: bool) -> Any:
     import torch
+
     viz = _viz()
     if normalize == "max":
         scores = sal.normalized("max", absolute=False)
@@ -102,16 +103,22 @@ def captum_table_html(records: Sequence[Any], legend: bool = True) -> str:
     headers = ("True label", "Predicted label", "Attribution label", "Attribution score", "Word importance")
     rows = ["<tr>" + "".join(f"<th>{h}</th>" for h in headers) + "</tr>"]
     for rec in records:
-        rows.append("<tr>" + viz.format_classname(rec.true_class)
-                    + viz.format_classname(f"{rec.pred_class} ({rec.pred_prob:.2f})")
-                    + viz.format_classname(rec.attr_class) + viz.format_classname(f"{rec.attr_score:.2f}")
-                    + viz.format_word_importances(rec.raw_input_ids, rec.word_attributions) + "</tr>")
+        rows.append(
+            "<tr>"
+            + viz.format_classname(rec.true_class)
+            + viz.format_classname(f"{rec.pred_class} ({rec.pred_prob:.2f})")
+            + viz.format_classname(rec.attr_class)
+            + viz.format_classname(f"{rec.attr_score:.2f}")
+            + viz.format_word_importances(rec.raw_input_ids, rec.word_attributions)
+            + "</tr>"
+        )
     legend_html = ""
     if legend:
         swatches = " ".join(
             f'<span style="display:inline-block;width:10px;height:10px;border:1px solid;'
             f'background-color:{viz._get_color(value)}"></span> {label}'
-            for value, label in ((-1, "negative"), (0, "neutral"), (1, "positive")))
+            for value, label in ((-1, "negative"), (0, "neutral"), (1, "positive"))
+        )
         legend_html = f"<div><b>Legend:</b> {swatches}</div>"
     return legend_html + "<table>" + "".join(rows) + "</table>"
 
@@ -170,9 +177,17 @@ class CaptumExport:
         return f"CaptumExport({len(self.records)} VisualizationDataRecords)"
 
 
-def export_captum(obj: Any, *, method: str | None = None, query: Any = 0, normalize: str = "max",
-                  escape: bool = True, legend: bool = True, merge_words: bool | str = False,
-                  **options: Any) -> CaptumExport:
+def export_captum(
+    obj: Any,
+    *,
+    method: str | None = None,
+    query: Any = 0,
+    normalize: str = "max",
+    escape: bool = True,
+    legend: bool = True,
+    merge_words: bool | str = False,
+    **options: Any,
+) -> CaptumExport:
     """Saliency results (or a record, with ``method=``) as Captum visualisation records.
 
     Args:

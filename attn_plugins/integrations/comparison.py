@@ -24,7 +24,9 @@ from .html_page import HtmlExport, escape
 from .saliency_html import CSS as SALIENCY_CSS
 from .saliency_html import token_row
 
-CSS = SALIENCY_CSS + """
+CSS = (
+    SALIENCY_CSS
+    + """
 <style>
 .ap-cmp table.ap-rows { border-collapse: collapse; margin: 4px 0 8px; }
 .ap-cmp table.ap-rows td { padding: 2px 8px; vertical-align: middle; }
@@ -37,6 +39,7 @@ CSS = SALIENCY_CSS + """
 .ap-cmp img.ap-plot { max-width: 100%; }
 </style>
 """
+)
 
 
 def _fmt(value: float | None) -> str:
@@ -53,8 +56,11 @@ def _pairs_table(agree: Agreement, unit: int | None) -> str:
             cells = [source[(a, b)][m] for m in METRICS]
         else:
             cells = [agree.mean(a, b, m) for m in METRICS]
-        rows.append(f"<tr><td style=\"text-align:left\">{escape(a)} / {escape(b)}</td>"
-                    + "".join(f"<td>{_fmt(v)}</td>" for v in cells) + "</tr>")
+        rows.append(
+            f'<tr><td style="text-align:left">{escape(a)} / {escape(b)}</td>'
+            + "".join(f"<td>{_fmt(v)}</td>" for v in cells)
+            + "</tr>"
+        )
     return f'<table class="ap-metrics">{head}{"".join(rows)}</table>'
 
 
@@ -90,8 +96,15 @@ def agreement_plot(agree: Agreement, fmt: str = "png") -> str:
             for j in range(n):
                 value = data[i, j]
                 if not math.isnan(value):
-                    ax.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize=7,
-                            color="white" if abs(value) > 0.6 else "black")
+                    ax.text(
+                        j,
+                        i,
+                        f"{value:.2f}",
+                        ha="center",
+                        va="center",
+                        fontsize=7,
+                        color="white" if abs(value) > 0.6 else "black",
+                    )
         fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
     fig.suptitle(f"Agreement averaged over {len(agree.units)} instances", fontsize=11)
     fig.tight_layout()
@@ -99,7 +112,7 @@ def agreement_plot(agree: Agreement, fmt: str = "png") -> str:
     if fmt == "svg":
         fig.savefig(buffer, format="svg")
         svg = buffer.getvalue().decode("utf-8")
-        return svg[svg.index("<svg"):]
+        return svg[svg.index("<svg") :]
     fig.savefig(buffer, format="png")
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
@@ -115,8 +128,9 @@ class ComparisonExport(HtmlExport):
         title: the page title.
     """
 
-    def __init__(self, body: str, head: str, agreement: Agreement, table: dict[str, list[Instance]],
-                 title: str) -> None:
+    def __init__(
+        self, body: str, head: str, agreement: Agreement, table: dict[str, list[Instance]], title: str
+    ) -> None:
         super().__init__(body, title=title, head=head)
         self.agreement = agreement
         self.table = table
@@ -130,14 +144,24 @@ class ComparisonExport(HtmlExport):
         return self.agreement.summary()
 
     def __repr__(self) -> str:
-        return (f"ComparisonExport({len(self.agreement.methods)} methods, {len(self.agreement.units)} instances)")
+        return f"ComparisonExport({len(self.agreement.methods)} methods, {len(self.agreement.units)} instances)"
 
 
-def export_comparison(obj: Any, *, methods: Any = None, k: int = 3, absolute: bool = True,
-                      skip_special: bool = True, top_k: int | None = None, merge_words: bool | str = False,
-                      plot: str | None = "png", max_instances: int | None = 50,
-                      title: str = "Saliency methods compared", faithfulness: Any = None,
-                      **options: Any) -> ComparisonExport:
+def export_comparison(
+    obj: Any,
+    *,
+    methods: Any = None,
+    k: int = 3,
+    absolute: bool = True,
+    skip_special: bool = True,
+    top_k: int | None = None,
+    merge_words: bool | str = False,
+    plot: str | None = "png",
+    max_instances: int | None = 50,
+    title: str = "Saliency methods compared",
+    faithfulness: Any = None,
+    **options: Any,
+) -> ComparisonExport:
     """A comparison page for ``{method: [results]}`` (or a record: its attention methods; or a
     :class:`~attn_plugins.generation.SequenceAttribution`: one instance per target step).
 
@@ -175,11 +199,14 @@ def export_comparison(obj: Any, *, methods: Any = None, k: int = 3, absolute: bo
     agree = agreement(table, k=k, absolute=absolute, skip_special=skip_special, families=families)
     names = list(table)
     shown = top_k if top_k is not None else k
-    parts = ['<div class="ap-sal ap-cmp">', f"<h2 style=\"font-size:17px\">{escape(title)}</h2>",
-             f"<p style=\"font-size:12px;color:#555\">{len(names)} methods, {len(agree.units)} instances. "
-             f"Shade: share of each method's total absolute score, relative to its largest; outlined: top {shown}. "
-             f"Agreement over {'magnitudes' if absolute else 'signed scores'}"
-             f"{', special tokens excluded' if skip_special else ''}.</p>"]
+    parts = [
+        '<div class="ap-sal ap-cmp">',
+        f'<h2 style="font-size:17px">{escape(title)}</h2>',
+        f'<p style="font-size:12px;color:#555">{len(names)} methods, {len(agree.units)} instances. '
+        f"Shade: share of each method's total absolute score, relative to its largest; outlined: top {shown}. "
+        f"Agreement over {'magnitudes' if absolute else 'signed scores'}"
+        f"{', special tokens excluded' if skip_special else ''}.</p>",
+    ]
     unit = 0
     count = len(table[names[0]])
     for i in range(count):
@@ -194,16 +221,20 @@ def export_comparison(obj: Any, *, methods: Any = None, k: int = 3, absolute: bo
                 target = first.target_label if first.target_label is not None else first.target
                 if target is not None:
                     heading += f" &middot; target {escape(target)}"
-                parts.append(f"<h3>{heading}</h3><table class=\"ap-rows\">")
+                parts.append(f'<h3>{heading}</h3><table class="ap-rows">')
                 for name in names:
                     row = token_row(table[name][i][f], top_k=min(shown, len(first.tokens)))
                     parts.append(f'<tr><td class="ap-name">{escape(name)}</td><td>{row}</td></tr>')
-                parts.append("</table><details><summary style=\"font-size:12px\">agreement on this instance"
-                             f"</summary>{_pairs_table(agree, unit)}</details>")
+                parts.append(
+                    '</table><details><summary style="font-size:12px">agreement on this instance'
+                    f"</summary>{_pairs_table(agree, unit)}</details>"
+                )
             unit += 1
     if max_instances is not None and count > max_instances:
-        parts.append(f"<p style=\"font-size:12px;color:#555\">{count - max_instances} more instances are "
-                     "included in the averages below.</p>")
+        parts.append(
+            f'<p style="font-size:12px;color:#555">{count - max_instances} more instances are '
+            "included in the averages below.</p>"
+        )
     parts.append(f"<h3>Averaged over {len(agree.units)} instances</h3>{_pairs_table(agree, None)}")
     if plot:
         image = agreement_plot(agree, plot)

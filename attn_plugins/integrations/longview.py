@@ -83,8 +83,10 @@ class LongViewExport(HtmlExport):
         self.stats = stats
 
     def __repr__(self) -> str:
-        return (f"LongViewExport({self.stats['tokens']} tokens, {self.stats['entries']} stored weights, "
-                f"{len(self.body)} characters)")
+        return (
+            f"LongViewExport({self.stats['tokens']} tokens, {self.stats['entries']} stored weights, "
+            f"{len(self.body)} characters)"
+        )
 
 
 def _groups(attn_blocks: Sequence[torch.Tensor]) -> list[torch.Tensor]:
@@ -133,7 +135,7 @@ def deflate(data: bytes, level: int = 1, chunk: int = 1 << 21) -> bytes:
     from concurrent.futures import ThreadPoolExecutor
 
     view = memoryview(data)
-    pieces = [view[i: i + chunk] for i in range(0, len(data), chunk)]
+    pieces = [view[i : i + chunk] for i in range(0, len(data), chunk)]
 
     def one(index: int) -> bytes:
         packer = zlib.compressobj(level, zlib.DEFLATED, -15)
@@ -145,8 +147,9 @@ def deflate(data: bytes, level: int = 1, chunk: int = 1 << 21) -> bytes:
     return b"\x78\x01" + body + zlib.adler32(data).to_bytes(4, "big")
 
 
-def _threshold(groups: list[torch.Tensor], room: int, floor: float, generator: torch.Generator,
-               samples: int = 1 << 18) -> float:
+def _threshold(
+    groups: list[torch.Tensor], room: int, floor: float, generator: torch.Generator, samples: int = 1 << 18
+) -> float:
     """A weight threshold that about ``room`` weights of ``groups`` reach, estimated from about
     ``samples`` weights drawn uniformly (each standing for ``numel / drawn`` weights of its group)."""
     total = sum(w.numel() for w in groups)
@@ -184,8 +187,9 @@ def _sparse(w: torch.Tensor, tau: float) -> tuple[torch.Tensor, torch.Tensor, to
     return torch.div(flat, k, rounding_mode="floor"), flat % k, vals, top.reshape(-1)
 
 
-def encode(attn_blocks: list[torch.Tensor], *, budget_bytes: int = 8_000_000, min_weight: float = 1e-4,
-           seed: int = 0) -> tuple[bytes, list[dict[str, int]], dict[str, Any]]:
+def encode(
+    attn_blocks: list[torch.Tensor], *, budget_bytes: int = 8_000_000, min_weight: float = 1e-4, seed: int = 0
+) -> tuple[bytes, list[dict[str, int]], dict[str, Any]]:
     """Encode ``[q, k]`` weight blocks sparsely (see the module docstring).
 
     Every weight at or above one threshold is kept (the threshold is ``min_weight``, raised so
@@ -242,9 +246,9 @@ def encode(attn_blocks: list[torch.Tensor], *, budget_bytes: int = 8_000_000, mi
         for b in range(n):
             e = per_block[b]
             at = position
-            out[at: at + q] = counts_np[b * q: (b + 1) * q]
-            out[at + q: at + q + e] = delta[start: start + e]
-            out[at + q + e: at + q + 2 * e] = quant[start: start + e]
+            out[at : at + q] = counts_np[b * q : (b + 1) * q]
+            out[at + q : at + q + e] = delta[start : start + e]
+            out[at + q + e : at + q + 2 * e] = quant[start : start + e]
             offsets.append({"counts": 2 * at, "cols": 2 * (at + q), "vals": 2 * (at + q + e), "entries": e})
             position += q + 2 * e
             start += e
@@ -255,16 +259,30 @@ def encode(attn_blocks: list[torch.Tensor], *, budget_bytes: int = 8_000_000, mi
             share_min = min(share_min, float(share.min()))
             share_sum += float(share.sum())
             share_rows += int(real.sum())
-    stats = {"entries": sum(o["entries"] for o in offsets), "threshold": tau, "coverage_min": share_min,
-             "coverage_mean": share_sum / max(1, share_rows)}
+    stats = {
+        "entries": sum(o["entries"] for o in offsets),
+        "threshold": tau,
+        "coverage_min": share_min,
+        "coverage_mean": share_sum / max(1, share_rows),
+    }
     return out.tobytes(), offsets, stats
 
 
-def longview_from_panels(record: AttentionRecord, found: list[Panel], *, item: int = 0, layer: int | None = None,
-                         heads: int | Sequence[int] | None = None, prettify_tokens: bool = True,
-                         notes: list[str] | None = None, budget_mb: float = 8.0, min_weight: float = 1e-4,
-                         compress: bool = True, size: int = 720,
-                         title: str = "attn-plugins: long-input attention view") -> LongViewExport:
+def longview_from_panels(
+    record: AttentionRecord,
+    found: list[Panel],
+    *,
+    item: int = 0,
+    layer: int | None = None,
+    heads: int | Sequence[int] | None = None,
+    prettify_tokens: bool = True,
+    notes: list[str] | None = None,
+    budget_mb: float = 8.0,
+    min_weight: float = 1e-4,
+    compress: bool = True,
+    size: int = 720,
+    title: str = "attn-plugins: long-input attention view",
+) -> LongViewExport:
     """The long view of panels made by :func:`attn_plugins.integrations.panels.panels`.
 
     Args:
@@ -298,11 +316,21 @@ def longview_from_panels(record: AttentionRecord, found: list[Panel], *, item: i
     for p in found:
         per_layer = []
         for _ in p.layers:
-            per_layer.append(offsets[cursor: cursor + len(p.heads)])
+            per_layer.append(offsets[cursor : cursor + len(p.heads)])
             cursor += len(p.heads)
         left, right = (prettify(p.left), prettify(p.right)) if prettify_tokens else (p.left, p.right)
-        meta_panels.append({"name": p.name or "", "layers": p.layers, "heads": p.heads, "q": len(p.left),
-                            "k": len(p.right), "left": left, "right": right, "blocks": per_layer})
+        meta_panels.append(
+            {
+                "name": p.name or "",
+                "layers": p.layers,
+                "heads": p.heads,
+                "q": len(p.left),
+                "k": len(p.right),
+                "left": left,
+                "right": right,
+                "blocks": per_layer,
+            }
+        )
     first = found[0]
     layer_pos = 0
     if layer is not None:
@@ -319,35 +347,58 @@ def longview_from_panels(record: AttentionRecord, found: list[Panel], *, item: i
         head_pos = [first.heads.index(h) for h in wanted]
     tokens = max(p.length for p in found)
     stats.update({"tokens": tokens, "bytes_raw": raw_size, "bytes_stored": len(data), "compressed": compress})
-    meta = {"version": 1, "panels": meta_panels, "initial": {"panel": 0, "layer": layer_pos, "heads": head_pos},
-            "quant": QUANT_LEVELS, "compressed": compress, "size": int(size),
-            "coverage": {"min": stats["coverage_min"], "mean": stats["coverage_mean"]},
-            "threshold": stats["threshold"]}
+    meta = {
+        "version": 1,
+        "panels": meta_panels,
+        "initial": {"panel": 0, "layer": layer_pos, "heads": head_pos},
+        "quant": QUANT_LEVELS,
+        "compressed": compress,
+        "size": int(size),
+        "coverage": {"min": stats["coverage_min"], "mean": stats["coverage_mean"]},
+        "threshold": stats["threshold"],
+    }
     root_id = f"attn-longview-{uuid.uuid4().hex}"
     caption_html = caption(record, item, ["long-input view"] + list(notes or []))
     payload = base64.b64encode(data).decode("ascii")
     fallback_id = f"{root_id}-fallback"
     body = (
-        fallback_html(fallback_id, "long-input attention view",
-                      mean_picture(first.attn[-1], f"{first.name or 'attention'}, layer {first.layers[-1]}: the "
-                                   "mean of its heads")) +
-        f'<style>{static_file("longview.css")}</style>\n'
+        fallback_html(
+            fallback_id,
+            "long-input attention view",
+            mean_picture(
+                first.attn[-1], f"{first.name or 'attention'}, layer {first.layers[-1]}: the mean of its heads"
+            ),
+        )
+        + f"<style>{static_file('longview.css')}</style>\n"
         f'<div class="apl-root" id="{root_id}">\n{caption_html}'
         f'<script type="application/json" class="apl-meta">{safe_json(meta)}</script>\n'
         f'<script type="application/octet-stream" class="apl-data">{payload}</script>\n'
         "</div>\n"
         f'<script type="text/javascript">\n(function () {{\n{hide_fallback_js(fallback_id)}'
-        f'{static_file("longview.js")}\n'
+        f"{static_file('longview.js')}\n"
         f"attnPluginsLongView(document.getElementById({safe_json(root_id)}));\n}})();\n</script>\n"
     )
     return LongViewExport(body, title, root_id, stats)
 
 
-def longview(record: AttentionRecord, *, item: int = 0, stack: str | None = None,
-             include_layers: int | Sequence[int] | None = None, include_heads: int | Sequence[int] | None = None,
-             layer: int | None = None, heads: int | Sequence[int] | None = None, trim_padding: bool = True,
-             words: bool = False, offsets: Any = None, text: str | None = None, decoder_offsets: Any = None,
-             decoder_text: str | None = None, prettify_tokens: bool = True, **options: Any) -> LongViewExport:
+def longview(
+    record: AttentionRecord,
+    *,
+    item: int = 0,
+    stack: str | None = None,
+    include_layers: int | Sequence[int] | None = None,
+    include_heads: int | Sequence[int] | None = None,
+    layer: int | None = None,
+    heads: int | Sequence[int] | None = None,
+    trim_padding: bool = True,
+    words: bool = False,
+    offsets: Any = None,
+    text: str | None = None,
+    decoder_offsets: Any = None,
+    decoder_text: str | None = None,
+    prettify_tokens: bool = True,
+    **options: Any,
+) -> LongViewExport:
     """The long-input canvas view of ``record``.
 
     Args:
@@ -372,9 +423,22 @@ def longview(record: AttentionRecord, *, item: int = 0, stack: str | None = None
     Returns:
         The page.
     """
-    found = panels(record, item=item, stack=stack, include_layers=include_layers, include_heads=include_heads,
-                   trim_padding=trim_padding, words=words, offsets=offsets, text=text,
-                   decoder_offsets=decoder_offsets, decoder_text=decoder_text, sentence_b_start=None, stacked=False)
+    found = panels(
+        record,
+        item=item,
+        stack=stack,
+        include_layers=include_layers,
+        include_heads=include_heads,
+        trim_padding=trim_padding,
+        words=words,
+        offsets=offsets,
+        text=text,
+        decoder_offsets=decoder_offsets,
+        decoder_text=decoder_text,
+        sentence_b_start=None,
+        stacked=False,
+    )
     notes = [n for p in found[:1] for n in p.notes]
-    return longview_from_panels(record, found, item=item, layer=layer, heads=heads,
-                                prettify_tokens=prettify_tokens, notes=notes, **options)
+    return longview_from_panels(
+        record, found, item=item, layer=layer, heads=heads, prettify_tokens=prettify_tokens, notes=notes, **options
+    )

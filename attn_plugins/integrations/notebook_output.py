@@ -33,10 +33,12 @@ from .html_page import escape, safe_json
 
 LIBS_GLOBAL = "attnPluginsBertvizLibs"
 LIBS_EVENT = "attn-plugins-bertviz-libs"
-UNTRUSTED_NOTE = ("This attention view needs its script, which did not run: the notebook is not trusted "
-                  "(opened from disk, shared or executed elsewhere), so Jupyter left out the view's scripts and "
-                  "styles. Run this cell, or trust the notebook (File > Trust Notebook, or "
-                  "`jupyter trust NOTEBOOK.ipynb`) and reopen it.")
+UNTRUSTED_NOTE = (
+    "This attention view needs its script, which did not run: the notebook is not trusted "
+    "(opened from disk, shared or executed elsewhere), so Jupyter left out the view's scripts and "
+    "styles. Run this cell, or trust the notebook (File > Trust Notebook, or "
+    "`jupyter trust NOTEBOOK.ipynb`) and reopen it."
+)
 _STATE: dict[str, str | None] = {"owner": None}
 
 
@@ -51,9 +53,11 @@ def fallback_html(element_id: str, what: str, picture: str = "") -> str:
     Returns:
         The note's HTML.
     """
-    return (f'<div id="{escape(element_id)}" class="attn-plugins-fallback" style="border:1px solid #d0a000;'
-            'background:#fff8e0;color:#333;padding:6px 10px;margin:4px 0;font:13px sans-serif">'
-            f'<b>{escape(what)}</b>: {escape(UNTRUSTED_NOTE)}{picture}</div>\n')
+    return (
+        f'<div id="{escape(element_id)}" class="attn-plugins-fallback" style="border:1px solid #d0a000;'
+        'background:#fff8e0;color:#333;padding:6px 10px;margin:4px 0;font:13px sans-serif">'
+        f"<b>{escape(what)}</b>: {escape(UNTRUSTED_NOTE)}{picture}</div>\n"
+    )
 
 
 PICTURE_CELLS = 128  # the fallback picture's matrix: at most this many rows and columns (block means past it)
@@ -72,8 +76,12 @@ def png_rgb(pixels: Any) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
     header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows.tobytes(), 6))
-            + chunk(b"IEND", b""))
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(rows.tobytes(), 6))
+        + chunk(b"IEND", b"")
+    )
 
 
 def mean_picture(attn: Any, what: str = "the mean of the heads") -> str:
@@ -101,11 +109,13 @@ def mean_picture(attn: Any, what: str = "the mean of the heads") -> str:
     data = base64.b64encode(png_rgb(pixels)).decode("ascii")
     rows, cols = matrix.shape
     scale = PICTURE_SIDE / max(rows, cols)
-    return (f'<div class="attn-plugins-fallback-picture" style="margin-top:6px"><img alt="{escape(what)}" '
-            f'src="data:image/png;base64,{data}" width="{round(cols * scale)}" height="{round(rows * scale)}" '
-            'style="image-rendering:pixelated;border:1px solid #ccc"><div style="font-size:12px">'
-            f"Meanwhile, a static picture: {escape(what)} ({q} queries as rows x {k} keys as columns; white 0, "
-            "dark blue 1).</div></div>")
+    return (
+        f'<div class="attn-plugins-fallback-picture" style="margin-top:6px"><img alt="{escape(what)}" '
+        f'src="data:image/png;base64,{data}" width="{round(cols * scale)}" height="{round(rows * scale)}" '
+        'style="image-rendering:pixelated;border:1px solid #ccc"><div style="font-size:12px">'
+        f"Meanwhile, a static picture: {escape(what)} ({q} queries as rows x {k} keys as columns; white 0, "
+        "dark blue 1).</div></div>"
+    )
 
 
 def hide_fallback_js(element_id: str) -> str:
@@ -117,8 +127,10 @@ def hide_fallback_js(element_id: str) -> str:
     Returns:
         The script text.
     """
-    return (f"(function () {{ var n = document.getElementById({safe_json(element_id)}); "
-            "if (n && n.parentNode) { n.parentNode.removeChild(n); } })();\n")
+    return (
+        f"(function () {{ var n = document.getElementById({safe_json(element_id)}); "
+        "if (n && n.parentNode) { n.parentNode.removeChild(n); } })();\n"
+    )
 
 
 def current_cell() -> str | None:
@@ -190,22 +202,32 @@ def view_script(run_body: str, libs: str | None, fallback_id: str, root_id: str)
     Returns:
         The script text.
     """
-    run = ("function __attnPluginsRun(__libs) {\nvar require = __libs.require, requirejs = __libs.requirejs, "
-           f"define = __libs.define;\n{run_body}\n}}\n")
+    run = (
+        "function __attnPluginsRun(__libs) {\nvar require = __libs.require, requirejs = __libs.requirejs, "
+        f"define = __libs.define;\n{run_body}\n}}\n"
+    )
     start = hide_fallback_js(fallback_id) + run
     if libs is not None:
-        return (start + "var __make = function () {\n" + libs
-                + "\nreturn {require: require, requirejs: requirejs, define: define};\n};\n"
-                f"if (!window.{LIBS_GLOBAL}) {{ window.{LIBS_GLOBAL} = __make; "
-                f"window.dispatchEvent(new Event({safe_json(LIBS_EVENT)})); }}\n"
-                "__attnPluginsRun(__make());\n")
-    note = ("this view uses the scripts carried by the first attn-plugins view of this notebook, whose output is "
-            "not there: run attn_plugins.notebook.carry_scripts_again() and this cell again")
-    return (start + f"if (window.{LIBS_GLOBAL}) {{ __attnPluginsRun(window.{LIBS_GLOBAL}()); }} else {{\n"
-            f"  var __done = false;\n  window.addEventListener({safe_json(LIBS_EVENT)}, function () {{ if (!__done) "
-            f"{{ __done = true; __attnPluginsRun(window.{LIBS_GLOBAL}()); }} }});\n"
-            f"  setTimeout(function () {{ var root = document.getElementById({safe_json(root_id)}); "
-            "if (__done || !root) { return; } var p = document.createElement('p'); "
-            "p.className = 'attn-plugins-missing-scripts'; p.style.color = '#a00'; "
-            f"p.textContent = {safe_json('This ' + 'view could not draw: ' + note)}; "
-            "root.appendChild(p); }, 8000);\n}\n")
+        return (
+            start
+            + "var __make = function () {\n"
+            + libs
+            + "\nreturn {require: require, requirejs: requirejs, define: define};\n};\n"
+            f"if (!window.{LIBS_GLOBAL}) {{ window.{LIBS_GLOBAL} = __make; "
+            f"window.dispatchEvent(new Event({safe_json(LIBS_EVENT)})); }}\n"
+            "__attnPluginsRun(__make());\n"
+        )
+    note = (
+        "this view uses the scripts carried by the first attn-plugins view of this notebook, whose output is "
+        "not there: run attn_plugins.notebook.carry_scripts_again() and this cell again"
+    )
+    return (
+        start + f"if (window.{LIBS_GLOBAL}) {{ __attnPluginsRun(window.{LIBS_GLOBAL}()); }} else {{\n"
+        f"  var __done = false;\n  window.addEventListener({safe_json(LIBS_EVENT)}, function () {{ if (!__done) "
+        f"{{ __done = true; __attnPluginsRun(window.{LIBS_GLOBAL}()); }} }});\n"
+        f"  setTimeout(function () {{ var root = document.getElementById({safe_json(root_id)}); "
+        "if (__done || !root) { return; } var p = document.createElement('p'); "
+        "p.className = 'attn-plugins-missing-scripts'; p.style.color = '#a00'; "
+        f"p.textContent = {safe_json('This ' + 'view could not draw: ' + note)}; "
+        "root.appendChild(p); }, 8000);\n}\n"
+    )

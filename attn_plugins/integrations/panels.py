@@ -51,8 +51,9 @@ class Panel:
         return max(len(self.left), len(self.right))
 
 
-def _item_tokens(tokens: Sequence[Sequence[Any] | None] | None, item: int, n: int,
-                 ids: torch.Tensor | None) -> list[str]:
+def _item_tokens(
+    tokens: Sequence[Sequence[Any] | None] | None, item: int, n: int, ids: torch.Tensor | None
+) -> list[str]:
     row = tokens[item] if tokens is not None and len(tokens) > item else None
     if row is not None:
         return [str(t) for t in row]
@@ -110,8 +111,9 @@ def _groups_of(record: AttentionRecord, stack: str | None) -> list[tuple[str | N
         if stack is not None:
             choice = {"encoder": 0, "decoder": 1, "cross": 2}
             if stack not in choice:
-                raise ValueError(f"stack must be 'encoder', 'decoder' or 'cross' for an encoder-decoder record, "
-                                 f"got {stack!r}")
+                raise ValueError(
+                    f"stack must be 'encoder', 'decoder' or 'cross' for an encoder-decoder record, got {stack!r}"
+                )
             order = [order[choice[stack]]]
         found: list[tuple[str | None, str, str | None]] = [(s, k, n) for s, k, n in order if record.select(s, k)]
         if not found:
@@ -135,11 +137,23 @@ def _groups_of(record: AttentionRecord, stack: str | None) -> list[tuple[str | N
     return found
 
 
-def panels(record: AttentionRecord, *, item: int = 0, stack: str | None = None,
-           include_layers: int | Sequence[int] | None = None, include_heads: int | Sequence[int] | None = None,
-           trim_padding: bool = True, words: bool = False, offsets: Any = None, text: str | None = None,
-           decoder_offsets: Any = None, decoder_text: str | None = None, queries_keys: bool = False,
-           sentence_b_start: int | str | None = "auto", stacked: bool = True) -> list[Panel]:
+def panels(
+    record: AttentionRecord,
+    *,
+    item: int = 0,
+    stack: str | None = None,
+    include_layers: int | Sequence[int] | None = None,
+    include_heads: int | Sequence[int] | None = None,
+    trim_padding: bool = True,
+    words: bool = False,
+    offsets: Any = None,
+    text: str | None = None,
+    decoder_offsets: Any = None,
+    decoder_text: str | None = None,
+    queries_keys: bool = False,
+    sentence_b_start: int | str | None = "auto",
+    stacked: bool = True,
+) -> list[Panel]:
     """The record's attention for batch item ``item`` as BertViz panels (see :class:`Panel`).
 
     ``include_layers``/``include_heads`` are the model's layer and head numbers (they must have
@@ -215,21 +229,37 @@ def panels(record: AttentionRecord, *, item: int = 0, stack: str | None = None,
         k_source = "encoder" if kind == "cross" else q_source
         side: dict[str, tuple[Any, Any, str, Any, str | None]] = {
             "encoder": (record.tokens, record.inputs.get("input_ids"), "attention_mask", offsets, text),
-            "decoder": (record.decoder_tokens, record.inputs.get("decoder_input_ids"), "decoder_attention_mask",
-                        decoder_offsets, decoder_text),
+            "decoder": (
+                record.decoder_tokens,
+                record.inputs.get("decoder_input_ids"),
+                "decoder_attention_mask",
+                decoder_offsets,
+                decoder_text,
+            ),
         }
         if not record.is_encoder_decoder and enc_side:
             side["decoder"] = side["encoder"]
             if kind == "cross" and record.decoder_tokens is None and not record.select(stack_name, "self"):
                 # a cross-only record of a hand-written decoder: its steps have no token strings
-                side["decoder"] = ([[f"step {i}" for i in range(q_len)]] * batch, None, "decoder_attention_mask",
-                                   decoder_offsets, decoder_text)
+                side["decoder"] = (
+                    [[f"step {i}" for i in range(q_len)]] * batch,
+                    None,
+                    "decoder_attention_mask",
+                    decoder_offsets,
+                    decoder_text,
+                )
             elif kind == "cross" and record.decoder_tokens is not None:
-                side["decoder"] = (record.decoder_tokens, record.inputs.get("decoder_input_ids"),
-                                   "decoder_attention_mask", decoder_offsets, decoder_text)
+                side["decoder"] = (
+                    record.decoder_tokens,
+                    record.inputs.get("decoder_input_ids"),
+                    "decoder_attention_mask",
+                    decoder_offsets,
+                    decoder_text,
+                )
 
-        def tokens_for(source: str, n: int, side: dict[str, tuple[Any, Any, str, Any, str | None]] = side
-                       ) -> tuple[list[str], list[int], Any, str | None]:
+        def tokens_for(
+            source: str, n: int, side: dict[str, tuple[Any, Any, str, Any, str | None]] = side
+        ) -> tuple[list[str], list[int], Any, str | None]:
             toks, ids, mask_name, offs, txt = side[source]
             toks = _item_tokens(toks, item, n, ids)
             if offs is not None and hasattr(offs, "keys") and "offset_mapping" in offs:
@@ -247,8 +277,9 @@ def panels(record: AttentionRecord, *, item: int = 0, stack: str | None = None,
             if len(k_tokens) > k_len and kind == "self":
                 k_tokens, k_kept = k_tokens[:k_len], [p for p in k_kept if p < k_len]
             else:
-                raise ValueError(f"{name or 'self'}-attention has {k_len} key positions but item {item} has "
-                                 f"{len(k_tokens)} tokens")
+                raise ValueError(
+                    f"{name or 'self'}-attention has {k_len} key positions but item {item} has {len(k_tokens)} tokens"
+                )
         if kind == "self":
             shift = k_len - q_len  # rows of a forward that continued a cache are the last q positions
             if shift < 0:
@@ -262,8 +293,9 @@ def panels(record: AttentionRecord, *, item: int = 0, stack: str | None = None,
             if len(q_tokens) > q_len:
                 q_tokens, q_kept = q_tokens[:q_len], [p for p in q_kept if p < q_len]
             if len(q_tokens) != q_len:
-                raise ValueError(f"cross-attention has {q_len} query positions but item {item} has "
-                                 f"{len(q_tokens)} decoder tokens")
+                raise ValueError(
+                    f"cross-attention has {q_len} query positions but item {item} has {len(q_tokens)} decoder tokens"
+                )
 
         q_words: list[list[int]] | None = None
         k_words: list[list[int]] | None = None
@@ -279,8 +311,11 @@ def panels(record: AttentionRecord, *, item: int = 0, stack: str | None = None,
                 return _stored_word_groups(record, source, item, toks)
 
             k_words = groups_for(k_source, k_offs, k_text, k_tokens)
-            q_words = groups_for(q_source, q_offs, q_text, q_tokens) if kind == "cross" else \
-                [[p - shift for p in g if p >= shift] for g in k_words if any(p >= shift for p in g)]
+            q_words = (
+                groups_for(q_source, q_offs, q_text, q_tokens)
+                if kind == "cross"
+                else [[p - shift for p in g if p >= shift] for g in k_words if any(p >= shift for p in g)]
+            )
         q_groups = _as_groups(q_kept, q_words)
         k_groups = _as_groups(k_kept, k_words)
         if not (q_groups == [[i] for i in range(q_len)] and k_groups == [[i] for i in range(k_len)]):
@@ -288,18 +323,29 @@ def panels(record: AttentionRecord, *, item: int = 0, stack: str | None = None,
         attn: torch.Tensor | list[torch.Tensor] = torch.stack(per_layer) if stacked else per_layer
         left = _labels(q_groups, q_tokens, q_offs if words else None, q_text)
         right = _labels(k_groups, k_tokens, k_offs if words else None, k_text)
-        panel = Panel(name=name, stack=stack_name, kind=kind, layers=[layer.index for layer in layers],
-                      heads=list(heads), attn=attn, left=left, right=right)
+        panel = Panel(
+            name=name,
+            stack=stack_name,
+            kind=kind,
+            layers=[layer.index for layer in layers],
+            heads=list(heads),
+            attn=attn,
+            left=left,
+            right=right,
+        )
         if words:
-            panel.notes.append("word pieces merged into words (attention to a word: sum over its pieces; "
-                               "from a word: mean over its pieces)")
+            panel.notes.append(
+                "word pieces merged into words (attention to a word: sum over its pieces; "
+                "from a word: mean over its pieces)"
+            )
         if queries_keys:
             missing = [layer.index for layer in layers if layer.queries is None or layer.keys is None]
             if missing:
                 raise ValueError(
                     f"the neuron view needs queries and keys, which this record does not hold (layers {missing}); "
                     "capture with attn_plugins.capture(model, tokenizer, keep_queries_keys=True) on a model whose "
-                    "attention runs through transformers' attention functions (sdpa, the default)")
+                    "attention runs through transformers' attention functions (sdpa, the default)"
+                )
             qs = torch.stack([pick(layer.queries) for layer in layers if layer.queries is not None])
             ks = torch.stack([pick(layer.keys) for layer in layers if layer.keys is not None])
             panel.queries = _rows(qs, q_groups)
@@ -317,13 +363,19 @@ def _stored_word_groups(record: AttentionRecord, source: str, item: int, tokens:
 
     key = "decoder_word_ids" if source == "decoder" and record.is_encoder_decoder else "word_ids"
     stored = record.metadata.get(key)
-    if isinstance(stored, list) and len(stored) > item and isinstance(stored[item], list) \
-            and len(stored[item]) == len(tokens):
+    if (
+        isinstance(stored, list)
+        and len(stored) > item
+        and isinstance(stored[item], list)
+        and len(stored[item]) == len(tokens)
+    ):
         return groups_from_word_ids(stored[item])
     if record.tokens is None and record.decoder_tokens is None:
-        raise ValueError("words=True needs the token strings or the tokenizer's offsets: capture with a tokenizer "
-                         "(capture(model, tokenizer)) or pass offsets= (and decoder_offsets= for a decoder), e.g. "
-                         "tokenizer(text, return_offsets_mapping=True)['offset_mapping']")
+        raise ValueError(
+            "words=True needs the token strings or the tokenizer's offsets: capture with a tokenizer "
+            "(capture(model, tokenizer)) or pass offsets= (and decoder_offsets= for a decoder), e.g. "
+            "tokenizer(text, return_offsets_mapping=True)['offset_mapping']"
+        )
     return groups_from_markers(tokens)
 
 
@@ -332,8 +384,9 @@ def _has_pair(record: AttentionRecord, item: int) -> bool:
     return isinstance(types, torch.Tensor) and types.dim() == 2 and types.shape[0] > item and bool(types[item].any())
 
 
-def _sentence_b(record: AttentionRecord, item: int, value: int | str | None, groups: list[list[int]],
-                square: bool) -> int | None:
+def _sentence_b(
+    record: AttentionRecord, item: int, value: int | str | None, groups: list[list[int]], square: bool
+) -> int | None:
     if value is None or not square:
         return None
     if value == "auto":
@@ -383,5 +436,7 @@ def caption(record: AttentionRecord, item: int, extra: list[str]) -> str:
     if record.batch_size > 1:
         parts.append(f"item {item} of {record.batch_size}")
     parts.extend(extra)
-    return (f'<div class="attn-plugins-caption" style="{FONT}font-size:12px;color:#888;margin:2px 0 6px 0">'
-            f"{escape(' · '.join(parts))}</div>")
+    return (
+        f'<div class="attn-plugins-caption" style="{FONT}font-size:12px;color:#888;margin:2px 0 6px 0">'
+        f"{escape(' · '.join(parts))}</div>"
+    )

@@ -179,8 +179,13 @@ def _describe(sal: TokenSaliency) -> str:
     return " &middot; ".join(parts)
 
 
-def render(instances_by_method: dict[str, list[Instance]], *, top_k: int = 3, signed: bool | None = None,
-           title: str = "Saliency") -> tuple[str, str]:
+def render(
+    instances_by_method: dict[str, list[Instance]],
+    *,
+    top_k: int = 3,
+    signed: bool | None = None,
+    title: str = "Saliency",
+) -> tuple[str, str]:
     """The saliency view of a method table.
 
     Args:
@@ -195,18 +200,27 @@ def render(instances_by_method: dict[str, list[Instance]], *, top_k: int = 3, si
     view_id = f"ap-sal-{next(_IDS)}"
     names = list(instances_by_method)
     count = len(instances_by_method[names[0]]) if names else 0
-    any_signed = signed is True or (signed is None and any(
-        is_signed(sal) for instances in instances_by_method.values() for inst in instances for sal in inst))
-    blocks = [f'<div class="ap-sal" id="{view_id}">', f"<h2 style=\"font-size:17px\">{escape(title)}</h2>",
-              '<div class="ap-legend">shade: share of the total absolute score, relative to the largest '
-              '(special tokens aside) '
-              '<span class="ap-swatch" style="background: rgba(31,119,180,0.15)"></span>'
-              '<span class="ap-swatch" style="background: rgba(31,119,180,0.5)"></span>'
-              '<span class="ap-swatch" style="background: rgba(31,119,180,1)"></span>'
-              + (' &middot; <span class="ap-swatch" style="background: rgba(214,39,40,0.5)"></span> red: negative '
-                 'scores (signed methods; signed=False shades magnitudes only)' if any_signed else '')
-              + ' &middot; outlined: top-k &middot; '
-              'hover a token for its values</div>']
+    any_signed = signed is True or (
+        signed is None
+        and any(is_signed(sal) for instances in instances_by_method.values() for inst in instances for sal in inst)
+    )
+    blocks = [
+        f'<div class="ap-sal" id="{view_id}">',
+        f'<h2 style="font-size:17px">{escape(title)}</h2>',
+        '<div class="ap-legend">shade: share of the total absolute score, relative to the largest '
+        "(special tokens aside) "
+        '<span class="ap-swatch" style="background: rgba(31,119,180,0.15)"></span>'
+        '<span class="ap-swatch" style="background: rgba(31,119,180,0.5)"></span>'
+        '<span class="ap-swatch" style="background: rgba(31,119,180,1)"></span>'
+        + (
+            ' &middot; <span class="ap-swatch" style="background: rgba(214,39,40,0.5)"></span> red: negative '
+            "scores (signed methods; signed=False shades magnitudes only)"
+            if any_signed
+            else ""
+        )
+        + " &middot; outlined: top-k &middot; "
+        "hover a token for its values</div>",
+    ]
     for i in range(count):
         texts = [f.text for f in instances_by_method[names[0]][i] if f.text]
         heading = f"Instance {i + 1}"
@@ -226,14 +240,26 @@ def render(instances_by_method: dict[str, list[Instance]], *, top_k: int = 3, si
                 )
     blocks.append("</div>")
     fallback_id = f"{view_id}-fallback"  # the note an untrusted notebook shows (its script removes it)
-    body = (fallback_html(fallback_id, "saliency view (layout lost; shading and values kept)") + "\n".join(blocks)
-            + f"<script>{hide_fallback_js(fallback_id)}</script>" + SCRIPT % {"id": repr(view_id).replace("'", '"')})
+    body = (
+        fallback_html(fallback_id, "saliency view (layout lost; shading and values kept)")
+        + "\n".join(blocks)
+        + f"<script>{hide_fallback_js(fallback_id)}</script>"
+        + SCRIPT % {"id": repr(view_id).replace("'", '"')}
+    )
     return body, CSS
 
 
-def export_saliency(obj: Any, *, method: str | None = None, query: Any = 0, top_k: int = 3,
-                    signed: bool | None = None, merge_words: bool | str = False, title: str = "Saliency",
-                    **options: Any) -> HtmlExport:
+def export_saliency(
+    obj: Any,
+    *,
+    method: str | None = None,
+    query: Any = 0,
+    top_k: int = 3,
+    signed: bool | None = None,
+    merge_words: bool | str = False,
+    title: str = "Saliency",
+    **options: Any,
+) -> HtmlExport:
     """A page of shaded tokens for saliency results (a list, ``{method: list}``, or a record).
 
     Args:

@@ -134,8 +134,9 @@ def show_figures_as_png() -> None:
 SCALES = ("fixed", "relative")
 
 
-def colour_scale(matrices: Iterable[Any], scale: str = "fixed", vmax: float | None = None,
-                 what: str = "attention weight") -> tuple[float, str]:
+def colour_scale(
+    matrices: Iterable[Any], scale: str = "fixed", vmax: float | None = None, what: str = "attention weight"
+) -> tuple[float, str]:
     """The top of an attention figure's colour scale and the colorbar label that states it.
 
     Attention weights are probabilities, so the default scale is fixed at 0..1: a near-uniform head
@@ -198,8 +199,14 @@ def save(fig: Figure, path: str | os.PathLike[str]) -> str:
     path = check_path(path)
     with style(), atomic_path(path) as tmp:
         # "tight" on top of the constrained layout: nothing (long titles, outside legends) is ever cut off
-        fig.savefig(tmp, format=FORMATS[os.path.splitext(path)[1].lower()], bbox_inches="tight", pad_inches=0.02,
-                    facecolor="white", metadata=_metadata(path))
+        fig.savefig(
+            tmp,
+            format=FORMATS[os.path.splitext(path)[1].lower()],
+            bbox_inches="tight",
+            pad_inches=0.02,
+            facecolor="white",
+            metadata=_metadata(path),
+        )
     return path
 
 
@@ -254,8 +261,9 @@ def readable(tokens: Iterable[str]) -> list[str]:
     return [display_label(readable_token(t)) for t in tokens]
 
 
-def set_token_ticks(ax: Axes, axis: str, labels: Sequence[str] | None, *, max_labels: int = 64,
-                    rotate: bool = True) -> None:
+def set_token_ticks(
+    ax: Axes, axis: str, labels: Sequence[str] | None, *, max_labels: int = 64, rotate: bool = True
+) -> None:
     """Token tick labels, thinned to at most ``max_labels`` so long sequences stay legible.
 
     Args:
@@ -297,8 +305,7 @@ def annotate_cells(ax: Axes, image: AxesImage, data: Any, fmt: Callable[[Any], s
                 continue
             red, green, blue, _ = image.cmap(image.norm(value))
             light = 0.299 * red + 0.587 * green + 0.114 * blue > 0.5
-            ax.text(j, i, fmt(value), ha="center", va="center", fontsize=fontsize,
-                    color="black" if light else "white")
+            ax.text(j, i, fmt(value), ha="center", va="center", fontsize=fontsize, color="black" if light else "white")
 
 
 def small_multiple_ticks(ax: Axes, labelled: bool) -> None:

@@ -100,9 +100,18 @@ def _draw_step(ax: Axes, evo: GenerationEvolution, row: np.ndarray, t: int, ymax
 
 
 @contextual
-def generation_plot(attn: Any, layer: int | str = -1, head: int | str | None = "mean", *, item: int = 0,
-                    kind: str = "self", max_panels: int = 12, ncols: int = 4, title: str | None = None,
-                    path: str | os.PathLike[str] | None = None) -> Figure:
+def generation_plot(
+    attn: Any,
+    layer: int | str = -1,
+    head: int | str | None = "mean",
+    *,
+    item: int = 0,
+    kind: str = "self",
+    max_panels: int = 12,
+    ncols: int = 4,
+    title: str | None = None,
+    path: str | os.PathLike[str] | None = None,
+) -> Figure:
     """Small multiples, one panel per generation step: the attention of the token being processed
     over the keys seen so far (prompt in blue, generated tokens in orange, the current token
     outlined in red).
@@ -143,9 +152,17 @@ def generation_plot(attn: Any, layer: int | str = -1, head: int | str | None = "
     if evo.kind == "self":
         from matplotlib.patches import Patch
 
-        fig.legend(handles=[Patch(color=PROMPT_COLOR, label="prompt"), Patch(color=GENERATED_COLOR, label="generated"),
-                            Patch(facecolor="none", edgecolor=CURRENT_COLOR, label="current token")],
-                   loc="outside lower center", ncols=3, frameon=False, fontsize=6)
+        fig.legend(
+            handles=[
+                Patch(color=PROMPT_COLOR, label="prompt"),
+                Patch(color=GENERATED_COLOR, label="generated"),
+                Patch(facecolor="none", edgecolor=CURRENT_COLOR, label="current token"),
+            ],
+            loc="outside lower center",
+            ncols=3,
+            frameon=False,
+            fontsize=6,
+        )
     fig.suptitle(title if title is not None else f"attention over generation steps ({what})")
     return finish(fig, path)
 
@@ -157,9 +174,19 @@ def _checkpoints(attn: Any, labels: list[str] | None) -> CheckpointEvolution:
 
 
 @contextual
-def checkpoint_plot(attn: Any, layer: int | str = 0, head: int = 0, *, labels: list[str] | None = None,
-                    item: int = 0, ncols: int = 4, cmap: str = "Blues", scale: str = "fixed",
-                    title: str | None = None, path: str | os.PathLike[str] | None = None) -> Figure:
+def checkpoint_plot(
+    attn: Any,
+    layer: int | str = 0,
+    head: int = 0,
+    *,
+    labels: list[str] | None = None,
+    item: int = 0,
+    ncols: int = 4,
+    cmap: str = "Blues",
+    scale: str = "fixed",
+    title: str | None = None,
+    path: str | os.PathLike[str] | None = None,
+) -> Figure:
     """Small multiples, one heatmap per training checkpoint of one head (shared colour scale),
     each titled with how far the head moved since the previous checkpoint (mean Jensen-Shannon
     distance).
@@ -197,8 +224,18 @@ def checkpoint_plot(attn: Any, layer: int | str = 0, head: int = 0, *, labels: l
         if idx >= n:
             ax.set_axis_off()
             continue
-        image = draw_matrix(ax, maps[idx], query_labels=qt if labelled else None, key_labels=kt if labelled else None,
-                            cmap=cmap, vmax=vmax, annotate=False, xlabel="", ylabel="", max_labels=20)
+        image = draw_matrix(
+            ax,
+            maps[idx],
+            query_labels=qt if labelled else None,
+            key_labels=kt if labelled else None,
+            cmap=cmap,
+            vmax=vmax,
+            annotate=False,
+            xlabel="",
+            ylabel="",
+            max_labels=20,
+        )
         drift = evo.drift[idx, li, hi].item()
         extra = "" if idx == 0 or drift != drift else f"\nmoved {drift:.3f}"
         ax.set_title(f"{display_label(evo.labels[idx])}{extra}", fontsize=7, pad=2)
@@ -212,9 +249,15 @@ def checkpoint_plot(attn: Any, layer: int | str = 0, head: int = 0, *, labels: l
 
 
 @contextual
-def checkpoint_stats_plot(attn: Any, stats: str | Sequence[str] = ("entropy", "drift"), *,
-                          labels: list[str] | None = None, layer: int | str | None = None,
-                          title: str | None = None, path: str | os.PathLike[str] | None = None) -> Figure:
+def checkpoint_stats_plot(
+    attn: Any,
+    stats: str | Sequence[str] = ("entropy", "drift"),
+    *,
+    labels: list[str] | None = None,
+    layer: int | str | None = None,
+    title: str | None = None,
+    path: str | os.PathLike[str] | None = None,
+) -> Figure:
     """Lines across checkpoints: one per head (thin) and the mean (thick), for each statistic.
 
     Args:
@@ -253,8 +296,11 @@ def checkpoint_stats_plot(attn: Any, stats: str | Sequence[str] = ("entropy", "d
         shown = [display_label(label) for label in evo.labels]
         crowded = sum(len(label) for label in shown) > 24
         ax.set_xticklabels(shown, rotation=35 if crowded else 0, ha="right" if crowded else "center")
-        ax.set_ylabel({"drift": "moved since previous (JS distance)",
-                       "drift_from_final": "distance to final (JS)"}.get(name, STAT_TITLES.get(name, name)))
+        ax.set_ylabel(
+            {"drift": "moved since previous (JS distance)", "drift_from_final": "distance to final (JS)"}.get(
+                name, STAT_TITLES.get(name, name)
+            )
+        )
         ax.spines[["top", "right"]].set_visible(False)
         ax.legend(frameon=False)
     if title:
@@ -269,8 +315,9 @@ def _writer(fps: float) -> PillowWriter:
     try:
         import PIL  # noqa: F401
     except ImportError as exc:
-        raise ImportError("animated GIFs need pillow (pip install pillow); the small-multiples plots work "
-                          "without it") from exc
+        raise ImportError(
+            "animated GIFs need pillow (pip install pillow); the small-multiples plots work without it"
+        ) from exc
     from matplotlib.animation import PillowWriter
 
     return PillowWriter(fps=fps)  # type: ignore[arg-type]  # the stub says int; fractional rates (1.5) work
@@ -284,9 +331,17 @@ def _check_gif(path: str | os.PathLike[str]) -> str:
     return path
 
 
-def animate_generation(attn: Any, path: str | os.PathLike[str], layer: int | str = -1,
-                       head: int | str | None = "mean", *, item: int = 0, kind: str = "self", fps: float = 2.0,
-                       dpi: int = 120) -> Figure:
+def animate_generation(
+    attn: Any,
+    path: str | os.PathLike[str],
+    layer: int | str = -1,
+    head: int | str | None = "mean",
+    *,
+    item: int = 0,
+    kind: str = "self",
+    fps: float = 2.0,
+    dpi: int = 120,
+) -> Figure:
     """An animated GIF (matplotlib's PillowWriter): one frame per generation step, the current
     token's attention over the keys.
 
@@ -322,9 +377,19 @@ def animate_generation(attn: Any, path: str | os.PathLike[str], layer: int | str
     return fig
 
 
-def animate_checkpoints(attn: Any, path: str | os.PathLike[str], layer: int | str = 0, head: int = 0, *,
-                        labels: list[str] | None = None, item: int = 0, fps: float = 1.5, dpi: int = 120,
-                        cmap: str = "Blues", scale: str = "fixed") -> Figure:
+def animate_checkpoints(
+    attn: Any,
+    path: str | os.PathLike[str],
+    layer: int | str = 0,
+    head: int = 0,
+    *,
+    labels: list[str] | None = None,
+    item: int = 0,
+    fps: float = 1.5,
+    dpi: int = 120,
+    cmap: str = "Blues",
+    scale: str = "fixed",
+) -> Figure:
     """An animated GIF: one frame per checkpoint, one head's heatmap on one colour scale.
 
     Args:

@@ -16,10 +16,20 @@ if TYPE_CHECKING:
 
 
 @contextual
-def similarity_plot(attn: Any, *, method: str = "average", measure: str = "distance", item: int | None = None,
-                    stack: Any = ANY, kind: str = "self", cmap: str = "viridis_r", max_labels: int = 24,
-                    title: str | None = None, importance: Any = None,
-                    path: str | os.PathLike[str] | None = None) -> Figure:
+def similarity_plot(
+    attn: Any,
+    *,
+    method: str = "average",
+    measure: str = "distance",
+    item: int | None = None,
+    stack: Any = ANY,
+    kind: str = "self",
+    cmap: str = "viridis_r",
+    max_labels: int = 24,
+    title: str | None = None,
+    importance: Any = None,
+    path: str | os.PathLike[str] | None = None,
+) -> Figure:
     """The head-distance matrix reordered by hierarchical clustering, with the dendrogram above.
 
     At most ``max_labels`` heads are labelled on each axis (every second or third head of a big
@@ -50,8 +60,11 @@ def similarity_plot(attn: Any, *, method: str = "average", measure: str = "dista
     """
     from scipy.cluster.hierarchy import dendrogram
 
-    matrix = attn if isinstance(attn, PairwiseMatrix) else head_distances(attn, measure=measure, item=item,
-                                                                           stack=stack, kind=kind)
+    matrix = (
+        attn
+        if isinstance(attn, PairwiseMatrix)
+        else head_distances(attn, measure=measure, item=item, stack=stack, kind=kind)
+    )
     clusters = cluster(matrix, method=method)
     order = clusters.order
     values = matrix.values.numpy()[np.ix_(order, order)]
@@ -75,12 +88,24 @@ def similarity_plot(attn: Any, *, method: str = "average", measure: str = "dista
         ax_imp.set_yticklabels(["importance"], fontsize=6)
         fig.colorbar(shown, cax=fig.add_subplot(grid[1, 1])).ax.tick_params(labelsize=5)
     if n >= 2:
-        dendrogram(clusters.linkage, ax=ax_tree, no_labels=True, color_threshold=0, above_threshold_color="#444444",
-                   link_color_func=lambda _k: "#444444")
+        dendrogram(
+            clusters.linkage,
+            ax=ax_tree,
+            no_labels=True,
+            color_threshold=0,
+            above_threshold_color="#444444",
+            link_color_func=lambda _k: "#444444",
+        )
     ax_tree.set_axis_off()
     similarity = "similarity" in matrix.measure
-    image = ax.imshow(values, cmap="viridis" if similarity else cmap, aspect="auto", interpolation="nearest",
-                      vmin=0.0, vmax=1.0 if similarity else max(float(np.nanmax(values)) if values.size else 1.0, 1e-9))
+    image = ax.imshow(
+        values,
+        cmap="viridis" if similarity else cmap,
+        aspect="auto",
+        interpolation="nearest",
+        vmin=0.0,
+        vmax=1.0 if similarity else max(float(np.nanmax(values)) if values.size else 1.0, 1e-9),
+    )
     step = max(1, int(np.ceil(n / max_labels)))
     fontsize = 6 if len(range(0, n, step)) <= 24 else 5
     ticks = list(range(0, n, step))
@@ -91,8 +116,11 @@ def similarity_plot(attn: Any, *, method: str = "average", measure: str = "dista
     bar = fig.colorbar(image, cax=ax_bar)
     bar.set_label(_short(matrix.measure))
     bar.outline.set_linewidth(0.5)
-    fig.suptitle(title if title is not None else
-                 ("layer similarity" if similarity else "head similarity") + f" ({clusters.method} linkage)")
+    fig.suptitle(
+        title
+        if title is not None
+        else ("layer similarity" if similarity else "head similarity") + f" ({clusters.method} linkage)"
+    )
     return finish(fig, path)
 
 
@@ -103,9 +131,16 @@ def _short(measure: str) -> str:
 
 
 @contextual
-def layer_similarity_plot(attn: Any, *, method: str = "js", item: int | None = None, stack: Any = ANY,
-                          kind: str = "self", title: str | None = None,
-                          path: str | os.PathLike[str] | None = None) -> Figure:
+def layer_similarity_plot(
+    attn: Any,
+    *,
+    method: str = "js",
+    item: int | None = None,
+    stack: Any = ANY,
+    kind: str = "self",
+    title: str | None = None,
+    path: str | os.PathLike[str] | None = None,
+) -> Figure:
     """Layer-to-layer similarity of the head-averaged attention, values written in the cells.
 
     Args:
@@ -120,15 +155,23 @@ def layer_similarity_plot(attn: Any, *, method: str = "js", item: int | None = N
     Returns:
         The Figure.
     """
-    matrix = attn if isinstance(attn, PairwiseMatrix) else layer_similarity(attn, method=method, item=item,
-                                                                             stack=stack, kind=kind)
+    matrix = (
+        attn
+        if isinstance(attn, PairwiseMatrix)
+        else layer_similarity(attn, method=method, item=item, stack=stack, kind=kind)
+    )
     data = matrix.values.numpy()
     n = len(matrix.labels)
     side = min(6.0, max(2.4, 0.32 * n + 1.4))
     fig = new_figure(side + 0.6, side)
     ax = fig.add_subplot(1, 1, 1)
-    image = ax.imshow(data, cmap="viridis", vmin=min(0.0, float(np.nanmin(data))) if data.size else 0.0, vmax=1.0,
-                      interpolation="nearest")
+    image = ax.imshow(
+        data,
+        cmap="viridis",
+        vmin=min(0.0, float(np.nanmin(data))) if data.size else 0.0,
+        vmax=1.0,
+        interpolation="nearest",
+    )
     ax.set_xticks(range(n))
     ax.set_xticklabels(matrix.labels, rotation=90)
     ax.set_yticks(range(n))
@@ -136,8 +179,15 @@ def layer_similarity_plot(attn: Any, *, method: str = "js", item: int | None = N
     if n <= 16:
         for i in range(n):
             for j in range(n):
-                ax.text(j, i, f"{data[i, j]:.2f}", ha="center", va="center", fontsize=5,
-                        color="black" if data[i, j] > 0.6 else "white")
+                ax.text(
+                    j,
+                    i,
+                    f"{data[i, j]:.2f}",
+                    ha="center",
+                    va="center",
+                    fontsize=5,
+                    color="black" if data[i, j] > 0.6 else "white",
+                )
     bar = fig.colorbar(image, ax=ax, fraction=0.046, pad=0.03)
     bar.set_label("similarity")
     bar.outline.set_linewidth(0.5)

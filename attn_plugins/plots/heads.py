@@ -28,9 +28,18 @@ def _stats(attn: Any, item: int | None, stack: Any, kind: str) -> HeadStats:
 
 
 @contextual
-def head_stats_plot(attn: Any, stats: str | Sequence[str] = ("entropy", "distance"), *, style: str = "matrix",
-                    item: int | None = None, stack: Any = ANY, kind: str = "self", annotate: bool | None = None,
-                    title: str | None = None, path: str | os.PathLike[str] | None = None) -> Figure:
+def head_stats_plot(
+    attn: Any,
+    stats: str | Sequence[str] = ("entropy", "distance"),
+    *,
+    style: str = "matrix",
+    item: int | None = None,
+    stack: Any = ANY,
+    kind: str = "self",
+    annotate: bool | None = None,
+    title: str | None = None,
+    path: str | os.PathLike[str] | None = None,
+) -> Figure:
     """Statistics by layer and head, one panel per statistic.
 
     Args:
@@ -77,20 +86,23 @@ def head_stats_plot(attn: Any, stats: str | Sequence[str] = ("entropy", "distanc
     return finish(fig, path)
 
 
-def _matrix_panel(fig: Figure, ax: Axes, values: torch.Tensor, hs: HeadStats, name: str, label: str,
-                  annotate: bool | None) -> None:
+def _matrix_panel(
+    fig: Figure, ax: Axes, values: torch.Tensor, hs: HeadStats, name: str, label: str, annotate: bool | None
+) -> None:
     data = values.numpy()
     finite = data[data == data]
     vmin = float(finite.min()) if finite.size else 0.0
     vmax = float(finite.max()) if finite.size else 1.0
     if name in ("special", "previous", "next", "self", "normalized_entropy") or name in hs.groups:
         vmin, vmax = 0.0, 1.0
-    image = ax.imshow(data, cmap=_CMAPS.get(name, "magma"), vmin=vmin, vmax=vmax, aspect="auto",
-                      interpolation="nearest")
+    image = ax.imshow(
+        data, cmap=_CMAPS.get(name, "magma"), vmin=vmin, vmax=vmax, aspect="auto", interpolation="nearest"
+    )
     n_layers, n_heads = data.shape
     ax.set_xticks(range(n_heads))
-    ax.set_xticklabels([str(h) for h in range(n_heads)] if n_heads <= 16 else
-                       [str(h) if h % 4 == 0 else "" for h in range(n_heads)])
+    ax.set_xticklabels(
+        [str(h) for h in range(n_heads)] if n_heads <= 16 else [str(h) if h % 4 == 0 else "" for h in range(n_heads)]
+    )
     ax.set_yticks(range(n_layers))
     ax.set_yticklabels(hs.labels)
     ax.set_xlabel("head")
@@ -110,14 +122,23 @@ def _scatter_panel(ax: Axes, values: torch.Tensor, hs: HeadStats, name: str, lab
     for li in range(n_layers):
         row = values[li]
         keep = ~torch.isnan(row)
-        ax.scatter((li + offsets[: len(row)])[keep].numpy(), row[keep].numpy(), s=6, color="#1f77b4", alpha=0.75,
-                   linewidths=0)
-    means = torch.stack([r[~torch.isnan(r)].mean() if (~torch.isnan(r)).any() else torch.tensor(math.nan,
-                         dtype=torch.float64) for r in values])
+        ax.scatter(
+            (li + offsets[: len(row)])[keep].numpy(), row[keep].numpy(), s=6, color="#1f77b4", alpha=0.75, linewidths=0
+        )
+    means = torch.stack(
+        [
+            r[~torch.isnan(r)].mean() if (~torch.isnan(r)).any() else torch.tensor(math.nan, dtype=torch.float64)
+            for r in values
+        ]
+    )
     ax.plot(range(n_layers), means.numpy(), color="#333333", linewidth=0.9, label="layer mean")
     if name == "entropy":
-        base = torch.stack([r[~torch.isnan(r)].mean() if (~torch.isnan(r)).any() else torch.tensor(math.nan,
-                            dtype=torch.float64) for r in hs.uniform_entropy])
+        base = torch.stack(
+            [
+                r[~torch.isnan(r)].mean() if (~torch.isnan(r)).any() else torch.tensor(math.nan, dtype=torch.float64)
+                for r in hs.uniform_entropy
+            ]
+        )
         ax.plot(range(n_layers), base.numpy(), color="#d62728", linewidth=0.9, linestyle="--", label="uniform")
     ax.set_xticks(range(n_layers))
     ax.set_xticklabels(hs.labels, rotation=90 if n_layers > 8 or any(len(label) > 4 for label in hs.labels) else 0)

@@ -32,8 +32,15 @@ Head = int | str | None
 """A head index, ``"mean"`` (average of the heads) or ``"max"``; ``None`` means ``"mean"``."""
 
 
-def _view(attn: Any, layer: int | None, item: int, stack: Any, kind: str,
-          attention_mask: torch.Tensor | None = None, tokens: Sequence[str] | None = None) -> View:
+def _view(
+    attn: Any,
+    layer: int | None,
+    item: int,
+    stack: Any,
+    kind: str,
+    attention_mask: torch.Tensor | None = None,
+    tokens: Sequence[str] | None = None,
+) -> View:
     """One layer's view of one item (padding kept; cropped by the callers)."""
     if isinstance(attn, AttentionRecord):
         chosen = select_layers(attn, [layer] if layer is not None else None, stack, kind)
@@ -48,7 +55,7 @@ def _view(attn: Any, layer: int | None, item: int, stack: Any, kind: str,
     if tokens is not None and isinstance(attn, AttentionRecord):
         v.key_tokens = [list(tokens)]
         if v.kind == "self":
-            v.query_tokens = [list(tokens)[-v.weights.shape[2]:]]
+            v.query_tokens = [list(tokens)[-v.weights.shape[2] :]]
     return v
 
 
@@ -63,8 +70,7 @@ def _head_matrix(v: View, head: Head) -> tuple[torch.Tensor, str]:
     return w[v.heads.index(head)], f"head {head}"
 
 
-def _crop(v: View, matrix: torch.Tensor,
-          crop_padding: bool) -> tuple[torch.Tensor, list[str] | None, list[str] | None]:
+def _crop(v: View, matrix: torch.Tensor, crop_padding: bool) -> tuple[torch.Tensor, list[str] | None, list[str] | None]:
     qmask, kmask = v.query_mask[0], v.key_mask[0]
     qt = v.query_tokens[0] if v.query_tokens else None
     kt = v.key_tokens[0] if v.key_tokens else None
@@ -75,10 +81,20 @@ def _crop(v: View, matrix: torch.Tensor,
     return matrix, (readable(qt) if qt else None), (readable(kt) if kt else None)
 
 
-def draw_matrix(ax: Axes, matrix: Any, *, query_labels: Sequence[str] | None = None,
-                key_labels: Sequence[str] | None = None, cmap: str = "Blues", vmin: float = 0.0,
-                vmax: float | None = None, annotate: bool | None = None, max_labels: int = 64,
-                xlabel: str = "key (attended to)", ylabel: str = "query (attending)") -> AxesImage:
+def draw_matrix(
+    ax: Axes,
+    matrix: Any,
+    *,
+    query_labels: Sequence[str] | None = None,
+    key_labels: Sequence[str] | None = None,
+    cmap: str = "Blues",
+    vmin: float = 0.0,
+    vmax: float | None = None,
+    annotate: bool | None = None,
+    max_labels: int = 64,
+    xlabel: str = "key (attended to)",
+    ylabel: str = "query (attending)",
+) -> AxesImage:
     """Draw an attention matrix on ``ax``.
 
     Args:
@@ -117,11 +133,25 @@ def draw_matrix(ax: Axes, matrix: Any, *, query_labels: Sequence[str] | None = N
 
 
 @contextual
-def heatmap(attn: Any, layer: int | None = 0, head: Head = 0, *, item: int = 0, stack: Any = ANY,
-            kind: str = "self", tokens: Sequence[str] | None = None, attention_mask: torch.Tensor | None = None,
-            crop_padding: bool = True, annotate: bool | None = None, cmap: str = "Blues",
-            vmax: float | None = None, scale: str = "fixed", title: str | None = None,
-            size: tuple[float, float] | None = None, path: str | os.PathLike[str] | None = None) -> Figure:
+def heatmap(
+    attn: Any,
+    layer: int | None = 0,
+    head: Head = 0,
+    *,
+    item: int = 0,
+    stack: Any = ANY,
+    kind: str = "self",
+    tokens: Sequence[str] | None = None,
+    attention_mask: torch.Tensor | None = None,
+    crop_padding: bool = True,
+    annotate: bool | None = None,
+    cmap: str = "Blues",
+    vmax: float | None = None,
+    scale: str = "fixed",
+    title: str | None = None,
+    size: tuple[float, float] | None = None,
+    path: str | os.PathLike[str] | None = None,
+) -> Figure:
     """Heatmap of one head (``head="mean"`` averages the heads) with token labels and a colorbar.
 
     The colour scale is fixed at 0..1 (``scale="relative"``: 0 to the largest weight shown, stated
@@ -169,11 +199,25 @@ def heatmap(attn: Any, layer: int | None = 0, head: Head = 0, *, item: int = 0, 
 
 
 @contextual
-def head_grid(attn: Any, layer: int | None = 0, *, item: int = 0, stack: Any = ANY, kind: str = "self",
-              heads: Sequence[int] | None = None, ncols: int | None = None, tokens: Sequence[str] | None = None,
-              attention_mask: torch.Tensor | None = None, crop_padding: bool = True, shared_scale: bool = True,
-              scale: str = "fixed", cmap: str = "Blues", max_labels: int = 20, title: str | None = None,
-              path: str | os.PathLike[str] | None = None) -> Figure:
+def head_grid(
+    attn: Any,
+    layer: int | None = 0,
+    *,
+    item: int = 0,
+    stack: Any = ANY,
+    kind: str = "self",
+    heads: Sequence[int] | None = None,
+    ncols: int | None = None,
+    tokens: Sequence[str] | None = None,
+    attention_mask: torch.Tensor | None = None,
+    crop_padding: bool = True,
+    shared_scale: bool = True,
+    scale: str = "fixed",
+    cmap: str = "Blues",
+    max_labels: int = 20,
+    title: str | None = None,
+    path: str | os.PathLike[str] | None = None,
+) -> Figure:
     """Every head of one layer in a grid, on one colour scale with one colorbar.
 
     The scale is fixed at 0..1; ``scale="relative"`` runs it to the largest weight in the grid
@@ -225,10 +269,18 @@ def head_grid(attn: Any, layer: int | None = 0, *, item: int = 0, stack: Any = A
             continue
         matrix, qt, kt = mats[idx]
         r, c = divmod(idx, ncols)
-        image = draw_matrix(ax, matrix, query_labels=qt if labelled else None, key_labels=kt if labelled else None,
-                            cmap=cmap, vmax=colour_scale([matrix], "relative")[0] if per_panel else vmax,
-                            annotate=False,
-                            xlabel="", ylabel="", max_labels=max_labels)
+        image = draw_matrix(
+            ax,
+            matrix,
+            query_labels=qt if labelled else None,
+            key_labels=kt if labelled else None,
+            cmap=cmap,
+            vmax=colour_scale([matrix], "relative")[0] if per_panel else vmax,
+            annotate=False,
+            xlabel="",
+            ylabel="",
+            max_labels=max_labels,
+        )
         ax.set_title(f"head {chosen[idx]}", fontsize=7, pad=2)
         small_multiple_ticks(ax, labelled)
         if labelled and r != nrows - 1 and idx + ncols < n:
@@ -239,19 +291,31 @@ def head_grid(attn: Any, layer: int | None = 0, *, item: int = 0, stack: Any = A
     bar = fig.colorbar(image, ax=axes.ravel().tolist(), fraction=0.025, pad=0.02, shrink=0.9)
     bar.set_label(label)
     bar.outline.set_linewidth(0.5)
-    fig.suptitle(title if title is not None else f"{v.label or 'attention'}: all heads"
-                 f"{'' if item == 0 else f' (item {item})'}")
+    fig.suptitle(
+        title if title is not None else f"{v.label or 'attention'}: all heads{'' if item == 0 else f' (item {item})'}"
+    )
     fig.supxlabel("key (attended to)", fontsize=7)
     fig.supylabel("query (attending)", fontsize=7)
     return finish(fig, path)
 
 
 @contextual
-def alignment(record: AttentionRecord, layer: int | str = -1, head: Head = "mean", *, item: int = 0,
-              stack: Any = ANY, source_tokens: Sequence[str] | None = None,
-              target_tokens: Sequence[str] | None = None, mark_peaks: bool = True, cmap: str = "Greys",
-              annotate: bool | None = None, scale: str = "fixed", title: str | None = None,
-              path: str | os.PathLike[str] | None = None) -> Figure:
+def alignment(
+    record: AttentionRecord,
+    layer: int | str = -1,
+    head: Head = "mean",
+    *,
+    item: int = 0,
+    stack: Any = ANY,
+    source_tokens: Sequence[str] | None = None,
+    target_tokens: Sequence[str] | None = None,
+    mark_peaks: bool = True,
+    cmap: str = "Greys",
+    annotate: bool | None = None,
+    scale: str = "fixed",
+    title: str | None = None,
+    path: str | os.PathLike[str] | None = None,
+) -> Figure:
     """The seq2seq alignment matrix: decoder cross-attention, target tokens (rows) x source
     tokens (columns), the classic view of attention in translation models (Bahdanau et al.).
 
@@ -278,11 +342,14 @@ def alignment(record: AttentionRecord, layer: int | str = -1, head: Head = "mean
     """
     if not isinstance(record, AttentionRecord):
         raise TypeError("alignment() needs an AttentionRecord of an encoder-decoder model")
-    layers = [captured for captured in record.layers
-              if captured.kind == "cross" and (stack is ANY or captured.stack == stack)]
+    layers = [
+        captured for captured in record.layers if captured.kind == "cross" and (stack is ANY or captured.stack == stack)
+    ]
     if not layers:
-        raise ValueError("the record has no cross-attention: capture an encoder-decoder model (BART, T5, Marian, "
-                         "Whisper...) with a forward or generate() call")
+        raise ValueError(
+            "the record has no cross-attention: capture an encoder-decoder model (BART, T5, Marian, "
+            "Whisper...) with a forward or generate() call"
+        )
     layers.sort(key=lambda captured: captured.index)
     if layer == "mean":
         vs = [record_view(record, captured).select_item(item) for captured in layers]
@@ -308,15 +375,34 @@ def alignment(record: AttentionRecord, layer: int | str = -1, head: Head = "mean
     fig = new_figure(side_w + 0.7, side_h)
     ax = fig.add_subplot(1, 1, 1)
     top, label = colour_scale([matrix], scale, what="cross-attention weight")
-    image = draw_matrix(ax, matrix, query_labels=tt, key_labels=st, cmap=cmap, vmax=top, annotate=annotate,
-                        xlabel="source", ylabel="target")
+    image = draw_matrix(
+        ax,
+        matrix,
+        query_labels=tt,
+        key_labels=st,
+        cmap=cmap,
+        vmax=top,
+        annotate=annotate,
+        xlabel="source",
+        ylabel="target",
+    )
     if mark_peaks and q and k:
         from matplotlib.patches import Rectangle
 
         peaks = torch.nan_to_num(matrix, nan=-1.0).argmax(dim=-1).tolist()
         for i, j in enumerate(peaks):
-            ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, edgecolor="#d62728", linewidth=0.9,
-                                   clip_on=False, label="most attended source" if i == 0 else None))
+            ax.add_patch(
+                Rectangle(
+                    (j - 0.5, i - 0.5),
+                    1,
+                    1,
+                    fill=False,
+                    edgecolor="#d62728",
+                    linewidth=0.9,
+                    clip_on=False,
+                    label="most attended source" if i == 0 else None,
+                )
+            )
         fig.legend(loc="outside lower center", frameon=False, handlelength=1.0)
     bar = fig.colorbar(image, ax=ax, fraction=0.046, pad=0.03)
     bar.set_label(label)

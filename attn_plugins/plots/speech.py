@@ -21,12 +21,15 @@ MEL_HOP_SECONDS = 0.01
 ENCODER_FRAME_SECONDS = 0.02
 
 
-def _cross_matrix(record: AttentionRecord, layer: int | str, head: int | str | None,
-                  item: int) -> tuple[torch.Tensor, str, View]:
+def _cross_matrix(
+    record: AttentionRecord, layer: int | str, head: int | str | None, item: int
+) -> tuple[torch.Tensor, str, View]:
     layers = sorted((lay for lay in record.layers if lay.kind == "cross"), key=lambda lay: lay.index)
     if not layers:
-        raise ValueError("the record has no cross-attention: capture a Whisper (or other encoder-decoder) model "
-                         "during generate() or a teacher-forced forward")
+        raise ValueError(
+            "the record has no cross-attention: capture a Whisper (or other encoder-decoder) model "
+            "during generate() or a teacher-forced forward"
+        )
     if layer == "mean":
         chosen, where = layers, "all layers"
     elif isinstance(layer, str):
@@ -52,12 +55,23 @@ def _cross_matrix(record: AttentionRecord, layer: int | str, head: int | str | N
 
 
 @contextual
-def whisper_cross_attention(record: AttentionRecord, *, layer: int | str = "mean", head: int | str | None = "mean",
-                            item: int = 0, features: Any = None, tokens: Sequence[str] | None = None,
-                            frame_seconds: float = ENCODER_FRAME_SECONDS,
-                            mel_hop_seconds: float = MEL_HOP_SECONDS, max_seconds: float | None = None,
-                            mark_peaks: bool = True, cmap: str = "magma", scale: str = "relative",
-                            title: str | None = None, path: str | os.PathLike[str] | None = None) -> Figure:
+def whisper_cross_attention(
+    record: AttentionRecord,
+    *,
+    layer: int | str = "mean",
+    head: int | str | None = "mean",
+    item: int = 0,
+    features: Any = None,
+    tokens: Sequence[str] | None = None,
+    frame_seconds: float = ENCODER_FRAME_SECONDS,
+    mel_hop_seconds: float = MEL_HOP_SECONDS,
+    max_seconds: float | None = None,
+    mark_peaks: bool = True,
+    cmap: str = "magma",
+    scale: str = "relative",
+    title: str | None = None,
+    path: str | os.PathLike[str] | None = None,
+) -> Figure:
     """Cross-attention of each decoded token over the audio, on a time axis in seconds.
 
     Spread over ~1,500 audio frames, each weight is small, so this plot's scale is relative by
@@ -93,7 +107,7 @@ def whisper_cross_attention(record: AttentionRecord, *, layer: int | str = "mean
             tokens = [t for t, m in zip(view.query_tokens[0], view.query_mask[0], strict=True) if m]
         elif "decoder_input_ids" in record.inputs:
             ids = record.inputs["decoder_input_ids"][item].tolist()
-            tokens = [str(i) for i in ids][-matrix.shape[0]:]
+            tokens = [str(i) for i in ids][-matrix.shape[0] :]
     labels = readable(tokens) if tokens else None
     q, k = matrix.shape
     seconds = k * frame_seconds
@@ -116,8 +130,14 @@ def whisper_cross_attention(record: AttentionRecord, *, layer: int | str = "mean
         ax = fig.add_subplot(grid[1, 0], sharex=ax_spec)
         cax_spec = fig.add_subplot(grid[0, 1])
         cax = fig.add_subplot(grid[1, 1])
-        spec = ax_spec.imshow(feats.numpy(), aspect="auto", origin="lower", cmap="viridis",
-                              extent=(0, feats.shape[-1] * mel_hop_seconds, 0, feats.shape[0]), interpolation="nearest")
+        spec = ax_spec.imshow(
+            feats.numpy(),
+            aspect="auto",
+            origin="lower",
+            cmap="viridis",
+            extent=(0, feats.shape[-1] * mel_hop_seconds, 0, feats.shape[0]),
+            interpolation="nearest",
+        )
         ax_spec.set_ylabel("mel bin")
         ax_spec.tick_params(labelbottom=False)
 
@@ -129,18 +149,33 @@ def whisper_cross_attention(record: AttentionRecord, *, layer: int | str = "mean
         cax = fig.add_subplot(grid[0, 1])
 
     top, scale_label = colour_scale([matrix], scale, what="cross-attention")
-    image = ax.imshow(matrix.numpy(), aspect="auto", cmap=cmap, extent=(0, seconds, q - 0.5, -0.5),
-                      interpolation="nearest", vmin=0.0, vmax=top)
+    image = ax.imshow(
+        matrix.numpy(),
+        aspect="auto",
+        cmap=cmap,
+        extent=(0, seconds, q - 0.5, -0.5),
+        interpolation="nearest",
+        vmin=0.0,
+        vmax=top,
+    )
     if mark_peaks and q and k:
         peaks = torch.nan_to_num(matrix, nan=-1.0).argmax(dim=-1).numpy()
-        ax.plot((peaks + 0.5) * frame_seconds, np.arange(q), color="#00d0ff", marker="o", markersize=2.2, linewidth=0.6,
-                label="most attended frame")
+        ax.plot(
+            (peaks + 0.5) * frame_seconds,
+            np.arange(q),
+            color="#00d0ff",
+            marker="o",
+            markersize=2.2,
+            linewidth=0.6,
+            label="most attended frame",
+        )
         fig.legend(loc="outside lower center", frameon=False, fontsize=6)
     if labels:
         ax.set_yticks(range(q))
         shown = [display_label(label) for label in labels[:q]]
-        ax.set_yticklabels(shown if q <= 48 else
-                           [label if i % max(1, q // 48) == 0 else "" for i, label in enumerate(shown)])
+        ax.set_yticklabels(
+            shown if q <= 48 else [label if i % max(1, q // 48) == 0 else "" for i, label in enumerate(shown)]
+        )
     fig.suptitle(title if title is not None else f"Whisper cross-attention over the audio\n({what})")
     ax.set_xlabel("time (s)")
     ax.set_ylabel("decoded token")

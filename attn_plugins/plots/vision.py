@@ -46,8 +46,7 @@ def _image_array(image: Any) -> np.ndarray | None:
     return clipped
 
 
-def patch_grid(num_tokens: int, grid: Grid = None,
-               num_prefix_tokens: int | None = None) -> tuple[int, int, int]:
+def patch_grid(num_tokens: int, grid: Grid = None, num_prefix_tokens: int | None = None) -> tuple[int, int, int]:
     """How many leading non-patch tokens ([CLS], distillation, registers) precede a patch grid.
 
     Args:
@@ -62,8 +61,10 @@ def patch_grid(num_tokens: int, grid: Grid = None,
         rows, cols = (grid, grid) if isinstance(grid, int) else (int(grid[0]), int(grid[1]))
         prefix = num_tokens - rows * cols if num_prefix_tokens is None else num_prefix_tokens
         if prefix < 0 or prefix + rows * cols != num_tokens:
-            raise ValueError(f"a {rows}x{cols} grid does not fit {num_tokens} tokens"
-                             f"{'' if num_prefix_tokens is None else f' with {num_prefix_tokens} prefix tokens'}")
+            raise ValueError(
+                f"a {rows}x{cols} grid does not fit {num_tokens} tokens"
+                f"{'' if num_prefix_tokens is None else f' with {num_prefix_tokens} prefix tokens'}"
+            )
         return prefix, rows, cols
     # [CLS]; no prefix; [CLS] + distillation token; [CLS] + 4 registers
     candidates = [num_prefix_tokens] if num_prefix_tokens is not None else [1, 0, 2, 5]
@@ -74,9 +75,17 @@ def patch_grid(num_tokens: int, grid: Grid = None,
     raise ValueError(f"cannot lay {num_tokens} tokens on a square patch grid; pass grid=(rows, cols)")
 
 
-def rollout_map(record: AttentionRecord, *, item: int = 0, query: int | str = "cls", grid: Grid = None,
-                num_prefix_tokens: int | None = None, head_fusion: str = "mean", start_layer: int = 0,
-                stack: Any = ...) -> tuple[torch.Tensor, int]:
+def rollout_map(
+    record: AttentionRecord,
+    *,
+    item: int = 0,
+    query: int | str = "cls",
+    grid: Grid = None,
+    num_prefix_tokens: int | None = None,
+    head_fusion: str = "mean",
+    start_layer: int = 0,
+    stack: Any = ...,
+) -> tuple[torch.Tensor, int]:
     """The rollout of one token over the image patches, normalised to sum 1.
 
     Args:
@@ -114,10 +123,22 @@ def rollout_map(record: AttentionRecord, *, item: int = 0, query: int | str = "c
 
 
 @contextual
-def vit_rollout(record: AttentionRecord, image: Any = None, *, item: int = 0, query: int | str = "cls",
-                grid: Grid = None, num_prefix_tokens: int | None = None, head_fusion: str = "mean",
-                start_layer: int = 0, alpha: float = 0.55, cmap: str = "inferno", show_grid: bool = True,
-                title: str | None = None, path: str | os.PathLike[str] | None = None) -> Figure:
+def vit_rollout(
+    record: AttentionRecord,
+    image: Any = None,
+    *,
+    item: int = 0,
+    query: int | str = "cls",
+    grid: Grid = None,
+    num_prefix_tokens: int | None = None,
+    head_fusion: str = "mean",
+    start_layer: int = 0,
+    alpha: float = 0.55,
+    cmap: str = "inferno",
+    show_grid: bool = True,
+    title: str | None = None,
+    path: str | os.PathLike[str] | None = None,
+) -> Figure:
     """Attention rollout (Abnar & Zuidema 2020) of a vision transformer, laid over the image: the
     image, then the same image under a heat map of how much the [CLS] token draws from each
     patch (patch borders drawn faintly). Rollout comes from :mod:`attn_plugins.analysis.rollout`.
@@ -143,8 +164,15 @@ def vit_rollout(record: AttentionRecord, image: Any = None, *, item: int = 0, qu
     Returns:
         The Figure.
     """
-    heat, prefix = rollout_map(record, item=item, query=query, grid=grid, num_prefix_tokens=num_prefix_tokens,
-                               head_fusion=head_fusion, start_layer=start_layer)
+    heat, prefix = rollout_map(
+        record,
+        item=item,
+        query=query,
+        grid=grid,
+        num_prefix_tokens=num_prefix_tokens,
+        head_fusion=head_fusion,
+        start_layer=start_layer,
+    )
     rows, cols = heat.shape
     img = _image_array(image)
     height, width = (img.shape[0], img.shape[1]) if img is not None else (rows, cols)
@@ -159,8 +187,15 @@ def vit_rollout(record: AttentionRecord, image: Any = None, *, item: int = 0, qu
     ax = axes[-1]
     if img is not None:
         ax.imshow(img, cmap="gray" if img.ndim == 2 else None, extent=extent, interpolation="bilinear")
-    overlay = ax.imshow(heat.numpy(), cmap=cmap, alpha=alpha if img is not None else 1.0, extent=extent,
-                        interpolation="nearest", vmin=0.0, vmax=float(heat.max()) or 1.0)
+    overlay = ax.imshow(
+        heat.numpy(),
+        cmap=cmap,
+        alpha=alpha if img is not None else 1.0,
+        extent=extent,
+        interpolation="nearest",
+        vmin=0.0,
+        vmax=float(heat.max()) or 1.0,
+    )
     if show_grid:
         for r in range(1, rows):
             ax.axhline(r * height / rows, color="white", linewidth=0.25, alpha=0.5)
@@ -178,7 +213,6 @@ def vit_rollout(record: AttentionRecord, image: Any = None, *, item: int = 0, qu
     if title:
         fig.suptitle(title)
     return finish(fig, path)
-
 
 
 def prefix_labels(prefix: int) -> list[str]:
@@ -215,12 +249,20 @@ def label_patch_grid(ax: Axes, rows: int, cols: int, width: float, height: float
     ax.set_yticks([(r + 0.5) * height / rows for r in range(0, rows, step_r)], [str(r) for r in range(0, rows, step_r)])
     ax.tick_params(length=1.5, pad=1, labelsize=5)
     names = prefix_labels(prefix)
-    ax.set_xlabel(f"patch column ({rows}x{cols} grid)" + (f"; not on the grid: {' '.join(names)}" if names else ""),
-                  fontsize=6)
+    ax.set_xlabel(
+        f"patch column ({rows}x{cols} grid)" + (f"; not on the grid: {' '.join(names)}" if names else ""), fontsize=6
+    )
 
 
-def caption_maps(record: AttentionRecord, *, item: int = 0, layer: int | str = "mean", head: int | str = "mean",
-                 grid: Grid = None, num_prefix_tokens: int | None = None) -> dict[str, Any]:
+def caption_maps(
+    record: AttentionRecord,
+    *,
+    item: int = 0,
+    layer: int | str = "mean",
+    head: int | str = "mean",
+    grid: Grid = None,
+    num_prefix_tokens: int | None = None,
+) -> dict[str, Any]:
     """Each generated token's cross-attention over the image, from a captioning record
     (a ``VisionEncoderDecoderModel.generate()`` capture, or any record whose cross-attention keys
     are a ViT's tokens).
@@ -242,8 +284,9 @@ def caption_maps(record: AttentionRecord, *, item: int = 0, layer: int | str = "
     """
     cross = [lay for lay in record.layers if lay.kind == "cross"]
     if not cross:
-        raise ValueError("this record holds no cross-attention: capture a captioning (encoder-decoder) model's "
-                         "generate() or forward")
+        raise ValueError(
+            "this record holds no cross-attention: capture a captioning (encoder-decoder) model's generate() or forward"
+        )
     if layer != "mean":
         chosen = [lay for lay in cross if lay.index == layer]
         if not chosen:
@@ -263,8 +306,15 @@ def caption_maps(record: AttentionRecord, *, item: int = 0, layer: int | str = "
             blocks.append(w[heads.index(head)])
     weights = torch.stack(blocks).mean(dim=0)  # [steps, keys]
     prefix, rows, cols = patch_grid(weights.shape[-1], grid, num_prefix_tokens)
-    return {"maps": weights[:, prefix:].reshape(-1, rows, cols), "prefix": weights[:, :prefix],
-            "prefix_labels": prefix_labels(prefix), "rows": rows, "cols": cols, "layer": layer, "head": head}
+    return {
+        "maps": weights[:, prefix:].reshape(-1, rows, cols),
+        "prefix": weights[:, :prefix],
+        "prefix_labels": prefix_labels(prefix),
+        "rows": rows,
+        "cols": cols,
+        "layer": layer,
+        "head": head,
+    }
 
 
 def _step_labels(record: AttentionRecord, item: int, steps: int, tokens: Sequence[Any] | None) -> list[str]:
@@ -281,9 +331,17 @@ def _step_labels(record: AttentionRecord, item: int, steps: int, tokens: Sequenc
     return labels
 
 
-def _caption_inputs(record: AttentionRecord, image: Any, tokens: Sequence[Any] | None, item: int, layer: int | str,
-                    head: int | str, grid: Grid, num_prefix_tokens: int | None,
-                    max_steps: int) -> tuple[dict[str, Any], np.ndarray, list[str], np.ndarray | None, float]:
+def _caption_inputs(
+    record: AttentionRecord,
+    image: Any,
+    tokens: Sequence[Any] | None,
+    item: int,
+    layer: int | str,
+    head: int | str,
+    grid: Grid,
+    num_prefix_tokens: int | None,
+    max_steps: int,
+) -> tuple[dict[str, Any], np.ndarray, list[str], np.ndarray | None, float]:
     """What both caption figures draw: the maps, their first ``max_steps`` patch maps as an array,
     the token labels, the image array and the shared top of the colour scale."""
     maps = caption_maps(record, item=item, layer=layer, head=head, grid=grid, num_prefix_tokens=num_prefix_tokens)
@@ -292,15 +350,23 @@ def _caption_inputs(record: AttentionRecord, image: Any, tokens: Sequence[Any] |
     return maps, heat, labels, _image_array(image), float(heat.max()) or 1.0
 
 
-def _overlay(ax: Axes, img: np.ndarray | None, heat: np.ndarray, vmax: float, cmap: str, alpha: float,
-             show_grid: bool) -> tuple[AxesImage, int, int]:
+def _overlay(
+    ax: Axes, img: np.ndarray | None, heat: np.ndarray, vmax: float, cmap: str, alpha: float, show_grid: bool
+) -> tuple[AxesImage, int, int]:
     rows, cols = heat.shape
     height, width = (img.shape[0], img.shape[1]) if img is not None else (rows, cols)
     extent = (0, width, height, 0)
     if img is not None:
         ax.imshow(img, cmap="gray" if img.ndim == 2 else None, extent=extent, interpolation="bilinear")
-    shown = ax.imshow(heat, cmap=cmap, alpha=alpha if img is not None else 1.0, extent=extent,
-                      interpolation="nearest", vmin=0.0, vmax=vmax)
+    shown = ax.imshow(
+        heat,
+        cmap=cmap,
+        alpha=alpha if img is not None else 1.0,
+        extent=extent,
+        interpolation="nearest",
+        vmin=0.0,
+        vmax=vmax,
+    )
     if show_grid:
         for r in range(1, rows):
             ax.axhline(r * height / rows, color="white", linewidth=0.25, alpha=0.5)
@@ -314,11 +380,24 @@ def _prefix_note(maps: dict[str, Any], t: int) -> str:
 
 
 @contextual
-def caption_attention(record: AttentionRecord, image: Any = None, *, tokens: Sequence[Any] | None = None,
-                      item: int = 0, layer: int | str = "mean", head: int | str = "mean", grid: Grid = None,
-                      num_prefix_tokens: int | None = None, columns: int = 4, cmap: str = "inferno",
-                      alpha: float = 0.6, show_grid: bool = True, max_steps: int = 32, title: str | None = None,
-                      path: str | os.PathLike[str] | None = None) -> Figure:
+def caption_attention(
+    record: AttentionRecord,
+    image: Any = None,
+    *,
+    tokens: Sequence[Any] | None = None,
+    item: int = 0,
+    layer: int | str = "mean",
+    head: int | str = "mean",
+    grid: Grid = None,
+    num_prefix_tokens: int | None = None,
+    columns: int = 4,
+    cmap: str = "inferno",
+    alpha: float = 0.6,
+    show_grid: bool = True,
+    max_steps: int = 32,
+    title: str | None = None,
+    path: str | os.PathLike[str] | None = None,
+) -> Figure:
     """Small multiples, one per generated token: the image under that token's cross-attention over
     the patches (patch grid drawn and numbered; the weight on [CLS]/registers, which are not on the
     grid, written under each panel). All panels share one colour scale, from 0 to the largest patch
@@ -347,8 +426,9 @@ def caption_attention(record: AttentionRecord, image: Any = None, *, tokens: Seq
     Returns:
         The Figure.
     """
-    maps, heat, labels, img, vmax = _caption_inputs(record, image, tokens, item, layer, head, grid, num_prefix_tokens,
-                                                    max_steps)
+    maps, heat, labels, img, vmax = _caption_inputs(
+        record, image, tokens, item, layer, head, grid, num_prefix_tokens, max_steps
+    )
     steps, rows, cols = heat.shape
     ncols = max(1, min(columns, steps))
     nrows = math.ceil(steps / ncols)
@@ -369,17 +449,32 @@ def caption_attention(record: AttentionRecord, image: Any = None, *, tokens: Seq
     bar = fig.colorbar(shown, ax=axes.ravel().tolist(), fraction=0.03, pad=0.02)
     bar.set_label(f"cross-attention weight (scale 0 to {vmax:.3f}, all panels)")
     bar.outline.set_linewidth(0.5)
-    which = ("mean of layers" if layer == "mean" else f"layer {layer}") + ", " + \
-        ("mean of heads" if head == "mean" else f"head {head}")
+    which = (
+        ("mean of layers" if layer == "mean" else f"layer {layer}")
+        + ", "
+        + ("mean of heads" if head == "mean" else f"head {head}")
+    )
     fig.suptitle(title or f"where each generated token looks ({which}; {rows}x{cols} patches)")
     return finish(fig, path)
 
 
-def caption_gif(record: AttentionRecord, image: Any, path: str | os.PathLike[str], *,
-                tokens: Sequence[Any] | None = None, item: int = 0, layer: int | str = "mean",
-                head: int | str = "mean", grid: Grid = None,
-                num_prefix_tokens: int | None = None, cmap: str = "inferno", alpha: float = 0.6,
-                fps: float = 1.25, dpi: int = 100, max_steps: int = 64) -> Figure:
+def caption_gif(
+    record: AttentionRecord,
+    image: Any,
+    path: str | os.PathLike[str],
+    *,
+    tokens: Sequence[Any] | None = None,
+    item: int = 0,
+    layer: int | str = "mean",
+    head: int | str = "mean",
+    grid: Grid = None,
+    num_prefix_tokens: int | None = None,
+    cmap: str = "inferno",
+    alpha: float = 0.6,
+    fps: float = 1.25,
+    dpi: int = 100,
+    max_steps: int = 64,
+) -> Figure:
     """An animated GIF (matplotlib's PillowWriter, as :func:`attn_plugins.plots.animate_generation`),
     one frame per generated token: the caption so far over the image under the newest token's
     cross-attention (one colour scale for all frames). Returns the Figure (the last frame).
@@ -412,8 +507,9 @@ def caption_gif(record: AttentionRecord, image: Any, path: str | os.PathLike[str
     path = str(path)
     if not path.lower().endswith(".gif"):
         raise ValueError(f"an animation is written as a .gif file, got {path!r}")
-    maps, heat, labels, img, vmax = _caption_inputs(record, image, tokens, item, layer, head, grid, num_prefix_tokens,
-                                                    max_steps)
+    maps, heat, labels, img, vmax = _caption_inputs(
+        record, image, tokens, item, layer, head, grid, num_prefix_tokens, max_steps
+    )
     steps, rows, cols = heat.shape
     with style():
         fig = new_figure(3.2, 3.5, layout=None)
@@ -434,5 +530,12 @@ def caption_gif(record: AttentionRecord, image: Any, path: str | os.PathLike[str
     return fig
 
 
-__all__ = ["caption_attention", "caption_gif", "caption_maps", "patch_grid", "prefix_labels", "rollout_map",
-           "vit_rollout"]
+__all__ = [
+    "caption_attention",
+    "caption_gif",
+    "caption_maps",
+    "patch_grid",
+    "prefix_labels",
+    "rollout_map",
+    "vit_rollout",
+]

@@ -53,11 +53,17 @@ def layer_file(stack: str | None, kind: str, index: int) -> str:
         RecordFormatError: ``stack``, ``kind`` or ``index`` is not of the record format's forms
             (so the name can never leave ``layers/``).
     """
-    if not is_valid_stack(stack) or kind not in KINDS or isinstance(index, bool) or not isinstance(index, int) \
-            or index < 0:
+    if (
+        not is_valid_stack(stack)
+        or kind not in KINDS
+        or isinstance(index, bool)
+        or not isinstance(index, int)
+        or index < 0
+    ):
         raise RecordFormatError(
             f"cannot name a layer file for stack={stack!r:.80}, kind={kind!r:.80}, index={index!r:.80}: stacks are "
-            f"None or dotted names of letters, digits and _, kinds are {list(KINDS)}, indices are integers >= 0")
+            f"None or dotted names of letters, digits and _, kinds are {list(KINDS)}, indices are integers >= 0"
+        )
     prefix = f"{stack}-" if stack else ""
     return f"{LAYER_DIR}/{prefix}{kind}-{index:03d}.safetensors"
 
@@ -77,7 +83,8 @@ def inside(root: str, relative: str, what: str) -> str:
     if os.path.isabs(relative) or full == root or os.path.commonpath([full, root]) != root:
         raise RecordFormatError(
             f"{what} {relative!r:.200} leads outside the record directory {root!r} (to {full!r:.200}); "
-            "a record only reads and writes files inside its own directory")
+            "a record only reads and writes files inside its own directory"
+        )
     return full
 
 
@@ -167,7 +174,8 @@ def _layer_files(meta: dict[str, Any], shown: str) -> list[str]:
             raise RecordFormatError(f"{shown} is damaged: layer {i} has no file")
         if not LAYER_FILE_PATTERN.fullmatch(name):
             raise RecordFormatError(
-                f"{shown} names a file outside its directory's layers/ folder for layer {i}: {name!r:.200}")
+                f"{shown} names a file outside its directory's layers/ folder for layer {i}: {name!r:.200}"
+            )
     if len(set(files)) != len(files):
         raise RecordFormatError(f"{shown} is damaged: two layers name the same file")
     return files

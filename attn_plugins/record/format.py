@@ -56,8 +56,19 @@ MAX_DEPTH = 32  # nesting of the free-form ``metadata`` object
 MAX_METADATA_BYTES = 32 * 1024 * 1024
 
 __all__ = [
-    "FORMAT_NAME", "FORMAT_VERSION", "KINDS", "MAX_LAYERS", "MAX_METADATA_BYTES", "META_KEY", "RecordParts",
-    "check_layer_tensors", "is_valid_stack", "layer_entry", "parse_json", "parse_meta", "record_meta",
+    "FORMAT_NAME",
+    "FORMAT_VERSION",
+    "KINDS",
+    "MAX_LAYERS",
+    "MAX_METADATA_BYTES",
+    "META_KEY",
+    "RecordParts",
+    "check_layer_tensors",
+    "is_valid_stack",
+    "layer_entry",
+    "parse_json",
+    "parse_meta",
+    "record_meta",
     "validate_meta",
 ]
 
@@ -75,15 +86,22 @@ class RecordParts(NamedTuple):
 
 def is_valid_stack(stack: Any) -> bool:
     """Whether ``stack`` is a stack name a record may hold (``None`` or a dotted name)."""
-    return stack is None or (isinstance(stack, str) and len(stack) <= 256
-                             and STACK_PATTERN.fullmatch(stack) is not None)
+    return stack is None or (
+        isinstance(stack, str) and len(stack) <= 256 and STACK_PATTERN.fullmatch(stack) is not None
+    )
 
 
 # ----- writing ---------------------------------------------------------------------------------------
 def layer_entry(layer: Any) -> dict[str, Any]:
     """A layer's JSON description in a record file (everything but the tensors)."""
-    entry: dict[str, Any] = {"name": layer.name, "stack": layer.stack, "kind": layer.kind, "index": layer.index,
-             "heads": layer.heads, "dtype": str(layer.weights.dtype).replace("torch.", "")}
+    entry: dict[str, Any] = {
+        "name": layer.name,
+        "stack": layer.stack,
+        "kind": layer.kind,
+        "index": layer.index,
+        "heads": layer.heads,
+        "dtype": str(layer.weights.dtype).replace("torch.", ""),
+    }
     for extra in ("queries", "keys"):
         if getattr(layer, extra) is not None:
             entry[extra] = True
@@ -111,8 +129,9 @@ def record_meta(record: Any, layer_entries: list[dict[str, Any]]) -> dict[str, A
 
 
 # ----- reading ---------------------------------------------------------------------------------------
-def parse_json(where: str, raw: str | bytes, error: type[RecordFormatError] = RecordFormatError,
-               limit: int = MAX_METADATA_BYTES) -> Any:
+def parse_json(
+    where: str, raw: str | bytes, error: type[RecordFormatError] = RecordFormatError, limit: int = MAX_METADATA_BYTES
+) -> Any:
     """``json.loads`` of untrusted text: longer than ``limit``, unreadable, or nested too deep for
     Python, it gives ``error`` (a :class:`RecordFormatError`) saying so."""
     if len(raw) > limit:
@@ -216,6 +235,7 @@ def validate_meta(where: str, meta: Any, *, action: str = "is damaged") -> None:
         meta: the parsed JSON.
         action: what the message says about the file ("is damaged", "cannot be saved").
     """
+
     def fail(what: str) -> NoReturn:
         _fail(where, action, what)
 
@@ -257,17 +277,27 @@ def validate_meta(where: str, meta: Any, *, action: str = "is damaged") -> None:
         fail(f"metadata is nested deeper than {MAX_DEPTH} levels")
 
 
-def check_layer_tensors(where: str, i: int, entry: dict[str, Any], weights: torch.Tensor,
-                        queries: torch.Tensor | None = None,
-                        keys: torch.Tensor | None = None, *, action: str = "is damaged") -> None:
+def check_layer_tensors(
+    where: str,
+    i: int,
+    entry: dict[str, Any],
+    weights: torch.Tensor,
+    queries: torch.Tensor | None = None,
+    keys: torch.Tensor | None = None,
+    *,
+    action: str = "is damaged",
+) -> None:
     """Check layer ``i``'s tensors against its (validated) entry: ``[batch, heads, query, key]``
     floating weights, ``heads`` as long as dimension 1, the stated dtype, 4-D queries/keys."""
+
     def fail(what: str) -> NoReturn:
         _fail(where, action, what)
 
     if not isinstance(weights, torch.Tensor) or weights.dim() != 4:
-        fail(f"layer {i}'s weights are not a [batch, heads, query, key] tensor "
-             f"(shape {list(getattr(weights, 'shape', []))})")
+        fail(
+            f"layer {i}'s weights are not a [batch, heads, query, key] tensor "
+            f"(shape {list(getattr(weights, 'shape', []))})"
+        )
     if not weights.is_floating_point():
         fail(f"layer {i}'s weights are {weights.dtype}, not floating point")
     heads = entry.get("heads")
@@ -277,6 +307,7 @@ def check_layer_tensors(where: str, i: int, entry: dict[str, Any], weights: torc
     if stated is not None and stated != str(weights.dtype).replace("torch.", ""):
         fail(f"layer {i} says its weights are {stated!r:.40} but the tensor is {weights.dtype}")
     for label, tensor in (("queries", queries), ("keys", keys)):
-        if tensor is not None and (not isinstance(tensor, torch.Tensor) or tensor.dim() != 4
-                                   or tensor.shape[0] != weights.shape[0]):
+        if tensor is not None and (
+            not isinstance(tensor, torch.Tensor) or tensor.dim() != 4 or tensor.shape[0] != weights.shape[0]
+        ):
             fail(f"layer {i}'s {label} are not a [batch, heads, length, dim] tensor of the weights' batch")

@@ -31,8 +31,15 @@ from ..errors import ShardError
 from .format import MAX_METADATA_BYTES, parse_json
 
 DTYPES = {
-    torch.float64: "F64", torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16",
-    torch.int64: "I64", torch.int32: "I32", torch.int16: "I16", torch.int8: "I8", torch.uint8: "U8",
+    torch.float64: "F64",
+    torch.float32: "F32",
+    torch.float16: "F16",
+    torch.bfloat16: "BF16",
+    torch.int64: "I64",
+    torch.int32: "I32",
+    torch.int16: "I16",
+    torch.int8: "I8",
+    torch.uint8: "U8",
     torch.bool: "BOOL",
 }
 BY_CODE = {code: dtype for dtype, code in DTYPES.items()}
@@ -190,7 +197,8 @@ def open_tensors(path: str, *, writable: bool = False) -> dict[str, torch.Tensor
             if end == begin:
                 out[name] = torch.empty(shape, dtype=dtype)
                 continue
-            array = np.memmap(handle, dtype=np.uint8, mode="r+" if writable else "c", offset=start + begin,
-                              shape=(end - begin,))
+            array = np.memmap(
+                handle, dtype=np.uint8, mode="r+" if writable else "c", offset=start + begin, shape=(end - begin,)
+            )
             out[name] = torch.from_numpy(array).view(dtype).reshape(shape)
     return out

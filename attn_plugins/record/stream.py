@@ -81,8 +81,11 @@ class StreamSink:
             self._thread.start()
         directory = self.record_dir(segment_no)
         final = layer_file(*key)
-        relative = final if block_no == 0 else (
-            f"{LAYER_DIR}/{_STEPS}/{os.path.basename(final)[:-len('.safetensors')]}-{block_no:05d}.safetensors")
+        relative = (
+            final
+            if block_no == 0
+            else (f"{LAYER_DIR}/{_STEPS}/{os.path.basename(final)[: -len('.safetensors')]}-{block_no:05d}.safetensors")
+        )
         host, events = {}, []
         for name, tensor in tensors.items():
             host[name], event = self._copier.to_host(tensor.detach())
@@ -102,8 +105,14 @@ class StreamSink:
             self._thread = None
 
     # ----- finishing ----------------------------------------------------------------------------
-    def merge(self, segment_no: int, key: tuple[Any, ...], files: list[str], shape_of: Callable[..., Any],
-              place: Callable[..., Any]) -> str:
+    def merge(
+        self,
+        segment_no: int,
+        key: tuple[Any, ...],
+        files: list[str],
+        shape_of: Callable[..., Any],
+        place: Callable[..., Any],
+    ) -> str:
         """Merge a layer's step files into its own file with ``place(blocks, out)``; returns that file."""
         directory = self.record_dir(segment_no)
         opened = [shards.open_tensors(os.path.join(directory, f)) for f in files]

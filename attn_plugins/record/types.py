@@ -120,34 +120,52 @@ class AttentionRecord:
         if refused:
             from ..errors import CaptureError
 
-            raise CaptureError("as_hf_outputs() cannot mirror the model's output: " + "; ".join(refused.values())
-                               + " (the captured layers are in record.layers)")
+            raise CaptureError(
+                "as_hf_outputs() cannot mirror the model's output: "
+                + "; ".join(refused.values())
+                + " (the captured layers are in record.layers)"
+            )
         classic = self._classic_outputs()
         layout = self.metadata.get("hf_outputs")
         if not (isinstance(layout, dict) and layout):
             merged = set(self.metadata.get("hf_merged_heads") or ())  # SAM's eager [windows*heads, q, k]
-            return {key: tuple(layer.weights.flatten(0, 1) if layer.name in merged and layer.heads is None
-                               else layer.weights for layer in group) for key, group in classic.items()}
+            return {
+                key: tuple(
+                    layer.weights.flatten(0, 1) if layer.name in merged and layer.heads is None else layer.weights
+                    for layer in group
+                )
+                for key, group in classic.items()
+            }
         # the model's own output layout, read during the capture (composite models, nested outputs)
         shapes = self.metadata.get("hf_output_shapes") or {}
-        flat = {path: tuple(_shaped(self.layers[i].weights, axes)
-                            for i, axes in zip(positions, shapes.get(path) or [None] * len(positions), strict=False))
-                for path, positions in layout.items() if positions}
+        flat = {
+            path: tuple(
+                _shaped(self.layers[i].weights, axes)
+                for i, axes in zip(positions, shapes.get(path) or [None] * len(positions), strict=False)
+            )
+            for path, positions in layout.items()
+            if positions
+        }
         for path, shape in (self.metadata.get("hf_output_nesting") or {}).items():
             if path in flat:
                 flat[path] = _regroup(list(flat[path]), shape)
         placed = {i for positions in layout.values() for i in positions}
         encoder = classic.get("encoder_attentions")  # generate() runs the encoder outside the model's forward
-        if encoder and "encoder_attentions" not in flat and not any(layer is self.layers[i]
-                                                                    for layer in encoder for i in placed):
+        if (
+            encoder
+            and "encoder_attentions" not in flat
+            and not any(layer is self.layers[i] for layer in encoder for i in placed)
+        ):
             flat["encoder_attentions"] = tuple(layer.weights for layer in encoder)
         return _nest(flat)
 
     def _classic_outputs(self) -> dict[str, list[LayerAttention]]:
         if self.is_encoder_decoder:
-            return {"encoder_attentions": self.select("encoder", "self"),
-                    "decoder_attentions": self.select("decoder", "self"),
-                    "cross_attentions": self.select("decoder", "cross")}
+            return {
+                "encoder_attentions": self.select("encoder", "self"),
+                "decoder_attentions": self.select("decoder", "self"),
+                "cross_attentions": self.select("decoder", "cross"),
+            }
         out = {"attentions": self.select(None, "self")}
         cross = self.select(None, "cross")
         if cross:
@@ -189,10 +207,7 @@ class AttentionRecord:
         return "\n".join(lines)
 
     def __repr__(self) -> str:
-        return (
-            f"AttentionRecord({self.model_class or 'model'}, {len(self.layers)} layers, "
-            f"batch {self.batch_size})"
-        )
+        return f"AttentionRecord({self.model_class or 'model'}, {len(self.layers)} layers, batch {self.batch_size})"
 
     # ----- files -------------------------------------------------------------------------------
     def save(self, path: str | os.PathLike[str], *, sharded: bool = False) -> str:
@@ -253,15 +268,26 @@ class AttentionRecord:
             heads = entry.get("heads")
             layers.append(
                 LayerAttention(
-                    name=entry["name"], stack=entry["stack"], kind=entry["kind"], index=entry["index"],
-                    weights=weights, heads=list(heads) if heads is not None else None, queries=queries, keys=keys,
+                    name=entry["name"],
+                    stack=entry["stack"],
+                    kind=entry["kind"],
+                    index=entry["index"],
+                    weights=weights,
+                    heads=list(heads) if heads is not None else None,
+                    queries=queries,
+                    keys=keys,
                 )
             )
         inputs = {name: input_tensor(name) for name in meta.get("inputs", [])}
         return cls(
-            layers=layers, tokens=meta.get("tokens"), decoder_tokens=meta.get("decoder_tokens"), inputs=inputs,
-            model_class=meta.get("model_class", ""), model_name=meta.get("model_name", ""),
-            attn_implementation=meta.get("attn_implementation"), metadata=meta.get("metadata") or {},
+            layers=layers,
+            tokens=meta.get("tokens"),
+            decoder_tokens=meta.get("decoder_tokens"),
+            inputs=inputs,
+            model_class=meta.get("model_class", ""),
+            model_name=meta.get("model_name", ""),
+            attn_implementation=meta.get("attn_implementation"),
+            metadata=meta.get("metadata") or {},
         )
 
 

@@ -35,5 +35,14 @@ from .build import SECTIONS, build_report
 from .generation import GENERATION_STEPS
 from .inputs import DEFAULT_SENTENCES, FIXTURE_SENTENCES, default_texts, read_text_file
 
-__all__ = ["DEFAULT_SENTENCES", "FIXTURE_SENTENCES", "GENERATION_STEPS", "ReportError", "SECTIONS", "build_report",
-           "default_texts", "load_model_dir", "read_text_file"]
+__all__ = [
+    "DEFAULT_SENTENCES",
+    "FIXTURE_SENTENCES",
+    "GENERATION_STEPS",
+    "ReportError",
+    "SECTIONS",
+    "build_report",
+    "default_texts",
+    "load_model_dir",
+    "read_text_file",
+]

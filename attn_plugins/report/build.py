@@ -39,11 +39,19 @@ SECTIONS = (
 
 # section id -> the module whose ``section_<id>(ctx)`` builds it (looked up when the section runs)
 SECTION_MODULES = {
-    "summary": overview, "bertviz": overview, "diagnostics": overview,
-    "heatmaps": heads, "statistics": heads, "clustering": heads,
-    "generation": generation, "generation_attribution": generation, "captioning": vision,
-    "saliency": explanations, "comparison": explanations,
-    "faithfulness": faithfulness, "head_importance": importance,
+    "summary": overview,
+    "bertviz": overview,
+    "diagnostics": overview,
+    "heatmaps": heads,
+    "statistics": heads,
+    "clustering": heads,
+    "generation": generation,
+    "generation_attribution": generation,
+    "captioning": vision,
+    "saliency": explanations,
+    "comparison": explanations,
+    "faithfulness": faithfulness,
+    "head_importance": importance,
 }
 
 
@@ -83,8 +91,7 @@ def section_error(section: Section, exc: Exception) -> None:
     else:
         section.status = "failed"
         section.note = f"This section could not be built: {type(exc).__name__}: {exc}"
-        section.body = (f"<details><summary>details</summary><pre>{esc(traceback.format_exc())}</pre>"
-                        "</details>")
+        section.body = f"<details><summary>details</summary><pre>{esc(traceback.format_exc())}</pre></details>"
         log.warning("report: section %r failed: %s: %s", sid, type(exc).__name__, exc)
         log.debug("report: section %r traceback", sid, exc_info=True)
 
@@ -95,17 +102,31 @@ def _resolve(model, tokenizer, model_dir) -> tuple:
         try:
             model, tokenizer = loading.unpack_model(model, tokenizer)
         except TypeError:
-            raise ReportError(f"model must be a torch model, a transformers pipeline or None, "
-                              f"got {type(model).__name__}") from None
+            raise ReportError(
+                f"model must be a torch model, a transformers pipeline or None, got {type(model).__name__}"
+            ) from None
     try:
         return loading.resolve_model(model, tokenizer, model_dir)
     except InputError as exc:
         raise ReportError(str(exc)) from None
 
 
-def build_report(model=None, tokenizer=None, texts=None, out_dir="out", model_dir=None, progress: bool | None = None,
-                 *, text_file=None, max_tokens: int = MAX_TOKENS_DEFAULT, sections=None, layers=None,
-                 heads=None, figures=(), image=None) -> str:
+def build_report(
+    model=None,
+    tokenizer=None,
+    texts=None,
+    out_dir="out",
+    model_dir=None,
+    progress: bool | None = None,
+    *,
+    text_file=None,
+    max_tokens: int = MAX_TOKENS_DEFAULT,
+    sections=None,
+    layers=None,
+    heads=None,
+    figures=(),
+    image=None,
+) -> str:
     """Write the report into ``out_dir`` and return the path of its page (``report.html``).
 
     Args:
@@ -153,15 +174,22 @@ def build_report(model=None, tokenizer=None, texts=None, out_dir="out", model_di
         raise ReportError(f"unknown figure formats {wrong}; choose from {', '.join(FIGURE_FORMATS)}")
     out_dir = os.fspath(out_dir)
     ctx = None
-    bar = tqdm(total=len(chosen) + 2, desc="report", unit="step", disable=None if progress is None else not progress,
-               file=sys.stderr,
-               leave=True, dynamic_ncols=True)
+    bar = tqdm(
+        total=len(chosen) + 2,
+        desc="report",
+        unit="step",
+        disable=None if progress is None else not progress,
+        file=sys.stderr,
+        leave=True,
+        dynamic_ncols=True,
+    )
     try:
         bar.set_postfix_str("loading the model")
         load_start = time.perf_counter()
         model, tokenizer, source = _resolve(model, tokenizer, model_dir)
-        ctx = ReportContext(model, tokenizer, texts, out_dir, source, max_tokens, figures, image, layers=layers,
-                            heads=heads)
+        ctx = ReportContext(
+            model, tokenizer, texts, out_dir, source, max_tokens, figures, image, layers=layers, heads=heads
+        )
         ctx.load_seconds = time.perf_counter() - load_start
         bar.update(1)
         bar.set_postfix_str("capture")

@@ -40,15 +40,18 @@ def decoder_inputs(model, enc: dict) -> dict:
     if start is None:
         start = getattr(generation, "decoder_start_token_id", None)
     if start is None:
-        raise ReportError(f"{type(model).__name__} is an encoder-decoder model whose config names no "
-                          "decoder_start_token_id: the report cannot start its decoder")
+        raise ReportError(
+            f"{type(model).__name__} is an encoder-decoder model whose config names no "
+            "decoder_start_token_id: the report cannot start its decoder"
+        )
     batch = int(enc["input_ids"].shape[0])
     can = getattr(model, "can_generate", None)
     if callable(can) and can():
         source = {k: v for k, v in enc.items() if k in ("input_ids", "attention_mask")}
         with torch.no_grad():
-            out = model.generate(**source, max_new_tokens=DECODER_TOKENS, do_sample=False, num_beams=1,
-                                 decoder_start_token_id=start)
+            out = model.generate(
+                **source, max_new_tokens=DECODER_TOKENS, do_sample=False, num_beams=1, decoder_start_token_id=start
+            )
         ids = getattr(out, "sequences", out)
     else:
         ids = torch.full((batch, 1), int(start), dtype=torch.long, device=enc["input_ids"].device)
@@ -69,8 +72,20 @@ class ReportContext:
     """Everything the sections of one report read; every figure goes inline into the page (and to ``plots/``
     in the print formats asked for)."""
 
-    def __init__(self, model, tokenizer, texts, out_dir, source, max_tokens, figures=(), image=None, layers=None,
-                 heads=None, figure_workers: int | None = None) -> None:
+    def __init__(
+        self,
+        model,
+        tokenizer,
+        texts,
+        out_dir,
+        source,
+        max_tokens,
+        figures=(),
+        image=None,
+        layers=None,
+        heads=None,
+        figure_workers: int | None = None,
+    ) -> None:
         self.model = model
         self.layers_wanted = layers  # capture(layers=..., heads=...): None keeps every layer / head
         self.heads_wanted = heads
@@ -102,8 +117,9 @@ class ReportContext:
             from .vision import capture_caption, is_captioner
 
             if not is_captioner(self.model):
-                raise ReportError(f"an image needs a VisionEncoderDecoder (captioning) model, got "
-                                  f"{type(self.model).__name__}")
+                raise ReportError(
+                    f"an image needs a VisionEncoderDecoder (captioning) model, got {type(self.model).__name__}"
+                )
             start = time.perf_counter()
             self.caption = capture_caption(self.model, self.tokenizer, self.image)
             self.record = self.caption[0]
@@ -119,23 +135,36 @@ class ReportContext:
         if seq2seq and "decoder_input_ids" not in enc:  # texts alone: the decoder reads the model's own output
             enc.update(inputs.forward_inputs(self.model, decoder_inputs(self.model, enc)))
         try:
-            with torch.no_grad(), capture(self.model, tokenizer=self.tokenizer, keep_queries_keys=keep_qk,
-                                          layers=self.layers_wanted, heads=self.heads_wanted) as cap:
+            with (
+                torch.no_grad(),
+                capture(
+                    self.model,
+                    tokenizer=self.tokenizer,
+                    keep_queries_keys=keep_qk,
+                    layers=self.layers_wanted,
+                    heads=self.heads_wanted,
+                ) as cap,
+            ):
                 self.model(**enc)
         except (CaptureError, IndexError, ValueError) as exc:
-            raise ReportError(f"cannot capture attention from {type(self.model).__name__}: {exc} (the report needs a "
-                              "model with attention layers)") from None
+            raise ReportError(
+                f"cannot capture attention from {type(self.model).__name__}: {exc} (the report needs a "
+                "model with attention layers)"
+            ) from None
         record = cap.record if cap.records else None
         if record is None or not record.layers:
-            raise ReportError(f"{type(self.model).__name__} has no attention layers: nothing was captured "
-                              "(the report needs a model with attention)")
+            raise ReportError(
+                f"{type(self.model).__name__} has no attention layers: nothing was captured "
+                "(the report needs a model with attention)"
+            )
         self.record = record
         self.capture_seconds = time.perf_counter() - start
 
     def save_record(self) -> None:
         try:
-            self.files.append(os.path.relpath(self.record.save(os.path.join(self.out_dir, "record.safetensors")),
-                                              self.out_dir))
+            self.files.append(
+                os.path.relpath(self.record.save(os.path.join(self.out_dir, "record.safetensors")), self.out_dir)
+            )
         except Exception as exc:  # noqa: BLE001 - the record file is a bonus
             log.warning("report: could not save the record: %s", exc)
 

@@ -39,22 +39,26 @@ def _compute(ctx) -> tuple[dict, str]:
             ex = Explainer(ctx.model, ctx.tokenizer)
             table = {m: ex.explain(texts, m, progress=False, **options.get(m, {})) for m in methods}
             label = table[methods[0]][0].prediction_label if table else None
-            what = (f"the model's prediction ({esc(task)}; for input 1: <b>{esc(label)}</b>)"
-                    if label is not None else f"the model's prediction ({esc(task)})")
+            what = (
+                f"the model's prediction ({esc(task)}; for input 1: <b>{esc(label)}</b>)"
+                if label is not None
+                else f"the model's prediction ({esc(task)})"
+            )
             return table, what
         except Exception as exc:  # noqa: BLE001 - e.g. a masked LM and a text without [MASK]: next way
             log.info("report: the %s explainer is not usable here (%s: %s)", task, type(exc).__name__, exc)
     if len(ctx.texts) >= 2 and not ctx.record.is_encoder_decoder:
-        pairs = [(ctx.texts[i], ctx.texts[i + 1])
-                 for i in range(0, min(len(ctx.texts) - 1, 2 * SALIENCY_INSTANCES), 2)]
+        pairs = [(ctx.texts[i], ctx.texts[i + 1]) for i in range(0, min(len(ctx.texts) - 1, 2 * SALIENCY_INSTANCES), 2)]
         try:
             ex = SimilarityExplainer(ctx.model, ctx.tokenizer)
             # every method on the same encoded pairs (one record per side for the attention methods)
             table = ex.explain_methods(pairs, methods, progress=False, options=options)
             sims = [f"{side_a.info['similarity']:.3f}" for side_a, _ in table[methods[0]]]
-            what = ("the cosine similarity of the mean-pooled sentence embeddings of each pair of inputs "
-                    f"(inputs 1 and 2{', 3 and 4' if len(pairs) > 1 else ''}; cosine {', '.join(sims)}): "
-                    "each side's tokens are scored with the other side held fixed")
+            what = (
+                "the cosine similarity of the mean-pooled sentence embeddings of each pair of inputs "
+                f"(inputs 1 and 2{', 3 and 4' if len(pairs) > 1 else ''}; cosine {', '.join(sims)}): "
+                "each side's tokens are scored with the other side held fixed"
+            )
             return table, what
         except Exception as exc:  # noqa: BLE001 - fall back to the record alone
             log.info("report: the similarity explainer is not usable here (%s: %s)", type(exc).__name__, exc)
@@ -68,23 +72,29 @@ def section_saliency(ctx) -> str:
     from ..integrations import export
 
     table, what = saliency_table(ctx)
-    parts = [f'<p class="ap-lead">Which input tokens the output rests on, explaining {what}. Attention-based '
-             "methods (raw attention, rollout, attention x gradient) beside gradient methods from Captum "
-             "(saliency, integrated gradients). Shade: share of the method's total absolute score; outlined: "
-             "top 3; hover a token for its values.</p>"]
+    parts = [
+        f'<p class="ap-lead">Which input tokens the output rests on, explaining {what}. Attention-based '
+        "methods (raw attention, rollout, attention x gradient) beside gradient methods from Captum "
+        "(saliency, integrated gradients). Shade: share of the method's total absolute score; outlined: "
+        "top 3; hover a token for its values.</p>"
+    ]
     parts.append(f'<div class="ap-view" data-view="saliency">{export(table, "saliency")._repr_html_()}</div>')
     ig = table.get("integrated_gradients")
     if ig and has_exporter("captum") and available("captum"):
         try:
             captum_view = export(ig, "captum")
-            parts.append('<h3>Integrated gradients in Captum\'s own view</h3><div class="ap-view" '
-                         f'data-view="captum">{captum_view._repr_html_()}</div>')
+            parts.append(
+                '<h3>Integrated gradients in Captum\'s own view</h3><div class="ap-view" '
+                f'data-view="captum">{captum_view._repr_html_()}</div>'
+            )
         except Exception as exc:  # noqa: BLE001
             log.warning("report: Captum view failed: %s: %s", type(exc).__name__, exc)
             parts.append(f'<p class="ap-note">Captum view not shown: {esc(type(exc).__name__)}: {esc(exc)}</p>')
     elif not available("captum"):
-        parts.append('<p class="ap-note">Gradient methods and Captum\'s view need Captum: '
-                     'pip install "attn-plugins[captum]".</p>')
+        parts.append(
+            '<p class="ap-note">Gradient methods and Captum\'s view need Captum: '
+            'pip install "attn-plugins[captum]".</p>'
+        )
     return "".join(parts)
 
 
@@ -98,7 +108,9 @@ def section_comparison(ctx) -> str:
     if len(table) < 2:
         raise SectionUnavailableError("Only one saliency method is available, so there is nothing to compare.")
     page = export(table, "comparison", title="Do the methods agree?")
-    lead = ('<p class="ap-lead">Agreement of every pair of methods on the same inputs (Kendall tau, Spearman '
-            'rho, top-3 overlap, Jensen-Shannon divergence), the analysis of "Attention is not Explanation" '
-            f'(Jain and Wallace 2019), explaining {what}.</p>')
+    lead = (
+        '<p class="ap-lead">Agreement of every pair of methods on the same inputs (Kendall tau, Spearman '
+        'rho, top-3 overlap, Jensen-Shannon divergence), the analysis of "Attention is not Explanation" '
+        f"(Jain and Wallace 2019), explaining {what}.</p>"
+    )
     return lead + f'<div class="ap-view" data-view="comparison">{page._repr_html_()}</div>'

@@ -15,8 +15,10 @@ def section_faithfulness(ctx) -> str:
 
     task = detect_task(ctx.model)
     if task != "sequence-classification":
-        raise SectionUnavailableError("Faithfulness is measured for sequence classifiers (removing tokens and watching "
-                                 f"the predicted class's probability); this model is a {esc(task)} model.")
+        raise SectionUnavailableError(
+            "Faithfulness is measured for sequence classifiers (removing tokens and watching "
+            f"the predicted class's probability); this model is a {esc(task)} model."
+        )
     if not available("attn_plugins.faithfulness"):
         raise SectionUnavailableError("Faithfulness appears here once attn-plugins' faithfulness part is installed.")
     from ..faithfulness import curves_plot, evaluate
@@ -25,13 +27,18 @@ def section_faithfulness(ctx) -> str:
     table, what = saliency_table(ctx)
     with inputs.borrowed_pad_token(ctx.tokenizer):
         result = evaluate(ctx.model, ctx.tokenizer, saliencies=table, n_boot=200)
-    parts = ['<p class="ap-lead">Does removing what a method calls important change the prediction? '
-             "Comprehensiveness (probability drop when its top tokens are deleted, AOPC over 1-50%), sufficiency "
-             "(drop when only they are kept), the areas under the deletion and insertion curves, and the Kendall "
-             f"tau of the scores with each token's leave-one-out drop, explaining {what}. With only "
-             f"{len(next(iter(table.values())))} inputs the intervals are wide: use "
-             "<code>attn-plugins faithfulness</code> over a corpus for conclusions.</p>",
-             f'<div class="ap-view" data-view="faithfulness">{faithfulness_table_html(result)}</div>',
-             ctx.figure("faithfulness_curves", curves_plot(result),
-                        "Mean deletion (lower is more faithful) and insertion (higher) curves of each method.")]
+    parts = [
+        '<p class="ap-lead">Does removing what a method calls important change the prediction? '
+        "Comprehensiveness (probability drop when its top tokens are deleted, AOPC over 1-50%), sufficiency "
+        "(drop when only they are kept), the areas under the deletion and insertion curves, and the Kendall "
+        f"tau of the scores with each token's leave-one-out drop, explaining {what}. With only "
+        f"{len(next(iter(table.values())))} inputs the intervals are wide: use "
+        "<code>attn-plugins faithfulness</code> over a corpus for conclusions.</p>",
+        f'<div class="ap-view" data-view="faithfulness">{faithfulness_table_html(result)}</div>',
+        ctx.figure(
+            "faithfulness_curves",
+            curves_plot(result),
+            "Mean deletion (lower is more faithful) and insertion (higher) curves of each method.",
+        ),
+    ]
     return "".join(parts)

@@ -89,8 +89,16 @@ class FigureRenderer:
         """
         for fmt in self.formats:
             self.files.append(os.path.join(PLOT_DIR, f"{name}.{fmt}"))
-        job = {"name": name, "fig": fig, "caption": caption, "alt": alt, "pid": None, "data": None,
-               "key": len(self._jobs), "started": False}
+        job = {
+            "name": name,
+            "fig": fig,
+            "caption": caption,
+            "alt": alt,
+            "pid": None,
+            "data": None,
+            "key": len(self._jobs),
+            "started": False,
+        }
         self._jobs.append(job)
         if self.workers:
             import matplotlib.figure  # noqa: F401 - imported once here, not in every child
@@ -172,9 +180,11 @@ class FigureRenderer:
         name = job["name"]
         links = [f'<a href="{esc(PLOT_DIR)}/{esc(name)}.{esc(fmt)}">{esc(fmt.upper())}</a>' for fmt in self.formats]
         files = f' <span class="ap-files">({", ".join(links)})</span>' if links else ""
-        return (f'<figure class="ap-fig" data-plot="{esc(name)}"><img src="data:image/png;base64,{encoded}"'
-                f'{css_width} alt="{esc(job["alt"] or job["caption"])}"><figcaption>{esc(job["caption"])}{files}'
-                "</figcaption></figure>")
+        return (
+            f'<figure class="ap-fig" data-plot="{esc(name)}"><img src="data:image/png;base64,{encoded}"'
+            f'{css_width} alt="{esc(job["alt"] or job["caption"])}"><figcaption>{esc(job["caption"])}{files}'
+            "</figcaption></figure>"
+        )
 
     def _render_here(self, job: dict) -> None:
         from ..plots import save

@@ -14,17 +14,29 @@ def section_heatmaps(ctx) -> str:
     """The mean of heads of every layer, and every head of the layer whose heads differ most."""
     from ..plots import head_grid
 
-    parts = ['<p class="ap-lead">Rows are the attending tokens (queries), columns the tokens attended to '
-             '(keys); each row sums to 1. Padding is cropped.</p>']
+    parts = [
+        '<p class="ap-lead">Rows are the attending tokens (queries), columns the tokens attended to '
+        "(keys); each row sums to 1. Padding is cropped.</p>"
+    ]
     # figures are passed as functions: they are drawn where they render (see ReportContext.figure)
-    parts.append(ctx.figure("layers_mean", lambda: layers_figure(ctx.record, 0, ctx.stack),
-                            "Input 1: the mean of the heads in every layer (one colour scale)."))
+    parts.append(
+        ctx.figure(
+            "layers_mean",
+            lambda: layers_figure(ctx.record, 0, ctx.stack),
+            "Input 1: the mean of the heads in every layer (one colour scale).",
+        )
+    )
     if ctx.record.is_encoder_decoder:
         parts.extend(seq2seq_figures(ctx))
     layer = ctx.widest_layer()
-    parts.append(ctx.figure(f"head_grid_L{layer}", lambda: head_grid(ctx.record, layer, item=0, stack=ctx.stack),
-                            f"Input 1: every head of layer {layer}, the layer whose heads differ most from one "
-                            "another (largest mean Jensen-Shannon distance between its heads)."))
+    parts.append(
+        ctx.figure(
+            f"head_grid_L{layer}",
+            lambda: head_grid(ctx.record, layer, item=0, stack=ctx.stack),
+            f"Input 1: every head of layer {layer}, the layer whose heads differ most from one "
+            "another (largest mean Jensen-Shannon distance between its heads).",
+        )
+    )
     return "".join(parts)
 
 
@@ -36,14 +48,24 @@ def seq2seq_figures(ctx) -> list[str]:
     parts = []
     kinds = {(layer.stack, layer.kind) for layer in ctx.record.layers}
     if ("decoder", "self") in kinds:
-        parts.append(ctx.figure("decoder_layers_mean", lambda: layers_figure(ctx.record, 0, "decoder"),
-                                "Input 1: the decoder's self-attention, the mean of the heads in every layer "
-                                "(rows: the decoder's tokens, the model's own output)."))
+        parts.append(
+            ctx.figure(
+                "decoder_layers_mean",
+                lambda: layers_figure(ctx.record, 0, "decoder"),
+                "Input 1: the decoder's self-attention, the mean of the heads in every layer "
+                "(rows: the decoder's tokens, the model's own output).",
+            )
+        )
     if any(kind == "cross" for _, kind in kinds):
-        parts.append(ctx.figure("cross_attention", lambda: alignment(ctx.record, "mean", "mean", item=0),
-                                "Input 1: cross-attention, each output token (row) over the source tokens, the "
-                                "mean of every layer and head; a dot marks each row's most attended source "
-                                "token."))
+        parts.append(
+            ctx.figure(
+                "cross_attention",
+                lambda: alignment(ctx.record, "mean", "mean", item=0),
+                "Input 1: cross-attention, each output token (row) over the source tokens, the "
+                "mean of every layer and head; a dot marks each row's most attended source "
+                "token.",
+            )
+        )
     return parts
 
 
@@ -60,12 +82,14 @@ def notable_heads(ctx) -> list[tuple[str, str, str, int, float, float]]:
     import torch
 
     hs, base = ctx.stats, ctx.baseline
-    roles = [("attends to the previous token", "previous", max),
-             ("attends to the next token", "next", max),
-             ("attends to [CLS]/[SEP]/punctuation", "special", max),
-             ("attends to itself", "self", max),
-             ("most focused (lowest entropy)", "entropy", min),
-             ("longest reach (mean distance)", "distance", max)]
+    roles = [
+        ("attends to the previous token", "previous", max),
+        ("attends to the next token", "next", max),
+        ("attends to [CLS]/[SEP]/punctuation", "special", max),
+        ("attends to itself", "self", max),
+        ("most focused (lowest entropy)", "entropy", min),
+        ("longest reach (mean distance)", "distance", max),
+    ]
     out = []
     for role, name, pick in roles:
         values = hs.get(name)
@@ -99,32 +123,52 @@ def section_statistics(ctx) -> str:
     from ..plots import head_stats_plot, heatmap
 
     hs = ctx.stats
-    parts = ['<p class="ap-lead">Per-head statistics as in Clark et al. (2019), averaged over the real '
-             'tokens of all inputs (padding excluded): entropy relative to uniform attention, mean distance '
-             'in tokens, and the share of attention on special tokens, the previous and next token, and '
-             'the token itself.</p>']
-    parts.append(ctx.figure("head_stats", lambda: head_stats_plot(hs, ("normalized_entropy", "distance", "self"),
-                                                                    style="matrix"),
-                            "How broad and how far each head attends, by layer (rows) and head (columns)."))
-    parts.append(ctx.figure("head_shares",
-                            lambda: head_stats_plot(hs, ("special", "previous", "next"), style="matrix"),
-                            "Where each head's attention goes: special tokens, the previous and the next token."))
-    parts.append(ctx.figure("head_stats_by_layer",
-                            lambda: head_stats_plot(hs, ("entropy", "distance"), style="scatter"),
-                            "Entropy and distance by layer: one dot per head, the layer mean as a line; the "
-                            "dashed line is the entropy of uniform attention."))
+    parts = [
+        '<p class="ap-lead">Per-head statistics as in Clark et al. (2019), averaged over the real '
+        "tokens of all inputs (padding excluded): entropy relative to uniform attention, mean distance "
+        "in tokens, and the share of attention on special tokens, the previous and next token, and "
+        "the token itself.</p>"
+    ]
+    parts.append(
+        ctx.figure(
+            "head_stats",
+            lambda: head_stats_plot(hs, ("normalized_entropy", "distance", "self"), style="matrix"),
+            "How broad and how far each head attends, by layer (rows) and head (columns).",
+        )
+    )
+    parts.append(
+        ctx.figure(
+            "head_shares",
+            lambda: head_stats_plot(hs, ("special", "previous", "next"), style="matrix"),
+            "Where each head's attention goes: special tokens, the previous and the next token.",
+        )
+    )
+    parts.append(
+        ctx.figure(
+            "head_stats_by_layer",
+            lambda: head_stats_plot(hs, ("entropy", "distance"), style="scatter"),
+            "Entropy and distance by layer: one dot per head, the layer mean as a line; the "
+            "dashed line is the entropy of uniform attention.",
+        )
+    )
     notable = notable_heads(ctx)
     rows = []
     for role, name, label, head, value, uniform in notable:
-        rows.append(f"<tr><td>{esc(role)}</td><td>{esc(label)} head {head}</td>"
-                    f"<td>{esc(STAT_TITLES.get(name, name))}</td><td>{fmt(value)}</td><td>{fmt(uniform)}</td></tr>")
-    parts.append('<h3>Notable heads</h3><p class="ap-lead">The most typical head of each behaviour, shown only '
-                 'where it beats uniform attention over the same rows (for a share: at least '
-                 f'{NOTABLE_MARGIN:g} above and {NOTABLE_RATIO:g}x the uniform value; for entropy and distance: '
-                 f'{NOTABLE_RATIO:g}x); the uniform value is given beside each.</p>')
+        rows.append(
+            f"<tr><td>{esc(role)}</td><td>{esc(label)} head {head}</td>"
+            f"<td>{esc(STAT_TITLES.get(name, name))}</td><td>{fmt(value)}</td><td>{fmt(uniform)}</td></tr>"
+        )
+    parts.append(
+        '<h3>Notable heads</h3><p class="ap-lead">The most typical head of each behaviour, shown only '
+        "where it beats uniform attention over the same rows (for a share: at least "
+        f"{NOTABLE_MARGIN:g} above and {NOTABLE_RATIO:g}x the uniform value; for entropy and distance: "
+        f"{NOTABLE_RATIO:g}x); the uniform value is given beside each.</p>"
+    )
     if rows:
-        parts.append('<table class="ap-table"><tr><th>behaviour</th><th>head</th><th>statistic</th><th>value</th>'
-                     f'<th>uniform attention</th></tr>{"".join(rows)}</table>')
+        parts.append(
+            '<table class="ap-table"><tr><th>behaviour</th><th>head</th><th>statistic</th><th>value</th>'
+            f"<th>uniform attention</th></tr>{''.join(rows)}</table>"
+        )
     else:
         parts.append('<p class="ap-note">No head beats uniform attention by that margin on these inputs.</p>')
     shown = {r[1]: r for r in notable}
@@ -134,12 +178,17 @@ def section_statistics(ctx) -> str:
             continue
         role, _, label, head, value, uniform = shown[name]
         layer = ctx.layer_of(label).index
+
         def fig(layer=layer, head=head, title=f"{label} head {head}: {role}"):
             return heatmap(ctx.record, layer, head, item=0, stack=ctx.stack, title=title)
 
-        figs.append(ctx.figure(f"notable_{name}_{label.replace(' ', '_')}_H{head}", fig,
-                               f"Input 1, {label} head {head}: {role} ({fmt(value)}; uniform attention: "
-                               f"{fmt(uniform)})."))
+        figs.append(
+            ctx.figure(
+                f"notable_{name}_{label.replace(' ', '_')}_H{head}",
+                fig,
+                f"Input 1, {label} head {head}: {role} ({fmt(value)}; uniform attention: {fmt(uniform)}).",
+            )
+        )
     parts.append(f'<div class="ap-row">{"".join(figs)}</div>')
     # per layer and per head tables, and the CSV
     csv_path = os.path.join(ctx.out_dir, "head_stats.csv")
@@ -160,14 +209,19 @@ def section_statistics(ctx) -> str:
             row = row[~row.isnan()]
             cells.append(f"<td>{fmt(row.mean()) if row.numel() else '-'}</td>")
         per_layer.append(f"<tr><th>{esc(label)}</th>{''.join(cells)}</tr>")
-    parts.append(f'<h3>Mean over heads, by layer</h3><table class="ap-table"><tr><th>layer</th>{head}</tr>'
-                 f'{"".join(per_layer)}</table>')
+    parts.append(
+        f'<h3>Mean over heads, by layer</h3><table class="ap-table"><tr><th>layer</th>{head}</tr>'
+        f"{''.join(per_layer)}</table>"
+    )
     per_head = "".join(
-        f"<tr><th>{esc(r['layer'])}</th><th>{r['head']}</th>" + "".join(f"<td>{fmt(r[c])}</td>" for c in cols)
-        + "</tr>" for r in table_rows)
-    parts.append(f'<details><summary>every head ({len(table_rows)} rows; also in '
-                 f'<a href="head_stats.csv">head_stats.csv</a>)</summary><table class="ap-table">'
-                 f'<tr><th>layer</th><th>head</th>{head}</tr>{per_head}</table></details>')
+        f"<tr><th>{esc(r['layer'])}</th><th>{r['head']}</th>" + "".join(f"<td>{fmt(r[c])}</td>" for c in cols) + "</tr>"
+        for r in table_rows
+    )
+    parts.append(
+        f"<details><summary>every head ({len(table_rows)} rows; also in "
+        f'<a href="head_stats.csv">head_stats.csv</a>)</summary><table class="ap-table">'
+        f"<tr><th>layer</th><th>head</th>{head}</tr>{per_head}</table></details>"
+    )
     return "".join(parts)
 
 
@@ -177,17 +231,28 @@ def section_clustering(ctx) -> str:
     from ..plots import layer_similarity_plot, similarity_plot
 
     d = ctx.distances
-    parts = ['<p class="ap-lead">How alike the heads attend: the mean Jensen-Shannon distance between two '
-             'heads\' attention rows over the real tokens of all inputs (Clark et al. 2019), ordered by '
-             'hierarchical clustering (average linkage). Dark blocks on the diagonal are families of heads '
-             'that attend the same way.</p>']
-    parts.append(ctx.figure("head_similarity", lambda: similarity_plot(d),
-                            "Head-distance matrix with its dendrogram (a large model has every few heads labelled; "
-                            "the tables below list every cluster's heads)."))
+    parts = [
+        '<p class="ap-lead">How alike the heads attend: the mean Jensen-Shannon distance between two '
+        "heads' attention rows over the real tokens of all inputs (Clark et al. 2019), ordered by "
+        "hierarchical clustering (average linkage). Dark blocks on the diagonal are families of heads "
+        "that attend the same way.</p>"
+    ]
+    parts.append(
+        ctx.figure(
+            "head_similarity",
+            lambda: similarity_plot(d),
+            "Head-distance matrix with its dendrogram (a large model has every few heads labelled; "
+            "the tables below list every cluster's heads).",
+        )
+    )
     if len(ctx.self_layers) > 1:
-        parts.append(ctx.figure("layer_similarity", lambda: layer_similarity_plot(ctx.record, stack=ctx.stack),
-                                "Layer-to-layer similarity of the head-averaged attention (1 - mean "
-                                "Jensen-Shannon distance)."))
+        parts.append(
+            ctx.figure(
+                "layer_similarity",
+                lambda: layer_similarity_plot(ctx.record, stack=ctx.stack),
+                "Layer-to-layer similarity of the head-averaged attention (1 - mean Jensen-Shannon distance).",
+            )
+        )
     n = len(d.labels)
     if n >= 2:
         k = min(6, n)
@@ -203,19 +268,27 @@ def section_clustering(ctx) -> str:
                 values = [v for v in values if not math.isnan(v)]
                 means[name] = sum(values) / len(values) if values else math.nan
             heads = ", ".join(d.labels[i] for i in members)
-            rows.append(f"<tr><td>{c}</td><td>{len(members)}</td><td>{esc(describe(means))}</td>"
-                        f"<td>{fmt(means['normalized_entropy'], 2)}</td><td>{fmt(means['distance'], 2)}</td>"
-                        f'<td class="ap-heads">{esc(heads)}</td></tr>')
-        parts.append(f"<h3>{k} clusters</h3><table class=\"ap-table\"><tr><th>cluster</th><th>heads</th>"
-                     "<th>what they do (mean shares)</th><th>entropy / uniform</th><th>distance</th>"
-                     f"<th>members</th></tr>{''.join(rows)}</table>")
+            rows.append(
+                f"<tr><td>{c}</td><td>{len(members)}</td><td>{esc(describe(means))}</td>"
+                f"<td>{fmt(means['normalized_entropy'], 2)}</td><td>{fmt(means['distance'], 2)}</td>"
+                f'<td class="ap-heads">{esc(heads)}</td></tr>'
+            )
+        parts.append(
+            f'<h3>{k} clusters</h3><table class="ap-table"><tr><th>cluster</th><th>heads</th>'
+            "<th>what they do (mean shares)</th><th>entropy / uniform</th><th>distance</th>"
+            f"<th>members</th></tr>{''.join(rows)}</table>"
+        )
     return "".join(parts)
 
 
 def describe(means: dict) -> str:
     """A few words for what a cluster of heads does, from its mean statistics."""
-    shares = {"previous": "previous token", "next": "next token", "self": "itself",
-              "special": "[CLS]/[SEP]/punctuation"}
+    shares = {
+        "previous": "previous token",
+        "next": "next token",
+        "self": "itself",
+        "special": "[CLS]/[SEP]/punctuation",
+    }
     ranked = sorted(((v, k) for k, v in means.items() if k in shares and not math.isnan(v)), reverse=True)
     if ranked and ranked[0][0] >= 0.5:
         return f"mostly {shares[ranked[0][1]]} ({ranked[0][0]:.2f})"
@@ -239,8 +312,11 @@ def layers_figure(record, item: int, stack):
         m = v.weights[0].mean(dim=0)
         qm, km = v.query_mask[0], v.key_mask[0]
         m = m[qm][:, km]
-        qt = ([readable_token(t) for t, keep in zip(v.query_tokens[0], qm, strict=True) if keep]
-              if v.query_tokens else None)
+        qt = (
+            [readable_token(t) for t, keep in zip(v.query_tokens[0], qm, strict=True) if keep]
+            if v.query_tokens
+            else None
+        )
         kt = [readable_token(t) for t, keep in zip(v.key_tokens[0], km, strict=True) if keep] if v.key_tokens else None
         mats.append((v.label, m, qt, kt))
     n = len(mats)
@@ -259,9 +335,17 @@ def layers_figure(record, item: int, stack):
                 ax.set_axis_off()
                 continue
             label, m, qt, kt = mats[idx]
-            image = draw_matrix(ax, m, query_labels=qt if labelled and idx % ncols == 0 else None,
-                                key_labels=kt if labelled else None, vmax=vmax, annotate=False, xlabel="", ylabel="",
-                                max_labels=24)
+            image = draw_matrix(
+                ax,
+                m,
+                query_labels=qt if labelled and idx % ncols == 0 else None,
+                key_labels=kt if labelled else None,
+                vmax=vmax,
+                annotate=False,
+                xlabel="",
+                ylabel="",
+                max_labels=24,
+            )
             ax.set_title(label, fontsize=7, pad=2)
             ax.tick_params(labelsize=4.5, length=1.2)
             if not labelled:

@@ -17,8 +17,10 @@ def section_head_importance(ctx) -> str:
 
     task = detect_task(ctx.model)
     if task != "sequence-classification":
-        raise SectionUnavailableError("Head importance is shown for sequence classifiers (the gradient of the loss "
-                                 f"against the model's own prediction); this model is a {esc(task)} model.")
+        raise SectionUnavailableError(
+            "Head importance is shown for sequence classifiers (the gradient of the loss "
+            f"against the model's own prediction); this model is a {esc(task)} model."
+        )
     from ..errors import InputError
     from ..heads import head_importance, importance_rows, importance_stats_plot
     from ..plots import similarity_plot
@@ -32,29 +34,45 @@ def section_head_importance(ctx) -> str:
         importance = head_importance(ctx.model, [batch], loss="predicted", layers=layers)
         rows = importance_rows(importance, ctx.stats)
     except InputError as exc:
-        raise SectionUnavailableError("Head importance could not be matched to the captured layers "
-                                 f"({esc(', '.join(layers))}): {esc(exc)}") from None
+        raise SectionUnavailableError(
+            f"Head importance could not be matched to the captured layers ({esc(', '.join(layers))}): {esc(exc)}"
+        ) from None
     flat = np.asarray([r["importance"] for r in rows])
     selection = ""
     if ctx.layers_wanted is not None or ctx.heads_wanted is not None:
-        selection = (f" The report captured {len(rows)} heads (its layer/head selection): they are shown, each "
-                     "scored and normalised among all the heads of its layer as without the selection.")
-    parts = ['<p class="ap-lead">How much each head matters to the prediction: Michel et al.\'s (2019) importance, '
-             "the mean |dL/dgate| of a gate on each head's output (one backward pass under the model's own kernel, "
-             f"loss against its own prediction on the {len(ctx.texts)} inputs, normalised per layer), beside "
-             f"what the head attends to.{selection}</p>",
-             ctx.figure("head_importance_stats", lambda: importance_stats_plot(importance, ctx.stats),
-                        "Each head's importance against its entropy (relative to uniform), its share of attention "
-                        "on [CLS]/[SEP] and on the previous token; Spearman's rho over heads in each title."),
-             ctx.figure("head_similarity_importance",
-                        lambda: similarity_plot(ctx.record, stack=ctx.stack, importance=flat),
-                        "The head clustering with each head's importance as a strip under the dendrogram.")]
+        selection = (
+            f" The report captured {len(rows)} heads (its layer/head selection): they are shown, each "
+            "scored and normalised among all the heads of its layer as without the selection."
+        )
+    parts = [
+        '<p class="ap-lead">How much each head matters to the prediction: Michel et al.\'s (2019) importance, '
+        "the mean |dL/dgate| of a gate on each head's output (one backward pass under the model's own kernel, "
+        f"loss against its own prediction on the {len(ctx.texts)} inputs, normalised per layer), beside "
+        f"what the head attends to.{selection}</p>",
+        ctx.figure(
+            "head_importance_stats",
+            lambda: importance_stats_plot(importance, ctx.stats),
+            "Each head's importance against its entropy (relative to uniform), its share of attention "
+            "on [CLS]/[SEP] and on the previous token; Spearman's rho over heads in each title.",
+        ),
+        ctx.figure(
+            "head_similarity_importance",
+            lambda: similarity_plot(ctx.record, stack=ctx.stack, importance=flat),
+            "The head clustering with each head's importance as a strip under the dendrogram.",
+        ),
+    ]
     top = sorted(rows, key=lambda r: -r["importance"])[:TOP]
-    head = "<tr><th>layer</th><th>head</th><th>importance</th><th>entropy / uniform</th><th>[CLS]/[SEP]</th>" \
-           "<th>previous</th></tr>"
-    body = "".join(f"<tr><td>{esc(r['layer'])}</td><td>{r['head']}</td><td>{fmt(r['importance'])}</td>"
-                   f"<td>{fmt(r['normalized_entropy'])}</td><td>{fmt(r['special'])}</td>"
-                   f"<td>{fmt(r['previous'])}</td></tr>" for r in top)
-    parts.append(f"<h3>The {len(top)} most important heads</h3>"
-                 f'<table class="ap-table ap-importance">{head}{body}</table>')
+    head = (
+        "<tr><th>layer</th><th>head</th><th>importance</th><th>entropy / uniform</th><th>[CLS]/[SEP]</th>"
+        "<th>previous</th></tr>"
+    )
+    body = "".join(
+        f"<tr><td>{esc(r['layer'])}</td><td>{r['head']}</td><td>{fmt(r['importance'])}</td>"
+        f"<td>{fmt(r['normalized_entropy'])}</td><td>{fmt(r['special'])}</td>"
+        f"<td>{fmt(r['previous'])}</td></tr>"
+        for r in top
+    )
+    parts.append(
+        f'<h3>The {len(top)} most important heads</h3><table class="ap-table ap-importance">{head}{body}</table>'
+    )
     return "".join(parts)

@@ -20,13 +20,14 @@ def section_summary(ctx) -> str:
     model, record = ctx.model, ctx.record
     config = getattr(model, "config", None)
     params = sum(p.numel() for p in model.parameters())
-    rows = [("model class", type(model).__name__), ("loaded from", ctx.source),
-            ("parameters", f"{params:,}")]
-    for label, attrs in (("layers", ("num_hidden_layers", "n_layer", "num_layers")),
-                         ("attention heads", ("num_attention_heads", "n_head", "num_heads")),
-                         ("hidden size", ("hidden_size", "n_embd", "d_model")),
-                         ("vocabulary", ("vocab_size",)),
-                         ("maximum positions", ("max_position_embeddings", "n_positions"))):
+    rows = [("model class", type(model).__name__), ("loaded from", ctx.source), ("parameters", f"{params:,}")]
+    for label, attrs in (
+        ("layers", ("num_hidden_layers", "n_layer", "num_layers")),
+        ("attention heads", ("num_attention_heads", "n_head", "num_heads")),
+        ("hidden size", ("hidden_size", "n_embd", "d_model")),
+        ("vocabulary", ("vocab_size",)),
+        ("maximum positions", ("max_position_embeddings", "n_positions")),
+    ):
         for attr in attrs:
             value = getattr(config, attr, None)
             if value is not None:
@@ -40,13 +41,27 @@ def section_summary(ctx) -> str:
         groups.setdefault(key, []).append(layer)
     for key, layers in groups.items():
         first = layers[0]
-        rows.append((key, f"{len(layers)} layers x {len(first.head_indices)} heads, query x key "
-                          f"{first.weights.shape[2]} x {first.weights.shape[3]}"))
-    rows.append(("texts", f"{len(ctx.texts)} (batch of {record.batch_size}, padded to "
-                          f"{record.layers[0].weights.shape[-1]} tokens)"))
+        rows.append(
+            (
+                key,
+                f"{len(layers)} layers x {len(first.head_indices)} heads, query x key "
+                f"{first.weights.shape[2]} x {first.weights.shape[3]}",
+            )
+        )
+    rows.append(
+        (
+            "texts",
+            f"{len(ctx.texts)} (batch of {record.batch_size}, padded to {record.layers[0].weights.shape[-1]} tokens)",
+        )
+    )
     rows.append(("capture time", f"{ctx.capture_seconds:.2f} s"))
-    rows.append(("versions", f"attn-plugins {attn_plugins.__version__}, torch {torch.__version__}, "
-                             f"transformers {version('transformers')}, Python {sys.version.split()[0]}"))
+    rows.append(
+        (
+            "versions",
+            f"attn-plugins {attn_plugins.__version__}, torch {torch.__version__}, "
+            f"transformers {version('transformers')}, Python {sys.version.split()[0]}",
+        )
+    )
     table = "".join(f"<tr><th>{esc(k)}</th><td>{esc(v)}</td></tr>" for k, v in rows)
     inputs = []
     mask = record.attention_mask
@@ -55,12 +70,16 @@ def section_summary(ctx) -> str:
         if mask is not None and toks:
             toks = [t for t, m in zip(toks, mask[i].tolist(), strict=False) if m]
         spans = "".join(f'<span class="ap-tok">{esc(t)}</span>' for t in toks)
-        inputs.append(f'<li><div class="ap-text">{esc(text)}</div>'
-                      f'<div class="ap-toks" title="{len(toks)} tokens">{spans}</div></li>')
-    return (f'<table class="ap-kv">{table}</table>'
-            f'<h3>Inputs and their tokens</h3><ol class="ap-inputs">{"".join(inputs)}</ol>'
-            f'<details><summary>record summary (<code>attn-plugins info record.safetensors</code>)</summary>'
-            f'<pre>{esc(record.summary())}</pre></details>')
+        inputs.append(
+            f'<li><div class="ap-text">{esc(text)}</div>'
+            f'<div class="ap-toks" title="{len(toks)} tokens">{spans}</div></li>'
+        )
+    return (
+        f'<table class="ap-kv">{table}</table>'
+        f'<h3>Inputs and their tokens</h3><ol class="ap-inputs">{"".join(inputs)}</ol>'
+        f"<details><summary>record summary (<code>attn-plugins info record.safetensors</code>)</summary>"
+        f"<pre>{esc(record.summary())}</pre></details>"
+    )
 
 
 HEAD_VIEWS_MAX = 8  # head views in one report page; past it a note says where the others are
@@ -69,24 +88,29 @@ HEAD_VIEWS_MAX = 8  # head views in one report page; past it a note says where t
 def section_bertviz(ctx) -> str:
     """BertViz's head, model and neuron views, drawn offline (the neuron view only for short inputs)."""
     if not has_exporter("bertviz"):
-        raise SectionUnavailableError("BertViz views appear here once the \"bertviz\" exporter is available "
-                                 "(pip install \"attn-plugins[bertviz]\").")
+        raise SectionUnavailableError(
+            'BertViz views appear here once the "bertviz" exporter is available (pip install "attn-plugins[bertviz]").'
+        )
     if not available("bertviz"):
-        raise SectionUnavailableError("BertViz is not installed: pip install \"attn-plugins[bertviz]\".")
+        raise SectionUnavailableError('BertViz is not installed: pip install "attn-plugins[bertviz]".')
     from ..integrations import export
 
     record = ctx.record
-    parts = ['<p class="ap-lead">BertViz\'s own views, drawn offline. <b>Head view</b>: pick a layer; each '
-             'colour is a head, lines join a token (left) to the tokens it attends to (right); hover a token. '
-             '<b>Model view</b>: every head of every layer at a glance; click a thumbnail to enlarge it. '
-             '<b>Neuron view</b>: how one head\'s queries and keys produce its weights.</p>']
+    parts = [
+        '<p class="ap-lead">BertViz\'s own views, drawn offline. <b>Head view</b>: pick a layer; each '
+        "colour is a head, lines join a token (left) to the tokens it attends to (right); hover a token. "
+        "<b>Model view</b>: every head of every layer at a glance; click a thumbnail to enlarge it. "
+        "<b>Neuron view</b>: how one head's queries and keys produce its weights.</p>"
+    ]
     notes = []
     shown = min(record.batch_size, HEAD_VIEWS_MAX)
     views = [("head", i) for i in range(shown)] + [("model", 0)]
     if record.batch_size > shown:
-        notes.append(f"head views are shown for the first {shown} of {record.batch_size} inputs (each view adds its "
-                     f"own data to the page); every input is in record.safetensors: "
-                     "ap.export(ap.AttentionRecord.load('record.safetensors'), 'bertviz', item=N)")
+        notes.append(
+            f"head views are shown for the first {shown} of {record.batch_size} inputs (each view adds its "
+            f"own data to the page); every input is in record.safetensors: "
+            "ap.export(ap.AttentionRecord.load('record.safetensors'), 'bertviz', item=N)"
+        )
     has_qk = any(layer.queries is not None for layer in record.layers)
     if has_qk:
         views.append(("neuron", 0))
@@ -102,8 +126,10 @@ def section_bertviz(ctx) -> str:
             if view == "neuron":
                 options["layer"] = ctx.self_layers[0].index
             result = export(record, "bertviz", view=view, **options)
-            block = (f'<div class="ap-view" data-view="{esc(view)}" data-item="{item}">'
-                     f"<h3>{esc(title)}</h3>{result._repr_html_()}</div>")
+            block = (
+                f'<div class="ap-view" data-view="{esc(view)}" data-item="{item}">'
+                f"<h3>{esc(title)}</h3>{result._repr_html_()}</div>"
+            )
             (heads if view == "head" else others).append(block)
         except Exception as exc:  # noqa: BLE001 - one view failing leaves the others
             log.warning("report: BertViz %s failed: %s: %s", title, type(exc).__name__, exc)
@@ -123,9 +149,11 @@ def section_diagnostics(ctx) -> str:
     from ..analysis.diagnostics import diagnose
 
     findings = diagnose(ctx.record)
-    lead = ('<p class="ap-lead">Every head is checked for NaN or infinite weights, rows that do not sum to 1, '
-            'attention leaking onto padding, near-uniform heads (entropy at least 98% of uniform) and heads '
-            'collapsed onto one token (90% of the attention on a single key).</p>')
+    lead = (
+        '<p class="ap-lead">Every head is checked for NaN or infinite weights, rows that do not sum to 1, '
+        "attention leaking onto padding, near-uniform heads (entropy at least 98% of uniform) and heads "
+        "collapsed onto one token (90% of the attention on a single key).</p>"
+    )
     if not findings:
         return lead + '<p class="ap-ok-note">No attention problems found.</p>'
     counts = {}
@@ -138,10 +166,15 @@ def section_diagnostics(ctx) -> str:
         heads = ", ".join(f"{f.layer} head {f.head}" for f in group)
         low, high = min(f.value for f in group), max(f.value for f in group)
         values = fmt(low) if low == high else f"{fmt(low)} to {fmt(high)}"
-        example = (group[0].reason if len(group) == 1
-                   else f"e.g. {group[0].layer} head {group[0].head}: {group[0].reason}")
-        rows.append(f"<tr><td>{esc(problem)}</td><td>{len(group)}</td><td class=\"ap-heads\">{esc(heads)}</td>"
-                    f"<td>{values}</td><td>{esc(example)}</td></tr>")
-    return (lead + f'<p class="ap-warn-note">{len(findings)} finding(s): {esc(summary)}.</p>'
-            '<table class="ap-table"><tr><th>problem</th><th>heads</th><th>which</th><th>value</th>'
-            f"<th>why</th></tr>{''.join(rows)}</table>")
+        example = (
+            group[0].reason if len(group) == 1 else f"e.g. {group[0].layer} head {group[0].head}: {group[0].reason}"
+        )
+        rows.append(
+            f'<tr><td>{esc(problem)}</td><td>{len(group)}</td><td class="ap-heads">{esc(heads)}</td>'
+            f"<td>{values}</td><td>{esc(example)}</td></tr>"
+        )
+    return (
+        lead + f'<p class="ap-warn-note">{len(findings)} finding(s): {esc(summary)}.</p>'
+        '<table class="ap-table"><tr><th>problem</th><th>heads</th><th>which</th><th>value</th>'
+        f"<th>why</th></tr>{''.join(rows)}</table>"
+    )

@@ -16,11 +16,15 @@ REPORT_FILE = "report.html"
 CSS_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "static", "report.css")
 # The sticky navigation must not hide the heading a link jumps to: sections keep a scroll margin of the
 # navigation's height (it wraps onto more lines on narrow windows), measured here.
-NAV_OFFSET_SCRIPT = ("(function(){var n=document.querySelector('nav.ap-nav');if(!n)return;function f(){"
-                     "document.documentElement.style.setProperty('--ap-nav-height',n.offsetHeight+'px');}"
-                     "f();window.addEventListener('resize',f);})();")
-CSP = ("default-src 'none'; img-src data:; style-src 'unsafe-inline'; script-src 'unsafe-inline'; "
-       "font-src data:; connect-src 'none'; base-uri 'none'; form-action 'none'")
+NAV_OFFSET_SCRIPT = (
+    "(function(){var n=document.querySelector('nav.ap-nav');if(!n)return;function f(){"
+    "document.documentElement.style.setProperty('--ap-nav-height',n.offsetHeight+'px');}"
+    "f();window.addEventListener('resize',f);})();"
+)
+CSP = (
+    "default-src 'none'; img-src data:; style-src 'unsafe-inline'; script-src 'unsafe-inline'; "
+    "font-src data:; connect-src 'none'; base-uri 'none'; form-action 'none'"
+)
 
 
 # the document around the sections; filled in by the package's one template helper, which escapes
@@ -61,20 +65,37 @@ def render_page(ctx: Any, sections: list[Any], total: float) -> str:
         The document.
     """
     model_name = type(ctx.model).__name__
-    nav = "".join(f'<a href="#{s.id}" class="{"" if s.status == "ok" else "ap-off"}">{esc(s.title)}</a>'
-                  for s in sections)
+    nav = "".join(
+        f'<a href="#{s.id}" class="{"" if s.status == "ok" else "ap-off"}">{esc(s.title)}</a>' for s in sections
+    )
     body = []
     for s in sections:
         note = f'<p class="ap-note">{esc(s.note)}</p>' if s.note else ""
-        body.append(f'<section id="{s.id}" class="ap-section ap-{s.status}" data-status="{s.status}">'
-                    f"<h2>{esc(s.title)}</h2>{note}{s.body}</section>")
-    timings = "".join(f"<tr><td>{esc(s.title)}</td><td>{esc(s.status)}</td><td>{s.seconds:.1f} s</td></tr>"
-                      for s in sections)
+        body.append(
+            f'<section id="{s.id}" class="ap-section ap-{s.status}" data-status="{s.status}">'
+            f"<h2>{esc(s.title)}</h2>{note}{s.body}</section>"
+        )
+    timings = "".join(
+        f"<tr><td>{esc(s.title)}</td><td>{esc(s.status)}</td><td>{s.seconds:.1f} s</td></tr>" for s in sections
+    )
     files = ", ".join(f'<a href="{esc(f)}">{esc(f)}</a>' for f in sorted(set(ctx.files)))
     first = ctx.texts[0]
     preview = first if len(first) <= 80 else first[:77] + "..."
-    return render(PAGE, csp=Markup(CSP), css=Markup(stylesheet()), model=model_name, source=ctx.source,
-                  count=len(ctx.texts), preview=preview, total=f"{total:.1f}", when=time.strftime("%Y-%m-%d %H:%M"),
-                  nav=Markup(nav), sections=Markup("\n".join(body)), timings=Markup(timings),
-                  load_seconds=f"{ctx.load_seconds:.1f}", capture_seconds=f"{ctx.capture_seconds:.1f}",
-                  files=Markup(files), nav_script=Markup(NAV_OFFSET_SCRIPT))
+    return render(
+        PAGE,
+        csp=Markup(CSP),
+        css=Markup(stylesheet()),
+        model=model_name,
+        source=ctx.source,
+        count=len(ctx.texts),
+        preview=preview,
+        total=f"{total:.1f}",
+        when=time.strftime("%Y-%m-%d %H:%M"),
+        nav=Markup(nav),
+        sections=Markup("\n".join(body)),
+        timings=Markup(timings),
+        load_seconds=f"{ctx.load_seconds:.1f}",
+        capture_seconds=f"{ctx.capture_seconds:.1f}",
+        files=Markup(files),
+        nav_script=Markup(NAV_OFFSET_SCRIPT),
+    )

@@ -33,8 +33,9 @@ def pixel_values(image, model):
 
     source = getattr(model.config, "_name_or_path", None) or getattr(model, "name_or_path", None)
     if not source:
-        raise SectionUnavailableError("give the image as pixel_values (a tensor): the model has no saved image "
-                                      "processor")
+        raise SectionUnavailableError(
+            "give the image as pixel_values (a tensor): the model has no saved image processor"
+        )
     return AutoImageProcessor.from_pretrained(source)(images=image, return_tensors="pt")["pixel_values"]
 
 
@@ -72,8 +73,10 @@ def section_captioning(ctx) -> str:
     """Each generated token's cross-attention over the image, as small multiples and a GIF; the
     encoder's rollout with its patch grid labelled."""
     if ctx.image is None or not is_captioner(ctx.model):
-        raise SectionUnavailableError("Captioning: give a VisionEncoderDecoder model and an image (image=) to see "
-                                      "where each generated token looks in the image.")
+        raise SectionUnavailableError(
+            "Captioning: give a VisionEncoderDecoder model and an image (image=) to see "
+            "where each generated token looks in the image."
+        )
     from ..plots import caption_attention, caption_gif, vit_rollout
     from ..plots.vision import caption_maps
 
@@ -85,16 +88,29 @@ def section_captioning(ctx) -> str:
     caption_gif(record, pixels, gif, tokens=words, grid=grid)
     ctx.files.append(GIF_FILE)
     prefix = ", ".join(maps["prefix_labels"]) or "none"
-    parts = [f'<p class="ap-lead">Greedy caption of the image ({steps} tokens): <b>{esc(" ".join(words[:steps]))}'
-             f"</b>. Each panel is one generated token: the image under that token's cross-attention over the "
-             f"{maps['rows']}x{maps['cols']} patches (mean of the decoder's layers and heads; one colour scale "
-             f"for all panels). Tokens before the grid ({esc(prefix)}) are not patches: their weight is written "
-             f'under each panel. Animated: <a href="{esc(GIF_FILE)}">{esc(GIF_FILE)}</a>.</p>']
-    parts.append(ctx.figure("caption_attention", caption_attention(record, pixels, tokens=words, grid=grid),
-                            "Where each generated token looks in the image."))
-    encoder = type(record)(layers=record.select("encoder", "self"), tokens=record.tokens,
-                           model_class=record.model_class)
+    parts = [
+        f'<p class="ap-lead">Greedy caption of the image ({steps} tokens): <b>{esc(" ".join(words[:steps]))}'
+        f"</b>. Each panel is one generated token: the image under that token's cross-attention over the "
+        f"{maps['rows']}x{maps['cols']} patches (mean of the decoder's layers and heads; one colour scale "
+        f"for all panels). Tokens before the grid ({esc(prefix)}) are not patches: their weight is written "
+        f'under each panel. Animated: <a href="{esc(GIF_FILE)}">{esc(GIF_FILE)}</a>.</p>'
+    ]
+    parts.append(
+        ctx.figure(
+            "caption_attention",
+            caption_attention(record, pixels, tokens=words, grid=grid),
+            "Where each generated token looks in the image.",
+        )
+    )
+    encoder = type(record)(
+        layers=record.select("encoder", "self"), tokens=record.tokens, model_class=record.model_class
+    )
     if encoder.layers:
-        parts.append(ctx.figure("vit_rollout", vit_rollout(encoder, pixels, grid=grid),
-                                "Attention rollout of the image encoder ([CLS] over the patch grid)."))
+        parts.append(
+            ctx.figure(
+                "vit_rollout",
+                vit_rollout(encoder, pixels, grid=grid),
+                "Attention rollout of the image encoder ([CLS] over the patch grid).",
+            )
+        )
     return "".join(parts)

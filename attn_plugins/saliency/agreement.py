@@ -28,8 +28,12 @@ import torch
 from ..analysis.divergence import js_divergence_rows
 
 METRICS = ("kendall_tau", "spearman_rho", "top_k_overlap", "jensen_shannon")
-LABELS = {"kendall_tau": "Kendall tau", "spearman_rho": "Spearman rho", "top_k_overlap": "top-k overlap",
-          "jensen_shannon": "Jensen-Shannon divergence"}
+LABELS = {
+    "kendall_tau": "Kendall tau",
+    "spearman_rho": "Spearman rho",
+    "top_k_overlap": "top-k overlap",
+    "jensen_shannon": "Jensen-Shannon divergence",
+}
 
 
 def _distribution(values: np.ndarray) -> np.ndarray | None:
@@ -72,8 +76,12 @@ def pair_metrics(a: Any, b: Any, *, k: int = 3) -> dict[str, float]:
     else:
         tau = float(stats.kendalltau(a, b).statistic)
         rho = float(stats.spearmanr(a, b).statistic)
-    return {"kendall_tau": tau, "spearman_rho": rho, "top_k_overlap": top_k_overlap(a, b, k),
-            "jensen_shannon": jensen_shannon(a, b)}
+    return {
+        "kendall_tau": tau,
+        "spearman_rho": rho,
+        "top_k_overlap": top_k_overlap(a, b, k),
+        "jensen_shannon": jensen_shannon(a, b),
+    }
 
 
 @dataclass
@@ -114,8 +122,7 @@ class Agreement:
         columns (default gradient methods)."""
         rows = rows or [m for m in self.methods if self.families.get(m) == "attention"]
         cols = cols or [m for m in self.methods if self.families.get(m) != "attention"]
-        lines = [f"| {LABELS.get(metric, metric)} | " + " | ".join(cols) + " |",
-                 "|---|" + "---|" * len(cols)]
+        lines = [f"| {LABELS.get(metric, metric)} | " + " | ".join(cols) + " |", "|---|" + "---|" * len(cols)]
         for r in rows:
             cells = [f"{self.mean(r, c, metric):.3f}" for c in cols]
             lines.append(f"| {r} | " + " | ".join(cells) + " |")
@@ -123,13 +130,21 @@ class Agreement:
 
     def summary(self, metrics: Any = METRICS) -> str:
         """Every averaged metric as markdown tables (attention methods vs gradient methods)."""
-        head = (f"{len(self.units)} instances; scores compared by {'magnitude' if self.absolute else 'value'}"
-                f"{', special tokens excluded' if self.skip_special else ''}; top-k with k={self.k}")
+        head = (
+            f"{len(self.units)} instances; scores compared by {'magnitude' if self.absolute else 'value'}"
+            f"{', special tokens excluded' if self.skip_special else ''}; top-k with k={self.k}"
+        )
         return head + "\n\n" + "\n\n".join(self.cross_table(m) for m in metrics)
 
 
-def agreement(table: dict[str, list[Any]], *, k: int = 3, absolute: bool = True, skip_special: bool = True,
-              families: dict[str, str] | None = None) -> Agreement:
+def agreement(
+    table: dict[str, list[Any]],
+    *,
+    k: int = 3,
+    absolute: bool = True,
+    skip_special: bool = True,
+    families: dict[str, str] | None = None,
+) -> Agreement:
     """Agreement of ``{method: [instance]}`` (instances are lists of fields, as in
     :func:`attn_plugins.saliency.collect.as_method_table`)."""
     methods = list(table)
@@ -160,5 +175,12 @@ def agreement(table: dict[str, list[Any]], *, k: int = 3, absolute: bool = True,
             label = f"instance {i + 1}" + (f" ({first.field})" if len(table[methods[0]][i]) > 1 else "")
             units.append(label)
             per_unit.append(metrics)
-    return Agreement(methods=methods, units=units, per_unit=per_unit, k=k, absolute=absolute,
-                     skip_special=skip_special, families=families)
+    return Agreement(
+        methods=methods,
+        units=units,
+        per_unit=per_unit,
+        k=k,
+        absolute=absolute,
+        skip_special=skip_special,
+        families=families,
+    )

@@ -47,8 +47,16 @@ from .methods import METHODS, Extras
 from .problem import OUTPUTS, Problem, transform_output
 from .result import TokenSaliency
 
-SUPPORTED = ("saliency", "input_x_gradient", "integrated_gradients", "smoothgrad", "deeplift", "feature_ablation",
-             "simple_gradient", "smoothgrad_allennlp")
+SUPPORTED = (
+    "saliency",
+    "input_x_gradient",
+    "integrated_gradients",
+    "smoothgrad",
+    "deeplift",
+    "feature_ablation",
+    "simple_gradient",
+    "smoothgrad_allennlp",
+)
 
 
 def allennlp_simple_gradient(problem: Problem, lengths: list[int]) -> torch.Tensor:
@@ -107,8 +115,9 @@ class AllenNLPExplainer:
         logits_key: the model output's key holding the logits.
     """
 
-    def __init__(self, predictor: Any, *, output: str = "loss", label_key: str = "label",
-                 logits_key: str = "logits") -> None:
+    def __init__(
+        self, predictor: Any, *, output: str = "loss", label_key: str = "label", logits_key: str = "logits"
+    ) -> None:
         if output not in OUTPUTS:
             raise ValueError(f"output must be one of {OUTPUTS}, got {output!r}")
         self.predictor = predictor
@@ -178,8 +187,9 @@ class AllenNLPExplainer:
         embeds = torch.cat(seen, dim=1)
         logits = outputs.get(self.logits_key)
         if logits is None:
-            raise ValueError(f"the model's output has no {self.logits_key!r}: pass logits_key= "
-                             f"(keys: {sorted(outputs)})")
+            raise ValueError(
+                f"the model's output has no {self.logits_key!r}: pass logits_key= (keys: {sorted(outputs)})"
+            )
         label = tensors.get(self.label_key)
         target = int(label.reshape(-1)[0]) if isinstance(label, torch.Tensor) else int(logits.argmax(-1)[0])
         names = [p for p, _ in tensor_leaves]
@@ -209,14 +219,23 @@ class AllenNLPExplainer:
 
         n = embeds.shape[1]
         problem = Problem(
-            model=model, embedding_layer=layer, input_ids=torch.zeros(1, n, dtype=torch.long),
-            attention_mask=torch.ones(1, n, dtype=torch.long), embeds=embeds,
-            args=tuple(v for _, v in tensor_leaves), embed_forward=embed_forward, ids_forward=ids_forward,
-            targets=[target], queries=[0],
+            model=model,
+            embedding_layer=layer,
+            input_ids=torch.zeros(1, n, dtype=torch.long),
+            attention_mask=torch.ones(1, n, dtype=torch.long),
+            embeds=embeds,
+            args=tuple(v for _, v in tensor_leaves),
+            embed_forward=embed_forward,
+            ids_forward=ids_forward,
+            targets=[target],
+            queries=[0],
         )
         probs = torch.softmax(logits.double(), dim=-1)[0]
-        info = {"prediction": int(probs.argmax()), "probability": float(probs.max()),
-                "target_probability": float(probs[target])}
+        info = {
+            "prediction": int(probs.argmax()),
+            "probability": float(probs.max()),
+            "target_probability": float(probs[target]),
+        }
         return problem, lengths, info
 
     # ----- public ----------------------------------------------------------------------------------
@@ -232,8 +251,10 @@ class AllenNLPExplainer:
             One :class:`TokenSaliency` per embedded field, in the order the model embeds them.
         """
         if method not in SUPPORTED:
-            raise ValueError(f"{method!r} is not available for AllenNLP models here; choose from {SUPPORTED} "
-                             "(attention methods: the predictor add-on's interpreters)")
+            raise ValueError(
+                f"{method!r} is not available for AllenNLP models here; choose from {SUPPORTED} "
+                "(attention methods: the predictor add-on's interpreters)"
+            )
         training = [(m, m.training) for m in self.model.modules()]
         self.model.eval()
         try:
@@ -255,18 +276,27 @@ class AllenNLPExplainer:
         out, offset = [], 0
         for (name, tokens), length in zip(fields, lengths, strict=True):
             target = problem.targets[0] if problem.targets is not None else None
-            out.append(TokenSaliency(
-                tokens=tokens, scores=scores[offset : offset + length].numpy(), method=method, target=target,
-                target_label=_safe(label_name, target), prediction=info["prediction"],
-                prediction_label=_safe(label_name, info["prediction"]), probability=info["probability"],
-                target_probability=info["target_probability"], field=name,
-                info={**options, **(extras[0] if extras else {}), "output": self.output, "task": "allennlp"},
-            ))
+            out.append(
+                TokenSaliency(
+                    tokens=tokens,
+                    scores=scores[offset : offset + length].numpy(),
+                    method=method,
+                    target=target,
+                    target_label=_safe(label_name, target),
+                    prediction=info["prediction"],
+                    prediction_label=_safe(label_name, info["prediction"]),
+                    probability=info["probability"],
+                    target_probability=info["target_probability"],
+                    field=name,
+                    info={**options, **(extras[0] if extras else {}), "output": self.output, "task": "allennlp"},
+                )
+            )
             offset += length
         return out
 
-    def explain_json(self, inputs: dict[str, Any], method: str = "input_x_gradient",
-                     **options: Any) -> list[list[TokenSaliency]]:
+    def explain_json(
+        self, inputs: dict[str, Any], method: str = "input_x_gradient", **options: Any
+    ) -> list[list[TokenSaliency]]:
         """Every labelled instance of ``inputs``, as AllenNLP's interpreters see them.
 
         Args:
@@ -284,8 +314,11 @@ class AllenNLPExplainer:
         """(field name, tokens) of each embedding call: text fields in instance order, matched by length."""
         from allennlp.data.fields.text_field import TextField
 
-        text_fields = [(str(name), [str(t.text) for t in field.tokens]) for name, field in instance.fields.items()
-                       if isinstance(field, TextField)]
+        text_fields = [
+            (str(name), [str(t.text) for t in field.tokens])
+            for name, field in instance.fields.items()
+            if isinstance(field, TextField)
+        ]
         out: list[tuple[str, list[str]]] = []
         for k, length in enumerate(lengths):
             match = next((f for f in text_fields if len(f[1]) == length), None)

@@ -29,14 +29,22 @@ from .problem import Problem
 
 
 def _item_args(args: tuple[Any, ...], b: int, batch: int) -> tuple[Any, ...]:
-    return tuple(a[b : b + 1] if isinstance(a, torch.Tensor) and a.dim() and a.shape[0] == batch else a
-                 for a in args)
+    return tuple(a[b : b + 1] if isinstance(a, torch.Tensor) and a.dim() and a.shape[0] == batch else a for a in args)
 
 
-@method("smoothgrad_allennlp", "gradient",
-        "AllenNLP's SmoothGradient formula: |sum_d mean signed gradient| with per-instance noise scale")
-def smoothgrad_allennlp(problem: Problem, *, stdev: float = 0.01, num_samples: int = 10, seed: int | None = 0,
-                        field_lengths: list[int] | None = None) -> MethodResult:
+@method(
+    "smoothgrad_allennlp",
+    "gradient",
+    "AllenNLP's SmoothGradient formula: |sum_d mean signed gradient| with per-instance noise scale",
+)
+def smoothgrad_allennlp(
+    problem: Problem,
+    *,
+    stdev: float = 0.01,
+    num_samples: int = 10,
+    seed: int | None = 0,
+    field_lengths: list[int] | None = None,
+) -> MethodResult:
     """AllenNLP's SmoothGradient: the mean signed gradient over noisy copies of the embeddings.
 
     Args:
@@ -78,8 +86,7 @@ def smoothgrad_allennlp(problem: Problem, *, stdev: float = 0.01, num_samples: i
                     noisy[:, positions] = part + torch.randn(part.shape, device=part.device) * stdev * scale
                 noisy.requires_grad_()
                 value = problem.embed_forward(noisy, *args)
-                value = value[0, problem.targets[b]] if value.dim() == 2 and problem.targets is not None \
-                    else value[0]
+                value = value[0, problem.targets[b]] if value.dim() == 2 and problem.targets is not None else value[0]
                 (grad,) = torch.autograd.grad(value, noisy)
                 total += grad
             out[b] = (total / num_samples)[0].sum(-1)

@@ -65,8 +65,9 @@ def attention(problem: Problem, *, layer: Any = -1, head: Any = None) -> MethodR
 
 
 @method("rollout", "attention", "attention rollout (Abnar & Zuidema 2020): row of the query token")
-def rollout(problem: Problem, *, head_fusion: str = "mean", add_residual: bool = True,
-            start_layer: int = 0) -> MethodResult:
+def rollout(
+    problem: Problem, *, head_fusion: str = "mean", add_residual: bool = True, start_layer: int = 0
+) -> MethodResult:
     """Attention rollout (Abnar & Zuidema 2020): the query token's row of the rolled-out matrix.
 
     Args:
@@ -90,8 +91,15 @@ def rollout(problem: Problem, *, head_fusion: str = "mean", add_residual: bool =
 
 
 @method("flow", "attention", "attention flow (Abnar & Zuidema 2020): max flow from the query token to each input")
-def flow(problem: Problem, *, head_fusion: str = "mean", add_residual: bool = True, normalize: bool = True,
-         backend: str = "scipy", scale: int | None = None) -> MethodResult:
+def flow(
+    problem: Problem,
+    *,
+    head_fusion: str = "mean",
+    add_residual: bool = True,
+    normalize: bool = True,
+    backend: str = "scipy",
+    scale: int | None = None,
+) -> MethodResult:
     """Attention flow (Abnar & Zuidema 2020): max flow from the query token to each input.
 
     Args:
@@ -114,19 +122,33 @@ def flow(problem: Problem, *, head_fusion: str = "mean", add_residual: bool = Tr
     for b, q in enumerate(problem.queries):
         real = _real(problem.attention_mask[b])
         index = torch.tensor(real)
-        weights = [layer.weights[b : b + 1].index_select(-1, index.to(layer.weights.device))
-                   .index_select(-2, index.to(layer.weights.device)) for layer in layers]
-        full = flow_matrices(weights, query=real.index(q) if q is not None else None, head_fusion=head_fusion,
-                             add_residual=add_residual, normalize=normalize, backend=backend,
-                             scale=scale or DEFAULT_SCALE)[0]
+        weights = [
+            layer.weights[b : b + 1]
+            .index_select(-1, index.to(layer.weights.device))
+            .index_select(-2, index.to(layer.weights.device))
+            for layer in layers
+        ]
+        full = flow_matrices(
+            weights,
+            query=real.index(q) if q is not None else None,
+            head_fusion=head_fusion,
+            add_residual=add_residual,
+            normalize=normalize,
+            backend=backend,
+            scale=scale or DEFAULT_SCALE,
+        )[0]
         out[b, index] = full if q is not None else full.mean(dim=0)
     return out, no_extras(problem)
 
 
-@method("grad_attention", "attention",
-        "gradient-weighted attention: attention x d target / d attention, positive part, heads averaged")
-def grad_attention(problem: Problem, *, aggregate: str = "mean", positive: bool = True,
-                   layer: int = -1) -> MethodResult:
+@method(
+    "grad_attention",
+    "attention",
+    "gradient-weighted attention: attention x d target / d attention, positive part, heads averaged",
+)
+def grad_attention(
+    problem: Problem, *, aggregate: str = "mean", positive: bool = True, layer: int = -1
+) -> MethodResult:
     """``aggregate``: ``"rollout"`` (Chefer et al. 2021: ``R = I``, ``R += Abar @ R`` layer by layer),
     ``"mean"`` (mean over layers of ``Abar``) or ``"layer"`` (``Abar`` of ``layer``); then the query row.
     ``Abar = mean_heads(A * dA)``, clamped at 0 when ``positive``.
@@ -145,7 +167,7 @@ def grad_attention(problem: Problem, *, aggregate: str = "mean", positive: bool 
     pairs = problem.attention_function()  # [(A, dA)] per layer, each [b, h, n, n]
     weighted = []
     for attn, grad in pairs:
-        value = (attn.detach().double() * grad.detach().double())
+        value = attn.detach().double() * grad.detach().double()
         if positive:
             value = value.clamp(min=0)
         weighted.append(value.mean(dim=1))
@@ -173,8 +195,16 @@ def _item_record(record: AttentionRecord, b: int) -> AttentionRecord:
 
     from ..record import LayerAttention
 
-    layers = [LayerAttention(name=layer.name, stack=layer.stack, kind=layer.kind, index=layer.index,
-                             weights=layer.weights[b : b + 1], heads=layer.heads) for layer in record.layers]
+    layers = [
+        LayerAttention(
+            name=layer.name,
+            stack=layer.stack,
+            kind=layer.kind,
+            index=layer.index,
+            weights=layer.weights[b : b + 1],
+            heads=layer.heads,
+        )
+        for layer in record.layers
+    ]
     inputs = {k: v[b : b + 1] for k, v in record.inputs.items() if isinstance(v, torch.Tensor) and v.dim() >= 1}
-    return replace(record, layers=layers, inputs=inputs,
-                   tokens=record.tokens[b : b + 1] if record.tokens else None)
+    return replace(record, layers=layers, inputs=inputs, tokens=record.tokens[b : b + 1] if record.tokens else None)

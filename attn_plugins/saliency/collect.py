@@ -24,8 +24,9 @@ def _is_record(obj: Any) -> bool:
     return type(obj).__name__ == "AttentionRecord" and hasattr(obj, "layers")
 
 
-def as_instances(obj: Any, *, method: str | None = None, query: Any = 0, merge_words: bool | str = False,
-                 **options: Any) -> list[Instance]:
+def as_instances(
+    obj: Any, *, method: str | None = None, query: Any = 0, merge_words: bool | str = False, **options: Any
+) -> list[Instance]:
     """A list of instances, each a list of fields (one :class:`TokenSaliency` per field).
 
     Args:
@@ -64,8 +65,9 @@ def as_instances(obj: Any, *, method: str | None = None, query: Any = 0, merge_w
     return instances
 
 
-def as_method_table(obj: Any, *, methods: Any = None, query: Any = 0, merge_words: bool | str = False,
-                    **options: Any) -> dict[str, list[Instance]]:
+def as_method_table(
+    obj: Any, *, methods: Any = None, query: Any = 0, merge_words: bool | str = False, **options: Any
+) -> dict[str, list[Instance]]:
     """``{method: [instance]}`` with the same instances (and tokens) under every method.
 
     Args:
@@ -82,8 +84,9 @@ def as_method_table(obj: Any, *, methods: Any = None, query: Any = 0, merge_word
         from .record_saliency import attention_saliency
 
         names = list(methods or ("attention", "rollout", "flow"))
-        table = {name: as_instances(attention_saliency(obj, name, query=query, **options.get(name, {})))
-                 for name in names}
+        table = {
+            name: as_instances(attention_saliency(obj, name, query=query, **options.get(name, {}))) for name in names
+        }
     elif isinstance(obj, Mapping):
         table = {name: as_instances(value) for name, value in obj.items()}
         if methods is not None:

@@ -68,10 +68,18 @@ class Explainer:
         labels: class index -> name (default: the config's ``id2label`` for classification heads).
     """
 
-    def __init__(self, model: torch.nn.Module, tokenizer: Any = None, *, task: str | None = None,
-                 head: Callable[[Any], torch.Tensor] | None = None, output: str = "logit",
-                 embedding_layer: torch.nn.Module | None = None, max_length: int | None = 512,
-                 labels: dict[int, str] | None = None) -> None:
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        tokenizer: Any = None,
+        *,
+        task: str | None = None,
+        head: Callable[[Any], torch.Tensor] | None = None,
+        output: str = "logit",
+        embedding_layer: torch.nn.Module | None = None,
+        max_length: int | None = 512,
+        labels: dict[int, str] | None = None,
+    ) -> None:
         self.model = model
         self.tokenizer = tokenizer
         self.task = task or ("custom" if head is not None else detect_task(model))
@@ -90,8 +98,11 @@ class Explainer:
         self.embedding_layer: torch.nn.Module = embedding_layer or getter.get_input_embeddings()
         self.max_length = max_length
         config = getattr(model, "config", None)
-        self.labels: dict[int, str] = labels or ({int(k): v for k, v in getattr(config, "id2label", {}).items()}
-                                 if self.task in ("sequence-classification", "token-classification") else {})
+        self.labels: dict[int, str] = labels or (
+            {int(k): v for k, v in getattr(config, "id2label", {}).items()}
+            if self.task in ("sequence-classification", "token-classification")
+            else {}
+        )
         self._eager: torch.nn.Module | None = None
 
     # ----- inputs --------------------------------------------------------------------------------
@@ -99,8 +110,13 @@ class Explainer:
         if self.tokenizer is None:
             raise ValueError("an Explainer needs a tokenizer to explain text (or pass encodings)")
         pairs = bool(texts) and isinstance(texts[0], (tuple, list))
-        kwargs: dict[str, Any] = dict(return_tensors="pt", padding=True, truncation=self.max_length is not None,
-                      max_length=self.max_length, return_special_tokens_mask=True)
+        kwargs: dict[str, Any] = dict(
+            return_tensors="pt",
+            padding=True,
+            truncation=self.max_length is not None,
+            max_length=self.max_length,
+            return_special_tokens_mask=True,
+        )
         if getattr(self.tokenizer, "is_fast", False):
             kwargs["return_offsets_mapping"] = True
         if self.task == "causal-lm" and getattr(self.tokenizer, "pad_token", None) is None:
@@ -203,8 +219,15 @@ class Explainer:
         return self.labels.get(target, str(target))
 
     # ----- problems ------------------------------------------------------------------------------
-    def problem(self, inputs: dict[str, torch.Tensor], *, target: Any = "predicted", position: Any = None,
-                query: Any = None, queries: list[int] | None = None) -> tuple[Problem, dict[str, Any]]:
+    def problem(
+        self,
+        inputs: dict[str, torch.Tensor],
+        *,
+        target: Any = "predicted",
+        position: Any = None,
+        query: Any = None,
+        queries: list[int] | None = None,
+    ) -> tuple[Problem, dict[str, Any]]:
         """A :class:`Problem` for one batch of model inputs, plus prediction info per item.
 
         Args:
@@ -260,17 +283,26 @@ class Explainer:
             return self._attention_gradients(inputs, pos_tensor, targets)
 
         problem = Problem(
-            model=model, embedding_layer=self.embedding_layer, input_ids=inputs["input_ids"],
-            attention_mask=inputs["attention_mask"], embeds=embeds, args=args, embed_forward=embed_forward,
-            ids_forward=ids_forward, targets=targets, queries=queries, special_ids=special_ids,
-            pad_id=pad_id if pad_id is not None else 0, mask_id=getattr(tok, "mask_token_id", None),
-            attention_function=attention_gradients, record_function=capture_record,
+            model=model,
+            embedding_layer=self.embedding_layer,
+            input_ids=inputs["input_ids"],
+            attention_mask=inputs["attention_mask"],
+            embeds=embeds,
+            args=args,
+            embed_forward=embed_forward,
+            ids_forward=ids_forward,
+            targets=targets,
+            queries=queries,
+            special_ids=special_ids,
+            pad_id=pad_id if pad_id is not None else 0,
+            mask_id=getattr(tok, "mask_token_id", None),
+            attention_function=attention_gradients,
+            record_function=capture_record,
         )
         info["positions"] = positions
         return problem, info
 
-    def _scores_for_prediction(self, inputs: dict[str, torch.Tensor],
-                               pos_tensor: torch.Tensor | None) -> torch.Tensor:
+    def _scores_for_prediction(self, inputs: dict[str, torch.Tensor], pos_tensor: torch.Tensor | None) -> torch.Tensor:
         output, self.output = self.output, "logit"
         try:
             return self._scores(self.model(**inputs), pos_tensor)
@@ -279,8 +311,12 @@ class Explainer:
 
     def _prediction_info(self, logits: torch.Tensor, targets: list[int] | None) -> dict[str, Any]:
         if logits.dim() == 1:
-            return {"prediction": [None] * len(logits), "probability": [None] * len(logits),
-                    "target_probability": [None] * len(logits), "value": logits.tolist()}
+            return {
+                "prediction": [None] * len(logits),
+                "probability": [None] * len(logits),
+                "target_probability": [None] * len(logits),
+                "value": logits.tolist(),
+            }
         probs = torch.softmax(logits.double(), dim=-1)
         pred = probs.argmax(dim=-1)
         return {
@@ -316,8 +352,9 @@ class Explainer:
             self._eager = eager.eval()
         return self._eager
 
-    def _attention_gradients(self, inputs: dict[str, torch.Tensor], pos_tensor: torch.Tensor | None,
-                             targets: list[int] | None) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    def _attention_gradients(
+        self, inputs: dict[str, torch.Tensor], pos_tensor: torch.Tensor | None, targets: list[int] | None
+    ) -> list[tuple[torch.Tensor, torch.Tensor]]:
         model = self.eager_model()
         with evaluation_mode(model), torch.enable_grad():
             outputs = model(**inputs, output_attentions=True)
@@ -326,16 +363,27 @@ class Explainer:
                 raise ValueError(f"{type(model).__name__} returned no attentions with output_attentions=True")
             scores = self._scores(outputs, pos_tensor)
             if scores.dim() == 2:
-                scores = scores[torch.arange(scores.shape[0], device=scores.device),
-                                torch.tensor(targets, device=scores.device)]
+                scores = scores[
+                    torch.arange(scores.shape[0], device=scores.device), torch.tensor(targets, device=scores.device)
+                ]
             grads = torch.autograd.grad(scores.sum(), list(attentions))
         return [(a.detach(), g.detach()) for a, g in zip(attentions, grads, strict=True)]
 
     # ----- public ---------------------------------------------------------------------------------
-    def explain(self, texts: Texts | dict[str, Any], method: str = "integrated_gradients", *,
-                target: Any = "predicted", position: Any = None, query: Any = None, batch_size: int = 8,
-                merge_words: str | bool = False, true_labels: Sequence[Any] | None = None,
-                progress: bool | None = None, **options: Any) -> list[TokenSaliency]:
+    def explain(
+        self,
+        texts: Texts | dict[str, Any],
+        method: str = "integrated_gradients",
+        *,
+        target: Any = "predicted",
+        position: Any = None,
+        query: Any = None,
+        batch_size: int = 8,
+        merge_words: str | bool = False,
+        true_labels: Sequence[Any] | None = None,
+        progress: bool | None = None,
+        **options: Any,
+    ) -> list[TokenSaliency]:
         """One :class:`TokenSaliency` per input (real tokens only, padding dropped).
 
         Args:
@@ -362,8 +410,12 @@ class Explainer:
             batches = [(encodings, None, None)]
             total = int(encodings["input_ids"].shape[0])
         else:
-            items = [texts] if isinstance(texts, str) or (isinstance(texts, tuple) and len(texts) == 2
-                                                          and all(isinstance(t, str) for t in texts)) else list(texts)
+            items = (
+                [texts]
+                if isinstance(texts, str)
+                or (isinstance(texts, tuple) and len(texts) == 2 and all(isinstance(t, str) for t in texts))
+                else list(texts)
+            )
             batches = [(None, items[i : i + batch_size], i) for i in range(0, len(items), batch_size)]
             total = len(items)
         results: list[TokenSaliency] = []
@@ -374,18 +426,25 @@ class Explainer:
                     enc, _ = self._encode(chunk or [])
                 inputs = self._model_inputs(enc)
                 size = len(chunk) if chunk is not None else 0
-                chunk_targets = target[start : start + size] if isinstance(target, (list, tuple)) \
-                    and start is not None else target
-                chunk_positions = position[start : start + size] if isinstance(position, (list, tuple)) \
-                    and start is not None else position
-                chunk_queries = query[start : start + size] if isinstance(query, (list, tuple)) \
-                    and start is not None else query
+                chunk_targets = (
+                    target[start : start + size] if isinstance(target, (list, tuple)) and start is not None else target
+                )
+                chunk_positions = (
+                    position[start : start + size]
+                    if isinstance(position, (list, tuple)) and start is not None
+                    else position
+                )
+                chunk_queries = (
+                    query[start : start + size] if isinstance(query, (list, tuple)) and start is not None else query
+                )
                 with evaluation_mode(self.model):
-                    problem, info = self.problem(inputs, target=chunk_targets, position=chunk_positions,
-                                                 query=chunk_queries)
+                    problem, info = self.problem(
+                        inputs, target=chunk_targets, position=chunk_positions, query=chunk_queries
+                    )
                     scores, extras = fn(problem, **options)
-                results.extend(self._results(method, enc, chunk, problem, info, scores, extras, options,
-                                             true_labels, start or 0))
+                results.extend(
+                    self._results(method, enc, chunk, problem, info, scores, extras, options, true_labels, start or 0)
+                )
                 bar.update(problem.batch_size)
         finally:
             bar.close()
@@ -394,17 +453,30 @@ class Explainer:
             results = [r.to_words(how) for r in results]
         return results
 
-    def _results(self, method: str, enc: Any, chunk: list[Any] | None, problem: Problem, info: dict[str, Any],
-                 scores: torch.Tensor, extras: Extras, options: dict[str, Any],
-                 true_labels: Sequence[Any] | None, start: int) -> list[TokenSaliency]:
+    def _results(
+        self,
+        method: str,
+        enc: Any,
+        chunk: list[Any] | None,
+        problem: Problem,
+        info: dict[str, Any],
+        scores: torch.Tensor,
+        extras: Extras,
+        options: dict[str, Any],
+        true_labels: Sequence[Any] | None,
+        start: int,
+    ) -> list[TokenSaliency]:
         out = []
         ids = problem.input_ids.cpu()
         mask = problem.attention_mask.cpu()
         scores = scores.detach().double().cpu()
         for b in range(ids.shape[0]):
             real = torch.nonzero(mask[b]).flatten().tolist()
-            tokens = self.tokenizer.convert_ids_to_tokens(ids[b, real].tolist()) if self.tokenizer is not None \
+            tokens = (
+                self.tokenizer.convert_ids_to_tokens(ids[b, real].tolist())
+                if self.tokenizer is not None
                 else [str(i) for i in ids[b, real].tolist()]
+            )
             word_ids: list[int | None] | None = None
             offsets: list[tuple[int, int]] | None = None
             special: list[bool] | None = None
@@ -433,20 +505,38 @@ class Explainer:
             extra["task"] = self.task
             extra["output"] = self.output
             pred = info["prediction"][b]
-            out.append(TokenSaliency(
-                tokens=tokens, scores=scores[b, real].numpy(), method=method, target=target,
-                target_label=self._label_name(target), position=position, query=query, prediction=pred,
-                prediction_label=self._label_name(pred), probability=info["probability"][b],
-                target_probability=info["target_probability"][b],
-                true_label=true_labels[start + b] if true_labels is not None else None, text=text,
-                word_ids=word_ids, offsets=offsets, special=special, info=extra,
-            ))
+            out.append(
+                TokenSaliency(
+                    tokens=tokens,
+                    scores=scores[b, real].numpy(),
+                    method=method,
+                    target=target,
+                    target_label=self._label_name(target),
+                    position=position,
+                    query=query,
+                    prediction=pred,
+                    prediction_label=self._label_name(pred),
+                    probability=info["probability"][b],
+                    target_probability=info["target_probability"][b],
+                    true_label=true_labels[start + b] if true_labels is not None else None,
+                    text=text,
+                    word_ids=word_ids,
+                    offsets=offsets,
+                    special=special,
+                    info=extra,
+                )
+            )
         return out
 
-    def compare(self, texts: Texts, methods: Sequence[str] = ("attention", "rollout", "flow", "saliency",
-                                                             "integrated_gradients"),
-                *, options: dict[str, dict[str, Any]] | None = None, progress: bool | None = None,
-                **common: Any) -> dict[str, list[TokenSaliency]]:
+    def compare(
+        self,
+        texts: Texts,
+        methods: Sequence[str] = ("attention", "rollout", "flow", "saliency", "integrated_gradients"),
+        *,
+        options: dict[str, dict[str, Any]] | None = None,
+        progress: bool | None = None,
+        **common: Any,
+    ) -> dict[str, list[TokenSaliency]]:
         """Every method on the same inputs (the input of the ``"comparison"`` exporter).
 
         Args:

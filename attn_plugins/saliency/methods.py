@@ -122,7 +122,8 @@ def saliency(problem: Problem, *, reduce: str = "sum", abs: bool = True) -> Meth
 
     with _quiet_captum():
         attr = captum_attr.Saliency(problem.embed_forward).attribute(
-            problem.embeddings(), target=problem.targets, additional_forward_args=problem.args, abs=abs)
+            problem.embeddings(), target=problem.targets, additional_forward_args=problem.args, abs=abs
+        )
     return reduce_embedding(attr, reduce), no_extras(problem)
 
 
@@ -141,15 +142,25 @@ def input_x_gradient(problem: Problem, *, reduce: str = "sum") -> MethodResult:
 
     with _quiet_captum():
         attr = captum_attr.InputXGradient(problem.embed_forward).attribute(
-            problem.embeddings(), target=problem.targets, additional_forward_args=problem.args)
+            problem.embeddings(), target=problem.targets, additional_forward_args=problem.args
+        )
     return reduce_embedding(attr, reduce), no_extras(problem)
 
 
-@method("integrated_gradients", "gradient",
-        "Captum IntegratedGradients over the word embeddings (baseline: zero embeddings)")
-def integrated_gradients(problem: Problem, *, n_steps: int = 50, integration: str = "gausslegendre",
-                         baseline: str | float | torch.Tensor = "zeros",
-                         internal_batch_size: int | None = None, reduce: str = "sum") -> MethodResult:
+@method(
+    "integrated_gradients",
+    "gradient",
+    "Captum IntegratedGradients over the word embeddings (baseline: zero embeddings)",
+)
+def integrated_gradients(
+    problem: Problem,
+    *,
+    n_steps: int = 50,
+    integration: str = "gausslegendre",
+    baseline: str | float | torch.Tensor = "zeros",
+    internal_batch_size: int | None = None,
+    reduce: str = "sum",
+) -> MethodResult:
     """Captum's ``IntegratedGradients`` over the word embeddings.
 
     Args:
@@ -166,17 +177,32 @@ def integrated_gradients(problem: Problem, *, n_steps: int = 50, integration: st
     captum_attr = _captum()
 
     attr, delta = captum_attr.IntegratedGradients(problem.embed_forward).attribute(
-        problem.embeddings(), baselines=problem.baseline_embeds(baseline), target=problem.targets,
-        additional_forward_args=problem.args, n_steps=n_steps, method=integration,
-        internal_batch_size=internal_batch_size, return_convergence_delta=True)
+        problem.embeddings(),
+        baselines=problem.baseline_embeds(baseline),
+        target=problem.targets,
+        additional_forward_args=problem.args,
+        n_steps=n_steps,
+        method=integration,
+        internal_batch_size=internal_batch_size,
+        return_convergence_delta=True,
+    )
     return reduce_embedding(attr, reduce), _deltas(delta)
 
 
-@method("layer_integrated_gradients", "gradient",
-        "Captum LayerIntegratedGradients on the embedding layer (baseline: [PAD] for every non-special token)")
-def layer_integrated_gradients(problem: Problem, *, n_steps: int = 50, integration: str = "gausslegendre",
-                               baseline: str = "pad",
-                               internal_batch_size: int | None = None, reduce: str = "sum") -> MethodResult:
+@method(
+    "layer_integrated_gradients",
+    "gradient",
+    "Captum LayerIntegratedGradients on the embedding layer (baseline: [PAD] for every non-special token)",
+)
+def layer_integrated_gradients(
+    problem: Problem,
+    *,
+    n_steps: int = 50,
+    integration: str = "gausslegendre",
+    baseline: str = "pad",
+    internal_batch_size: int | None = None,
+    reduce: str = "sum",
+) -> MethodResult:
     """Captum's ``LayerIntegratedGradients`` on the embedding layer, from reference input ids.
 
     Args:
@@ -200,16 +226,33 @@ def layer_integrated_gradients(problem: Problem, *, n_steps: int = 50, integrati
     else:
         raise ValueError(f"baseline for layer_integrated_gradients must be 'pad', 'mask' or 'zeros', got {baseline!r}")
     attr, delta = captum_attr.LayerIntegratedGradients(problem.ids_forward, problem.embedding_layer).attribute(
-        problem.input_ids, baselines=baselines, target=problem.targets, additional_forward_args=problem.args,
-        n_steps=n_steps, method=integration, internal_batch_size=internal_batch_size, return_convergence_delta=True)
+        problem.input_ids,
+        baselines=baselines,
+        target=problem.targets,
+        additional_forward_args=problem.args,
+        n_steps=n_steps,
+        method=integration,
+        internal_batch_size=internal_batch_size,
+        return_convergence_delta=True,
+    )
     return reduce_embedding(attr, reduce), _deltas(delta)
 
 
-@method("smoothgrad", "gradient",
-        "Captum NoiseTunnel(Saliency), SmoothGrad (Smilkov et al. 2017), seeded so runs agree")
-def smoothgrad(problem: Problem, *, nt_samples: int = 10, noise_level: float = 0.01, stdevs: float | None = None,
-               seed: int = 0, base: str = "saliency", nt_type: str = "smoothgrad", reduce: str = "sum",
-               nt_samples_batch_size: int | None = None) -> MethodResult:
+@method(
+    "smoothgrad", "gradient", "Captum NoiseTunnel(Saliency), SmoothGrad (Smilkov et al. 2017), seeded so runs agree"
+)
+def smoothgrad(
+    problem: Problem,
+    *,
+    nt_samples: int = 10,
+    noise_level: float = 0.01,
+    stdevs: float | None = None,
+    seed: int = 0,
+    base: str = "saliency",
+    nt_type: str = "smoothgrad",
+    reduce: str = "sum",
+    nt_samples_batch_size: int | None = None,
+) -> MethodResult:
     """``stdevs`` defaults to ``noise_level * (max - min)`` of the batch's embeddings, with
     AllenNLP's SmoothGradient defaults (``noise_level=0.01``, 10 samples); the image-domain
     10-20 % of Smilkov et al. drowns word embeddings in noise.
@@ -244,8 +287,14 @@ def smoothgrad(problem: Problem, *, nt_samples: int = 10, noise_level: float = 0
     with torch.random.fork_rng(devices=devices), _quiet_captum():
         torch.manual_seed(seed)
         attr = captum_attr.NoiseTunnel(bases[base](problem.embed_forward)).attribute(
-            embeds, nt_type=nt_type, nt_samples=nt_samples, stdevs=stdevs, target=problem.targets,
-            additional_forward_args=problem.args, nt_samples_batch_size=nt_samples_batch_size)
+            embeds,
+            nt_type=nt_type,
+            nt_samples=nt_samples,
+            stdevs=stdevs,
+            target=problem.targets,
+            additional_forward_args=problem.args,
+            nt_samples_batch_size=nt_samples_batch_size,
+        )
     extras = [{"stdevs": stdevs, "seed": seed} for _ in range(problem.batch_size)]
     return reduce_embedding(attr, reduce), extras
 
@@ -271,15 +320,23 @@ def deeplift(problem: Problem, *, baseline: str | float | torch.Tensor = "zeros"
     module = ForwardModule(problem.model, problem.embed_forward)
     with _quiet_captum():
         attr, delta = captum_attr.DeepLift(module).attribute(
-            problem.embeddings(), baselines=problem.baseline_embeds(baseline), target=problem.targets,
-            additional_forward_args=problem.args, return_convergence_delta=True)
+            problem.embeddings(),
+            baselines=problem.baseline_embeds(baseline),
+            target=problem.targets,
+            additional_forward_args=problem.args,
+            return_convergence_delta=True,
+        )
     return reduce_embedding(attr, reduce), _deltas(delta)
 
 
-@method("feature_ablation", "gradient",
-        "Captum FeatureAblation: change of the target when one token's embedding is replaced by the baseline")
-def feature_ablation(problem: Problem, *, baseline: str | float | torch.Tensor = "zeros",
-                     perturbations_per_eval: int = 1) -> MethodResult:
+@method(
+    "feature_ablation",
+    "gradient",
+    "Captum FeatureAblation: change of the target when one token's embedding is replaced by the baseline",
+)
+def feature_ablation(
+    problem: Problem, *, baseline: str | float | torch.Tensor = "zeros", perturbations_per_eval: int = 1
+) -> MethodResult:
     """Captum's ``FeatureAblation``, one token (its whole embedding) at a time.
 
     Args:
@@ -298,9 +355,13 @@ def feature_ablation(problem: Problem, *, baseline: str | float | torch.Tensor =
     mask = torch.arange(n, device=embeds.device).view(1, n, 1).expand(b, n, d)
     with torch.no_grad(), _quiet_captum():
         attr = captum_attr.FeatureAblation(problem.embed_forward).attribute(
-            problem.embeddings(), baselines=problem.baseline_embeds(baseline), target=problem.targets,
-            additional_forward_args=problem.args, feature_mask=mask,
-            perturbations_per_eval=perturbations_per_eval)
+            problem.embeddings(),
+            baselines=problem.baseline_embeds(baseline),
+            target=problem.targets,
+            additional_forward_args=problem.args,
+            feature_mask=mask,
+            perturbations_per_eval=perturbations_per_eval,
+        )
     # every dimension of a token carries the token's ablation effect: read one
     return attr[..., 0], no_extras(problem)
 

@@ -21,8 +21,9 @@ if TYPE_CHECKING:
     from ..record import AttentionRecord
 
 
-def attention_saliency(record: AttentionRecord, method: str = "rollout", *, query: Any = 0,
-                       **options: Any) -> list[TokenSaliency]:
+def attention_saliency(
+    record: AttentionRecord, method: str = "rollout", *, query: Any = 0, **options: Any
+) -> list[TokenSaliency]:
     """Attention-based saliency straight from a record (no model needed).
 
     Args:
@@ -50,15 +51,31 @@ def attention_saliency(record: AttentionRecord, method: str = "rollout", *, quer
     mask = mask[:, :n].cpu()
     specs = query if isinstance(query, (list, tuple)) else [query] * batch
     queries = [resolve_query(q, n, mask[b]) for b, q in enumerate(specs)]
-    problem = Problem(model=None, embedding_layer=None,
-                      input_ids=ids[:, :n].cpu() if ids is not None else torch.zeros(batch, n, dtype=torch.long),
-                      attention_mask=mask, embeds=None, args=(), embed_forward=None, ids_forward=None,
-                      targets=None, queries=queries, _record=record)
+    problem = Problem(
+        model=None,
+        embedding_layer=None,
+        input_ids=ids[:, :n].cpu() if ids is not None else torch.zeros(batch, n, dtype=torch.long),
+        attention_mask=mask,
+        embeds=None,
+        args=(),
+        embed_forward=None,
+        ids_forward=None,
+        targets=None,
+        queries=queries,
+        _record=record,
+    )
     scores, extras = fn(problem, **options)
     out = []
     for b in range(batch):
         real = torch.nonzero(mask[b]).flatten().tolist()
         tokens = [record.tokens[b][i] for i in real] if record.tokens else [str(i) for i in real]
-        out.append(TokenSaliency(tokens=tokens, scores=scores[b, real].numpy(), method=method,
-                                 query=real.index(queries[b]), info={**options, **(extras[b] if extras else {})}))
+        out.append(
+            TokenSaliency(
+                tokens=tokens,
+                scores=scores[b, real].numpy(),
+                method=method,
+                query=real.index(queries[b]),
+                info={**options, **(extras[b] if extras else {})},
+            )
+        )
     return out

@@ -139,9 +139,15 @@ class TokenSaliency:
         def pick(seq: list[Any] | None) -> list[Any] | None:
             return None if seq is None else [seq[i] for i in positions]
 
-        return replace(self, tokens=[self.tokens[i] for i in positions], scores=self.scores[positions],
-                       word_ids=pick(self.word_ids), offsets=pick(self.offsets), special=pick(self.special),
-                       info=dict(self.info))
+        return replace(
+            self,
+            tokens=[self.tokens[i] for i in positions],
+            scores=self.scores[positions],
+            word_ids=pick(self.word_ids),
+            offsets=pick(self.offsets),
+            special=pick(self.special),
+            info=dict(self.info),
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """The result as a JSON-ready dict.
@@ -203,7 +209,7 @@ def _word_text(sal: TokenSaliency, group: list[int]) -> str:
     word = "".join(pieces)
     for marker in WORD_START:
         if word.startswith(marker):
-            word = word[len(marker):]
+            word = word[len(marker) :]
     return word
 
 
@@ -259,10 +265,15 @@ def merge_words(sal: TokenSaliency, how: str = "sum", keep_special: bool = True)
     info["merged_words"] = how
     info["word_pieces"] = [[sal.tokens[i] for i in group] for group in groups]
     return replace(
-        sal, tokens=words, scores=np.asarray(scores), word_ids=list(range(len(words))),
+        sal,
+        tokens=words,
+        scores=np.asarray(scores),
+        word_ids=list(range(len(words))),
         offsets=offsets if sal.offsets is not None else None,
         special=special if sal.special is not None else None,
-        position=new_index(sal.position), query=new_index(sal.query), info=info,
+        position=new_index(sal.position),
+        query=new_index(sal.query),
+        info=info,
     )
 
 

@@ -41,12 +41,18 @@ class SimilarityExplainer:
         self.tokenizer = tokenizer
         self.max_length = max_length
         # an Explainer carries the shared machinery (eager copy for grad_attention, capture, ...)
-        self._base = Explainer(model, tokenizer, task="custom", head=lambda out: last_hidden(out),
-                               max_length=max_length)
+        self._base = Explainer(
+            model, tokenizer, task="custom", head=lambda out: last_hidden(out), max_length=max_length
+        )
 
     def _encode(self, texts: list[str]):
-        kwargs = dict(return_tensors="pt", padding=True, truncation=self.max_length is not None,
-                      max_length=self.max_length, return_special_tokens_mask=True)
+        kwargs = dict(
+            return_tensors="pt",
+            padding=True,
+            truncation=self.max_length is not None,
+            max_length=self.max_length,
+            return_special_tokens_mask=True,
+        )
         if getattr(self.tokenizer, "is_fast", False):
             kwargs["return_offsets_mapping"] = True
         return self.tokenizer(texts, **kwargs)
@@ -102,27 +108,51 @@ class SimilarityExplainer:
 
         tok = self.tokenizer
         return Problem(
-            model=model, embedding_layer=self._base.embedding_layer, input_ids=inputs["input_ids"],
-            attention_mask=mask, embeds=self._base.embedding_layer(inputs["input_ids"]).detach(), args=args,
-            embed_forward=embed_forward, ids_forward=ids_forward, targets=None, queries=queries,
-            special_ids=set(getattr(tok, "all_special_ids", []) or []), pad_id=tok.pad_token_id or 0,
-            mask_id=getattr(tok, "mask_token_id", None), attention_function=attention_gradients,
+            model=model,
+            embedding_layer=self._base.embedding_layer,
+            input_ids=inputs["input_ids"],
+            attention_mask=mask,
+            embeds=self._base.embedding_layer(inputs["input_ids"]).detach(),
+            args=args,
+            embed_forward=embed_forward,
+            ids_forward=ids_forward,
+            targets=None,
+            queries=queries,
+            special_ids=set(getattr(tok, "all_special_ids", []) or []),
+            pad_id=tok.pad_token_id or 0,
+            mask_id=getattr(tok, "mask_token_id", None),
+            attention_function=attention_gradients,
             record_function=capture_record,
         )
 
-    def explain(self, pairs: tuple[str, str] | Sequence[tuple[str, str]], method: str = "integrated_gradients", *,
-                query: Any = None, merge_words: str | bool = False, progress: bool | None = None,
-                **options: Any) -> list[tuple[TokenSaliency, TokenSaliency]]:
+    def explain(
+        self,
+        pairs: tuple[str, str] | Sequence[tuple[str, str]],
+        method: str = "integrated_gradients",
+        *,
+        query: Any = None,
+        merge_words: str | bool = False,
+        progress: bool | None = None,
+        **options: Any,
+    ) -> list[tuple[TokenSaliency, TokenSaliency]]:
         """For each ``(a, b)``: ``(saliency of a's tokens, saliency of b's tokens)``.
 
         ``info["similarity"]`` holds the cosine similarity being explained.
         """
-        return self.explain_methods(pairs, [method], query=query, merge_words=merge_words, progress=progress,
-                                    options={method: options})[method]
+        return self.explain_methods(
+            pairs, [method], query=query, merge_words=merge_words, progress=progress, options={method: options}
+        )[method]
 
-    def explain_methods(self, pairs: tuple[str, str] | Sequence[tuple[str, str]], methods: Sequence[str], *,
-                        query: Any = None, merge_words: str | bool = False, progress: bool | None = None,
-                        options: dict[str, dict] | None = None) -> dict[str, list[tuple[TokenSaliency, TokenSaliency]]]:
+    def explain_methods(
+        self,
+        pairs: tuple[str, str] | Sequence[tuple[str, str]],
+        methods: Sequence[str],
+        *,
+        query: Any = None,
+        merge_words: str | bool = False,
+        progress: bool | None = None,
+        options: dict[str, dict] | None = None,
+    ) -> dict[str, list[tuple[TokenSaliency, TokenSaliency]]]:
         """Several methods on the same pairs: ``{method: explain(pairs, method, **options[method])}``.
 
         Each pair is encoded and embedded once, and each side's problem built once for all methods,
@@ -163,8 +193,11 @@ class SimilarityExplainer:
                     for m, fn in functions.items():
                         opts = options.get(m, {})
                         scores, extras = fn(problem, **opts)
-                        sides[m].append(self._result(m, enc, side, real, text, scores[0], extras[0], opts, cosine,
-                                                     problem.queries[0]))
+                        sides[m].append(
+                            self._result(
+                                m, enc, side, real, text, scores[0], extras[0], opts, cosine, problem.queries[0]
+                            )
+                        )
                 for m in methods:
                     pair = sides[m]
                     if merge_words:
@@ -178,20 +211,42 @@ class SimilarityExplainer:
                 module.training = mode
         return results
 
-    def _result(self, method: Any, enc: Any, side: Any, real: Any, text: Any, scores: Any, extra: Any, options: Any,
-                cosine: Any, query: Any):
+    def _result(
+        self,
+        method: Any,
+        enc: Any,
+        side: Any,
+        real: Any,
+        text: Any,
+        scores: Any,
+        extra: Any,
+        options: Any,
+        cosine: Any,
+        query: Any,
+    ):
         ids = enc["input_ids"][side, real].tolist()
         info = {**options, **(extra or {}), "similarity": cosine, "task": "similarity"}
-        offsets = [tuple(int(v) for v in enc["offset_mapping"][side, i].tolist()) for i in real] \
-            if "offset_mapping" in enc else None
+        offsets = (
+            [tuple(int(v) for v in enc["offset_mapping"][side, i].tolist()) for i in real]
+            if "offset_mapping" in enc
+            else None
+        )
         special = [bool(enc["special_tokens_mask"][side, i]) for i in real] if "special_tokens_mask" in enc else None
         word_ids = None
         if getattr(enc, "is_fast", False):
             all_ids = enc.word_ids(side)
             word_ids = [all_ids[i] for i in real]
         return TokenSaliency(
-            tokens=self.tokenizer.convert_ids_to_tokens(ids), scores=scores.detach().double().cpu().numpy(),
-            method=method, target=None, target_label="cosine similarity", query=query, text=text,
-            field="sentence_a" if side == 0 else "sentence_b", word_ids=word_ids, offsets=offsets,
-            special=special, info=info,
+            tokens=self.tokenizer.convert_ids_to_tokens(ids),
+            scores=scores.detach().double().cpu().numpy(),
+            method=method,
+            target=None,
+            target_label="cosine similarity",
+            query=query,
+            text=text,
+            field="sentence_a" if side == 0 else "sentence_b",
+            word_ids=word_ids,
+            offsets=offsets,
+            special=special,
+            info=info,
         )

@@ -125,10 +125,17 @@ class Transformer(Model):
     def __init__(self, vocab):
         super().__init__(vocab)
         self.encoder_attention = SelfAttention(hidden_size=16, num_attention_heads=4)
-        self.decoder_attention = T5Attention(is_decoder=True, hidden_size=16, key_value_proj_dim=4, num_heads=4,
-                                             has_relative_attention_bias=True, dropout=0.0)
-        self.decoder_cross = T5Attention(is_decoder=True, hidden_size=16, key_value_proj_dim=4, num_heads=4,
-                                         dropout=0.0, is_cross_attention=True)
+        self.decoder_attention = T5Attention(
+            is_decoder=True,
+            hidden_size=16,
+            key_value_proj_dim=4,
+            num_heads=4,
+            has_relative_attention_bias=True,
+            dropout=0.0,
+        )
+        self.decoder_cross = T5Attention(
+            is_decoder=True, hidden_size=16, key_value_proj_dim=4, num_heads=4, dropout=0.0, is_cross_attention=True
+        )
 
     def forward(self, x, mask, y):
         enc = self.encoder_attention(x, attention_mask=mask)
@@ -149,8 +156,9 @@ def test_transformer_attention_modules_are_exact_and_their_outputs_unchanged():
             got = model(x, mask, y)
         direct_enc = model.encoder_attention(x, attention_mask=mask, output_attentions=True).attention_probs
         direct_dec = model.decoder_attention(y, output_attentions=True).attention_probs
-        direct_cross = model.decoder_cross(y, key_value_states=expected["enc"].hidden_states,
-                                           output_attentions=True).attention_probs
+        direct_cross = model.decoder_cross(
+            y, key_value_states=expected["enc"].hidden_states, output_attentions=True
+        ).attention_probs
     for key in expected:
         assert torch.equal(got[key].hidden_states, expected[key].hidden_states)
         assert got[key].attention_probs is None  # the caller did not ask for it
@@ -184,8 +192,12 @@ def test_pretrained_transformer_embedder_reuses_the_hf_adapter(minilm_path):
     eager = AutoModel.from_pretrained(minilm_path, attn_implementation="eager").eval()  # same weights
     with torch.no_grad():
         expected_out = model(tokens)["encoded"]
-        expected = eager(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"],
-                         token_type_ids=enc["token_type_ids"], output_attentions=True).attentions
+        expected = eager(
+            input_ids=enc["input_ids"],
+            attention_mask=enc["attention_mask"],
+            token_type_ids=enc["token_type_ids"],
+            output_attentions=True,
+        ).attentions
         with attn_plugins.capture(model) as cap:
             out = model(tokens)["encoded"]
     assert torch.equal(out, expected_out)

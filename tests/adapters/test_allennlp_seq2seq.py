@@ -101,10 +101,27 @@ def test_registered_predictor_through_allennlp_cli(date_archive, tmp_path):
     script = os.path.join(os.path.dirname(sys.executable), "allennlp")
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": ROOT}
     result = subprocess.run(
-        [script, "predict", str(date_archive), str(inputs), "--include-package",
-         "attn_plugins.integrations.allennlp_predictor", "--predictor", "attn_plugins", "--output-file",
-         str(output), "--silent", "--batch-size", "2"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+        [
+            script,
+            "predict",
+            str(date_archive),
+            str(inputs),
+            "--include-package",
+            "attn_plugins.integrations.allennlp_predictor",
+            "--predictor",
+            "attn_plugins",
+            "--output-file",
+            str(output),
+            "--silent",
+            "--batch-size",
+            "2",
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr[-4000:]
     lines = [json.loads(line) for line in output.read_text().splitlines()]
     assert ["".join(line["predicted_tokens"][0]) for line in lines] == ["2026-11-24", "1999-03-03"]
@@ -134,8 +151,10 @@ def test_interpret_works_on_a_wrapped_hf_model(minilm_path):
     from allennlp.predictors import TextClassifierPredictor
 
     torch.manual_seed(0)
-    reader = TextClassificationJsonReader(tokenizer=PretrainedTransformerTokenizer(minilm_path),
-                                          token_indexers={"tokens": PretrainedTransformerIndexer(minilm_path)})
+    reader = TextClassificationJsonReader(
+        tokenizer=PretrainedTransformerTokenizer(minilm_path),
+        token_indexers={"tokens": PretrainedTransformerIndexer(minilm_path)},
+    )
     vocab = Vocabulary()
     vocab.add_tokens_to_namespace(["neg", "pos"], "labels")
     embedder = BasicTextFieldEmbedder({"tokens": PretrainedTransformerEmbedder(minilm_path)})

@@ -142,17 +142,21 @@ def test_declaring_by_class_name_or_instance(how):
     with ap.capture(model) as cap:
         out = model(query, keys)
     assert torch.equal(cap.record.layers[0].weights[:, 0, 0], out["attn"])
-    unregister_attention_module({"class": Plain, "dotted_name": f"{Plain.__module__}.Plain", "bare_name": "Plain"}
-                                .get(how, inner))
+    unregister_attention_module(
+        {"class": Plain, "dotted_name": f"{Plain.__module__}.Plain", "bare_name": "Plain"}.get(how, inner)
+    )
     with pytest.raises(ap.CaptureError, match="no adapter handles Wrapper"):
         with ap.capture(model):
             pass
 
 
-@pytest.mark.parametrize("weights", [
-    lambda out: out["attn"],
-    lambda out, call: call.module.last,
-])
+@pytest.mark.parametrize(
+    "weights",
+    [
+        lambda out: out["attn"],
+        lambda out, call: call.module.last,
+    ],
+)
 def test_callable_weights(weights):
     register_attention_module(Plain, weights=weights)
     model = Wrapper(Plain())
@@ -173,12 +177,15 @@ def test_instance_declaration_overrides_class_and_subclasses_inherit():
     with ap.capture(model) as cap:
         model["a"](torch.randn(2, 8), torch.randn(2, 4, 8))
         model["b"](torch.randn(2, 8), torch.randn(2, 4, 8))
-    assert {(layer.name, layer.kind) for r in cap.records for layer in r.layers} == {("a.attention", "self"),
-                                                                        ("b.attention", "cross")}
+    assert {(layer.name, layer.kind) for r in cap.records for layer in r.layers} == {
+        ("a.attention", "self"),
+        ("b.attention", "cross"),
+    }
 
 
-@pytest.mark.parametrize("layout,shape", [("bk", (2, 5)), ("kb", (5, 2)), ("bqk", (2, 3, 5)),
-                                          ("qbhk", (3, 2, 4, 5)), ("bhk", (2, 4, 5))])
+@pytest.mark.parametrize(
+    "layout,shape", [("bk", (2, 5)), ("kb", (5, 2)), ("bqk", (2, 3, 5)), ("qbhk", (3, 2, 4, 5)), ("bhk", (2, 4, 5))]
+)
 def test_layouts(layout, shape):
     torch.manual_seed(1)
     raw = torch.rand(shape)
@@ -229,12 +236,15 @@ class SelfAttention(nn.Module):
         return weights @ v, weights  # weights [b, q, k]
 
 
-@pytest.mark.parametrize("steps,query_len,expect", [
-    ("auto", 4, [(0, (2, 1, 4, 4)), (1, (2, 1, 4, 4)), (2, (2, 1, 4, 4))]),  # calls are layers
-    ("auto", 1, [(0, (2, 1, 3, 3))]),  # one query per call: decoding steps (self-attention: placed by position)
-    (True, 4, [(0, (2, 1, 12, 4))]),
-    (False, 1, [(0, (2, 1, 1, 1)), (1, (2, 1, 1, 1)), (2, (2, 1, 1, 1))]),
-])
+@pytest.mark.parametrize(
+    "steps,query_len,expect",
+    [
+        ("auto", 4, [(0, (2, 1, 4, 4)), (1, (2, 1, 4, 4)), (2, (2, 1, 4, 4))]),  # calls are layers
+        ("auto", 1, [(0, (2, 1, 3, 3))]),  # one query per call: decoding steps (self-attention: placed by position)
+        (True, 4, [(0, (2, 1, 12, 4))]),
+        (False, 1, [(0, (2, 1, 1, 1)), (1, (2, 1, 1, 1)), (2, (2, 1, 1, 1))]),
+    ],
+)
 def test_repeated_calls_are_layers_or_steps(steps, query_len, expect):
     register_attention_module(SelfAttention, weights=1, kind="cross" if steps is True else None, steps=steps)
     model = Shared(SelfAttention())
@@ -265,8 +275,12 @@ def test_kind_and_stack_from_paths_callables_and_nesting():
     with ap.capture(model) as cap:
         model(torch.randn(1, 3, 8))
     got = sorted((layer.name, layer.stack, layer.kind) for layer in cap.record.layers)
-    assert got == [("decoder.0.cross_attn", "decoder", "cross"), ("decoder.0.self_attn", "decoder", "self"),
-                   ("encoder.0.cross_attn", "encoder", "cross"), ("encoder.0.self_attn", "encoder", "self")]
+    assert got == [
+        ("decoder.0.cross_attn", "decoder", "cross"),
+        ("decoder.0.self_attn", "decoder", "self"),
+        ("encoder.0.cross_attn", "encoder", "cross"),
+        ("encoder.0.self_attn", "encoder", "self"),
+    ]
     register_attention_module(SelfAttention, weights=1, kind=lambda m: "self", stack=lambda m: None)
     with ap.capture(model) as cap:
         model(torch.randn(1, 3, 8))
@@ -328,12 +342,15 @@ def test_bad_declarations_are_refused_with_clear_messages():
     assert declare.declaration_for(Plain()) is None
 
 
-@pytest.mark.parametrize("weights,layout,message", [
-    (5, None, r"cannot read its weights with weights=5 from an output of type dict"),
-    ("context", "bhqk", r"layout 'bhqk' has 4 dimensions but the weights have shape \(2, 8\)"),
-    (lambda out: "nope", None, r"returned str where its attention weights should be"),
-    (lambda out: torch.ones(2, 1, 1, 1, 4), None, r"no default layout"),
-])
+@pytest.mark.parametrize(
+    "weights,layout,message",
+    [
+        (5, None, r"cannot read its weights with weights=5 from an output of type dict"),
+        ("context", "bhqk", r"layout 'bhqk' has 4 dimensions but the weights have shape \(2, 8\)"),
+        (lambda out: "nope", None, r"returned str where its attention weights should be"),
+        (lambda out: torch.ones(2, 1, 1, 1, 4), None, r"no default layout"),
+    ],
+)
 def test_bad_weights_at_run_time_name_the_module(weights, layout, message):
     register_attention_module(Plain, weights=weights, layout=layout)
     model = Wrapper(Plain())

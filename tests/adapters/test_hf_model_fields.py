@@ -27,8 +27,11 @@ def _fields(output, prefix=""):
     for key, value in output.items():
         if hasattr(value, "items"):
             found.update(_fields(value, f"{prefix}{key}."))
-        elif str(key).endswith("attentions") and value and all(
-                isinstance(t, torch.Tensor) and t.min() >= 0 and t.max() <= 1 for t in value):
+        elif (
+            str(key).endswith("attentions")
+            and value
+            and all(isinstance(t, torch.Tensor) and t.min() >= 0 and t.max() <= 1 for t in value)
+        ):
             found[prefix + key] = value
     return found
 
@@ -59,8 +62,16 @@ def _check(model, eager, inputs, expected_fields):
 
 
 def test_patchtst_without_specs_is_recomputed_beside_sdpa():
-    config = transformers.PatchTSTConfig(num_input_channels=2, context_length=32, patch_length=4, patch_stride=4,
-                                         d_model=32, num_attention_heads=4, num_hidden_layers=2, ffn_dim=64)
+    config = transformers.PatchTSTConfig(
+        num_input_channels=2,
+        context_length=32,
+        patch_length=4,
+        patch_stride=4,
+        d_model=32,
+        num_attention_heads=4,
+        num_hidden_layers=2,
+        ffn_dim=64,
+    )
     torch.manual_seed(0)
     model = transformers.PatchTSTModel(config).eval()
     eager = transformers.PatchTSTModel._from_config(copy.deepcopy(config), attn_implementation="eager").eval()
@@ -76,12 +87,15 @@ def test_patchtst_without_specs_is_recomputed_beside_sdpa():
     assert max(layer.weights.max().item() for layer in record.layers) > 0.5  # rows far from uniform (1/8)
 
 
-@pytest.mark.parametrize(("model_type", "fields", "per_image"), [
-    ("pix2struct", ["encoder_attentions", "decoder_attentions", "cross_attentions"], None),
-    ("lightglue", ["attentions"], None),
-    ("sam", ["vision_attentions"], None),
-    ("t5gemma2", ["encoder_attentions", "decoder_attentions", "cross_attentions"], 16),  # mm_tokens_per_image
-])
+@pytest.mark.parametrize(
+    ("model_type", "fields", "per_image"),
+    [
+        ("pix2struct", ["encoder_attentions", "decoder_attentions", "cross_attentions"], None),
+        ("lightglue", ["attentions"], None),
+        ("sam", ["vision_attentions"], None),
+        ("t5gemma2", ["encoder_attentions", "decoder_attentions", "cross_attentions"], 16),  # mm_tokens_per_image
+    ],
+)
 def test_composite_model_fields_mirror_eager(model_type, fields, per_image):
     from tests.sweep.builder import build_pair
     from tests.sweep.inputs import candidates

@@ -53,11 +53,27 @@ def _assert_same(expected, got, tol=1e-5):
 
 def test_groupvit_grouping_attention_comes_back_in_eager_shape_and_keys():
     config = transformers.GroupViTConfig(
-        text_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-                         vocab_size=64, max_position_embeddings=16),
-        vision_config=dict(hidden_size=32, intermediate_size=64, depths=[2, 2], num_group_tokens=[4, 2],
-                           num_output_groups=[4, 2], num_attention_heads=4, image_size=32, patch_size=8),
-        projection_dim=16, projection_intermediate_dim=32)
+        text_config=dict(
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            vocab_size=64,
+            max_position_embeddings=16,
+        ),
+        vision_config=dict(
+            hidden_size=32,
+            intermediate_size=64,
+            depths=[2, 2],
+            num_group_tokens=[4, 2],
+            num_output_groups=[4, 2],
+            num_attention_heads=4,
+            image_size=32,
+            patch_size=8,
+        ),
+        projection_dim=16,
+        projection_intermediate_dim=32,
+    )
     model, eager = _pair(transformers.GroupViTModel, config)
     inputs = dict(input_ids=IDS, attention_mask=MASK, pixel_values=torch.randn(2, 3, 32, 32))
     with torch.no_grad():
@@ -74,13 +90,27 @@ def test_groupvit_grouping_attention_comes_back_in_eager_shape_and_keys():
 
 def test_bridgetower_outputs_keep_the_attentions_it_returns_unasked():
     config = transformers.BridgeTowerConfig(
-        text_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-                         vocab_size=64, max_position_embeddings=32),
+        text_config=dict(
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            vocab_size=64,
+            max_position_embeddings=32,
+        ),
         vision_config=dict(hidden_size=64, num_hidden_layers=2, image_size=32, patch_size=8),
-        hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64)
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=64,
+    )
     model, eager = _pair(transformers.BridgeTowerModel, config)
-    inputs = dict(input_ids=IDS, attention_mask=MASK, pixel_values=torch.randn(2, 3, 32, 32),
-                  pixel_mask=torch.ones(2, 32, 32, dtype=torch.long))
+    inputs = dict(
+        input_ids=IDS,
+        attention_mask=MASK,
+        pixel_values=torch.randn(2, 3, 32, 32),
+        pixel_mask=torch.ones(2, 32, 32, dtype=torch.long),
+    )
     with torch.no_grad():
         plain = model(**inputs)
         with ap.capture(model) as cap:
@@ -94,9 +124,17 @@ def test_bridgetower_outputs_keep_the_attentions_it_returns_unasked():
 
 
 def test_sam_vision_windowed_attention_comes_back_as_windows_times_heads():
-    config = transformers.SamVisionConfig(hidden_size=32, output_channels=16, num_hidden_layers=2,
-                                          num_attention_heads=4, image_size=64, patch_size=8, window_size=4,
-                                          global_attn_indexes=[1], mlp_dim=64)
+    config = transformers.SamVisionConfig(
+        hidden_size=32,
+        output_channels=16,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        image_size=64,
+        patch_size=8,
+        window_size=4,
+        global_attn_indexes=[1],
+        mlp_dim=64,
+    )
     model, eager = _pair(transformers.SamVisionModel, config)
     assert model.config._attn_implementation == "sdpa"
     pixels = torch.randn(2, 3, 64, 64)
@@ -127,8 +165,9 @@ def test_a_field_the_record_cannot_hold_is_refused_by_name():
             extra = (torch.full((1, 1, 1, 1, 2, 2), 0.5),) if output_attentions else None
             return Output(last_hidden_state=out.last_hidden_state, attentions=extra)
 
-    config = transformers.BertConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-                                     intermediate_size=64, vocab_size=64)
+    config = transformers.BertConfig(
+        hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64, vocab_size=64
+    )
     model = Odd(config).eval()
     with torch.no_grad(), pytest.warns(UserWarning, match="6-D probabilities"):
         with ap.capture(model) as cap:
@@ -162,15 +201,23 @@ def test_nemotron_streaming_chunked_attention_matches_the_modules_own_eager_code
     ``attention_mask.logical_not()`` turns into "mask everything" (NaN weights). So each captured layer
     is checked against the module's own eager path run on the very inputs the sdpa pass gave it."""
     config = transformers.NemotronAsrStreamingEncoderConfig(
-        hidden_size=32, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=4, intermediate_size=64,
-        subsampling_conv_channels=16, conv_kernel_size=3, sliding_window=5)
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=4,
+        intermediate_size=64,
+        subsampling_conv_channels=16,
+        conv_kernel_size=3,
+        sliding_window=5,
+    )
     torch.manual_seed(0)
     model = transformers.NemotronAsrStreamingEncoder(config).eval()
     assert model.config._attn_implementation == "sdpa"
     calls = []
     modules = [m for m in model.modules() if type(m).__name__ == "NemotronAsrStreamingEncoderAttention"]
-    handles = [m.register_forward_pre_hook(lambda m, a, k: calls.append((m, a, dict(k))), with_kwargs=True)
-               for m in modules]
+    handles = [
+        m.register_forward_pre_hook(lambda m, a, k: calls.append((m, a, dict(k))), with_kwargs=True) for m in modules
+    ]
     features = torch.randn(2, 96, 80)
     mask = torch.ones(2, 96, dtype=torch.long)
     mask[1, 64:] = 0

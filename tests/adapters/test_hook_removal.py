@@ -82,10 +82,14 @@ def _torch(ran):
     torch.manual_seed(0)
     layer = nn.TransformerEncoderLayer(8, 2, dim_feedforward=16, batch_first=True)
     # eval + no_grad: the encoder layers take their fused fast path, watched through global module hooks
-    model = nn.Sequential(nn.TransformerEncoder(layer, 2, enable_nested_tensor=False), Raiser(ran),
-                          nn.MultiheadAttention(8, 2, batch_first=True)).eval()
+    model = nn.Sequential(
+        nn.TransformerEncoder(layer, 2, enable_nested_tensor=False),
+        Raiser(ran),
+        nn.MultiheadAttention(8, 2, batch_first=True),
+    ).eval()
     probe = module_impl.register_module_forward_hook(
-        lambda module, args, output: ran.append("layer") if isinstance(module, nn.TransformerEncoderLayer) else None)
+        lambda module, args, output: ran.append("layer") if isinstance(module, nn.TransformerEncoderLayer) else None
+    )
     return model, lambda: model(torch.randn(2, 4, 8)), [probe]
 
 
@@ -111,8 +115,17 @@ def _global_state():
 def _module_hooks(model) -> dict[str, int]:
     counts = {}
     for name, m in model.named_modules():
-        n = sum(len(d) for d in (m._forward_hooks, m._forward_pre_hooks, m._forward_hooks_with_kwargs,
-                                 m._forward_pre_hooks_with_kwargs, m._backward_hooks, m._backward_pre_hooks))
+        n = sum(
+            len(d)
+            for d in (
+                m._forward_hooks,
+                m._forward_pre_hooks,
+                m._forward_hooks_with_kwargs,
+                m._forward_pre_hooks_with_kwargs,
+                m._backward_hooks,
+                m._backward_pre_hooks,
+            )
+        )
         if n:
             counts[name or "<root>"] = n
     return counts

@@ -59,8 +59,10 @@ MASKS = {
     "attn_3d": lambda q, k, b: {"attn_mask": torch.randn(b * H, q, k, generator=torch.Generator().manual_seed(5))},
     "causal": lambda q, k, b: {"attn_mask": causal(q), "is_causal": True},
     "causal_and_padding": lambda q, k, b: {"attn_mask": causal(q), "key_padding_mask": padding([k, k - 2, 2][:b], k)},
-    "float_both": lambda q, k, b: {"attn_mask": causal(q, torch.float),
-                                   "key_padding_mask": padding([k, 3, 2][:b], k, torch.float)},
+    "float_both": lambda q, k, b: {
+        "attn_mask": causal(q, torch.float),
+        "key_padding_mask": padding([k, 3, 2][:b], k, torch.float),
+    },
 }
 
 
@@ -195,12 +197,24 @@ def reference_weights(model, run):
 @pytest.mark.parametrize("norm_first", [False, True])
 def test_nn_transformer_all_three_kinds(batch_first, norm_first):
     torch.manual_seed(5)
-    model = nn.Transformer(E, H, num_encoder_layers=2, num_decoder_layers=3, dim_feedforward=32, dropout=0.0,
-                           batch_first=batch_first, norm_first=norm_first).train()
+    model = nn.Transformer(
+        E,
+        H,
+        num_encoder_layers=2,
+        num_decoder_layers=3,
+        dim_feedforward=32,
+        dropout=0.0,
+        batch_first=batch_first,
+        norm_first=norm_first,
+    ).train()
     src = seq_first(torch.randn(2, 7, E), batch_first)
     tgt = seq_first(torch.randn(2, 5, E), batch_first)
-    masks = dict(tgt_mask=nn.Transformer.generate_square_subsequent_mask(5), tgt_is_causal=True,
-                 src_key_padding_mask=padding([7, 4], 7), memory_key_padding_mask=padding([7, 4], 7))
+    masks = dict(
+        tgt_mask=nn.Transformer.generate_square_subsequent_mask(5),
+        tgt_is_causal=True,
+        src_key_padding_mask=padding([7, 4], 7),
+        memory_key_padding_mask=padding([7, 4], 7),
+    )
     expected_out, found = reference_weights(model, lambda: model(src, tgt, **masks))
     with ap.capture(model) as cap:
         out = model(src, tgt, **masks)
@@ -209,8 +223,9 @@ def test_nn_transformer_all_three_kinds(batch_first, norm_first):
     assert record.is_encoder_decoder
     groups = {(s, k): record.select(s, k) for s in ("encoder", "decoder") for k in ("self", "cross")}
     assert [len(groups[key]) for key in sorted(groups)] == [3, 3, 0, 2]  # decoder cross, self; encoder
-    assert [layer.name for layer in groups["decoder", "cross"]] == [f"decoder.layers.{i}.multihead_attn"
-                                                                    for i in range(3)]
+    assert [layer.name for layer in groups["decoder", "cross"]] == [
+        f"decoder.layers.{i}.multihead_attn" for i in range(3)
+    ]
     by_name = dict(found)
     for layer in record.layers:
         assert torch.equal(layer.weights, by_name[layer.name]), layer.name
@@ -228,8 +243,10 @@ def test_decoder_layer_self_attention_on_its_fast_path():
         with ap.capture(layer) as cap:
             out = layer(tgt, memory)
     assert torch.equal(out, expected_out)
-    assert [(layer.name, layer.kind) for layer in cap.record.layers] == [("self_attn", "self"),
-                                                                        ("multihead_attn", "cross")]
+    assert [(layer.name, layer.kind) for layer in cap.record.layers] == [
+        ("self_attn", "self"),
+        ("multihead_attn", "cross"),
+    ]
     for layer_attention, (_, ref) in zip(cap.record.layers, found, strict=True):
         assert torch.equal(layer_attention.weights, ref)
 
@@ -259,8 +276,11 @@ def test_encoder_nested_fast_path_exact_and_untouched():
         refs = []
         for layer in model.layers:
             padded = hidden.to_padded_tensor(0.0, x.size())
-            refs.append(layer.self_attn(padded, padded, padded, key_padding_mask=float_pad, need_weights=True,
-                                        average_attn_weights=False)[1])
+            refs.append(
+                layer.self_attn(
+                    padded, padded, padded, key_padding_mask=float_pad, need_weights=True, average_attn_weights=False
+                )[1]
+            )
             hidden = layer(hidden)
     assert torch.equal(out, expected_out)
     assert out[1, 4:].abs().sum() == 0 and out[2, 2:].abs().sum() == 0  # the nested fast path did run
@@ -302,8 +322,10 @@ def test_encoder_slow_path_captured_through_self_attn():
     with ap.capture(model) as cap:
         out = model(x, src_key_padding_mask=pad)
     assert torch.equal(out, expected_out)
-    assert [torch.equal(layer.weights, ref)
-            for layer, (_, ref) in zip(cap.record.layers, found, strict=True)] == [True, True]
+    assert [torch.equal(layer.weights, ref) for layer, (_, ref) in zip(cap.record.layers, found, strict=True)] == [
+        True,
+        True,
+    ]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -311,8 +333,9 @@ def test_encoder_slow_path_captured_through_self_attn():
 # --------------------------------------------------------------------------------------------------
 def test_layer_and_head_selection_and_queries_keys():
     torch.manual_seed(8)
-    model = nn.Transformer(E, H, num_encoder_layers=3, num_decoder_layers=2, dim_feedforward=32, dropout=0.0,
-                           batch_first=True).eval()
+    model = nn.Transformer(
+        E, H, num_encoder_layers=3, num_decoder_layers=2, dim_feedforward=32, dropout=0.0, batch_first=True
+    ).eval()
     src, tgt = torch.randn(2, 6, E), torch.randn(2, 4, E)
     with ap.capture(model) as full:
         model(src, tgt)
@@ -327,8 +350,10 @@ def test_layer_and_head_selection_and_queries_keys():
         torch.testing.assert_close(scores.softmax(-1), layer.weights, rtol=1e-4, atol=1e-5)
     with ap.capture(model, layers=["decoder.layers.0"]) as by_path:
         model(src, tgt)
-    assert sorted(layer.name for layer in by_path.record.layers) == ["decoder.layers.0.multihead_attn",
-                                                            "decoder.layers.0.self_attn"]
+    assert sorted(layer.name for layer in by_path.record.layers) == [
+        "decoder.layers.0.multihead_attn",
+        "decoder.layers.0.self_attn",
+    ]
 
 
 def test_adapter_is_chosen_for_plain_models_only():
@@ -424,8 +449,9 @@ def test_plain_module_around_a_transformers_model():
             hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
             return self.head(hidden[:, 0])
 
-    config = tf.BertConfig(hidden_size=32, num_attention_heads=4, num_hidden_layers=2, intermediate_size=37,
-                           vocab_size=99)
+    config = tf.BertConfig(
+        hidden_size=32, num_attention_heads=4, num_hidden_layers=2, intermediate_size=37, vocab_size=99
+    )
     torch.manual_seed(0)
     model = Classifier(tf.BertModel(config)).eval()
     import copy
@@ -442,8 +468,10 @@ def test_plain_module_around_a_transformers_model():
         expected = eager(input_ids=ids, attention_mask=mask, output_attentions=True).attentions
     assert torch.equal(reference, inside)
     layers = cap.record.layers
-    assert [layer.name for layer in layers] == ["encoder.encoder.layer.0.attention.self",
-                                                "encoder.encoder.layer.1.attention.self"]
+    assert [layer.name for layer in layers] == [
+        "encoder.encoder.layer.0.attention.self",
+        "encoder.encoder.layer.1.attention.self",
+    ]
     for layer, ref in zip(layers, expected, strict=True):
         assert (layer.weights - ref).abs().max() <= 1e-5
     assert hooks_left(model) == []

@@ -5,19 +5,23 @@ import torch
 from attn_plugins.record import AttentionRecord, LayerAttention
 
 # One head, 3 tokens, no padding.
-A = torch.tensor([
-    [0.50, 0.50, 0.00],
-    [0.25, 0.50, 0.25],
-    [0.00, 0.00, 1.00],
-])
+A = torch.tensor(
+    [
+        [0.50, 0.50, 0.00],
+        [0.25, 0.50, 0.25],
+        [0.00, 0.00, 1.00],
+    ]
+)
 A_TOKENS = ["[CLS]", "hello", "."]
 
 # Item 1 of a batch of two: its last token is padding (mask [1, 1, 0]); its padded query row holds junk.
-B1 = torch.tensor([
-    [0.6, 0.4, 0.0],
-    [0.2, 0.8, 0.0],
-    [1 / 3, 1 / 3, 1 / 3],
-])
+B1 = torch.tensor(
+    [
+        [0.6, 0.4, 0.0],
+        [0.2, 0.8, 0.0],
+        [1 / 3, 1 / 3, 1 / 3],
+    ]
+)
 BATCH = torch.stack([A, B1])[:, None]  # [2, 1, 3, 3]
 BATCH_MASK = torch.tensor([[1, 1, 1], [1, 1, 0]])
 
@@ -30,7 +34,8 @@ def record_of(*layers, tokens=None, mask=None, metadata=None) -> AttentionRecord
     """A record whose layer i holds ``layers[i]`` (``[b, h, q, k]``)."""
     rec = AttentionRecord(
         layers=[LayerAttention(f"layers.{i}.attn", None, "self", i, w.float()) for i, w in enumerate(layers)],
-        tokens=tokens, model_class="Fixture",
+        tokens=tokens,
+        model_class="Fixture",
     )
     if mask is not None:
         rec.inputs["attention_mask"] = mask
@@ -73,8 +78,18 @@ def gpt2_generate_record():
 
     def build():
         torch.manual_seed(0)
-        model = GPT2LMHeadModel(GPT2Config(n_layer=2, n_head=2, n_embd=16, vocab_size=40, n_positions=32,
-                                           bos_token_id=0, eos_token_id=39, pad_token_id=0)).eval()
+        model = GPT2LMHeadModel(
+            GPT2Config(
+                n_layer=2,
+                n_head=2,
+                n_embd=16,
+                vocab_size=40,
+                n_positions=32,
+                bos_token_id=0,
+                eos_token_id=39,
+                pad_token_id=0,
+            )
+        ).eval()
         ids = torch.tensor([[0, 0, 5, 6], [7, 8, 9, 10]])
         mask = torch.tensor([[0, 0, 1, 1], [1, 1, 1, 1]])
         with torch.no_grad(), ap.capture(model) as cap:
@@ -119,8 +134,17 @@ def vit_record():
 
     def build():
         torch.manual_seed(0)
-        model = ViTModel(ViTConfig(image_size=32, patch_size=8, num_channels=3, hidden_size=16, num_hidden_layers=2,
-                                   num_attention_heads=2, intermediate_size=32)).eval()
+        model = ViTModel(
+            ViTConfig(
+                image_size=32,
+                patch_size=8,
+                num_channels=3,
+                hidden_size=16,
+                num_hidden_layers=2,
+                num_attention_heads=2,
+                intermediate_size=32,
+            )
+        ).eval()
         yy, xx = torch.meshgrid(torch.linspace(0, 1, 32), torch.linspace(0, 1, 32), indexing="ij")
         image = torch.stack([xx, yy, xx * yy])[None] * 2 - 1
         with torch.no_grad(), ap.capture(model) as cap:
@@ -138,10 +162,23 @@ def whisper_records():
 
     def build():
         torch.manual_seed(0)
-        config = WhisperConfig(vocab_size=60, num_mel_bins=8, encoder_layers=1, decoder_layers=2,
-                               encoder_attention_heads=2, decoder_attention_heads=2, d_model=16, encoder_ffn_dim=32,
-                               decoder_ffn_dim=32, max_source_positions=25, max_target_positions=16,
-                               decoder_start_token_id=1, pad_token_id=0, eos_token_id=2, bos_token_id=1)
+        config = WhisperConfig(
+            vocab_size=60,
+            num_mel_bins=8,
+            encoder_layers=1,
+            decoder_layers=2,
+            encoder_attention_heads=2,
+            decoder_attention_heads=2,
+            d_model=16,
+            encoder_ffn_dim=32,
+            decoder_ffn_dim=32,
+            max_source_positions=25,
+            max_target_positions=16,
+            decoder_start_token_id=1,
+            pad_token_id=0,
+            eos_token_id=2,
+            bos_token_id=1,
+        )
         model = WhisperForConditionalGeneration(config).eval()
         features = torch.randn(1, 8, 50)  # 50 log-mel frames -> 25 encoder frames
         with torch.no_grad(), ap.capture(model) as cap:
@@ -162,9 +199,19 @@ def bart_record():
 
     def build():
         torch.manual_seed(0)
-        model = BartForConditionalGeneration(BartConfig(
-            d_model=16, encoder_layers=1, decoder_layers=2, encoder_attention_heads=2, decoder_attention_heads=2,
-            encoder_ffn_dim=32, decoder_ffn_dim=32, vocab_size=50, max_position_embeddings=32)).eval()
+        model = BartForConditionalGeneration(
+            BartConfig(
+                d_model=16,
+                encoder_layers=1,
+                decoder_layers=2,
+                encoder_attention_heads=2,
+                decoder_attention_heads=2,
+                encoder_ffn_dim=32,
+                decoder_ffn_dim=32,
+                vocab_size=50,
+                max_position_embeddings=32,
+            )
+        ).eval()
         with torch.no_grad(), ap.capture(model) as cap:
             model(input_ids=torch.tensor([[0, 5, 6, 7, 8, 2]]), decoder_input_ids=torch.tensor([[2, 0, 9, 10, 11]]))
         record = cap.record

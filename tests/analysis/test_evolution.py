@@ -10,12 +10,14 @@ from attn_plugins.analysis.evolution import checkpoint_evolution, generation_evo
 from .fixtures import H0, H1, record_of
 
 # A generate() record: prompt of 2 tokens, 3 steps -> 2 + (3 - 1) = 4 query rows over 4 keys.
-GEN = torch.tensor([
-    [1.0, 0.0, 0.0, 0.0],
-    [0.4, 0.6, 0.0, 0.0],  # step 0: the prompt's last row
-    [0.2, 0.3, 0.5, 0.0],  # step 1
-    [0.1, 0.2, 0.3, 0.4],  # step 2
-])
+GEN = torch.tensor(
+    [
+        [1.0, 0.0, 0.0, 0.0],
+        [0.4, 0.6, 0.0, 0.0],  # step 0: the prompt's last row
+        [0.2, 0.3, 0.5, 0.0],  # step 1
+        [0.1, 0.2, 0.3, 0.4],  # step 2
+    ]
+)
 
 
 def approx(x):

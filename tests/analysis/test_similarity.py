@@ -69,8 +69,10 @@ def test_clustering_groups_identical_heads():
 
 
 def test_layer_similarity():
-    layers = [LayerAttention("a", None, "self", 0, H0[None, None]),
-              LayerAttention("b", None, "self", 1, H1[None, None])]
+    layers = [
+        LayerAttention("a", None, "self", 0, H0[None, None]),
+        LayerAttention("b", None, "self", 1, H1[None, None]),
+    ]
     js = similarity.layer_similarity(layers)
     assert js.labels == ["L0", "L1"]
     assert js.values[0, 1].item() == approx(1 - MEAN_DISTANCE)

@@ -47,8 +47,9 @@ def test_console_script_and_fresh_processes_get_the_patches_through_the_pth_hook
         print('ok', hasattr(transformers, 'AdamW'), '_attn_plugins_compat_bootstrap' in sys.modules)
     """)
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": ""}
-    out = subprocess.run([sys.executable, "-W", "ignore", "-c", code], cwd="/", env=env,
-                         capture_output=True, text=True, timeout=300)
+    out = subprocess.run(
+        [sys.executable, "-W", "ignore", "-c", code], cwd="/", env=env, capture_output=True, text=True, timeout=300
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     assert out.stdout.split() == ["ok", "True", "True"]
     script = os.path.join(os.path.dirname(sys.executable), "allennlp")
@@ -75,8 +76,9 @@ def test_transformers_adamw_survives_the_lazy_module_reload_and_trains():
     layer = torch.nn.Linear(4, 1)
     optimizer = Optimizer.from_params(
         model_parameters=list(layer.named_parameters()),
-        params=allennlp.common.Params({"type": "huggingface_adamw", "lr": 0.05, "correct_bias": False,
-                                       "weight_decay": 0.01}),
+        params=allennlp.common.Params(
+            {"type": "huggingface_adamw", "lr": 0.05, "correct_bias": False, "weight_decay": 0.01}
+        ),
     )
     x, y = torch.randn(32, 4), torch.randn(32, 1)
     losses = []
@@ -95,8 +97,8 @@ def test_reduce_on_plateau_accepts_verbose():
 
     optimizer = torch.optim.SGD(torch.nn.Linear(2, 2).parameters(), lr=1.0)
     scheduler = LearningRateScheduler.from_params(
-        optimizer=optimizer,
-        params=Params({"type": "reduce_on_plateau", "verbose": True, "patience": 0, "factor": 0.5}))
+        optimizer=optimizer, params=Params({"type": "reduce_on_plateau", "verbose": True, "patience": 0, "factor": 0.5})
+    )
     scheduler.step(1.0)
     scheduler.step(2.0)
     assert optimizer.param_groups[0]["lr"] == 0.5

@@ -5,9 +5,11 @@ import torch
 
 def hooks_left(model) -> list[str]:
     """Names of modules that still carry a forward hook or pre-hook."""
-    return [name or "<root>" for name, m in model.named_modules()
-            if m._forward_hooks or m._forward_pre_hooks or m._forward_hooks_with_kwargs
-            or m._forward_pre_hooks_with_kwargs]
+    return [
+        name or "<root>"
+        for name, m in model.named_modules()
+        if m._forward_hooks or m._forward_pre_hooks or m._forward_hooks_with_kwargs or m._forward_pre_hooks_with_kwargs
+    ]
 
 
 def attn_impls(model) -> list:
@@ -35,7 +37,7 @@ def max_diff(reference, captured, query_rows=None) -> float:
 def first_tensor(output):
     if isinstance(output, torch.Tensor):
         return output
-    for value in (output.values() if hasattr(output, "values") else output):
+    for value in output.values() if hasattr(output, "values") else output:
         if isinstance(value, torch.Tensor):
             return value
     raise AssertionError("no tensor in output")

@@ -50,7 +50,7 @@ def _install_plugin(tmp_path: Path) -> None:
     (dist / "entry_points.txt").write_text("[attn_plugins.adapters]\ntiny = tiny_attn_plugin:TinyAdapter\n")
 
 
-_USE_PLUGIN = textwrap.dedent('''
+_USE_PLUGIN = textwrap.dedent("""
     import torch
     import attn_plugins
     from attn_plugins.adapters import ADAPTERS, adapter_for
@@ -95,26 +95,34 @@ _USE_PLUGIN = textwrap.dedent('''
             raise AssertionError("a head the module does not have was accepted")
     assert not any(m._forward_hooks or m._forward_pre_hooks for m in model.modules())
     print("plugin ok")
-''')
+""")
 
 
 def test_third_party_adapter_through_the_entry_point_group(tmp_path):
     _install_plugin(tmp_path)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(REPO)])}
-    done = subprocess.run([sys.executable, "-c", _USE_PLUGIN], capture_output=True, text=True, env=env,
-                          cwd=tmp_path, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-c", _USE_PLUGIN], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     assert "plugin ok" in done.stdout
 
 
 def test_importing_the_package_imports_no_adapter_or_framework():
     """Built-in adapters are lazy references: resolved on first use, never at import."""
-    code = ("import sys, attn_plugins\n"
-            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('transformers', 'allennlp')\n"
-            "      or m in ('attn_plugins.adapters.huggingface', 'attn_plugins.adapters.allennlp',\n"
-            "               'attn_plugins.adapters.torch')))")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=300)
+    code = (
+        "import sys, attn_plugins\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('transformers', 'allennlp')\n"
+        "      or m in ('attn_plugins.adapters.huggingface', 'attn_plugins.adapters.allennlp',\n"
+        "               'attn_plugins.adapters.torch')))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.strip() == "[]"
 

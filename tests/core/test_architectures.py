@@ -34,8 +34,11 @@ def test_capture_matches_eager_and_keeps_outputs(name):
             assert torch.equal(reference[key], inside[key]), key
     record = cap.record
     outputs = record.as_hf_outputs()
-    expected_keys = [k for k in ("attentions", "encoder_attentions", "decoder_attentions", "cross_attentions")
-                     if getattr(expected, k, None)]  # BERT returns cross_attentions=() when not a decoder
+    expected_keys = [
+        k
+        for k in ("attentions", "encoder_attentions", "decoder_attentions", "cross_attentions")
+        if getattr(expected, k, None)
+    ]  # BERT returns cross_attentions=() when not a decoder
     assert sorted(outputs) == sorted(expected_keys)
     for key in expected_keys:
         assert max_diff(getattr(expected, key), outputs[key]) <= TOL, key
@@ -106,14 +109,31 @@ def test_flex_attention_kernel(name):
 
 LEGACY = {
     "bloom": lambda tf: (tf.BloomConfig(hidden_size=32, n_head=4, n_layer=2, vocab_size=99), tf.AutoModelForCausalLM),
-    "gpt_neo": lambda tf: (tf.GPTNeoConfig(hidden_size=32, num_heads=4, num_layers=2, window_size=4, vocab_size=99,
-                                           attention_types=[[["global", "local"], 1]], max_position_embeddings=64),
-                           tf.AutoModelForCausalLM),
-    "deberta_v2": lambda tf: (tf.DebertaV2Config(hidden_size=32, num_attention_heads=4, num_hidden_layers=2,
-                                                 intermediate_size=37, vocab_size=99), tf.AutoModel),
+    "gpt_neo": lambda tf: (
+        tf.GPTNeoConfig(
+            hidden_size=32,
+            num_heads=4,
+            num_layers=2,
+            window_size=4,
+            vocab_size=99,
+            attention_types=[[["global", "local"], 1]],
+            max_position_embeddings=64,
+        ),
+        tf.AutoModelForCausalLM,
+    ),
+    "deberta_v2": lambda tf: (
+        tf.DebertaV2Config(
+            hidden_size=32, num_attention_heads=4, num_hidden_layers=2, intermediate_size=37, vocab_size=99
+        ),
+        tf.AutoModel,
+    ),
     "xlnet": lambda tf: (tf.XLNetConfig(d_model=32, n_head=4, n_layer=2, d_inner=37, vocab_size=99), tf.AutoModel),
-    "falcon": lambda tf: (tf.FalconConfig(hidden_size=32, num_attention_heads=4, num_hidden_layers=2, vocab_size=99,
-                                          new_decoder_architecture=False), tf.AutoModelForCausalLM),
+    "falcon": lambda tf: (
+        tf.FalconConfig(
+            hidden_size=32, num_attention_heads=4, num_hidden_layers=2, vocab_size=99, new_decoder_architecture=False
+        ),
+        tf.AutoModelForCausalLM,
+    ),
 }
 
 
@@ -153,9 +173,16 @@ def test_vision_models_with_their_own_sdpa_class(name):
 
     import transformers as tf
 
-    config = tf.AutoConfig.for_model(name, hidden_size=32, num_attention_heads=4, num_hidden_layers=2,
-                                     intermediate_size=37, image_size=16, patch_size=4,
-                                     use_relative_position_bias=True)
+    config = tf.AutoConfig.for_model(
+        name,
+        hidden_size=32,
+        num_attention_heads=4,
+        num_hidden_layers=2,
+        intermediate_size=37,
+        image_size=16,
+        patch_size=4,
+        use_relative_position_bias=True,
+    )
     auto = tf.AutoModel
     torch.manual_seed(0)
     model = auto.from_config(copy.deepcopy(config)).eval()

@@ -23,10 +23,21 @@ _MODELS: dict = {}
 def _marian(attn_implementation=None):
     import transformers as tf
 
-    config = tf.MarianConfig(vocab_size=99, d_model=32, encoder_layers=2, decoder_layers=2, encoder_attention_heads=4,
-                             decoder_attention_heads=4, encoder_ffn_dim=37, decoder_ffn_dim=37,
-                             max_position_embeddings=64, pad_token_id=1, eos_token_id=2, decoder_start_token_id=1,
-                             forced_eos_token_id=None)
+    config = tf.MarianConfig(
+        vocab_size=99,
+        d_model=32,
+        encoder_layers=2,
+        decoder_layers=2,
+        encoder_attention_heads=4,
+        decoder_attention_heads=4,
+        encoder_ffn_dim=37,
+        decoder_ffn_dim=37,
+        max_position_embeddings=64,
+        pad_token_id=1,
+        eos_token_id=2,
+        decoder_start_token_id=1,
+        forced_eos_token_id=None,
+    )
     kwargs = {"attn_implementation": attn_implementation} if attn_implementation else {}
     torch.manual_seed(0)
     model = tf.AutoModelForSeq2SeqLM.from_config(config, **kwargs).eval()
@@ -53,16 +64,25 @@ def _pair(name):
 
 
 def _options(eos, num_beams, returned, early_stopping, length_penalty=1.0):
-    return dict(max_new_tokens=NEW, min_new_tokens=3, num_beams=num_beams, num_return_sequences=returned,
-                do_sample=False, early_stopping=early_stopping, length_penalty=length_penalty, eos_token_id=eos)
+    return dict(
+        max_new_tokens=NEW,
+        min_new_tokens=3,
+        num_beams=num_beams,
+        num_return_sequences=returned,
+        do_sample=False,
+        early_stopping=early_stopping,
+        length_penalty=length_penalty,
+        eos_token_id=eos,
+    )
 
 
 def _fed_rows(sequences, prompt_len, eos):
     """[S, q] bool: the decoder positions fed back as queries (up to each sequence's EOS, or the end)."""
     generated = sequences[:, prompt_len:]
     hit = torch.isin(generated, torch.tensor(eos))
-    length = torch.where(hit.any(1), hit.int().argmax(1) + 1,
-                         torch.full_like(hit[:, 0], generated.shape[1], dtype=torch.long))
+    length = torch.where(
+        hit.any(1), hit.int().argmax(1) + 1, torch.full_like(hit[:, 0], generated.shape[1], dtype=torch.long)
+    )
     steps = torch.arange(sequences.shape[1] - 1)
     return steps[None, :] < (prompt_len + length - 1)[:, None]
 
@@ -81,9 +101,11 @@ def _reference(name, eager, inputs, sequences, returned, eos):
             return {"attentions": (out.attentions, fed & mask.bool(), fed)}
         fed = _fed_rows(sequences, 1, eos)
         out = eager(**repeat, decoder_input_ids=processed, output_attentions=True)
-    return {"encoder_attentions": (out.encoder_attentions, None, None),
-            "decoder_attentions": (out.decoder_attentions, fed, fed),
-            "cross_attentions": (out.cross_attentions, fed, fed)}
+    return {
+        "encoder_attentions": (out.encoder_attentions, None, None),
+        "decoder_attentions": (out.decoder_attentions, fed, fed),
+        "cross_attentions": (out.cross_attentions, fed, fed),
+    }
 
 
 def _check(name, record, eager, inputs, sequences, returned, eos) -> float:
@@ -101,8 +123,11 @@ def _check(name, record, eager, inputs, sequences, returned, eos) -> float:
 SETTINGS = [(2, 1, False, 1.0), (2, 2, True, 1.0), (4, 1, True, 2.0), (4, 2, False, 0.5), (4, 2, True, 1.0)]
 
 
-@pytest.mark.parametrize("num_beams,returned,early_stopping,length_penalty", SETTINGS,
-                         ids=[f"beams{b}-ret{r}-early{int(e)}-lp{p}" for b, r, e, p in SETTINGS])
+@pytest.mark.parametrize(
+    "num_beams,returned,early_stopping,length_penalty",
+    SETTINGS,
+    ids=[f"beams{b}-ret{r}-early{int(e)}-lp{p}" for b, r, e, p in SETTINGS],
+)
 @pytest.mark.parametrize("name", ["marian", "bart", "t5", "gpt2", "llama"])
 def test_each_returned_sequence_equals_teacher_forcing(name, num_beams, returned, early_stopping, length_penalty):
     model, eager, inputs, eos = _pair(name)
@@ -115,15 +140,22 @@ def test_each_returned_sequence_equals_teacher_forcing(name, num_beams, returned
     assert hooks_left(model) == [] and "generate" not in vars(model)
     record = cap.record
     diff = _check(name, record, eager, inputs, inside, returned, eos)
-    print(f"\n{name} beams={num_beams} returned={returned} early_stopping={early_stopping} "
-          f"length_penalty={length_penalty}: max diff {diff:.2e}")
+    print(
+        f"\n{name} beams={num_beams} returned={returned} early_stopping={early_stopping} "
+        f"length_penalty={length_penalty}: max diff {diff:.2e}"
+    )
     ids = "input_ids" if name in DECODER_ONLY else "decoder_input_ids"
     assert torch.equal(record.inputs[ids], inside[:, :-1])
-    assert record.metadata["decoding"] == {"strategy": "beam_search", "num_beams": num_beams,
-                                           "num_return_sequences": returned, "early_stopping": early_stopping,
-                                           "length_penalty": length_penalty}
-    assert [(r["input"], r["rank"]) for r in record.metadata["beam_rows"]] == \
-        [(i, k) for i in range(2) for k in range(returned)]
+    assert record.metadata["decoding"] == {
+        "strategy": "beam_search",
+        "num_beams": num_beams,
+        "num_return_sequences": returned,
+        "early_stopping": early_stopping,
+        "length_penalty": length_penalty,
+    }
+    assert [(r["input"], r["rank"]) for r in record.metadata["beam_rows"]] == [
+        (i, k) for i in range(2) for k in range(returned)
+    ]
 
 
 def test_some_hypotheses_end_early():

@@ -33,8 +33,14 @@ def marian():
     eager, _ = _marian("eager")
     eager.load_state_dict(model.state_dict())
     for m in (model, eager):
-        m.generation_config.update(num_beams=BEAMS, num_return_sequences=RETURNED, eos_token_id=EOS,
-                                   max_new_tokens=NEW, min_new_tokens=2, do_sample=False)
+        m.generation_config.update(
+            num_beams=BEAMS,
+            num_return_sequences=RETURNED,
+            eos_token_id=EOS,
+            max_new_tokens=NEW,
+            min_new_tokens=2,
+            do_sample=False,
+        )
     with torch.no_grad():
         outside = model.generate(**inputs)
     with torch.no_grad(), ap.capture(model) as cap:
@@ -47,8 +53,9 @@ def _lengths(sequences):
     """Generated tokens of each returned sequence (through its EOS), from the ids alone."""
     generated = sequences[:, 1:]
     hit = torch.isin(generated, torch.tensor(EOS))
-    return torch.where(hit.any(1), hit.int().argmax(1) + 1,
-                       torch.full_like(hit[:, 0], generated.shape[1], dtype=torch.long)).tolist()
+    return torch.where(
+        hit.any(1), hit.int().argmax(1) + 1, torch.full_like(hit[:, 0], generated.shape[1], dtype=torch.long)
+    ).tolist()
 
 
 def test_the_record_holds_sequences_that_end_early(marian):
@@ -101,34 +108,45 @@ def test_bertviz_views_draw_each_returned_sequence(marian, browser, tmp_path, vi
     lengths = _lengths(sequences)
     for item in (lengths.index(min(lengths)), lengths.index(max(lengths))):
         decoder = [str(int(t)) for t in sequences[item, : lengths[item]]]  # the ids fed back (no tokenizer)
-        source = [str(int(t)) for t, m in zip(inputs["input_ids"][item // RETURNED],
-                                              inputs["attention_mask"][item // RETURNED], strict=True) if m]
+        source = [
+            str(int(t))
+            for t, m in zip(
+                inputs["input_ids"][item // RETURNED], inputs["attention_mask"][item // RETURNED], strict=True
+            )
+            if m
+        ]
         path = tmp_path / f"{view}-{item}.html"
         result = ap.export(record, "bertviz", view=view, item=item, path=path)
         root = f"#{result.root_id}"
         page = browser.open(path, wait_for=f"document.querySelector('{root} svg')")
         assert page.console_errors() == [] and page.network_requests() == []
-        opacities = page.js(f"return Array.from(document.querySelectorAll('{root} line, {root} rect'))"
-                            ".map(e => e.getAttribute('stroke-opacity') || e.getAttribute('fill-opacity'))"
-                            ".filter(v => v !== null)")
+        opacities = page.js(
+            f"return Array.from(document.querySelectorAll('{root} line, {root} rect'))"
+            ".map(e => e.getAttribute('stroke-opacity') || e.getAttribute('fill-opacity'))"
+            ".filter(v => v !== null)"
+        )
         assert opacities and all(math.isfinite(float(v)) for v in opacities)  # no NaN from the zero rows
         cross = record.layer(1, stack="decoder", kind="cross").weights[item]
         if view == "head":
-            page.js(f"var s = document.querySelector('{root} #filter'); s.value = '2'; "
-                    "s.dispatchEvent(new Event('change'))")
+            page.js(
+                f"var s = document.querySelector('{root} #filter'); s.value = '2'; s.dispatchEvent(new Event('change'))"
+            )
             assert page.text(f"{root} #left text") == decoder
             assert page.text(f"{root} #right text") == source
             assert page.count(f"{root} #attention line") == 4 * len(decoder) * len(source)
-            page.js(f"var s = document.querySelector('{root} #layer'); s.value = '1'; "
-                    "s.dispatchEvent(new Event('change'))")
+            page.js(
+                f"var s = document.querySelector('{root} #layer'); s.value = '1'; s.dispatchEvent(new Event('change'))"
+            )
             i = len(decoder) - 1
-            value = page.js(f"return document.querySelector('{root} #attention').children[2].children[{i}]"
-                            ".children[1].__data__")
+            value = page.js(
+                f"return document.querySelector('{root} #attention').children[2].children[{i}].children[1].__data__"
+            )
             assert torch.tensor(value, dtype=torch.float32) == cross[2, i, 1]
         else:
             assert page.count(f"{root} .attn_background") == 2 * 4  # one block at a time: 2 layers x 4 heads
-            page.js(f"var s = document.querySelector('{root} #filter'); s.value = '2'; "
-                    "s.dispatchEvent(new Event('change'))")
+            page.js(
+                f"var s = document.querySelector('{root} #filter'); s.value = '2'; s.dispatchEvent(new Event('change'))"
+            )
             assert page.count(f"{root} .attn_background") == 2 * 4
             assert page.count(f"{root} line") > 0 and page.console_errors() == []
         page.screenshot(tmp_path / f"{view}-{item}.png")
@@ -144,9 +162,13 @@ def test_report_generation_section_decodes_with_the_beams(marian, minilm_tokeniz
 
     tokenizer = minilm_tokenizer  # a real tokenizer: the tiny Marian's config, with its vocabulary
     config = marian[0].config.to_dict()
-    config.update(vocab_size=tokenizer.vocab_size, decoder_vocab_size=tokenizer.vocab_size,
-                  pad_token_id=tokenizer.pad_token_id,
-                  eos_token_id=tokenizer.sep_token_id, decoder_start_token_id=tokenizer.pad_token_id)
+    config.update(
+        vocab_size=tokenizer.vocab_size,
+        decoder_vocab_size=tokenizer.vocab_size,
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.sep_token_id,
+        decoder_start_token_id=tokenizer.pad_token_id,
+    )
     torch.manual_seed(0)
     model = tf.MarianMTModel(tf.MarianConfig(**config)).eval()
     model.generation_config.update(num_beams=BEAMS, num_return_sequences=RETURNED, early_stopping=True)
@@ -198,8 +220,10 @@ def test_memory_guard_estimate_covers_what_beams_store(marian):
     parts = re.findall(r"(\d+) layers x (\d+) heads x batch (\d+) x (\d+) x (\d+)", message)
     estimate = sum(math.prod(map(int, p)) for p in parts) * 4
     kept = sum(layer.weights.numel() for layer in record.layers) * 4
-    print(f"\nmarian beams={BEAMS} returned={RETURNED}: estimate {estimate} B ({estimate / BEAMS:.0f} per beam), "
-          f"stored by beam search {measured} B ({measured / BEAMS:.0f} per beam), record {kept} B")
+    print(
+        f"\nmarian beams={BEAMS} returned={RETURNED}: estimate {estimate} B ({estimate / BEAMS:.0f} per beam), "
+        f"stored by beam search {measured} B ({measured / BEAMS:.0f} per beam), record {kept} B"
+    )
     assert estimate >= measured >= kept
     with torch.no_grad(), ap.capture(model, max_bytes=estimate) as cap:  # the estimate is enough
         model.generate(**inputs)

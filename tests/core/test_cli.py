@@ -47,8 +47,10 @@ def test_capture_then_info(tmp_path, minilm, minilm_tokenizer):
         (["capture", "--text", "hi", "--layers", "9", "--out", "x.safetensors"], "layer 9 does not exist"),
         (["capture", "--text-file", "/nonexistent.txt", "--out", "x.safetensors"], "cannot read --text-file"),
         (["info", "/nonexistent.safetensors"], "no record file"),
-        (["capture", "--text", "hi there", "--max-bytes", "1KB", "--out", "x.safetensors"],
-         "over the budget of 1.0 KB"),
+        (
+            ["capture", "--text", "hi there", "--max-bytes", "1KB", "--out", "x.safetensors"],
+            "over the budget of 1.0 KB",
+        ),
         (["capture", "--text", "hi", "--max-bytes", "lots", "--out", "x.safetensors"], "cannot read max_bytes"),
     ],
 )
@@ -72,8 +74,10 @@ def test_streamed_capture_then_info(tmp_path):
     assert result.returncode == 0, result.stderr
     assert sorted(os.listdir(out / "record-0000" / "layers")) == ["self-000.safetensors", "self-005.safetensors"]
     file_record = tmp_path / "run.safetensors"
-    assert _cli("capture", "--text", "The cat sat on the mat.", "--layers", "0", "5", "--out",
-                str(file_record)).returncode == 0
+    assert (
+        _cli("capture", "--text", "The cat sat on the mat.", "--layers", "0", "5", "--out", str(file_record)).returncode
+        == 0
+    )
     streamed, saved = ap.AttentionRecord.load(out), ap.AttentionRecord.load(file_record)
     assert streamed.tokens == saved.tokens
     assert all(a.weights.equal(b.weights) for a, b in zip(streamed.layers, saved.layers, strict=True))

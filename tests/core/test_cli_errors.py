@@ -42,8 +42,9 @@ def _one_line_error(result, *fragments) -> str:
 
 def _record(path) -> str:
     weights = torch.softmax(torch.randn(1, 2, 3, 3), dim=-1)
-    record = ap.AttentionRecord(layers=[ap.LayerAttention("layer.0", None, "self", 0, weights)],
-                                tokens=[["[CLS]", "hi", "[SEP]"]])
+    record = ap.AttentionRecord(
+        layers=[ap.LayerAttention("layer.0", None, "self", 0, weights)], tokens=[["[CLS]", "hi", "[SEP]"]]
+    )
     return record.save(path)
 
 
@@ -69,29 +70,38 @@ def _damaged(tmp_path, kind: str) -> str:
     elif kind == "metadata_not_an_object":
         _meta_file(tmp_path / "r.safetensors", [1, 2])
     elif kind == "tokens_not_strings":
-        _meta_file(tmp_path / "r.safetensors", {**RECORD, "layers": [LAYER], "tokens": [[1, 2]]},
-                   {"layers.0.weights": torch.zeros(1, 1, 2, 2)})
+        _meta_file(
+            tmp_path / "r.safetensors",
+            {**RECORD, "layers": [LAYER], "tokens": [[1, 2]]},
+            {"layers.0.weights": torch.zeros(1, 1, 2, 2)},
+        )
     elif kind == "weights_1d":
         _meta_file(tmp_path / "r.safetensors", {**RECORD, "layers": [LAYER]}, {"layers.0.weights": torch.zeros(3)})
     elif kind in ("dir_escape", "dir_bad_json"):
         os.makedirs(tmp_path / "r.safetensors")
-        text = "{not json" if kind == "dir_bad_json" else json.dumps(
-            {**RECORD, "layers": [{**LAYER, "file": "../../etc/passwd"}]})
+        text = (
+            "{not json"
+            if kind == "dir_bad_json"
+            else json.dumps({**RECORD, "layers": [{**LAYER, "file": "../../etc/passwd"}]})
+        )
         (tmp_path / "r.safetensors" / "record.json").write_text(text)
     return str(tmp_path / "r.safetensors")
 
 
-@pytest.mark.parametrize("kind, fragment", [
-    ("text", "not a readable attn-plugins record"),
-    ("truncated", "not a readable attn-plugins record"),
-    ("huge_header", "not a readable attn-plugins record"),
-    ("missing_tensor", "tensor 'layers.0.weights' is missing"),
-    ("metadata_not_an_object", "r.safetensors"),
-    ("tokens_not_strings", "r.safetensors"),
-    ("weights_1d", "r.safetensors"),
-    ("dir_escape", "outside its directory"),
-    ("dir_bad_json", "is not readable JSON"),
-])
+@pytest.mark.parametrize(
+    "kind, fragment",
+    [
+        ("text", "not a readable attn-plugins record"),
+        ("truncated", "not a readable attn-plugins record"),
+        ("huge_header", "not a readable attn-plugins record"),
+        ("missing_tensor", "tensor 'layers.0.weights' is missing"),
+        ("metadata_not_an_object", "r.safetensors"),
+        ("tokens_not_strings", "r.safetensors"),
+        ("weights_1d", "r.safetensors"),
+        ("dir_escape", "outside its directory"),
+        ("dir_bad_json", "is not readable JSON"),
+    ],
+)
 def test_info_on_damaged_and_hostile_files(tmp_path, kind, fragment):
     path = _damaged(tmp_path, kind)
     line = _one_line_error(_cli("info", path), fragment)
@@ -108,29 +118,39 @@ def test_info_into_a_closed_pipe(tmp_path):
     assert process.wait(timeout=300) != 0
     assert stderr == ""  # no traceback, no "Exception ignored ... BrokenPipeError"
     # through a real shell pipe the first line still arrives, and nothing is printed on stderr
-    shell = subprocess.run(f"{shlex.join(_command('info', path))} | head -n 1", shell=True,
-                           capture_output=True, text=True, env=env, timeout=300)
+    shell = subprocess.run(
+        f"{shlex.join(_command('info', path))} | head -n 1",
+        shell=True,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     assert shell.stdout.startswith("attn-plugins record") and shell.stderr == ""
 
 
 def test_capture_out_is_a_directory(tmp_path):
     (tmp_path / "taken").mkdir()
-    _one_line_error(_cli("capture", "--text", "hi", "--out", str(tmp_path / "taken")),
-                    "error: --out", "is a directory")
+    _one_line_error(_cli("capture", "--text", "hi", "--out", str(tmp_path / "taken")), "error: --out", "is a directory")
 
 
-@pytest.mark.parametrize("args, fragments", [
-    (["info", "/nonexistent/rec.safetensors"], ["error: no record file at"]),
-    (["capture", "--text", "hi", "--max-tokens", "many", "--out", "x.safetensors"],
-     ["argument --max-tokens", "expected a whole number, got 'many'"]),
-    (["capture", "--text", "hi", "--max-tokens", "0", "--out", "x.safetensors"], ["must be at least 1"]),
-    (["capture", "--text", "hi", "--max-bytes", "lots", "--out", "x.safetensors"], ["cannot read max_bytes"]),
-    (["capture", "--text", "hi", "--layers", "x", "--out", "x.safetensors"], ["argument --layers"]),
-    (["report", "--max-tokens", "-3"], ["must be at least 1"]),
-    (["corpus", "--data", "d.jsonl", "--out", "o", "--batch-size", "two"], ["argument --batch-size"]),
-    (["frobnicate"], ["invalid choice: 'frobnicate'"]),
-    (["report", "--text-file", "/nonexistent/texts.txt", "--out", "o"], ["cannot read text file"]),
-    (["corpus", "--data", "/nonexistent/d.jsonl", "--out", "o"], ["no data file"]),
-])
+@pytest.mark.parametrize(
+    "args, fragments",
+    [
+        (["info", "/nonexistent/rec.safetensors"], ["error: no record file at"]),
+        (
+            ["capture", "--text", "hi", "--max-tokens", "many", "--out", "x.safetensors"],
+            ["argument --max-tokens", "expected a whole number, got 'many'"],
+        ),
+        (["capture", "--text", "hi", "--max-tokens", "0", "--out", "x.safetensors"], ["must be at least 1"]),
+        (["capture", "--text", "hi", "--max-bytes", "lots", "--out", "x.safetensors"], ["cannot read max_bytes"]),
+        (["capture", "--text", "hi", "--layers", "x", "--out", "x.safetensors"], ["argument --layers"]),
+        (["report", "--max-tokens", "-3"], ["must be at least 1"]),
+        (["corpus", "--data", "d.jsonl", "--out", "o", "--batch-size", "two"], ["argument --batch-size"]),
+        (["frobnicate"], ["invalid choice: 'frobnicate'"]),
+        (["report", "--text-file", "/nonexistent/texts.txt", "--out", "o"], ["cannot read text file"]),
+        (["corpus", "--data", "/nonexistent/d.jsonl", "--out", "o"], ["no data file"]),
+    ],
+)
 def test_bad_values_and_missing_files(tmp_path, args, fragments):
     _one_line_error(_cli(*args, cwd=tmp_path), *fragments)

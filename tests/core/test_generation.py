@@ -35,12 +35,14 @@ def test_decoder_only_generation(name, sample):
     model, eager, inputs = _pair(name)
     record, sequences = _generate(model, inputs, sample)
     processed = sequences[:, :-1]  # the last generated token is never fed back as a query
-    mask = torch.cat([inputs["attention_mask"],
-                      torch.ones(processed.shape[0], NEW - 1, dtype=inputs["attention_mask"].dtype)], dim=1)
+    mask = torch.cat(
+        [inputs["attention_mask"], torch.ones(processed.shape[0], NEW - 1, dtype=inputs["attention_mask"].dtype)], dim=1
+    )
     positions = (mask.cumsum(-1) - 1).clamp(min=0)
     with torch.no_grad():
-        expected = eager(input_ids=processed, attention_mask=mask, position_ids=positions,
-                         output_attentions=True).attentions
+        expected = eager(
+            input_ids=processed, attention_mask=mask, position_ids=positions, output_attentions=True
+        ).attentions
     got = record.as_hf_outputs()["attentions"]
     assert got[0].shape == (2, 4, processed.shape[1], processed.shape[1])
     # rows of left-padding queries attend to nothing real; compare every real query row

@@ -19,8 +19,14 @@ def short_bert(minilm_tokenizer):
     from transformers import BertConfig, BertModel
 
     torch.manual_seed(0)
-    config = BertConfig(vocab_size=minilm_tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2,
-                        num_attention_heads=2, intermediate_size=64, max_position_embeddings=16)
+    config = BertConfig(
+        vocab_size=minilm_tokenizer.vocab_size,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=16,
+    )
     return BertModel(config).eval()
 
 
@@ -37,8 +43,11 @@ def test_the_limit_is_the_models_own(short_bert, minilm_tokenizer):
     with pytest.raises((IndexError, RuntimeError)):
         short_bert(**minilm_tokenizer(long_text, return_tensors="pt"))
     # ...the inputs path says so first, naming the length and the limit
-    with pytest.raises(ap.InputError, match=r"the input is 20 tokens long, over the limit of 16 tokens for this "
-                                            r"model \(BertModel has 16 positions\)"):
+    with pytest.raises(
+        ap.InputError,
+        match=r"the input is 20 tokens long, over the limit of 16 tokens for this "
+        r"model \(BertModel has 16 positions\)",
+    ):
         inputs.model_inputs(short_bert, minilm_tokenizer, long_text, max_tokens=512)
     with pytest.raises(ap.InputError, match="over the limit of 16"):
         inputs.check_length(short_bert, 20)
@@ -54,8 +63,9 @@ def test_the_limit_is_the_models_own(short_bert, minilm_tokenizer):
 def test_gpt2_names_its_limit_n_positions(minilm_tokenizer):
     from transformers import GPT2Config, GPT2Model
 
-    model = GPT2Model(GPT2Config(vocab_size=minilm_tokenizer.vocab_size, n_positions=12, n_embd=16, n_layer=2,
-                                 n_head=2)).eval()
+    model = GPT2Model(
+        GPT2Config(vocab_size=minilm_tokenizer.vocab_size, n_positions=12, n_embd=16, n_layer=2, n_head=2)
+    ).eval()
     assert inputs.position_limit(model) == 12
     with pytest.raises(ap.InputError, match="the input is 13 tokens long, over the limit of 12"):
         inputs.check_length(model, torch.zeros(1, 13, dtype=torch.long))
@@ -100,8 +110,10 @@ def test_pad_token_is_borrowed_and_given_back(minilm_tokenizer):
     inputs.encode(tokenizer, "one text needs no padding")
 
 
-@pytest.mark.parametrize("texts, message", [([], "no texts given"), (["ok", "  "], "a text is empty .text 2 of 2"),
-                                            ([3], "texts must be strings")])
+@pytest.mark.parametrize(
+    "texts, message",
+    [([], "no texts given"), (["ok", "  "], "a text is empty .text 2 of 2"), ([3], "texts must be strings")],
+)
 def test_bad_texts(texts, message):
     with pytest.raises(ap.InputError, match=message):
         inputs.check_texts(texts)

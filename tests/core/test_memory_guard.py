@@ -51,12 +51,14 @@ def test_selection_and_dtype_cut_the_estimate():
     with torch.no_grad(), ap.capture(model) as cap:
         model(**inputs)
     full = sum(layer.weights.numel() * 4 for layer in cap.record.layers)
-    with torch.no_grad(), ap.capture(model, layers=[0], heads=[1], dtype=torch.float16,
-                                     max_bytes=full // 16) as cap:
+    with torch.no_grad(), ap.capture(model, layers=[0], heads=[1], dtype=torch.float16, max_bytes=full // 16) as cap:
         model(**inputs)
     assert cap.record.layers[0].weights.shape[1] == 1
-    with pytest.raises(MemoryBudgetError, match="1 layers x 1 heads"), torch.no_grad(), \
-            ap.capture(model, layers=[0], heads=[1], dtype=torch.float16, max_bytes=full // 64):
+    with (
+        pytest.raises(MemoryBudgetError, match="1 layers x 1 heads"),
+        torch.no_grad(),
+        ap.capture(model, layers=[0], heads=[1], dtype=torch.float16, max_bytes=full // 64),
+    ):
         model(**inputs)
 
 
@@ -67,8 +69,11 @@ def test_generate_counts_every_step():
     final = sum(layer.weights.numel() * layer.weights.element_size() for layer in cap.record.layers)
     prompt_only = final * (inputs["input_ids"].shape[1] / cap.record.layers[0].weights.shape[2]) ** 2
     # enough for the prompt's forward, not for the whole generation: refused before generating
-    with pytest.raises(MemoryBudgetError, match="this generate\\(\\) call") as info, torch.no_grad(), \
-            ap.capture(model, max_bytes=prompt_only * 1.5):
+    with (
+        pytest.raises(MemoryBudgetError, match="this generate\\(\\) call") as info,
+        torch.no_grad(),
+        ap.capture(model, max_bytes=prompt_only * 1.5),
+    ):
         model.generate(**inputs, max_new_tokens=6, do_sample=False)
     length = inputs["input_ids"].shape[1] + 6
     assert f"x {length} x {length} x" in str(info.value)
@@ -94,8 +99,11 @@ def test_models_without_readable_lengths_are_stopped_block_by_block():
     with torch.no_grad(), ap.capture(model, max_bytes=one_layer * 3) as cap:
         model(x)
     assert len(cap.record.layers) == 3
-    with pytest.raises(MemoryBudgetError, match="storing the next block"), torch.no_grad(), \
-            ap.capture(model, max_bytes=one_layer * 2):
+    with (
+        pytest.raises(MemoryBudgetError, match="storing the next block"),
+        torch.no_grad(),
+        ap.capture(model, max_bytes=one_layer * 2),
+    ):
         model(x)
     assert hooks_left(model) == []
 
@@ -108,8 +116,10 @@ def test_default_budget_is_half_of_free_memory():
     assert abs(budget.limit - available / 2) < 0.1 * available
 
 
-@pytest.mark.parametrize("value, expected", [("2GB", 2e9), ("1.5 GiB", 1.5 * 2**30), ("512", 512.0),
-                                             (4096, 4096.0), (float("inf"), float("inf"))])
+@pytest.mark.parametrize(
+    "value, expected",
+    [("2GB", 2e9), ("1.5 GiB", 1.5 * 2**30), ("512", 512.0), (4096, 4096.0), (float("inf"), float("inf"))],
+)
 def test_parse_bytes(value, expected):
     assert parse_bytes(value) == expected
 

@@ -7,13 +7,19 @@ from attn_plugins import errors
 def test_all_is_derived_from_the_module():
     """Every public name of the package namespace is in ``__all__`` and nothing else is (as httpx's
     ``test_exported_members``): a helper module imported into ``attn_plugins`` shows up here."""
-    exported = {name for name, value in vars(attn_plugins).items()
-                if not name.startswith("_") and not isinstance(value, types.ModuleType)}
+    exported = {
+        name
+        for name, value in vars(attn_plugins).items()
+        if not name.startswith("_") and not isinstance(value, types.ModuleType)
+    }
     exported.add("__version__")
     assert set(attn_plugins.__all__) == exported
     assert len(attn_plugins.__all__) == len(set(attn_plugins.__all__))
-    leaked = sorted(name for name, value in vars(attn_plugins).items()
-                    if isinstance(value, types.ModuleType) and not name.startswith("_"))
+    leaked = sorted(
+        name
+        for name, value in vars(attn_plugins).items()
+        if isinstance(value, types.ModuleType) and not name.startswith("_")
+    )
     # submodules appear as attributes once imported; they must be modules of the package itself
     assert all(getattr(attn_plugins, name).__name__ == f"attn_plugins.{name}" for name in leaked)
 

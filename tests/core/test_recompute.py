@@ -1,6 +1,5 @@
 """The probability recomputation against transformers' own eager functions, per kernel convention."""
 
-
 import pytest
 import torch
 
@@ -124,12 +123,15 @@ def test_flex_block_mask_is_expanded():
     assert (got - expected).abs().max() <= 1e-6
 
 
-@pytest.mark.parametrize("kernel, extra", [
-    ("sdpa", dict(is_causal=True)),
-    ("sdpa", dict(mask="bool")),
-    ("sdpa", dict(mask="float", sinks=True)),
-    ("flash", dict(is_causal=True, sliding_window=5, mask="padding")),
-])
+@pytest.mark.parametrize(
+    "kernel, extra",
+    [
+        ("sdpa", dict(is_causal=True)),
+        ("sdpa", dict(mask="bool")),
+        ("sdpa", dict(mask="float", sinks=True)),
+        ("flash", dict(is_causal=True, sliding_window=5, mask="padding")),
+    ],
+)
 def test_chunked_recompute_equals_one_chunk(kernel, extra):
     """Chunks of heads and of rows (long inputs) give the same probabilities as one big chunk."""
     torch.manual_seed(0)

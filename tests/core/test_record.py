@@ -36,7 +36,11 @@ def _same(a, b):
     assert a.tokens == b.tokens and a.decoder_tokens == b.decoder_tokens
     assert sorted(a.inputs) == sorted(b.inputs) and all(torch.equal(a.inputs[k], b.inputs[k]) for k in a.inputs)
     assert (a.model_class, a.model_name, a.attn_implementation, a.metadata) == (
-        b.model_class, b.model_name, b.attn_implementation, b.metadata)
+        b.model_class,
+        b.model_name,
+        b.attn_implementation,
+        b.metadata,
+    )
 
 
 def test_round_trip_is_lossless(tmp_path, bart_record):

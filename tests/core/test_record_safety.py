@@ -40,12 +40,22 @@ def _record(stack_a="encoder", stack_b="decoder", name="enc.layer.0.attn") -> ap
         layers=[
             ap.LayerAttention(name, stack_a, "self", 0, torch.rand(2, 2, 3, 3, generator=g), heads=[0, 2]),
             ap.LayerAttention("dec.layer.0.self", stack_b, "self", 0, torch.rand(2, 4, 2, 2, generator=g)),
-            ap.LayerAttention("dec.layer.0.cross", stack_b, "cross", 0, torch.rand(2, 4, 2, 3, generator=g),
-                              queries=torch.rand(2, 4, 2, 8, generator=g), keys=torch.rand(2, 4, 3, 8, generator=g)),
+            ap.LayerAttention(
+                "dec.layer.0.cross",
+                stack_b,
+                "cross",
+                0,
+                torch.rand(2, 4, 2, 3, generator=g),
+                queries=torch.rand(2, 4, 2, 8, generator=g),
+                keys=torch.rand(2, 4, 3, 8, generator=g),
+            ),
         ],
-        tokens=[["a", "b", "c"], ["d", "e", "f"]], decoder_tokens=[["x", "y"], ["z", "w"]],
+        tokens=[["a", "b", "c"], ["d", "e", "f"]],
+        decoder_tokens=[["x", "y"], ["z", "w"]],
         inputs={"input_ids": torch.arange(6).reshape(2, 3), "attention_mask": torch.ones(2, 3, dtype=torch.long)},
-        model_class="Toy", model_name="toy", metadata={"note": {"nested": [1, 2]}},
+        model_class="Toy",
+        model_name="toy",
+        metadata={"note": {"nested": [1, 2]}},
     )
 
 
@@ -104,10 +114,34 @@ def good(tmp_path_factory):
 
 
 # ----- 1. metadata that would become a path -------------------------------------------------------------
-HOSTILE = ["../../../x", "/etc/passwd", "..", "a/b", "encoder/../../x", "x\x00y", "", " encoder", "a..b",
-           "decoder\\..\\x", "~", ".hidden", "a.", ".", "self/../../x", "x" * 300]
-GOOD_STACKS = [None, "encoder", "decoder", "language_model", "text_model", "vlm.language_model",
-               "model.vision_tower", "towers.0"]
+HOSTILE = [
+    "../../../x",
+    "/etc/passwd",
+    "..",
+    "a/b",
+    "encoder/../../x",
+    "x\x00y",
+    "",
+    " encoder",
+    "a..b",
+    "decoder\\..\\x",
+    "~",
+    ".hidden",
+    "a.",
+    ".",
+    "self/../../x",
+    "x" * 300,
+]
+GOOD_STACKS = [
+    None,
+    "encoder",
+    "decoder",
+    "language_model",
+    "text_model",
+    "vlm.language_model",
+    "model.vision_tower",
+    "towers.0",
+]
 
 
 @pytest.mark.parametrize("field", ["stack", "kind"])
@@ -144,8 +178,9 @@ def test_sharded_save_never_writes_outside_its_directory(tmp_path, value):
 @pytest.mark.parametrize("name", ["../../../escape", "/etc/passwd", "a/b/c", "x\x00", "<script>"])
 def test_names_are_data_only(tmp_path, good, name):
     """A hostile layer *name* loads (it is data) and a sharded save of it stays inside the directory."""
-    path = _change_file(good / "one.safetensors", tmp_path / "n.safetensors",
-                        lambda m: m["layers"][0].update(name=name))
+    path = _change_file(
+        good / "one.safetensors", tmp_path / "n.safetensors", lambda m: m["layers"][0].update(name=name)
+    )
     record = ap.AttentionRecord.load(path)
     assert record.layers[0].name == name
     (tmp_path / "inner").mkdir()
@@ -155,8 +190,17 @@ def test_names_are_data_only(tmp_path, good, name):
 
 
 def test_layer_file_outside_layers_folder_is_refused(tmp_path, good):
-    for value in ["../../etc/passwd", "/etc/passwd", "layers/../../x.safetensors", "inputs.safetensors",
-                  "layers/sub/x.safetensors", "layers/.steps.safetensors", "record.json", 5, None]:
+    for value in [
+        "../../etc/passwd",
+        "/etc/passwd",
+        "layers/../../x.safetensors",
+        "inputs.safetensors",
+        "layers/sub/x.safetensors",
+        "layers/.steps.safetensors",
+        "record.json",
+        5,
+        None,
+    ]:
         bad = tmp_path / f"b{abs(hash(str(value)))}"
         _refused(_change_dir(good / "dir", bad, lambda m, value=value: m["layers"][0].update(file=value)), "file")
 
@@ -181,8 +225,10 @@ def test_shard_linked_outside_is_refused(tmp_path, good):
     for n, target in enumerate(targets):
         _refused(_linked_copy(good / "dir", tmp_path / f"bad{n}", first, target), "leads outside the record directory")
     # the inputs file too, and the whole layers folder
-    _refused(_linked_copy(good / "dir", tmp_path / "bad_inputs", "inputs.safetensors", other / "inputs.safetensors"),
-             "leads outside")
+    _refused(
+        _linked_copy(good / "dir", tmp_path / "bad_inputs", "inputs.safetensors", other / "inputs.safetensors"),
+        "leads outside",
+    )
     _refused(_linked_copy(good / "dir", tmp_path / "bad_layers", "layers", other / "layers"), "leads outside")
 
 
@@ -258,8 +304,10 @@ def test_deeply_nested_json_everywhere(tmp_path, good):
     nested = "1"
     for _ in range(200):
         nested = "[" + nested + "]"
-    for change in (lambda m: m.update(metadata={"x": json.loads(nested)}),
-                   lambda m: m.update(tokens=json.loads(nested))):
+    for change in (
+        lambda m: m.update(metadata={"x": json.loads(nested)}),
+        lambda m: m.update(tokens=json.loads(nested)),
+    ):
         _refused(_change_file(good / "one.safetensors", tmp_path / "b.safetensors", change))
         shutil.rmtree(tmp_path / "c", ignore_errors=True)
         _refused(_change_dir(good / "dir", tmp_path / "c", change))
@@ -278,11 +326,22 @@ def test_deeply_nested_json_everywhere(tmp_path, good):
 
 
 DAMAGED_ENTRIES = [
-    ("name", 5, "name must be a string"), ("stack", 3, "stack"), ("kind", None, "kind"),
-    ("index", "1", "index"), ("index", -1, "index"), ("index", True, "index"), ("index", 1.5, "index"),
-    ("index", "HUGE", "not readable JSON"), ("heads", "x", "heads"), ("heads", [1, 1], "repeat"),
-    ("heads", [-1, 0], "head index"), ("heads", [0.5, 1], "head index"), ("heads", {"a": 1}, "heads"),
-    ("queries", "yes", "queries"), ("dtype", 3, "dtype"), ("dtype", "int8", "says its weights are"),
+    ("name", 5, "name must be a string"),
+    ("stack", 3, "stack"),
+    ("kind", None, "kind"),
+    ("index", "1", "index"),
+    ("index", -1, "index"),
+    ("index", True, "index"),
+    ("index", 1.5, "index"),
+    ("index", "HUGE", "not readable JSON"),
+    ("heads", "x", "heads"),
+    ("heads", [1, 1], "repeat"),
+    ("heads", [-1, 0], "head index"),
+    ("heads", [0.5, 1], "head index"),
+    ("heads", {"a": 1}, "heads"),
+    ("queries", "yes", "queries"),
+    ("dtype", 3, "dtype"),
+    ("dtype", "int8", "says its weights are"),
 ]
 
 
@@ -311,12 +370,22 @@ def test_missing_layer_keys(tmp_path, good, key):
 
 
 TOP_LEVEL = [
-    ("layers", {"a": 1}, "no layer list"), ("layers", [None], "layer entry 0"), ("layers", ["x"], "layer entry 0"),
-    ("layers", [[1, 2]], "layer entry 0"), ("tokens", "abc", "tokens"), ("tokens", [["a", 1]], "tokens"),
-    ("decoder_tokens", [1], "decoder_tokens"), ("inputs", "input_ids", "inputs"), ("inputs", [1], "inputs"),
-    ("inputs", ["../x"], "input name"), ("inputs", ["input_ids", "input_ids"], "twice"),
-    ("metadata", [1], "metadata"), ("model_class", 3, "model_class"), ("attn_implementation", [], "attn_impl"),
-    ("format_version", "1", "format version"), ("format_version", True, "format version"),
+    ("layers", {"a": 1}, "no layer list"),
+    ("layers", [None], "layer entry 0"),
+    ("layers", ["x"], "layer entry 0"),
+    ("layers", [[1, 2]], "layer entry 0"),
+    ("tokens", "abc", "tokens"),
+    ("tokens", [["a", 1]], "tokens"),
+    ("decoder_tokens", [1], "decoder_tokens"),
+    ("inputs", "input_ids", "inputs"),
+    ("inputs", [1], "inputs"),
+    ("inputs", ["../x"], "input name"),
+    ("inputs", ["input_ids", "input_ids"], "twice"),
+    ("metadata", [1], "metadata"),
+    ("model_class", 3, "model_class"),
+    ("attn_implementation", [], "attn_impl"),
+    ("format_version", "1", "format version"),
+    ("format_version", True, "format version"),
     ("format", None, "not an attn-plugins record"),
 ]
 
@@ -395,26 +464,60 @@ def _nest(inner):
 
 
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats(allow_nan=False)
-    | st.text(max_size=12) | st.sampled_from(HOSTILE + GOOD_STACKS[1:] + ["self", "cross", "layers/x.safetensors"]),
-    _nest, max_leaves=16,
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**70), 2**70)
+    | st.floats(allow_nan=False)
+    | st.text(max_size=12)
+    | st.sampled_from(HOSTILE + GOOD_STACKS[1:] + ["self", "cross", "layers/x.safetensors"]),
+    _nest,
+    max_leaves=16,
 )
 LAYER_KEYS = ["name", "stack", "kind", "index", "heads", "dtype", "queries", "keys", "file"]
-TOP_KEYS = ["format", "format_version", "model_class", "model_name", "attn_implementation", "layers", "tokens",
-            "decoder_tokens", "inputs", "metadata"]
+TOP_KEYS = [
+    "format",
+    "format_version",
+    "model_class",
+    "model_name",
+    "attn_implementation",
+    "layers",
+    "tokens",
+    "decoder_tokens",
+    "inputs",
+    "metadata",
+]
 edits = st.lists(
-    st.tuples(st.sampled_from(["layer", "top"]), st.integers(0, 2), st.sampled_from(LAYER_KEYS + TOP_KEYS),
-              st.booleans(), json_values),
-    min_size=1, max_size=4)
-FUZZ = settings(max_examples=int(os.environ.get("ATTN_PLUGINS_FUZZ_EXAMPLES", "120")), deadline=None, database=None,
-                suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+    st.tuples(
+        st.sampled_from(["layer", "top"]),
+        st.integers(0, 2),
+        st.sampled_from(LAYER_KEYS + TOP_KEYS),
+        st.booleans(),
+        json_values,
+    ),
+    min_size=1,
+    max_size=4,
+)
+FUZZ = settings(
+    max_examples=int(os.environ.get("ATTN_PLUGINS_FUZZ_EXAMPLES", "120")),
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 
 
 def _apply(meta, edits_):
     for where, i, key, delete, value in edits_:
-        target = meta if where == "top" else (meta["layers"][i] if isinstance(meta.get("layers"), list)
-                                              and i < len(meta["layers"]) and isinstance(meta["layers"][i], dict)
-                                              else None)
+        target = (
+            meta
+            if where == "top"
+            else (
+                meta["layers"][i]
+                if isinstance(meta.get("layers"), list)
+                and i < len(meta["layers"])
+                and isinstance(meta["layers"][i], dict)
+                else None
+            )
+        )
         if target is None:
             continue
         if delete:
@@ -446,8 +549,11 @@ def test_fuzz_file_metadata(good, edits):
 
 
 @FUZZ
-@given(header=st.dictionaries(st.text(max_size=10), json_values, max_size=5), keep_data=st.booleans(),
-       meta=st.one_of(st.none(), json_values))
+@given(
+    header=st.dictionaries(st.text(max_size=10), json_values, max_size=5),
+    keep_data=st.booleans(),
+    meta=st.one_of(st.none(), json_values),
+)
 def test_fuzz_safetensors_headers(good, header, keep_data, meta):
     raw, size, real = _read_file_meta(good / "one.safetensors")
     if meta is not None:
@@ -472,10 +578,17 @@ def test_fuzz_raw_bytes(good, data, prefix):
         _load_or_refuse(path, lazy=True)
 
 
-DIR_OPS = st.lists(st.tuples(
-    st.sampled_from(["delete", "truncate", "garbage", "link_out", "link_in", "fifo", "folder", "meta"]),
-    st.sampled_from(["record.json", "inputs.safetensors", "layer0", "layer1", "layer2", "layers"]),
-    st.integers(0, 400), st.binary(max_size=64), edits), min_size=1, max_size=3)
+DIR_OPS = st.lists(
+    st.tuples(
+        st.sampled_from(["delete", "truncate", "garbage", "link_out", "link_in", "fifo", "folder", "meta"]),
+        st.sampled_from(["record.json", "inputs.safetensors", "layer0", "layer1", "layer2", "layers"]),
+        st.integers(0, 400),
+        st.binary(max_size=64),
+        edits,
+    ),
+    min_size=1,
+    max_size=3,
+)
 
 
 @FUZZ
@@ -601,8 +714,9 @@ def test_a_full_disk_leaves_neither_target_nor_temporary_file(tmp_path, kind):
     (out_dir / "mine.txt").write_text("keep")
     target = out_dir / {"file": "r.safetensors", "sharded": "d", "export": "page.html", "stream": "s"}[kind]
     env = {**os.environ, "PYTHONPATH": REPO, "OMP_NUM_THREADS": "1"}
-    done = subprocess.run([sys.executable, "-c", FULL_DISK, str(target), kind], capture_output=True, text=True,
-                          env=env, timeout=240)
+    done = subprocess.run(
+        [sys.executable, "-c", FULL_DISK, str(target), kind], capture_output=True, text=True, env=env, timeout=240
+    )
     assert done.returncode == 3 and "FAILED" in done.stdout, (done.stdout, done.stderr[-2000:])
     assert "File too large" in done.stdout or "EFBIG" in done.stdout or "Errno 27" in done.stdout, done.stdout
     assert sorted(os.listdir(out_dir)) == ["mine.txt"]  # no target, no temporary file, no half record

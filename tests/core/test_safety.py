@@ -22,8 +22,15 @@ def test_everything_restored_when_the_body_raises(name):
     if name == "falcon_like":  # a model whose attention calls torch's sdpa itself (intercepted)
         import transformers as tf
 
-        model = tf.FalconForCausalLM(tf.FalconConfig(hidden_size=32, num_attention_heads=4, num_hidden_layers=2,
-                                                     vocab_size=99, new_decoder_architecture=False)).eval()
+        model = tf.FalconForCausalLM(
+            tf.FalconConfig(
+                hidden_size=32,
+                num_attention_heads=4,
+                num_hidden_layers=2,
+                vocab_size=99,
+                new_decoder_architecture=False,
+            )
+        ).eval()
         inputs = {"input_ids": torch.randint(3, 99, (1, 5))}
     else:
         model, inputs = build(name)

@@ -125,7 +125,7 @@ def test_keep_queries_keys_for_gqa():
         model(**inputs)
     layer = cap.record.layers[0]
     assert layer.queries.shape == (2, 4, 9, 8) and layer.keys.shape == (2, 4, 9, 8)  # keys repeated per query head
-    scores = layer.queries @ layer.keys.transpose(-1, -2) * 8 ** -0.5
+    scores = layer.queries @ layer.keys.transpose(-1, -2) * 8**-0.5
     keep = cap.record.attention_mask[:, None, None, :].bool() & torch.ones(9, 9, dtype=torch.bool).tril()
     probs = scores.masked_fill(~keep, torch.finfo(torch.float32).min).softmax(-1)
     rows = cap.record.attention_mask.bool()[:, None, :, None]

@@ -52,8 +52,9 @@ def test_streamed_forward_equals_in_memory(name, tmp_path):
 @pytest.mark.parametrize("name", ["gpt2", "t5"])
 def test_streamed_generation_equals_in_memory(name, tmp_path):
     model, inputs = build(name)
-    memory, streamed = _both(model, lambda: model.generate(**inputs, max_new_tokens=5, do_sample=False), tmp_path,
-                             heads=[0, 2])
+    memory, streamed = _both(
+        model, lambda: model.generate(**inputs, max_new_tokens=5, do_sample=False), tmp_path, heads=[0, 2]
+    )
     _same(memory[0], streamed[0])
     directory = tmp_path / "stream" / "record-0000"
     layer_files = sorted(os.listdir(directory / "layers"))
@@ -62,15 +63,19 @@ def test_streamed_generation_equals_in_memory(name, tmp_path):
     # every shard is a plain safetensors file that safetensors itself reads
     with safe_open(str(directory / "layers" / layer_files[0]), framework="pt") as handle:
         weights = handle.get_tensor("weights")
-    expected = next(layer for layer in memory[0].layers
-                    if os.path.basename(_file_of(directory, layer)) == layer_files[0])
+    expected = next(
+        layer for layer in memory[0].layers if os.path.basename(_file_of(directory, layer)) == layer_files[0]
+    )
     assert torch.equal(weights, expected.weights)
 
 
 def _file_of(directory, layer):
     meta = json.loads((directory / "record.json").read_text())
-    return next(e["file"] for e in meta["layers"] if (e["stack"], e["kind"], e["index"]) ==
-                (layer.stack, layer.kind, layer.index))
+    return next(
+        e["file"]
+        for e in meta["layers"]
+        if (e["stack"], e["kind"], e["index"]) == (layer.stack, layer.kind, layer.index)
+    )
 
 
 def test_several_forwards_stream_several_records(minilm, minilm_tokenizer, tmp_path):
@@ -175,9 +180,14 @@ def test_damaged_record_directories(tmp_path):
 def test_lazy_load_reads_only_what_is_touched(tmp_path):
     """A 400 MB record opens in a fresh process without its memory growing by the record's size."""
     heads, length = 8, 1024
-    record = ap.AttentionRecord(layers=[
-        ap.LayerAttention(name=f"layer{i}", stack=None, kind="self", index=i,
-                          weights=torch.rand(3, heads, length, length)) for i in range(4)])
+    record = ap.AttentionRecord(
+        layers=[
+            ap.LayerAttention(
+                name=f"layer{i}", stack=None, kind="self", index=i, weights=torch.rand(3, heads, length, length)
+            )
+            for i in range(4)
+        ]
+    )
     size = sum(layer.weights.numel() * 4 for layer in record.layers)
     assert size > 380e6
     record.save(tmp_path / "big", sharded=True)
@@ -188,9 +198,9 @@ def test_lazy_load_reads_only_what_is_touched(tmp_path):
         import resource, torch
         import attn_plugins as ap
         before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-        record = ap.AttentionRecord.load({str(tmp_path / 'big')!r})
+        record = ap.AttentionRecord.load({str(tmp_path / "big")!r})
         row = record.layers[3].weights[2, 5, 700]
-        expected = torch.load({str(tmp_path / 'row.pt')!r})
+        expected = torch.load({str(tmp_path / "row.pt")!r})
         assert torch.equal(row, expected)
         print(record.summary())
         grew = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - before

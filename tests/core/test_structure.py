@@ -58,8 +58,13 @@ def _import_graph() -> tuple[dict[str, set[str]], set[tuple[str, str, str]]]:
                 for alias in node.names:
                     full = f"{source}.{alias.name}"
                     imported.append(full if full in modules else source)
-                    if (alias.name.startswith("_") and not alias.name.startswith("__") and full not in modules
-                            and source in modules and source != module):
+                    if (
+                        alias.name.startswith("_")
+                        and not alias.name.startswith("__")
+                        and full not in modules
+                        and source in modules
+                        and source != module
+                    ):
                         private.add((module, alias.name, source))
             for name in imported:
                 target = owning(name) if name.startswith("attn_plugins") else None

@@ -30,8 +30,14 @@ def _falcon(impl="sdpa"):
     import transformers as tf
 
     torch.manual_seed(0)
-    config = tf.FalconConfig(hidden_size=32, num_attention_heads=4, num_hidden_layers=2, vocab_size=99,
-                             new_decoder_architecture=False, attn_implementation=impl)
+    config = tf.FalconConfig(
+        hidden_size=32,
+        num_attention_heads=4,
+        num_hidden_layers=2,
+        vocab_size=99,
+        new_decoder_architecture=False,
+        attn_implementation=impl,
+    )
     return tf.FalconModel(config).eval()
 
 
@@ -210,8 +216,9 @@ def test_two_captures_of_one_model_in_two_threads_are_each_exact(name):
         reached, go = pause.arm(a)
         a_done = threading.Event()
 
-        def thread_b(caps=caps, order=order, reached=reached, go=go, a_done=a_done, b_entered=b_entered,
-                     b_done=b_done):  # this round's events
+        def thread_b(
+            caps=caps, order=order, reached=reached, go=go, a_done=a_done, b_entered=b_entered, b_done=b_done
+        ):  # this round's events
             assert reached.wait(WAIT)  # A is mid-forward, inside its capture
             with torch.no_grad(), ap.capture(model) as cap:
                 caps["b"] = cap
@@ -250,8 +257,9 @@ def test_two_captures_of_one_model_in_two_threads_are_each_exact(name):
 
 
 # ----- 3. a capture leaves while another thread is inside the wrapped kernel ------------------------------
-@pytest.mark.parametrize("name,wrapper", [("falcon", "scaled_dot_product_attention"),
-                                          ("bert", "attn_plugins_capture_wrapper")])
+@pytest.mark.parametrize(
+    "name,wrapper", [("falcon", "scaled_dot_product_attention"), ("bert", "attn_plugins_capture_wrapper")]
+)
 def test_uninstall_while_another_thread_is_inside_the_kernel_wrapper(name, wrapper):
     model, _, _ = _model(name)
     inputs_b = _inputs(2, 6, 3)
@@ -263,8 +271,12 @@ def test_uninstall_while_another_thread_is_inside_the_kernel_wrapper(name, wrapp
 
         def tracer(frame, event, arg, reached=reached, go=go):  # this round's events
             code = frame.f_code
-            if event == "call" and code.co_name == wrapper and "attn_plugins" in code.co_filename \
-                    and not reached.is_set():
+            if (
+                event == "call"
+                and code.co_name == wrapper
+                and "attn_plugins" in code.co_filename
+                and not reached.is_set()
+            ):
                 reached.set()  # stopped inside the capture's wrapper, before it calls the original
                 assert go.wait(WAIT)
             return None
@@ -373,8 +385,15 @@ def test_another_threads_forward_only_passes_through_gates(name):
     model, _, _ = _model(name)
     inputs = _inputs(2, 6, 7)
     seen, errors = [], []
-    allowed = {"gate", "_backward_running", "scaled_dot_product_attention", "attn_plugins_capture_wrapper",
-               "first_active", "dropout", "<genexpr>"}
+    allowed = {
+        "gate",
+        "_backward_running",
+        "scaled_dot_product_attention",
+        "attn_plugins_capture_wrapper",
+        "first_active",
+        "dropout",
+        "<genexpr>",
+    }
 
     def profiler(frame, event, arg):
         if event == "call" and "attn_plugins" in frame.f_code.co_filename:
@@ -410,8 +429,9 @@ def test_modules_switched_to_eager_get_their_own_config_back_after_threads_and_e
     AttentionInterface.register("attn_plugins_test_unknown", sdpa_attention_forward)  # a kernel we cannot mirror
     try:
         torch.manual_seed(0)
-        config = tf.BertConfig(hidden_size=32, num_attention_heads=4, num_hidden_layers=2, intermediate_size=37,
-                               vocab_size=99)
+        config = tf.BertConfig(
+            hidden_size=32, num_attention_heads=4, num_hidden_layers=2, intermediate_size=37, vocab_size=99
+        )
         model = tf.BertModel._from_config(copy.deepcopy(config), attn_implementation="attn_plugins_test_unknown").eval()
         eager = tf.BertModel._from_config(copy.deepcopy(config), attn_implementation="eager").eval()
         eager.load_state_dict(model.state_dict())
@@ -428,8 +448,11 @@ def test_modules_switched_to_eager_get_their_own_config_back_after_threads_and_e
                 with torch.no_grad(), ap.capture(model) as cap:
                     barrier.wait()
                     output = model(ids).last_hidden_state
-                    switched = {n for n, m in model.named_modules() if "config" in m.__dict__
-                                and m.__dict__["config"] is not own[n]}
+                    switched = {
+                        n
+                        for n, m in model.named_modules()
+                        if "config" in m.__dict__ and m.__dict__["config"] is not own[n]
+                    }
                     barrier.wait()
                 records[key] = (cap.record, output, switched)
             except Exception as exc:  # noqa: BLE001 - reported below

@@ -77,8 +77,15 @@ def _legacy(name):
 
     torch.manual_seed(0)
     if name == "gpt_neo":
-        config = tf.GPTNeoConfig(hidden_size=32, num_heads=4, num_layers=2, vocab_size=99, max_position_embeddings=64,
-                                 attention_types=[[["global", "local"], 1]], window_size=4)
+        config = tf.GPTNeoConfig(
+            hidden_size=32,
+            num_heads=4,
+            num_layers=2,
+            vocab_size=99,
+            max_position_embeddings=64,
+            attention_types=[[["global", "local"], 1]],
+            window_size=4,
+        )
         return tf.GPTNeoModel(config).eval()
     config = tf.BloomConfig(hidden_size=32, n_head=4, n_layer=2, vocab_size=99)
     return tf.BloomForCausalLM(config).eval()
@@ -231,8 +238,9 @@ def test_info_prints_the_dropout_note(tmp_path):
     with torch.no_grad(), ap.capture(model) as cap:
         model(**inputs)
     path = cap.record.save(tmp_path / "train.safetensors")
-    out = subprocess.run([sys.executable, "-m", "attn_plugins.cli", "info", str(path)], capture_output=True, text=True,
-                         check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-m", "attn_plugins.cli", "info", str(path)], capture_output=True, text=True, check=True
+    ).stdout
     assert "dropout: training mode: the weights are the attention probabilities before dropout" in out
 
 

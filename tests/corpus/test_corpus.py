@@ -51,8 +51,11 @@ def rows_by_text(table):
     for text_id in dict.fromkeys(table["text_id"].to_pylist()):
         part = table.filter(pa.compute.equal(table["text_id"], text_id))
         part = part.sort_by([("layer", "ascending"), ("head", "ascending")])
-        out[text_id] = {name: np.asarray(part[name].to_pylist(), dtype=float) for name in part.column_names
-                        if name not in ("text_id", "stack", "kind", "truncated")}
+        out[text_id] = {
+            name: np.asarray(part[name].to_pylist(), dtype=float)
+            for name in part.column_names
+            if name not in ("text_id", "stack", "kind", "truncated")
+        }
     return out
 
 
@@ -77,10 +80,23 @@ def test_rows_are_head_stats_of_each_text_captured_alone(tmp_path, minilm, minil
         assert (row["n_tokens"] == enc["input_ids"].shape[1]).all()
         assert row["layer"].tolist() == [li for li in range(6) for _ in range(12)]
         assert row["head"].tolist() == list(range(12)) * 6
-        for name in ("entropy", "normalized_entropy", "uniform_entropy", "distance", "special", "previous", "next",
-                     "self"):
-            np.testing.assert_allclose(row[name], getattr(reference, name).reshape(-1).numpy(), rtol=1e-5,
-                                       atol=1e-6, err_msg=f"{text_id} {name}")
+        for name in (
+            "entropy",
+            "normalized_entropy",
+            "uniform_entropy",
+            "distance",
+            "special",
+            "previous",
+            "next",
+            "self",
+        ):
+            np.testing.assert_allclose(
+                row[name],
+                getattr(reference, name).reshape(-1).numpy(),
+                rtol=1e-5,
+                atol=1e-6,
+                err_msg=f"{text_id} {name}",
+            )
         assert reference.groups
         for name, values in reference.groups.items():
             np.testing.assert_allclose(row[group_column(name)], values.reshape(-1).numpy(), rtol=1e-5, atol=1e-6)
@@ -95,8 +111,9 @@ def test_rows_are_head_stats_of_each_text_captured_alone(tmp_path, minilm, minil
         for name in stat_columns():
             x = np.asarray(rows[name])[pick]
             assert summary[f"{name}_mean"][i].as_py() == pytest.approx(x.mean(), rel=1e-12)
-            assert summary[f"{name}_token_mean"][i].as_py() == pytest.approx((x * tokens[pick]).sum() /
-                                                                              tokens[pick].sum(), rel=1e-12)
+            assert summary[f"{name}_token_mean"][i].as_py() == pytest.approx(
+                (x * tokens[pick]).sum() / tokens[pick].sum(), rel=1e-12
+            )
     with open(result.manifest_path, encoding="utf-8") as handle:
         manifest = json.load(handle)
     assert manifest["status"] == "complete" and manifest["num_chunks"] == 2
@@ -150,10 +167,12 @@ def test_reruns_reuse_refuse_changed_parameters_and_recompute_damaged_parts(tmp_
     again = run_corpus(data, out, chunk_size=2, batch_size=5, progress=False)  # batch size: not a parameter
     assert (again.chunks_computed, again.chunks_reused, again.texts_computed) == (0, 3, 0)
 
-    for change, message in (({"layers": [0]}, "job.layers: was None, now [0]"),
-                            ({"chunk_size": 3}, "job.chunk_size: was 2, now 3"),
-                            ({"max_tokens": 64}, "job.max_tokens"),
-                            ({"truncate": True}, "job.truncate")):
+    for change, message in (
+        ({"layers": [0]}, "job.layers: was None, now [0]"),
+        ({"chunk_size": 3}, "job.chunk_size: was 2, now 3"),
+        ({"max_tokens": 64}, "job.max_tokens"),
+        ({"truncate": True}, "job.truncate"),
+    ):
         with pytest.raises(CorpusError, match="different parameters") as info:
             run_corpus(data, out, **{"chunk_size": 2, "batch_size": 2, "progress": False, **change})
         assert message in str(info.value) and "--overwrite" in str(info.value)
@@ -172,31 +191,40 @@ def test_reruns_reuse_refuse_changed_parameters_and_recompute_damaged_parts(tmp_
     assert (repaired.chunks_computed, repaired.chunks_reused) == (1, 2)
     assert repaired.rows().equals(before)
 
-    narrowed = run_corpus(data, out, chunk_size=2, batch_size=2, layers=[-1], heads=[0, 3], overwrite=True,
-                          progress=False)
+    narrowed = run_corpus(
+        data, out, chunk_size=2, batch_size=2, layers=[-1], heads=[0, 3], overwrite=True, progress=False
+    )
     assert narrowed.chunks_computed == 3
     rows = narrowed.rows()
     assert set(rows["layer"].to_pylist()) == {5} and set(rows["head"].to_pylist()) == {0, 3}
     assert rows.num_rows == 6 * 2
 
 
-@pytest.mark.parametrize("lines, extra, message", [
-    (['{"text": "fine"}', '{"body": "no text field"}'], [], "t.jsonl:2: no 'text' field (fields: 'body')"),
-    (['{"text": "fine"}', '', '{"text": "   "}'], [], "t.jsonl:3: the text is empty"),
-    (['{"text": "fine"}', '{"text": "broken'], [], "t.jsonl:2: not valid JSON"),
-    (['["a list"]'], [], "t.jsonl:1: expected a JSON object"),
-    (['{"id": 7, "text": "a"}', '{"id": "7", "text": "b"}'], [], "t.jsonl:2: id '7' was already used on line 1"),
-    ([], [], "holds no texts"),
-    (['{"body": "x"}'], ["--text-field", "body", "--engine", "spark"],
-     "unknown corpus engine 'spark'; available: 'local', 'ray'"),
-    (['{"text": "x"}'], ["--workers", "2"], "--workers only apply to --engine ray"),
-    (['{"text": "x"}'], ["--layers", "6"], "layer 6 does not exist: the model has 6 layers"),
-    (['{"text": "x"}'], ["--heads", "12"], "head 12 does not exist"),
-    (['{"text": "x"}'], ["--model", "/nonexistent"], "is not a directory with a saved model"),
-    (['{"text": "short"}', '{"text": "' + "word " * 40 + '"}', '{"text": "' + "x, " * 30 + '"}'],
-     ["--max-tokens", "16"],
-     "2 text(s) are over the limit of 16 tokens for this model: line 2 (42 tokens), line 3 (62 tokens)"),
-])
+@pytest.mark.parametrize(
+    "lines, extra, message",
+    [
+        (['{"text": "fine"}', '{"body": "no text field"}'], [], "t.jsonl:2: no 'text' field (fields: 'body')"),
+        (['{"text": "fine"}', "", '{"text": "   "}'], [], "t.jsonl:3: the text is empty"),
+        (['{"text": "fine"}', '{"text": "broken'], [], "t.jsonl:2: not valid JSON"),
+        (['["a list"]'], [], "t.jsonl:1: expected a JSON object"),
+        (['{"id": 7, "text": "a"}', '{"id": "7", "text": "b"}'], [], "t.jsonl:2: id '7' was already used on line 1"),
+        ([], [], "holds no texts"),
+        (
+            ['{"body": "x"}'],
+            ["--text-field", "body", "--engine", "spark"],
+            "unknown corpus engine 'spark'; available: 'local', 'ray'",
+        ),
+        (['{"text": "x"}'], ["--workers", "2"], "--workers only apply to --engine ray"),
+        (['{"text": "x"}'], ["--layers", "6"], "layer 6 does not exist: the model has 6 layers"),
+        (['{"text": "x"}'], ["--heads", "12"], "head 12 does not exist"),
+        (['{"text": "x"}'], ["--model", "/nonexistent"], "is not a directory with a saved model"),
+        (
+            ['{"text": "short"}', '{"text": "' + "word " * 40 + '"}', '{"text": "' + "x, " * 30 + '"}'],
+            ["--max-tokens", "16"],
+            "2 text(s) are over the limit of 16 tokens for this model: line 2 (42 tokens), line 3 (62 tokens)",
+        ),
+    ],
+)
 def test_bad_input_is_an_error_naming_the_line(tmp_path, capsys, lines, extra, message):
     data = tmp_path / "t.jsonl"
     data.write_text("\n".join(lines) + ("\n" if lines else ""), encoding="utf-8")
@@ -236,8 +264,9 @@ def test_ray_engine_gives_the_local_engine_statistics(tmp_path):
         # attention by ~1e-7, hence the tolerance
         np.testing.assert_allclose(np.asarray(b[name]), np.asarray(a[name]), rtol=1e-5, atol=1e-6, err_msg=name)
     sa, sb = local.summary(), on_ray.summary()
-    assert sa.select(["layer", "head", "n_texts", "n_tokens"]).equals(sb.select(["layer", "head", "n_texts",
-                                                                                 "n_tokens"]))
+    assert sa.select(["layer", "head", "n_texts", "n_tokens"]).equals(
+        sb.select(["layer", "head", "n_texts", "n_tokens"])
+    )
     for name in sa.column_names[6:]:
         np.testing.assert_allclose(np.asarray(sb[name]), np.asarray(sa[name]), rtol=1e-5, atol=1e-6, err_msg=name)
     # and a Ray run resumes a local one: nothing left to compute
@@ -265,9 +294,17 @@ def test_summary_skips_undefined_values_and_weights_by_tokens(tmp_path):
     nan = float("nan")
 
     def part(chunk, lines, n_tokens, previous):
-        columns = {"text_id": [str(i) for i in lines], "line": lines, "chunk": [chunk] * len(lines),
-                   "n_tokens": n_tokens, "truncated": [False] * len(lines), "stack": [None] * len(lines),
-                   "kind": ["self"] * len(lines), "layer": [0] * len(lines), "head": [0] * len(lines)}
+        columns = {
+            "text_id": [str(i) for i in lines],
+            "line": lines,
+            "chunk": [chunk] * len(lines),
+            "n_tokens": n_tokens,
+            "truncated": [False] * len(lines),
+            "stack": [None] * len(lines),
+            "kind": ["self"] * len(lines),
+            "layer": [0] * len(lines),
+            "head": [0] * len(lines),
+        }
         for name in stat_columns():
             columns[name] = [float(i) for i in lines]
         columns["previous"] = previous

@@ -15,8 +15,14 @@ def save_classifier(root, tokenizer, texts):
     """``root/model`` (a save_pretrained() directory) and ``root/texts.jsonl``; returns ``root``."""
     import transformers as tf
 
-    config = tf.BertConfig(num_hidden_layers=2, hidden_size=32, num_attention_heads=4, intermediate_size=37,
-                           vocab_size=tokenizer.vocab_size, num_labels=2)
+    config = tf.BertConfig(
+        num_hidden_layers=2,
+        hidden_size=32,
+        num_attention_heads=4,
+        intermediate_size=37,
+        vocab_size=tokenizer.vocab_size,
+        num_labels=2,
+    )
     torch.manual_seed(0)
     tf.BertForSequenceClassification(config).eval().save_pretrained(root / "model")
     tokenizer.save_pretrained(root / "model")

@@ -16,8 +16,15 @@ TEXTS = ["a fine and moving film", "dull, clumsy and far too long", "the cast is
 
 def run_cli(*args, cwd=None):
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    return subprocess.run([sys.executable, "-m", "attn_plugins.cli", "faithfulness", *args], env=env, cwd=cwd,
-                          capture_output=True, text=True, timeout=300, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "attn_plugins.cli", "faithfulness", *args],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -27,11 +34,22 @@ def saved(tmp_path_factory, minilm_tokenizer):
 
 def test_writes_the_table_the_csv_and_the_curves(saved, tmp_path):
     out = tmp_path / "res"
-    done = run_cli("--data", str(saved / "texts.jsonl"), "--model", str(saved / "model"), "--methods", "attention",
-                   "saliency", "--rationale-field", "words", "--out", str(out))
+    done = run_cli(
+        "--data",
+        str(saved / "texts.jsonl"),
+        "--model",
+        str(saved / "model"),
+        "--methods",
+        "attention",
+        "saliency",
+        "--rationale-field",
+        "words",
+        "--out",
+        str(out),
+    )
     assert done.returncode == 0, done.stderr
     assert "comp" in done.stdout and "attention" in done.stdout and "wrote" in done.stdout
-    assert done.stderr.strip() == "" or "%|" not in done.stderr      # no bar: stderr is not a terminal
+    assert done.stderr.strip() == "" or "%|" not in done.stderr  # no bar: stderr is not a terminal
     result = FaithfulnessResult.load(out / "faithfulness.json")
     assert result.methods == ["attention", "saliency"] and len(result.instances["attention"]) == 3
     # the same numbers as the library call on the same saved model
@@ -53,18 +71,32 @@ def test_writes_the_table_the_csv_and_the_curves(saved, tmp_path):
 
 
 def test_progress_bar_on_request(saved, tmp_path):
-    done = run_cli("--data", str(saved / "texts.jsonl"), "--model", str(saved / "model"), "--methods", "attention",
-                   "--metrics", "loo", "--progress", "--out", str(tmp_path / "p"))
+    done = run_cli(
+        "--data",
+        str(saved / "texts.jsonl"),
+        "--model",
+        str(saved / "model"),
+        "--methods",
+        "attention",
+        "--metrics",
+        "loo",
+        "--progress",
+        "--out",
+        str(tmp_path / "p"),
+    )
     assert done.returncode == 0, done.stderr
-    assert "%|" in done.stderr                                          # tqdm's bar, forced on
-    assert not (tmp_path / "p" / "curves.png").exists()                 # no deletion/insertion: no curves
+    assert "%|" in done.stderr  # tqdm's bar, forced on
+    assert not (tmp_path / "p" / "curves.png").exists()  # no deletion/insertion: no curves
 
 
-@pytest.mark.parametrize("args, message", [
-    ((), "bundled MiniLM has no classifier head: pass --model"),
-    (("--model", "{model}", "--methods", "nonsense"), "unknown methods ['nonsense']"),
-    (("--model", "{missing}"), "is not a directory with a saved model"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        ((), "bundled MiniLM has no classifier head: pass --model"),
+        (("--model", "{model}", "--methods", "nonsense"), "unknown methods ['nonsense']"),
+        (("--model", "{missing}"), "is not a directory with a saved model"),
+    ],
+)
 def test_user_errors_are_one_line(saved, tmp_path, args, message):
     args = [a.format(model=saved / "model", missing=tmp_path / "none") for a in args]
     done = run_cli("--data", str(saved / "texts.jsonl"), *args, "--out", str(tmp_path / "o"))

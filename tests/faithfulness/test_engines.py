@@ -16,8 +16,13 @@ from attn_plugins.faithfulness import FaithfulnessResult
 from attn_plugins.faithfulness.corpus import FaithfulnessJob, evaluate_corpus
 from tests.faithfulness.saved import save_classifier, words
 
-TEXTS = ["a fine and moving film", "dull, clumsy and far too long", "the cast is wonderful",
-         "not funny at all", "a warm story, well told"]
+TEXTS = [
+    "a fine and moving film",
+    "dull, clumsy and far too long",
+    "the cast is wonderful",
+    "not funny at all",
+    "a warm story, well told",
+]
 METHODS = ["attention", "saliency"]
 METRICS = ("comprehensiveness", "sufficiency", "deletion_auc", "insertion_auc", "loo_tau", "token_f1", "auprc")
 
@@ -41,8 +46,9 @@ def assert_same(result, reference):
         assert [r["text"] for r in result.instances[method]] == TEXTS
         assert [r["index"] for r in result.instances[method]] == list(range(len(TEXTS)))
         for metric in METRICS:
-            assert result.values(method, metric) == pytest.approx(reference.values(method, metric), abs=1e-6,
-                                                                  nan_ok=True), (method, metric)
+            assert result.values(method, metric) == pytest.approx(
+                reference.values(method, metric), abs=1e-6, nan_ok=True
+            ), (method, metric)
         for curve in ("deletion", "insertion", "loo"):
             for a, b in zip(result.instances[method], reference.instances[method], strict=True):
                 np.testing.assert_allclose(a[curve], b[curve], atol=1e-6)
@@ -57,9 +63,13 @@ def assert_same(result, reference):
 
 
 def test_local_engine_chunks_give_the_in_process_numbers(saved, in_process):
-    job = FaithfulnessJob(str(saved / "model"), tuple(METHODS), ("comprehensiveness", "sufficiency", "deletion",
-                                                                 "insertion", "loo"),
-                          randomization=True, rationales={i: words(t) for i, t in enumerate(TEXTS)})
+    job = FaithfulnessJob(
+        str(saved / "model"),
+        tuple(METHODS),
+        ("comprehensiveness", "sufficiency", "deletion", "insertion", "loo"),
+        randomization=True,
+        rationales={i: words(t) for i, t in enumerate(TEXTS)},
+    )
     result = evaluate_corpus(job, read_texts(saved / "texts.jsonl"), engine="local", chunk_size=2, progress=False)
     assert_same(result, in_process)
     assert result.settings["engine"] == "local" and result.settings["forward_passes"] > 0
@@ -73,11 +83,37 @@ def test_ray_engine_with_two_workers_on_the_command_line(saved, in_process, tmp_
     ray = pytest.importorskip("ray")
     out = tmp_path / "res"
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    done = subprocess.run([sys.executable, "-m", "attn_plugins.cli", "faithfulness", "--data",
-                           str(saved / "texts.jsonl"), "--model", str(saved / "model"), "--methods", *METHODS,
-                           "--rationale-field", "words", "--randomization", "--engine", "ray", "--workers", "2",
-                           "--chunk-size", "2", "--progress", "--out", str(out)],
-                          env=env, capture_output=True, text=True, timeout=600, check=False)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "attn_plugins.cli",
+            "faithfulness",
+            "--data",
+            str(saved / "texts.jsonl"),
+            "--model",
+            str(saved / "model"),
+            "--methods",
+            *METHODS,
+            "--rationale-field",
+            "words",
+            "--randomization",
+            "--engine",
+            "ray",
+            "--workers",
+            "2",
+            "--chunk-size",
+            "2",
+            "--progress",
+            "--out",
+            str(out),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     assert "faithfulness (ray)" in done.stderr and "5/5" in done.stderr  # the progress bar over the texts
     assert not ray.is_initialized()
@@ -88,7 +124,23 @@ def test_ray_engine_with_two_workers_on_the_command_line(saved, in_process, tmp_
 
 def test_engine_options_need_an_engine(saved):
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    done = subprocess.run([sys.executable, "-m", "attn_plugins.cli", "faithfulness", "--data",
-                           str(saved / "texts.jsonl"), "--model", str(saved / "model"), "--workers", "2"],
-                          env=env, capture_output=True, text=True, timeout=300, check=False)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "attn_plugins.cli",
+            "faithfulness",
+            "--data",
+            str(saved / "texts.jsonl"),
+            "--model",
+            str(saved / "model"),
+            "--workers",
+            "2",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert done.returncode != 0 and "--workers and --address apply to --engine ray" in done.stderr

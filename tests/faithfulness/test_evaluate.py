@@ -49,14 +49,23 @@ def test_evaluate_on_the_minilm_head(tmp_path):
     rows = rationales()[:4]
     texts = [r["text"] for r in rows]
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    result = ap.evaluate(model, tok, texts, ["attention", "saliency"], rationales=[r["rationale"] for r in rows],
-                         batch_size=16)
+    result = ap.evaluate(
+        model, tok, texts, ["attention", "saliency"], rationales=[r["rationale"] for r in rows], batch_size=16
+    )
     assert result.methods == ["attention", "saliency"]
     for method in result.methods:
         assert len(result.instances[method]) == 4
         for row in result.instances[method]:
-            for key in ("comprehensiveness", "sufficiency", "deletion_auc", "insertion_auc", "loo_tau",
-                        "token_f1", "iou", "auprc"):
+            for key in (
+                "comprehensiveness",
+                "sufficiency",
+                "deletion_auc",
+                "insertion_auc",
+                "loo_tau",
+                "token_f1",
+                "iou",
+                "auprc",
+            ):
                 assert key in row
             assert row["deletion"][0] == pytest.approx(row["probability"]) == pytest.approx(row["insertion"][-1])
     # the same numbers as the metric functions on the same explanations
@@ -102,8 +111,9 @@ def test_evaluate_bad_input():
 def tiny_classifier(kernel="sdpa"):
     import transformers as tf
 
-    config = tf.BertConfig(num_hidden_layers=2, hidden_size=32, num_attention_heads=4, intermediate_size=37,
-                           vocab_size=30522, num_labels=2)
+    config = tf.BertConfig(
+        num_hidden_layers=2, hidden_size=32, num_attention_heads=4, intermediate_size=37, vocab_size=30522, num_labels=2
+    )
     torch.manual_seed(0)
     return tf.AutoModelForSequenceClassification.from_config(config, attn_implementation=kernel).eval()
 
@@ -113,17 +123,17 @@ def test_cascading_randomization(minilm_tokenizer):
     steps = cascade_steps(model)
     assert [name for name, _ in steps] == ["head", "layer 1", "layer 0", "embeddings"]
     names = [n for group in steps for n in group[1]]
-    assert sorted(names) == sorted(n for n, _ in model.named_parameters())           # a partition
+    assert sorted(names) == sorted(n for n, _ in model.named_parameters())  # a partition
     assert all(n.startswith(("bert.pooler", "classifier")) for n in steps[0][1])
     before = {k: v.clone() for k, v in model.state_dict().items()}
     texts = ["a fine and moving film", "dull, clumsy and far too long"]
     out = randomization_check(model, minilm_tokenizer, texts, ["attention", "saliency"], seed=0)
     for key, value in model.state_dict().items():
-        assert torch.equal(value, before[key])                                         # the user's model untouched
+        assert torch.equal(value, before[key])  # the user's model untouched
     # raw attention does not depend on the classifier head: unchanged after the first step;
     # the gradient does: it changes at once
     assert out["attention"]["correlation"][0] == pytest.approx([1.0, 1.0])
     assert min(out["saliency"]["correlation"][0]) < 0.999
     assert out["attention"]["steps"] == ["head", "layer 1", "layer 0", "embeddings"]
-    assert max(out["attention"]["correlation"][1]) < 0.999                            # top layer randomized
+    assert max(out["attention"]["correlation"][1]) < 0.999  # top layer randomized
     assert all(-1 <= v <= 1 for c in out["saliency"]["correlation"] for v in c if not np.isnan(v))

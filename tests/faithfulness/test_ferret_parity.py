@@ -29,10 +29,13 @@ from tests.saliency.helpers import classifier
 
 # held-out sentences whose tokens are whole words: ferret removes tokens by decoding the remaining ids
 # to text and tokenising it again, which equals removing the ids only when no word piece is split
-TEXTS = ["The director's work looked clever from start to finish.",
-         "What a moving experience; the dialogue was charming.",
-         "This film looked excellent from start to finish.",
-         "I thought the movie was boring.", "Please do not watch this."]
+TEXTS = [
+    "The director's work looked clever from start to finish.",
+    "What a moving experience; the dialogue was charming.",
+    "This film looked excellent from start to finish.",
+    "I thought the movie was boring.",
+    "Please do not watch this.",
+]
 BINS = {"eraser": [0.01, 0.05, 0.1, 0.2, 0.5], "ferret": list(np.arange(0.1, 1.1, 0.1))}
 
 
@@ -75,14 +78,17 @@ def test_aopc_equals_ferret(ferret, explained, removal, bins):
     comp_ev = ferret.faith.AOPC_Comprehensiveness_Evaluation(model, tok)
     suff_ev = ferret.faith.AOPC_Sufficiency_Evaluation(model, tok)
     checked = 0
-    for method, sals in results.items():   # input_x_gradient is signed: only positive tokens are rationale
-        ours = comprehensiveness_sufficiency(make_instances(sals, tok), Scorer(model, tok),
-                                             replacement=None if removal == "delete" else tok.mask_token_id,
-                                             bins=thresholds)
+    for method, sals in results.items():  # input_x_gradient is signed: only positive tokens are rationale
+        ours = comprehensiveness_sufficiency(
+            make_instances(sals, tok),
+            Scorer(model, tok),
+            replacement=None if removal == "delete" else tok.mask_token_id,
+            bins=thresholds,
+        )
         for sal, row in zip(sals, ours, strict=True):
             explanation = ferret.expl.Explanation(sal.text, sal.tokens, sal.scores, method, sal.target)
             if not row["bin_sizes"]:
-                continue     # no bin left: ferret returns its placeholder (0 / 1), we return NaN
+                continue  # no bin left: ferret returns its placeholder (0 / 1), we return NaN
             comp = comp_ev.compute_evaluation(explanation, target=sal.target, **args).score
             suff = suff_ev.compute_evaluation(explanation, target=sal.target, **args).score
             assert abs(row["comprehensiveness"] - comp) < 1e-6, (method, sal.text)
@@ -109,7 +115,8 @@ def test_auprc_equals_ferret(ferret, explained):
     for method, sals in results.items():
         for sal, rationale in zip(sals, words, strict=True):
             mask = rationale_mask(sal, rationale)
-            explanation = ferret.expl.ExplanationWithRationale(sal.text, sal.tokens, sal.scores, method, sal.target,
-                                                               mask.astype(int))
+            explanation = ferret.expl.ExplanationWithRationale(
+                sal.text, sal.tokens, sal.scores, method, sal.target, mask.astype(int)
+            )
             theirs = evaluator.compute_evaluation(explanation).score
             assert abs(plausibility(sal, mask)["auprc"] - theirs) < 1e-9

@@ -38,24 +38,25 @@ def test_cross_attention_rows_are_the_captured_weights(arch):
     model.set_attn_implementation("eager")
     with torch.no_grad():
         eager = model(**_forward_inputs(model, result), output_attentions=True)
-    np.testing.assert_allclose(result.source["attention(head=1,layer=0)"], eager.cross_attentions[0][0, 1].numpy(),
-                               atol=1e-6, rtol=0)
+    np.testing.assert_allclose(
+        result.source["attention(head=1,layer=0)"], eager.cross_attentions[0][0, 1].numpy(), atol=1e-6, rtol=0
+    )
 
 
 @pytest.mark.parametrize("arch", ["gpt2", "llama"])
 def test_decoder_only_rows_split_at_the_prompt(arch):
     model = tiny(arch)
-    result = explain_generation(model, None, SOURCE, TARGET,
-                                methods=[("attention", {"layer": 1, "head": 2}), "rollout"],
-                                progress=False)
+    result = explain_generation(
+        model, None, SOURCE, TARGET, methods=[("attention", {"layer": 1, "head": 2}), "rollout"], progress=False
+    )
     full = torch.tensor([SOURCE + TARGET[:-1]])
     with ap.capture(model) as cap:
         with torch.no_grad():
             model(input_ids=full)
     weights = cap.record.select(None, "self")[1].weights[0, 2].double()
-    rows = weights[len(SOURCE) - 1:]
+    rows = weights[len(SOURCE) - 1 :]
     assert np.array_equal(result.source["attention(head=2,layer=1)"], rows[:, : len(SOURCE)].numpy())
-    assert np.array_equal(result.prefix["attention(head=2,layer=1)"], rows[:, len(SOURCE):].numpy())
+    assert np.array_equal(result.prefix["attention(head=2,layer=1)"], rows[:, len(SOURCE) :].numpy())
     total = result.source["rollout"].sum(1) + result.prefix["rollout"].sum(1)
     np.testing.assert_allclose(total, 1.0, atol=1e-9)  # rollout rows are shares of the whole input
 
@@ -87,9 +88,15 @@ def test_generated_target_is_greedy_output_and_model_is_left_as_it_was():
     with torch.no_grad():
         greedy = model.eval().generate(torch.tensor([SOURCE]), max_new_tokens=3, min_new_tokens=3, do_sample=False)
     model.train()
-    result = explain_generation(model, None, SOURCE, methods=["saliency"], progress=False,
-                                generate_kwargs={"max_new_tokens": 3, "min_new_tokens": 3})
-    assert result.target_ids == greedy[0, len(SOURCE):].tolist()
+    result = explain_generation(
+        model,
+        None,
+        SOURCE,
+        methods=["saliency"],
+        progress=False,
+        generate_kwargs={"max_new_tokens": 3, "min_new_tokens": 3},
+    )
+    assert result.target_ids == greedy[0, len(SOURCE) :].tolist()
     assert model.training and all(m.training for m in model.modules())
     assert not model._forward_hooks and not model.get_input_embeddings()._forward_hooks  # noqa: SLF001
 

@@ -19,9 +19,10 @@ BEAMS = {"num_beams": 3, "max_new_tokens": 4, "min_new_tokens": 4, "do_sample": 
 def test_beam_output_is_attributed_as_its_forced_decoding(arch):
     model = tiny(arch)
     with torch.no_grad():
-        beam = model.generate(input_ids=torch.tensor([SOURCE]), attention_mask=torch.ones(1, len(SOURCE),
-                              dtype=torch.long), **BEAMS)[0]
-    target = beam[1:] if model.config.is_encoder_decoder else beam[len(SOURCE):]
+        beam = model.generate(
+            input_ids=torch.tensor([SOURCE]), attention_mask=torch.ones(1, len(SOURCE), dtype=torch.long), **BEAMS
+        )[0]
+    target = beam[1:] if model.config.is_encoder_decoder else beam[len(SOURCE) :]
     generated = explain_generation(model, None, SOURCE, methods=METHODS, generate_kwargs=BEAMS, progress=False)
     forced = explain_generation(model, None, SOURCE, target.tolist(), methods=METHODS, progress=False)
     assert generated.target_ids == target.tolist() == forced.target_ids

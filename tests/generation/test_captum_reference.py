@@ -26,9 +26,12 @@ class StepForward(torch.nn.Module):
 
     def forward(self, src, prefix):
         if self.encoder_decoder:
-            out = self.model(inputs_embeds=src * encoder_scale(self.model),
-                             attention_mask=torch.ones(src.shape[:2], dtype=torch.long),
-                             decoder_inputs_embeds=prefix[:, : self.t + 1], use_cache=False)
+            out = self.model(
+                inputs_embeds=src * encoder_scale(self.model),
+                attention_mask=torch.ones(src.shape[:2], dtype=torch.long),
+                decoder_inputs_embeds=prefix[:, : self.t + 1],
+                use_cache=False,
+            )
         else:
             out = self.model(inputs_embeds=torch.cat([src, prefix[:, : self.t]], dim=1), use_cache=False)
         return torch.softmax(out.logits[:, -1], dim=-1)
@@ -57,20 +60,30 @@ def _reference(name, options, fwd, src, prefix, target):
         s, p = src.shape[1], prefix.shape[1]
         masks = (torch.arange(s).view(1, s, 1).expand_as(src), (torch.arange(p) + s).view(1, p, 1).expand_as(prefix))
         with torch.no_grad():
-            attr = captum_attr.FeatureAblation(fwd).attribute(inputs, baselines=zeros, target=target,
-                                                              feature_mask=masks)
+            attr = captum_attr.FeatureAblation(fwd).attribute(
+                inputs, baselines=zeros, target=target, feature_mask=masks
+            )
         return attr[0][0, :, 0], attr[1][0, :, 0]
     return attr[0][0].sum(-1), attr[1][0].sum(-1)
 
 
 # generated targets (greedy, three tokens) for some models, forced targets for the others
-@pytest.mark.parametrize("arch, target", [("marian", None), ("bart", [11, 12, 13]), ("t5", [11, 12, 13]),
-                                          ("gpt2", None), ("llama", [11, 12, 13])])
+@pytest.mark.parametrize(
+    "arch, target",
+    [("marian", None), ("bart", [11, 12, 13]), ("t5", [11, 12, 13]), ("gpt2", None), ("llama", [11, 12, 13])],
+)
 def test_every_step_equals_captum_on_that_step(arch, target):
     model = tiny(arch)
     before = [p.requires_grad for p in model.parameters()]
-    result = explain_generation(model, None, SOURCE, target, methods=GRADIENT, progress=False,
-                                generate_kwargs={"max_new_tokens": 3, "min_new_tokens": 3})
+    result = explain_generation(
+        model,
+        None,
+        SOURCE,
+        target,
+        methods=GRADIENT,
+        progress=False,
+        generate_kwargs={"max_new_tokens": 3, "min_new_tokens": 3},
+    )
     if target is not None:
         assert result.target_ids == target
     assert [p.requires_grad for p in model.parameters()] == before and not model.training
@@ -85,8 +98,9 @@ def test_every_step_equals_captum_on_that_step(arch, target):
             ref_src, ref_prefix = _reference(name, options, fwd, src, prefix, target)
             cut = t + 1 if model.config.is_encoder_decoder else t
             torch.testing.assert_close(torch.from_numpy(result.source[label][t]), ref_src.double(), atol=TOL, rtol=0)
-            torch.testing.assert_close(torch.from_numpy(result.prefix[label][t][:cut]), ref_prefix[:cut].double(),
-                                       atol=TOL, rtol=0)
+            torch.testing.assert_close(
+                torch.from_numpy(result.prefix[label][t][:cut]), ref_prefix[:cut].double(), atol=TOL, rtol=0
+            )
             assert not result.prefix[label][t][cut:].any(), "a step cannot rest on later tokens"
 
 
@@ -94,13 +108,22 @@ def test_every_step_equals_captum_on_that_step(arch, target):
 def test_layer_integrated_gradients_equals_captum_on_the_embedding_layers(arch):
     model = tiny(arch)
     pad = model.config.pad_token_id
-    result = explain_generation(model, None, SOURCE, methods=[("layer_integrated_gradients", {"n_steps": 8})],
-                                generate_kwargs={"max_new_tokens": 3, "min_new_tokens": 3}, progress=False)
-    matrix, prefix = result.source["layer_integrated_gradients(n_steps=8)"], result.prefix[
-        "layer_integrated_gradients(n_steps=8)"]
+    result = explain_generation(
+        model,
+        None,
+        SOURCE,
+        methods=[("layer_integrated_gradients", {"n_steps": 8})],
+        generate_kwargs={"max_new_tokens": 3, "min_new_tokens": 3},
+        progress=False,
+    )
+    matrix, prefix = (
+        result.source["layer_integrated_gradients(n_steps=8)"],
+        result.prefix["layer_integrated_gradients(n_steps=8)"],
+    )
     prefix_ids = [int(t) for t in result.info["prefix_ids"]]
     for t, target in enumerate(result.target_ids):
         if model.config.is_encoder_decoder:
+
             def fwd(src_ids, dec_ids, t=t):
                 out = model(input_ids=src_ids, decoder_input_ids=dec_ids[:, : t + 1], use_cache=False)
                 return torch.softmax(out.logits[:, -1], dim=-1)
@@ -109,7 +132,8 @@ def test_layer_integrated_gradients_equals_captum_on_the_embedding_layers(arch):
             assert layers[0] is not layers[1]
             inputs = (torch.tensor([SOURCE]), torch.tensor([prefix_ids]))
             attr = captum_attr.LayerIntegratedGradients(fwd, layers).attribute(
-                inputs, baselines=tuple(torch.full_like(x, pad) for x in inputs), target=target, n_steps=8)
+                inputs, baselines=tuple(torch.full_like(x, pad) for x in inputs), target=target, n_steps=8
+            )
             ref_src, ref_prefix = attr[0][0].sum(-1), attr[1][0].sum(-1)
             cut = t + 1
         else:
@@ -118,19 +142,31 @@ def test_layer_integrated_gradients_equals_captum_on_the_embedding_layers(arch):
             def fwd(full, t=t):
                 return torch.softmax(model(input_ids=full[:, : len(SOURCE) + t], use_cache=False).logits[:, -1], -1)
 
-            attr = captum_attr.LayerIntegratedGradients(fwd, model.get_input_embeddings()).attribute(
-                ids, baselines=torch.full_like(ids, pad), target=target, n_steps=8)[0].sum(-1)
-            ref_src, ref_prefix, cut = attr[: len(SOURCE)], attr[len(SOURCE):], t
+            attr = (
+                captum_attr.LayerIntegratedGradients(fwd, model.get_input_embeddings())
+                .attribute(ids, baselines=torch.full_like(ids, pad), target=target, n_steps=8)[0]
+                .sum(-1)
+            )
+            ref_src, ref_prefix, cut = attr[: len(SOURCE)], attr[len(SOURCE) :], t
         torch.testing.assert_close(torch.from_numpy(matrix[t]), ref_src.double(), atol=TOL, rtol=0)
         torch.testing.assert_close(torch.from_numpy(prefix[t][:cut]), ref_prefix[:cut].double(), atol=TOL, rtol=0)
 
 
 def test_step_batches_give_the_same_numbers():
     model = tiny("bart")
-    whole = explain_generation(model, None, SOURCE, [11, 12, 13], methods=["input_x_gradient", "feature_ablation"],
-                               progress=False)
-    split = explain_generation(model, None, SOURCE, [11, 12, 13], methods=["input_x_gradient", "feature_ablation"],
-                               progress=False, step_batch=1)
+    whole = explain_generation(
+        model, None, SOURCE, [11, 12, 13], methods=["input_x_gradient", "feature_ablation"], progress=False
+    )
+    split = explain_generation(
+        model,
+        None,
+        SOURCE,
+        [11, 12, 13],
+        methods=["input_x_gradient", "feature_ablation"],
+        progress=False,
+        step_batch=1,
+    )
     for name in whole.methods:
-        torch.testing.assert_close(torch.from_numpy(whole.source[name]), torch.from_numpy(split.source[name]),
-                                   atol=1e-10, rtol=0)
+        torch.testing.assert_close(
+            torch.from_numpy(whole.source[name]), torch.from_numpy(split.source[name]), atol=1e-10, rtol=0
+        )

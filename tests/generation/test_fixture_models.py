@@ -27,8 +27,9 @@ def _step_forward(model, t):
     """Step ``t``'s probabilities from source and decoder-input embeddings, written out from the model's code."""
 
     def forward(src_e, dec_e):
-        packed = torch.nn.utils.rnn.pack_padded_sequence(src_e, torch.tensor([src_e.shape[1]] * src_e.shape[0]),
-                                                         batch_first=True, enforce_sorted=False)
+        packed = torch.nn.utils.rnn.pack_padded_sequence(
+            src_e, torch.tensor([src_e.shape[1]] * src_e.shape[0]), batch_first=True, enforce_sorted=False
+        )
         outputs, final = model.encoder(packed)
         keys, _ = torch.nn.utils.rnn.pad_packed_sequence(outputs, batch_first=True, total_length=src_e.shape[1])
         state = torch.tanh(model.bridge(torch.cat([final[0], final[1]], dim=-1)))
@@ -68,8 +69,11 @@ def test_luong_attention_rows_are_the_captured_alignment():
     with ap.capture(model) as cap:
         with torch.no_grad():
             model(torch.tensor(SOURCE), torch.tensor(SEQUENCE)[:, :-1])
-    rows = torch.cat([x.weights[0].double().mean(0) for x in cap.record.select(..., "cross")]) if len(
-        cap.record.select(..., "cross")) > 1 else cap.record.select(..., "cross")[0].weights[0].double().mean(0)
+    rows = (
+        torch.cat([x.weights[0].double().mean(0) for x in cap.record.select(..., "cross")])
+        if len(cap.record.select(..., "cross")) > 1
+        else cap.record.select(..., "cross")[0].weights[0].double().mean(0)
+    )
     assert np.array_equal(result.source["attention"], rows.numpy())
 
 
@@ -103,8 +107,9 @@ def test_allennlp_date_teacher_is_the_models_own_teacher_forcing():
     batch = Batch([instance])
     batch.index_instances(model.vocab)
     tensors = batch.as_tensor_dict()
-    teacher = AllenNLPSeq2SeqTeacher(model, tensors["source_tokens"]["tokens"]["tokens"],
-                                     tensors["target_tokens"]["tokens"]["tokens"])
+    teacher = AllenNLPSeq2SeqTeacher(
+        model, tensors["source_tokens"]["tokens"]["tokens"], tensors["target_tokens"]["tokens"]["tokens"]
+    )
     result = attribute(teacher, ["attention", "input_x_gradient"], progress=False)
     with torch.no_grad():
         loss = model(**tensors)["loss"]

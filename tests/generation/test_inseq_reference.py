@@ -21,9 +21,13 @@ from .models import SOURCE, tiny  # noqa: E402
 
 TARGET = [11, 12, 13]
 UNK = 3
-METHODS = [("saliency", {}, {}), ("input_x_gradient", {}, {}),
-           ("integrated_gradients", {"n_steps": 8}, {"n_steps": 8}), ("deeplift", {}, {}),
-           ("feature_ablation", {}, None)]
+METHODS = [
+    ("saliency", {}, {}),
+    ("input_x_gradient", {}, {}),
+    ("integrated_gradients", {"n_steps": 8}, {"n_steps": 8}),
+    ("deeplift", {}, {}),
+    ("feature_ablation", {}, None),
+]
 
 
 def _tokenizer(model):
@@ -32,8 +36,13 @@ def _tokenizer(model):
 
     words = Tokenizer(models.WordLevel({f"w{i}": i for i in range(99)}, unk_token=f"w{UNK}"))
     words.pre_tokenizer = pre_tokenizers.Whitespace()
-    return tf.PreTrainedTokenizerFast(tokenizer_object=words, unk_token=f"w{UNK}", eos_token="w2", bos_token="w0",
-                                      pad_token=f"w{model.config.pad_token_id}")
+    return tf.PreTrainedTokenizerFast(
+        tokenizer_object=words,
+        unk_token=f"w{UNK}",
+        eos_token="w2",
+        bos_token="w0",
+        pad_token=f"w{model.config.pad_token_id}",
+    )
 
 
 def _text(ids):
@@ -63,8 +72,9 @@ def test_matrices_equal_inseq(arch, name, ours, theirs):
         options["baseline"] = (_baseline(SOURCE, eos), _baseline(TARGET[:-1], eos))
     attributor = inseq.load_model(model, "occlusion" if name == "feature_ablation" else name, tokenizer=tokenizer)
     if arch == "bart":
-        out = attributor.attribute(_text(SOURCE), _text(TARGET), attribute_target=True, show_progress=False,
-                                   **(theirs or {}))
+        out = attributor.attribute(
+            _text(SOURCE), _text(TARGET), attribute_target=True, show_progress=False, **(theirs or {})
+        )
     else:
         out = attributor.attribute(_text(SOURCE), _text(SOURCE + TARGET), show_progress=False, **(theirs or {}))
     seq = out.sequence_attributions[0]
@@ -79,7 +89,7 @@ def test_matrices_equal_inseq(arch, name, ours, theirs):
         src, pre = steps_first(seq.source_attributions), steps_first(seq.target_attributions)[:, : len(TARGET)]
     else:
         full = steps_first(seq.target_attributions)
-        src, pre = full[:, : len(SOURCE)], full[:, len(SOURCE): len(SOURCE) + len(TARGET) - 1]
+        src, pre = full[:, : len(SOURCE)], full[:, len(SOURCE) : len(SOURCE) + len(TARGET) - 1]
     ours_src, ours_pre = result.source[label], result.prefix[label]
     if name == "feature_ablation":  # inseq's occlusion keeps the magnitude of the change only
         ours_src, ours_pre = np.abs(ours_src), np.abs(ours_pre)

@@ -14,8 +14,9 @@ from .models import SOURCE, tiny
 
 @pytest.fixture(scope="module")
 def result():
-    return explain_generation(tiny("bart"), None, SOURCE, [11, 12, 13], methods=["attention", "input_x_gradient"],
-                              contrast=7, progress=False)
+    return explain_generation(
+        tiny("bart"), None, SOURCE, [11, 12, 13], methods=["attention", "input_x_gradient"], contrast=7, progress=False
+    )
 
 
 def test_save_load_round_trip(result, tmp_path):
@@ -59,8 +60,14 @@ def test_heatmap_draws_the_normalised_rows(result, tmp_path):
 
 
 def test_page_escapes_tokens_and_holds_every_method(result, tmp_path):
-    hostile = SequenceAttribution(["<b>x</b>", "&"], ["</script>"], ["<s>"], {"m": np.ones((1, 2))},
-                                  {"m": np.zeros((1, 1))}, step_scores={"probability": np.ones(1)})
+    hostile = SequenceAttribution(
+        ["<b>x</b>", "&"],
+        ["</script>"],
+        ["<s>"],
+        {"m": np.ones((1, 2))},
+        {"m": np.zeros((1, 1))},
+        step_scores={"probability": np.ones(1)},
+    )
     page = ap.export(hostile, "generation")
     html = page._repr_html_()
     assert "<b>x</b>" not in html and "&lt;b&gt;x&lt;/b&gt;" in html and html.count("</script>") == 2

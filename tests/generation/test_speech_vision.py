@@ -30,8 +30,9 @@ class StepForward(torch.nn.Module):
         self.model, self.t = model, t
 
     def forward(self, source, prefix):
-        out = self.model(**{self.model.main_input_name: source}, decoder_inputs_embeds=prefix[:, : self.t + 1],
-                         use_cache=False)
+        out = self.model(
+            **{self.model.main_input_name: source}, decoder_inputs_embeds=prefix[:, : self.t + 1], use_cache=False
+        )
         return torch.softmax(out.logits[:, -1], dim=-1)
 
 
@@ -42,7 +43,7 @@ def _windows(model, x):
     ids = torch.zeros(x.shape[-2:], dtype=torch.long)
     for r in range(4):
         for c in range(4):
-            ids[4 * r: 4 * r + 4, 4 * c: 4 * c + 4] = 4 * r + c
+            ids[4 * r : 4 * r + 4, 4 * c : 4 * c + 4] = 4 * r + c
     return ids.view(1, 1, 16, 16).expand_as(x), 1, 16  # ViT: [CLS] first, 16 patches
 
 
@@ -53,8 +54,9 @@ def _reference(name, options, fwd, x, prefix, target, groups, extra, count):
         p = prefix.shape[1]
         masks = (groups, (torch.arange(p) + count).view(1, p, 1).expand_as(prefix))
         with torch.no_grad():
-            attr = captum_attr.FeatureAblation(fwd).attribute(inputs, baselines=zeros, target=target,
-                                                              feature_mask=masks)
+            attr = captum_attr.FeatureAblation(fwd).attribute(
+                inputs, baselines=zeros, target=target, feature_mask=masks
+            )
         per_group = [attr[0][groups == g][0] for g in range(count)]  # every element of a group holds its value
         return torch.tensor([0.0] * extra + per_group, dtype=torch.float64), attr[1][0, :, 0]
     if name == "saliency":
@@ -91,12 +93,14 @@ def test_every_step_equals_captum_on_that_step(arch, forced):
         label = name if not options else f"{name}(n_steps=8)"
         assert np.abs(result.source[label]).max() > 1e-3  # numbers large enough for TOL to tell
         for t, target in enumerate(result.target_ids):
-            ref_src, ref_prefix = _reference(name, options, StepForward(model, t), x, prefix, target, groups, extra,
-                                             count)
+            ref_src, ref_prefix = _reference(
+                name, options, StepForward(model, t), x, prefix, target, groups, extra, count
+            )
             torch.testing.assert_close(torch.from_numpy(result.source[label][t]), ref_src.double(), atol=TOL, rtol=0)
-            torch.testing.assert_close(torch.from_numpy(result.prefix[label][t][: t + 1]),
-                                       ref_prefix[: t + 1].double(), atol=TOL, rtol=0)
-            assert not result.prefix[label][t][t + 1:].any()
+            torch.testing.assert_close(
+                torch.from_numpy(result.prefix[label][t][: t + 1]), ref_prefix[: t + 1].double(), atol=TOL, rtol=0
+            )
+            assert not result.prefix[label][t][t + 1 :].any()
 
 
 @pytest.mark.parametrize("arch", ["whisper", "vit-gpt2"])
@@ -115,10 +119,14 @@ def test_attention_rows_are_the_captured_cross_attention(arch):
     # the independent reference: transformers' eager attention with output_attentions=True
     model.set_attn_implementation("eager")
     with torch.no_grad():
-        eager = model(**{model.main_input_name: x}, decoder_input_ids=torch.tensor([result.info["prefix_ids"]]),
-                      output_attentions=True)
-    np.testing.assert_allclose(result.source["attention(head=1,layer=0)"], eager.cross_attentions[0][0, 1].numpy(),
-                               atol=1e-6, rtol=0)
+        eager = model(
+            **{model.main_input_name: x},
+            decoder_input_ids=torch.tensor([result.info["prefix_ids"]]),
+            output_attentions=True,
+        )
+    np.testing.assert_allclose(
+        result.source["attention(head=1,layer=0)"], eager.cross_attentions[0][0, 1].numpy(), atol=1e-6, rtol=0
+    )
     np.testing.assert_allclose(result.source["rollout"].sum(1), 1.0, atol=1e-9)
 
 

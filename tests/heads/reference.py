@@ -20,15 +20,14 @@ class Edits:
     """Per attention module (the one transformers passes to the kernel): what to do to its heads."""
 
     def __init__(self) -> None:
-        self.zero: dict[int, list[int]] = {}         # id(module) -> heads whose probabilities are zeroed
-        self.gate: dict[int, torch.Tensor] = {}      # id(module) -> [H] factors on the probabilities
+        self.zero: dict[int, list[int]] = {}  # id(module) -> heads whose probabilities are zeroed
+        self.gate: dict[int, torch.Tensor] = {}  # id(module) -> [H] factors on the probabilities
         self.mean: dict[int, dict[int, torch.Tensor]] = {}  # id(module) -> {head: vector replacing probs@v}
-        self.block: dict[int, list[tuple[int, int]]] = {}   # id(module) -> (query, key) edges masked out
+        self.block: dict[int, list[tuple[int, int]]] = {}  # id(module) -> (query, key) edges masked out
 
 
 def reference_attention(edits: Edits):
-    def attention(module, query, key, value, attention_mask, scaling=None, dropout=0.0, position_bias=None,
-                  **kwargs):
+    def attention(module, query, key, value, attention_mask, scaling=None, dropout=0.0, position_bias=None, **kwargs):
         groups = query.shape[1] // key.shape[1]
         key = key.repeat_interleave(groups, dim=1)
         value = value.repeat_interleave(groups, dim=1)
@@ -60,8 +59,11 @@ def reference_attention(edits: Edits):
 @contextlib.contextmanager
 def eager_reference(model, edits: Edits):
     """Every modeling file of ``model``'s attention modules runs :func:`reference_attention`."""
-    modules = {sys.modules[type(m).__module__] for m in model.modules()
-               if hasattr(sys.modules[type(m).__module__], "eager_attention_forward")}
+    modules = {
+        sys.modules[type(m).__module__]
+        for m in model.modules()
+        if hasattr(sys.modules[type(m).__module__], "eager_attention_forward")
+    }
     saved = {mod: mod.eager_attention_forward for mod in modules}
     try:
         for mod in modules:
@@ -75,8 +77,7 @@ def eager_reference(model, edits: Edits):
 def output_of(out, batch=None) -> torch.Tensor:
     """The model's main output at real (non-padding) positions: padding rows differ between kernels
     (a fully masked query row is undefined) and are no one's prediction."""
-    value = next((getattr(out, n) for n in ("logits", "last_hidden_state") if getattr(out, n, None) is not None),
-                 None)
+    value = next((getattr(out, n) for n in ("logits", "last_hidden_state") if getattr(out, n, None) is not None), None)
     value = out[0] if value is None else value
     for name in ("decoder_attention_mask", "attention_mask"):
         mask = (batch or {}).get(name)

@@ -11,8 +11,12 @@ from fixtures.tiny_models import build
 from .reference import Edits, eager_reference, output_of
 
 # encoder, decoder, decoder with grouped-query attention, encoder-decoder (with cross-attention)
-CASES = {"bert": {0: [1, 3], 1: [0]}, "gpt2": {0: [2], 1: [0, 1, 3]}, "llama": {0: [0, 3], 1: [1]},
-         "bart": {0: [1], 3: [2, 3], 4: "all", -1: [0]}}
+CASES = {
+    "bert": {0: [1, 3], 1: [0]},
+    "gpt2": {0: [2], 1: [0, 1, 3]},
+    "llama": {0: [0, 3], 1: [1]},
+    "bart": {0: [1], 3: [2, 3], 4: "all", -1: [0]},
+}
 
 
 def hooks_left(model):
@@ -43,10 +47,10 @@ def test_zero_ablation_equals_zeroed_probabilities(name, kernel):
         with eager_reference(reference, _edits(reference, heads)):
             expected = output_of(reference(**batch), batch)
         after = output_of(model(**batch), batch)
-    torch.testing.assert_close(same, plain, atol=1e-5, rtol=0)     # the reference is the model's attention
+    torch.testing.assert_close(same, plain, atol=1e-5, rtol=0)  # the reference is the model's attention
     assert (ablated - expected).abs().max() < 1e-5
-    assert (ablated - plain).abs().max() > 1e-3                    # the heads mattered
-    torch.testing.assert_close(after, plain, atol=0, rtol=0)       # restored exactly
+    assert (ablated - plain).abs().max() > 1e-3  # the heads mattered
+    torch.testing.assert_close(after, plain, atol=0, rtol=0)  # restored exactly
     assert not hooks_left(model) and len(removed) == len(heads)
 
 
@@ -76,7 +80,7 @@ def test_mean_ablation_equals_head_output_replaced_by_its_mean(name):
         with ap.ablate(model, heads):
             zeroed = output_of(model(**batch), batch)
     assert (ablated - expected).abs().max() < 1e-5
-    assert (ablated - zeroed).abs().max() > 1e-4     # a mean is not a zero
+    assert (ablated - zeroed).abs().max() > 1e-4  # a mean is not a zero
 
 
 def test_head_means_skip_padding():
@@ -98,13 +102,13 @@ def _mha_reference(mha, x, zero):
     d = e // h
     q, k, v = torch.nn.functional.linear(x, mha.in_proj_weight, mha.in_proj_bias).split(e, dim=-1)
     split = lambda t: t.reshape(t.shape[0], t.shape[1], h, d).transpose(1, 2)  # noqa: E731
-    probs = torch.softmax(split(q) @ split(k).transpose(-1, -2) / d ** 0.5, dim=-1)
+    probs = torch.softmax(split(q) @ split(k).transpose(-1, -2) / d**0.5, dim=-1)
     probs[:, zero] = 0
     out = (probs @ split(v)).transpose(1, 2).reshape(x.shape)
     return mha.out_proj(out)
 
 
-@pytest.mark.parametrize("grad", [False, True])   # no_grad: torch's fused fast path
+@pytest.mark.parametrize("grad", [False, True])  # no_grad: torch's fused fast path
 def test_plain_multihead_attention(grad):
     torch.manual_seed(0)
     mha = torch.nn.MultiheadAttention(16, 4, batch_first=True).eval()
@@ -137,7 +141,7 @@ def test_mha_mean_mode_inside_a_transformer_encoder():
     e, d = 16, 4
     q, k, v = torch.nn.functional.linear(x, mha.in_proj_weight, mha.in_proj_bias).split(e, dim=-1)
     split = lambda t: t.reshape(2, 5, 4, d).transpose(1, 2)  # noqa: E731
-    heads = torch.softmax(split(q) @ split(k).transpose(-1, -2) / d ** 0.5, dim=-1) @ split(v)
+    heads = torch.softmax(split(q) @ split(k).transpose(-1, -2) / d**0.5, dim=-1) @ split(v)
     heads[:, 1] = mean[1]
     expected = mha.out_proj(heads.transpose(1, 2).reshape(2, 5, 16))
     assert (block - expected).abs().max() < 1e-5

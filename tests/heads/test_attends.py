@@ -19,8 +19,14 @@ TEXTS = ["a warm, funny and moving film", "dull, clumsy and far too long"]
 def tiny(minilm_tokenizer):
     import transformers as tf
 
-    config = tf.BertConfig(num_hidden_layers=2, hidden_size=32, num_attention_heads=4, intermediate_size=37,
-                           vocab_size=minilm_tokenizer.vocab_size, num_labels=2)
+    config = tf.BertConfig(
+        num_hidden_layers=2,
+        hidden_size=32,
+        num_attention_heads=4,
+        intermediate_size=37,
+        vocab_size=minilm_tokenizer.vocab_size,
+        num_labels=2,
+    )
     torch.manual_seed(0)
     return tf.BertForSequenceClassification(config).eval()
 
@@ -58,8 +64,9 @@ def test_report_section_for_a_classifier(tmp_path, minilm_tokenizer):
     from attn_plugins import report
 
     model = tiny(minilm_tokenizer)
-    path = report.build_report(model, minilm_tokenizer, TEXTS, out_dir=tmp_path, sections=["head_importance"],
-                          progress=False)
+    path = report.build_report(
+        model, minilm_tokenizer, TEXTS, out_dir=tmp_path, sections=["head_importance"], progress=False
+    )
     html = open(path, encoding="utf-8").read()
     assert re.search(r'<section id="head_importance" class="[^"]*" data-status="ok"', html), html[-3000:]
     cells = re.findall(r"<tr><td>([^<]*)</td><td>(\d+)</td><td>([\d.]+)</td>", html)
@@ -76,15 +83,25 @@ def test_report_section_for_chosen_layers_and_heads(tmp_path, minilm_tokenizer):
     import attn_plugins.report as report_pkg
 
     model = tiny(minilm_tokenizer)
-    path = report_pkg.build_report(model, minilm_tokenizer, TEXTS, out_dir=tmp_path, sections=["head_importance"],
-                          layers=[1], heads=[0, 2], progress=False)
+    path = report_pkg.build_report(
+        model,
+        minilm_tokenizer,
+        TEXTS,
+        out_dir=tmp_path,
+        sections=["head_importance"],
+        layers=[1],
+        heads=[0, 2],
+        progress=False,
+    )
     html = open(path, encoding="utf-8").read()
     assert re.search(r'<section id="head_importance" class="[^"]*" data-status="ok"', html), html[-3000:]
     cells = re.findall(r"<tr><td>([^<]*)</td><td>(\d+)</td><td>([\d.]+)</td>", html)
     batch = dict(minilm_tokenizer(TEXTS, return_tensors="pt", padding=True))
     matrix = ap.head_importance(model, [batch], loss="predicted").matrix()  # every layer and head, independently
     assert sorted((int(c[1]), float(c[2])) for c in cells) == [
-        (0, pytest.approx(matrix[1, 0], abs=1e-3)), (2, pytest.approx(matrix[1, 2], abs=1e-3))]
+        (0, pytest.approx(matrix[1, 0], abs=1e-3)),
+        (2, pytest.approx(matrix[1, 2], abs=1e-3)),
+    ]
     assert {c[0] for c in cells} == {"L1"}
     assert "captured 2 heads" in html
     assert 'data-plot="head_importance_stats"' in html and 'data-plot="head_similarity_importance"' in html

@@ -15,8 +15,9 @@ from .reference import Edits, eager_reference, output_of
 def classifier(kernel, dtype=torch.float32):
     import transformers as tf
 
-    config = tf.BertConfig(num_hidden_layers=2, hidden_size=32, num_attention_heads=4, intermediate_size=37,
-                           vocab_size=99, num_labels=3)
+    config = tf.BertConfig(
+        num_hidden_layers=2, hidden_size=32, num_attention_heads=4, intermediate_size=37, vocab_size=99, num_labels=3
+    )
     torch.manual_seed(0)
     return tf.AutoModelForSequenceClassification.from_config(config, attn_implementation=kernel).eval().to(dtype)
 
@@ -78,12 +79,12 @@ def test_importance_equals_finite_differences_of_gated_reference(name):
         expected[unit.name] = values
     for unit in units:
         got = raw.scores[unit.name]
-        assert max(got) > 1e-7                        # gradients do flow to the gates
+        assert max(got) > 1e-7  # gradients do flow to the gates
         assert max(abs(a - b) for a, b in zip(got, expected[unit.name], strict=True)) < 1e-5 * max(got)
     normed = ap.head_importance(model, batches, loss=loss)
     for unit in units:
         v = raw.scores[unit.name]
-        torch.testing.assert_close(torch.tensor(normed.scores[unit.name]), torch.tensor(v / (v ** 2).sum() ** 0.5))
+        torch.testing.assert_close(torch.tensor(normed.scores[unit.name]), torch.tensor(v / (v**2).sum() ** 0.5))
     assert not [n for n, m in model.named_modules() if m._forward_pre_hooks]
 
 
@@ -104,9 +105,11 @@ def test_importance_loss_options_and_errors():
         ap.head_importance(model, batches, loss="mse")
 
 
-KNOCK = {"bert": dict(queries=[0, 2], keys=[1, 4], layers=[1]),
-         "llama": dict(edges=[(4, 1), (6, 2), (6, 5)], layers=[0, 1]),
-         "bart": dict(queries=[0, 2], keys=[1, 4], layers=[1, 3])}
+KNOCK = {
+    "bert": dict(queries=[0, 2], keys=[1, 4], layers=[1]),
+    "llama": dict(edges=[(4, 1), (6, 2), (6, 5)], layers=[0, 1]),
+    "bart": dict(queries=[0, 2], keys=[1, 4], layers=[1, 3]),
+}
 
 
 def _knock_edits(reference, spec):
@@ -124,7 +127,7 @@ def _knock_edits(reference, spec):
 def test_knockout_equals_masked_eager_reference(name, kernel, padded):
     model, batch = build(name, kernel)
     reference, _ = build(name, "eager")
-    if not padded:   # no mask: sdpa gets None (and its causal flag); the wrapper builds the mask
+    if not padded:  # no mask: sdpa gets None (and its causal flag); the wrapper builds the mask
         batch = {k: v for k, v in batch.items() if "attention_mask" not in k}
     spec = KNOCK[name]
     from transformers.modeling_utils import AttentionInterface
@@ -170,9 +173,12 @@ def test_pruning_curve_points_equal_reference_with_those_heads_zeroed():
     importance = ap.head_importance(model, batches)
     assert curve.order == importance.ranking()
     flat = sorted(v for name in importance.order for v in importance.scores[name])
-    scores = {(i, h): importance.scores[name][h] for name, i in zip(importance.order, importance.indices, strict=True)
-              for h in range(4)}
-    assert [scores[p] for p in curve.order] == flat           # least important first
+    scores = {
+        (i, h): importance.scores[name][h]
+        for name, i in zip(importance.order, importance.indices, strict=True)
+        for h in range(4)
+    }
+    assert [scores[p] for p in curve.order] == flat  # least important first
     units = attention_units(reference)
     runs = [(curve.order, curve.by_importance)] + list(zip(curve.random_orders, curve.random, strict=True))
     for order, values in runs:

@@ -65,11 +65,22 @@ def bart():
 
     tok = minilm_tokenizer()
     torch.manual_seed(0)
-    config = BartConfig(vocab_size=tok.vocab_size, d_model=32, encoder_layers=2, decoder_layers=2,
-                        encoder_attention_heads=4, decoder_attention_heads=4, encoder_ffn_dim=48,
-                        decoder_ffn_dim=48, max_position_embeddings=64, pad_token_id=tok.pad_token_id,
-                        bos_token_id=tok.cls_token_id, eos_token_id=tok.sep_token_id,
-                        decoder_start_token_id=tok.cls_token_id, forced_eos_token_id=None)
+    config = BartConfig(
+        vocab_size=tok.vocab_size,
+        d_model=32,
+        encoder_layers=2,
+        decoder_layers=2,
+        encoder_attention_heads=4,
+        decoder_attention_heads=4,
+        encoder_ffn_dim=48,
+        decoder_ffn_dim=48,
+        max_position_embeddings=64,
+        pad_token_id=tok.pad_token_id,
+        bos_token_id=tok.cls_token_id,
+        eos_token_id=tok.sep_token_id,
+        decoder_start_token_id=tok.cls_token_id,
+        forced_eos_token_id=None,
+    )
     model = BartForConditionalGeneration(config).eval()
     enc = tok(["Attention is all you need"], return_tensors="pt", return_token_type_ids=False)
     with torch.no_grad(), ap.capture(model, tok, keep_queries_keys=True) as cap:
@@ -89,13 +100,26 @@ def gpt2():
 
     tok = minilm_tokenizer()
     torch.manual_seed(0)
-    config = GPT2Config(vocab_size=tok.vocab_size, n_positions=64, n_embd=32, n_layer=2, n_head=4,
-                        bos_token_id=tok.cls_token_id, eos_token_id=tok.sep_token_id, pad_token_id=tok.pad_token_id)
+    config = GPT2Config(
+        vocab_size=tok.vocab_size,
+        n_positions=64,
+        n_embd=32,
+        n_layer=2,
+        n_head=4,
+        bos_token_id=tok.cls_token_id,
+        eos_token_id=tok.sep_token_id,
+        pad_token_id=tok.pad_token_id,
+    )
     model = GPT2LMHeadModel(config).eval()
     tok.padding_side = "left"
     try:
-        enc = tok(["the cat sat on", "hello"], return_tensors="pt", padding=True, add_special_tokens=False,
-                  return_token_type_ids=False)
+        enc = tok(
+            ["the cat sat on", "hello"],
+            return_tensors="pt",
+            padding=True,
+            add_special_tokens=False,
+            return_token_type_ids=False,
+        )
     finally:
         tok.padding_side = "right"
     with torch.no_grad(), ap.capture(model, tok, keep_queries_keys=True) as cap:

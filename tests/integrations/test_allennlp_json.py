@@ -66,15 +66,24 @@ def test_key_by_key_against_allennlp_integrated_gradient():
 
     from attn_plugins.saliency.allennlp import AllenNLPExplainer
 
-    cases = ((bert_predictor(), {"sentence": "A fine, moving film."}, "logits"),
-             (nli_predictor(), {"premise": "a dog is sleeping outside", "hypothesis": "the dog is in the park"},
-              "label_logits"))
+    cases = (
+        (bert_predictor(), {"sentence": "A fine, moving film."}, "logits"),
+        (
+            nli_predictor(),
+            {"premise": "a dog is sleeping outside", "hypothesis": "the dog is in the park"},
+            "label_logits",
+        ),
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         for predictor, inputs, key in cases:
             theirs = IntegratedGradient(predictor).saliency_interpret_from_json(inputs)
-            ours = ap.export(AllenNLPExplainer(predictor, logits_key=key).explain_json(
-                inputs, "integrated_gradients", n_steps=10, integration="riemann_left"), "allennlp").data
+            ours = ap.export(
+                AllenNLPExplainer(predictor, logits_key=key).explain_json(
+                    inputs, "integrated_gradients", n_steps=10, integration="riemann_left"
+                ),
+                "allennlp",
+            ).data
             assert list(ours) == list(theirs)
             for instance in theirs:
                 assert list(ours[instance]) == list(theirs[instance])

@@ -23,12 +23,18 @@ pytest.importorskip("bertviz")
 
 
 def test_registered_without_importing_bertviz():
-    code = ("import sys, attn_plugins as ap; from attn_plugins.integrations import EXPORTERS; "
-            "assert 'bertviz' in EXPORTERS.names(); "
-            "assert 'bertviz' not in sys.modules and 'attn_plugins.integrations.bertviz' not in sys.modules; "
-            "print('ok')")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         cwd=os.path.dirname(os.path.dirname(os.path.dirname(__file__))))
+    code = (
+        "import sys, attn_plugins as ap; from attn_plugins.integrations import EXPORTERS; "
+        "assert 'bertviz' in EXPORTERS.names(); "
+        "assert 'bertviz' not in sys.modules and 'attn_plugins.integrations.bertviz' not in sys.modules; "
+        "print('ok')"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        cwd=os.path.dirname(os.path.dirname(os.path.dirname(__file__))),
+    )
     assert out.returncode == 0, out.stderr
     assert "bertviz" in EXPORTERS
 
@@ -135,8 +141,13 @@ def test_stock_bertviz_encoder_decoder_generate():
 
     record = bertviz_records.bart()
     args = bertviz_inputs(record)
-    assert set(args) >= {"encoder_attention", "decoder_attention", "cross_attention", "encoder_tokens",
-                         "decoder_tokens"}
+    assert set(args) >= {
+        "encoder_attention",
+        "decoder_attention",
+        "cross_attention",
+        "encoder_tokens",
+        "decoder_tokens",
+    }
     assert args["cross_attention"][0].shape == (1, 4, len(args["decoder_tokens"]), len(args["encoder_tokens"]))
     for view in (bertviz.head_view, bertviz.model_view):
         html = _html(view(**args, html_action="return"))
@@ -198,7 +209,7 @@ def test_exact_numbers_in_the_page():
     record, _ = bertviz_records.minilm()
     result = ap.export(record, "bertviz", view="head", item=1, sentence_b_start=None)
     start = result.body.index("var __attnPluginsParams = ") + len("var __attnPluginsParams = ")
-    params = json.loads(result.body[start: result.body.index(";\n", start)])
+    params = json.loads(result.body[start : result.body.index(";\n", start)])
     attn = torch.tensor(params["attention"][0]["attn"], dtype=torch.float32)
     keep = record.inputs["attention_mask"][1].bool().nonzero().squeeze(1)
     expected = torch.stack([layer.weights[1][:, keep][:, :, keep] for layer in record.layers])

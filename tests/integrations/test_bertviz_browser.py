@@ -59,12 +59,15 @@ def test_head_view_draws_reacts_and_reads_back(browser, pages):
     # numbers: the data bound to the lines is the record's weights, as float32, exactly
     layer0 = record.layers[0].weights[0]
     for h, i, j in [(0, 0, 0), (3, 2, 7), (11, n - 1, 4), (5, 10, n - 1)]:
-        value = page.js(f"return document.querySelector('{root} #attention').children[{h}].children[{i}]"
-                        f".children[{j}].__data__")
+        value = page.js(
+            f"return document.querySelector('{root} #attention').children[{h}].children[{i}].children[{j}].__data__"
+        )
         assert torch.tensor(value, dtype=torch.float32) == layer0[h, i, j]
     # clicking a head's colour square hides its lines
-    opacity = (f"return document.querySelector('{root} #attention').children[2].children[1].children[3]"
-               ".getAttribute('stroke-opacity')")
+    opacity = (
+        f"return document.querySelector('{root} #attention').children[2].children[1].children[3]"
+        ".getAttribute('stroke-opacity')"
+    )
     before = float(page.js(opacity))
     assert before > 0
     boxes = page.query(f"{root} #vis svg > g:last-of-type rect")
@@ -87,8 +90,16 @@ def test_head_view_draws_reacts_and_reads_back(browser, pages):
 
 def test_model_view_draws_the_selected_layers_and_heads(browser, pages):
     record = bertviz_records.hostile_minilm()
-    result = ap.export(record, "bertviz", view="model", include_layers=[1, 4], include_heads=[0, 3, 7],
-                       display_mode="light", sentence_b_start=None, path=pages / "model.html")
+    result = ap.export(
+        record,
+        "bertviz",
+        view="model",
+        include_layers=[1, 4],
+        include_heads=[0, 3, 7],
+        display_mode="light",
+        sentence_b_start=None,
+        path=pages / "model.html",
+    )
     n = len(record.tokens[0])
     root = root_of(result)
     page = browser.open(pages / "model.html", wait_for=f"document.querySelectorAll('{root} .attn_background').length")
@@ -98,8 +109,10 @@ def test_model_view_draws_the_selected_layers_and_heads(browser, pages):
     assert {"1", "4", "0", "3", "7"} <= set(labels)
     assert page.count(f"{root} .detail") == 0
     # clicking a thumbnail opens its detail with the tokens as text
-    page.js(f"document.querySelector('{root} #attn_background_1_2').parentNode.lastChild"
-            ".dispatchEvent(new MouseEvent('click', {bubbles: true}))")
+    page.js(
+        f"document.querySelector('{root} #attn_background_1_2').parentNode.lastChild"
+        ".dispatchEvent(new MouseEvent('click', {bubbles: true}))"
+    )
     assert page.count(f"{root} .detail") > 0
     assert page.text(f"{root} text.detail") == ["Layer 4, Head 7"]
     detail_line = page.js(f"return document.querySelector('{root} .attn-line-group').children[5].__data__")
@@ -116,8 +129,9 @@ def _softmax(values):
 
 def test_neuron_view_from_captured_queries_and_keys(browser, pages):
     record = bertviz_records.hostile_minilm()
-    result = ap.export(record, "bertviz", view="neuron", layer=3, head=5, sentence_b_start=None,
-                       path=pages / "neuron.html")
+    result = ap.export(
+        record, "bertviz", view="neuron", layer=3, head=5, sentence_b_start=None, path=pages / "neuron.html"
+    )
     root = root_of(result)
     n = len(record.tokens[0])
     page = browser.open(pages / "neuron.html", wait_for=f"document.querySelector('{root} #collapsed')")
@@ -125,13 +139,19 @@ def test_neuron_view_from_captured_queries_and_keys(browser, pages):
     assert page.js(f"return document.querySelector('{root} #att_head').selectedOptions[0].textContent") == "5"
     assert page.count(f"{root} #expanded #queries .vector") == n
     # expand (the "+" next to a token), then hover token 6: BertViz multiplies our queries and keys
-    page.js(f"var g = document.querySelectorAll('{root} #collapsed #leftText > g')[6];"
-            "g.lastChild.dispatchEvent(new MouseEvent('click', {bubbles: true}))")
+    page.js(
+        f"var g = document.querySelectorAll('{root} #collapsed #leftText > g')[6];"
+        "g.lastChild.dispatchEvent(new MouseEvent('click', {bubbles: true}))"
+    )
     assert page.js(f"return document.querySelector('{root} #expanded').getAttribute('visibility')") == "visible"
-    page.js(f"var g = document.querySelectorAll('{root} #expanded #leftText > g')[6];"
-            "g.dispatchEvent(new MouseEvent('mouseover', {bubbles: true}))")
-    scores = page.js(f"return Array.from(document.querySelectorAll('{root} #dotproducts .dotproduct'))"
-                     ".map(r => +r.getAttribute('data-value'))")
+    page.js(
+        f"var g = document.querySelectorAll('{root} #expanded #leftText > g')[6];"
+        "g.dispatchEvent(new MouseEvent('mouseover', {bubbles: true}))"
+    )
+    scores = page.js(
+        f"return Array.from(document.querySelectorAll('{root} #dotproducts .dotproduct'))"
+        ".map(r => +r.getAttribute('data-value'))"
+    )
     assert len(scores) == n
     expected = record.layer(3).weights[0, 5, 6].tolist()
     assert _softmax(scores) == pytest.approx(expected, abs=2e-6)  # softmax of the drawn q.k is the record
@@ -154,21 +174,27 @@ def test_encoder_decoder_and_generate_pages(browser, pages):
     from attn_plugins.integrations import assets
 
     path = pages / "notebook.html"
-    path.write_text("<!DOCTYPE html><html><head><meta charset='utf-8'><script>" + assets.load("require.js")
-                    + "</script></head><body>"
-                    + "".join(r._repr_html_() for r in (head, model, neuron, causal, gen_head)) + "</body></html>",
-                    encoding="utf-8")
+    path.write_text(
+        "<!DOCTYPE html><html><head><meta charset='utf-8'><script>"
+        + assets.load("require.js")
+        + "</script></head><body>"
+        + "".join(r._repr_html_() for r in (head, model, neuron, causal, gen_head))
+        + "</body></html>",
+        encoding="utf-8",
+    )
     roots = [root_of(r) for r in (head, model, neuron, causal, gen_head)]
     page = browser.open(path, wait_for=" && ".join(f"document.querySelector('{r} svg')" for r in roots))
     # head view: encoder first, then cross-attention with decoder tokens left and encoder tokens right
     enc_n, dec_n = len(bart.tokens[0]), len(bart.decoder_tokens[0])
     assert page.count(f"{roots[0]} #attention line") == 4 * enc_n * enc_n
-    page.js(f"var s = document.querySelector('{roots[0]} #filter'); s.value = '2'; "
-            "s.dispatchEvent(new Event('change'))")
+    page.js(
+        f"var s = document.querySelector('{roots[0]} #filter'); s.value = '2'; s.dispatchEvent(new Event('change'))"
+    )
     assert page.text(f"{roots[0]} #left text") == bart.decoder_tokens[0]
     assert page.text(f"{roots[0]} #right text") == bart.tokens[0]
-    value = page.js(f"return document.querySelector('{roots[0]} #attention')"
-                    ".children[3].children[1].children[2].__data__")
+    value = page.js(
+        f"return document.querySelector('{roots[0]} #attention').children[3].children[1].children[2].__data__"
+    )
     assert torch.tensor(value, dtype=torch.float32) == bart.layer(0, stack="decoder", kind="cross").weights[0, 3, 1, 2]
     assert page.count(f"{roots[1]} .attn_background") == 2 * 4
     assert page.count(f"{roots[2]} #collapsed #leftText text") == dec_n
@@ -181,9 +207,11 @@ def test_encoder_decoder_and_generate_pages(browser, pages):
     assert page.console_errors() == [] and page.network_requests() == [] and page.alerts() == 0
     assert bertviz_records.HOSTILE in page.text(f"{roots[0]} svg text")
     # the page's own loader knows none of our modules, and no library leaked into the globals
-    assert page.js("return typeof window.requirejs === 'function' && !requirejs.defined('d3') && "
-                   "!requirejs.defined('jquery') && typeof window.d3 === 'undefined' "
-                   "&& typeof window.$ === 'undefined'")
+    assert page.js(
+        "return typeof window.requirejs === 'function' && !requirejs.defined('d3') && "
+        "!requirejs.defined('jquery') && typeof window.d3 === 'undefined' "
+        "&& typeof window.$ === 'undefined'"
+    )
     assert page.count("img") == 0
     page.screenshot(pages / "notebook.png")
 

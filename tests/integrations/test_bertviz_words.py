@@ -74,8 +74,9 @@ def test_exporter_words_option():
     assert p.left[p.sentence_b_start] == "it"
     assert "merged into words" in result.body
     # without offsets: the word ids the capture kept from the tokenizer give the same words
-    enc = bertviz_records.minilm_tokenizer()([bertviz_records.TEXT_A, "Short one."], [bertviz_records.TEXT_B, "x"],
-                                             padding=True)
+    enc = bertviz_records.minilm_tokenizer()(
+        [bertviz_records.TEXT_A, "Short one."], [bertviz_records.TEXT_B, "x"], padding=True
+    )
     for item in (0, 1):
         assert groups_from_word_ids(record.metadata["word_ids"][item]) == groups_from_word_ids(enc.word_ids(item))
     (same,) = panels(record, words=True)
@@ -101,8 +102,11 @@ def test_show_words_with_the_real_fast_tokenizer(tmp_path):
     enc = tok(text, return_offsets_mapping=True)
     groups = groups_from_word_ids(enc.word_ids())
     expected = word_labels(groups, tokens=tok.convert_ids_to_tokens(enc["input_ids"]))  # the pieces, joined
-    assert entry["left_text"] == expected == ["[CLS]", "tokenization", "isn", "'", "t", "unbelievably", "hard", ".",
-                                              "[SEP]"]
+    assert (
+        entry["left_text"]
+        == expected
+        == ["[CLS]", "tokenization", "isn", "'", "t", "unbelievably", "hard", ".", "[SEP]"]
+    )
     # the word-level weights: rows are means over the pieces, columns sums (Clark et al.)
     record = ap.AttentionRecord.load(_saved(tok, model, text, tmp_path))
     from attn_plugins.integrations.panels import panels

@@ -81,11 +81,14 @@ def test_faithfulness_table_in_browser(tmp_path, browser):  # noqa: F811
     summary = result.summary()
     for row in range(4):
         method = page.js(f"return document.querySelectorAll('table.ap-faith tr')[{row + 1}].cells[0].textContent")
-        shown = page.js(f"return [...document.querySelectorAll('table.ap-faith tr')[{row + 1}].cells]"
-                        ".slice(1).map(c => c.textContent)")
+        shown = page.js(
+            f"return [...document.querySelectorAll('table.ap-faith tr')[{row + 1}].cells]"
+            ".slice(1).map(c => c.textContent)"
+        )
         for text, metric in zip(shown, ["comprehensiveness", "sufficiency", "loo_tau"], strict=True):
             s = summary[method][metric]
             assert text == f"{s['mean']:.3f} [{s['low']:.3f}, {s['high']:.3f}]"
-    best = page.js("return document.querySelector('td[data-metric=comprehensiveness] b').closest('tr').cells[0]"
-                   ".textContent")
+    best = page.js(
+        "return document.querySelector('td[data-metric=comprehensiveness] b').closest('tr').cells[0].textContent"
+    )
     assert best == max(summary, key=lambda m: summary[m]["comprehensiveness"]["mean"])

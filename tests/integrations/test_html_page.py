@@ -9,7 +9,7 @@ import pytest
 
 from attn_plugins.integrations.html_page import DOCUMENT, HtmlExport, Markup, render
 
-HOSTILE = '</title><script>alert("x")</script> & \'q\' $body ${title}'
+HOSTILE = "</title><script>alert(\"x\")</script> & 'q' $body ${title}"
 
 
 def test_render_escapes_values_and_keeps_markup_as_is():
@@ -29,6 +29,6 @@ def test_document_escapes_the_title_and_keeps_the_page():
     page = HtmlExport("<div id='v'>$x</div>", title=HOSTILE, head="<style>p{}</style>")
     doc = page.document()
     assert doc.startswith('<!DOCTYPE html>\n<html lang="en">')
-    title = doc[doc.index("<title>") + 7: doc.index("</title>")]
+    title = doc[doc.index("<title>") + 7 : doc.index("</title>")]
     assert html.unescape(title) == HOSTILE and "<" not in title
     assert "<style>p{}</style></head>" in doc and "<div id='v'>$x</div>" in doc

@@ -19,10 +19,10 @@ from . import _bertviz_records as bertviz_records
 N_LONG = 1024
 
 
-
 def own_requests(page) -> list[str]:
     """What the page loaded besides its fallback's inline picture (a data: URI, not a request anywhere)."""
     return [u for u in page.requests() if not u.startswith("data:image/png;base64,")]
+
 
 def decode(data: bytes, offsets: list[dict], rows: int) -> list[dict]:
     """Python twin of the page's decoder: ``{(row, col): weight}`` per block."""
@@ -115,12 +115,14 @@ def long_page(browser, tmp_path_factory):
 
 def pixels(page) -> str:
     """A digest of what the main canvas shows."""
-    return page.js("var c = document.querySelector('.apl-main'); var d = c.getContext('2d')"
-                   ".getImageData(0, 0, c.width, c.height).data; var h = 0, ink = 0, dark = 0;"
-                   "for (var i = 0; i < d.length; i += 4) { h = (h * 31 + d[i] + 7 * d[i + 1] + 13 * d[i + 2]) | 0;"
-                   " dark += 765 - d[i] - d[i + 1] - d[i + 2];"
-                   " if (d[i] < 250 || d[i + 1] < 250 || d[i + 2] < 250) { ink++; } }"
-                   " return h + ':' + ink + ':' + dark;")
+    return page.js(
+        "var c = document.querySelector('.apl-main'); var d = c.getContext('2d')"
+        ".getImageData(0, 0, c.width, c.height).data; var h = 0, ink = 0, dark = 0;"
+        "for (var i = 0; i < d.length; i += 4) { h = (h * 31 + d[i] + 7 * d[i + 1] + 13 * d[i + 2]) | 0;"
+        " dark += 765 - d[i] - d[i + 1] - d[i + 2];"
+        " if (d[i] < 250 || d[i + 1] < 250 || d[i + 2] < 250) { ink++; } }"
+        " return h + ':' + ink + ':' + dark;"
+    )
 
 
 def ink(digest: str) -> int:
@@ -158,8 +160,10 @@ def test_heads_and_layers_change_the_drawing(long_page):
     if root.get_attribute("data-heads") != "3":
         # on a loaded machine the two clicks can arrive slower than the system's double-click interval, so the
         # browser sends two clicks (head 3 off and on again) and no dblclick: send the dblclick the user made
-        page.js("document.querySelector(\".apl-head[data-head='3']\").dispatchEvent("
-                "new MouseEvent('dblclick', {bubbles: true}))")
+        page.js(
+            "document.querySelector(\".apl-head[data-head='3']\").dispatchEvent("
+            "new MouseEvent('dblclick', {bubbles: true}))"
+        )
     assert root.get_attribute("data-heads") == "3"
     only3 = pixels(page)
     assert only3 != first
@@ -211,9 +215,11 @@ def test_zoom_into_a_token_window_and_hover_values(long_page):
     page.click(".apl-zoom-out")
     assert root.get_attribute("data-window") == "0,60,0,60"
     at = page.js("return document.querySelector('.apl-root').attnLongView.cellCenter(30, 30)")
-    page.js("var c = document.querySelector('.apl-main');"
-            f"c.dispatchEvent(new WheelEvent('wheel', {{deltaY: -100, clientX: {at['x']}, clientY: {at['y']}, "
-            "bubbles: true, cancelable: true}))")
+    page.js(
+        "var c = document.querySelector('.apl-main');"
+        f"c.dispatchEvent(new WheelEvent('wheel', {{deltaY: -100, clientX: {at['x']}, clientY: {at['y']}, "
+        "bubbles: true, cancelable: true}))"
+    )
     r0, r1, c0, c1 = map(int, root.get_attribute("data-window").split(","))
     assert r1 - r0 == 48 and r0 <= 30 <= r1
     page.click(".apl-reset")

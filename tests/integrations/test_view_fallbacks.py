@@ -37,21 +37,27 @@ def test_model_view_fits_a_narrow_window(narrow_browser, tmp_path):
     record, _ = _bertviz_records.minilm()
     result = ap.export(record, "bertviz", view="model", display_mode="light", path=tmp_path / "model.html")
     root = f"#{result.root_id}"
-    page = narrow_browser.open(tmp_path / "model.html",
-                               wait_for=f"document.querySelectorAll('{root} .attn_background').length")
+    page = narrow_browser.open(
+        tmp_path / "model.html", wait_for=f"document.querySelectorAll('{root} .attn_background').length"
+    )
     assert page.count(f"{root} .attn_background") == 6 * 12
     width = page.js("return document.documentElement.clientWidth")
     assert width <= NARROW
     # BertViz drew it wider than the window; it is scaled to fit, so the last head is inside the viewport
-    assert page.js(f"return parseFloat(document.querySelector('{root} #vis > svg').getAttribute('data-ap-width'))") \
-        > width
-    right = page.js(f"var b = document.querySelectorAll('{root} .attn_background'); "
-                    "return b[b.length - 1].getBoundingClientRect().right")
+    assert (
+        page.js(f"return parseFloat(document.querySelector('{root} #vis > svg').getAttribute('data-ap-width'))") > width
+    )
+    right = page.js(
+        f"var b = document.querySelectorAll('{root} .attn_background'); "
+        "return b[b.length - 1].getBoundingClientRect().right"
+    )
     assert 0.5 * width < right <= width
     assert page.js("return document.documentElement.scrollWidth") <= width
     # it still reacts: a click on the last thumbnail opens its detail
-    page.js(f"var b = document.querySelectorAll('{root} .attn_background'); b[b.length - 1].parentNode.lastChild"
-            ".dispatchEvent(new MouseEvent('click', {bubbles: true}))")
+    page.js(
+        f"var b = document.querySelectorAll('{root} .attn_background'); b[b.length - 1].parentNode.lastChild"
+        ".dispatchEvent(new MouseEvent('click', {bubbles: true}))"
+    )
     assert page.text(f"{root} text.detail") == ["Layer 5, Head 11"]
     assert page.console_errors() == [] and page.network_requests() == []
 
@@ -87,13 +93,18 @@ def test_fallback_picture_shows_without_scripts_and_hides_with_them(browser, tmp
     (tmp_path / "untrusted.html").write_text(_strip_scripts(html), encoding="utf-8")
     page = browser.open(tmp_path / "untrusted.html")
     assert page.js(f"return !!document.getElementById('{fallback}')")
-    shown = page.js(f"var i = document.querySelector('#{fallback} .attn-plugins-fallback-picture img'); "
-                    "return [i.complete, i.naturalWidth, i.getBoundingClientRect().width]")
+    shown = page.js(
+        f"var i = document.querySelector('#{fallback} .attn-plugins-fallback-picture img'); "
+        "return [i.complete, i.naturalWidth, i.getBoundingClientRect().width]"
+    )
     assert shown[0] and shown[1] == mean.shape[1] and shown[2] >= 100
     # trusted: the script ran and removed the note with its picture
     result.save(tmp_path / "trusted.html")
-    ready = ("document.querySelector('.apl-root[data-ready]')" if view == "long"
-             else f"document.querySelectorAll('#{result.root_id} svg').length")
+    ready = (
+        "document.querySelector('.apl-root[data-ready]')"
+        if view == "long"
+        else f"document.querySelectorAll('#{result.root_id} svg').length"
+    )
     page = browser.open(tmp_path / "trusted.html", wait_for=ready)
     assert page.js(f"return document.getElementById('{fallback}') === null")
     assert page.count(".attn-plugins-fallback-picture") == 0

@@ -49,8 +49,9 @@ def gpt2_forward():
 
     tok = bertviz_records.minilm_tokenizer()
     torch.manual_seed(0)
-    model = GPT2LMHeadModel(GPT2Config(vocab_size=tok.vocab_size, n_positions=64, n_embd=32, n_layer=2,
-                                       n_head=4)).eval()
+    model = GPT2LMHeadModel(
+        GPT2Config(vocab_size=tok.vocab_size, n_positions=64, n_embd=32, n_layer=2, n_head=4)
+    ).eval()
     enc = tok(["the cat sat on the mat"], return_tensors="pt", add_special_tokens=False, return_token_type_ids=False)
     with torch.no_grad(), ap.capture(model, tok, keep_queries_keys=True) as cap:
         model(**enc)
@@ -63,9 +64,18 @@ def bart_forward():
 
     tok = bertviz_records.minilm_tokenizer()
     torch.manual_seed(0)
-    config = BartConfig(vocab_size=tok.vocab_size, d_model=32, encoder_layers=2, decoder_layers=2,
-                        encoder_attention_heads=4, decoder_attention_heads=4, encoder_ffn_dim=48,
-                        decoder_ffn_dim=48, max_position_embeddings=64, pad_token_id=tok.pad_token_id)
+    config = BartConfig(
+        vocab_size=tok.vocab_size,
+        d_model=32,
+        encoder_layers=2,
+        decoder_layers=2,
+        encoder_attention_heads=4,
+        decoder_attention_heads=4,
+        encoder_ffn_dim=48,
+        decoder_ffn_dim=48,
+        max_position_embeddings=64,
+        pad_token_id=tok.pad_token_id,
+    )
     model = BartForConditionalGeneration(config).eval()
     enc = tok(["Attention is all you need"], return_tensors="pt", return_token_type_ids=False)
     dec = tok(["Aufmerksamkeit ist alles"], return_tensors="pt", return_token_type_ids=False)

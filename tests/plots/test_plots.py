@@ -90,8 +90,21 @@ def draw(name, minilm_rec, path):
     raise KeyError(name)
 
 
-PLOTS = ("heatmap", "head_grid", "head_stats", "head_stats_scatter", "similarity", "layer_similarity", "generation",
-         "checkpoints", "checkpoint_stats", "alignment", "vit_rollout", "whisper", "whisper_forced")
+PLOTS = (
+    "heatmap",
+    "head_grid",
+    "head_stats",
+    "head_stats_scatter",
+    "similarity",
+    "layer_similarity",
+    "generation",
+    "checkpoints",
+    "checkpoint_stats",
+    "alignment",
+    "vit_rollout",
+    "whisper",
+    "whisper_forced",
+)
 
 
 @pytest.mark.parametrize("name", PLOTS)
@@ -187,8 +200,13 @@ def test_plots_import_without_matplotlib_side_effects():
     import sys
 
     code = "import sys, attn_plugins.plots, attn_plugins.analysis.stats; print('matplotlib' in sys.modules)"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                         cwd=os.path.dirname(os.path.dirname(os.path.dirname(__file__))))
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=os.path.dirname(os.path.dirname(os.path.dirname(__file__))),
+    )
     assert out.stdout.strip() == "False"
 
 
@@ -204,8 +222,10 @@ def _uniform_record(value_rows: int = 9):
     cross = LayerAttention(name="c0", stack="decoder", kind="cross", index=0, weights=weights[:, :, :4])
     self_enc = LayerAttention(name="e0", stack="encoder", kind="self", index=0, weights=weights)
     tokens = [[f"t{i}" for i in range(n)]]
-    return (AttentionRecord(layers=[layer], tokens=tokens),
-            AttentionRecord(layers=[self_enc, cross], tokens=tokens, decoder_tokens=[tokens[0][:4]]))
+    return (
+        AttentionRecord(layers=[layer], tokens=tokens),
+        AttentionRecord(layers=[self_enc, cross], tokens=tokens, decoder_tokens=[tokens[0][:4]]),
+    )
 
 
 def _rgb_of(fig, ax_index, value):

@@ -32,8 +32,14 @@ def test_docs_build_strict_offline(tmp_path):
     assert done.returncode == 0, done.stdout + done.stderr
     assert "WARNING" not in done.stderr, done.stderr
     site = tmp_path / "site"
-    for page in ("index.html", "record-format/index.html", "api/capture/index.html", "changelog/index.html",
-                 "img/head-view.png", "img/comparison.png"):
+    for page in (
+        "index.html",
+        "record-format/index.html",
+        "api/capture/index.html",
+        "changelog/index.html",
+        "img/head-view.png",
+        "img/comparison.png",
+    ):
         assert (site / page).is_file(), page
     # the API reference is generated from the docstrings, the changelog from CHANGELOG.md
     assert 'id="attn_plugins.capturing.capture"' in (site / "api/capture/index.html").read_text(encoding="utf-8")

@@ -40,9 +40,13 @@ def test_forked_rendering_gives_the_same_page_as_in_process(tmp_path):
     here, forked = FigureRenderer(str(tmp_path / "a"), workers=0), FigureRenderer(str(tmp_path / "b"), workers=2)
     pages = []
     for renderer in (here, forked):
-        html = "".join(f"<p>{i}</p>" + renderer.submit(f"fig{i}", (lambda i=i: _figure(f"figure {i}")) if i % 2
-                                                          else _figure(f"figure {i}"), f"caption {i}")
-                       for i in range(5))
+        html = "".join(
+            f"<p>{i}</p>"
+            + renderer.submit(
+                f"fig{i}", (lambda i=i: _figure(f"figure {i}")) if i % 2 else _figure(f"figure {i}"), f"caption {i}"
+            )
+            for i in range(5)
+        )
         assert html.count("<!--ap-figure:") == 5
         pages.append(renderer.fill(html))
         renderer.close()
@@ -130,6 +134,7 @@ renderer.close()
 print("drawn" if "data:image/png" in html else "missing")
 """
     env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, env=env,
-                          check=False)
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=300, env=env, check=False
+    )
     assert done.returncode == 0 and done.stdout.strip() == "drawn", done.stderr[-2000:]

@@ -26,8 +26,7 @@ def require_allennlp():
             import allennlp  # noqa: F401
             import allennlp_models  # noqa: F401
     except Exception as exc:  # noqa: BLE001 - any failure means: not available here
-        pytest.skip(f"allennlp is not importable here ({type(exc).__name__}: {exc}); "
-                    "run scripts/install_allennlp.sh")
+        pytest.skip(f"allennlp is not importable here ({type(exc).__name__}: {exc}); run scripts/install_allennlp.sh")
 
 
 @functools.cache
@@ -50,11 +49,17 @@ def bert_predictor():
     path = minilm_path()
     vocab = Vocabulary()
     vocab.add_tokens_to_namespace(["negative", "positive"], "labels")
-    reader = TextClassificationJsonReader(tokenizer=PretrainedTransformerTokenizer(path),
-                                          token_indexers={"tokens": PretrainedTransformerIndexer(path)})
+    reader = TextClassificationJsonReader(
+        tokenizer=PretrainedTransformerTokenizer(path), token_indexers={"tokens": PretrainedTransformerIndexer(path)}
+    )
     pooler = BertPooler(path, dropout=0.0)
-    model = BasicClassifier(vocab, BasicTextFieldEmbedder({"tokens": PretrainedTransformerEmbedder(path)}), pooler,
-                            dropout=None, namespace="tags")
+    model = BasicClassifier(
+        vocab,
+        BasicTextFieldEmbedder({"tokens": PretrainedTransformerEmbedder(path)}),
+        pooler,
+        dropout=None,
+        namespace="tags",
+    )
     with torch.no_grad():
         pooler.pooler.load_state_dict(hf.bert.pooler.state_dict())
         model._classification_layer.load_state_dict(hf.classifier.state_dict())
@@ -81,9 +86,16 @@ def nli_predictor():
     vocab.add_tokens_to_namespace(words, "tokens")
     vocab.add_tokens_to_namespace(["entailment", "contradiction", "neutral"], "labels")
     relu, linear = Activation.by_name("tanh")(), Activation.by_name("linear")()  # tanh: no dead units
-    embedder = BasicTextFieldEmbedder({"tokens": Embedding(embedding_dim=10,
-                                                           num_embeddings=vocab.get_vocab_size("tokens"))})
-    model = DecomposableAttention(vocab, embedder, FeedForward(10, 1, 8, relu), DotProductMatrixAttention(),
-                                  FeedForward(20, 1, 8, relu), FeedForward(16, 2, [8, 3], [relu, linear]))
+    embedder = BasicTextFieldEmbedder(
+        {"tokens": Embedding(embedding_dim=10, num_embeddings=vocab.get_vocab_size("tokens"))}
+    )
+    model = DecomposableAttention(
+        vocab,
+        embedder,
+        FeedForward(10, 1, 8, relu),
+        DotProductMatrixAttention(),
+        FeedForward(20, 1, 8, relu),
+        FeedForward(16, 2, [8, 3], [relu, linear]),
+    )
     model.eval()
     return TextualEntailmentPredictor(model, SnliReader(tokenizer=WhitespaceTokenizer()))

@@ -6,8 +6,11 @@ import functools
 
 import torch
 
-TEXTS = ["The dialogue was brilliant.", "Honestly, the acting felt clumsy and the plot was a mess!",
-         "I thought this film was lovely."]
+TEXTS = [
+    "The dialogue was brilliant.",
+    "Honestly, the acting felt clumsy and the plot was a mess!",
+    "I thought this film was lovely.",
+]
 
 
 @functools.cache
@@ -33,8 +36,9 @@ def eager_classifier():
 
     model, _ = classifier()
     logging.set_verbosity_error()
-    eager = BertForSequenceClassification(model.config.__class__.from_dict(
-        {**model.config.to_dict(), "_attn_implementation": "eager"}))
+    eager = BertForSequenceClassification(
+        model.config.__class__.from_dict({**model.config.to_dict(), "_attn_implementation": "eager"})
+    )
     eager.load_state_dict(model.state_dict())
     eager.set_attn_implementation("eager")
     return eager.eval()

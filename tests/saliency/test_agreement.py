@@ -34,8 +34,12 @@ def test_edge_cases():
 
 def test_agreement_table_and_specials():
     def sal(method, scores):
-        return TokenSaliency(tokens=["[CLS]", "a", "b", "c", "[SEP]"], scores=scores, method=method,
-                             special=[True, False, False, False, True])
+        return TokenSaliency(
+            tokens=["[CLS]", "a", "b", "c", "[SEP]"],
+            scores=scores,
+            method=method,
+            special=[True, False, False, False, True],
+        )
 
     table = {
         "attention": [[sal("attention", [9, 1, 2, 3, 9])], [sal("attention", [9, 3, 2, 1, 9])]],

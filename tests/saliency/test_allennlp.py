@@ -52,8 +52,9 @@ def test_integrated_gradients_equal_allennlp(tmp_path):
     from attn_plugins.saliency.allennlp import AllenNLPExplainer
 
     predictor = bert_predictor()
-    ours = AllenNLPExplainer(predictor).explain_json(SENTENCE, "integrated_gradients", n_steps=10,
-                                                     integration="riemann_left")
+    ours = AllenNLPExplainer(predictor).explain_json(
+        SENTENCE, "integrated_gradients", n_steps=10, integration="riemann_left"
+    )
     exported = ap.export(ours, "allennlp", path=tmp_path / "ig.json")
     assert_same_json(exported.data, interpret(IntegratedGradient, predictor, SENTENCE))
     assert ours[0][0].tokens[0] == "[CLS]" and ours[0][0].target_label == "positive"
@@ -66,7 +67,8 @@ def test_two_fields_numbered_like_allennlp():
 
     predictor = nli_predictor()
     ours = AllenNLPExplainer(predictor, logits_key="label_logits").explain_json(
-        PAIR, "integrated_gradients", n_steps=10, integration="riemann_left")
+        PAIR, "integrated_gradients", n_steps=10, integration="riemann_left"
+    )
     assert [f.field for f in ours[0]] == ["premise", "hypothesis"]  # the order the model embeds them
     data = ap.export(ours, "allennlp").data
     theirs = interpret(IntegratedGradient, predictor, PAIR)
@@ -94,20 +96,24 @@ def test_gradients_equal_allennlp_and_simple_gradient_formula():
         value = problem.embed_forward(embeds, *problem.args)[0, problem.targets[0]]
         (grad,) = torch.autograd.grad(value, embeds)
         offsets = np.cumsum([0] + lengths)
-        fields = [(grad[0, offsets[k]:offsets[k + 1]], embeds[0, offsets[k]:offsets[k + 1]].detach())
-                  for k in range(len(lengths))]
+        fields = [
+            (grad[0, offsets[k] : offsets[k + 1]], embeds[0, offsets[k] : offsets[k + 1]].detach())
+            for k in range(len(lengths))
+        ]
         for k, (g, _) in enumerate(reversed(fields)):
             np.testing.assert_allclose(g.numpy(), their_grads[f"grad_input_{k + 1}"][0], atol=1e-6)
         ours = ap.export(explainer.explain_json(inputs, "input_x_gradient"), "allennlp").data
         for k, (_, e) in enumerate(reversed(fields)):
             dots = (torch.as_tensor(their_grads[f"grad_input_{k + 1}"][0]) * e).sum(-1).abs()
-            np.testing.assert_allclose(ours["instance_1"][f"grad_input_{k + 1}"], (dots / dots.sum()).numpy(),
-                                       atol=1e-6)
+            np.testing.assert_allclose(
+                ours["instance_1"][f"grad_input_{k + 1}"], (dots / dots.sum()).numpy(), atol=1e-6
+            )
         theirs = interpret(SimpleGradient, predictor, inputs)
         for k, (_, e) in enumerate(reversed(fields)):
             first = (torch.as_tensor(their_grads[f"grad_input_{k + 1}"][0]) * e[0]).sum(-1).abs()
-            np.testing.assert_allclose(theirs["instance_1"][f"grad_input_{k + 1}"], (first / first.sum()).numpy(),
-                                       atol=1e-6)
+            np.testing.assert_allclose(
+                theirs["instance_1"][f"grad_input_{k + 1}"], (first / first.sum()).numpy(), atol=1e-6
+            )
         # the parity method gives AllenNLP's own SimpleGradient JSON, key by key
         parity = ap.export(explainer.explain_json(inputs, "simple_gradient"), "allennlp").data
         assert parity.keys() == theirs.keys()

@@ -25,7 +25,7 @@ def _allennlp():
 def theirs(predictor, inputs, seed=0):
     from allennlp.interpret.saliency_interpreters import SmoothGradient
 
-    torch.manual_seed(seed)   # AllenNLP's SmoothGradient draws from torch's global generator
+    torch.manual_seed(seed)  # AllenNLP's SmoothGradient draws from torch's global generator
     return SmoothGradient(predictor).saliency_interpret_from_json(inputs)
 
 
@@ -49,7 +49,7 @@ def test_on_bert_the_signed_sum_is_rounding_noise_and_differs_from_captum_smooth
     predictor = bert_predictor()
     explainer = AllenNLPExplainer(predictor)
     signed = np.abs(explainer.explain_json(SENTENCE, "smoothgrad_allennlp", seed=0)[0][0].scores)
-    magnitude = np.abs(explainer.explain_json(SENTENCE, "smoothgrad", seed=0)[0][0].scores)   # sum_d mean |g|
+    magnitude = np.abs(explainer.explain_json(SENTENCE, "smoothgrad", seed=0)[0][0].scores)  # sum_d mean |g|
     assert signed.max() < 1e-4 * magnitude.max()
     reference = theirs(predictor, SENTENCE, seed=0)["instance_1"]["grad_input_1"]
     captum = ap.export(explainer.explain_json(SENTENCE, "smoothgrad", seed=0), "allennlp").data

@@ -35,9 +35,9 @@ def test_encoder_is_the_untouched_minilm_and_cache_reproduces(tmp_path, monkeypa
         if not name.startswith("pooler."):
             assert torch.equal(model.bert.state_dict()[name], value), name
     monkeypatch.setenv("ATTN_PLUGINS_CACHE", str(tmp_path))
-    built, _ = load_classifier()                      # trains and caches
+    built, _ = load_classifier()  # trains and caches
     assert list((tmp_path / "minilm_head").glob("head-*.safetensors"))
-    cached, _ = load_classifier()                     # loads the cache
+    cached, _ = load_classifier()  # loads the cache
     enc = tok(["A moving story.", "Dull and clumsy."], return_tensors="pt", padding=True)
     with torch.no_grad():
         torch.testing.assert_close(built(**enc).logits, cached(**enc).logits)

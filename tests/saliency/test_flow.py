@@ -58,8 +58,9 @@ def test_flow_equals_networkx(num_layers, n, seed):
 
 
 def test_flow_on_fixture_matrices_and_single_layer():
-    np.testing.assert_allclose(flow_matrices([torch.tensor(L0), torch.tensor(L1)]).numpy(),
-                               networkx_flow([L0, L1]), atol=1e-6)
+    np.testing.assert_allclose(
+        flow_matrices([torch.tensor(L0), torch.tensor(L1)]).numpy(), networkx_flow([L0, L1]), atol=1e-6
+    )
     # one layer: the only path from (1, i) to (0, j) is the edge itself
     np.testing.assert_allclose(flow_matrices([torch.tensor(L0)], normalize=False).numpy(), mixing(L0), atol=1e-8)
 
@@ -119,7 +120,11 @@ def test_flow_from_mixing_validates():
 
 def test_benchmark_quick_runs():
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    done = subprocess.run([sys.executable, os.path.join(root, "benchmarks", "flow_bench.py"), "--quick"],
-                          capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [sys.executable, os.path.join(root, "benchmarks", "flow_bench.py"), "--quick"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "speed-up of scipy over networkx" in done.stdout

@@ -33,6 +33,7 @@ def setup():
 def forward(model):
     def f(embeds, mask, token_types):
         return model(inputs_embeds=embeds, attention_mask=mask, token_type_ids=token_types).logits
+
     return f
 
 
@@ -44,8 +45,9 @@ def check(results, reference, enc):
     for b, res in enumerate(results):
         real = enc["attention_mask"][b].bool()
         np.testing.assert_allclose(res.scores, reference[b][real].detach().double().numpy(), atol=ATOL, rtol=1e-5)
-        assert res.tokens == [t for t, m in zip(
-            classifier()[1].convert_ids_to_tokens(enc["input_ids"][b]), real, strict=True) if m]
+        assert res.tokens == [
+            t for t, m in zip(classifier()[1].convert_ids_to_tokens(enc["input_ids"][b]), real, strict=True) if m
+        ]
 
 
 def args(enc):
@@ -53,8 +55,19 @@ def args(enc):
 
 
 def test_every_named_method_is_registered():
-    for name in ("attention", "rollout", "flow", "grad_attention", "saliency", "input_x_gradient",
-                 "integrated_gradients", "layer_integrated_gradients", "smoothgrad", "deeplift", "feature_ablation"):
+    for name in (
+        "attention",
+        "rollout",
+        "flow",
+        "grad_attention",
+        "saliency",
+        "input_x_gradient",
+        "integrated_gradients",
+        "layer_integrated_gradients",
+        "smoothgrad",
+        "deeplift",
+        "feature_ablation",
+    ):
         assert name in METHODS
 
 
@@ -73,8 +86,13 @@ def test_input_x_gradient(setup):
 def test_integrated_gradients_and_delta(setup):
     model, tok, enc, embeds, predicted = setup
     ref, delta = IntegratedGradients(forward(model)).attribute(
-        embeds, baselines=torch.zeros_like(embeds), target=predicted, additional_forward_args=args(enc),
-        n_steps=20, return_convergence_delta=True)
+        embeds,
+        baselines=torch.zeros_like(embeds),
+        target=predicted,
+        additional_forward_args=args(enc),
+        n_steps=20,
+        return_convergence_delta=True,
+    )
     results = ours(model, tok, "integrated_gradients", n_steps=20)
     check(results, ref.sum(-1), enc)
     for res, d in zip(results, delta, strict=True):
@@ -114,7 +132,8 @@ def test_layer_integrated_gradients(setup):
         special |= enc["input_ids"] == sid
     baseline = torch.where(special | (enc["attention_mask"] == 0), enc["input_ids"], tok.pad_token_id)
     ref = LayerIntegratedGradients(ids_forward, model.get_input_embeddings()).attribute(
-        enc["input_ids"], baselines=baseline, target=predicted, additional_forward_args=args(enc), n_steps=20)
+        enc["input_ids"], baselines=baseline, target=predicted, additional_forward_args=args(enc), n_steps=20
+    )
     check(ours(model, tok, "layer_integrated_gradients", n_steps=20), ref.sum(-1), enc)
 
 
@@ -131,8 +150,8 @@ def test_smoothgrad_is_seeded(setup):
     with torch.random.fork_rng():
         torch.manual_seed(3)
         ref = NoiseTunnel(Saliency(forward(model))).attribute(
-            embeds, nt_type="smoothgrad", nt_samples=6, stdevs=0.02, target=predicted,
-            additional_forward_args=args(enc))
+            embeds, nt_type="smoothgrad", nt_samples=6, stdevs=0.02, target=predicted, additional_forward_args=args(enc)
+        )
     check(first, ref.sum(-1), enc)
 
 
@@ -151,8 +170,9 @@ def test_deeplift(setup):
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        ref = DeepLift(Wrapped()).attribute(embeds, baselines=torch.zeros_like(embeds), target=predicted,
-                                            additional_forward_args=args(enc))
+        ref = DeepLift(Wrapped()).attribute(
+            embeds, baselines=torch.zeros_like(embeds), target=predicted, additional_forward_args=args(enc)
+        )
     check(ours(model, tok, "deeplift"), ref.sum(-1), enc)
 
 
@@ -160,8 +180,9 @@ def test_feature_ablation(setup):
     model, tok, enc, embeds, predicted = setup
     b, n, d = embeds.shape
     mask = torch.arange(n).view(1, n, 1).expand(b, n, d)
-    ref = FeatureAblation(forward(model)).attribute(embeds, baselines=0.0, target=predicted,
-                                                    additional_forward_args=args(enc), feature_mask=mask)
+    ref = FeatureAblation(forward(model)).attribute(
+        embeds, baselines=0.0, target=predicted, additional_forward_args=args(enc), feature_mask=mask
+    )
     check(ours(model, tok, "feature_ablation"), ref[..., 0], enc)
     # by hand for one token of the first sentence: the logit drop when its embedding is zeroed
     cut = embeds.clone()
@@ -214,8 +235,9 @@ def test_merge_words(setup):
     words = res.to_words()
     assert words.tokens == ["[CLS]", "Unbelievably", "charming", "storytelling", ".", "[SEP]"]
     assert words.scores.sum() == pytest.approx(res.scores.sum())
-    merged = Explainer(model, tok).explain(["Unbelievably charming storytelling."], "input_x_gradient",
-                                           merge_words="max")[0]
+    merged = Explainer(model, tok).explain(
+        ["Unbelievably charming storytelling."], "input_x_gradient", merge_words="max"
+    )[0]
     pieces = merged.info["word_pieces"][1]
     idx = [res.tokens.index(p) for p in pieces]
     assert merged.scores[1] == pytest.approx(max(res.scores[i] for i in idx))

@@ -23,8 +23,13 @@ def test_normalisation_keeps_zero_as_zero():
 def test_validation_top_k_and_round_trip():
     with pytest.raises(ValueError):
         make(["a", "b"], [1.0])
-    sal = make(["[CLS]", "x", "y", "[SEP]"], [5.0, -3.0, 1.0, 0.5], special=[True, False, False, True],
-               offsets=[(0, 0), (0, 1), (2, 3), (0, 0)], info={"delta": np.float32(0.25)})
+    sal = make(
+        ["[CLS]", "x", "y", "[SEP]"],
+        [5.0, -3.0, 1.0, 0.5],
+        special=[True, False, False, True],
+        offsets=[(0, 0), (0, 1), (2, 3), (0, 0)],
+        info={"delta": np.float32(0.25)},
+    )
     assert sal.top_k(2) == [0, 1]
     assert sal.top_k(2, skip_special=True) == [1, 2]
     data = json.loads(json.dumps(sal.to_dict()))
@@ -35,9 +40,15 @@ def test_validation_top_k_and_round_trip():
 
 
 def test_merge_by_word_ids_and_offsets():
-    sal = make(["[CLS]", "un", "##believ", "##able", "film", "[SEP]"], [0.1, 1.0, 2.0, -0.5, 3.0, 0.2],
-               word_ids=[None, 0, 0, 0, 1, None], special=[True, False, False, False, False, True],
-               offsets=[(0, 0), (0, 2), (2, 8), (8, 12), (13, 17), (0, 0)], text="Unbelievable film", position=2)
+    sal = make(
+        ["[CLS]", "un", "##believ", "##able", "film", "[SEP]"],
+        [0.1, 1.0, 2.0, -0.5, 3.0, 0.2],
+        word_ids=[None, 0, 0, 0, 1, None],
+        special=[True, False, False, False, False, True],
+        offsets=[(0, 0), (0, 2), (2, 8), (8, 12), (13, 17), (0, 0)],
+        text="Unbelievable film",
+        position=2,
+    )
     for how, expected in (("sum", 2.5), ("mean", 2.5 / 3), ("max", 2.0), ("absmax", 2.0), ("first", 1.0)):
         words = merge_words(sal, how)
         assert words.tokens == ["[CLS]", "Unbelievable", "film", "[SEP]"]
@@ -51,8 +62,11 @@ def test_merge_by_word_ids_and_offsets():
 def test_merge_by_markers():
     wordpiece = make(["play", "##ing", "guitar"], [1.0, 2.0, 4.0])
     assert merge_words(wordpiece).tokens == ["playing", "guitar"]
-    bpe = make(["<s>", "\u0120play", "ing", "\u0120guitar", "</s>"], [0, 1.0, 2.0, 4.0, 0],
-               special=[True, False, False, False, True])
+    bpe = make(
+        ["<s>", "\u0120play", "ing", "\u0120guitar", "</s>"],
+        [0, 1.0, 2.0, 4.0, 0],
+        special=[True, False, False, False, True],
+    )
     merged = merge_words(bpe)
     assert merged.tokens == ["<s>", "playing", "guitar", "</s>"]
     np.testing.assert_allclose(merged.scores, [0, 3.0, 4.0, 0])

@@ -9,10 +9,12 @@ from attn_plugins.analysis.rollout import raw_attention, rollout, rollout_matric
 from .helpers import minilm_path
 
 # Two layers, two heads, three tokens: rows sum to 1.
-L0 = np.array([[[0.5, 0.3, 0.2], [0.1, 0.8, 0.1], [0.2, 0.2, 0.6]],
-               [[0.7, 0.2, 0.1], [0.3, 0.3, 0.4], [0.0, 0.5, 0.5]]])
-L1 = np.array([[[0.2, 0.2, 0.6], [0.9, 0.05, 0.05], [0.4, 0.4, 0.2]],
-               [[1.0, 0.0, 0.0], [0.25, 0.5, 0.25], [0.1, 0.1, 0.8]]])
+L0 = np.array(
+    [[[0.5, 0.3, 0.2], [0.1, 0.8, 0.1], [0.2, 0.2, 0.6]], [[0.7, 0.2, 0.1], [0.3, 0.3, 0.4], [0.0, 0.5, 0.5]]]
+)
+L1 = np.array(
+    [[[0.2, 0.2, 0.6], [0.9, 0.05, 0.05], [0.4, 0.4, 0.2]], [[1.0, 0.0, 0.0], [0.25, 0.5, 0.25], [0.1, 0.1, 0.8]]]
+)
 
 
 def hand_rollout(layers):
@@ -72,8 +74,7 @@ def minilm_record():
     tok = AutoTokenizer.from_pretrained(minilm_path())
     model = AutoModel.from_pretrained(minilm_path()).eval()  # sdpa: weights recomputed by the capture
     eager = AutoModel.from_pretrained(minilm_path(), attn_implementation="eager").eval()
-    enc = tok(["A short one.", "A somewhat longer sentence with more tokens in it."], return_tensors="pt",
-              padding=True)
+    enc = tok(["A short one.", "A somewhat longer sentence with more tokens in it."], return_tensors="pt", padding=True)
     with torch.no_grad(), ap.capture(model, tok) as cap:
         model(**enc)
     with torch.no_grad():
@@ -91,8 +92,7 @@ def test_record_rollout_matches_eager_attentions(minilm_record):
 def test_padding_does_not_leak_into_real_rows(minilm_record):
     record, attentions, enc = minilm_record
     n = int(enc["attention_mask"][0].sum())
-    alone = hand_rollout([a[0, :, :n, :n].numpy() / a[0, :, :n, :n].numpy().sum(-1, keepdims=True)
-                          for a in attentions])
+    alone = hand_rollout([a[0, :, :n, :n].numpy() / a[0, :, :n, :n].numpy().sum(-1, keepdims=True) for a in attentions])
     np.testing.assert_allclose(rollout(record)[0, :n, :n].numpy(), alone, atol=1e-5)
     assert float(rollout(record)[0, :n, n:].abs().max()) < 1e-6
 
@@ -100,8 +100,9 @@ def test_padding_does_not_leak_into_real_rows(minilm_record):
 def test_raw_attention_rows(minilm_record):
     record, attentions, enc = minilm_record
     np.testing.assert_allclose(raw_attention(record).numpy(), attentions[-1][:, :, 0].mean(1).numpy(), atol=1e-5)
-    np.testing.assert_allclose(raw_attention(record, layer=2, head=5, query=3).numpy(),
-                               attentions[2][:, 5, 3].numpy(), atol=1e-5)
+    np.testing.assert_allclose(
+        raw_attention(record, layer=2, head=5, query=3).numpy(), attentions[2][:, 5, 3].numpy(), atol=1e-5
+    )
     mean_layers = torch.stack([a[:, :, 0].mean(1) for a in attentions]).mean(0)
     np.testing.assert_allclose(raw_attention(record, layer="mean").numpy(), mean_layers.numpy(), atol=1e-5)
     last = raw_attention(record, query="last")

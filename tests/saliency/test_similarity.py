@@ -42,8 +42,9 @@ def test_integrated_gradients_per_side_against_captum(sim):
         other = pooled[1 - side].unsqueeze(0)
 
         def f(embeds, single=single, other=other):  # this side's inputs
-            h = model(inputs_embeds=embeds, attention_mask=single["attention_mask"],
-                      token_type_ids=single["token_type_ids"]).last_hidden_state
+            h = model(
+                inputs_embeds=embeds, attention_mask=single["attention_mask"], token_type_ids=single["token_type_ids"]
+            ).last_hidden_state
             return torch.nn.functional.cosine_similarity(h.mean(1), other, dim=-1)
 
         embeds = model.get_input_embeddings()(single["input_ids"]).detach()

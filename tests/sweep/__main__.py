@@ -35,8 +35,11 @@ def main(argv=None) -> int:
     started = time.time()
 
     def progress(result: dict) -> None:
-        print(f"{result['status']:<10} {result['type']:<32} {result.get('cause') or ''} "
-              f"{(result.get('detail') or '')[:100]}", flush=True)
+        print(
+            f"{result['status']:<10} {result['type']:<32} {result.get('cause') or ''} "
+            f"{(result.get('detail') or '')[:100]}",
+            flush=True,
+        )
 
     results = run_all(types, root, timeout=args.timeout, jobs=args.jobs, progress=progress)
     print(headline(results), f"in {time.time() - started:.0f}s")

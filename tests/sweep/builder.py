@@ -17,15 +17,22 @@ import torch
 from .configs import tiny_config
 
 # one class per type: the base model first, then the heads that generate or cross-attend
-PREFERRED_MAPPINGS = ("MODEL_MAPPING_NAMES", "MODEL_FOR_CAUSAL_LM_MAPPING_NAMES",
-                      "MODEL_FOR_SEQ_TO_SEQ_CAUSAL_LM_MAPPING_NAMES", "MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES",
-                      "MODEL_FOR_MULTIMODAL_LM_MAPPING_NAMES", "MODEL_FOR_SPEECH_SEQ_2_SEQ_MAPPING_NAMES",
-                      "MODEL_FOR_VISION_2_SEQ_MAPPING_NAMES")
+PREFERRED_MAPPINGS = (
+    "MODEL_MAPPING_NAMES",
+    "MODEL_FOR_CAUSAL_LM_MAPPING_NAMES",
+    "MODEL_FOR_SEQ_TO_SEQ_CAUSAL_LM_MAPPING_NAMES",
+    "MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES",
+    "MODEL_FOR_MULTIMODAL_LM_MAPPING_NAMES",
+    "MODEL_FOR_SPEECH_SEQ_2_SEQ_MAPPING_NAMES",
+    "MODEL_FOR_VISION_2_SEQ_MAPPING_NAMES",
+)
 MAX_PARAMS = 40_000_000
 LOGIT_STD = 2.0
-_QK = re.compile(r"(^|\.)(q|k|query|key|q_proj|k_proj|q_lin|k_lin|wq|wk|to_q|to_k|query_proj|key_proj|q_a_proj|"
-                 r"q_b_proj|kv_a_proj_with_mqa|qkv|qkv_proj|c_attn|in_proj|Wqkv|query_key_value|wqkv|qk_proj|k_head|q_head)"
-                 r"(\.weight|_weight)$")
+_QK = re.compile(
+    r"(^|\.)(q|k|query|key|q_proj|k_proj|q_lin|k_lin|wq|wk|to_q|to_k|query_proj|key_proj|q_a_proj|"
+    r"q_b_proj|kv_a_proj_with_mqa|qkv|qkv_proj|c_attn|in_proj|Wqkv|query_key_value|wqkv|qk_proj|k_head|q_head)"
+    r"(\.weight|_weight)$"
+)
 
 
 class SkipTypeError(Exception):
@@ -109,6 +116,12 @@ def build_pair(model_type: str, seed: int = 0):
     if missing.missing_keys or missing.unexpected_keys:
         raise RuntimeError(f"eager model has different weights: {missing}")
     impl = getattr(model.config, "_attn_implementation", None)
-    info = {"class": cls.__name__, "mapping": mapping, "params": sum(p.numel() for p in model.parameters()),
-            "default_impl": impl, "qk_scaled": scaled, "special_ids": sorted(special)}
+    info = {
+        "class": cls.__name__,
+        "mapping": mapping,
+        "params": sum(p.numel() for p in model.parameters()),
+        "default_impl": impl,
+        "qk_scaled": scaled,
+        "special_ids": sorted(special),
+    }
     return model, eager, info

@@ -34,9 +34,20 @@ from .inputs import candidates, feature_count
 
 TOL = 1e-5
 OUTPUT_TOL = 1e-3  # eager's outputs further than this from the default model's: eager computes something else
-_SKIP_MARKERS = ("pip install", "requires the", "is not installed", "not available", "No module named",
-                 "from_pretrained", "does not appear to have", "offline", "HF_HUB_OFFLINE", "Can't load",
-                 "requires `", "requires the following")
+_SKIP_MARKERS = (
+    "pip install",
+    "requires the",
+    "is not installed",
+    "not available",
+    "No module named",
+    "from_pretrained",
+    "does not appear to have",
+    "offline",
+    "HF_HUB_OFFLINE",
+    "Can't load",
+    "requires `",
+    "requires the following",
+)
 
 
 def _short(exc: BaseException, limit: int = 300) -> str:
@@ -84,8 +95,12 @@ def _changed(reference, inside) -> list[str]:
     ref, got = _tensors(reference), _tensors(inside)
     if list(ref) != list(got):
         return [f"keys {sorted(set(ref) ^ set(got))}"]
-    return [k for k in ref if ref[k].shape != got[k].shape or not torch.equal(
-        torch.nan_to_num(ref[k].float(), 1e30), torch.nan_to_num(got[k].float(), 1e30))]
+    return [
+        k
+        for k in ref
+        if ref[k].shape != got[k].shape
+        or not torch.equal(torch.nan_to_num(ref[k].float(), 1e30), torch.nan_to_num(got[k].float(), 1e30))
+    ]
 
 
 def _is_probability(tensor: torch.Tensor) -> bool:
@@ -97,8 +112,11 @@ def _is_probability(tensor: torch.Tensor) -> bool:
 
 
 def _hooked(model) -> list[str]:
-    return [f"{n}:{len(m._forward_hooks)}:{len(m._forward_pre_hooks)}" for n, m in model.named_modules()
-            if m._forward_hooks or m._forward_pre_hooks]
+    return [
+        f"{n}:{len(m._forward_hooks)}:{len(m._forward_pre_hooks)}"
+        for n, m in model.named_modules()
+        if m._forward_hooks or m._forward_pre_hooks
+    ]
 
 
 def _row_masks(inputs) -> dict[int, torch.Tensor]:
@@ -189,8 +207,11 @@ def check(model_type: str, stage=lambda name: None) -> dict:
     if not_weights:
         result["eager_not_weights"] = not_weights
     if not wanted:
-        return done("FAIL-eager", "eager-attentions-not-weights",
-                    f"eager's {sorted(not_weights)} hold no attention probabilities (values outside [0, 1] or < 3-D)")
+        return done(
+            "FAIL-eager",
+            "eager-attentions-not-weights",
+            f"eager's {sorted(not_weights)} hold no attention probabilities (values outside [0, 1] or < 3-D)",
+        )
     stage("default")
     try:
         reference = _run(model, inputs)
@@ -220,13 +241,20 @@ def check(model_type: str, stage=lambda name: None) -> dict:
     got = {p: v for p, v in attention_paths(record.as_hf_outputs()).items() if p in wanted or p not in not_weights}
     refused = any("not captured" in m for m in said)
     if sorted(got) != sorted(wanted):
-        return done("FAIL-ours", "keys" + ("-refused-with-message" if refused else ""),
-                    f"ours {sorted(got)} eager {sorted(wanted)}",
-                    layers={k: len(v) for k, v in got.items()}, eager_layers={k: len(v) for k, v in wanted.items()})
+        return done(
+            "FAIL-ours",
+            "keys" + ("-refused-with-message" if refused else ""),
+            f"ours {sorted(got)} eager {sorted(wanted)}",
+            layers={k: len(v) for k, v in got.items()},
+            eager_layers={k: len(v) for k, v in wanted.items()},
+        )
     if all(bool(t.isnan().all()) for v in wanted.values() for t in v):
-        return done("FAIL-eager", "eager-weights-nan",
-                    "every attention weight eager returns is NaN, nothing to compare with (e.g. nemotron ASR: "
-                    "transformers' eager path treats its float attention mask as bool)")
+        return done(
+            "FAIL-eager",
+            "eager-weights-nan",
+            "every attention weight eager returns is NaN, nothing to compare with (e.g. nemotron ASR: "
+            "transformers' eager path treats its float attention mask as bool)",
+        )
     masks = _row_masks(inputs)
     stage("reference")
     own = _own_attentions(model, inputs, wanted)
@@ -236,19 +264,27 @@ def check(model_type: str, stage=lambda name: None) -> dict:
         # under sdpa picks other decoder queries, and the outputs differ): the default model's own
         # output_attentions is the reference. Where the outputs agree, eager stays the reference even if
         # the default model returns other weights of its own (Falcon's sdpa path when asked)
-        why = (f"eager's output_attentions differ from the default model's own "
-               f"({_layers_differ(wanted, own, masks)}; outputs differ by {drift:.3g})")
+        why = (
+            f"eager's output_attentions differ from the default model's own "
+            f"({_layers_differ(wanted, own, masks)}; outputs differ by {drift:.3g})"
+        )
         if sorted(own) != sorted(wanted):
-            return done("FAIL-eager", "eager-not-reference",
-                        f"{why}; the default model returns only {sorted(own)} of {sorted(wanted)}")
+            return done(
+                "FAIL-eager",
+                "eager-not-reference",
+                f"{why}; the default model returns only {sorted(own)} of {sorted(wanted)}",
+            )
         result["reference"] = "default-own"
         result["eager_vs_default"] = why
         wanted = own
     differs = _layers_differ(wanted, got, masks)
     if differs is not None and not differs.startswith("max diff"):
         cause = differs.split(":", 1)[0]
-        return done("FAIL-ours", cause + ("-refused-with-message" if refused and cause == "layer-count" else ""),
-                    differs.split(":", 1)[1].strip())
+        return done(
+            "FAIL-ours",
+            cause + ("-refused-with-message" if refused and cause == "layer-count" else ""),
+            differs.split(":", 1)[1].strip(),
+        )
     result["max_diff"] = _worst(wanted, got, masks)
     result["max_prob"] = max(t.max().item() for v in wanted.values() for t in v)
     if differs is not None:
@@ -273,8 +309,7 @@ def _output_drift(eager_output, default_output) -> float:
     ref = {k: v for k, v in _tensors(eager_output).items() if "attentions" not in k}
     got = _tensors(default_output)
     pairs = [(ref[k], got[k]) for k in ref if k in got and ref[k].shape == got[k].shape and ref[k].is_floating_point()]
-    return max(((a.float() - b.float()).abs().nan_to_num(0.0).max().item() for a, b in pairs if a.numel()),
-               default=0.0)
+    return max(((a.float() - b.float()).abs().nan_to_num(0.0).max().item() for a, b in pairs if a.numel()), default=0.0)
 
 
 def _worst(ref: dict, got: dict, masks) -> float:

@@ -21,24 +21,91 @@ HEADS, HEAD_DIM = 4, 8
 WIDTH = HEADS * HEAD_DIM
 FFN = 64
 
-HIDDEN_NAMES = ("hidden_size", "d_model", "n_embd", "embed_dim", "dim", "embedding_dim", "word_embed_proj_dim",
-                "model_dim", "d_embed")
-HEAD_NAMES = ("num_attention_heads", "n_head", "num_heads", "encoder_attention_heads", "decoder_attention_heads",
-              "n_heads", "attention_heads", "num_attention_head")
+HIDDEN_NAMES = (
+    "hidden_size",
+    "d_model",
+    "n_embd",
+    "embed_dim",
+    "dim",
+    "embedding_dim",
+    "word_embed_proj_dim",
+    "model_dim",
+    "d_embed",
+)
+HEAD_NAMES = (
+    "num_attention_heads",
+    "n_head",
+    "num_heads",
+    "encoder_attention_heads",
+    "decoder_attention_heads",
+    "n_heads",
+    "attention_heads",
+    "num_attention_head",
+)
 KV_NAMES = ("num_key_value_heads", "num_kv_heads", "n_kv_heads", "multi_query_group_num", "num_key_value_groups")
-FFN_NAMES = ("intermediate_size", "ffn_dim", "encoder_ffn_dim", "decoder_ffn_dim", "d_ff", "n_inner",
-             "moe_intermediate_size", "shared_expert_intermediate_size", "mlp_dim", "dim_feedforward",
-             "feed_forward_size", "encoder_intermediate_size", "decoder_intermediate_size", "expert_intermediate_size",
-             "dense_intermediate_size", "ffn_hidden_size")
+FFN_NAMES = (
+    "intermediate_size",
+    "ffn_dim",
+    "encoder_ffn_dim",
+    "decoder_ffn_dim",
+    "d_ff",
+    "n_inner",
+    "moe_intermediate_size",
+    "shared_expert_intermediate_size",
+    "mlp_dim",
+    "dim_feedforward",
+    "feed_forward_size",
+    "encoder_intermediate_size",
+    "decoder_intermediate_size",
+    "expert_intermediate_size",
+    "dense_intermediate_size",
+    "ffn_hidden_size",
+)
 EXPERT_NAMES = ("num_experts", "num_local_experts", "n_routed_experts", "moe_num_experts", "num_routed_experts")
 TOPK_NAMES = ("num_experts_per_tok", "num_experts_per_token", "moe_topk", "top_k", "moe_k", "num_selected_experts")
 # widths that must follow the hidden size (projections, out sizes) when they equal a shrunk width
 _WIDTH_HINTS = ("hidden", "dim", "size", "embed", "channels", "width", "proj")
-_NOT_WIDTHS = ("vocab", "image", "patch", "position", "window", "token", "mel", "sampling", "chunk", "max_", "bins",
-               "kernel", "stride", "conv", "num_", "n_positions", "length", "sample", "pad", "bucket", "block",
-               "rope", "frame", "feature_size", "grid", "spatial", "temporal", "queries", "pool", "codebook")
-_SKIP_KEYS = ("id2label", "label2id", "architectures", "task_specific_params", "rope_scaling", "rope_parameters",
-              "quantization_config")
+_NOT_WIDTHS = (
+    "vocab",
+    "image",
+    "patch",
+    "position",
+    "window",
+    "token",
+    "mel",
+    "sampling",
+    "chunk",
+    "max_",
+    "bins",
+    "kernel",
+    "stride",
+    "conv",
+    "num_",
+    "n_positions",
+    "length",
+    "sample",
+    "pad",
+    "bucket",
+    "block",
+    "rope",
+    "frame",
+    "feature_size",
+    "grid",
+    "spatial",
+    "temporal",
+    "queries",
+    "pool",
+    "codebook",
+)
+_SKIP_KEYS = (
+    "id2label",
+    "label2id",
+    "architectures",
+    "task_specific_params",
+    "rope_scaling",
+    "rope_parameters",
+    "quantization_config",
+)
 
 
 def _is_int(value) -> bool:
@@ -151,11 +218,18 @@ _DEPTH_KEYS = ("num_hidden_layers", "num_layers", "n_layer", "n_layers")
 def _per_layer_keys(node: dict, depth: int) -> list[str]:
     keys = []
     for key, value in node.items():
-        if isinstance(value, list) and len(value) == depth and all(
-                v is None or isinstance(v, (str, bool, int, float, list)) for v in value):
+        if (
+            isinstance(value, list)
+            and len(value) == depth
+            and all(v is None or isinstance(v, (str, bool, int, float, list)) for v in value)
+        ):
             keys.append(key)
-        elif isinstance(value, str) and len(value) == depth and ("pattern" in key or "type" in key) and len(
-                set(value)) <= 3:  # a per-layer pattern ("MMA*"), not a word such as "block_sparse"
+        elif (
+            isinstance(value, str)
+            and len(value) == depth
+            and ("pattern" in key or "type" in key)
+            and len(set(value)) <= 3
+        ):  # a per-layer pattern ("MMA*"), not a word such as "block_sparse"
             keys.append(key)
     return keys
 
@@ -208,8 +282,11 @@ def _fix_backbone(node: dict) -> None:
     """Backbone settings: no timm, no pretrained weights, stage names within the shrunk depth."""
     backbone = node.get("backbone_config")
     if isinstance(backbone, dict) and backbone.get("model_type") == "timm_backbone":
-        node["backbone_config"] = {"model_type": "resnet", "depths": [2, 2, 2, 2],
-                                   "out_indices": backbone.get("out_indices") or [4]}
+        node["backbone_config"] = {
+            "model_type": "resnet",
+            "depths": [2, 2, 2, 2],
+            "out_indices": backbone.get("out_indices") or [4],
+        }
         node["backbone"] = None
     for key in ("use_timm_backbone", "use_pretrained_backbone"):
         if node.get(key) is True:
@@ -268,8 +345,11 @@ def _fix_rope_sections(node: dict) -> None:
     """Multimodal rope sections (``mrope_section``) must add up to half the shrunk head size."""
     heads = _first(node, HEAD_NAMES)
     hidden = _first(node, HIDDEN_NAMES)
-    head_dim = node.get("head_dim") if _is_int(node.get("head_dim")) else (
-        node[hidden] // node[heads] if heads and hidden else None)
+    head_dim = (
+        node.get("head_dim")
+        if _is_int(node.get("head_dim"))
+        else (node[hidden] // node[heads] if heads and hidden else None)
+    )
     for key in ("rope_parameters", "rope_scaling"):
         params = node.get(key)
         if not isinstance(params, dict) or not head_dim:
@@ -294,8 +374,12 @@ def _fit_multimodal(tree: dict) -> None:
     vision = tree.get("vision_config")
     for _, node in _nodes(tree):
         params = node.get("rope_parameters")
-        if isinstance(params, dict) and node is not vision and "mrope_section" not in params and (
-                isinstance(vision, dict) or "mrope" in str(params) or "vl" in str(node.get("model_type"))):
+        if (
+            isinstance(params, dict)
+            and node is not vision
+            and "mrope_section" not in params
+            and (isinstance(vision, dict) or "mrope" in str(params) or "vl" in str(node.get("model_type")))
+        ):
             if _first(node, HEAD_NAMES) and (node.get("head_dim") in (None, HEAD_DIM)):
                 params["mrope_section"] = [1, 1, HEAD_DIM // 2 - 2]
     if not isinstance(vision, dict):
@@ -326,8 +410,13 @@ def _move_token_ids(tree: dict) -> set[int]:
         for key in list(node):
             value = node[key]
             low = key.lower()
-            if not (low.endswith("token_id") or low.endswith("token_index") or low.endswith("token_ids")
-                    or low.endswith("_id") and "token" in low):
+            if not (
+                low.endswith("token_id")
+                or low.endswith("token_index")
+                or low.endswith("token_ids")
+                or low.endswith("_id")
+                and "token" in low
+            ):
                 continue
             if _is_int(value):
                 node[key] = new_id(value) if value >= VOCAB else value

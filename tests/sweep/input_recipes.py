@@ -48,8 +48,17 @@ def _blip2(config, kit):
 def _instructblip(config, kit):
     batch = kit.placeholders(config.image_token_index, config.num_query_tokens)
     qformer = kit.text()
-    return [("vlm", {**batch, "pixel_values": kit.pixels(), "qformer_input_ids": qformer["input_ids"],
-                     "qformer_attention_mask": qformer["attention_mask"]})]
+    return [
+        (
+            "vlm",
+            {
+                **batch,
+                "pixel_values": kit.pixels(),
+                "qformer_input_ids": qformer["input_ids"],
+                "qformer_attention_mask": qformer["attention_mask"],
+            },
+        )
+    ]
 
 
 def _instructblipvideo(config, kit):
@@ -57,8 +66,17 @@ def _instructblipvideo(config, kit):
     batch = kit.placeholders(config.video_token_index, config.num_query_tokens * frames)
     qformer = kit.text()
     pixels = kit.pixels()[:, None].repeat(1, frames, 1, 1, 1)
-    return [("vlm", {**batch, "pixel_values": pixels, "qformer_input_ids": qformer["input_ids"],
-                     "qformer_attention_mask": qformer["attention_mask"]})]
+    return [
+        (
+            "vlm",
+            {
+                **batch,
+                "pixel_values": pixels,
+                "qformer_input_ids": qformer["input_ids"],
+                "qformer_attention_mask": qformer["attention_mask"],
+            },
+        )
+    ]
 
 
 def _patchtst(config, kit):
@@ -70,27 +88,44 @@ def _timesfm(config, kit):
     length = 2 * config.patch_length
     values = torch.randn(kit.batch, length, generator=kit.g)
     padding = torch.zeros(kit.batch, length, dtype=torch.long)
-    return [("time-series", {"past_values": values, "past_values_padding": padding,
-                             "freq": torch.zeros(kit.batch, 1, dtype=torch.long)})]
+    return [
+        (
+            "time-series",
+            {
+                "past_values": values,
+                "past_values_padding": padding,
+                "freq": torch.zeros(kit.batch, 1, dtype=torch.long),
+            },
+        )
+    ]
 
 
 def _ast(config, kit):
-    return [("audio", {"input_values": torch.randn(kit.batch, config.max_length, config.num_mel_bins,
-                                                   generator=kit.g)})]
+    return [
+        ("audio", {"input_values": torch.randn(kit.batch, config.max_length, config.num_mel_bins, generator=kit.g)})
+    ]
 
 
 def _speecht5(config, kit):
     """The bare SpeechT5Model has no pre-nets: its inputs are hidden states for encoder and decoder."""
     width = config.hidden_size
-    return [("audio", {"input_values": torch.randn(kit.batch, 12, width, generator=kit.g),
-                       "decoder_input_values": torch.randn(kit.batch, 7, width, generator=kit.g)})]
+    return [
+        (
+            "audio",
+            {
+                "input_values": torch.randn(kit.batch, 12, width, generator=kit.g),
+                "decoder_input_values": torch.randn(kit.batch, 7, width, generator=kit.g),
+            },
+        )
+    ]
 
 
 def _kyutai(config, kit):
     """Text plus ``num_codebooks`` audio codes per step: ids ``[batch, length, 1 + codebooks]``."""
     text = kit.text()
-    codes = torch.randint(0, config.codebook_vocab_size - 1, (kit.batch, kit.length, config.num_codebooks),
-                          generator=kit.g)
+    codes = torch.randint(
+        0, config.codebook_vocab_size - 1, (kit.batch, kit.length, config.num_codebooks), generator=kit.g
+    )
     ids = torch.cat([text["input_ids"][..., None], codes], -1)
     return [("audio-lm", {"input_ids": ids, "attention_mask": text["attention_mask"]})]
 
@@ -100,8 +135,16 @@ def _anyres(config, kit):
     pixels = kit.pixels()
     size = list(pixels.shape[-2:])
     batch = kit.placeholders(config.image_token_id, 1)
-    return [("vlm", {**batch, "pixel_values": pixels[:, None].repeat(1, 2, 1, 1, 1),
-                     "image_sizes": torch.tensor([size] * kit.batch)})]
+    return [
+        (
+            "vlm",
+            {
+                **batch,
+                "pixel_values": pixels[:, None].repeat(1, 2, 1, 1, 1),
+                "image_sizes": torch.tensor([size] * kit.batch),
+            },
+        )
+    ]
 
 
 def _mllama(config, kit):
@@ -113,8 +156,18 @@ def _mllama(config, kit):
     tile_mask = torch.zeros(kit.batch, 1, tiles, dtype=torch.long)
     tile_mask[..., 0] = 1
     cross = tile_mask[:, None].repeat(1, length, 1, 1)
-    return [("vlm", {**batch, "pixel_values": pixels, "aspect_ratio_ids": torch.ones(kit.batch, 1, dtype=torch.long),
-                     "aspect_ratio_mask": tile_mask, "cross_attention_mask": cross})]
+    return [
+        (
+            "vlm",
+            {
+                **batch,
+                "pixel_values": pixels,
+                "aspect_ratio_ids": torch.ones(kit.batch, 1, dtype=torch.long),
+                "aspect_ratio_mask": tile_mask,
+                "cross_attention_mask": cross,
+            },
+        )
+    ]
 
 
 def _fuyu(config, kit):
@@ -127,11 +180,13 @@ def _fuyu(config, kit):
 
 def _naflex(vision, kit):
     """SigLIP-2 NaFlex patches: ``pixel_values [batch, patches, C*P*P]``, a patch mask and the grid shape."""
-    side = int(vision.num_patches ** 0.5)
-    width = vision.num_channels * vision.patch_size ** 2
-    return {"pixel_values": torch.randn(kit.batch, side * side, width, generator=kit.g),
-            "pixel_attention_mask": torch.ones(kit.batch, side * side, dtype=torch.long),
-            "spatial_shapes": torch.tensor([[side, side]] * kit.batch)}
+    side = int(vision.num_patches**0.5)
+    width = vision.num_channels * vision.patch_size**2
+    return {
+        "pixel_values": torch.randn(kit.batch, side * side, width, generator=kit.g),
+        "pixel_attention_mask": torch.ones(kit.batch, side * side, dtype=torch.long),
+        "spatial_shapes": torch.tensor([[side, side]] * kit.batch),
+    }
 
 
 def _siglip2(config, kit):
@@ -143,7 +198,7 @@ def _siglip2_vision(config, kit):
 
 
 def _lfm2_vl(config, kit):
-    side = int(config.vision_config.num_patches ** 0.5) // config.downsample_factor
+    side = int(config.vision_config.num_patches**0.5) // config.downsample_factor
     batch = kit.placeholders(config.image_token_id, side * side)
     return [("vlm", {**batch, **_naflex(config.vision_config, kit)})]
 
@@ -159,8 +214,9 @@ def _kosmos2(config, kit):
 def _clap(config, kit):
     """CLAP: text plus a log-mel spectrogram ``[batch, 1, frames, mel bins]``."""
     mels = torch.randn(kit.batch, 1, 256, config.audio_config.num_mel_bins, generator=kit.g)
-    return [("text+audio", {**kit.text(), "input_features": mels,
-                            "is_longer": torch.zeros(kit.batch, 1, dtype=torch.bool)})]
+    return [
+        ("text+audio", {**kit.text(), "input_features": mels, "is_longer": torch.zeros(kit.batch, 1, dtype=torch.bool)})
+    ]
 
 
 def _seggpt(config, kit):
@@ -182,29 +238,46 @@ def _pix2struct(config, kit):
     mask[1, -4:] = 0
     patches[1, -4:] = 0
     text = kit.text()
-    return [("image+text", {"flattened_patches": patches, "attention_mask": mask,
-                            "decoder_input_ids": text["input_ids"], "decoder_attention_mask": text["attention_mask"]})]
+    return [
+        (
+            "image+text",
+            {
+                "flattened_patches": patches,
+                "attention_mask": mask,
+                "decoder_input_ids": text["input_ids"],
+                "decoder_attention_mask": text["attention_mask"],
+            },
+        )
+    ]
 
 
 def _udop(config, kit):
     """UDOP: text with normalised boxes in [0, 1], the page image, decoder ids."""
     text = kit.text()
     decoder = kit.text()
-    return [("text+image", {**text, "bbox": _boxes(kit).float() / 1000, "pixel_values": kit.pixels(),
-                            "decoder_input_ids": decoder["input_ids"][:, :7]})]
+    return [
+        (
+            "text+image",
+            {
+                **text,
+                "bbox": _boxes(kit).float() / 1000,
+                "pixel_values": kit.pixels(),
+                "decoder_input_ids": decoder["input_ids"][:, :7],
+            },
+        )
+    ]
 
 
 def _dia(config, kit):
     """Dia: text ids for the encoder, ``num_channels`` audio codes per decoder step."""
     decoder = config.decoder_config
-    codes = torch.randint(0, min(decoder.vocab_size, 256) - 3, (kit.batch, 7, decoder.num_channels),
-                          generator=kit.g)
+    codes = torch.randint(0, min(decoder.vocab_size, 256) - 3, (kit.batch, 7, decoder.num_channels), generator=kit.g)
     return [("text", {**kit.text(), "decoder_input_ids": codes})]
 
 
 def _gemma4_patches(vision, kit, side: int = 6):
     """Gemma 4 vision: patches ``[batch, side*side, C*P*P]`` and their (x, y) positions."""
-    width = 3 * vision.patch_size ** 2
+    width = 3 * vision.patch_size**2
     pixels = torch.rand(kit.batch, side * side, width, generator=kit.g)
     positions = torch.stack([torch.arange(side).repeat(side), torch.arange(side).repeat_interleave(side)], -1)
     return pixels, positions[None].repeat(kit.batch, 1, 1)
@@ -218,7 +291,7 @@ def _gemma4_vision(config, kit):
 def _gemma4(config, kit):
     vision = config.vision_config
     pixels, positions = _gemma4_patches(vision, kit)
-    tokens = positions.shape[1] // vision.pooling_kernel_size ** 2
+    tokens = positions.shape[1] // vision.pooling_kernel_size**2
     batch = kit.placeholders(config.image_token_id, tokens)
     batch["mm_token_type_ids"] = (batch["input_ids"] == config.image_token_id).long()
     return [("vlm", {**batch, "pixel_values": pixels, "image_position_ids": positions})]
@@ -228,9 +301,10 @@ def _paddleocr_vl(config, kit):
     """PaddleOCR-VL: patches ``[patches, C, P, P]`` with ``image_grid_thw``; merged 2 x 2 into tokens."""
     vision = config.vision_config
     side, merge = 4, vision.spatial_merge_size
-    pixels = torch.randn(kit.batch * side * side, vision.num_channels, vision.patch_size, vision.patch_size,
-                         generator=kit.g)
-    batch = kit.placeholders(config.image_token_id, side * side // merge ** 2)
+    pixels = torch.randn(
+        kit.batch * side * side, vision.num_channels, vision.patch_size, vision.patch_size, generator=kit.g
+    )
+    batch = kit.placeholders(config.image_token_id, side * side // merge**2)
     batch["mm_token_type_ids"] = (batch["input_ids"] == config.image_token_id).long()
     grid = torch.tensor([[1, side, side]] * kit.batch)
     return [("vlm-grid", {**batch, "pixel_values": pixels, "image_grid_thw": grid})]
@@ -246,15 +320,30 @@ def _idefics(config, kit):
     """IDEFICS (v1): ``[batch, images, C, H, W]`` and which text tokens see which image."""
     batch = kit.placeholders(config.image_token_index if hasattr(config, "image_token_index") else IMAGE_TOKEN, 1)
     length = batch["input_ids"].shape[1]
-    return [("vlm", {**batch, "pixel_values": kit.pixels()[:, None],
-                     "image_attention_mask": torch.ones(kit.batch, length, 1, dtype=torch.long)})]
+    return [
+        (
+            "vlm",
+            {
+                **batch,
+                "pixel_values": kit.pixels()[:, None],
+                "image_attention_mask": torch.ones(kit.batch, length, 1, dtype=torch.long),
+            },
+        )
+    ]
 
 
 def _qwen3_asr_encoder(config, kit):
     """Qwen3-ASR's encoder: log-mel ``[batch, mel bins, frames]``, frames a multiple of ``2 * n_window``."""
     frames = 2 * config.n_window
-    return [("audio", {"input_features": torch.randn(kit.batch, config.num_mel_bins, frames, generator=kit.g),
-                       "input_features_mask": torch.ones(kit.batch, frames, dtype=torch.long)})]
+    return [
+        (
+            "audio",
+            {
+                "input_features": torch.randn(kit.batch, config.num_mel_bins, frames, generator=kit.g),
+                "input_features_mask": torch.ones(kit.batch, frames, dtype=torch.long),
+            },
+        )
+    ]
 
 
 def _decision_transformer(config, kit):
@@ -262,18 +351,33 @@ def _decision_transformer(config, kit):
     steps = 6
     mask = torch.ones(kit.batch, steps, dtype=torch.long)
     mask[1, :2] = 0
-    return [("trajectory", {
-        "states": torch.randn(kit.batch, steps, config.state_dim, generator=kit.g),
-        "actions": torch.randn(kit.batch, steps, config.act_dim, generator=kit.g),
-        "returns_to_go": torch.randn(kit.batch, steps, 1, generator=kit.g),
-        "timesteps": torch.arange(steps)[None].repeat(kit.batch, 1), "attention_mask": mask})]
+    return [
+        (
+            "trajectory",
+            {
+                "states": torch.randn(kit.batch, steps, config.state_dim, generator=kit.g),
+                "actions": torch.randn(kit.batch, steps, config.act_dim, generator=kit.g),
+                "returns_to_go": torch.randn(kit.batch, steps, 1, generator=kit.g),
+                "timesteps": torch.arange(steps)[None].repeat(kit.batch, 1),
+                "attention_mask": mask,
+            },
+        )
+    ]
 
 
 def _granite_docling(config, kit):
     """Granite-Docling: tiles ``[batch, tiles, C, H, W]`` with a mask of the real tiles."""
     batch = kit.placeholders(config.image_token_id, 1)
-    return [("vlm", {**batch, "pixel_values": kit.pixels()[:, None],
-                     "pixel_attention_mask": torch.ones(kit.batch, 1, dtype=torch.bool)})]
+    return [
+        (
+            "vlm",
+            {
+                **batch,
+                "pixel_values": kit.pixels()[:, None],
+                "pixel_attention_mask": torch.ones(kit.batch, 1, dtype=torch.bool),
+            },
+        )
+    ]
 
 
 def _keypoint_pair(config, kit):
@@ -286,12 +390,18 @@ def _forecaster(config, kit):
     """Time Series Transformer family: history (context + largest lag), its time features, the future."""
     history = config.context_length + max(config.lags_sequence)
     future = config.prediction_length
-    return [("time-series", {
-        "past_values": torch.randn(kit.batch, history, generator=kit.g),
-        "past_time_features": torch.randn(kit.batch, history, config.num_time_features, generator=kit.g),
-        "past_observed_mask": torch.ones(kit.batch, history),
-        "future_values": torch.randn(kit.batch, future, generator=kit.g),
-        "future_time_features": torch.randn(kit.batch, future, config.num_time_features, generator=kit.g)})]
+    return [
+        (
+            "time-series",
+            {
+                "past_values": torch.randn(kit.batch, history, generator=kit.g),
+                "past_time_features": torch.randn(kit.batch, history, config.num_time_features, generator=kit.g),
+                "past_observed_mask": torch.ones(kit.batch, history),
+                "future_values": torch.randn(kit.batch, future, generator=kit.g),
+                "future_time_features": torch.randn(kit.batch, future, config.num_time_features, generator=kit.g),
+            },
+        )
+    ]
 
 
 def _deepseek_vl_hybrid(config, kit):

@@ -40,8 +40,15 @@ def _attr(config, keys):
 
 
 def _vision_config(config):
-    for key in ("vision_config", "visual_config", "vision_tower_config", "image_config", "backbone_config",
-                "encoder_config", "encoder"):
+    for key in (
+        "vision_config",
+        "visual_config",
+        "vision_tower_config",
+        "image_config",
+        "backbone_config",
+        "encoder_config",
+        "encoder",
+    ):
         sub = getattr(config, key, None)
         if sub is not None and hasattr(sub, "to_dict"):
             inner = getattr(sub, "vision_config", None)  # T5Gemma 2: the tower sits in the encoder config
@@ -139,9 +146,13 @@ def _audio(model, config, params, generator) -> list[dict]:
     audio = getattr(config, "audio_config", None) or getattr(config, "encoder_config", None) or config
     out = []
     if "input_features" in params:
-        bins = (getattr(audio, "feature_projection_input_dim", None)  # wav2vec2-bert: stacked frames
-                or getattr(audio, "num_mel_bins", None) or getattr(audio, "feature_size", None)
-                or getattr(audio, "input_feat_per_channel", None) or 80)
+        bins = (
+            getattr(audio, "feature_projection_input_dim", None)  # wav2vec2-bert: stacked frames
+            or getattr(audio, "num_mel_bins", None)
+            or getattr(audio, "feature_size", None)
+            or getattr(audio, "input_feat_per_channel", None)
+            or 80
+        )
         bins *= getattr(audio, "input_channels", 1) or 1
         source = getattr(audio, "max_source_positions", None)
         frames = 2 * source if isinstance(source, int) and source <= 3000 else 64
@@ -194,8 +205,10 @@ class Kit:
 
     def text(self) -> dict:
         """Two token rows of ``length`` ids, the second padded (left for decoders)."""
-        return {"input_ids": _ids(self.config, self.special, self.length, self.g),
-                "attention_mask": _mask(self.length, self.left)}
+        return {
+            "input_ids": _ids(self.config, self.special, self.length, self.g),
+            "attention_mask": _mask(self.length, self.left),
+        }
 
     def placeholders(self, token: int, count: int, kind: str = "image") -> dict:
         """Text rows holding ``count`` copies of the placeholder ``token`` each (or the count the model asked for)."""

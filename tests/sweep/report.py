@@ -15,8 +15,7 @@ def headline(results: list[dict]) -> str:
     testable = sum(r["status"] in ("PASS", "FAIL-ours") for r in results)
     sdpa = [r for r in results if r.get("default_impl") == "sdpa" and r["status"] in ("PASS", "FAIL-ours")]
     sdpa_pass = sum(r["status"] == "PASS" for r in sdpa)
-    return (f"PASS {passed} / testable {testable} ({len(results)} types; "
-            f"default sdpa: {sdpa_pass} / {len(sdpa)})")
+    return f"PASS {passed} / testable {testable} ({len(results)} types; default sdpa: {sdpa_pass} / {len(sdpa)})"
 
 
 def table(results: list[dict]) -> str:
@@ -30,10 +29,14 @@ def table(results: list[dict]) -> str:
         if not c:
             continue
         total.update(c)
-        lines.append(f"| {fam} | " + " | ".join(str(c[s]) for s in STATUSES)
-                     + f" | {c['PASS']} / {c['PASS'] + c['FAIL-ours']} |")
-    lines.append("| **all** | " + " | ".join(str(total[s]) for s in STATUSES)
-                 + f" | {total['PASS']} / {total['PASS'] + total['FAIL-ours']} |")
+        lines.append(
+            f"| {fam} | " + " | ".join(str(c[s]) for s in STATUSES) + f" | {c['PASS']} / {c['PASS'] + c['FAIL-ours']} |"
+        )
+    lines.append(
+        "| **all** | "
+        + " | ".join(str(total[s]) for s in STATUSES)
+        + f" | {total['PASS']} / {total['PASS'] + total['FAIL-ours']} |"
+    )
     return "\n".join(lines)
 
 

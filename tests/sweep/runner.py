@@ -21,11 +21,24 @@ _STAGE_STATUS = {"capture": "FAIL-ours"}
 
 class Worker:
     def __init__(self, root: str) -> None:
-        env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", OMP_NUM_THREADS="1",
-                   TOKENIZERS_PARALLELISM="false", PYTHONPATH=root + os.pathsep + os.environ.get("PYTHONPATH", ""))
-        self.proc = subprocess.Popen([sys.executable, "-m", "tests.sweep.runner"], cwd=root, env=env, text=True,
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                                     start_new_session=True)
+        env = dict(
+            os.environ,
+            HF_HUB_OFFLINE="1",
+            TRANSFORMERS_OFFLINE="1",
+            OMP_NUM_THREADS="1",
+            TOKENIZERS_PARALLELISM="false",
+            PYTHONPATH=root + os.pathsep + os.environ.get("PYTHONPATH", ""),
+        )
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "tests.sweep.runner"],
+            cwd=root,
+            env=env,
+            text=True,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
         self.buffer = ""
 
     def run(self, model_type: str, timeout: float) -> dict:
@@ -39,12 +52,16 @@ class Worker:
                 self.close()
                 status = _STAGE_STATUS.get(stage, "FAIL-eager")
                 cause = f"timeout-in-{stage}" if alive else f"crash-in-{stage}"
-                return {"type": model_type, "status": status, "cause": cause,
-                        "detail": f"no answer within {timeout:.0f}s" if alive else "worker process died"}
+                return {
+                    "type": model_type,
+                    "status": status,
+                    "cause": cause,
+                    "detail": f"no answer within {timeout:.0f}s" if alive else "worker process died",
+                }
             if line.startswith("STAGE "):
                 stage = line.split(" ", 2)[2]
             elif line.startswith("RESULT "):
-                return json.loads(line[len("RESULT "):])
+                return json.loads(line[len("RESULT ") :])
 
     def _readline(self, deadline: float) -> str | None:
         fd = self.proc.stdout.fileno()
@@ -139,8 +156,12 @@ def _serve() -> None:
         try:
             result = check(model_type, stage)
         except BaseException as exc:  # noqa: BLE001 - report, keep serving
-            result = {"type": model_type, "status": "FAIL-eager", "cause": "harness",
-                      "detail": f"{type(exc).__name__}: {exc}"[:300]}
+            result = {
+                "type": model_type,
+                "status": "FAIL-eager",
+                "cause": "harness",
+                "detail": f"{type(exc).__name__}: {exc}"[:300],
+            }
         out.write("RESULT " + json.dumps(result, default=str) + "\n")
         out.flush()
 

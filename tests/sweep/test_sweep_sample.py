@@ -22,9 +22,10 @@ def results():
     return {r["type"]: r for r in run_all(list(SAMPLE), ROOT, timeout=90.0, jobs=1)}
 
 
-@pytest.mark.parametrize("model_type", [
-    pytest.param(t, marks=pytest.mark.xfail(strict=True, reason=KNOWN[t])) if t in KNOWN else t for t in SAMPLE
-])
+@pytest.mark.parametrize(
+    "model_type",
+    [pytest.param(t, marks=pytest.mark.xfail(strict=True, reason=KNOWN[t])) if t in KNOWN else t for t in SAMPLE],
+)
 def test_capture_matches_eager(results, model_type):
     result = results[model_type]
     assert result["status"] == "PASS", f"{result['status']} {result.get('cause')}: {result.get('detail')}"
