@@ -18,20 +18,16 @@ SVG line per token pair. Both draw the panels of :mod:`attn_plugins.integrations
 
 from __future__ import annotations
 
-import importlib.util
-import json
-import math
-import os
-import re
 import uuid
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import torch
 
-from . import assets
-from .html_page import HtmlExport, escape, safe_json, script_text
-from .notebook_output import carries_scripts, fallback_html, mean_picture, view_script
+from .bertviz_neuron import fit_logit_scale, neuron_view
+from .bertviz_page import ArrayWriter, BertVizExport, bertviz_script, build_export, stacked_attn
+from .html_page import escape
+from .notebook_output import mean_picture
 from .panels import FONT, Panel, caption, panels, prettify
 
 if TYPE_CHECKING:
@@ -47,7 +43,6 @@ PAIR_NAMES = [
     "Sentence A -> Sentence B",
     "Sentence B -> Sentence A",
 ]
-_NEURON_PAIR_KEYS = {"aa": ("a", "a"), "bb": ("b", "b"), "ab": ("a", "b"), "ba": ("b", "a")}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -120,7 +115,7 @@ def bertviz_inputs(
     layers = list(found[0].layers)
 
     def as_list(p: Panel) -> tuple[torch.Tensor, ...]:
-        attn = _stacked(p)
+        attn = stacked_attn(p)
         full_heads = p.heads
         if view == "model" and p.heads != list(range(len(p.heads))):
             full_heads = list(range(max(p.heads) + 1))
@@ -168,184 +163,6 @@ def bertviz_inputs(
     return args
 
 
-# ---------------------------------------------------------------------------------------------
-# offline pages
-# ---------------------------------------------------------------------------------------------
-def _bertviz_dir() -> str:
-    spec = importlib.util.find_spec("bertviz")
-    if spec is None or not spec.submodule_search_locations:
-        raise ImportError("the BertViz views need the bertviz package: pip install 'attn-plugins[bertviz]'")
-    return list(spec.submodule_search_locations)[0]
-
-
-def _stacked(p: Panel) -> torch.Tensor:
-    """``p.attn`` as one ``[layers, heads, q, k]`` tensor (a list of layers is stacked)."""
-    return p.attn if isinstance(p.attn, torch.Tensor) else torch.stack(p.attn)
-
-
-def bertviz_script(view: str) -> str:
-    """BertViz's own view script for ``view`` from the installed package, made to run offline:
-    its ``require.config`` (CDN paths) removed and its parameters read from a local variable.
-
-    Args:
-        view: ``"head"``, ``"model"`` or ``"neuron"``.
-
-    Returns:
-        The script's text.
-    """
-    path = os.path.join(_bertviz_dir(), f"{view}_view.js")
-    if not os.path.isfile(path):
-        raise ImportError(f"the installed bertviz package has no {view}_view.js")
-    with open(path, encoding="utf-8") as handle:
-        js = handle.read()
-    js = re.sub(r"require\.config\(\{.*?\}\);", "", js, count=1, flags=re.S)
-    if view == "neuron":
-        js = js.replace("window.bertviz_params", "__attnPluginsParams")
-        # label the layer and head menus with the model's numbers (BertViz shows positions)
-        js = js.replace(
-            'layerSelect.append($("<option />").val(i).text(i));',
-            'layerSelect.append($("<option />").val(i).text(params.layer_labels ? params.layer_labels[i] : i));',
-        )
-        js = js.replace(
-            'headSelect.append($("<option />").val(i).text(i));',
-            'headSelect.append($("<option />").val(i).text(params.head_labels ? params.head_labels[i] : i));',
-        )
-        # BertViz selects the first #vis of the page here; scope it to this view
-        js = js.replace('var svg = d3.select("#vis");', "var svg = d3.select(`#${config.rootDivId} #vis`);")
-    else:
-        js = js.replace("PYTHON_PARAMS", "__attnPluginsParams")
-    return js
-
-
-class _Arrays:
-    """Numeric arrays written into the page's JSON as text: every float32 value with 9 significant
-    digits (it reads back as exactly the recorded float32), or rounded to ``decimals``.
-
-    ``add`` returns a placeholder carrying a random nonce (no token text can forge it) that
-    :meth:`dumps` replaces by the array text.
-    """
-
-    def __init__(self, decimals: int | None = None) -> None:
-        self.decimals = decimals
-        self.nonce = uuid.uuid4().hex
-        self.texts: list[str] = []
-
-    def add(self, t: torch.Tensor) -> str:
-        self.texts.append(_array_text(t, self.decimals))
-        return f"@@array-{self.nonce}-{len(self.texts) - 1}@@"
-
-    def dumps(self, params: dict[str, Any]) -> str:
-        text = safe_json(params)
-        return re.sub(f'"@@array-{self.nonce}-(\\d+)@@"', lambda m: self.texts[int(m.group(1))], text)
-
-
-def _array_text(t: torch.Tensor, decimals: int | None) -> str:
-    a = t.detach().to("cpu", torch.float32)
-    if a.numel() == 0 or a.dim() == 0:
-        return json.dumps(a.tolist())
-    if decimals is None:
-        words = [f"{v:.9g}" for v in a.double().reshape(-1).tolist()]
-    else:
-        fmt = "%." + str(int(decimals)) + "f"
-        words = [
-            (fmt % v).rstrip("0").rstrip(".") or "0"
-            for v in torch.round(a.double(), decimals=decimals).reshape(-1).tolist()
-        ]
-    if not bool(torch.isfinite(a).all()):
-        special = {"nan": "NaN", "inf": "Infinity", "-inf": "-Infinity"}
-        words = [special.get(w, w) for w in words]
-    shape = list(a.shape)
-    last = shape[-1]
-    rows = ["[" + ",".join(words[i : i + last]) + "]" for i in range(0, len(words), last)]
-    for size in reversed(shape[:-1]):
-        rows = ["[" + ",".join(rows[i : i + size]) + "]" for i in range(0, len(rows), size)]
-    return rows[0]
-
-
-class BertVizExport(HtmlExport):
-    """An offline BertViz page: ``save(path)``, notebook display (``_repr_html_``), the view name,
-    the id of its root element and the parameters it hands BertViz's script (numeric arrays appear
-    there as placeholders; the page holds their values)."""
-
-    def __init__(
-        self, body: str, title: str, view: str, params: dict[str, Any], root_id: str, light_body: str | None = None
-    ) -> None:
-        super().__init__(body, title=title)
-        self.view = view
-        self.params = params
-        self.root_id = root_id
-        self.light_body = light_body  # the same view without the shared scripts (a notebook's later views)
-
-    def _repr_html_(self) -> str:
-        """In a notebook, the shared scripts go out once (see :mod:`.notebook_output`)."""
-        if self.light_body is None or carries_scripts():
-            return self.head + self.body
-        return self.head + self.light_body
-
-    def __repr__(self) -> str:
-        return f"BertVizExport({self.view} view, {len(self.body)} characters)"
-
-
-# The model view draws one thumbnail per head in a row, wider than a notebook's output area for 12
-# heads: once drawn (and whenever it redraws or the window resizes) its SVG is scaled down to the
-# width of its root element (a viewBox keeps d3's pointer coordinates right).
-FIT_WIDTH_JS = """(function () {
-  var root = document.getElementById(%s);
-  if (!root) { return; }
-  function fit() {
-    var svg = root.querySelector('#vis > svg');
-    if (!svg) { return; }
-    var w = parseFloat(svg.getAttribute('width')), h = parseFloat(svg.getAttribute('height'));
-    if (String(w) !== svg.getAttribute('data-ap-set')) {  // drawn by BertViz: its own size
-      svg.setAttribute('data-ap-width', w); svg.setAttribute('data-ap-height', h);
-      svg.setAttribute('viewBox', '0 0 ' + w + ' ' + h);
-    }
-    var fullW = parseFloat(svg.getAttribute('data-ap-width')), fullH = parseFloat(svg.getAttribute('data-ap-height'));
-    var avail = root.clientWidth, scale = avail > 0 && fullW > avail ? avail / fullW : 1;
-    var newW = fullW * scale;
-    svg.setAttribute('data-ap-set', String(newW));
-    svg.setAttribute('width', newW); svg.setAttribute('height', fullH * scale);
-  }
-  new MutationObserver(fit).observe(root, {childList: true, subtree: true});
-  window.addEventListener('resize', fit);
-  fit();
-})();
-"""
-
-
-def _page(
-    view: str, run: str, vis_html: str, root_id: str, caption: str, shared: bool = True, picture: str = ""
-) -> str:
-    """The view's HTML: the untrusted-notebook note (with ``picture``), the view and its script ``run``
-    (with require.js, jQuery and d3 inlined when ``shared``, else using those an earlier output defined)."""
-    fallback_id = f"{root_id}-fallback"
-    script = view_script(run, assets.amd_prelude() if shared else None, fallback_id, root_id)
-    if view == "model":
-        script += FIT_WIDTH_JS % safe_json(root_id)
-    return (
-        fallback_html(fallback_id, f"BertViz {view} view", picture)
-        + f'<div class="attn-plugins-bertviz" data-view="{view}" data-root="{root_id}">\n{caption}{vis_html}\n'
-        f'</div>\n<script type="text/javascript">\n(function () {{\n{script_text(script)}\n}})();\n</script>\n'
-    )
-
-
-def _export(
-    view: str,
-    params: dict[str, Any],
-    arrays: _Arrays,
-    vis_html: str,
-    root_id: str,
-    caption: str,
-    title: str,
-    picture: str = "",
-) -> BertVizExport:
-    """The export: the page with the scripts inlined, and the notebook's lighter twin."""
-    run = "var __attnPluginsParams = " + arrays.dumps(params) + ";\n" + bertviz_script(view)
-    body = _page(view, run, vis_html, root_id, caption, picture=picture)
-    light = _page(view, run, vis_html, root_id, caption, shared=False, picture=picture)
-    return BertVizExport(body, title, view, params, root_id, light_body=light)
-
-
 def _select_html(names: list[str | None], element_id: str = "filter") -> str:
     if len(names) <= 1:
         return ""
@@ -353,10 +170,10 @@ def _select_html(names: list[str | None], element_id: str = "filter") -> str:
     return f'Attention: <select id="{element_id}">{options}</select>'
 
 
-def _attn_entries(found: list[Panel], arrays: _Arrays) -> list[dict[str, Any]]:
+def _attn_entries(found: list[Panel], arrays: ArrayWriter) -> list[dict[str, Any]]:
     entries: list[dict[str, Any]] = []
     for p in found:
-        attn = _stacked(p)
+        attn = stacked_attn(p)
         b = p.sentence_b_start if len(found) == 1 else None
         entries.append({"name": p.name, "attn": arrays.add(attn), "left_text": p.left, "right_text": p.right})
         if b is not None:
@@ -396,7 +213,7 @@ def _head_or_model(
             "stack= or choose common ones with include_layers=/include_heads="
         )
     layers, head_ids = list(found[0].layers), list(found[0].heads)
-    arrays = _Arrays(decimals)
+    arrays = ArrayWriter(decimals)
     entries = _attn_entries(found, arrays)
     if prettify_tokens:
         for entry in entries:
@@ -441,7 +258,7 @@ def _head_or_model(
             f'<div id="vis"></div></div>'
         )
     what = f"{found[0].name or found[0].kind + '-attention'}, layer {layers[-1]}: the mean of its heads"
-    return _export(
+    return build_export(
         view,
         params,
         arrays,
@@ -451,140 +268,6 @@ def _head_or_model(
         f"attn-plugins: BertViz {view} view",
         picture=mean_picture(found[0].attn[-1], what),
     )
-
-
-def fit_logit_scale(queries: torch.Tensor, keys: torch.Tensor, attn: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per head, the factor ``s`` with ``attn = softmax(s * q.k + c_row)``, and the largest error of
-    that fit in log-probability (small when the scores are plain scaled dot products; large when a
-    position bias, ALiBi or soft-capping enters the scores).
-
-    Args:
-        queries: ``[H, q, d]``.
-        keys: ``[H, k, d]``.
-        attn: ``[H, q, k]`` weights.
-
-    Returns:
-        ``(scale [H], largest log-probability error [H])``.
-    """
-    q, k, a = queries.double(), keys.double(), attn.double()
-    dots = q @ k.transpose(-1, -2)
-    valid = (a > 1e-30) & torch.isfinite(a)
-    loga = torch.where(valid, a.clamp_min(1e-300).log(), torch.zeros_like(a))
-    count = valid.sum(-1, keepdim=True).clamp_min(1)
-    dc = torch.where(valid, dots - (dots * valid).sum(-1, keepdim=True) / count, torch.zeros_like(dots))
-    lc = torch.where(valid, loga - (loga * valid).sum(-1, keepdim=True) / count, torch.zeros_like(loga))
-    num = (dc * lc).sum(dim=(-1, -2))
-    den = (dc * dc).sum(dim=(-1, -2))
-    scale = torch.where(den > 0, num / den.clamp_min(1e-300), torch.ones_like(den))
-    resid = torch.where(valid, lc - scale[:, None, None] * dc, torch.zeros_like(lc)).abs().amax(dim=(-1, -2))
-    return scale, resid
-
-
-def _neuron(
-    record: AttentionRecord,
-    found: list[Panel],
-    item: int,
-    layer: int | None,
-    head: int | None,
-    display_mode: str,
-    prettify_tokens: bool,
-    decimals: int | None,
-    notes: list[str],
-) -> BertVizExport:
-    if len(found) != 1:
-        raise ValueError("the neuron view draws one attention block: pass stack='encoder', 'decoder' or 'cross'")
-    p = found[0]
-    attn = _stacked(p)
-    if p.queries is None or p.keys is None:
-        raise ValueError("the neuron view needs the panel's queries and keys (panels(..., queries_keys=True))")
-    p_queries, p_keys = p.queries, p.keys
-    layers, head_ids = p.layers, p.heads
-    layer_pos = 0 if layer is None else _position(layer, layers, "layer")
-    head_pos = 0 if head is None else _position(head, head_ids, "head")
-    d = p_queries.shape[-1]
-    queries = p_queries.clone()
-    inexact = []
-    for li in range(len(layers)):
-        scale, resid = fit_logit_scale(p_queries[li], p_keys[li], attn[li])
-        for hi in range(len(head_ids)):
-            if resid[hi] < 1e-2:
-                # BertViz divides q.k by sqrt(d); scale q so its dot products are the model's scores
-                queries[li, hi] = (p_queries[li, hi].double() * float(scale[hi]) * math.sqrt(d)).float()
-            else:
-                inexact.append(f"{layers[li]}/{head_ids[hi]}")
-    if inexact:
-        notes = notes + [
-            f"layer/head {', '.join(inexact[:6])}{' ...' if len(inexact) > 6 else ''}: the model adds "
-            "position terms to q·k, so the q·k column is the plain scaled dot product; softmax "
-            "column and lines are the recorded weights"
-        ]
-    left, right = (prettify(p.left), prettify(p.right)) if prettify_tokens else (p.left, p.right)
-    causal = p.kind == "self" and bool(torch.all(torch.triu(attn, diagonal=1 + attn.shape[-1] - attn.shape[-2]) == 0))
-    arrays = _Arrays(decimals)
-    attention = {
-        "all": {
-            "attn": arrays.add(attn),
-            "left_text": left,
-            "right_text": right,
-            "queries": arrays.add(queries),
-            "keys": arrays.add(p_keys),
-        }
-    }
-    b = p.sentence_b_start
-    if b is not None:
-        parts = {"a": slice(0, b), "b": slice(b, len(p.left))}
-        for key, (rows, cols) in _NEURON_PAIR_KEYS.items():
-            r, c = parts[rows], parts[cols]
-            attention[key] = {
-                "attn": arrays.add(attn[:, :, r, c]),
-                "left_text": left[r],
-                "right_text": right[c],
-                "queries": arrays.add(queries[:, :, r]),
-                "keys": arrays.add(p_keys[:, :, c]),
-            }
-    root_id = f"bertviz-{uuid.uuid4().hex}"
-    params = {
-        "attention": attention,
-        "default_filter": "all",
-        "root_div_id": root_id,
-        "bidirectional": not causal,
-        "display_mode": display_mode,
-        "layer": layer_pos,
-        "head": head_pos,
-        "layer_labels": layers,
-        "head_labels": head_ids,
-    }
-    dropdown = ""
-    if b is not None:
-        dropdown = (
-            '<span class="dropdown-label">Attention: </span><select id="filter">'
-            '<option value="all">All</option><option value="aa">Sentence A -&gt; Sentence A</option>'
-            '<option value="ab">Sentence A -&gt; Sentence B</option>'
-            '<option value="ba">Sentence B -&gt; Sentence A</option>'
-            '<option value="bb">Sentence B -&gt; Sentence B</option></select>'
-        )
-    vis_html = (
-        f'<div id="{root_id}" style="padding:8px;{FONT}"><span style="user-select:none">'
-        '<span class="dropdown-label">Layer: </span><select id="layer"></select> '
-        '<span class="dropdown-label">Head: </span> <select id="att_head"></select> '
-        f'{dropdown}</span><div id="vis"></div></div>'
-    )
-    label = {"Encoder": "encoder", "Decoder": "decoder", "Cross": "cross"}.get(p.name or "", "")
-    return _export(
-        "neuron",
-        params,
-        arrays,
-        vis_html,
-        root_id,
-        caption(record, item, [f"neuron view {label}".strip()] + notes),
-        "attn-plugins: BertViz neuron view",
-    )
-
-
-def _position(value: int, labels: list[int], what: str) -> int:
-    if value not in labels:
-        raise ValueError(f"{what} {value} is not among the {what}s shown: {labels}")
-    return labels.index(value)
 
 
 def export_bertviz(
@@ -690,9 +373,12 @@ def export_bertviz(
     if long_options:
         raise TypeError(f"unexpected options {sorted(long_options)} for the {view} view")
     for p in found:
-        p.attn = _stacked(p)
+        p.attn = stacked_attn(p)
     if view == "neuron":
         if heads is not None and head is None:
             head = heads if isinstance(heads, int) else list(heads)[0]
-        return _neuron(record, found, item, layer, head, display_mode, prettify_tokens, decimals, notes)
+        return neuron_view(record, found, item, layer, head, display_mode, prettify_tokens, decimals, notes)
     return _head_or_model(record, found, view, item, layer, heads, display_mode, prettify_tokens, decimals, notes)
+
+
+__all__ = ["BertVizExport", "bertviz_inputs", "bertviz_script", "export_bertviz", "fit_logit_scale"]
