@@ -162,7 +162,9 @@ class SimilarityExplainer:
         Args:
             pairs: a pair of texts or a list of pairs.
             methods: registered saliency method names.
-            query, merge_words, progress: as in :meth:`explain`.
+            query: as in :meth:`explain`.
+            merge_words: as in :meth:`explain`.
+            progress: as in :meth:`explain`.
             options: per-method keyword arguments (``{"integrated_gradients": {"n_steps": 16}}``).
 
         Returns:
