@@ -26,6 +26,7 @@ import re
 import runpy
 import shutil
 import subprocess
+import tempfile
 import sys
 import time
 from importlib import metadata
@@ -61,6 +62,9 @@ SELECT = (
     " or test_manual_decoding_loop or test_beam_search"
     " or test_layer_and_head_selection or test_encoder_decoder_selection or test_keep_queries_keys_for_gqa"
 )
+# the architecture sweep (tests/sweep) on a slice of its CI sample, one or two types per family:
+# text encoder/decoder/encoder-decoder, vision (Swin: blocks inside stages), speech, dual encoder, VLMs
+SWEEP_TYPES = ("bert", "gpt2", "t5", "vit", "swin", "wav2vec2", "whisper", "clip", "llava", "qwen2_vl")
 ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
 
 
@@ -199,6 +203,24 @@ def run_tests(version: str, target: Path | None, tests: tuple[str, ...], select:
     }
 
 
+def run_sweep(target: Path | None, types: tuple[str, ...]) -> dict:
+    """The sweep's capture-vs-eager check for ``types`` with this release: ``{type: status}`` and
+    whether every one passed."""
+    if not types:
+        return {"ok": True, "status": {}}
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "sweep.json"
+        cmd = [sys.executable, "-m", "tests.sweep", "--types", ",".join(types), "--jobs", "2", "--timeout", "120"]
+        done = subprocess.run(
+            [*cmd, "--out", str(out)], env=environment(target), cwd=ROOT, capture_output=True, text=True, timeout=1800
+        )
+        found = json.loads(out.read_text()) if out.exists() else []
+    rows = found.get("results", found) if isinstance(found, dict) else found
+    status = {r["type"]: r["status"] + (f" ({r.get('detail', '')})" if r["status"] != "PASS" else "") for r in rows}
+    ok = done.returncode == 0 and set(status) == set(types) and all(v == "PASS" for v in status.values())
+    return {"ok": ok, "status": status, "output_tail": "" if ok else (done.stdout[-3000:] + done.stderr[-2000:])}
+
+
 def check_refused(version: str) -> dict:
     """``import attn_plugins`` with an unsupported transformers must fail, naming the supported range."""
     target = ensure(version)
@@ -239,6 +261,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--tests", nargs="*", default=list(TESTS))
     parser.add_argument("-k", dest="select", default=SELECT, help="pytest -k expression ('' runs every test)")
+    parser.add_argument("--sweep", nargs="*", default=list(SWEEP_TYPES), help="sweep types ('--sweep' alone: none)")
     parser.add_argument("--json", help="write the results here")
     args = parser.parse_args(argv)
     versions = list(dict.fromkeys(args.versions))
@@ -253,6 +276,8 @@ def main(argv: list[str] | None = None) -> int:
     results = []
     for version in versions:
         result = run_tests(version, targets[version], tuple(args.tests), args.select)
+        result["sweep"] = run_sweep(targets[version], tuple(args.sweep))
+        result["ok"] = result["ok"] and result["sweep"]["ok"]
         results.append(result)
         imported = result["imported"]
         print(
@@ -261,6 +286,11 @@ def main(argv: list[str] | None = None) -> int:
             f"torch {imported.get('torch')}; {result['seconds']} s)",
             flush=True,
         )
+        sweep = result["sweep"]["status"]
+        print(f"    sweep: {sum(v == 'PASS' for v in sweep.values())} / {len(sweep)} PASS", flush=True)
+        for name, status in sweep.items():
+            if status != "PASS":
+                print(f"    sweep {name}: {status}")
         for failure in result["failures"]:
             print(f"    {failure}")
         if not result["ok"] and not result["failures"]:

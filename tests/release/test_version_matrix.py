@@ -1,4 +1,5 @@
-"""The transformers version matrix (scripts/version_matrix.py): the core capture sample passes with
+"""The transformers version matrix (scripts/version_matrix.py): the core capture sample and a slice
+of the architecture sweep (one or two types per family) pass with
 the oldest supported, a middle and the newest 5.x release over the same torch, and import refuses
 an unsupported release with the supported range. The first run installs each release once into
 .cache/version-matrix/ (PyPI needed); reruns are offline."""
@@ -44,6 +45,11 @@ def test_every_release_passes_the_core_sample(matrix):
         # the release under test is the one imported, beside the checkout's attn_plugins
         assert result["imported"]["transformers"] == version
         assert result["imported"]["attn_plugins"].startswith(str(ROOT))
+        # the sweep slice: capture == eager (weights, keys, outputs) for each family with this release
+        assert result["sweep"]["status"] == dict.fromkeys(version_matrix.SWEEP_TYPES, "PASS"), (
+            version,
+            result["sweep"],
+        )
         assert result["counts"].get("passed", 0) >= 20 and result["ok"], (
             version,
             result["summary"],
