@@ -23,9 +23,9 @@ _EXPORTS = {
     "animate_generation": ".evolution",
     "animate_checkpoints": ".evolution",
     "vit_rollout": ".vision",
-    "caption_attention": ".vision",
-    "caption_gif": ".vision",
-    "caption_maps": ".vision",
+    "caption_attention": ".captions",
+    "caption_gif": ".captions",
+    "caption_maps": ".captions",
     "whisper_cross_attention": ".speech",
     "save": ".canvas",
 }
