@@ -26,8 +26,8 @@ import re
 import runpy
 import shutil
 import subprocess
-import tempfile
 import sys
+import tempfile
 import time
 from importlib import metadata
 from pathlib import Path
