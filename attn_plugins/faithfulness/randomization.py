@@ -87,7 +87,8 @@ def randomization_check(
     """Cascading randomization; the user's model is never modified (a deep copy is randomized).
 
     Args:
-        model, tokenizer: the classifier and its tokenizer.
+        model: the classifier.
+        tokenizer: its tokenizer.
         texts: the inputs.
         methods: saliency method names (``attn_plugins.saliency.METHODS``).
         originals: the methods' results on the intact model (computed when missing); their targets

@@ -70,7 +70,9 @@ def importance_stats_plot(
     by layer, with Spearman's rho over heads in the panel title.
 
     Args:
-        importance, stats, names: as for :func:`importance_rows`.
+        importance: as for :func:`importance_rows`.
+        stats: as for :func:`importance_rows`.
+        names: as for :func:`importance_rows`.
         path: also save the figure (``.png``, ``.svg`` or ``.pdf``).
 
     Returns:
