@@ -24,12 +24,12 @@ import copy
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import numpy as np
 import torch
 
 from ..model_state import evaluation_mode
 from .methods import METHODS, Extras
-from .problem import OUTPUTS, TASKS, Problem, detect_task, logits_of, transform_output
+from .model_io import ModelIO
+from .problem import OUTPUTS, TASKS, Problem, detect_task
 from .result import TokenSaliency
 
 Texts = str | Sequence[str] | Sequence[tuple[str, str]]
@@ -54,7 +54,7 @@ def progress_bar(show: bool | None, total: int, desc: str, threshold: int) -> An
     return tqdm(total=total, desc=desc, disable=disable, leave=False)
 
 
-class Explainer:
+class Explainer(ModelIO):
     """Explains one model's predictions with any method of ``attn_plugins.saliency.METHODS``.
 
     Args:
@@ -105,119 +105,6 @@ class Explainer:
         )
         self._eager: torch.nn.Module | None = None
 
-    # ----- inputs --------------------------------------------------------------------------------
-    def _encode(self, texts: list[Any]) -> tuple[Any, bool]:
-        if self.tokenizer is None:
-            raise ValueError("an Explainer needs a tokenizer to explain text (or pass encodings)")
-        pairs = bool(texts) and isinstance(texts[0], (tuple, list))
-        kwargs: dict[str, Any] = dict(
-            return_tensors="pt",
-            padding=True,
-            truncation=self.max_length is not None,
-            max_length=self.max_length,
-            return_special_tokens_mask=True,
-        )
-        if getattr(self.tokenizer, "is_fast", False):
-            kwargs["return_offsets_mapping"] = True
-        if self.task == "causal-lm" and getattr(self.tokenizer, "pad_token", None) is None:
-            raise ValueError("the tokenizer has no pad token: set tokenizer.pad_token (e.g. to eos) to batch inputs")
-        if pairs:
-            enc = self.tokenizer([a for a, _ in texts], [b for _, b in texts], **kwargs)
-        else:
-            enc = self.tokenizer(list(texts), **kwargs)
-        return enc, pairs
-
-    def _model_inputs(self, enc: Any) -> dict[str, torch.Tensor]:
-        weight = getattr(self.embedding_layer, "weight", None)
-        device = weight.device if weight is not None else None
-        keep: dict[str, torch.Tensor] = {}
-        for name in ("input_ids", "attention_mask", "token_type_ids"):
-            if name in enc and enc[name] is not None:
-                keep[name] = enc[name].to(device) if device is not None else enc[name]
-        if "attention_mask" not in keep:
-            keep["attention_mask"] = torch.ones_like(keep["input_ids"])
-        return keep
-
-    # ----- targets ---------------------------------------------------------------------------------
-    def _positions(self, inputs: dict[str, torch.Tensor], position: Any) -> list[int] | None:
-        ids, mask = inputs["input_ids"], inputs["attention_mask"]
-        batch = ids.shape[0]
-        if self.task == "sequence-classification" or (self.task == "custom" and position is None):
-            return None
-        if position is None:
-            if self.task == "masked-lm":
-                mask_id = getattr(self.tokenizer, "mask_token_id", None)
-                out = []
-                for b in range(batch):
-                    hits = torch.nonzero(ids[b] == mask_id).flatten().tolist() if mask_id is not None else []
-                    if not hits:
-                        raise ValueError(f"input {b} has no mask token to explain: add one or pass position=")
-                    out.append(hits[0])
-                return out
-            if self.task == "causal-lm":
-                position = "last"
-            else:
-                raise ValueError(f"{self.task} needs position= (the token whose prediction is explained)")
-        from ..analysis.rollout import resolve_query
-
-        specs = position if isinstance(position, (list, tuple)) else [position] * batch
-        if len(specs) != batch:
-            raise ValueError(f"{len(specs)} positions for {batch} inputs")
-        return [resolve_query(p, ids.shape[1], mask[b]) for b, p in enumerate(specs)]
-
-    def _scores(self, outputs: Any, positions: torch.Tensor | None) -> torch.Tensor:
-        if self.head is not None:
-            scores = self.head(outputs)
-        else:
-            scores = logits_of(outputs)
-        if scores.dim() == 3:
-            if positions is None:
-                raise ValueError("the model returns per-token scores: pass position=")
-            scores = scores[torch.arange(scores.shape[0], device=scores.device), positions.to(scores.device)]
-        if scores.dim() == 2:
-            return transform_output(scores, self.output)
-        return scores
-
-    def _resolve_targets(self, target: Any, logits: torch.Tensor) -> list[int] | None:
-        if logits.dim() == 1:
-            return None
-        batch = logits.shape[0]
-        specs = target if isinstance(target, (list, tuple)) else [target] * batch
-        if len(specs) != batch:
-            raise ValueError(f"{len(specs)} targets for {batch} inputs")
-        out = []
-        for b, spec in enumerate(specs):
-            if spec is None or spec == "predicted":
-                out.append(int(logits[b].argmax()))
-            elif isinstance(spec, str):
-                out.append(self._label_id(spec))
-            elif isinstance(spec, (int, np.integer)) and not isinstance(spec, bool):
-                if not 0 <= int(spec) < logits.shape[-1]:
-                    raise ValueError(f"target {spec} is out of range for {logits.shape[-1]} outputs")
-                out.append(int(spec))
-            else:
-                raise TypeError(f"target must be an int, a label, 'predicted' or a list of these, got {spec!r}")
-        return out
-
-    def _label_id(self, label: str) -> int:
-        if self.task in ("masked-lm", "causal-lm"):
-            ids = self.tokenizer.convert_tokens_to_ids([label])
-            unk = getattr(self.tokenizer, "unk_token_id", None)
-            if not ids or ids[0] is None or (ids[0] == unk and label != getattr(self.tokenizer, "unk_token", None)):
-                raise ValueError(f"{label!r} is not a token of the vocabulary")
-            return int(ids[0])
-        for k, v in self.labels.items():
-            if v == label:
-                return k
-        raise ValueError(f"unknown label {label!r}; labels: {sorted(self.labels.values())}")
-
-    def _label_name(self, target: int | None) -> str | None:
-        if target is None:
-            return None
-        if self.task in ("masked-lm", "causal-lm") and self.tokenizer is not None:
-            return str(self.tokenizer.convert_ids_to_tokens([target])[0])
-        return self.labels.get(target, str(target))
-
     # ----- problems ------------------------------------------------------------------------------
     def problem(
         self,
@@ -242,7 +129,7 @@ class Explainer:
             ``target_probability`` (and ``value`` for scalar heads), ``positions``.
         """
         model = self.model
-        positions = self._positions(inputs, position)
+        positions = self.explained_positions(inputs, position)
         pos_tensor = torch.tensor(positions, device=inputs["input_ids"].device) if positions is not None else None
         extra_names = [n for n in ("attention_mask", "token_type_ids") if n in inputs]
         args = tuple(inputs[n] for n in extra_names) + ((pos_tensor,) if pos_tensor is not None else ())
@@ -254,19 +141,19 @@ class Explainer:
 
         def embed_forward(embeds: torch.Tensor, *rest: Any) -> torch.Tensor:
             kw, pos = split(rest)
-            return self._scores(model(inputs_embeds=embeds, **kw), pos)
+            return self.head_scores(model(inputs_embeds=embeds, **kw), pos)
 
         def ids_forward(ids: torch.Tensor, *rest: Any) -> torch.Tensor:
             kw, pos = split(rest)
-            return self._scores(model(input_ids=ids, **kw), pos)
+            return self.head_scores(model(input_ids=ids, **kw), pos)
 
         with torch.no_grad():
-            raw = self._scores_for_prediction(inputs, pos_tensor)
-        targets = self._resolve_targets(target, raw)
-        info = self._prediction_info(raw, targets)
+            raw = self.prediction_scores(inputs, pos_tensor)
+        targets = self.resolve_targets(target, raw)
+        info = self.prediction_info(raw, targets)
 
         if queries is None:
-            queries = self._queries(inputs, positions, query)
+            queries = self.query_positions(inputs, positions, query)
         embeds = self.embedding_layer(inputs["input_ids"]).detach()
         tok = self.tokenizer
         special_ids = set(getattr(tok, "all_special_ids", []) or []) if tok is not None else set()
@@ -302,41 +189,6 @@ class Explainer:
         info["positions"] = positions
         return problem, info
 
-    def _scores_for_prediction(self, inputs: dict[str, torch.Tensor], pos_tensor: torch.Tensor | None) -> torch.Tensor:
-        output, self.output = self.output, "logit"
-        try:
-            return self._scores(self.model(**inputs), pos_tensor)
-        finally:
-            self.output = output
-
-    def _prediction_info(self, logits: torch.Tensor, targets: list[int] | None) -> dict[str, Any]:
-        if logits.dim() == 1:
-            return {
-                "prediction": [None] * len(logits),
-                "probability": [None] * len(logits),
-                "target_probability": [None] * len(logits),
-                "value": logits.tolist(),
-            }
-        probs = torch.softmax(logits.double(), dim=-1)
-        pred = probs.argmax(dim=-1)
-        return {
-            "prediction": pred.tolist(),
-            "probability": probs.max(dim=-1).values.tolist(),
-            "target_probability": [float(probs[b, t]) for b, t in enumerate(targets or [])],
-        }
-
-    def _queries(self, inputs: dict[str, torch.Tensor], positions: list[int] | None, query: Any) -> list[int]:
-        from ..analysis.rollout import resolve_query
-
-        mask = inputs["attention_mask"]
-        batch, n = inputs["input_ids"].shape
-        if query is None:
-            if positions is not None and self.task != "causal-lm":
-                return list(positions)
-            query = "last" if self.task == "causal-lm" else 0
-        specs = query if isinstance(query, (list, tuple)) else [query] * batch
-        return [resolve_query(q, n, mask[b]) for b, q in enumerate(specs)]
-
     def eager_model(self) -> torch.nn.Module:
         """The model with eager attention (its attention weights are part of the autograd graph).
 
@@ -361,7 +213,7 @@ class Explainer:
             attentions = getattr(outputs, "attentions", None)
             if not attentions:
                 raise ValueError(f"{type(model).__name__} returned no attentions with output_attentions=True")
-            scores = self._scores(outputs, pos_tensor)
+            scores = self.head_scores(outputs, pos_tensor)
             if scores.dim() == 2:
                 scores = scores[
                     torch.arange(scores.shape[0], device=scores.device), torch.tensor(targets, device=scores.device)
@@ -423,8 +275,8 @@ class Explainer:
         try:
             for enc, chunk, start in batches:
                 if enc is None:
-                    enc, _ = self._encode(chunk or [])
-                inputs = self._model_inputs(enc)
+                    enc, _ = self.encode(chunk or [])
+                inputs = self.model_inputs(enc)
                 size = len(chunk) if chunk is not None else 0
                 chunk_targets = (
                     target[start : start + size] if isinstance(target, (list, tuple)) and start is not None else target
@@ -511,11 +363,11 @@ class Explainer:
                     scores=scores[b, real].numpy(),
                     method=method,
                     target=target,
-                    target_label=self._label_name(target),
+                    target_label=self.label_name(target),
                     position=position,
                     query=query,
                     prediction=pred,
-                    prediction_label=self._label_name(pred),
+                    prediction_label=self.label_name(pred),
                     probability=info["probability"][b],
                     target_probability=info["target_probability"][b],
                     true_label=true_labels[start + b] if true_labels is not None else None,

@@ -60,7 +60,7 @@ class SimilarityExplainer:
     def embed(self, texts: Sequence[str]) -> torch.Tensor:
         """Mean-pooled sentence embeddings (not normalised)."""
         enc = self._encode(list(texts))
-        inputs = self._base._model_inputs(enc)
+        inputs = self._base.model_inputs(enc)
         with torch.no_grad():
             return mean_pool(last_hidden(self.model(**inputs)), inputs["attention_mask"])
 
@@ -182,7 +182,7 @@ class SimilarityExplainer:
         try:
             for a, b in pairs:
                 enc = self._encode([a, b])
-                inputs = self._base._model_inputs(enc)
+                inputs = self._base.model_inputs(enc)
                 with torch.no_grad():
                     pooled = mean_pool(last_hidden(self.model(**inputs)), inputs["attention_mask"])
                 cosine = float(torch.nn.functional.cosine_similarity(pooled[0], pooled[1], dim=0))
