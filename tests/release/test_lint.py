@@ -1,6 +1,7 @@
 """The whole tree (package, tests, benchmarks, scripts, notebooks) passes ``ruff check`` with the rules
 and exceptions in pyproject.toml's [tool.ruff], so a change that brings back an unused import, a
-loop-variable closure or a zip() that silently drops a tail fails the test command."""
+loop-variable closure or a zip() that silently drops a tail fails the test command; and it is
+formatted as ``ruff format`` leaves it."""
 
 from __future__ import annotations
 
@@ -21,8 +22,8 @@ def _ruff() -> list[str]:
     beside = os.path.join(os.path.dirname(sys.executable), "ruff")
     if os.path.exists(beside):
         return [beside]
-    if shutil.which("ruff") is None:
-        pytest.skip("ruff is not installed: pip install ruff")
+    if shutil.which("ruff") is None:  # the set-up script installs it (the test extra)
+        pytest.fail("ruff is not installed: run `make setup` (or pip install -e '.[test]')")
     return [sys.executable, "-m", "ruff"]
 
 
@@ -31,6 +32,11 @@ def test_tree_passes_ruff_check():
         [*_ruff(), "check", "--output-format", "concise", "."], cwd=ROOT, capture_output=True, text=True, timeout=300
     )
     assert done.returncode == 0, done.stdout[-6000:] + done.stderr[-2000:]
+
+
+def test_tree_is_formatted():
+    done = subprocess.run([*_ruff(), "format", "--check", "."], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, "run `ruff format .`:\n" + done.stdout[-6000:] + done.stderr[-2000:]
 
 
 def test_ruff_is_pinned_where_the_other_tools_are():
