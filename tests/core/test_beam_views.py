@@ -175,7 +175,10 @@ def test_report_generation_section_decodes_with_the_beams(marian, minilm_tokeniz
     out = tmp_path / "report"
     ctx = ReportContext(model, tokenizer, ["the cat sat on the mat"], str(out), "test", 64)
     os.makedirs(ctx.plot_dir)
-    section = section_generation(ctx)
+    try:  # as build_report does: the section, then its figures put in place, then the renderer closed
+        section = ctx.finish_figures(section_generation(ctx))
+    finally:
+        ctx.renderer.close()
     assert 'data-decoding="beam_search"' in section
     assert "beam search with 4 beams (2 returned, length penalty 1, early stopping True)" in section
     assert f"{GENERATION_STEPS} step(s)" in section
