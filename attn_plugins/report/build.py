@@ -126,6 +126,7 @@ def build_report(
     heads=None,
     figures=(),
     image=None,
+    figure_workers: int | None = None,
 ) -> str:
     """Write the report into ``out_dir`` and return the path of its page (``report.html``).
 
@@ -150,6 +151,9 @@ def build_report(
             of it and adds the captioning section (each generated token's attention over the image).
         figures: print versions of the figures to write to ``plots/``: any of ``"png"`` (300 dpi),
             ``"svg"``, ``"pdf"`` (default none: the page shows every figure at screen resolution).
+        figure_workers: child processes that render figures beside the following sections (default:
+            up to 4 on Linux, where ``fork`` is safe; 0 renders every figure in this process, e.g. inside
+            a multi-threaded server). The page is the same either way.
 
     Returns:
         The path of ``report.html``.
@@ -188,7 +192,17 @@ def build_report(
         load_start = time.perf_counter()
         model, tokenizer, source = _resolve(model, tokenizer, model_dir)
         ctx = ReportContext(
-            model, tokenizer, texts, out_dir, source, max_tokens, figures, image, layers=layers, heads=heads
+            model,
+            tokenizer,
+            texts,
+            out_dir,
+            source,
+            max_tokens,
+            figures,
+            image,
+            layers=layers,
+            heads=heads,
+            figure_workers=figure_workers,
         )
         ctx.load_seconds = time.perf_counter() - load_start
         bar.update(1)

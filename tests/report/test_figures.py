@@ -142,3 +142,25 @@ print("drawn" if "data:image/png" in html else "missing")
         [sys.executable, "-c", script], capture_output=True, text=True, timeout=300, env=env, check=False
     )
     assert done.returncode == 0 and done.stdout.strip() == "drawn", done.stderr[-2000:]
+
+
+def test_build_report_in_process_or_forked_gives_the_same_figures(minilm, minilm_tokenizer, tmp_path):
+    """``figure_workers=0`` (e.g. a multi-threaded server) renders in the report's own process: the
+    page's figures are the same bytes as those the forked children render."""
+    import re
+
+    from attn_plugins.report import build_report
+
+    pages = []
+    for workers in (0, None):
+        path = build_report(
+            minilm,
+            minilm_tokenizer,
+            ["The cat sat on the mat."],
+            out_dir=str(tmp_path / f"w{workers}"),
+            sections=["heatmaps", "statistics"],
+            progress=False,
+            figure_workers=workers,
+        )
+        pages.append(re.findall(r'src="data:image/png;base64,([^"]+)"', open(path, encoding="utf-8").read()))
+    assert len(pages[0]) >= 2 and pages[0] == pages[1]
