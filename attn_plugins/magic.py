@@ -24,7 +24,7 @@ import shlex
 
 from .integrations.html_page import escape
 from .loading import unpack_model
-from .notebook import VIEWS, figure_png, show
+from .notebook import VIEWS, show
 
 MAGIC_VIEWS = VIEWS  # the views of ap.show()
 
@@ -217,11 +217,9 @@ def load_ipython_extension(ipython) -> None:
 
     magic.__doc__ = attention_magic.__doc__ + "\n\n" + _magic_parser().format_help()
     ipython.register_magic_function(magic, magic_kind="line_cell", magic_name="attention")
-    png = ipython.display_formatter.formatters["image/png"]
-    try:
-        png.lookup_by_type("matplotlib.figure.Figure")
-    except KeyError:
-        png.for_type_by_name("matplotlib.figure", "Figure", figure_png)  # before any figure is drawn
+    from .plots.canvas import show_figures_as_png
+
+    show_figures_as_png(ipython)  # before any figure is drawn
 
 
 __all__ = ["attention_magic", "load_ipython_extension"]

@@ -99,28 +99,36 @@ def new_figure(width: float, height: float, **kwargs: Any) -> Figure:
     return fig
 
 
-def png_bytes(figure: Figure, dpi: int = 110) -> bytes:
-    """PNG bytes of a figure as a notebook shows it: the paper style, white background, tight box.
+def png_bytes(figure: Figure, dpi: int = 110, pad_inches: float = 0.05) -> bytes:
+    """PNG bytes of a figure as a page or notebook shows it: the paper style, white background,
+    tight box.
 
     Args:
         figure: the figure.
         dpi: resolution.
+        pad_inches: the margin around the tight box.
 
     Returns:
         The PNG file's bytes.
     """
     buffer = io.BytesIO()
     with style():
-        figure.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight", pad_inches=0.05, facecolor="white")
+        figure.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight", pad_inches=pad_inches, facecolor="white")
     return buffer.getvalue()
 
 
-def show_figures_as_png() -> None:
-    """Inside an IPython kernel, let matplotlib Figures display as PNG: our figures never touch pyplot,
-    so without this a notebook that has not imported pyplot shows ``<Figure size ...>`` as text.
-    A formatter the user (or matplotlib's inline backend) registered is left in place."""
-    ipython = sys.modules.get("IPython")
-    shell = ipython.get_ipython() if ipython is not None and hasattr(ipython, "get_ipython") else None
+def show_figures_as_png(shell: Any = None) -> None:
+    """In an IPython kernel (``shell``, default the running one), let matplotlib Figures display as
+    PNG: our figures never touch pyplot, so without this a notebook that has not imported pyplot
+    shows ``<Figure size ...>`` as text. A formatter the user (or matplotlib's inline backend)
+    registered is left in place.
+
+    Args:
+        shell: the IPython shell (``%load_ext`` passes it); ``None`` looks for a running one.
+    """
+    if shell is None:
+        ipython = sys.modules.get("IPython")
+        shell = ipython.get_ipython() if ipython is not None and hasattr(ipython, "get_ipython") else None
     formatters = getattr(getattr(shell, "display_formatter", None), "formatters", None)
     if not formatters or "image/png" not in formatters:
         return

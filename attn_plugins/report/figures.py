@@ -10,7 +10,6 @@ if a child fails, the figure is rendered in the report's own process: the PNG is
 from __future__ import annotations
 
 import base64
-import io
 import os
 import shutil
 import struct
@@ -34,12 +33,9 @@ def png_size(data: bytes) -> tuple[int, int]:
 
 def screen_png(fig) -> bytes:
     """The figure as the page shows it: PNG at :data:`SCREEN_DPI`, in the paper style, white, tight box."""
-    from ..plots.canvas import style
+    from ..plots.canvas import png_bytes
 
-    buffer = io.BytesIO()
-    with style():
-        fig.savefig(buffer, format="png", dpi=SCREEN_DPI, bbox_inches="tight", pad_inches=0.02, facecolor="white")
-    return buffer.getvalue()
+    return png_bytes(fig, SCREEN_DPI, pad_inches=0.02)
 
 
 def default_workers() -> int:
