@@ -32,13 +32,15 @@ def _missing_parents(directory: str) -> list[str]:
 
 
 @contextlib.contextmanager
-def atomic_path(path: str | os.PathLike[str], *, sync: bool = True) -> Iterator[str]:
+def atomic_path(path: str | os.PathLike[str], *, sync: bool = True, suffix: str = "") -> Iterator[str]:
     """A temporary path to write ``path``'s content to; renamed over ``path`` when the block succeeds.
 
     Args:
         path: the file to write. Missing parent folders are created (and removed again on failure).
         sync: ``fsync`` the content before the rename, so a crash right after never leaves an
             empty file under the final name (and a full disk is reported here, not later).
+        suffix: the end of the temporary file's name, for writers that pick the format from it
+            (``".gif"`` for Pillow).
 
     Returns:
         A context manager yielding the temporary file's path (an empty file that already exists,
@@ -49,7 +51,7 @@ def atomic_path(path: str | os.PathLike[str], *, sync: bool = True) -> Iterator[
     directory = os.path.dirname(os.path.abspath(path))
     created = _missing_parents(directory)
     os.makedirs(directory, exist_ok=True)
-    tmp = os.path.join(directory, f".{os.path.basename(path)}.{secrets.token_hex(6)}.tmp")
+    tmp = os.path.join(directory, f".{os.path.basename(path)}.{secrets.token_hex(6)}.tmp{suffix}")
     try:
         os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
         mode = os.stat(tmp).st_mode & 0o777  # 0o666 less the umask, as the kernel applied it

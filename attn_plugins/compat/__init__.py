@@ -77,9 +77,9 @@ def pth_line(bootstrap: str | None = None) -> str:
 def install_pth(site_dir: str | None = None) -> str:
     """Write the start-up hook into ``site_dir`` (default: this interpreter's site-packages)."""
     target = pth_path(site_dir)
-    with open(target, "w", encoding="utf-8") as handle:
-        handle.write(pth_line())
-    return target
+    from ..atomic import write_text
+
+    return write_text(target, pth_line())
 
 
 def uninstall_pth(site_dir: str | None = None) -> bool:

@@ -13,6 +13,7 @@ import argparse
 import os
 from typing import Any
 
+from ..atomic import write_text
 from ..errors import InputError
 from .evaluate import DEFAULT_METHODS, METRIC_GROUPS
 
@@ -169,8 +170,7 @@ def run_command(args: argparse.Namespace) -> int:
     os.makedirs(args.out, exist_ok=True)
     result.save(os.path.join(args.out, FILES[0]))
     result.save_csv(os.path.join(args.out, FILES[1]))
-    with open(os.path.join(args.out, FILES[2]), "w", encoding="utf-8") as handle:
-        handle.write(result.table(markdown=True) + "\n")
+    write_text(os.path.join(args.out, FILES[2]), result.table(markdown=True) + "\n")
     written = list(FILES[:3])
     if {"deletion", "insertion"} <= set(args.metrics):
         curves_plot(result, path=os.path.join(args.out, FILES[3]))

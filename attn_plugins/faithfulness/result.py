@@ -135,8 +135,10 @@ class FaithfulnessResult:
         """The summary as CSV: one row per (method, metric) with ``mean, low, high, n``."""
         import csv
 
+        from ..atomic import atomic_path
+
         out = Path(path)
-        with open(out, "w", encoding="utf-8", newline="") as handle:
+        with atomic_path(out) as tmp, open(tmp, "w", encoding="utf-8", newline="") as handle:
             writer = csv.writer(handle)
             writer.writerow(["method", "metric", "mean", "low", "high", "n"])
             for method, stats in self.summary().items():
@@ -158,8 +160,10 @@ class FaithfulnessResult:
 
     def save(self, path: str | os.PathLike[str]) -> Path:
         """Write the result (and its summary) as JSON; NaN is written as null."""
+        from ..atomic import write_text
+
         out = Path(path)
-        out.write_text(json.dumps(self.to_dict(), indent=1, allow_nan=False))
+        write_text(out, json.dumps(self.to_dict(), indent=1, allow_nan=False))
         return out
 
     @classmethod

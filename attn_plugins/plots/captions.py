@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from ..atomic import atomic_path
 from ..record import AttentionRecord
 from .canvas import contextual, display_label, finish, new_figure
 from .patches import Grid, image_array, label_patch_grid, overlay_patches, patch_grid, prefix_labels
@@ -257,7 +258,7 @@ def caption_gif(
         ax = fig.add_axes((0.04, 0.12, 0.92, 0.76))
         bottom = fig.text(0.5, 0.04, "", ha="center", fontsize=7)
         writer = PillowWriter(fps=fps)  # type: ignore[arg-type]  # the stub says int; fractional rates work
-        with writer.saving(fig, path, dpi=dpi):
+        with atomic_path(path, suffix=".gif") as tmp, writer.saving(fig, tmp, dpi=dpi):
             for t in range(steps):
                 ax.clear()
                 overlay_patches(ax, img, heat[t], vmax, cmap, alpha, True)

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..analysis.evolution import CheckpointEvolution, GenerationEvolution, checkpoint_evolution, generation_evolution
+from ..atomic import atomic_path
 from ..record import AttentionRecord
 from .canvas import (
     colour_scale,
@@ -367,7 +368,7 @@ def animate_generation(
         ax = fig.add_subplot(1, 1, 1)
         ymax = float(np.nanmax(row)) * 1.08 if row.size and np.nanmax(row) > 0 else 1.0
         writer = _writer(fps)
-        with writer.saving(fig, path, dpi=dpi):
+        with atomic_path(path, suffix=".gif") as tmp, writer.saving(fig, tmp, dpi=dpi):
             for t in range(evo.steps):
                 ax.clear()
                 _draw_step(ax, evo, row, t, ymax, kv <= 32)
@@ -422,7 +423,7 @@ def animate_checkpoints(
         bar = fig.colorbar(image, ax=ax, fraction=0.046, pad=0.03)
         bar.set_label(scale_label)
         writer = _writer(fps)
-        with writer.saving(fig, path, dpi=dpi):
+        with atomic_path(path, suffix=".gif") as tmp, writer.saving(fig, tmp, dpi=dpi):
             for c in range(len(evo.labels)):
                 image.set_data(maps[c].numpy())
                 ax.set_title(f"{evo.layer_labels[li]} head {head}: {display_label(evo.labels[c])}")

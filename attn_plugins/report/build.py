@@ -10,6 +10,7 @@ import time
 import traceback
 
 from .. import loading
+from ..atomic import write_text
 from ..errors import InputError, ReportError
 from ..inputs import MAX_TOKENS_DEFAULT
 from . import explanations, faithfulness, generation, heads, importance, overview, vision
@@ -225,8 +226,7 @@ def build_report(
         page = render_page(ctx, built, time.perf_counter() - started)
         path = os.path.join(out_dir, REPORT_FILE)
         try:
-            with open(path, "w", encoding="utf-8") as handle:
-                handle.write(page)
+            write_text(path, page)
         except OSError as exc:
             raise ReportError(f"cannot write {path!r}: {exc}") from None
         bar.set_postfix_str("done")

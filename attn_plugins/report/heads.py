@@ -7,6 +7,7 @@ import csv
 import math
 import os
 
+from ..atomic import atomic_path
 from .markup import esc, fmt
 
 
@@ -194,7 +195,7 @@ def section_statistics(ctx) -> str:
     csv_path = os.path.join(ctx.out_dir, "head_stats.csv")
     table_rows = hs.rows()
     if table_rows:
-        with open(csv_path, "w", encoding="utf-8", newline="") as handle:
+        with atomic_path(csv_path) as tmp, open(tmp, "w", encoding="utf-8", newline="") as handle:
             writer = csv.DictWriter(handle, fieldnames=list(table_rows[0]))
             writer.writeheader()
             writer.writerows(table_rows)
