@@ -123,7 +123,7 @@ def test_page_is_self_contained_and_escaped(page_html, built):
     # nothing is loaded from anywhere: no external src/href, every image inline
     assert not re.search(r"""(src|href)\s*=\s*["']?(https?:|//)""", page_html, re.I)
     images = re.findall(r'<img src="([^"]+)"', page_html)
-    assert len(images) >= 9 and all(src.startswith("data:image/png;base64,") for src in images)
+    assert len(images) >= 7 and all(src.startswith("data:image/png;base64,") for src in images)
     for src in images[:3]:
         check_png(base64.b64decode(src.split(",", 1)[1]))
     # the hostile text never appears as markup, only escaped
@@ -132,6 +132,26 @@ def test_page_is_self_contained_and_escaped(page_html, built):
     # links point at the files written beside the page
     for href in re.findall(r'href="(plots/[^"]+)"', page_html):
         assert (out / href).is_file(), href
+
+
+def test_statistics_tables_show_the_csv_values(page_html, built):
+    """Each shaded cell of the statistics tables is the head's value in head_stats.csv (itself
+    checked against the model's eager attention below), on the stated colour scale."""
+    out, _ = built
+    with open(out / "head_stats.csv", encoding="utf-8", newline="") as handle:
+        rows = {(r["layer"], int(r["head"])): r for r in csv.DictReader(handle)}
+    for name in ("previous", "self", "normalized_entropy"):
+        title = {"previous": "share to previous token", "self": "share to itself"}.get(name, "entropy / uniform")
+        table = re.search(
+            rf'<table class="ap-heat"><caption>{re.escape(title)} <span class="ap-scale">\(colour scale 0.00 to '
+            r"1.00\)</span></caption>(.*?)</table>",
+            page_html,
+        )
+        assert table, name
+        cells = re.findall(r'title="(L\d+) head (\d+): [^"]*">([^<]*)</td>', table.group(1))
+        assert len(cells) == 72
+        for layer, head, shown in cells:
+            assert float(shown) == pytest.approx(float(rows[(layer, int(head))][name]), abs=0.006)
 
 
 def html_escape(text: str) -> str:
@@ -201,7 +221,14 @@ def test_page_in_headless_chromium(built, browser, tmp_path):
         assert page.count("#saliency .ap-tok") > 20 and page.count("#comparison table") >= 1
     # every inline image decoded and has a size
     sizes = page.js("return Array.from(document.images).map(i => [i.complete, i.naturalWidth, i.naturalHeight])")
-    assert len(sizes) >= 9 and all(done and w > 100 and h > 100 for done, w, h in sizes)
+    assert len(sizes) >= 7 and all(done and w > 100 and h > 100 for done, w, h in sizes)
+    # the per-head statistics are shaded tables: 6 statistics x 6 layers x 12 heads, each cell coloured
+    assert page.count("#statistics table.ap-heat") == 6 and page.count("#statistics table.ap-heat td") == 432
+    shades = page.js(
+        "return Array.from(document.querySelectorAll('#statistics table.ap-heat td'))"
+        ".map(c => getComputedStyle(c).backgroundColor)"
+    )
+    assert len(set(shades)) > 20 and "rgba(0, 0, 0, 0)" not in shades
     # the hostile text is text, not markup: no extra <b>, no script ran
     assert HOSTILE in page.text("#summary .ap-text")[1]
     assert page.count("#summary .ap-text b") == 0

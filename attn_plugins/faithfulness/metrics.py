@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from ..analysis.ranks import kendall_tau_b
 from .perturb import Instance, Scorer, keep_only, perturb
 
 DEFAULT_BINS = (0.01, 0.05, 0.1, 0.2, 0.5)
@@ -120,8 +121,6 @@ def deletion_insertion(
 def leave_one_out(instances: Sequence[Instance], scorer: Scorer, *, replacement: int | None) -> list[dict[str, Any]]:
     """Per instance: ``loo`` (the drop when each removable token alone is removed) and ``loo_tau``
     (Kendall's tau-b with the saliency; NaN for fewer than two tokens or constant scores)."""
-    from scipy.stats import kendalltau
-
     sequences: list[list[int]] = []
     targets: list[int] = []
     layout: list[Any] = []
@@ -134,6 +133,6 @@ def leave_one_out(instances: Sequence[Instance], scorer: Scorer, *, replacement:
     out = []
     for inst, (start, n) in zip(instances, layout, strict=True):
         drops = probs[start] - probs[start + 1 : start + 1 + n]
-        tau = float(kendalltau(drops, inst.scores).statistic) if n >= 2 else float("nan")
+        tau = kendall_tau_b(drops, inst.scores) if n >= 2 else float("nan")
         out.append({"loo": drops.tolist(), "loo_tau": tau})
     return out

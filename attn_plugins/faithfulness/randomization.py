@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..analysis.ranks import spearman_rho
 from ..saliency import Explainer, TokenSaliency
 from .timing import stage
 
@@ -63,13 +64,11 @@ def _randomize(model: nn.Module, names: Sequence[str], generator: torch.Generato
 
 
 def _rho(a: TokenSaliency, b: TokenSaliency) -> float:
-    from scipy.stats import spearmanr
-
     keep = [i for i, s in enumerate(a.special or [False] * len(a)) if not s]
     x, y = np.abs(a.scores[keep]), np.abs(b.scores[keep])
     if len(keep) < 2 or np.ptp(x) == 0 or np.ptp(y) == 0:
         return float("nan")
-    return float(spearmanr(x, y).statistic)
+    return spearman_rho(x, y)
 
 
 def randomization_check(

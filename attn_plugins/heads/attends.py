@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from ..analysis.ranks import spearman_rho
 from ..analysis.stats import HeadStats
 from ..errors import InputError
 from .importance import HeadImportance
@@ -78,8 +79,6 @@ def importance_stats_plot(
     Returns:
         The :class:`matplotlib.figure.Figure`.
     """
-    from scipy.stats import spearmanr
-
     rows = importance_rows(importance, stats, names)
     layers = {label: i for i, label in enumerate(dict.fromkeys(r["layer"] for r in rows))}
     y = np.array([r["importance"] for r in rows])
@@ -89,7 +88,7 @@ def importance_stats_plot(
         x = np.array([r[name] for r in rows])
         ok = np.isfinite(x) & np.isfinite(y)
         points = ax.scatter(x[ok], y[ok], c=colour[ok], cmap="viridis", s=14, vmin=0, vmax=max(1, len(layers) - 1))
-        rho = spearmanr(x[ok], y[ok]).statistic if ok.sum() > 2 else float("nan")
+        rho = spearman_rho(x[ok], y[ok]) if ok.sum() > 2 else float("nan")
         ax.set_title(f"{TITLES.get(name, name)} (rho {rho:.2f})", fontsize=9)
         ax.set_xlabel(TITLES.get(name, name))
     axes[0].set_ylabel("head importance")

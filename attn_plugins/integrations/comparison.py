@@ -46,21 +46,56 @@ def _fmt(value: float | None) -> str:
     return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.3f}"
 
 
+def metric_scale(metric: str) -> tuple[str, float, float]:
+    """The colour scale of an agreement metric, in the plot and the shaded table: rank correlations
+    -1..1 (red-blue), top-k overlap 0..1 (blues), Jensen-Shannon divergence 0..1 (reds: darker is
+    less agreement).
+
+    Args:
+        metric: one of :data:`~attn_plugins.saliency.agreement.METRICS`.
+
+    Returns:
+        ``(colormap name, vmin, vmax)``.
+    """
+    if metric == "jensen_shannon":
+        return "Reds", 0.0, 1.0
+    if metric in ("kendall_tau", "spearman_rho"):
+        return "RdBu", -1.0, 1.0
+    return "Blues", 0.0, 1.0
+
+
+def _shades(columns: list[list[float]]) -> list[list[str]]:
+    """Inline styles of each cell of the averaged table, per metric column on its scale (plain
+    cells when matplotlib, which holds the colormaps, is not installed)."""
+    from ..errors import MissingDependencyError
+
+    try:
+        from .heat_table import cell_colours
+
+        shaded = [cell_colours([values], *metric_scale(m))[0] for m, values in zip(METRICS, columns, strict=True)]
+    except MissingDependencyError:
+        return [["" for _ in values] for values in columns]
+    return [[f' style="background:{bg};color:{fg}"' for bg, fg in column] for column in shaded]
+
+
 def _pairs_table(agree: Agreement, unit: int | None) -> str:
+    """The metrics of every pair of methods on one instance (``unit``), or averaged (``None``: the
+    cells shaded on each metric's colour scale, as in the plot)."""
     head = "<tr><th>methods</th>" + "".join(f"<th>{escape(LABELS[m])}</th>" for m in METRICS) + "</tr>"
-    rows = []
     source = agree.per_unit[unit] if unit is not None else None
     keys = list(agree.per_unit[0]) if agree.per_unit else []
-    for a, b in keys:
-        if source is not None:
-            cells = [source[(a, b)][m] for m in METRICS]
-        else:
-            cells = [agree.mean(a, b, m) for m in METRICS]
-        rows.append(
-            f'<tr><td style="text-align:left">{escape(a)} / {escape(b)}</td>'
-            + "".join(f"<td>{_fmt(v)}</td>" for v in cells)
-            + "</tr>"
-        )
+    values = [
+        [source[(a, b)][m] for m in METRICS] if source is not None else [agree.mean(a, b, m) for m in METRICS]
+        for a, b in keys
+    ]
+    columns = [[row[i] for row in values] for i in range(len(METRICS))]
+    styles = _shades(columns) if source is None and keys else [["" for _ in keys] for _ in METRICS]
+    rows = [
+        f'<tr><td style="text-align:left">{escape(a)} / {escape(b)}</td>'
+        + "".join(f"<td{styles[i][r]}>{_fmt(v)}</td>" for i, v in enumerate(values[r]))
+        + "</tr>"
+        for r, (a, b) in enumerate(keys)
+    ]
     return f'<table class="ap-metrics">{head}{"".join(rows)}</table>'
 
 
@@ -80,15 +115,13 @@ def agreement_plot(agree: Agreement, fmt: str = "png") -> str:
 
     n = len(agree.methods)
     size = max(3.2, 0.55 * n + 1.8)
-    fig = Figure(figsize=(2 * size, 2 * size * 0.9), dpi=90)
+    # one layout pass while drawing (tight_layout() before savefig drew the figure twice)
+    fig = Figure(figsize=(2 * size, 2 * size * 0.9), dpi=90, layout="constrained")
     for index, metric in enumerate(METRICS):
         ax = fig.add_subplot(2, 2, index + 1)
         data = agree.matrix(metric)
-        if metric == "jensen_shannon":
-            image = ax.imshow(data, cmap="Reds", vmin=0, vmax=1)
-        else:
-            lower = -1 if metric in ("kendall_tau", "spearman_rho") else 0
-            image = ax.imshow(data, cmap="RdBu" if lower < 0 else "Blues", vmin=lower, vmax=1)
+        cmap, lower, upper = metric_scale(metric)
+        image = ax.imshow(data, cmap=cmap, vmin=lower, vmax=upper)
         ax.set_xticks(range(n), agree.methods, rotation=60, ha="right", fontsize=8)
         ax.set_yticks(range(n), agree.methods, fontsize=8)
         ax.set_title(LABELS[metric] + (f" (k={agree.k})" if metric == "top_k_overlap" else ""), fontsize=10)
@@ -107,7 +140,6 @@ def agreement_plot(agree: Agreement, fmt: str = "png") -> str:
                     )
         fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
     fig.suptitle(f"Agreement averaged over {len(agree.units)} instances", fontsize=11)
-    fig.tight_layout()
     buffer = io.BytesIO()
     if fmt == "svg":
         fig.savefig(buffer, format="svg")

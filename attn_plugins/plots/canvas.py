@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 from ..atomic import atomic_path
 from ..errors import import_optional
+from ..integrations.heat_table import text_colour
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -111,10 +112,45 @@ def png_bytes(figure: Figure, dpi: int = 110, pad_inches: float = 0.05) -> bytes
     Returns:
         The PNG file's bytes.
     """
-    buffer = io.BytesIO()
     with style():
+        cropped = _drawn_once(figure, dpi, pad_inches)
+        if cropped is not None:
+            return cropped
+        buffer = io.BytesIO()  # something reaches past the figure's edge: let savefig grow the canvas
         figure.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight", pad_inches=pad_inches, facecolor="white")
     return buffer.getvalue()
+
+
+def _drawn_once(figure: Figure, dpi: int, pad_inches: float) -> bytes | None:
+    """The PNG that ``savefig(bbox_inches="tight")`` writes, from one draw instead of two: the
+    figure is drawn once at ``dpi`` on a white background and the pixels inside its tight box (plus
+    ``pad_inches``) are cut out. ``None`` when the tight box reaches past the figure's edge (then
+    only savefig's own path, which enlarges the canvas, shows everything)."""
+    import numpy as np
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from PIL import Image
+
+    canvas = figure.canvas
+    if not isinstance(canvas, FigureCanvasAgg):
+        return None  # someone else's canvas (a pyplot window): left alone, savefig draws a copy
+    old_dpi, old_face = figure.dpi, figure.get_facecolor()
+    try:
+        figure.set_dpi(dpi)
+        figure.set_facecolor("white")
+        canvas.draw()
+        box = figure.get_tightbbox(canvas.get_renderer()).padded(pad_inches)
+        width, height = canvas.get_width_height(physical=True)
+        x0, x1 = math.floor(box.x0 * dpi), math.ceil(box.x1 * dpi)
+        y0, y1 = math.floor(box.y0 * dpi), math.ceil(box.y1 * dpi)
+        if x0 < 0 or y0 < 0 or x1 > width or y1 > height or x1 <= x0 or y1 <= y0:
+            return None
+        pixels = np.asarray(canvas.buffer_rgba())[height - y1 : height - y0, x0:x1]
+        out = io.BytesIO()
+        Image.fromarray(np.ascontiguousarray(pixels)).save(out, format="png", dpi=(dpi, dpi))
+        return out.getvalue()
+    finally:
+        figure.set_dpi(old_dpi)
+        figure.set_facecolor(old_face)
 
 
 def show_figures_as_png(shell: Any = None) -> None:
@@ -312,8 +348,8 @@ def annotate_cells(ax: Axes, image: AxesImage, data: Any, fmt: Callable[[Any], s
             if value != value:
                 continue
             red, green, blue, _ = image.cmap(image.norm(value))
-            light = 0.299 * red + 0.587 * green + 0.114 * blue > 0.5
-            ax.text(j, i, fmt(value), ha="center", va="center", fontsize=fontsize, color="black" if light else "white")
+            colour = text_colour(red, green, blue)
+            ax.text(j, i, fmt(value), ha="center", va="center", fontsize=fontsize, color=colour)
 
 
 def small_multiple_ticks(ax: Axes, labelled: bool) -> None:

@@ -86,18 +86,33 @@ def head_stats_plot(
     return finish(fig, path)
 
 
-def _matrix_panel(
-    fig: Figure, ax: Axes, values: torch.Tensor, hs: HeadStats, name: str, label: str, annotate: bool | None
-) -> None:
-    data = values.numpy()
+def stat_scale(hs: HeadStats, name: str) -> tuple[str, float, float]:
+    """The colour scale a statistic is drawn on, in plots and in the report's shaded tables:
+    shares and entropy relative to uniform on the fixed range 0..1, entropy (nats) and distance
+    (tokens) from their smallest to their largest value.
+
+    Args:
+        hs: the statistics.
+        name: the statistic (a field of ``hs`` or a token group).
+
+    Returns:
+        ``(colormap name, vmin, vmax)``.
+    """
+    data = hs.get(name).numpy()
     finite = data[data == data]
     vmin = float(finite.min()) if finite.size else 0.0
     vmax = float(finite.max()) if finite.size else 1.0
     if name in ("special", "previous", "next", "self", "normalized_entropy") or name in hs.groups:
         vmin, vmax = 0.0, 1.0
-    image = ax.imshow(
-        data, cmap=_CMAPS.get(name, "magma"), vmin=vmin, vmax=vmax, aspect="auto", interpolation="nearest"
-    )
+    return _CMAPS.get(name, "magma"), vmin, vmax
+
+
+def _matrix_panel(
+    fig: Figure, ax: Axes, values: torch.Tensor, hs: HeadStats, name: str, label: str, annotate: bool | None
+) -> None:
+    data = values.numpy()
+    cmap, vmin, vmax = stat_scale(hs, name)
+    image = ax.imshow(data, cmap=cmap, vmin=vmin, vmax=vmax, aspect="auto", interpolation="nearest")
     n_layers, n_heads = data.shape
     ax.set_xticks(range(n_heads))
     ax.set_xticklabels(
@@ -149,4 +164,4 @@ def _scatter_panel(ax: Axes, values: torch.Tensor, hs: HeadStats, name: str, lab
     ax.legend(frameon=False, loc="best")
 
 
-__all__ = ["head_stats_plot"]
+__all__ = ["head_stats_plot", "stat_scale"]

@@ -154,7 +154,8 @@ def build_report(
             ``"svg"``, ``"pdf"`` (default none: the page shows every figure at screen resolution).
         figure_workers: child processes that render figures beside the following sections (default:
             up to 4 on Linux, where ``fork`` is safe; 0 renders every figure in this process, e.g. inside
-            a multi-threaded server). The page is the same either way.
+            a multi-threaded server). The page is the same either way. While children render, torch
+            runs on the cores they leave (``torch.set_num_threads``, restored when the report is done).
 
     Returns:
         The path of ``report.html``.
@@ -216,10 +217,11 @@ def build_report(
         ctx.save_record()
         bar.update(1)
         built = []
-        for sid, title in chosen:
-            bar.set_postfix_str(title)
-            built.append(run_section(ctx, sid, title))
-            bar.update(1)
+        with ctx.renderer.sharing_cores():
+            for sid, title in chosen:
+                bar.set_postfix_str(title)
+                built.append(run_section(ctx, sid, title))
+                bar.update(1)
         bar.set_postfix_str("writing the page")
         for section in built:  # the figures rendered beside the sections
             finish_section(ctx, section)

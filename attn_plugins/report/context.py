@@ -223,13 +223,14 @@ class ReportContext:
             return self.self_layers[-1].index
 
     # ----- figures ----------------------------------------------------------------------------------
-    def figure(self, name: str, fig, caption: str, alt: str | None = None) -> str:
+    def figure(self, name: str, fig, caption: str, alt: str | None = None, *, screen: bool = True) -> str:
         """The HTML that shows ``fig`` inline, rendered once for the screen (PNG at
         :data:`SCREEN_DPI`) by :class:`~attn_plugins.report.figures.FigureRenderer`, beside the
         sections that follow (a placeholder until :meth:`finish_figures`); print versions
         (``plots/NAME.png`` at 300 dpi, ``.svg``, ``.pdf``) only in the formats asked for (``figures=``).
-        ``fig`` may be a function that makes the figure: it then runs where the figure renders."""
-        html = self.renderer.submit(name, fig, caption, alt)
+        ``fig`` may be a function that makes the figure: it then runs where the figure renders.
+        ``screen=False``: only the print versions (if any were asked for), linked under ``caption``."""
+        html = self.renderer.submit(name, fig, caption, alt, screen=screen)
         self.files.extend(f for f in self.renderer.files if f not in self.files)
         return html
 

@@ -107,10 +107,12 @@ def section_comparison(ctx) -> str:
     table, what = saliency_table(ctx)
     if len(table) < 2:
         raise SectionUnavailableError("Only one saliency method is available, so there is nothing to compare.")
-    page = export(table, "comparison", title="Do the methods agree?")
+    # the averaged metrics as a shaded table (the page's own plot of the same numbers costs seconds)
+    page = export(table, "comparison", title="Do the methods agree?", plot=None)
     lead = (
         '<p class="ap-lead">Agreement of every pair of methods on the same inputs (Kendall tau, Spearman '
         'rho, top-3 overlap, Jensen-Shannon divergence), the analysis of "Attention is not Explanation" '
-        f"(Jain and Wallace 2019), explaining {what}.</p>"
+        f"(Jain and Wallace 2019), explaining {what}. The averaged table is shaded on each metric's "
+        "scale: blue is agreement, red disagreement (rank correlations run from -1 to 1).</p>"
     )
     return lead + f'<div class="ap-view" data-view="comparison">{page._repr_html_()}</div>'

@@ -10,12 +10,14 @@ if a child fails, the figure is rendered in the report's own process: the PNG is
 from __future__ import annotations
 
 import base64
+import contextlib
 import os
 import shutil
 import struct
 import sys
 import tempfile
 import warnings
+from collections.abc import Iterator
 
 from .markup import esc
 
@@ -38,16 +40,20 @@ def screen_png(fig) -> bytes:
     return png_bytes(fig, SCREEN_DPI, pad_inches=0.02)
 
 
+def usable_cpus() -> int:
+    """The CPUs this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
 def default_workers() -> int:
     """How many figures may render at once in child processes: 0 (render in-process) without a
     safe ``fork`` (only Linux: macOS system frameworks are not fork-safe), else the usable CPUs (at most 4)."""
     if not (sys.platform.startswith("linux") and hasattr(os, "fork")):
         return 0
-    try:
-        cpus = len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        cpus = os.cpu_count() or 1
-    return max(1, min(4, cpus))
+    return max(1, min(4, usable_cpus()))
 
 
 class FigureRenderer:
@@ -70,7 +76,28 @@ class FigureRenderer:
         self._tmp: str | None = None
 
     # ----- the parent's side -------------------------------------------------------------------------
-    def submit(self, name: str, fig, caption: str, alt: str | None = None) -> str:
+    @contextlib.contextmanager
+    def sharing_cores(self) -> Iterator[None]:
+        """While figures may render in children, run this process's torch work (the saliency
+        sections' forward and backward passes) on the cores the children leave (at least one
+        thread), and restore torch's thread count after. torch's worker threads spin while they wait
+        for each other; on a core a child is drawing on, that spinning costs as much CPU as the work
+        (on 2 CPUs it made the saliency section cost 3x its CPU time)."""
+        torch = sys.modules.get("torch")
+        if not self.workers or torch is None:
+            yield
+            return
+        before = torch.get_num_threads()
+        wanted = max(1, min(before, usable_cpus() - self.workers))
+        if wanted != before:
+            torch.set_num_threads(wanted)
+        try:
+            yield
+        finally:
+            if wanted != before:
+                torch.set_num_threads(before)
+
+    def submit(self, name: str, fig, caption: str, alt: str | None = None, screen: bool = True) -> str:
         """Start rendering ``fig`` (in a child when one is free, else later); returns a placeholder
         that :meth:`fill` replaces by its ``<figure>``.
 
@@ -79,13 +106,18 @@ class FigureRenderer:
             fig: a matplotlib Figure, or a function of no arguments that makes one: then the figure
                 is drawn in the child too (setting hundreds of token tick labels is as slow as rendering them).
             caption, alt: the caption under the figure and the image's alt text (default: the caption).
+            screen: show the figure in the page; ``False``: only write its print versions (when formats
+                were asked for) and link them, for content the page shows otherwise (a shaded table).
 
         Returns:
             The placeholder.
         """
+        if not screen and not self.formats:
+            return ""  # nothing to draw
         for fmt in self.formats:
             self.files.append(os.path.join(PLOT_DIR, f"{name}.{fmt}"))
         job = {
+            "screen": screen,
             "name": name,
             "fig": fig,
             "caption": caption,
@@ -168,16 +200,22 @@ class FigureRenderer:
         # a comment the escaped page text can never contain (every "<" in it is escaped)
         return f"<!--ap-figure:{key}-->"
 
+    def _links(self, name: str) -> str:
+        """Links to a figure's print versions in ``plots/``."""
+        return ", ".join(
+            f'<a href="{esc(PLOT_DIR)}/{esc(name)}.{esc(fmt)}">{esc(fmt.upper())}</a>' for fmt in self.formats
+        )
+
     def _markup(self, job: dict) -> str:
+        if not job["screen"]:
+            return f'<p class="ap-files">{esc(job["caption"])}: {self._links(job["name"])}</p>'
         data = job["data"]
         width, _ = png_size(data)
         css_width = f' width="{width}"' if width else ""
         encoded = base64.b64encode(data).decode("ascii")
-        name = job["name"]
-        links = [f'<a href="{esc(PLOT_DIR)}/{esc(name)}.{esc(fmt)}">{esc(fmt.upper())}</a>' for fmt in self.formats]
-        files = f' <span class="ap-files">({", ".join(links)})</span>' if links else ""
+        files = f' <span class="ap-files">({self._links(job["name"])})</span>' if self.formats else ""
         return (
-            f'<figure class="ap-fig" data-plot="{esc(name)}"><img src="data:image/png;base64,{encoded}"'
+            f'<figure class="ap-fig" data-plot="{esc(job["name"])}"><img src="data:image/png;base64,{encoded}"'
             f'{css_width} alt="{esc(job["alt"] or job["caption"])}"><figcaption>{esc(job["caption"])}{files}'
             "</figcaption></figure>"
         )
@@ -188,7 +226,7 @@ class FigureRenderer:
         fig = job["fig"]() if callable(job["fig"]) else job["fig"]  # a factory is drawn where it renders
         for fmt in self.formats:
             save(fig, os.path.join(self.plot_dir, f"{job['name']}.{fmt}"))
-        job["data"] = screen_png(fig)
+        job["data"] = screen_png(fig) if job["screen"] else b""
 
     def _reap(self, job: dict) -> None:
         """Wait for ``job``'s child and read its PNG (left ``None`` if the child failed)."""

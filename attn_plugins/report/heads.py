@@ -130,20 +130,23 @@ def section_statistics(ctx) -> str:
         "in tokens, and the share of attention on special tokens, the previous and next token, and "
         "the token itself.</p>"
     ]
-    parts.append(
-        ctx.figure(
-            "head_stats",
-            lambda: head_stats_plot(hs, ("normalized_entropy", "distance", "self"), style="matrix"),
-            "How broad and how far each head attends, by layer (rows) and head (columns).",
+    for name, stats, caption in (
+        ("head_stats", ("normalized_entropy", "distance", "self"), "How broad and how far each head attends"),
+        ("head_shares", ("special", "previous", "next"), "Where each head's attention goes"),
+    ):
+        parts.append(
+            f'<figure class="ap-fig ap-heats" data-table="{esc(name)}"><div class="ap-row">'
+            f"{''.join(stat_table(hs, stat) for stat in stats)}</div><figcaption>{esc(caption)}, by layer (rows) "
+            "and head (columns); hover a cell for its layer and head.</figcaption></figure>"
         )
-    )
-    parts.append(
-        ctx.figure(
-            "head_shares",
-            lambda: head_stats_plot(hs, ("special", "previous", "next"), style="matrix"),
-            "Where each head's attention goes: special tokens, the previous and the next token.",
+        parts.append(
+            ctx.figure(
+                name,
+                lambda stats=stats: head_stats_plot(hs, stats, style="matrix"),
+                f"{caption} as a figure",
+                screen=False,
+            )
         )
-    )
     parts.append(
         ctx.figure(
             "head_stats_by_layer",
@@ -224,6 +227,34 @@ def section_statistics(ctx) -> str:
         f"<tr><th>layer</th><th>head</th>{head}</tr>{per_head}</table></details>"
     )
     return "".join(parts)
+
+
+def stat_table(hs, name: str) -> str:
+    """One statistic of every head as a shaded layers x heads table, on the colour scale its figure
+    uses (:func:`attn_plugins.plots.heads.stat_scale`); values are written when there are at most
+    16 heads per layer (else each cell's tooltip carries it)."""
+    from ..analysis.stats import STAT_TITLES
+    from ..integrations.heat_table import heat_table
+    from ..plots.heads import stat_scale
+
+    values = hs.get(name).numpy()
+    width = values.shape[1]
+    heads = hs.heads[0] if all(h == hs.heads[0] for h in hs.heads) and len(hs.heads[0]) == width else range(width)
+    columns = [str(h) for h in heads]
+    cmap, vmin, vmax = stat_scale(hs, name)
+    return heat_table(
+        values,
+        hs.labels,
+        columns,
+        cmap=cmap,
+        vmin=vmin,
+        vmax=vmax,
+        title=STAT_TITLES.get(name, f"share to {name}"),
+        fmt=lambda v: f"{v:.2f}" if abs(v) < 10 else f"{v:.1f}",
+        corner="layer \\ head",
+        show_values=width <= 16,
+        cell_title=lambda i, j: f"{hs.labels[i]} head {columns[j]}: {fmt(float(values[i, j]))}",
+    )
 
 
 def section_clustering(ctx) -> str:
@@ -355,7 +386,8 @@ def layers_figure(record, item: int, stack):
             elif idx % ncols != 0:
                 ax.set_yticks([])
         bar = fig.colorbar(image, ax=axes.ravel().tolist(), fraction=0.02, pad=0.01, shrink=0.9)
-        bar.set_label(scale_label)
+        # on two lines when one would run past a short figure's top and bottom
+        bar.set_label(scale_label.replace(" (", "\n(", 1) if nrows == 1 else scale_label, fontsize=7)
         bar.outline.set_linewidth(0.5)
         fig.suptitle("mean attention of each layer" + (f" (input {item + 1})" if record.batch_size > 1 else ""))
     return fig

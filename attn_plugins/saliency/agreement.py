@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from ..analysis.divergence import js_divergence_rows
+from ..analysis.ranks import kendall_tau_b, spearman_rho
 
 METRICS = ("kendall_tau", "spearman_rho", "top_k_overlap", "jensen_shannon")
 LABELS = {
@@ -62,10 +63,6 @@ def top_k_overlap(a: Any, b: Any, k: int) -> float:
 
 def pair_metrics(a: Any, b: Any, *, k: int = 3) -> dict[str, float]:
     """All agreement metrics of two score vectors (already absolute if wanted)."""
-    from ..errors import import_optional as optional
-
-    stats = optional("scipy.stats", "the agreement metrics")
-
     a = np.asarray(a, dtype=np.float64)
     b = np.asarray(b, dtype=np.float64)
     if a.shape != b.shape:
@@ -74,8 +71,8 @@ def pair_metrics(a: Any, b: Any, *, k: int = 3) -> dict[str, float]:
     if constant:
         tau = rho = math.nan
     else:
-        tau = float(stats.kendalltau(a, b).statistic)
-        rho = float(stats.spearmanr(a, b).statistic)
+        tau = kendall_tau_b(a, b)
+        rho = spearman_rho(a, b)
     return {
         "kendall_tau": tau,
         "spearman_rho": rho,

@@ -43,6 +43,28 @@ def test_page_in_browser_with_plot(tmp_path, browser):  # noqa: F811
     assert page.js("return document.querySelector('img.ap-plot').naturalWidth") > 100
     page.screenshot(tmp_path / "cmp.png")
     assert "Averaged over 3 instances" in page_obj._repr_html_()
+    # the averaged table is shaded on each metric's scale, as the plot: the cell of a pair's tau is
+    # the RdBu colour of its value on -1..1
+    from matplotlib import colormaps
+    from matplotlib.colors import to_rgb
+
+    agree = page_obj.agreement
+    last = "document.querySelectorAll('table.ap-metrics')[document.querySelectorAll('table.ap-metrics').length - 1]"
+    cells = page.js(
+        f"return Array.from({last}.querySelectorAll('tr')).slice(1).map(r => "
+        "[r.cells[0].textContent, getComputedStyle(r.cells[1]).backgroundColor, r.cells[1].textContent])"
+    )
+    assert len(cells) == len(agree.per_unit[0])
+    for pair, colour, text in cells:
+        a, b = pair.split(" / ")
+        tau = agree.mean(a, b, "kendall_tau")
+        assert float(text) == pytest.approx(tau, abs=5e-4)
+        want = [round(255 * c) for c in to_rgb(colormaps["RdBu"]((tau + 1) / 2))]
+        got = [int(v) for v in colour[colour.index("(") + 1 : colour.index(")")].split(",")[:3]]
+        assert max(abs(g - w) for g, w in zip(got, want, strict=True)) <= 1, (pair, got, want)
+    # without a plot the page has the table and no image
+    bare = ap.export(fixture_table(), "comparison", plot=None)._repr_html_()
+    assert "<img" not in bare and "background:#" in bare
 
 
 def test_svg_plot_and_hostile_tokens(tmp_path, browser):  # noqa: F811
