@@ -137,14 +137,14 @@ def _drawn_once(figure: Figure, dpi: int, pad_inches: float) -> bytes | None:
     try:
         figure.set_dpi(dpi)
         figure.set_facecolor("white")
-        canvas.draw()
-        box = figure.get_tightbbox(canvas.get_renderer()).padded(pad_inches)
+        canvas.draw()  # type: ignore[no-untyped-call]
+        box = figure.get_tightbbox(canvas.get_renderer()).padded(pad_inches)  # type: ignore[no-untyped-call]
         width, height = canvas.get_width_height(physical=True)
         x0, x1 = math.floor(box.x0 * dpi), math.ceil(box.x1 * dpi)
         y0, y1 = math.floor(box.y0 * dpi), math.ceil(box.y1 * dpi)
         if x0 < 0 or y0 < 0 or x1 > width or y1 > height or x1 <= x0 or y1 <= y0:
             return None
-        pixels = np.asarray(canvas.buffer_rgba())[height - y1 : height - y0, x0:x1]
+        pixels = np.asarray(canvas.buffer_rgba())[height - y1 : height - y0, x0:x1]  # type: ignore[no-untyped-call]
         out = io.BytesIO()
         Image.fromarray(np.ascontiguousarray(pixels)).save(out, format="png", dpi=(dpi, dpi))
         return out.getvalue()
