@@ -266,8 +266,8 @@ def section_clustering(ctx) -> str:
     parts = [
         '<p class="ap-lead">How alike the heads attend: the mean Jensen-Shannon distance between two '
         "heads' attention rows over the real tokens of all inputs (Clark et al. 2019), ordered by "
-        "hierarchical clustering (average linkage). Dark blocks on the diagonal are families of heads "
-        "that attend the same way.</p>"
+        "hierarchical clustering (average linkage). Small distances are light (yellow-green): light "
+        "blocks on the diagonal are families of heads that attend the same way.</p>"
     ]
     parts.append(
         ctx.figure(

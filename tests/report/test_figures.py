@@ -164,3 +164,68 @@ def test_build_report_in_process_or_forked_gives_the_same_figures(minilm, minilm
         )
         pages.append(re.findall(r'src="data:image/png;base64,([^"]+)"', open(path, encoding="utf-8").read()))
     assert len(pages[0]) >= 2 and pages[0] == pages[1]
+
+
+def test_print_only_figures_write_files_and_links_but_no_image(tmp_path):
+    """A figure whose content the page shows otherwise (a shaded table) is only drawn when print
+    versions were asked for, then written and linked, never put in the page as an image."""
+    for workers in (0, default_workers()):
+        out = tmp_path / f"w{workers}"
+        (out / "plots").mkdir(parents=True)
+        none = FigureRenderer(str(out), workers=workers)
+        drawn: list[int] = []
+        assert none.submit("stats", lambda drawn=drawn: drawn.append(1) or _figure(), "stats", screen=False) == ""
+        none.close()
+        assert drawn == [] and os.listdir(out / "plots") == []
+        renderer = FigureRenderer(str(out), formats=("png",), workers=workers)
+        html = renderer.fill(renderer.submit("stats", _figure, "The statistics as a figure", screen=False))
+        renderer.close()
+        assert "<img" not in html and 'href="plots/stats.png"' in html and "The statistics as a figure" in html
+        assert png_size((out / "plots" / "stats.png").read_bytes())[0] > 500
+
+
+@needs_fork
+def test_torch_runs_on_the_cores_the_children_leave_and_gets_its_threads_back(tmp_path):
+    import torch
+
+    from attn_plugins.report.figures import usable_cpus
+
+    before = torch.get_num_threads()
+    renderer = FigureRenderer(str(tmp_path), workers=2)
+    with renderer.sharing_cores():
+        assert torch.get_num_threads() == max(1, min(before, usable_cpus() - 2))
+        renderer.fill(renderer.submit("a", _figure, "a"))
+    renderer.close()
+    assert torch.get_num_threads() == before
+    with FigureRenderer(str(tmp_path), workers=0).sharing_cores():  # nothing renders beside: untouched
+        assert torch.get_num_threads() == before
+    with pytest.raises(KeyError):
+        with renderer.sharing_cores():
+            raise KeyError("a section failed")
+    assert torch.get_num_threads() == before
+
+
+def test_the_clustering_text_names_the_colour_its_figure_gives_small_distances(minilm, minilm_tokenizer, tmp_path):
+    """The report says similar heads form light blocks: the colour of distance 0 in the figure is light."""
+    import attn_plugins as ap
+    from attn_plugins.analysis.head_similarity import head_distances
+    from attn_plugins.plots import similarity_plot
+    from attn_plugins.report import build_report
+
+    enc = minilm_tokenizer(["The cat sat on the mat."], return_tensors="pt")
+    with ap.capture(minilm) as cap:
+        minilm(**enc)
+    fig = similarity_plot(head_distances(cap.record))
+    image = max((im for ax in fig.axes for im in ax.images), key=lambda im: im.get_array().size)
+    assert image.get_array().shape == (72, 72)
+
+    def luminance(value):
+        red, green, blue, _ = image.cmap(image.norm(value))
+        return 0.299 * red + 0.587 * green + 0.114 * blue
+
+    assert luminance(0.0) > 0.6 and luminance(0.8) < 0.4
+    page = build_report(
+        minilm, minilm_tokenizer, "The cat sat on the mat.", out_dir=tmp_path, sections=["clustering"], progress=False
+    )
+    text = open(page, encoding="utf-8").read()
+    assert "Small distances are light" in text and "Dark blocks" not in text
