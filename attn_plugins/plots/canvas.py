@@ -352,6 +352,29 @@ def annotate_cells(ax: Axes, image: AxesImage, data: Any, fmt: Callable[[Any], s
             ax.text(j, i, fmt(value), ha="center", va="center", fontsize=fontsize, color=colour)
 
 
+def label_bar(bar: Any, text: str, fontsize: float | None = None) -> None:
+    """Label a colorbar so the label stays within the figure's height: a label longer than the
+    figure is tall is broken before its parenthesis, then between words.
+
+    Args:
+        bar: the colorbar.
+        text: the label.
+        fontsize: its size in points (default: matplotlib's axis label size).
+    """
+    import textwrap
+
+    from matplotlib import rcParams
+    from matplotlib.font_manager import FontProperties
+
+    size = fontsize if fontsize is not None else FontProperties(size=rcParams["axes.labelsize"]).get_size_in_points()
+    room = int(bar.ax.figure.get_figheight() * 72 * 0.85 / (0.55 * size))  # characters that fit along the bar
+    if len(text) > room:
+        head, paren, tail = text.partition(" (")
+        lines = [head, paren.strip() + tail] if paren else [text]
+        text = "\n".join(part for line in lines for part in textwrap.wrap(line, max(room, 12)))
+    bar.set_label(text, fontsize=size)
+
+
 def small_multiple_ticks(ax: Axes, labelled: bool) -> None:
     """Ticks of one panel in a grid of small heatmaps: none, or small ones.
 

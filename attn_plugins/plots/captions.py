@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import os
+import textwrap
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -13,7 +14,7 @@ import torch
 
 from ..atomic import atomic_path
 from ..record import AttentionRecord
-from .canvas import contextual, display_label, finish, new_figure
+from .canvas import contextual, display_label, finish, label_bar, new_figure
 from .patches import Grid, image_array, label_patch_grid, overlay_patches, patch_grid, prefix_labels
 
 if TYPE_CHECKING:
@@ -186,10 +187,11 @@ def caption_attention(
         shown, width, height = overlay_patches(ax, img, heat[t], vmax, cmap, alpha, show_grid)
         ax.set_title(f"{t + 1}. {labels[t]}", fontsize=7)
         label_patch_grid(ax, rows, cols, width, height, 0)
-        ax.set_xlabel(_prefix_note(maps, t) or " ", fontsize=6)
+        # the prefix tokens' shares, wrapped to the panel's width (one line ran into the next panel)
+        ax.set_xlabel(textwrap.fill(_prefix_note(maps, t), max(16, int(36 * aspect))) or " ", fontsize=6)
     assert shown is not None  # one panel per step, at least one
     bar = fig.colorbar(shown, ax=axes.ravel().tolist(), fraction=0.03, pad=0.02)
-    bar.set_label(f"cross-attention weight (scale 0 to {vmax:.3f}, all panels)")
+    label_bar(bar, f"cross-attention weight (scale 0 to {vmax:.3f}, all panels)")
     bar.outline.set_linewidth(0.5)
     which = (
         ("mean of layers" if layer == "mean" else f"layer {layer}")

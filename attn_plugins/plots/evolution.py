@@ -19,6 +19,7 @@ from .canvas import (
     contextual,
     display_label,
     finish,
+    label_bar,
     new_figure,
     set_token_ticks,
     small_multiple_ticks,
@@ -243,7 +244,7 @@ def checkpoint_plot(
         small_multiple_ticks(ax, labelled)
     assert image is not None  # one panel per checkpoint, at least one
     bar = fig.colorbar(image, ax=axes.ravel().tolist(), fraction=0.025, pad=0.02, shrink=0.9)
-    bar.set_label(scale_label)
+    label_bar(bar, scale_label)
     bar.outline.set_linewidth(0.5)
     fig.suptitle(title if title is not None else f"{evo.layer_labels[li]} head {head} across checkpoints")
     return finish(fig, path)
@@ -421,7 +422,7 @@ def animate_checkpoints(
         ax = fig.add_subplot(1, 1, 1)
         image = draw_matrix(ax, maps[0], query_labels=qt, key_labels=kt, cmap=cmap, vmax=vmax, annotate=False)
         bar = fig.colorbar(image, ax=ax, fraction=0.046, pad=0.03)
-        bar.set_label(scale_label)
+        label_bar(bar, scale_label)
         writer = _writer(fps)
         with atomic_path(path, suffix=".gif") as tmp, writer.saving(fig, tmp, dpi=dpi):
             for c in range(len(evo.labels)):

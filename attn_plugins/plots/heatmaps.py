@@ -16,6 +16,7 @@ from .canvas import (
     colour_scale,
     contextual,
     finish,
+    label_bar,
     new_figure,
     pick_cross_layer,
     readable,
@@ -192,7 +193,7 @@ def heatmap(
     top, label = colour_scale([matrix], scale, vmax)
     image = draw_matrix(ax, matrix, query_labels=qt, key_labels=kt, cmap=cmap, vmax=top, annotate=annotate)
     bar = fig.colorbar(image, ax=ax, fraction=0.046, pad=0.03)
-    bar.set_label(label)
+    label_bar(bar, label)
     bar.outline.set_linewidth(0.5)
     ax.set_title(title if title is not None else " ".join(x for x in (v.label, what) if x))
     return finish(fig, path)
@@ -289,7 +290,7 @@ def head_grid(
             ax.tick_params(labelleft=False)
     assert image is not None  # at least one head was drawn (mats[0] above)
     bar = fig.colorbar(image, ax=axes.ravel().tolist(), fraction=0.025, pad=0.02, shrink=0.9)
-    bar.set_label(label)
+    label_bar(bar, label)
     bar.outline.set_linewidth(0.5)
     fig.suptitle(
         title if title is not None else f"{v.label or 'attention'}: all heads{'' if item == 0 else f' (item {item})'}"
@@ -405,7 +406,7 @@ def alignment(
             )
         fig.legend(loc="outside lower center", frameon=False, handlelength=1.0)
     bar = fig.colorbar(image, ax=ax, fraction=0.046, pad=0.03)
-    bar.set_label(label)
+    label_bar(bar, label)
     bar.outline.set_linewidth(0.5)
     what = "mean of heads" if head in ("mean", None) else f"head {head}"
     ax.set_title(title if title is not None else f"alignment: {where}, {what}", loc="left")

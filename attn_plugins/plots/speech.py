@@ -11,7 +11,16 @@ import torch
 
 from ..analysis.blocks import View, record_view
 from ..record import AttentionRecord
-from .canvas import colour_scale, contextual, display_label, finish, new_figure, pick_cross_layer, readable
+from .canvas import (
+    colour_scale,
+    contextual,
+    display_label,
+    finish,
+    label_bar,
+    new_figure,
+    pick_cross_layer,
+    readable,
+)
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -180,7 +189,7 @@ def whisper_cross_attention(
     ax.set_xlabel("time (s)")
     ax.set_ylabel("decoded token")
     bar = fig.colorbar(image, cax=cax)
-    bar.set_label(scale_label)
+    label_bar(bar, scale_label)
     bar.outline.set_linewidth(0.5)
     return finish(fig, path)
 

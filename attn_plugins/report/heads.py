@@ -63,7 +63,7 @@ def seq2seq_figures(ctx) -> list[str]:
                 "cross_attention",
                 lambda: alignment(ctx.record, "mean", "mean", item=0),
                 "Input 1: cross-attention, each output token (row) over the source tokens, the "
-                "mean of every layer and head; a dot marks each row's most attended source "
+                "mean of every layer and head; a red box marks each row's most attended source "
                 "token.",
             )
         )
@@ -334,7 +334,7 @@ def layers_figure(record, item: int, stack):
     """Small multiples: each layer's mean of heads for one input, on one colour scale."""
     from ..analysis.blocks import record_view, select_layers
     from ..analysis.tokens import readable_token
-    from ..plots.canvas import colour_scale, new_figure, style
+    from ..plots.canvas import colour_scale, label_bar, new_figure, style
     from ..plots.heatmaps import draw_matrix
 
     layers = select_layers(record, None, stack, "self")
@@ -387,7 +387,7 @@ def layers_figure(record, item: int, stack):
                 ax.set_yticks([])
         bar = fig.colorbar(image, ax=axes.ravel().tolist(), fraction=0.02, pad=0.01, shrink=0.9)
         # on two lines when one would run past a short figure's top and bottom
-        bar.set_label(scale_label.replace(" (", "\n(", 1) if nrows == 1 else scale_label, fontsize=7)
+        label_bar(bar, scale_label, fontsize=7)
         bar.outline.set_linewidth(0.5)
         fig.suptitle("mean attention of each layer" + (f" (input {item + 1})" if record.batch_size > 1 else ""))
     return fig

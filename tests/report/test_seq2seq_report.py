@@ -76,6 +76,16 @@ def test_encoder_decoder_report_from_texts_alone(tmp_path, minilm_tokenizer, mak
     assert sections == {"summary": "ok", "bertviz": "ok", "heatmaps": "ok"}, html[-3000:]
     for plot in ("layers_mean", "decoder_layers_mean", "cross_attention"):
         assert f'data-plot="{plot}"' in html
+    # the caption describes the marks the alignment figure draws: one red box per output row
+    from matplotlib.patches import Rectangle
+
+    from attn_plugins.plots import alignment
+
+    assert "a red box marks each row" in html
+    record = AttentionRecord.load(tmp_path / "record.safetensors")
+    fig = alignment(record, "mean", "mean", item=0)
+    boxes = [p for p in fig.axes[0].patches if isinstance(p, Rectangle) and p.get_edgecolor()[0] > 0.7]
+    assert len(boxes) == int(record.inputs["decoder_attention_mask"][0].sum())
     record = AttentionRecord.load(tmp_path / "record.safetensors")
     assert {(layer.stack, layer.kind) for layer in record.layers} == {
         ("encoder", "self"),
