@@ -202,6 +202,11 @@ def record_view(record: AttentionRecord, layer: LayerAttention) -> View:
     if layer.stack == "decoder":
         qm, qt = dec_mask, dec_tokens
         km, kt = (enc_mask, enc_tokens) if layer.kind == "cross" else (dec_mask, dec_tokens)
+    elif layer.kind == "cross" and dec_tokens is None and not record.select(layer.stack, "self"):
+        # a cross-only record (a hand-written Luong/Bahdanau decoder): its tokens are the source
+        # (the keys); the decoder's steps have no strings (as in the BertViz panels: "step i")
+        qm, km = dec_mask, enc_mask
+        qt, kt = [[f"step {i}" for i in range(q)]] * b, enc_tokens
     elif layer.kind == "cross":  # a decoder-only stack attending to some other sequence
         qm, qt, km, kt = enc_mask, enc_tokens, None, None
     else:

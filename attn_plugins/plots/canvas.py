@@ -367,7 +367,7 @@ def label_bar(bar: Any, text: str, fontsize: float | None = None) -> None:
     from matplotlib.font_manager import FontProperties
 
     size = fontsize if fontsize is not None else FontProperties(size=rcParams["axes.labelsize"]).get_size_in_points()
-    room = int(bar.ax.figure.get_figheight() * 72 * 0.85 / (0.55 * size))  # characters that fit along the bar
+    room = int(bar.ax.figure.get_figheight() * 72 * 0.75 / (0.55 * size))  # characters that fit along the bar
     if len(text) > room:
         head, paren, tail = text.partition(" (")
         lines = [head, paren.strip() + tail] if paren else [text]

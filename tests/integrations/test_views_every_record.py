@@ -171,3 +171,21 @@ def test_cross_only_head_view_has_target_and_source_sides(browser, tmp_path):
     assert torch.equal(args["cross_attention"][0][0], weights[1])
     html = bertviz.head_view(**args, html_action="return")
     assert "step 0" in html.data
+
+
+def test_cross_only_alignment_labels_steps_and_source_tokens():
+    """The alignment figure of the Luong record labels its rows with the decoder's steps and its
+    columns with the source tokens of the item shown (it took the source tokens, shifted, as rows)."""
+    from attn_plugins import plots
+
+    record = luong_record()
+    for item in (0, 1):
+        fig = plots.alignment(record, "mean", "mean", item=item)
+        ax = fig.axes[0]
+        steps = record.layers[0].weights.shape[2]
+        assert [t.get_text() for t in ax.get_yticklabels()] == [f"step {i}" for i in range(steps)]
+        assert [t.get_text() for t in ax.get_xticklabels()] == list(record.tokens[item])
+        shown = ax.images[0].get_array()
+        torch.testing.assert_close(
+            torch.as_tensor(shown.data, dtype=torch.float32), record.layers[0].weights[item].mean(dim=0)
+        )
