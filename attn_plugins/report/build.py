@@ -217,11 +217,11 @@ def build_report(
         ctx.save_record()
         bar.update(1)
         built = []
-        with ctx.renderer.sharing_cores():
-            for sid, title in chosen:
-                bar.set_postfix_str(title)
+        for sid, title in chosen:
+            bar.set_postfix_str(title)
+            with ctx.renderer.sharing_cores():
                 built.append(run_section(ctx, sid, title))
-                bar.update(1)
+            bar.update(1)
         bar.set_postfix_str("writing the page")
         for section in built:  # the figures rendered beside the sections
             finish_section(ctx, section)

@@ -78,17 +78,20 @@ class FigureRenderer:
     # ----- the parent's side -------------------------------------------------------------------------
     @contextlib.contextmanager
     def sharing_cores(self) -> Iterator[None]:
-        """While figures may render in children, run this process's torch work (the saliency
-        sections' forward and backward passes) on the cores the children leave (at least one
-        thread), and restore torch's thread count after. torch's worker threads spin while they wait
-        for each other; on a core a child is drawing on, that spinning costs as much CPU as the work
-        (on 2 CPUs it made the saliency section cost 3x its CPU time)."""
+        """Around one section: while figures render in children, run this process's torch work
+        (the saliency sections' forward and backward passes) on the cores the running children
+        leave (at least one thread), and restore torch's thread count after. torch's worker threads
+        spin while they wait for each other; on a core a child is drawing on, that spinning costs as
+        much CPU as the work (on 2 CPUs it made the saliency section cost 3x its CPU time). Once
+        every child is done, sections get all of torch's threads again."""
         torch = sys.modules.get("torch")
         if not self.workers or torch is None:
             yield
             return
+        self._pump()  # reap the children that are done, start waiting figures
+        busy = sum(1 for job in self._jobs if job["pid"] is not None)
         before = torch.get_num_threads()
-        wanted = max(1, min(before, usable_cpus() - self.workers))
+        wanted = max(1, min(before, usable_cpus() - busy)) if busy else before
         if wanted != before:
             torch.set_num_threads(wanted)
         try:

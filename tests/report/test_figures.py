@@ -190,13 +190,24 @@ def test_torch_runs_on_the_cores_the_children_leave_and_gets_its_threads_back(tm
 
     from attn_plugins.report.figures import usable_cpus
 
+    def slow():
+        import time
+
+        time.sleep(3)
+        return _figure()
+
     before = torch.get_num_threads()
     renderer = FigureRenderer(str(tmp_path), workers=2)
-    with renderer.sharing_cores():
+    with renderer.sharing_cores():  # no child running yet: untouched
+        assert torch.get_num_threads() == before
+    placeholders = renderer.submit("a", slow, "a") + renderer.submit("b", slow, "b")
+    with renderer.sharing_cores():  # two children drawing
         assert torch.get_num_threads() == max(1, min(before, usable_cpus() - 2))
-        renderer.fill(renderer.submit("a", _figure, "a"))
-    renderer.close()
     assert torch.get_num_threads() == before
+    renderer.fill(placeholders)
+    with renderer.sharing_cores():  # every child done: all threads again
+        assert torch.get_num_threads() == before
+    renderer.close()
     with FigureRenderer(str(tmp_path), workers=0).sharing_cores():  # nothing renders beside: untouched
         assert torch.get_num_threads() == before
     with pytest.raises(KeyError):
