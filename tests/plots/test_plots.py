@@ -279,3 +279,19 @@ def test_entropy_axis_has_no_offset_and_dendrogram_labels_stay_readable(minilm_r
     labels = [t for t in matrix_ax.get_xticklabels() if t.get_text()]
     assert 12 <= len(labels) <= 24
     assert min(t.get_fontsize() for t in labels) >= 5
+
+
+def test_head_grid_labels_its_outer_panels_with_tokens_and_leaves_inner_ones_bare():
+    g = torch.Generator().manual_seed(0)
+    weights = torch.softmax(torch.randn(1, 6, 5, 5, generator=g), dim=-1)
+    tokens = ["[CLS]", "a", "cat", "sat", "[SEP]"]
+    fig = plots.head_grid(weights, 0, tokens=tokens, ncols=3)
+    panels = [ax for ax in fig.axes if ax.get_title().startswith("head")]
+    assert len(panels) == 6
+    for idx, ax in enumerate(panels):
+        row, col = divmod(idx, 3)
+        xs = [t.get_text() for t in ax.get_xticklabels()]
+        ys = [t.get_text() for t in ax.get_yticklabels()]
+        assert xs == (tokens if row == 1 else []), (idx, xs)
+        assert ys == (tokens if col == 0 else []), (idx, ys)
+        torch.testing.assert_close(torch.as_tensor(ax.images[0].get_array().data).float(), weights[0, idx])
