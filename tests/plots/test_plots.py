@@ -154,7 +154,7 @@ def test_heatmap_crops_padding_and_labels_tokens(minilm_rec):
     assert ax.images[0].get_array().shape == (n, n)
     labels = [t.get_text() for t in ax.get_xticklabels()]
     assert labels[0] == "[CLS]" and labels[-1] == "[SEP]" and "[PAD]" not in labels
-    assert fig.axes[1].get_ylabel() == "attention weight (fixed scale 0 to 1)"  # the colorbar
+    assert _words(fig.axes[1].get_ylabel()) == "attention weight (fixed scale 0 to 1)"  # the colorbar
 
 
 def test_animated_gifs(tmp_path):
@@ -228,6 +228,11 @@ def _uniform_record(value_rows: int = 9):
     )
 
 
+def _words(label: str) -> str:
+    """A colorbar label as words (a long one is broken onto lines to fit the figure)."""
+    return " ".join(label.split())
+
+
 def _rgb_of(fig, ax_index, value):
     image = fig.axes[ax_index].images[0]
     return image.to_rgba(value)[:3], image.norm.vmin, image.norm.vmax
@@ -255,12 +260,12 @@ def test_colour_scale_is_fixed_0_to_1_unless_asked(what):
     rgb, vmin, vmax = _rgb_of(fixed, 0, 1.0 / 9)
     assert (vmin, vmax) == (0.0, 1.0)
     assert min(rgb) > 0.7, f"a near-uniform head must look pale on the fixed scale, got {rgb}"
-    assert "fixed scale 0 to 1" in fixed.axes[-1].get_ylabel()
+    assert "fixed scale 0 to 1" in _words(fixed.axes[-1].get_ylabel())
     if relative is not None:
         rgb, _, vmax = _rgb_of(relative, 0, 1.0 / 9)
         assert vmax == pytest.approx(1.0 / 9)
         assert min(rgb) < 0.3  # darkest colour: the scale runs to this head's largest weight
-        label = relative.axes[-1].get_ylabel()
+        label = _words(relative.axes[-1].get_ylabel())
         assert "relative scale: 0 to 0.111" in label
     with pytest.raises(ValueError, match="fixed"):
         plots.heatmap(record, layer=0, head=0, scale="per-head")
