@@ -154,8 +154,9 @@ def build_report(
             ``"svg"``, ``"pdf"`` (default none: the page shows every figure at screen resolution).
         figure_workers: child processes that render figures beside the following sections (default:
             up to 4 on Linux, where ``fork`` is safe; 0 renders every figure in this process, e.g. inside
-            a multi-threaded server). The page is the same either way. While children render, torch
-            runs on the cores they leave (``torch.set_num_threads``, restored when the report is done).
+            a multi-threaded server). The page is the same either way. During a section that runs
+            while children render, torch runs on the cores they leave (``torch.set_num_threads``,
+            restored after the section).
 
     Returns:
         The path of ``report.html``.
