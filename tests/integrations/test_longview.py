@@ -253,3 +253,20 @@ def test_hostile_tokens_in_a_small_long_view(browser, tmp_path):
     enc_n, dec_n = len(bertviz_records.bart().tokens[0]), len(bertviz_records.bart().decoder_tokens[0])
     assert page.query(".apl-root")[0].get_attribute("data-window") == f"0,{dec_n},0,{enc_n}"
     assert page.console_errors() == [] and page.alerts() == 0
+
+
+@pytest.mark.parametrize("size", [0, 1000, (1 << 21) - 1, 7 * (1 << 20) + 12345])
+def test_parallel_huffman_deflate_is_one_zlib_stream(size):
+    """Empty, one-piece and many-piece data: what the page's DecompressionStream("deflate") gets is
+    a single zlib stream (checked with zlib itself; the page tests decode it in Chromium)."""
+    import zlib
+
+    from attn_plugins.integrations.longview import deflate
+
+    rng = torch.Generator().manual_seed(size)
+    data = (torch.randint(0, 40, (size,), generator=rng, dtype=torch.uint8)).numpy().tobytes()
+    packed = deflate(data)
+    assert zlib.decompress(packed) == data
+    if size > 1000:
+        assert len(packed) < 0.8 * size  # 40 symbols: Huffman coding alone packs them
+        assert zlib.decompress(deflate(data, strategy=zlib.Z_DEFAULT_STRATEGY)) == data
