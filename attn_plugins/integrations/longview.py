@@ -199,6 +199,14 @@ def _sparse(w: torch.Tensor, tau: float) -> tuple[torch.Tensor, torch.Tensor, to
 def encode(
     attn_blocks: list[torch.Tensor], *, budget_bytes: int = 8_000_000, min_weight: float = 1e-4, seed: int = 0
 ) -> tuple[bytes, list[dict[str, int]], dict[str, Any]]:
+    """:func:`encode_array` with the fields as bytes (little-endian 16-bit)."""
+    out, offsets, stats = encode_array(attn_blocks, budget_bytes=budget_bytes, min_weight=min_weight, seed=seed)
+    return out.tobytes(), offsets, stats
+
+
+def encode_array(
+    attn_blocks: list[torch.Tensor], *, budget_bytes: int = 8_000_000, min_weight: float = 1e-4, seed: int = 0
+) -> tuple[np.ndarray, list[dict[str, int]], dict[str, Any]]:
     """Encode ``[q, k]`` weight blocks sparsely (see the module docstring).
 
     Every weight at or above one threshold is kept (the threshold is ``min_weight``, raised so
@@ -213,7 +221,7 @@ def encode(
         seed: seeds the sample the threshold is estimated from.
 
     Returns:
-        The bytes (uncompressed, little-endian 16-bit fields), one ``{"counts", "cols", "vals",
+        The 16-bit fields (a ``<u2`` array, uncompressed), one ``{"counts", "cols", "vals",
         "entries"}`` dict of byte offsets per block, and statistics (entries kept, the threshold,
         the share of each row's attention the stored entries hold).
     """
@@ -275,7 +283,7 @@ def encode(
         "coverage_min": share_min,
         "coverage_mean": share_sum / max(1, share_rows),
     }
-    return out.tobytes(), offsets, stats
+    return out, offsets, stats
 
 
 def longview_from_panels(
@@ -314,11 +322,11 @@ def longview_from_panels(
     """
     # one stack per panel and layer: its heads are encoded in one pass
     blocks = [p.attn[li] for p in found for li in range(len(p.layers))]
-    data, offsets, stats = encode(blocks, budget_bytes=int(budget_mb * 1_000_000), min_weight=min_weight)
-    raw_size = len(data)
+    fields, offsets, stats = encode_array(blocks, budget_bytes=int(budget_mb * 1_000_000), min_weight=min_weight)
+    raw_size = fields.nbytes
     # every field is 16-bit: store all low bytes, then all high bytes (deflate packs the mostly
-    # empty high bytes of column steps and counts into almost nothing)
-    data = np.frombuffer(data, dtype=np.uint8).reshape(-1, 2).T.tobytes()
+    # empty high bytes of column steps and counts into almost nothing); one copy, straight from the array
+    data: Any = np.ascontiguousarray(fields.view(np.uint8).reshape(-1, 2).T).reshape(-1).data
     if compress:
         data = deflate(data, COMPRESS_LEVEL)
     meta_panels: list[dict[str, Any]] = []
