@@ -184,14 +184,16 @@ def _sparse(w: torch.Tensor, tau: float) -> tuple[torch.Tensor, torch.Tensor, to
     """For a stack ``[n, q, k]``: the row (``block * q + query``), column and value of every weight
     >= ``tau`` and of each row's largest weight, in row-major order. One pass over the whole stack
     (no per-block loop); a row's largest weight is looked up only where no weight of the row reaches
-    ``tau`` (elsewhere it is among those kept already)."""
+    ``tau`` (elsewhere it is among those kept already). The mask is scanned with numpy, whose
+    ``any`` and ``flatnonzero`` over booleans are several times faster than torch's here."""
     n, q, k = w.shape
-    mask = w >= tau
-    empty = (~mask.any(dim=2)).nonzero()
-    if len(empty):
-        blocks, queries = empty[:, 0], empty[:, 1]
-        mask[blocks, queries, w[blocks, queries].argmax(dim=1)] = True
-    flat = mask.view(-1).nonzero().squeeze(1)
+    weights = w.numpy()  # the groups are contiguous float32 on the CPU (_groups)
+    mask = weights >= tau
+    empty = np.flatnonzero(~mask.any(axis=2))
+    if empty.size:
+        rows = mask.reshape(n * q, k)
+        rows[empty, weights.reshape(n * q, k)[empty].argmax(axis=1)] = True
+    flat = torch.from_numpy(np.flatnonzero(mask))
     vals = w.view(-1).index_select(0, flat)
     return torch.div(flat, k, rounding_mode="floor"), flat % k, vals
 
