@@ -107,6 +107,11 @@ def stat_scale(hs: HeadStats, name: str) -> tuple[str, float, float]:
     return _CMAPS.get(name, "magma"), vmin, vmax
 
 
+def stat_text(value: float) -> str:
+    """A statistic as written in a cell (two decimals; one from 10 up, for distances)."""
+    return f"{value:.2f}" if abs(value) < 10 else f"{value:.1f}"
+
+
 def _matrix_panel(
     fig: Figure, ax: Axes, values: torch.Tensor, hs: HeadStats, name: str, label: str, annotate: bool | None
 ) -> None:
@@ -126,7 +131,7 @@ def _matrix_panel(
     if annotate is None:
         annotate = n_heads <= 16 and n_layers <= 16
     if annotate:
-        annotate_cells(ax, image, data, lambda v: f"{v:.2f}" if abs(v) < 10 else f"{v:.1f}", 4.5)
+        annotate_cells(ax, image, data, stat_text, 4.5)
     bar = fig.colorbar(image, ax=ax, fraction=0.05, pad=0.02)
     bar.outline.set_linewidth(0.5)
 
@@ -164,4 +169,4 @@ def _scatter_panel(ax: Axes, values: torch.Tensor, hs: HeadStats, name: str, lab
     ax.legend(frameon=False, loc="best")
 
 
-__all__ = ["head_stats_plot", "stat_scale"]
+__all__ = ["head_stats_plot", "stat_scale", "stat_text"]

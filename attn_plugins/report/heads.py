@@ -235,7 +235,7 @@ def stat_table(hs, name: str) -> str:
     16 heads per layer (else each cell's tooltip carries it)."""
     from ..analysis.stats import STAT_TITLES
     from ..integrations.heat_table import heat_table
-    from ..plots.heads import stat_scale
+    from ..plots.heads import stat_scale, stat_text
 
     values = hs.get(name).numpy()
     width = values.shape[1]
@@ -250,7 +250,7 @@ def stat_table(hs, name: str) -> str:
         vmin=vmin,
         vmax=vmax,
         title=STAT_TITLES.get(name, f"share to {name}"),
-        fmt=lambda v: f"{v:.2f}" if abs(v) < 10 else f"{v:.1f}",
+        fmt=stat_text,
         corner="layer \\ head",
         show_values=width <= 16,
         cell_title=lambda i, j: f"{hs.labels[i]} head {columns[j]}: {fmt(float(values[i, j]))}",

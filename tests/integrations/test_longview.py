@@ -11,7 +11,7 @@ import pytest
 import torch
 
 import attn_plugins as ap
-from attn_plugins.integrations.longview import QUANT_LEVELS, encode
+from attn_plugins.integrations.sparse_weights import QUANT_LEVELS, encode
 
 from .. import _browser
 from . import _bertviz_records as bertviz_records
@@ -24,7 +24,7 @@ def own_requests(page) -> list[str]:
     return [u for u in page.requests() if not u.startswith("data:image/png;base64,")]
 
 
-def decode(data: bytes, offsets: list[dict], rows: int) -> list[dict]:
+def decode(data: np.ndarray, offsets: list[dict], rows: int) -> list[dict]:
     """Python twin of the page's decoder: ``{(row, col): weight}`` per block."""
     out = []
     for off in offsets:
@@ -261,7 +261,7 @@ def test_parallel_huffman_deflate_is_one_zlib_stream(size):
     a single zlib stream (checked with zlib itself; the page tests decode it in Chromium)."""
     import zlib
 
-    from attn_plugins.integrations.longview import deflate
+    from attn_plugins.integrations.sparse_weights import deflate
 
     rng = torch.Generator().manual_seed(size)
     data = (torch.randint(0, 40, (size,), generator=rng, dtype=torch.uint8)).numpy().tobytes()
